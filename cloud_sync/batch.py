@@ -1,0 +1,94 @@
+"""The batch a gateway POSTs to the central platform: schema version 1.
+
+The agent builds batches from records it already serialised when they were
+computed; the reference receiver validates incoming batches with these models
+and publishes their JSON Schema at GET /api/v1/schema. Records may carry more
+fields than listed here (newer agents); what is listed is required.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class GatewayTags(_Record):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    enterprise_id: str = Field(pattern=r"^[0-9A-Z]{18}$", description="Unified social credit code")
+    region_code: str = Field(pattern=r"^\d{6}$", description="GB/T 2260")
+    industry_code: str = Field(pattern=r"^[A-T]\d{0,4}$", description="GB/T 4754-2017")
+    timezone: str
+
+
+class Factor(_Record):
+    id: str
+    value: float
+    unit: str = Field(description="e.g. kgCO2/kWh")
+    source: str
+    year: int | None = None
+    verification: str | None = None
+
+
+class Interval(_Record):
+    device: str
+    carrier: str
+    start: AwareDatetime = Field(description="RFC 3339 with offset")
+    end: AwareDatetime
+    quantity: float = Field(description="Energy in the carrier's own unit")
+    unit: str
+    kwh: float | None = Field(description="Energy equivalent in kWh, where it applies")
+    tce_kg: float | None = Field(description="Standard coal equivalent, kgce (GB/T 2589-2020)")
+    co2_kg: float | None
+    scope: Literal[1, 2] | None = Field(description="1: fuels burnt on site; 2: purchased")
+    factor: Factor | None = Field(description="The CO2 factor applied")
+    coverage: float = Field(ge=0, le=1, description="Share of the interval measured")
+    quality: Literal["good", "estimated", "partial"]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Interval:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Event(_Record):
+    id: int = Field(description="Sequence of the event on its gateway")
+    ts: AwareDatetime
+    device: str | None = None
+    kind: str = Field(description="e.g. counter_reset, alarm_raised, alarm_cleared, buffer_full")
+    severity: Literal["info", "warning", "critical"]
+    message: str
+
+
+class Sample(_Record):
+    device: str
+    point: str
+    ts: AwareDatetime
+    value: float | None
+    unit: str
+    quality: str
+
+
+class Batch(_Record):
+    schema_version: Literal[1]
+    gateway: GatewayTags
+    sequence: int = Field(ge=1, description="Idempotency-Key is '<gateway.id>:<sequence>'")
+    factor_set: str
+    intervals: list[Interval] = []
+    events: list[Event] = []
+    samples: list[Sample] = []
+
+
+def batch_json_schema() -> dict:
+    """The JSON Schema served by the receiver, with its version in the id."""
+    schema = Batch.model_json_schema()
+    schema["$id"] = f"https://edge-agent.invalid/schemas/batch/v{SCHEMA_VERSION}.json"
+    schema["title"] = f"edge-agent batch, schema version {SCHEMA_VERSION}"
+    return schema

@@ -1,0 +1,376 @@
+"""The shape of `agent.yaml`: typed, validated once at load, never repaired.
+
+Each field's description is what `edge-agent schema` publishes, so an editor
+shows it as the technician types; keep them short and practical.
+Cross-field rules (a counter must name a point of its device, and so on) live
+in `config/checks.py`, where they can point at the exact YAML node.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from config.units import Duration, Size
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+        description="Letters, digits, '_' and '-', starting with a letter (at most 64).",
+    ),
+]
+
+CARRIERS = (
+    "electricity",
+    "natural_gas",
+    "raw_coal",
+    "diesel",
+    "gasoline",
+    "lpg",
+    "fuel_oil",
+    "steam",
+    "heat",
+    "water",
+)
+Carrier = Literal[
+    "electricity",
+    "natural_gas",
+    "raw_coal",
+    "diesel",
+    "gasoline",
+    "lpg",
+    "fuel_oil",
+    "steam",
+    "heat",
+    "water",
+]
+PointKind = Literal["gauge", "counter"]
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a misspelt key must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- identity -----------------------------------------------------------------
+
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def uscc_check_digit(code: str) -> str:
+    """The 18th character of a unified social credit code (GB 32100-2015)."""
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(code[:17], _USCC_WEIGHTS, strict=True))
+    return _USCC_CHARS[(31 - total % 31) % 31]
+
+
+class Gateway(Strict):
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="This gateway's id, unique on the central platform; part of every batch key.",
+    )
+    enterprise_id: str = Field(
+        pattern=r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$",
+        description="Unified social credit code of the enterprise (18 characters, GB 32100).",
+    )
+    region_code: str = Field(
+        pattern=r"^[1-8]\d{5}$",
+        description='GB/T 2260 administrative division, six digits, quoted: "510100".',
+    )
+    industry_code: str = Field(
+        pattern=r"^[A-T](\d{2}|\d{3}|\d{4})?$",
+        description="GB/T 4754-2017 industry code: section letter and up to four digits (C3011).",
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="IANA time zone; interval boundaries and days follow it.",
+    )
+
+    @field_validator("region_code", mode="before")
+    @classmethod
+    def _region_as_text(cls, value: Any) -> Any:
+        # An unquoted 510100 is unambiguous (no division code starts with 0).
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (for example Asia/Shanghai)") from None
+        return value
+
+
+# --- buffer and sync ----------------------------------------------------------
+
+
+class Buffer(Strict):
+    path: str = Field(
+        default="${STATE_DIRECTORY:-/var/lib/edge-agent}/buffer.db",
+        description="SQLite file of the store-and-forward buffer; ${VAR} is expanded.",
+    )
+    max_size: Size = Field(
+        default=2 * 10**9, description="Upper bound of the buffer on disk; raw samples go first."
+    )
+    raw_retention: Duration = Field(
+        default=0.0, description="Keep raw samples this long (0: do not store raw samples)."
+    )
+
+
+class Sync(Strict):
+    url: str = Field(
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="The central platform's batch endpoint, e.g. https://host/api/v1/batches.",
+    )
+    token_file: str | None = Field(
+        default=None,
+        description="File holding the bearer token (systemd credential); ${VAR} is expanded.",
+    )
+    every: Duration = Field(default=60.0, gt=0, description="How often to send a batch.")
+    max_batch: int = Field(default=5000, ge=1, le=100_000, description="Records per batch.")
+    timeout: Duration = Field(default=30.0, gt=0, description="HTTP timeout of one request.")
+
+
+class Emissions(Strict):
+    factor_set: str = Field(
+        default="cn-mee-2022",
+        description="Shipped factor set (data year of the grid factor), e.g. cn-mee-2022.",
+    )
+    grid: str | None = Field(
+        default=None,
+        description="Province of the grid factor (sichuan, chongqing) or national; "
+        "default: the province of gateway.region_code.",
+    )
+    intervals: list[Duration] = Field(
+        default=[60.0, 900.0],
+        min_length=1,
+        description="Interval lengths, aligned to the clock; each must divide a day.",
+    )
+
+
+# --- transports ---------------------------------------------------------------
+
+
+class ModbusTcp(Strict):
+    host: str = Field(description="IP address or host name of the meter or gateway.")
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
+    timeout: Duration = Field(default=2.0, gt=0, description="Reply timeout of one request.")
+
+
+class ModbusRtu(Strict):
+    port: str = Field(description="Serial device, e.g. /dev/ttyUSB0.")
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit: int = Field(default=1, ge=1, le=247)
+    timeout: Duration = Field(default=1.0, gt=0)
+
+
+class OpcUa(Strict):
+    endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port/path")
+    security: Literal[
+        "None", "Basic256Sha256/Sign", "Basic256Sha256/SignAndEncrypt"
+    ] = "None"
+    mode: Literal["read", "subscribe"] = "read"
+    username: str | None = None
+    password_file: str | None = None
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    timeout: Duration = Field(default=5.0, gt=0)
+
+
+class Dlt645(Strict):
+    port: str = Field(description="Serial device, e.g. /dev/ttyUSB1.")
+    baudrate: Literal[1200, 2400, 4800, 9600] = 2400
+    parity: Literal["N", "E", "O"] = "E"
+    address: str = Field(
+        pattern=r"^\d{12}$",
+        description='Meter address, 12 digits as printed on the meter, quoted: "000012345678".',
+    )
+    timeout: Duration = Field(default=1.0, gt=0)
+
+
+# --- points -------------------------------------------------------------------
+
+ModbusType = Literal[
+    "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"
+]
+REGISTER_COUNT = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+    "bool": 1,
+}
+
+
+class PointBase(Strict):
+    name: Name
+    unit: str = Field(default="", description="Unit of the decoded value (kWh, kW, m3, ...).")
+    kind: PointKind = Field(
+        default="gauge", description="counter: a cumulative total; gauge: an instant value."
+    )
+    scale: float = Field(default=1.0, description="Decoded value = raw x scale + offset.")
+    offset: float = 0.0
+
+
+class ModbusPoint(PointBase):
+    address: int = Field(ge=0, le=65535, description="0-based register address (PDU address).")
+    function: Literal["holding", "input", "coil", "discrete"] = "holding"
+    type: ModbusType = "uint16"
+    word_order: Literal["big", "little"] = Field(
+        default="big", description="big: high word first (the common case)."
+    )
+    byte_order: Literal["big", "little"] = "big"
+
+
+class OpcUaPoint(PointBase):
+    node: str = Field(pattern=r"^(ns=\d+;)?[isgb]=.+$", description='Node id, e.g. "ns=2;s=Tag".')
+
+
+class Dlt645Point(PointBase):
+    di: str = Field(
+        pattern=r"^[0-9A-Fa-f]{8}$",
+        description='Data identifier DI3..DI0 as in the standard, e.g. "00010000".',
+    )
+    format: str = Field(
+        default="XXXXXX.XX",
+        pattern=r"^X+(\.X+)?$",
+        description="BCD format of the value, e.g. XXXXXX.XX (kWh) or XX.XXXX (kW).",
+    )
+    signed: bool = Field(default=False, description="Top bit of the last byte is the sign.")
+
+
+# --- what a device measures ---------------------------------------------------
+
+
+class Energy(Strict):
+    carrier: Carrier = Field(description="What the device meters.")
+    counter: str = Field(description="Name of the point holding the cumulative total.")
+
+
+class Production(Strict):
+    counter: str = Field(description="Name of the point counting units produced.")
+
+
+class _DeviceBase(Strict):
+    name: Name
+    profile: str | None = Field(
+        default=None, description="Meter profile from the library, e.g. eastron-sdm630."
+    )
+    poll: Duration = Field(default=10.0, gt=0, description="Polling period.")
+    energy: Energy | None = None
+    production: Production | None = None
+
+
+class ModbusTcpDevice(_DeviceBase):
+    modbus_tcp: ModbusTcp
+    points: list[ModbusPoint] = []
+
+
+class ModbusRtuDevice(_DeviceBase):
+    modbus_rtu: ModbusRtu
+    points: list[ModbusPoint] = []
+
+
+class OpcUaDevice(_DeviceBase):
+    opcua: OpcUa
+    points: list[OpcUaPoint] = []
+
+
+class Dlt645Device(_DeviceBase):
+    dlt645: Dlt645
+    points: list[Dlt645Point] = []
+
+
+PROTOCOLS = ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
+# Tags appear in validation error paths; they contain '=' so they can never be
+# mistaken for a YAML key when errors are mapped back to positions.
+TAG_PREFIX = "protocol="
+
+
+def _protocol_of(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        present = [p for p in PROTOCOLS if getattr(value, p, None) is not None]
+    elif isinstance(value, dict):
+        present = [p for p in PROTOCOLS if p in value]
+    else:
+        return None
+    return TAG_PREFIX + present[0] if len(present) == 1 else None
+
+
+Device = Annotated[
+    Annotated[ModbusTcpDevice, Tag(TAG_PREFIX + "modbus_tcp")]
+    | Annotated[ModbusRtuDevice, Tag(TAG_PREFIX + "modbus_rtu")]
+    | Annotated[OpcUaDevice, Tag(TAG_PREFIX + "opcua")]
+    | Annotated[Dlt645Device, Tag(TAG_PREFIX + "dlt645")],
+    Discriminator(
+        _protocol_of,
+        custom_error_type="device_protocol",
+        custom_error_message="a device needs exactly one of modbus_tcp, modbus_rtu, opcua, dlt645",
+    ),
+]
+
+
+def protocol_of(device: BaseModel) -> str:
+    """'modbus_tcp', 'modbus_rtu', 'opcua' or 'dlt645'."""
+    tag = _protocol_of(device)
+    assert tag is not None  # a validated device has exactly one
+    return tag.removeprefix(TAG_PREFIX)
+
+
+# --- rules (evaluated by agent/rules.py) ---------------------------------------
+
+
+class ModbusWrite(Strict):
+    device: str
+    coil: int | None = Field(default=None, ge=0, le=65535)
+    register_: int | None = Field(default=None, alias="register", ge=0, le=65535)
+    value: bool | int
+
+
+class RuleAction(Strict):
+    modbus_write: ModbusWrite
+
+
+class Rule(Strict):
+    name: Name
+    device: str | None = Field(default=None, description="Device watched; omit for the site.")
+    quantity: str = Field(description="demand_15m_kw, power_kw, co2_kg_today, a point name, ...")
+    above: float | None = None
+    below: float | None = None
+    clear_below: float | None = None
+    clear_above: float | None = None
+    for_: Duration = Field(default=0.0, alias="for", description="Minimum duration before raising.")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    action: RuleAction | None = None
+
+
+# --- the whole file -----------------------------------------------------------
+
+
+class Config(Strict):
+    gateway: Gateway
+    buffer: Buffer = Buffer()
+    sync: Sync
+    emissions: Emissions = Emissions()
+    devices: list[Device] = Field(default=[], description="Meters to poll.")
+    rules: list[Rule] = []
+
+
+AnyDevice = ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645Device
+AnyPoint = ModbusPoint | OpcUaPoint | Dlt645Point
+
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

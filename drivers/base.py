@@ -1,0 +1,44 @@
+"""What every driver produces and the one interface it implements.
+
+A driver never raises out of `read()`: a meter that times out or answers
+garbage yields readings with a bad quality and the reason, so one faulty meter
+can never stop the poll loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    BAD = "bad"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One decoded point value at one instant (`ts`: seconds since the epoch)."""
+
+    device: str
+    point: str
+    ts: float
+    value: float | None
+    unit: str
+    quality: Quality = Quality.GOOD
+    reason: str | None = None
+
+    @property
+    def good(self) -> bool:
+        return self.quality is Quality.GOOD and self.value is not None
+
+
+class Driver(Protocol):
+    """One device. `read` polls every point once; `close` releases the link."""
+
+    device: str
+
+    async def read(self) -> list[Reading]: ...
+
+    async def close(self) -> None: ...
