@@ -1,0 +1,62 @@
+"""From an interval's energy to the record the platform receives: kWh, tce, CO2.
+
+The factor applied travels with the record (id, value, unit, source, year), so
+the central platform can check or recompute every figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from agent.energy import ClosedInterval
+from config import FactorSet
+from config.carriers import conversion, reported_unit
+
+KJ_PER_KGCE = 29_307.0  # GB/T 2589: 1 kgce = 29 307 kJ
+KWH_PER_KGCE = KJ_PER_KGCE / 3600.0
+
+
+def rfc3339(ts: float, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+
+
+def interval_record(
+    device: str,
+    carrier: str,
+    counter_unit: str,
+    interval: ClosedInterval,
+    factors: FactorSet,
+    province: str,
+    tz: ZoneInfo,
+) -> dict:
+    """The batch record of one closed interval (see cloud_sync/batch.py)."""
+    scale = conversion(carrier, counter_unit)
+    if scale is None:  # config checks refuse such units; never report a wrong number
+        raise ValueError(f"{device}: unit {counter_unit!r} is not a unit of {carrier}")
+    quantity = interval.quantity * scale
+    coal = factors.standard_coal(carrier)
+    tce = quantity * coal.value if coal else None
+    if carrier == "electricity":
+        kwh: float | None = quantity
+    elif carrier == "water" or tce is None:
+        kwh = None
+    else:
+        kwh = tce * KWH_PER_KGCE
+    factor, scope = factors.co2(carrier, province)
+    return {
+        "device": device,
+        "carrier": carrier,
+        "start": rfc3339(interval.start, tz),
+        "end": rfc3339(interval.end, tz),
+        "quantity": round(quantity, 6),
+        "unit": reported_unit(carrier),
+        "kwh": None if kwh is None else round(kwh, 6),
+        "tce_kg": None if tce is None else round(tce, 6),
+        "co2_kg": round(quantity * factor.value, 6) if factor else (0.0 if scope is None else None),
+        "scope": scope,
+        "factor": asdict(factor) if factor else None,
+        "coverage": round(interval.coverage, 4),
+        "quality": interval.quality,
+    }

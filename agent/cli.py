@@ -1,0 +1,200 @@
+"""`edge-agent`: the commands a technician types.
+
+Exit codes follow sysexits: 0 ok, 78 (EX_CONFIG) for a configuration problem,
+so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config import ConfigInvalid, LoadedConfig, Problem, config_json_schema, load_config
+
+EX_OK = 0
+EX_CONFIG = 78
+
+
+def _setup_logging(verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("JOURNAL_STREAM"):
+        # journald reads syslog priorities from a "<N>" prefix
+        fmt = "<%(priority)s>%(name)s: %(message)s"
+        logging.setLogRecordFactory(_with_priority(logging.getLogRecordFactory()))
+    else:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    for noisy in ("pymodbus", "httpx", "httpcore", "apscheduler", "asyncua"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def _with_priority(factory):  # type: ignore[no-untyped-def]
+    priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+    def make(*args, **kwargs):  # type: ignore[no-untyped-def]
+        record = factory(*args, **kwargs)
+        record.priority = priorities.get(record.levelname, 6)
+        return record
+
+    return make
+
+
+def _print_problems(problems: Sequence[Problem]) -> None:
+    for problem in problems:
+        prefix = "warning: " if problem.severity == "warning" else ""
+        print(f"{prefix}{problem}", file=sys.stderr)
+
+
+def _load(path: str, *, require_env: bool) -> LoadedConfig | None:
+    try:
+        loaded = load_config(path, require_env=require_env)
+    except ConfigInvalid as exc:
+        _print_problems(exc.problems)
+        errors = sum(1 for p in exc.problems if p.severity != "warning")
+        print(f"{path}: {errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        return None
+    _print_problems(loaded.warnings)
+    return loaded
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args.config, require_env=False)
+    if loaded is None:
+        return EX_CONFIG
+    config = loaded.config
+    print(f"{args.config}: ok ({len(config.devices)} devices, {len(config.rules)} rules)")
+    return EX_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
+    return EX_OK
+
+
+def read_token(loaded: LoadedConfig) -> str | None:
+    """The sync token from its file; raises ConfigInvalid naming the field."""
+    path = loaded.config.sync.token_file
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        problem = loaded.problem_at(("sync", "token_file"), f"cannot read {path}: {exc.strerror}")
+        raise ConfigInvalid([problem]) from exc
+    if not token:
+        raise ConfigInvalid([loaded.problem_at(("sync", "token_file"), f"{path} is empty")])
+    return token
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    loaded = _load(args.config, require_env=True)
+    if loaded is None:
+        return EX_CONFIG
+    try:
+        token = read_token(loaded)
+    except ConfigInvalid as exc:
+        _print_problems(exc.problems)
+        return EX_CONFIG
+    from agent.daemon import run
+
+    return asyncio.run(run(loaded, token))
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    loaded = _load(args.config, require_env=False)
+    if loaded is None:
+        return EX_CONFIG
+    from agent.probe import probe
+
+    return asyncio.run(probe(loaded, args.device, as_json=args.json, plan_only=args.plan))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    loaded = _load(args.config, require_env=False)
+    if loaded is None:
+        return EX_CONFIG
+    from agent.status import status
+
+    return status(loaded, as_json=args.json)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    from agent.demo import demo
+
+    return asyncio.run(demo(duration=args.duration, as_json=args.json, keep=args.keep))
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose)
+    from cloud_sync.receiver import serve
+
+    return serve(
+        args.host,
+        args.port,
+        args.db,
+        args.token_file,
+        fail_rate=args.fail_rate,
+        latency=args.latency,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Poll energy meters, compute energy, coal equivalent and CO2, "
+        "buffer and deliver them to the central platform.",
+    )
+    top.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help: str, config: bool = True) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        if config:
+            p.add_argument("-c", "--config", required=True, metavar="FILE", help="agent.yaml")
+        return p
+
+    command("run", cmd_run, "run the daemon")
+    command("check", cmd_check, "validate a config file (exit 0, or 78 with the problems)")
+    command("schema", cmd_schema, "print the JSON Schema of the config file", config=False)
+    p = command("probe", cmd_probe, "read one device now and print its points")
+    p.add_argument("device", help="device name from the config")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--plan", action="store_true", help="only show the requests it would send")
+    p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of totals")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p = command("receiver", cmd_receiver, "the reference central endpoint", config=False)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--db", required=True, metavar="FILE", help="SQLite file of stored batches")
+    p.add_argument("--token-file", metavar="F", help="file with the expected bearer token")
+    p.add_argument("--fail-rate", type=float, default=0.0, help="share of POSTs answered 503")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

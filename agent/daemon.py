@@ -1,0 +1,208 @@
+"""The daemon's lifecycle: start everything, poll and sync on schedule, stop cleanly.
+
+Signal handlers only set an event. A clean stop persists every counter's
+state (so the interval in progress resumes after a restart and closes once,
+whole), tries one last sync within a deadline, and closes the links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from agent import systemd
+from agent.pipeline import Pipeline
+from buffer import AsyncStore
+from cloud_sync.uploader import Uploader
+from config import LoadedConfig, load_factor_set, province_for
+from drivers import Driver, DriverUnavailable, make_driver
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # polls are aligned to whole periods since then
+SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audits
+STOP_DEADLINE = 10.0
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    polls: int = 0
+    failed_polls: int = 0
+    failing_since: int = 0  # consecutive failed polls
+    last_poll: float | None = None
+    last_good: float | None = None
+    last_error: str | None = None
+    points: int = 0
+    good_points: int = 0
+
+
+@dataclass(slots=True)
+class Agent:
+    loaded: LoadedConfig
+    token: str | None
+    store: AsyncStore = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    uploader: Uploader = field(init=False)
+    drivers: dict[str, Driver] = field(default_factory=dict)
+    status: dict[str, DeviceStatus] = field(default_factory=dict)
+    scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
+    _inflight: set[asyncio.Task] = field(default_factory=set)
+    started: float = field(default_factory=time.time)
+
+    async def start(self) -> None:
+        config = self.loaded.config
+        factors = load_factor_set(config.emissions.factor_set)
+        province = config.emissions.grid or province_for(config.gateway.region_code)
+        assert province is not None  # config checks refuse a region without a factor
+        self.store = AsyncStore(Path(config.buffer.path))
+        states = await self.store.run(self.store.store.counters)
+        self.pipeline = Pipeline(config, factors, province, states)
+        self.uploader = Uploader(
+            self.store,
+            url=config.sync.url,
+            token=self.token,
+            gateway=config.gateway.model_dump(),
+            factor_set=config.emissions.factor_set,
+            max_batch=config.sync.max_batch,
+            timeout=config.sync.timeout,
+            budget=config.sync.every,
+        )
+        for device in config.devices:
+            self.status[device.name] = DeviceStatus()
+            try:
+                driver = make_driver(device)
+            except DriverUnavailable as exc:
+                log.error("%s; it will not be polled", exc)
+                self.status[device.name].last_error = str(exc)
+                continue
+            self.drivers[device.name] = driver
+            describe = getattr(driver, "describe", None)
+            log.info("%s, every %gs", describe() if describe else device.name, device.poll)
+            self.scheduler.add_job(
+                self._poll,
+                IntervalTrigger(seconds=device.poll, start_date=_EPOCH),
+                args=[device.name],
+                id=f"poll {device.name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(device.poll)),
+            )
+        self.scheduler.add_job(
+            self._sync,
+            IntervalTrigger(seconds=config.sync.every),
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self.scheduler.add_job(self._housekeeping, IntervalTrigger(minutes=10), id="housekeeping")
+        self.scheduler.start()
+        log.info(
+            "started: %d devices polled, buffer %s, sync to %s every %gs",
+            len(self.drivers),
+            config.buffer.path,
+            config.sync.url,
+            config.sync.every,
+        )
+
+    async def stop(self) -> None:
+        """Stop polling, persist counter state, one last sync, close everything."""
+        self.scheduler.shutdown(wait=False)
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=STOP_DEADLINE / 2)
+        await self.store.commit(self.pipeline.flush())
+        try:
+            await asyncio.wait_for(self.uploader.sync(), timeout=STOP_DEADLINE / 2)
+        except TimeoutError:
+            log.warning("stop: last sync cut after %gs; the backlog stays buffered", STOP_DEADLINE / 2)
+        await self.uploader.close()
+        for driver in self.drivers.values():
+            await driver.close()
+        self.store.close()
+        log.info("stopped")
+
+    # --- jobs ---------------------------------------------------------------------
+
+    async def _poll(self, name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            readings = await self.drivers[name].read()
+            self._note(name, readings)
+            work = self.pipeline.ingest(name, readings)
+            if work:
+                await self.store.commit(work)
+        except Exception:  # a bug must not stop this device's polls forever
+            log.exception("%s: poll failed", name)
+        finally:
+            self._inflight.discard(task)
+
+    async def _sync(self) -> None:
+        try:
+            await self.uploader.sync()
+        except Exception:
+            log.exception("sync failed")
+        systemd.notify(f"STATUS={self.summary()}")
+
+    async def _housekeeping(self) -> None:
+        config = self.loaded.config
+        now = time.time()
+        raw_before = now - config.buffer.raw_retention
+        removed = await self.store.run(self.store.store.prune, raw_before, now - SYNCED_KEEP)
+        if removed:
+            log.info("housekeeping: %d old records removed", removed)
+
+    def _note(self, name: str, readings: list) -> None:
+        """Count the poll; log a device's failures on transitions, not on every poll."""
+        status = self.status[name]
+        status.polls += 1
+        status.last_poll = time.time()
+        status.points = len(readings)
+        status.good_points = sum(1 for r in readings if r.good)
+        bad = [r for r in readings if not r.good]
+        if bad and not status.good_points:
+            status.failed_polls += 1
+            status.failing_since += 1
+            status.last_error = bad[0].reason
+            if status.failing_since == 1:
+                log.warning("%s: %s", name, status.last_error)
+            return
+        status.last_good = status.last_poll
+        if status.failing_since:
+            log.info("%s: recovered after %d failed polls", name, status.failing_since)
+            status.failing_since = 0
+        if bad:
+            status.last_error = bad[0].reason
+
+    def summary(self) -> str:
+        sync = self.uploader.status
+        last = datetime.fromtimestamp(sync.last_success).strftime("%H:%M") if sync.last_success else "never"
+        return f"polling {len(self.drivers)} devices, last sync {last} ({sync.last_result})"
+
+
+async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(loaded, token)
+    await agent.start()
+    systemd.notify("READY=1", f"STATUS={agent.summary()}")
+    try:
+        await stop.wait()
+    finally:
+        systemd.notify("STOPPING=1")
+        await agent.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0

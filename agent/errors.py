@@ -1,0 +1,57 @@
+"""The one exception tree of edge-agent.
+
+Transient errors (a timeout, a busy endpoint) are retried; permanent ones (an
+illegal register address, a batch the platform rejects) are not, because
+retrying them cannot succeed. tenacity retries only `TransientError`.
+Foreign exceptions are translated into these at one seam per driver or client.
+"""
+
+from __future__ import annotations
+
+
+class EdgeAgentError(Exception):
+    """Base of every error edge-agent raises on purpose."""
+
+
+class TransientError(EdgeAgentError):
+    """Worth retrying later."""
+
+
+class PermanentError(EdgeAgentError):
+    """Retrying the same thing will fail the same way."""
+
+
+class DeviceTimeout(TransientError):
+    """The meter did not answer in time."""
+
+
+class Disconnected(TransientError):
+    """No link to the meter (refused, reset, not yet reconnected)."""
+
+
+class DeviceRejected(PermanentError):
+    """The meter answered with an exception (illegal address, illegal function, ...)."""
+
+
+class BadReply(PermanentError):
+    """The meter answered something that is not a value (NaN, short frame, wrong unit)."""
+
+
+class SyncRetryable(TransientError):
+    """The platform or the network failed; `retry_after` is the server's hint, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SyncUnauthorized(TransientError):
+    """401/403: a credential problem an operator must fix; keep the data and back off."""
+
+
+class SyncRejected(PermanentError):
+    """The platform will never accept this batch (400/422)."""
+
+
+class BatchTooLarge(PermanentError):
+    """413: the same records fit if sent in smaller batches."""

@@ -1,0 +1,121 @@
+"""The computation path, read top to bottom:
+
+    readings -> counter sample -> energy per interval -> kWh, tce, CO2 -> what to commit
+
+`ingest` is synchronous and does no I/O: it returns a `Commit` that the daemon
+hands to the buffer, so everything one poll produced is written at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from agent.carbon import interval_record
+from agent.energy import CounterState, Sample, advance
+from buffer import Commit, EventRow, IntervalRow
+from config import FactorSet
+from config.models import AnyDevice, Config
+from drivers.base import Reading
+
+log = logging.getLogger(__name__)
+
+GAP_POLLS = 2.5  # a pair of samples further apart than this many poll periods is a gap
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """What the pipeline needs to know about one device's energy counter."""
+
+    device: str
+    counter: str
+    carrier: str
+    unit: str
+    gap_limit: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.device}/{self.counter}"
+
+
+def meters_of(devices: list[AnyDevice]) -> dict[str, Meter]:
+    meters = {}
+    for device in devices:
+        if device.energy is None:
+            continue
+        point = next(p for p in device.points if p.name == device.energy.counter)
+        meters[device.name] = Meter(
+            device.name,
+            point.name,
+            device.energy.carrier,
+            point.unit,
+            GAP_POLLS * device.poll,
+        )
+    return meters
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        factors: FactorSet,
+        province: str,
+        states: dict[str, dict],
+    ) -> None:
+        self.tz = ZoneInfo(config.gateway.timezone)
+        self.lengths = tuple(sorted(config.emissions.intervals))
+        self.factors = factors
+        self.province = province
+        self.keep_raw = config.buffer.raw_retention > 0
+        self.meters = meters_of(config.devices)
+        self.states: dict[str, CounterState] = {}
+        for key, data in states.items():
+            state = CounterState.from_json(data)
+            # interval lengths no longer configured are dropped; new ones start at the next sample
+            state.open = {k: v for k, v in state.open.items() if k in self.lengths}
+            self.states[key] = state
+        self.latest: dict[str, dict[str, Reading]] = {}
+
+    def ingest(self, device: str, readings: list[Reading]) -> Commit:
+        """One poll's readings in, everything that must be persisted out."""
+        work = Commit()
+        self.latest.setdefault(device, {}).update((r.point, r) for r in readings)
+        if self.keep_raw:
+            work.samples = [
+                (r.device, r.point, r.ts, r.value, r.unit, r.quality.value) for r in readings
+            ]
+        meter = self.meters.get(device)
+        reading = next((r for r in readings if meter and r.point == meter.counter), None)
+        if meter is None or reading is None or not reading.good:
+            return work
+        assert reading.value is not None
+        state = self.states.setdefault(meter.key, CounterState())
+        first = state.last is None
+        step = advance(state, Sample(reading.ts, reading.value), self.lengths, self.tz, meter.gap_limit)
+        for length, closed in step.closed.items():
+            for interval in closed:
+                record = interval_record(
+                    device, meter.carrier, meter.unit, interval, self.factors, self.province, self.tz
+                )
+                work.intervals.append(IntervalRow(device, interval.start, length, record))
+        if step.event:
+            log.warning("%s %s: %s", device, meter.counter, step.event)
+            kind, _, detail = step.event.partition(": ")
+            work.events.append(
+                EventRow(reading.ts, device, kind, "warning", f"{meter.counter}: {detail}")
+            )
+        if first or work.intervals or work.events:
+            work.counters[meter.key] = state.to_json()
+        return work
+
+    def flush(self) -> Commit:
+        """Every counter's state, for a clean stop: the interval in progress resumes after it."""
+        return Commit(counters={key: state.to_json() for key, state in self.states.items()})
+
+    def open_energy(self, device: str) -> float | None:
+        """Energy of the shortest interval in progress (for the live table)."""
+        meter = self.meters.get(device)
+        state = self.states.get(meter.key) if meter else None
+        current = state.open.get(self.lengths[0]) if state else None
+        return current.quantity if current else None

@@ -1,0 +1,49 @@
+"""`edge-agent probe`: read one device now and show what the agent would see."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from config import LoadedConfig
+from drivers import DriverUnavailable, make_driver
+
+
+async def probe(loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bool) -> int:
+    """Exit 0 when every point read good, 1 when some did not, 2 when nothing could be done."""
+    devices = {d.name: d for d in loaded.config.devices}
+    device = devices.get(name)
+    if device is None:
+        known = ", ".join(devices) or "none"
+        print(f"{loaded.path}: no device named {name!r} (devices: {known})", file=sys.stderr)
+        return 2
+    try:
+        driver = make_driver(device)
+    except DriverUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    describe = getattr(driver, "describe", None)
+    if plan_only:
+        print(describe() if describe else name)
+        for request in getattr(driver, "requests", []):
+            names = ", ".join(p.name for p in request.points)
+            print(f"  {request}: {names}")
+        return 0
+    try:
+        readings = await driver.read()
+    finally:
+        await driver.close()
+    if as_json:
+        points = {
+            r.point: {"value": r.value, "unit": r.unit, "quality": r.quality.value}
+            | ({"reason": r.reason} if r.reason else {})
+            for r in readings
+        }
+        print(json.dumps({"device": name, "points": points}, ensure_ascii=False))
+    else:
+        width = max((len(r.point) for r in readings), default=5)
+        for r in readings:
+            value = f"{r.value:.6g}" if r.value is not None else "-"
+            line = f"{r.point:<{width}}  {value:>14} {r.unit:<5} {r.quality.value}"
+            print(line + (f"  {r.reason}" if r.reason else ""))
+    return 0 if readings and all(r.good for r in readings) else 1

@@ -1,0 +1,342 @@
+"""The SQLite store-and-forward buffer.
+
+Durability: WAL mode with `synchronous=FULL`. In WAL mode `NORMAL` survives a
+process crash but a power cut can roll back the last commits, and this buffer
+makes a promise ("what `commit` returned for is on disk") that an industrial
+PC losing power must keep, so every commit is fsynced. The cost stays small
+because the agent commits only what must survive: closed intervals, events
+and counter state, normally once per interval per device, not per sample.
+
+Sync bookkeeping: records get an ever-increasing `seq` (AUTOINCREMENT, so a
+pruned number is never reused). A batch is a persisted pair of seq ranges
+(events, intervals) assigned before its first send; re-reading the ranges
+after a crash gives the same records again, and the acknowledged cursors move
+in the same transaction that closes the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intervals (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL, start REAL NOT NULL, length REAL NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL, device TEXT, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    message TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, point TEXT NOT NULL, ts REAL NOT NULL,
+    value REAL, unit TEXT, quality TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY, created REAL NOT NULL,
+    events_lo INTEGER NOT NULL, events_hi INTEGER NOT NULL,
+    intervals_lo INTEGER NOT NULL, intervals_hi INTEGER NOT NULL,
+    status TEXT NOT NULL, finished REAL, reason TEXT);
+CREATE TABLE IF NOT EXISTS sync_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    events_acked INTEGER NOT NULL, intervals_acked INTEGER NOT NULL);
+INSERT OR IGNORE INTO sync_state VALUES (1, 0, 0);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    ts: float
+    device: str | None
+    kind: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalRow:
+    device: str
+    start: float
+    length: float
+    body: dict
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one poll produced, written in one transaction."""
+
+    intervals: list[IntervalRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    counters: dict[str, dict] = field(default_factory=dict)
+    samples: list[tuple] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.intervals or self.events or self.counters or self.samples)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBatch:
+    seq: int
+    events: list[dict]
+    intervals: list[str]  # JSON text, exactly as stored
+
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.intervals)
+
+
+class Store:
+    """One connection, used from one thread (see buffer.AsyncStore)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 5000")
+        self.db = sqlite_utils.Database(conn)
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # --- the poll path -------------------------------------------------------
+
+    def commit(self, work: Commit) -> None:
+        if not work:
+            return
+        now = time.time()
+        with self.db.atomic():
+            if work.intervals:
+                self.db["intervals"].insert_all(
+                    (
+                        {
+                            "device": r.device,
+                            "start": r.start,
+                            "length": r.length,
+                            "body": json.dumps(r.body, separators=(",", ":"), ensure_ascii=False),
+                        }
+                        for r in work.intervals
+                    ),
+                    batch_size=500,
+                )
+            if work.events:
+                self._insert_events(work.events)
+            if work.counters:
+                self.db["counters"].upsert_all(
+                    (
+                        {"key": key, "state": json.dumps(state), "updated": now}
+                        for key, state in work.counters.items()
+                    ),
+                    pk="key",
+                )
+            if work.samples:
+                self.db.conn.executemany(
+                    "INSERT INTO samples (device, point, ts, value, unit, quality)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    work.samples,
+                )
+
+    def add_events(self, events: Iterable[EventRow]) -> None:
+        with self.db.atomic():
+            self._insert_events(list(events))
+
+    def counters(self) -> dict[str, dict]:
+        return {row["key"]: json.loads(row["state"]) for row in self.db["counters"].rows}
+
+    # --- the sync path ---------------------------------------------------------
+
+    def pending_batch(self, max_records: int) -> PendingBatch | None:
+        """The batch to send now: the one already assigned, or a new one.
+
+        Events go first; intervals fill the rest in seq order (time order per device).
+        """
+        row = self._one("SELECT * FROM batches WHERE status = 'pending' ORDER BY seq LIMIT 1")
+        if row is None:
+            row = self._assign(max_records)
+            if row is None:
+                return None
+        events = [
+            {
+                "id": e["seq"],
+                "ts": e["ts"],
+                "device": e["device"],
+                "kind": e["kind"],
+                "severity": e["severity"],
+                "message": e["message"],
+            }
+            for e in self.db.query(
+                "SELECT * FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                [row["events_lo"], row["events_hi"]],
+            )
+        ]
+        intervals = [
+            r["body"]
+            for r in self.db.query(
+                "SELECT body FROM intervals WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                [row["intervals_lo"], row["intervals_hi"]],
+            )
+        ]
+        return PendingBatch(row["seq"], events, intervals)
+
+    def finish_batch(self, seq: int, status: str, reason: str | None = None) -> None:
+        """Close a batch as acked or rejected and move the cursors past it, atomically."""
+        with self.db.atomic():
+            row = self._one("SELECT * FROM batches WHERE seq = ?", [seq])
+            if row is None or row["status"] != "pending":
+                return
+            self.db.execute(
+                "UPDATE batches SET status = ?, finished = ?, reason = ? WHERE seq = ?",
+                [status, time.time(), reason, seq],
+            )
+            self.db.execute(
+                "UPDATE sync_state SET events_acked = max(events_acked, ?),"
+                " intervals_acked = max(intervals_acked, ?)",
+                [row["events_hi"], row["intervals_hi"]],
+            )
+
+    def shrink_batch(self, seq: int) -> bool:
+        """Halve a pending batch the platform refused as too large (it stored nothing).
+
+        The key is reused: the platform never accepted a batch under it.
+        Returns False when the batch holds a single record and cannot shrink.
+        """
+        with self.db.atomic():
+            row = self._one("SELECT * FROM batches WHERE seq = ? AND status = 'pending'", [seq])
+            if row is None:
+                return False
+            events = self._count("events", row["events_lo"], row["events_hi"])
+            intervals = self._count("intervals", row["intervals_lo"], row["intervals_hi"])
+            keep = (events + intervals) // 2
+            if keep < 1:
+                return False
+            if keep <= events:
+                events_hi = self._nth("events", row["events_lo"], keep)
+                update = {"events_hi": events_hi, "intervals_lo": 0, "intervals_hi": -1}
+            else:
+                intervals_hi = self._nth("intervals", row["intervals_lo"], keep - events)
+                update = {"intervals_hi": intervals_hi}
+            self.db["batches"].update(seq, update)
+        return True
+
+    def backlog(self) -> dict[str, int | float | None]:
+        cursor = self._one("SELECT * FROM sync_state")
+        assert cursor is not None
+        intervals = self._one(
+            "SELECT count(*) AS n, min(start) AS oldest FROM intervals WHERE seq > ?",
+            [cursor["intervals_acked"]],
+        )
+        events = self._one(
+            "SELECT count(*) AS n FROM events WHERE seq > ?", [cursor["events_acked"]]
+        )
+        assert intervals is not None and events is not None
+        return {
+            "intervals": intervals["n"],
+            "events": events["n"],
+            "oldest": intervals["oldest"],
+        }
+
+    def last_batch(self) -> dict | None:
+        return self._one("SELECT * FROM batches WHERE status != 'pending' ORDER BY seq DESC")
+
+    # --- housekeeping ----------------------------------------------------------
+
+    def prune(self, *, raw_before: float, synced_before: float) -> int:
+        """Drop raw samples past retention and synced records past their keep time."""
+        cursor = self._one("SELECT * FROM sync_state")
+        assert cursor is not None
+        with self.db.atomic():
+            removed = self.db.execute("DELETE FROM samples WHERE ts < ?", [raw_before]).rowcount
+            removed += self.db.execute(
+                "DELETE FROM intervals WHERE seq <= ? AND start < ?",
+                [cursor["intervals_acked"], synced_before],
+            ).rowcount
+            removed += self.db.execute(
+                "DELETE FROM events WHERE seq <= ? AND ts < ?",
+                [cursor["events_acked"], synced_before],
+            ).rowcount
+            self.db.execute(
+                "DELETE FROM batches WHERE status != 'pending' AND finished < ?", [synced_before]
+            )
+        return removed
+
+    def size(self) -> int:
+        row = self._one(
+            "SELECT page_count * page_size AS size FROM pragma_page_count(), pragma_page_size()"
+        )
+        assert row is not None
+        wal = self.path.with_name(self.path.name + "-wal")
+        return int(row["size"]) + (wal.stat().st_size if wal.exists() else 0)
+
+    # --- internals -------------------------------------------------------------
+
+    def _assign(self, max_records: int) -> dict | None:
+        with self.db.atomic():
+            cursor = self._one("SELECT * FROM sync_state")
+            assert cursor is not None
+            ev = self._range("events", cursor["events_acked"], max_records)
+            room = max_records - ev[2]
+            iv = self._range("intervals", cursor["intervals_acked"], room) if room else None
+            if not ev[2] and not (iv and iv[2]):
+                return None
+            last = self._one("SELECT max(seq) AS seq FROM batches")
+            seq = ((last or {}).get("seq") or 0) + 1
+            events_lo, events_hi = (ev[0], ev[1]) if ev[2] else (0, -1)
+            intervals_lo, intervals_hi = (iv[0], iv[1]) if iv and iv[2] else (0, -1)
+            row = {
+                "seq": seq,
+                "created": time.time(),
+                "events_lo": events_lo,
+                "events_hi": events_hi,
+                "intervals_lo": intervals_lo,
+                "intervals_hi": intervals_hi,
+                "status": "pending",
+                "finished": None,
+                "reason": None,
+            }
+            self.db["batches"].insert(row)
+        return row
+
+    def _range(self, table: str, after: int, limit: int) -> tuple[int, int, int]:
+        row = self._one(
+            f"SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM "
+            f"(SELECT seq FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?)",
+            [after, limit],
+        )
+        assert row is not None
+        return (row["lo"] or 0, row["hi"] or 0, row["n"])
+
+    def _count(self, table: str, lo: int, hi: int) -> int:
+        row = self._one(f"SELECT count(*) AS n FROM {table} WHERE seq BETWEEN ? AND ?", [lo, hi])
+        return row["n"] if row else 0
+
+    def _nth(self, table: str, lo: int, n: int) -> int:
+        """Seq of the n-th record (1-based) from `lo` on."""
+        row = self._one(
+            f"SELECT seq FROM {table} WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?", [lo, n - 1]
+        )
+        assert row is not None
+        return row["seq"]
+
+    def _insert_events(self, events: list[EventRow]) -> None:
+        self.db.conn.executemany(
+            "INSERT INTO events (ts, device, kind, severity, message) VALUES (?, ?, ?, ?, ?)",
+            [(e.ts, e.device, e.kind, e.severity, e.message) for e in events],
+        )
+
+    def _one(self, sql: str, params: list | None = None) -> dict | None:
+        return next(iter(self.db.query(sql, params or [])), None)

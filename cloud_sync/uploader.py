@@ -1,0 +1,210 @@
+"""Drain the buffer to the central platform, one idempotent batch at a time.
+
+A batch's key (`<gateway id>:<sequence>`) and content are fixed in the buffer
+before the first send, so every retry, including one after a crash, sends the
+same bytes under the same key and the platform can recognise it. A batch is
+marked sent only when the platform answered 2xx.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from zoneinfo import ZoneInfo
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from agent.errors import BatchTooLarge, SyncRejected, SyncRetryable, SyncUnauthorized
+from buffer import AsyncStore, EventRow, PendingBatch
+from cloud_sync.batch import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SyncStatus:
+    last_attempt: float | None = None
+    last_success: float | None = None
+    last_result: str = "not yet"
+    batches_sent: int = 0
+    records_sent: int = 0
+    failures: int = 0
+
+
+def retry_after(header: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Uploader:
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        url: str,
+        token: str | None,
+        gateway: dict[str, str],
+        factor_set: str,
+        max_batch: int = 5000,
+        timeout: float = 30.0,
+        attempts: int = 4,
+        budget: float = 60.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.store = store
+        self.url = url
+        self._headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self.gateway = gateway
+        self._tz = ZoneInfo(gateway["timezone"])
+        self.factor_set = factor_set
+        self.max_batch = max_batch
+        self.attempts = attempts
+        self.budget = budget
+        self.client = client or httpx.AsyncClient(timeout=timeout)
+        self.status = SyncStatus()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def sync(self, *, deadline: float | None = None) -> int:
+        """Send batches until the backlog is empty, a send fails, or `deadline` passes.
+
+        Returns the number of records acknowledged. Never raises for a network
+        or platform failure: the batch stays pending for the next run.
+        """
+        sent = 0
+        while deadline is None or time.monotonic() < deadline:
+            batch = await self.store.pending_batch(self.max_batch)
+            if batch is None:
+                break
+            self.status.last_attempt = time.time()
+            try:
+                answer = await self._send_with_retries(batch)
+            except BatchTooLarge as exc:
+                if not await self.store.run(self.store.store.shrink_batch, batch.seq):
+                    await self._quarantine(batch, str(exc))
+                continue
+            except SyncRejected as exc:
+                await self._quarantine(batch, str(exc))
+                continue
+            except (SyncRetryable, SyncUnauthorized) as exc:
+                self.status.failures += 1
+                if self.status.last_result != str(exc):
+                    log.warning("sync: batch %d not sent: %s", batch.seq, exc)
+                self.status.last_result = str(exc)
+                break
+            await self.store.finish_batch(batch.seq, "acked")
+            sent += batch.size
+            self.status.batches_sent += 1
+            self.status.records_sent += batch.size
+            self.status.last_success = time.time()
+            if self.status.last_result not in ("stored", "duplicate"):
+                log.info("sync: batch %d %s", batch.seq, answer)
+            self.status.last_result = answer
+        return sent
+
+    def payload(self, batch: PendingBatch) -> bytes:
+        """The exact bytes of a batch: the same for every retry."""
+        events = [
+            {**e, "ts": datetime.fromtimestamp(e["ts"], self._tz).isoformat(timespec="seconds")}
+            for e in batch.events
+        ]
+        head = json.dumps(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "gateway": self.gateway,
+                "sequence": batch.seq,
+                "factor_set": self.factor_set,
+                "events": events,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        body = f'{head[:-1]},"intervals":[{",".join(batch.intervals)}]}}'
+        return gzip.compress(body.encode(), compresslevel=5, mtime=0)
+
+    async def _send_with_retries(self, batch: PendingBatch) -> str:
+        body = self.payload(batch)
+        headers = {**self._headers, "Idempotency-Key": f"{self.gateway['id']}:{batch.seq}"}
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(SyncRetryable),
+            wait=_server_hint_or_backoff,
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.budget),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._post(body, headers)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _post(self, body: bytes, headers: dict[str, str]) -> str:
+        """One POST; the answer translated into a status or one of our errors."""
+        try:
+            reply = await self.client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise SyncRetryable(f"{type(exc).__name__}: {exc}") from exc
+        code = reply.status_code
+        if 200 <= code < 300:
+            try:
+                return str(reply.json().get("status", "stored"))
+            except (ValueError, AttributeError):
+                return "stored"
+        reason = _reason(reply)
+        if code in (429, 503):
+            raise SyncRetryable(f"HTTP {code} busy", retry_after(reply.headers.get("Retry-After")))
+        if code == 413:
+            raise BatchTooLarge(f"HTTP 413: {reason}")
+        if code in (401, 403):
+            raise SyncUnauthorized(f"HTTP {code}: {reason} (check the sync token)")
+        if 400 <= code < 500:
+            raise SyncRejected(f"HTTP {code}: {reason}")
+        raise SyncRetryable(f"HTTP {code}: {reason}")
+
+    async def _quarantine(self, batch: PendingBatch, reason: str) -> None:
+        """A batch the platform will never take: set it aside loudly, keep the rest flowing."""
+        log.error("sync: batch %d rejected and quarantined: %s", batch.seq, reason)
+        await self.store.finish_batch(batch.seq, "rejected", reason)
+        message = f"batch {batch.seq} ({batch.size} records) rejected: {reason}"
+        await self.store.add_events([EventRow(time.time(), None, "batch_rejected", "critical", message)])
+        self.status.last_result = f"rejected: {reason}"
+
+
+def _server_hint_or_backoff(state: RetryCallState) -> float:
+    backoff = wait_exponential_jitter(initial=1, max=60)(state)
+    error = state.outcome.exception() if state.outcome else None
+    hint = getattr(error, "retry_after", None)
+    return min(hint, 300.0) if hint is not None else backoff
+
+
+def _reason(reply: httpx.Response) -> str:
+    try:
+        data = reply.json()
+    except ValueError:
+        return reply.text[:200] or reply.reason_phrase
+    if isinstance(data, dict):
+        return str(data.get("reason") or data.get("detail") or data)[:500]
+    return str(data)[:500]

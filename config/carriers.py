@@ -1,0 +1,36 @@
+"""Energy carriers: the unit each is reported in, and the units a meter may count in.
+
+Intervals are reported in the carrier's own unit (kWh, m3, kg, MJ, t); a meter
+that counts in MWh or tonnes is converted here, once, before any factor applies.
+"""
+
+from __future__ import annotations
+
+_MASS = {"kg": 1.0, "t": 1000.0}
+
+# carrier -> (reported unit, {accepted counter unit: multiplier to the reported unit})
+CARRIERS: dict[str, tuple[str, dict[str, float]]] = {
+    "electricity": ("kWh", {"kWh": 1.0, "Wh": 0.001, "MWh": 1000.0}),
+    "natural_gas": ("m3", {"m3": 1.0, "Nm3": 1.0}),
+    "raw_coal": ("kg", _MASS),
+    "diesel": ("kg", _MASS),
+    "gasoline": ("kg", _MASS),
+    "lpg": ("kg", _MASS),
+    "fuel_oil": ("kg", _MASS),
+    "steam": ("kg", _MASS),
+    "heat": ("MJ", {"MJ": 1.0, "GJ": 1000.0, "kWh": 3.6}),
+    "water": ("t", {"t": 1.0, "m3": 1.0}),
+}
+
+
+def reported_unit(carrier: str) -> str:
+    return CARRIERS[carrier][0]
+
+
+def conversion(carrier: str, unit: str) -> float | None:
+    """Multiplier from a counter's unit to the carrier's reported unit; None if unknown."""
+    return CARRIERS[carrier][1].get(unit)
+
+
+def accepted_units(carrier: str) -> list[str]:
+    return list(CARRIERS[carrier][1])

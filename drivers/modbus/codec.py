@@ -1,0 +1,121 @@
+"""Register maths: which requests to send for a device, and how to decode the replies.
+
+Pure functions over plain data, so the decoding tables and the request plan can
+be tested without a network and printed by `probe --plan`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from config.models import REGISTER_COUNT, ModbusPoint
+
+MAX_REGISTERS = 125  # per read request (Modbus spec, FC 03/04)
+MAX_BITS = 2000  # per read request (FC 01/02)
+_STRUCT = {
+    "int16": ">h",
+    "uint16": ">H",
+    "int32": ">i",
+    "uint32": ">I",
+    "int64": ">q",
+    "uint64": ">Q",
+    "float32": ">f",
+    "float64": ">d",
+}
+
+
+class DecodeError(ValueError):
+    """A reply that cannot be a value: NaN or infinite floats, short frames."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One read request and the points it carries."""
+
+    function: str  # holding | input | coil | discrete
+    address: int
+    count: int
+    points: tuple[ModbusPoint, ...]
+
+    def __str__(self) -> str:
+        return f"{self.function} @{self.address:#06x} x{self.count} ({len(self.points)} points)"
+
+
+def width(point: ModbusPoint) -> int:
+    """Registers (or bits, for coils and discrete inputs) a point occupies."""
+    if point.function in ("coil", "discrete"):
+        return 1
+    return REGISTER_COUNT[point.type]
+
+
+def plan(points: Sequence[ModbusPoint], max_gap: int = 8) -> list[Request]:
+    """Coalesce points into as few requests as the protocol allows.
+
+    Points of one function code are merged while the request stays within the
+    protocol limit and the hole between two points is at most `max_gap`
+    registers (reading a hole costs a few bytes; a request costs a round trip).
+    """
+    requests: list[Request] = []
+    for function in ("holding", "input", "coil", "discrete"):
+        chosen = sorted((p for p in points if p.function == function), key=lambda p: p.address)
+        limit = MAX_BITS if function in ("coil", "discrete") else MAX_REGISTERS
+        start = end = -1
+        members: list[ModbusPoint] = []
+        for point in chosen:
+            point_end = point.address + width(point)
+            if members and point.address - end <= max_gap and point_end - start <= limit:
+                end = max(end, point_end)
+                members.append(point)
+                continue
+            if members:
+                requests.append(Request(function, start, end - start, tuple(members)))
+            start, end, members = point.address, point_end, [point]
+        if members:
+            requests.append(Request(function, start, end - start, tuple(members)))
+    return requests
+
+
+def decode_registers(words: Sequence[int], point: ModbusPoint) -> float:
+    """Value of `point` from exactly its registers, scaled and offset."""
+    if point.type == "bool":
+        raw: float = 1.0 if words[0] else 0.0
+    else:
+        if point.byte_order == "little":
+            words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
+        if point.word_order == "little":
+            words = list(reversed(words))
+        packed = b"".join(w.to_bytes(2, "big") for w in words)
+        raw = struct.unpack(_STRUCT[point.type], packed)[0]
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise DecodeError(f"{point.type} is {raw}")
+    return raw * point.scale + point.offset
+
+
+def decode_point(request: Request, values: Sequence[int] | Sequence[bool], point: ModbusPoint) -> float:
+    """Value of one point of `request` from the reply's registers or bits."""
+    offset = point.address - request.address
+    if len(values) < offset + width(point):
+        raise DecodeError(f"reply has {len(values)} values, {request.count} requested")
+    if request.function in ("coil", "discrete"):
+        return (1.0 if values[offset] else 0.0) * point.scale + point.offset
+    return decode_registers(values[offset : offset + width(point)], point)
+
+
+def encode_registers(value: float, point: ModbusPoint) -> list[int]:
+    """Registers a meter would hold for `value` (the inverse of decode_registers).
+
+    Used by the simulated meters of the demo and by tests.
+    """
+    raw = (value - point.offset) / point.scale
+    if point.type not in ("float32", "float64"):
+        raw = round(raw)
+    packed = struct.pack(_STRUCT[point.type], raw)
+    words = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, len(packed), 2)]
+    if point.word_order == "little":
+        words.reverse()
+    if point.byte_order == "little":
+        words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
+    return words

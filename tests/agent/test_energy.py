@@ -1,0 +1,116 @@
+"""Energy per interval from counter samples: conservation, splitting, gaps, resets."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.energy import CounterState, Sample, advance, interval_start
+
+TZ = ZoneInfo("Asia/Shanghai")
+T0 = 1_789_999_200.0  # a whole hour, in UTC and in Shanghai
+LENGTHS = (60.0, 900.0)
+
+
+def feed(samples: list[Sample], state: CounterState | None = None, gap: float = 25.0):
+    state = state or CounterState()
+    closed = {length: [] for length in LENGTHS}
+    events = []
+    for sample in samples:
+        step = advance(state, sample, LENGTHS, TZ, gap)
+        for length in LENGTHS:
+            closed[length].extend(step.closed[length])
+        if step.event:
+            events.append(step.event)
+    return state, closed, events
+
+
+def total(state: CounterState, closed: dict, length: float) -> float:
+    return sum(c.quantity for c in closed[length]) + state.open[length].quantity
+
+
+steps = st.lists(
+    st.tuples(st.floats(0.5, 4000.0), st.floats(0.0, 50.0)), min_size=1, max_size=120
+)
+
+
+@given(st.floats(0, 1e6), steps)
+def test_intervals_conserve_the_counter_advance(start: float, increments: list) -> None:
+    """For any increasing samples, interval energies sum to last minus first, at every length."""
+    t, v = T0, start
+    samples = [Sample(t, v)]
+    for dt, dv in increments:
+        t, v = t + dt, v + dv
+        samples.append(Sample(t, v))
+    state, closed, _ = feed(samples)
+    for length in LENGTHS:
+        assert total(state, closed, length) == pytest.approx(v - start, rel=1e-9, abs=1e-6)
+        for interval in closed[length]:
+            assert interval.end - interval.start == length
+            assert interval.quantity >= -1e-9
+            assert 0.0 <= interval.coverage <= 1.0
+
+
+@given(steps, st.integers(0, 119))
+def test_a_restart_from_persisted_state_changes_nothing(increments: list, cut: int) -> None:
+    """Stopping after any sample and resuming from the JSON state gives the same intervals."""
+    t, v = T0, 100.0
+    samples = [Sample(t, v)]
+    for dt, dv in increments:
+        t, v = t + dt, v + dv
+        samples.append(Sample(t, v))
+    cut = min(cut, len(samples))
+    _, whole, _ = feed(samples)
+    state, first, _ = feed(samples[:cut])
+    resumed = CounterState.from_json(state.to_json())
+    state, second, _ = feed(samples[cut:], resumed)
+    for length in LENGTHS:
+        assert first[length] + second[length] == whole[length]
+
+
+def test_energy_straddling_a_boundary_is_split_in_proportion_to_time() -> None:
+    """A pair of samples 10 s apart across a minute boundary splits 4:6."""
+    state, closed, _ = feed([Sample(T0 + 56, 10.0), Sample(T0 + 66, 20.0)])
+    assert [c.quantity for c in closed[60.0]] == pytest.approx([4.0])
+    assert state.open[60.0].quantity == pytest.approx(6.0)
+
+
+def test_first_interval_is_partial_and_full_ones_are_good() -> None:
+    """Metering that starts mid-interval is partial; a fully polled interval is good."""
+    samples = [Sample(T0 + 30 + 5 * i, float(i)) for i in range(20)]
+    _, closed, _ = feed(samples)
+    first, second = closed[60.0]
+    assert (first.quality, first.coverage) == ("partial", pytest.approx(0.5))
+    assert (second.quality, second.coverage) == ("good", 1.0)
+
+
+def test_a_gap_is_interpolated_once_and_flagged_estimated() -> None:
+    """Across a 5-minute outage the energy lands once, spread over the gap, as estimated."""
+    samples = [Sample(T0 + 5 * i, i * 1.0) for i in range(13)]  # T0 .. T0+60, 1 kWh per 5 s
+    samples.append(Sample(T0 + 360, 72.0))  # back after 5 minutes, 60 kWh more
+    state, closed, _ = feed(samples)
+    minutes = closed[60.0]
+    assert [m.quality for m in minutes] == ["good"] + ["estimated"] * 5
+    assert [round(m.quantity, 6) for m in minutes] == [12.0, 12.0, 12.0, 12.0, 12.0, 12.0]
+    assert [m.coverage for m in minutes[1:]] == [0.0] * 5
+    assert total(state, closed, 60.0) == pytest.approx(72.0)
+
+
+def test_a_counter_that_drops_is_a_new_baseline_with_an_event() -> None:
+    """A reset is never negative energy: the drop starts a new baseline and says so."""
+    samples = [Sample(T0 + 5 * i, 500.0 + i) for i in range(6)]
+    samples += [Sample(T0 + 30 + 5 * i, 0.5 + i) for i in range(8)]
+    state, closed, events = feed(samples)
+    assert events == ["counter_reset: 505 -> 0.5"]
+    assert total(state, closed, 60.0) == pytest.approx(5.0 + 7.0)
+    assert all(c.quantity >= 0 for c in closed[60.0])
+
+
+def test_intervals_align_to_local_wall_clock() -> None:
+    """Daily intervals start at local midnight, not at UTC midnight."""
+    noon_utc = 1_790_000_000 - 1_790_000_000 % 86400 + 12 * 3600
+    start = interval_start(noon_utc, 86400, TZ)
+    assert start == noon_utc - 20 * 3600  # 20:00 in Shanghai, back to its midnight

@@ -1,0 +1,140 @@
+"""The buffer's contract: what was committed stays, batches are stable, cursors move once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from buffer import Commit, EventRow, IntervalRow, Store
+
+
+def interval(device: str, start: float) -> IntervalRow:
+    return IntervalRow(device, start, 60.0, {"device": device, "start": start, "quantity": 1.0})
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "buffer.db")
+    yield s
+    s.close()
+
+
+def fill(store: Store, intervals: int, events: int = 0) -> None:
+    store.commit(
+        Commit(
+            intervals=[interval("m1", 60.0 * i) for i in range(intervals)],
+            events=[EventRow(float(i), "m1", "counter_reset", "warning", f"e{i}") for i in range(events)],
+        )
+    )
+
+
+def test_buffer_runs_in_wal_mode_with_full_sync(store: Store) -> None:
+    """Committed data must survive a power cut: WAL with synchronous=FULL."""
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_a_batch_is_stable_until_finished(store: Store) -> None:
+    """The pending batch is re-read with the same key and content, even from a new connection."""
+    fill(store, 5)
+    first = store.pending_batch(3)
+    store.close()
+    again = Store(store.path).pending_batch(100)
+    assert first is not None and again is not None
+    assert (again.seq, again.intervals) == (first.seq, first.intervals)
+    assert len(first.intervals) == 3
+
+
+def test_finishing_a_batch_moves_on_to_the_rest(store: Store) -> None:
+    """After an ack the next batch starts after the acknowledged records, never before."""
+    fill(store, 5)
+    first = store.pending_batch(3)
+    assert first is not None
+    store.finish_batch(first.seq, "acked")
+    second = store.pending_batch(100)
+    assert second is not None and second.seq == first.seq + 1
+    assert [json.loads(b)["start"] for b in second.intervals] == [180.0, 240.0]
+    store.finish_batch(second.seq, "acked")
+    assert store.pending_batch(100) is None
+    assert store.backlog()["intervals"] == 0
+
+
+def test_events_go_ahead_of_the_interval_backlog(store: Store) -> None:
+    """A batch takes every waiting event first, then fills up with intervals."""
+    fill(store, 10)
+    fill(store, 0, events=2)
+    batch = store.pending_batch(4)
+    assert batch is not None
+    assert [e["message"] for e in batch.events] == ["e0", "e1"]
+    assert len(batch.intervals) == 2
+
+
+def test_finishing_twice_changes_nothing(store: Store) -> None:
+    """A duplicate acknowledgement cannot skip records."""
+    fill(store, 4)
+    batch = store.pending_batch(2)
+    assert batch is not None
+    store.finish_batch(batch.seq, "acked")
+    store.finish_batch(batch.seq, "acked")
+    assert store.backlog()["intervals"] == 2
+
+
+def test_shrinking_halves_a_pending_batch_and_keeps_the_rest_waiting(store: Store) -> None:
+    """A batch refused as too large is halved; nothing is dropped."""
+    fill(store, 6, events=1)
+    batch = store.pending_batch(100)
+    assert batch is not None and batch.size == 7
+    assert store.shrink_batch(batch.seq)
+    smaller = store.pending_batch(100)
+    assert smaller is not None and smaller.seq == batch.seq and smaller.size == 3
+    store.finish_batch(smaller.seq, "acked")
+    rest = store.pending_batch(100)
+    assert rest is not None and rest.size == 4
+
+
+def test_sequence_numbers_are_never_reused_after_pruning(store: Store) -> None:
+    """Pruned synced records leave no hole a new record could fall into."""
+    fill(store, 3)
+    batch = store.pending_batch(100)
+    assert batch is not None
+    store.finish_batch(batch.seq, "acked")
+    assert store.prune(raw_before=0, synced_before=1e12) == 3
+    fill(store, 1)
+    assert store.backlog()["intervals"] == 1
+    assert store.pending_batch(100) is not None
+
+
+def test_pruning_never_touches_unsynced_records(store: Store) -> None:
+    """Only acknowledged records may be pruned, however old."""
+    fill(store, 3)
+    store.prune(raw_before=1e12, synced_before=1e12)
+    assert store.backlog()["intervals"] == 3
+
+
+def test_counter_state_is_committed_with_the_intervals(store: Store) -> None:
+    """Counter state and the intervals computed from it land in one transaction."""
+    store.commit(Commit(intervals=[interval("m1", 0.0)], counters={"m1/kwh": {"last": [1.0, 2.0]}}))
+    assert store.counters() == {"m1/kwh": {"last": [1.0, 2.0]}}
+
+
+def test_a_failed_commit_leaves_nothing_behind(store: Store) -> None:
+    """All or nothing: an error mid-commit writes no interval and no counter state."""
+    bad = Commit(intervals=[interval("m1", 0.0)], counters={"m1/kwh": {"x": object()}})
+    with pytest.raises(TypeError):
+        store.commit(bad)
+    assert store.backlog()["intervals"] == 0
+    assert store.counters() == {}
+
+
+def test_a_reader_sees_the_buffer_while_the_writer_runs(store: Store) -> None:
+    """`status` reads a live buffer read-only, without blocking the writer."""
+    fill(store, 2)
+    reader = Store(store.path, readonly=True)
+    fill(store, 1)
+    assert reader.backlog()["intervals"] == 3
+    with pytest.raises(sqlite3.OperationalError):
+        reader.db.execute("DELETE FROM intervals")
+    reader.close()
