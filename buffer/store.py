@@ -294,7 +294,10 @@ class Store:
             if not ev[2] and not (iv and iv[2]):
                 return None
             last = self._one("SELECT max(seq) AS seq FROM batches")
-            seq = ((last or {}).get("seq") or 0) + 1
+            # A fresh buffer (first run, or a corrupt one replaced) starts at the
+            # clock in ms, above any key an earlier buffer of this gateway used:
+            # the platform must never take a new batch for a duplicate.
+            seq = last["seq"] + 1 if last and last["seq"] else int(time.time() * 1000)
             events_lo, events_hi = (ev[0], ev[1]) if ev[2] else (0, -1)
             intervals_lo, intervals_hi = (iv[0], iv[1]) if iv and iv[2] else (0, -1)
             row = {

@@ -94,7 +94,9 @@ def decode_registers(words: Sequence[int], point: ModbusPoint) -> float:
     return raw * point.scale + point.offset
 
 
-def decode_point(request: Request, values: Sequence[int] | Sequence[bool], point: ModbusPoint) -> float:
+def decode_point(
+    request: Request, values: Sequence[int] | Sequence[bool], point: ModbusPoint
+) -> float:
     """Value of one point of `request` from the reply's registers or bits."""
     offset = point.address - request.address
     if len(values) < offset + width(point):

@@ -150,11 +150,16 @@ class ModbusTcpDriver:
             return
         self._client.close()
         self._reconnecting = asyncio.create_task(self._reconnect(), name=f"reconnect {self.device}")
+        self._reconnecting.add_done_callback(self._reconnect_ended)
+
+    def _reconnect_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: reconnecting stopped: %r", self.device, task.exception())
 
     async def _reconnect(self) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(Disconnected),
-            wait=wait_exponential_jitter(initial=0.5, max=max(30.0, self._link.timeout)),
+            wait=wait_exponential_jitter(multiplier=0.5, max=max(30.0, self._link.timeout)),
             reraise=True,
         )
         async for attempt in retrying:
@@ -171,7 +176,9 @@ class ModbusTcpDriver:
                 value = decode_point(request, values, point)
             except DecodeError as exc:
                 reason = f"{self.device} {point.name} @{point.address:#06x}: {exc}"
-                readings.append(Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason))
+                readings.append(
+                    Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason)
+                )
             else:
                 readings.append(Reading(self.device, point.name, now, value, point.unit))
         return readings

@@ -70,13 +70,17 @@ def test_integers_round_trip(kind: str, words: str, bytes_: str, value: int) -> 
     Values are floats downstream, so 64-bit registers are exact up to 2**53
     (9 PWh counted in Wh: beyond any meter's life)."""
     bits = int(kind.removeprefix("u").removeprefix("int"))
-    low, high = (0, 2**bits - 1) if kind.startswith("u") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    low, high = (
+        (0, 2**bits - 1) if kind.startswith("u") else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    )
     value = min(max(value, low), high)
     p = point(type=kind, word_order=words, byte_order=bytes_)
     assert decode_registers(encode_registers(value, p), p) == value
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False, width=32), st.sampled_from(["big", "little"]))
+@given(
+    st.floats(allow_nan=False, allow_infinity=False, width=32), st.sampled_from(["big", "little"])
+)
 def test_float32_round_trip(value: float, order: str) -> None:
     """float32 values survive the trip through registers bit for bit."""
     p = point(type="float32", word_order=order)

@@ -1,0 +1,223 @@
+"""The uploader against the reference receiver and against answers we make up."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from buffer import AsyncStore, Commit, IntervalRow
+from cloud_sync.receiver import Receiver
+from cloud_sync.uploader import Uploader
+from tests.cloud_sync.batches import GATEWAY, series
+
+pytestmark = pytest.mark.timeout(60)
+TOKEN = "t0k3n-never-logged"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
+    s = AsyncStore(tmp_path / "buffer.db")
+    yield s
+    s.close()
+
+
+async def fill(store: AsyncStore, count: int, device: str = "main_incomer") -> list[dict]:
+    records = series(device, "2026-11-26T08:00:00+08:00", 1, count)
+    rows = [
+        IntervalRow(device, datetime.fromisoformat(r["start"]).timestamp(), 60.0, r)
+        for r in records
+    ]
+    await store.commit(Commit(intervals=rows))
+    return records
+
+
+def uploader(
+    store: AsyncStore, url: str, client: httpx.AsyncClient | None = None, **kw
+) -> Uploader:
+    options = {"max_batch": 10, "attempts": 3, "budget": 10.0} | kw
+    return Uploader(
+        store,
+        url=url,
+        token=TOKEN,
+        gateway=GATEWAY,
+        factor_set="cn-mee-2022",
+        client=client,
+        **options,
+    )
+
+
+def mock(answers: list[httpx.Response], seen: list[httpx.Request]) -> httpx.AsyncClient:
+    """A client whose platform answers from `answers` in turn (the last one repeats)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers[min(len(seen), len(answers)) - 1]
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+def body(request: httpx.Request) -> dict:
+    return json.loads(gzip.decompress(request.content))
+
+
+async def test_backlog_reaches_the_receiver_exactly_once(store: AsyncStore, tmp_path: Path) -> None:
+    """25 intervals in batches of 10 arrive whole, and the buffer's backlog is empty after."""
+    sent = await fill(store, 25)
+    with Receiver(tmp_path / "central.db", TOKEN) as receiver:
+        up = uploader(store, receiver.url + "/api/v1/batches")
+        assert await up.sync() == 25
+        await up.close()
+        stored = httpx.get(
+            receiver.url + "/api/v1/intervals", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert [i["start"] for i in stored.json()["intervals"]] == [r["start"] for r in sent]
+    assert (await store.backlog())["intervals"] == 0
+    assert up.status.batches_sent == 3
+
+
+async def test_a_batch_resent_after_a_crash_is_a_duplicate_not_a_double(
+    store: AsyncStore, tmp_path: Path
+) -> None:
+    """Sent but not acknowledged (the agent died): the resend has the same key and counts once."""
+    await fill(store, 5)
+    with Receiver(tmp_path / "central.db", TOKEN) as receiver:
+        url = receiver.url + "/api/v1/batches"
+        up = uploader(store, url)
+        batch = await store.pending_batch(10)
+        assert batch is not None
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip",
+                   "Idempotency-Key": f"{GATEWAY['id']}:{batch.seq}"}  # fmt: skip
+        first = httpx.post(url, content=up.payload(batch), headers=headers)
+        assert first.json()["status"] == "stored"
+        assert await up.sync() == 5  # the "restarted" agent re-sends the pending batch
+        await up.close()
+        assert up.status.last_result == "duplicate"
+        stored = httpx.get(
+            receiver.url + "/api/v1/intervals", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+    assert len(stored.json()["intervals"]) == 5
+
+
+async def test_busy_answers_are_retried_with_the_same_key_and_bytes(store: AsyncStore) -> None:
+    """503 with Retry-After, then 200: the retry carries the same Idempotency-Key and body."""
+    await fill(store, 3)
+    seen: list[httpx.Request] = []
+    client = mock(
+        [
+            httpx.Response(503, headers={"Retry-After": "0"}),
+            httpx.Response(200, json={"status": "stored"}),
+        ],
+        seen,
+    )
+    up = uploader(store, "https://central.invalid/api/v1/batches", client)
+    assert await up.sync() == 3
+    await up.close()
+    assert len(seen) == 2
+    assert seen[0].headers["Idempotency-Key"] == seen[1].headers["Idempotency-Key"]
+    assert seen[0].content == seen[1].content
+    assert seen[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_a_platform_that_stays_down_keeps_the_batch_pending(store: AsyncStore) -> None:
+    """Repeated 500s: nothing is marked sent, and the next run resends the same batch."""
+    await fill(store, 3)
+    seen: list[httpx.Request] = []
+    up = uploader(store, "https://central.invalid/b", mock([httpx.Response(500)], seen), attempts=2)
+    assert await up.sync() == 0
+    assert len(seen) == 2
+    assert (await store.backlog())["intervals"] == 3
+    await up.close()
+    seen2: list[httpx.Request] = []
+    up2 = uploader(
+        store,
+        "https://central.invalid/b",
+        mock([httpx.Response(200, json={"status": "stored"})], seen2),
+    )
+    assert await up2.sync() == 3
+    await up2.close()
+    assert seen2[0].headers["Idempotency-Key"] == seen[0].headers["Idempotency-Key"]
+
+
+async def test_a_rejected_batch_is_quarantined_with_an_event_and_the_rest_flows(
+    store: AsyncStore,
+) -> None:
+    """400: that batch is set aside with the reason, an event says so, later batches still go."""
+    await fill(store, 15)
+    seen: list[httpx.Request] = []
+    answers = [
+        httpx.Response(400, json={"reason": "factor missing"}),
+        httpx.Response(200, json={"status": "stored"}),
+    ]
+    up = uploader(store, "https://central.invalid/b", mock(answers, seen))
+    assert await up.sync() == 5 + 1  # the other 5 intervals, and the event about the rejection
+    await up.close()
+    last = body(seen[-1])
+    assert [e["kind"] for e in body(seen[1])["events"]] == ["batch_rejected"]
+    assert "factor missing" in body(seen[1])["events"][0]["message"]
+    assert last["sequence"] > body(seen[0])["sequence"]
+    assert (await store.backlog()) == {"intervals": 0, "events": 0, "oldest": None}
+
+
+async def test_unauthorized_keeps_everything_and_says_why(store: AsyncStore, caplog) -> None:
+    """401: no data is dropped, the status names the token, and the token is not in the logs."""
+    await fill(store, 3)
+    seen: list[httpx.Request] = []
+    up = uploader(
+        store,
+        "https://central.invalid/b",
+        mock([httpx.Response(401, json={"reason": "bad token"})], seen),
+    )
+    with caplog.at_level(logging.DEBUG):
+        assert await up.sync() == 0
+    await up.close()
+    assert len(seen) == 1  # not retried in a loop
+    assert "check the sync token" in up.status.last_result
+    assert (await store.backlog())["intervals"] == 3
+    assert TOKEN not in caplog.text
+
+
+async def test_too_large_splits_the_batch_until_it_fits(store: AsyncStore) -> None:
+    """413 for more than 4 records: the batch is halved until accepted; nothing is lost."""
+    await fill(store, 10)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(body(request)["intervals"]) > 4:
+            return httpx.Response(413, json={"reason": "too large"})
+        return httpx.Response(200, json={"status": "stored"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    up = uploader(store, "https://central.invalid/b", client)
+    assert await up.sync() == 10
+    await up.close()
+    delivered = [
+        i["start"] for r in seen if len(body(r)["intervals"]) <= 4 for i in body(r)["intervals"]
+    ]
+    assert len(delivered) == len(set(delivered)) == 10
+
+
+async def test_a_receiver_that_is_down_then_up_gets_everything(
+    store: AsyncStore, tmp_path: Path
+) -> None:
+    """Connection refused: nothing acknowledged; when the receiver is back, all arrives once."""
+    await fill(store, 4)
+    receiver = Receiver(tmp_path / "central.db", TOKEN)
+    receiver.start()
+    url = receiver.url + "/api/v1/batches"
+    receiver.stop()
+    up = uploader(store, url, attempts=1)
+    assert await up.sync() == 0
+    receiver.start()
+    try:
+        assert await up.sync() == 4
+    finally:
+        await up.close()
+        receiver.stop()
