@@ -9,14 +9,19 @@ fields than listed here (newer agents); what is listed is required.
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
+# Sequences and event ids are stored as SQLite integers on the receiver.
+_INT64_MAX = 2**63 - 1
+
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # NaN or Infinity in one record would poison every total it is summed into.
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
 
 class GatewayTags(_Record):
@@ -24,7 +29,16 @@ class GatewayTags(_Record):
     enterprise_id: str = Field(pattern=r"^[0-9A-Z]{18}$", description="Unified social credit code")
     region_code: str = Field(pattern=r"^\d{6}$", description="GB/T 2260")
     industry_code: str = Field(pattern=r"^[A-T]\d{0,4}$", description="GB/T 4754-2017")
-    timezone: str
+    timezone: str = Field(description="IANA time zone; the receiver's days and months are local")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Asia" is a folder
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
 class Factor(_Record):
@@ -59,7 +73,7 @@ class Interval(_Record):
 
 
 class Event(_Record):
-    id: int = Field(description="Sequence of the event on its gateway")
+    id: int = Field(le=_INT64_MAX, description="Sequence of the event on its gateway")
     ts: AwareDatetime
     device: str | None = None
     kind: str = Field(description="e.g. counter_reset, alarm_raised, alarm_cleared, buffer_full")
@@ -79,7 +93,9 @@ class Sample(_Record):
 class Batch(_Record):
     schema_version: Literal[1]
     gateway: GatewayTags
-    sequence: int = Field(ge=1, description="Idempotency-Key is '<gateway.id>:<sequence>'")
+    sequence: int = Field(
+        ge=1, le=_INT64_MAX, description="Idempotency-Key is '<gateway.id>:<sequence>'"
+    )
     factor_set: str
     intervals: list[Interval] = []
     events: list[Event] = []

@@ -52,9 +52,14 @@ PointKind = Literal["gauge", "counter"]
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a misspelt key must never be silently ignored."""
+    """Unknown keys are errors: a misspelt key must never be silently ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    NaN and infinity are refused too: `scale: .nan` would poison every value.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 # --- identity -----------------------------------------------------------------
@@ -70,6 +75,8 @@ def uscc_check_digit(code: str) -> str:
 
 
 class Gateway(Strict):
+    """Who and where this gateway is: every batch is tagged with it."""
+
     id: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         description="This gateway's id, unique on the central platform; part of every batch key.",
@@ -102,7 +109,7 @@ class Gateway(Strict):
     def _known_zone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America"
             raise ValueError(f"unknown time zone {value!r} (for example Asia/Shanghai)") from None
         return value
 
@@ -111,6 +118,8 @@ class Gateway(Strict):
 
 
 class Buffer(Strict):
+    """The SQLite store-and-forward buffer."""
+
     path: str = Field(
         default="${STATE_DIRECTORY:-/var/lib/edge-agent}/buffer.db",
         description="SQLite file of the store-and-forward buffer; ${VAR} is expanded.",
@@ -124,6 +133,8 @@ class Buffer(Strict):
 
 
 class Sync(Strict):
+    """Upload of batches to the central platform."""
+
     url: str = Field(
         pattern=r"^https?://[^\s/]+(/\S*)?$",
         description="The central platform's batch endpoint, e.g. https://host/api/v1/batches.",
@@ -138,6 +149,8 @@ class Sync(Strict):
 
 
 class Emissions(Strict):
+    """Intervals, and the factors that turn energy into standard coal and CO2."""
+
     factor_set: str = Field(
         default="cn-mee-2022",
         description="Shipped factor set (data year of the grid factor), e.g. cn-mee-2022.",
@@ -158,44 +171,59 @@ class Emissions(Strict):
 
 
 class ModbusTcp(Strict):
+    """A Modbus TCP server: the meter itself or a serial gateway."""
+
     host: str = Field(description="IP address or host name of the meter or gateway.")
-    port: int = Field(default=502, ge=1, le=65535)
+    port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
     unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
     timeout: Duration = Field(default=2.0, gt=0, description="Reply timeout of one request.")
 
 
 class ModbusRtu(Strict):
+    """A Modbus RTU meter on an RS-485 bus; meters on one port are polled in turn."""
+
     port: str = Field(description="Serial device, e.g. /dev/ttyUSB0.")
-    baudrate: int = Field(default=9600, gt=0)
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    unit: int = Field(default=1, ge=1, le=247)
-    timeout: Duration = Field(default=1.0, gt=0)
+    baudrate: int = Field(default=9600, gt=0, description="Bits per second, as set on the meter.")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="None, even or odd.")
+    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits, as set on the meter.")
+    unit: int = Field(default=1, ge=1, le=247, description="Modbus unit (slave) id on the bus.")
+    timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
 
 
 class OpcUa(Strict):
+    """An OPC UA server; file paths expand ${VAR}."""
+
     endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port/path")
-    security: Literal[
-        "None", "Basic256Sha256/Sign", "Basic256Sha256/SignAndEncrypt"
-    ] = "None"
-    mode: Literal["read", "subscribe"] = "read"
-    username: str | None = None
-    password_file: str | None = None
-    certificate: str | None = None
-    private_key: str | None = None
-    server_certificate: str | None = None
-    timeout: Duration = Field(default=5.0, gt=0)
+    security: Literal["None", "Basic256Sha256/Sign", "Basic256Sha256/SignAndEncrypt"] = Field(
+        default="None", description="Security policy and message mode."
+    )
+    mode: Literal["read", "subscribe"] = Field(
+        default="read",
+        description="read: poll every `poll`; subscribe: the server reports changes.",
+    )
+    username: str | None = Field(default=None, description="User name, if the server wants one.")
+    password_file: str | None = Field(default=None, description="File holding the password.")
+    certificate: str | None = Field(default=None, description="Client certificate file.")
+    private_key: str | None = Field(
+        default=None, description="Private key file of the certificate."
+    )
+    server_certificate: str | None = Field(
+        default=None, description="The server's certificate, to trust it explicitly."
+    )
+    timeout: Duration = Field(default=5.0, gt=0, description="Timeout of one request.")
 
 
 class Dlt645(Strict):
+    """A DL/T 645-2007 electricity meter on an RS-485 bus."""
+
     port: str = Field(description="Serial device, e.g. /dev/ttyUSB1.")
-    baudrate: Literal[1200, 2400, 4800, 9600] = 2400
-    parity: Literal["N", "E", "O"] = "E"
+    baudrate: Literal[1200, 2400, 4800, 9600] = Field(default=2400, description="Bits per second.")
+    parity: Literal["N", "E", "O"] = Field(default="E", description="The standard uses even.")
     address: str = Field(
         pattern=r"^\d{12}$",
         description='Meter address, 12 digits as printed on the meter, quoted: "000012345678".',
     )
-    timeout: Duration = Field(default=1.0, gt=0)
+    timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
 
 
 # --- points -------------------------------------------------------------------
@@ -223,24 +251,37 @@ class PointBase(Strict):
         default="gauge", description="counter: a cumulative total; gauge: an instant value."
     )
     scale: float = Field(default=1.0, description="Decoded value = raw x scale + offset.")
-    offset: float = 0.0
+    offset: float = Field(default=0.0, description="Added after scaling.")
 
 
 class ModbusPoint(PointBase):
+    """One value read from Modbus registers or bits."""
+
     address: int = Field(ge=0, le=65535, description="0-based register address (PDU address).")
-    function: Literal["holding", "input", "coil", "discrete"] = "holding"
-    type: ModbusType = "uint16"
+    function: Literal["holding", "input", "coil", "discrete"] = Field(
+        default="holding",
+        description="Table: holding (FC3), input (FC4), coil (FC1), discrete (FC2).",
+    )
+    type: ModbusType = Field(
+        default="uint16", description="Register encoding; coil and discrete read bool."
+    )
     word_order: Literal["big", "little"] = Field(
         default="big", description="big: high word first (the common case)."
     )
-    byte_order: Literal["big", "little"] = "big"
+    byte_order: Literal["big", "little"] = Field(
+        default="big", description="Byte order within a register: big as the standard says."
+    )
 
 
 class OpcUaPoint(PointBase):
+    """One OPC UA variable."""
+
     node: str = Field(pattern=r"^(ns=\d+;)?[isgb]=.+$", description='Node id, e.g. "ns=2;s=Tag".')
 
 
 class Dlt645Point(PointBase):
+    """One DL/T 645 data identifier."""
+
     di: str = Field(
         pattern=r"^[0-9A-Fa-f]{8}$",
         description='Data identifier DI3..DI0 as in the standard, e.g. "00010000".',
@@ -257,11 +298,15 @@ class Dlt645Point(PointBase):
 
 
 class Energy(Strict):
+    """What the device meters, and the point that counts it."""
+
     carrier: Carrier = Field(description="What the device meters.")
     counter: str = Field(description="Name of the point holding the cumulative total.")
 
 
 class Production(Strict):
+    """The point counting output, for carbon intensity (CO2 per unit)."""
+
     counter: str = Field(description="Name of the point counting units produced.")
 
 
@@ -271,28 +316,36 @@ class _DeviceBase(Strict):
         default=None, description="Meter profile from the library, e.g. eastron-sdm630."
     )
     poll: Duration = Field(default=10.0, gt=0, description="Polling period.")
-    energy: Energy | None = None
-    production: Production | None = None
+    energy: Energy | None = Field(default=None, description="Energy metered by this device.")
+    production: Production | None = Field(default=None, description="Output counted here.")
 
 
 class ModbusTcpDevice(_DeviceBase):
+    """A meter reached over Modbus TCP."""
+
     modbus_tcp: ModbusTcp
-    points: list[ModbusPoint] = []
+    points: list[ModbusPoint] = Field(default=[], description="Own points; replace the profile's.")
 
 
 class ModbusRtuDevice(_DeviceBase):
+    """A meter on an RS-485 bus speaking Modbus RTU."""
+
     modbus_rtu: ModbusRtu
-    points: list[ModbusPoint] = []
+    points: list[ModbusPoint] = Field(default=[], description="Own points; replace the profile's.")
 
 
 class OpcUaDevice(_DeviceBase):
+    """Values read from an OPC UA server."""
+
     opcua: OpcUa
-    points: list[OpcUaPoint] = []
+    points: list[OpcUaPoint] = Field(default=[], description="Own points; replace the profile's.")
 
 
 class Dlt645Device(_DeviceBase):
+    """A DL/T 645-2007 electricity meter."""
+
     dlt645: Dlt645
-    points: list[Dlt645Point] = []
+    points: list[Dlt645Point] = Field(default=[], description="Own points; replace the profile's.")
 
 
 PROTOCOLS = ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
@@ -335,39 +388,55 @@ def protocol_of(device: BaseModel) -> str:
 
 
 class ModbusWrite(Strict):
-    device: str
-    coil: int | None = Field(default=None, ge=0, le=65535)
-    register_: int | None = Field(default=None, alias="register", ge=0, le=65535)
-    value: bool | int
+    """Write one coil or register while the alarm is raised (a stack light)."""
+
+    device: str = Field(description="A modbus_tcp or modbus_rtu device.")
+    coil: int | None = Field(default=None, ge=0, le=65535, description="Coil address.")
+    register_: int | None = Field(
+        default=None, alias="register", ge=0, le=65535, description="Holding register address."
+    )
+    value: bool | int = Field(description="true/false for a coil, a number for a register.")
 
 
 class RuleAction(Strict):
+    """What to do locally when the alarm is raised."""
+
     modbus_write: ModbusWrite
 
 
 class Rule(Strict):
+    """An overshoot alarm: raised above (or below) a limit, cleared with hysteresis."""
+
     name: Name
     device: str | None = Field(default=None, description="Device watched; omit for the site.")
     quantity: str = Field(description="demand_15m_kw, power_kw, co2_kg_today, a point name, ...")
-    above: float | None = None
-    below: float | None = None
-    clear_below: float | None = None
-    clear_above: float | None = None
+    above: float | None = Field(default=None, description="Raise when the quantity exceeds this.")
+    below: float | None = Field(default=None, description="Raise when it falls under this.")
+    clear_below: float | None = Field(
+        default=None, description="With above: clear only once back under this (hysteresis)."
+    )
+    clear_above: float | None = Field(
+        default=None, description="With below: clear only once back over this (hysteresis)."
+    )
     for_: Duration = Field(default=0.0, alias="for", description="Minimum duration before raising.")
-    severity: Literal["info", "warning", "critical"] = "warning"
-    action: RuleAction | None = None
+    severity: Literal["info", "warning", "critical"] = Field(
+        default="warning", description="Severity of the raised event."
+    )
+    action: RuleAction | None = Field(default=None, description="Local action while raised.")
 
 
 # --- the whole file -----------------------------------------------------------
 
 
 class Config(Strict):
+    """The top level of agent.yaml: one section per key."""
+
     gateway: Gateway
     buffer: Buffer = Buffer()
     sync: Sync
     emissions: Emissions = Emissions()
     devices: list[Device] = Field(default=[], description="Meters to poll.")
-    rules: list[Rule] = []
+    rules: list[Rule] = Field(default=[], description="Overshoot alarms, evaluated locally.")
 
 
 AnyDevice = ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645Device

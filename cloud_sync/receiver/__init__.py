@@ -1,0 +1,200 @@
+"""The reference central endpoint: validates, stores and de-duplicates batches.
+
+It runs in three places: inside `edge-agent demo` on a background thread,
+inside tests, and from `edge-agent receiver` for integrators, who point their
+own sender at it. The contract it holds is in PRODUCT.md, "The contract with
+the central platform":
+
+    POST /api/v1/batches      gzip JSON, Bearer token, Idempotency-Key
+    GET  /api/v1/schema       the batch JSON Schema
+    GET  /api/v1/intervals    stored interval records, filtered
+    GET  /api/v1/summary      kWh, tce, CO2 per group and period
+    GET  /healthz
+
+    with Receiver("central.db", token="s3cret") as receiver:
+        agent_url = receiver.url + "/api/v1/batches"
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from cloud_sync.receiver._http import ReceiverServer
+from cloud_sync.receiver._store import Store
+
+__all__ = ["Receiver", "serve"]
+
+logger = logging.getLogger("edge_agent.receiver")
+
+
+class Receiver:
+    """A receiver serving on a daemon thread; `start()`, then `url`, then `stop()`.
+
+    fail_rate and latency make it misbehave on purpose, for tests and demos:
+    that share of POSTs is answered 503 with Retry-After before anything is
+    stored, and every answer waits `latency` seconds. After `stop()`, `start()`
+    serves again on the same port, so a sender can be shown an outage.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        token: str | None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fail_rate: float = 0.0,
+        latency: float = 0.0,
+        max_body: int = 16 * 2**20,
+    ) -> None:
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError(f"fail_rate must be from 0 to 1 (got {fail_rate})")
+        if latency < 0:
+            raise ValueError(f"latency must not be negative (got {latency})")
+        if max_body < 1:
+            raise ValueError(f"max_body must be at least 1 byte (got {max_body})")
+        if token is not None and not token:
+            raise ValueError("token must not be empty: pass None to accept batches without one")
+        self.db_path = db_path
+        self.host = host
+        self.port = port
+        self.fail_rate = fail_rate
+        self.latency = latency
+        self.max_body = max_body
+        self._token = token
+        self._lock = threading.Lock()
+        self._server: ReceiverServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"Receiver({self.url!r}, db_path={os.fspath(self.db_path)!r})"  # never the token
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Open the store, bind the port and serve on a daemon thread."""
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError(f"receiver already serving on {self.url}")
+            store = Store(self.db_path)
+            try:
+                server = ReceiverServer(
+                    self.host,
+                    self.port,
+                    store=store,
+                    token=self._token,
+                    fail_rate=self.fail_rate,
+                    latency=self.latency,
+                    max_body=self.max_body,
+                )
+            except BaseException:
+                store.close()
+                raise
+            self.port = server.server_address[1]
+            self._server = server
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"receiver:{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        logger.info("receiver listening on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop accepting, end open connections, wait for answers in flight, close the store.
+
+        Idempotent; a request still sending its body when this is called is
+        cut short, one already being stored is stored and answered.
+        """
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
+            if server is None or thread is None:
+                return
+            server.shutdown()
+            server.end_connections()
+            server.server_close()
+            thread.join()
+            server.store.close()
+        logger.info("receiver on %s stopped", self.url)
+
+    def __enter__(self) -> Receiver:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    host: str,
+    port: int,
+    db_path: str | os.PathLike[str],
+    token_file: str | os.PathLike[str] | None,
+    fail_rate: float = 0.0,
+    latency: float = 0.0,
+) -> int:
+    """Serve until SIGINT or SIGTERM; the exit code for `edge-agent receiver`.
+
+    The token is read from a file (a systemd credential, say), never from the
+    command line, where every user of the machine could read it in `ps`.
+    Without a token file, batches are accepted without authentication.
+    """
+    token = None
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"receiver: cannot read the token file: {exc}", file=sys.stderr)
+            return os.EX_NOINPUT
+        if not token:
+            print(f"receiver: {token_file}: the token file is empty", file=sys.stderr)
+            return os.EX_CONFIG
+    try:
+        receiver = Receiver(db_path, token, host, port, fail_rate=fail_rate, latency=latency)
+    except ValueError as exc:
+        print(f"receiver: {exc}", file=sys.stderr)
+        return os.EX_USAGE
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            receiver.start()
+        except sqlite3.Error as exc:
+            print(f"receiver: {os.fspath(db_path)}: {exc}", file=sys.stderr)
+            return os.EX_CANTCREAT
+        except OSError as exc:
+            print(f"receiver: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return os.EX_UNAVAILABLE
+        if token is None:
+            logger.warning("no token file: batches are accepted without authentication")
+        print(f"receiver listening on {receiver.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        receiver.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

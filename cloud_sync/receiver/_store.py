@@ -1,0 +1,400 @@
+"""The receiver's SQLite store: batches, and the records they carried.
+
+Two keys make re-sending harmless. A batch key ('<gateway>:<sequence>') is
+UNIQUE, so a batch is stored at most once whatever the timing; and each record
+has its own natural key, so a record that reaches us in two different batches
+(an agent that re-batched its backlog after a crash) is still counted once.
+
+Writes go through one connection and one lock; reads open their own short-lived
+connection, which WAL lets run beside a write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from cloud_sync.batch import Batch
+
+GroupBy = Literal["region", "industry", "enterprise", "gateway"]
+Period = Literal["day", "month"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    gateway TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    factor_set TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    intervals INTEGER NOT NULL DEFAULT 0,
+    events INTEGER NOT NULL DEFAULT 0,
+    samples INTEGER NOT NULL DEFAULT 0,
+    duplicate_records INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS intervals (
+    id INTEGER PRIMARY KEY,
+    batch_id INTEGER NOT NULL REFERENCES batches (id),
+    gateway TEXT NOT NULL,
+    enterprise_id TEXT NOT NULL,
+    region_code TEXT NOT NULL,
+    industry_code TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    device TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    start_text TEXT NOT NULL,
+    end_text TEXT NOT NULL,
+    start_s REAL NOT NULL,
+    end_s REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    local_date TEXT NOT NULL,
+    quantity REAL NOT NULL,
+    unit TEXT NOT NULL,
+    kwh REAL,
+    tce_kg REAL,
+    co2_kg REAL,
+    scope INTEGER,
+    factor_id TEXT,
+    coverage REAL NOT NULL,
+    quality TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (gateway, device, carrier, start_s, end_s)
+);
+CREATE INDEX IF NOT EXISTS intervals_device_start ON intervals (device, start_s);
+CREATE INDEX IF NOT EXISTS intervals_local_date ON intervals (local_date);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    batch_id INTEGER NOT NULL REFERENCES batches (id),
+    gateway TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    ts_text TEXT NOT NULL,
+    ts_s REAL NOT NULL,
+    device TEXT,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (gateway, event_id)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY,
+    batch_id INTEGER NOT NULL REFERENCES batches (id),
+    gateway TEXT NOT NULL,
+    device TEXT NOT NULL,
+    point TEXT NOT NULL,
+    ts_text TEXT NOT NULL,
+    ts_s REAL NOT NULL,
+    value REAL,
+    unit TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (gateway, device, point, ts_s)
+);
+"""
+
+_GROUP_COLUMN: dict[str, str] = {
+    "region": "region_code",
+    "industry": "industry_code",
+    "enterprise": "enterprise_id",
+    "gateway": "gateway",
+}
+_PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
+
+# An interval counts unless a shorter interval of the same device and carrier
+# overlaps it: a device reporting 1-minute and 15-minute intervals is counted
+# from the 1-minute ones, and one whose interval length changed over time is
+# counted from whatever length it reported at each moment. The start_s bound is
+# implied by the others; it is there so the lookup is an index range scan.
+_COUNTED = """
+NOT EXISTS (
+    SELECT 1 FROM intervals AS shorter
+    WHERE shorter.gateway = i.gateway
+      AND shorter.device = i.device
+      AND shorter.carrier = i.carrier
+      AND shorter.start_s > i.start_s - i.duration_s
+      AND shorter.start_s < i.end_s
+      AND shorter.end_s > i.start_s
+      AND shorter.duration_s < i.duration_s
+)
+"""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What one accepted batch added: new records, and records already held."""
+
+    intervals: int
+    events: int
+    samples: int
+    duplicate_records: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    kwh: float | None
+    tce_kg: float | None
+    co2_kg: float | None
+
+
+def _json(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+class Store:
+    """One receiver database file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = self._connect()
+        try:
+            # synchronous=FULL: an acknowledged batch is never re-sent, so it
+            # must survive a power cut on the receiver too.
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: transactions are opened explicitly, and only
+        # where a write needs one.
+        return sqlite3.connect(
+            self._path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def put(self, key: str, batch: Batch, document: dict[str, Any], digest: str) -> Stored | None:
+        """Store a batch and its records in one transaction; None if the key is already held.
+
+        `document` is the batch as parsed from JSON, so records are kept as
+        received, fields unknown to this schema version included.
+        """
+        tags = batch.gateway
+        zone = ZoneInfo(tags.timezone)
+        intervals = [
+            (
+                tags.id,
+                tags.enterprise_id,
+                tags.region_code,
+                tags.industry_code,
+                tags.timezone,
+                record.device,
+                record.carrier,
+                raw["start"],
+                raw["end"],
+                record.start.timestamp(),
+                record.end.timestamp(),
+                (record.end - record.start).total_seconds(),
+                record.start.astimezone(zone).date().isoformat(),
+                record.quantity,
+                record.unit,
+                record.kwh,
+                record.tce_kg,
+                record.co2_kg,
+                record.scope,
+                record.factor.id if record.factor is not None else None,
+                record.coverage,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
+        ]
+        events = [
+            (
+                tags.id,
+                record.id,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.device,
+                record.kind,
+                record.severity,
+                record.message,
+                _json(raw),
+            )
+            for record, raw in zip(batch.events, document.get("events", []), strict=True)
+        ]
+        samples = [
+            (
+                tags.id,
+                record.device,
+                record.point,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.value,
+                record.unit,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
+        ]
+        received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            db = self._open()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                try:
+                    cursor = db.execute(
+                        "INSERT INTO batches (key, gateway, sequence, schema_version, factor_set,"
+                        " received_at, body_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            key,
+                            tags.id,
+                            batch.sequence,
+                            batch.schema_version,
+                            batch.factor_set,
+                            received_at,
+                            digest,
+                        ),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    if "batches.key" not in str(exc):
+                        raise
+                    db.execute("ROLLBACK")
+                    return None
+                batch_id = cursor.lastrowid
+                new_intervals = self._insert(
+                    db,
+                    "INSERT OR IGNORE INTO intervals (batch_id, gateway, enterprise_id,"
+                    " region_code, industry_code, timezone, device, carrier, start_text,"
+                    " end_text, start_s, end_s, duration_s, local_date, quantity, unit, kwh,"
+                    " tce_kg, co2_kg, scope, factor_id, coverage, quality, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?)",
+                    batch_id,
+                    intervals,
+                )
+                new_events = self._insert(
+                    db,
+                    "INSERT OR IGNORE INTO events (batch_id, gateway, event_id, ts_text, ts_s,"
+                    " device, kind, severity, message, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    batch_id,
+                    events,
+                )
+                new_samples = self._insert(
+                    db,
+                    "INSERT OR IGNORE INTO samples (batch_id, gateway, device, point, ts_text,"
+                    " ts_s, value, unit, quality, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    batch_id,
+                    samples,
+                )
+                stored = Stored(
+                    intervals=new_intervals,
+                    events=new_events,
+                    samples=new_samples,
+                    duplicate_records=len(intervals)
+                    + len(events)
+                    + len(samples)
+                    - new_intervals
+                    - new_events
+                    - new_samples,
+                )
+                db.execute(
+                    "UPDATE batches SET intervals = ?, events = ?, samples = ?,"
+                    " duplicate_records = ? WHERE id = ?",
+                    (
+                        stored.intervals,
+                        stored.events,
+                        stored.samples,
+                        stored.duplicate_records,
+                        batch_id,
+                    ),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return stored
+
+    @staticmethod
+    def _insert(
+        db: sqlite3.Connection, sql: str, batch_id: int | None, rows: Sequence[tuple[Any, ...]]
+    ) -> int:
+        """Insert rows but those whose natural key is already held; how many were new."""
+        if not rows:
+            return 0
+        cursor = db.executemany(sql, ((batch_id, *row) for row in rows))
+        return cursor.rowcount
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise sqlite3.ProgrammingError("the receiver store is closed")
+        return self._db
+
+    def _read(self, sql: str, parameters: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Run one query on a connection of its own, so a long read never holds up a write."""
+        self._open()
+        db = self._connect()
+        try:
+            return db.execute(sql, tuple(parameters)).fetchall()
+        finally:
+            db.close()
+
+    def intervals(
+        self,
+        *,
+        gateway: str | None,
+        device: str | None,
+        start_from: datetime | None,
+        start_to: datetime | None,
+        limit: int,
+    ) -> tuple[list[str], bool]:
+        """Interval records as received (JSON text), and whether `limit` cut the list short."""
+        where, parameters = [], []
+        if gateway is not None:
+            where.append("gateway = ?")
+            parameters.append(gateway)
+        if device is not None:
+            where.append("device = ?")
+            parameters.append(device)
+        if start_from is not None:
+            where.append("start_s >= ?")
+            parameters.append(start_from.timestamp())
+        if start_to is not None:
+            where.append("start_s < ?")
+            parameters.append(start_to.timestamp())
+        rows = self._read(
+            "SELECT record FROM intervals"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY gateway, device, start_s, end_s LIMIT ?",
+            [*parameters, limit + 1],
+        )
+        return [row[0] for row in rows[:limit]], len(rows) > limit
+
+    def totals(
+        self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], Totals]:
+        """kWh, tce and CO2 per (group, local period), each device's energy counted once.
+
+        `dates` limits the answer to intervals whose local date lies in one of
+        the inclusive ('YYYY-MM-DD', 'YYYY-MM-DD') ranges.
+        """
+        column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
+        where, parameters = [_COUNTED], []
+        if dates is not None:
+            where.append("(" + " OR ".join("i.local_date BETWEEN ? AND ?" for _ in dates) + ")")
+            parameters.extend(bound for pair in dates for bound in pair)
+        rows = self._read(
+            f"SELECT i.{column}, {expression}, SUM(i.kwh), SUM(i.tce_kg), SUM(i.co2_kg)"
+            f" FROM intervals AS i WHERE {' AND '.join(where)}"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+            parameters,
+        )
+        return {(key, when): Totals(kwh, tce, co2) for key, when, kwh, tce, co2 in rows}

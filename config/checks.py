@@ -1,0 +1,330 @@
+"""The rules a config must follow that span fields, each reported at its node.
+
+The models check each field alone; what needs two fields, the profile library
+or the factor data (a counter that names a point, a grid that matches the
+region) is checked here, once the whole file has passed the models. Warnings
+are for what is legal but probably not meant.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from config.carriers import accepted_units, conversion
+from config.errors import Document, NodePath, Problem, Severity, suggest, unknown
+from config.factors import UnknownFactorSet, factor_set_names, load_factor_set
+from config.models import (
+    ENV_VAR,
+    REGISTER_COUNT,
+    AnyDevice,
+    AnyPoint,
+    Config,
+    Energy,
+    ModbusPoint,
+    ModbusWrite,
+    OpcUaDevice,
+    protocol_of,
+    uscc_check_digit,
+)
+from config.profiles import Sourced, resolved
+from config.units import format_duration
+
+DAY = 86_400
+OPCUA_FILES = ("certificate", "private_key", "server_certificate", "password_file")
+_SYSTEMD_DIRS = {
+    "CREDENTIALS_DIRECTORY": "LoadCredential=",
+    "STATE_DIRECTORY": "StateDirectory=",
+    "RUNTIME_DIRECTORY": "RuntimeDirectory=",
+    "CACHE_DIRECTORY": "CacheDirectory=",
+    "LOGS_DIRECTORY": "LogsDirectory=",
+    "CONFIGURATION_DIRECTORY": "ConfigurationDirectory=",
+}
+
+
+def check_config(
+    config: Config, doc: Document, points: Sequence[Sequence[Sourced]]
+) -> list[Problem]:
+    """Every cross-field problem of a validated config; `points` are each device's merged points."""
+    return [
+        *_gateway(config, doc),
+        *_devices(config, doc, points),
+        *_emissions(config, doc),
+        *_rules(config, doc),
+    ]
+
+
+def check_points(points: Sequence[Sourced]) -> list[Problem]:
+    """Names unique, and options that fit the point's type (REGISTER_COUNT is the table)."""
+    problems = []
+    first: dict[str, Sourced] = {}
+    for s in points:
+        if s.name in first:
+            was = first[s.name]
+            line = was.doc.position((*was.path, "name"))[0]
+            where = f"line {line}" if was.doc is s.doc else f"{was.doc.file}:{line}"
+            message = f"duplicate point name '{s.name}' (first at {where})"
+            problems.append(s.doc.problem((*s.path, "name"), message))
+        first.setdefault(s.name, s)
+        if isinstance(s.point, ModbusPoint):
+            problems += _modbus_point(s.point, s.doc, s.path)
+    return problems
+
+
+def _modbus_point(point: ModbusPoint, doc: Document, at: NodePath) -> Iterator[Problem]:
+    written = point.model_fields_set
+    kind = resolved(point).type
+    if "word_order" in written and REGISTER_COUNT[kind] == 1:
+        default = "" if "type" in written else f" (the default for function: {point.function})"
+        message = f"word_order is meaningless with type: {kind}{default}"
+        yield doc.problem((*at, "word_order"), message, key=True)
+    if point.function in ("coil", "discrete") and "type" in written and point.type != "bool":
+        message = f"a {point.function} is a single bit: type must be bool (got {point.type})"
+        yield doc.problem((*at, "type"), message)
+
+
+def _gateway(config: Config, doc: Document) -> Iterator[Problem]:
+    code = config.gateway.enterprise_id
+    expected = uscc_check_digit(code)
+    if code[17] != expected:
+        message = (
+            f"check digit is '{code[17]}' but GB 32100 gives '{expected}' for {code[:17]}: "
+            "check the code for a typo"
+        )
+        yield doc.problem(("gateway", "enterprise_id"), message, severity="warning")
+    url = config.sync.url
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        host = url
+    if url.startswith("http://") and not _loopback(host):
+        message = f"plain http to {host}: the token would travel in clear text; use https://"
+        yield doc.problem(("sync", "url"), message, severity="warning")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _devices(
+    config: Config, doc: Document, points: Sequence[Sequence[Sourced]]
+) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    shortest = min((s for s in config.emissions.intervals if s >= 1), default=None)
+    for i, (device, merged) in enumerate(zip(config.devices, points, strict=True)):
+        at: NodePath = ("devices", i)
+        if device.name in seen:
+            line = doc.position(("devices", seen[device.name], "name"))[0]
+            message = f"duplicate device name '{device.name}' (first at line {line})"
+            yield doc.problem((*at, "name"), message)
+        seen.setdefault(device.name, i)
+        yield from check_points(merged)
+        if not merged:
+            message = (
+                f"device '{device.name}' has no points: list them under points: or name a profile:"
+            )
+            yield doc.problem(at, message)
+        by_name: dict[str, AnyPoint] = {}
+        for s in merged:
+            by_name.setdefault(s.name, s.point)
+        for role in ("energy", "production"):
+            ref = getattr(device, role)
+            if ref is not None:
+                yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
+        if device.energy is not None:
+            yield from _energy_unit(doc, at, device.energy, by_name)
+        if shortest is not None and device.poll > shortest:
+            message = (
+                f"poll {format_duration(device.poll)} is longer than the shortest interval "
+                f"{format_duration(shortest)}: those intervals get no reading of their own"
+            )
+            yield doc.problem((*at, "poll"), message, severity="warning")
+
+
+def _counter(
+    doc: Document, at: NodePath, role: str, name: str, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    point = points.get(name)
+    if point is None:
+        yield doc.problem(at, f"no point '{name}' in this device" + suggest(name, list(points)))
+    elif point.kind != "counter":
+        message = (
+            f"'{name}' is a {point.kind}; {role} needs a cumulative counter point (kind: counter)"
+        )
+        yield doc.problem(at, message)
+
+
+def _energy_unit(
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    """The counter's unit must convert to the carrier's: the carbon step never guesses."""
+    point = points.get(energy.counter)
+    if point is None or point.kind != "counter":
+        return  # reported by _counter
+    if conversion(energy.carrier, point.unit) is None:
+        unit = repr(point.unit) if point.unit else "no unit"
+        units = ", ".join(accepted_units(energy.carrier))
+        message = (
+            f"'{point.name}' counts in {unit}, not a unit of {energy.carrier} ({units}): "
+            "set the point's unit"
+        )
+        yield doc.problem((*at, "energy", "counter"), message)
+
+
+def _emissions(config: Config, doc: Document) -> Iterator[Problem]:
+    emissions = config.emissions
+    seen: set[int] = set()
+    for i, seconds in enumerate(emissions.intervals):
+        at: NodePath = ("emissions", "intervals", i)
+        millis, text = round(seconds * 1000), format_duration(seconds)
+        if seconds < 1:
+            yield doc.problem(at, f"must be at least 1s (got {text})")
+        elif millis != seconds * 1000 or (DAY * 1000) % millis:
+            yield doc.problem(at, f"must divide a day evenly (got {text}); for example 1m, 15m, 1h")
+        elif millis in seen:
+            yield doc.problem(at, f"duplicate interval {text}")
+        seen.add(millis)
+    try:
+        factors = load_factor_set(emissions.factor_set)
+    except UnknownFactorSet:
+        message = unknown("factor set", emissions.factor_set, factor_set_names())
+        yield doc.problem(("emissions", "factor_set"), message)
+        return
+    code, grid = config.gateway.region_code, emissions.grid
+    province = factors.province_for(code)
+    if grid is None:
+        if province not in factors.grids:
+            message = (
+                f"no provincial grid factor for region {code} in {factors.name}; set "
+                "emissions.grid: national if your programme prescribes the national factor"
+            )
+            yield doc.problem(("gateway", "region_code"), message)
+    elif grid not in factors.grids:
+        yield doc.problem(("emissions", "grid"), unknown("grid", grid, list(factors.grids)))
+    elif grid not in ("national", province):
+        where = f"which is in {province}" if province else f"which is not in {grid}"
+        message = f"{grid} contradicts gateway.region_code {code}, {where}"
+        yield doc.problem(("emissions", "grid"), message)
+
+
+def _rules(config: Config, doc: Document) -> Iterator[Problem]:
+    devices = {d.name: d for d in config.devices}
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(config.rules):
+        at: NodePath = ("rules", i)
+        if rule.name in seen:
+            line = doc.position(("rules", seen[rule.name], "name"))[0]
+            message = f"duplicate rule name '{rule.name}' (first at line {line})"
+            yield doc.problem((*at, "name"), message)
+        seen.setdefault(rule.name, i)
+        if rule.device is not None and rule.device not in devices:
+            yield doc.problem((*at, "device"), unknown("device", rule.device, list(devices)))
+        if (rule.above is None) == (rule.below is None):
+            found = " (found both)" if rule.above is not None else ""
+            yield doc.problem(at, f"a rule needs exactly one of above: or below:{found}")
+        yield from _hysteresis(doc, at, "clear_below", rule.clear_below, "above", rule.above, -1)
+        yield from _hysteresis(doc, at, "clear_above", rule.clear_above, "below", rule.below, 1)
+        if rule.action is not None:
+            at = (*at, "action", "modbus_write")
+            yield from _modbus_write(doc, at, rule.action.modbus_write, devices)
+
+
+def _hysteresis(
+    doc: Document,
+    at: NodePath,
+    clear: str,
+    level: float | None,
+    trigger: str,
+    limit: float | None,
+    side: int,
+) -> Iterator[Problem]:
+    """clear_below goes with above and lies below it; clear_above mirrors it."""
+    if level is None:
+        return
+    if limit is None:
+        message = f"{clear} goes with {trigger}: (it is the level where the alarm clears)"
+        yield doc.problem((*at, clear), message, key=True)
+    elif (level - limit) * side < 0:
+        bound = "at most" if side < 0 else "at least"
+        yield doc.problem((*at, clear), f"must be {bound} {trigger}: {limit:g} (got {level:g})")
+
+
+def _modbus_write(
+    doc: Document, at: NodePath, write: ModbusWrite, devices: Mapping[str, AnyDevice]
+) -> Iterator[Problem]:
+    target = devices.get(write.device)
+    if target is None:
+        yield doc.problem((*at, "device"), unknown("device", write.device, list(devices)))
+    elif protocol_of(target) not in ("modbus_tcp", "modbus_rtu"):
+        message = (
+            f"'{write.device}' speaks {protocol_of(target)}; "
+            "modbus_write needs a modbus_tcp or modbus_rtu device"
+        )
+        yield doc.problem((*at, "device"), message)
+    if (write.coil is None) == (write.register_ is None):
+        yield doc.problem(at, "needs exactly one of coil: or register:", key=True)
+    elif write.coil is not None and not isinstance(write.value, bool):
+        yield doc.problem((*at, "value"), f"a coil takes true or false (got {write.value})")
+    elif write.register_ is not None and isinstance(write.value, bool):
+        yield doc.problem((*at, "value"), f"a register takes a number (got {write.value})")
+    elif write.register_ is not None and not -32768 <= write.value <= 65535:
+        yield doc.problem((*at, "value"), f"must fit in 16 bits (got {write.value})")
+
+
+# --- ${VAR} in path fields ----------------------------------------------------
+
+
+def expand_env(
+    config: Config, doc: Document, environ: Mapping[str, str] | None, require_env: bool
+) -> tuple[Config, list[Problem]]:
+    """Path fields with ${VAR} and ${VAR:-default} expanded; an unset VAR stays as written.
+
+    An unset VAR is a warning for `check` on a workstation, an error for the
+    daemon (`require_env`), which would otherwise open a path that is not there.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[Problem] = []
+    severity: Severity = "error" if require_env else "warning"
+
+    def expand(value: str | None, at: NodePath) -> str | None:
+        def one(match: re.Match[str]) -> str:
+            name, default = match.groups()
+            if default is not None and not env.get(name):
+                return default
+            if name in env:
+                return env[name]
+            message = f"${{{name}}} is not set ({_hint(name)})"
+            problems.append(doc.problem(at, message, severity=severity))
+            return match.group()
+
+        return None if value is None else ENV_VAR.sub(one, value)
+
+    path = expand(config.buffer.path, ("buffer", "path"))
+    token = expand(config.sync.token_file, ("sync", "token_file"))
+    devices = []
+    for i, device in enumerate(config.devices):
+        if isinstance(device, OpcUaDevice):
+            files = {
+                name: expand(getattr(device.opcua, name), ("devices", i, "opcua", name))
+                for name in OPCUA_FILES
+            }
+            device = device.model_copy(update={"opcua": device.opcua.model_copy(update=files)})
+        devices.append(device)
+    update = {
+        "buffer": config.buffer.model_copy(update={"path": path}),
+        "sync": config.sync.model_copy(update={"token_file": token}),
+        "devices": devices,
+    }
+    return config.model_copy(update=update), problems
+
+
+def _hint(name: str) -> str:
+    if name in _SYSTEMD_DIRS:
+        return f"systemd sets it with {_SYSTEMD_DIRS[name]}"
+    return f"set it in the environment, or give a default: ${{{name}:-value}}"

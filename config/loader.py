@@ -1,0 +1,345 @@
+"""From a YAML file to a validated, resolved `Config`, or to every problem in it.
+
+The YAML is composed into nodes (SafeLoader) and turned into plain data by
+hand, so that every value and key keeps its line and column: an error is
+reported where the technician has to fix it, never at "somewhere in devices".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from yaml.constructor import SafeConstructor
+
+from config import checks
+from config.errors import (
+    TOP,
+    ConfigInvalid,
+    Document,
+    NodePath,
+    Problem,
+    Severity,
+    format_path,
+    line_col,
+    translate,
+    unknown,
+    yaml_error,
+)
+from config.models import PROTOCOLS, Config
+from config.profiles import (
+    FAMILY,
+    Profile,
+    Sourced,
+    list_profiles,
+    merge_points,
+    profile_model,
+    profile_path,
+    resolved,
+)
+from config.units import Duration, Size, format_duration
+
+MAX_VALUES = 100_000
+"""More values than this means aliases expanding without end ("billion laughs")."""
+
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A config that passed every check; `warnings` are worth showing all the same."""
+
+    config: Config
+    warnings: list[Problem]
+    path: Path
+    doc: Document = field(repr=False)
+
+    def problem_at(self, path: NodePath, message: str, *, severity: Severity = "error") -> Problem:
+        """A problem found later (an unreadable token file) at the field's position."""
+        return self.doc.problem(path, message, severity=severity)
+
+
+@dataclass(frozen=True)
+class LoadedProfile:
+    profile: Profile
+    doc: Document
+
+    @property
+    def points(self) -> list[Sourced]:
+        return [Sourced(p, self.doc, ("points", i)) for i, p in enumerate(self.profile.points)]
+
+
+def load_config(
+    path: str | Path, require_env: bool = False, *, environ: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Read, validate and resolve a config; ConfigInvalid lists every problem found.
+
+    `require_env`: an unset ${VAR} in a path field is an error (the daemon)
+    rather than a warning (`check` on a workstation). `environ` defaults to
+    the process environment.
+    """
+    doc = read_document(Path(path), str(path))
+    if doc.data is None:
+        message = "the file is empty; a config needs at least gateway: and sync:"
+        raise ConfigInvalid([doc.problem((), message)])
+    if not isinstance(doc.data, dict):
+        message = f"must be a mapping of sections (gateway:, sync:, devices: ...), not {_kind(doc)}"
+        raise ConfigInvalid([doc.problem((), message)])
+    config, problems = validate(doc, Config)
+    profiles, profile_problems = _profiles(doc)
+    problems += profile_problems
+    if config is not None and not _errors(problems):
+        points = [_merged(doc, i, device, profiles) for i, device in enumerate(config.devices)]
+        problems += checks.check_config(config, doc, points)
+        config, env_problems = checks.expand_env(config, doc, environ, require_env)
+        problems += env_problems
+        devices = [
+            device.model_copy(update={"points": [resolved(s.point) for s in merged]})
+            for device, merged in zip(config.devices, points, strict=True)
+        ]
+        config = config.model_copy(update={"devices": devices})
+    if config is None or _errors(problems):
+        raise ConfigInvalid(problems)
+    return LoadedConfig(config, sorted(dict.fromkeys(problems)), Path(path), doc)
+
+
+def load_profile(name: str) -> LoadedProfile:
+    """A shipped profile, validated with its points checked; ConfigInvalid if not."""
+    if name not in list_profiles():
+        raise ConfigInvalid([Problem(name, 1, 1, TOP, unknown("profile", name, list_profiles()))])
+    path = profile_path(name)
+    doc = read_document(path, _display(path))
+    profile, problems = validate(doc, profile_model(doc.data))
+    if profile is None:
+        raise ConfigInvalid(problems)
+    loaded = LoadedProfile(profile, doc)
+    problems = checks.check_points(loaded.points)
+    if problems:
+        raise ConfigInvalid(problems)
+    return loaded
+
+
+def validate(doc: Document, model: type[BaseModel]) -> tuple[Any, list[Problem]]:
+    """The model from the document's data (strict: YAML already typed it), or the problems."""
+    try:
+        return model.model_validate(doc.data, strict=True), []
+    except ValidationError as exc:
+        return None, translate(exc, doc, model)
+
+
+def _profiles(doc: Document) -> tuple[dict[str, LoadedProfile], list[Problem]]:
+    """Each profile the devices name, loaded once; problems at the `profile` key or in the file."""
+    loaded: dict[str, LoadedProfile] = {}
+    problems: list[Problem] = []
+    broken: set[str] = set()
+    devices, known = doc.data.get("devices"), list_profiles()
+    for i, device in enumerate(devices if isinstance(devices, list) else []):
+        name = device.get("profile") if isinstance(device, dict) else None
+        if not isinstance(name, str):
+            continue
+        at: NodePath = ("devices", i, "profile")
+        if name not in known:
+            problems.append(doc.problem(at, unknown("profile", name, known)))
+            continue
+        if name not in loaded and name not in broken:
+            try:
+                loaded[name] = load_profile(name)
+            except ConfigInvalid as exc:
+                problems += exc.problems
+                broken.add(name)
+                continue
+        protocols = [p for p in PROTOCOLS if p in device]
+        family = loaded[name].profile.protocol if name in loaded else None
+        if family and len(protocols) == 1 and FAMILY[protocols[0]] != family:
+            message = f"'{name}' is a {family} profile; this device speaks {protocols[0]}"
+            problems.append(doc.problem(at, message))
+    return loaded, problems
+
+
+def _merged(
+    doc: Document, index: int, device: Any, profiles: dict[str, LoadedProfile]
+) -> list[Sourced]:
+    own = [Sourced(p, doc, ("devices", index, "points", j)) for j, p in enumerate(device.points)]
+    base = profiles[device.profile].points if device.profile else []
+    return merge_points(base, own)
+
+
+def _kind(doc: Document) -> str:
+    return "a list" if isinstance(doc.data, list) else f"a single value ({doc.values[()].value})"
+
+
+def _errors(problems: list[Problem]) -> bool:
+    return any(p.severity == "error" for p in problems)
+
+
+def _display(path: Path) -> str:
+    """A profile's path relative to the working directory when it is below it (and not /)."""
+    cwd = Path.cwd()
+    if cwd == Path(cwd.anchor) or not path.is_relative_to(cwd):
+        return str(path)
+    return str(path.relative_to(cwd))
+
+
+# --- YAML with positions ----------------------------------------------------
+
+
+def read_document(path: Path, file: str) -> Document:
+    """Parse a YAML file into a Document; ConfigInvalid with the position of a syntax error."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigInvalid([Problem(file, 1, 1, TOP, f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line, col = line_col(raw, exc.start)
+        message = f"not UTF-8 text (byte {raw[exc.start]:#04x})"
+        raise ConfigInvalid([Problem(file, line, col, "yaml", message)]) from None
+    return parse_document(text, file)
+
+
+def parse_document(text: str, file: str) -> Document:
+    """Parse YAML text into a Document (see read_document)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigInvalid([yaml_error(file, text, exc)]) from None
+    except RecursionError:
+        raise ConfigInvalid([Problem(file, 1, 1, "yaml", "nested too deeply")]) from None
+    if root is None:
+        return Document(file, None, {}, {})
+    builder = _Builder(file)
+    try:
+        data = builder.build(root, ())
+    except _TooLarge:
+        message = f"more than {MAX_VALUES} values once aliases are expanded"
+        raise ConfigInvalid([Problem(file, 1, 1, "yaml", message)]) from None
+    doc = Document(file, data, builder.values, builder.keys)
+    if builder.problems:
+        raise ConfigInvalid(builder.problems)
+    return doc
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _short(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+class _Builder:
+    """Plain data from a node tree, recording the node of each value and key by path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.values: dict[NodePath, yaml.Node] = {}
+        self.keys: dict[NodePath, yaml.Node] = {}
+        self.problems: list[Problem] = []
+        self._constructor = SafeConstructor()
+        self._open: set[int] = set()  # collections being built: an alias to one is a loop
+
+    def problem(self, node: yaml.Node, message: str, path: NodePath | None = None) -> None:
+        mark = node.start_mark
+        where = "yaml" if path is None else format_path(path)
+        self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, where, message))
+
+    def build(self, node: yaml.Node, path: NodePath) -> Any:
+        if len(self.values) >= MAX_VALUES:
+            raise _TooLarge
+        self.values[path] = node
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
+        if id(node) in self._open:
+            self.problem(node, "an alias refers to the collection that contains it", path)
+            return None
+        if node.tag not in (_MAP, _SEQ):
+            self.problem(node, f"tag {_short(node.tag)} is not supported here", path)
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self.mapping(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def scalar(self, node: yaml.ScalarNode, path: NodePath) -> Any:
+        try:
+            return self._constructor.construct_object(node)
+        except yaml.constructor.ConstructorError:
+            self.problem(node, f"tag {_short(node.tag)} is not supported", path)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            self.problem(node, f"cannot read {node.value!r} as {_short(node.tag)}: {exc}", path)
+        return None
+
+    def mapping(self, node: yaml.MappingNode, path: NodePath) -> dict[str, Any]:
+        """Keys written in the mapping win over keys merged in with `<<`."""
+        out: dict[str, Any] = {}
+        merges = [v for k, v in node.value if k.tag == _MERGE]
+        for source in reversed(merges):  # the first source merged wins among sources
+            for entry in source.value if isinstance(source, yaml.SequenceNode) else [source]:
+                if not isinstance(entry, yaml.MappingNode) or entry.tag != _MAP:
+                    self.problem(entry, "<< merges a mapping or a list of mappings", path)
+                elif id(entry) in self._open:
+                    self.problem(entry, "an alias refers to the collection that contains it", path)
+                else:
+                    self._open.add(id(entry))
+                    out.update(self.mapping(entry, path))
+                    self._open.discard(id(entry))
+        first: dict[str, yaml.Node] = {}
+        for key, value in node.value:
+            if key.tag == _MERGE:
+                continue
+            if not isinstance(key, yaml.ScalarNode):
+                self.problem(key, "a key must be a plain name, not a list or a mapping", path)
+                continue
+            name = key.value
+            if name in first:
+                line = first[name].start_mark.line + 1
+                message = f"duplicate key '{name}' (first at line {line})"
+                self.problem(key, message, (*path, name))
+                continue
+            first[name] = key
+            self.keys[(*path, name)] = key
+            out[name] = self.build(value, (*path, name))
+        return out
+
+
+# --- JSON Schema for editors ---------------------------------------------------
+
+_DURATION = TypeAdapter(Duration).json_schema()["pattern"]
+_SIZE = TypeAdapter(Size).json_schema()["pattern"]
+_SIZES = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3), ("B", 1))
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of agent.yaml (`edge-agent schema`), defaults written as in YAML."""
+    schema = Config.model_json_schema(mode="validation")
+    for definition in [schema, *schema["$defs"].values()]:
+        for name, prop in definition.get("properties", {}).items():
+            if isinstance(prop.get("default"), dict):  # a section: its fields say their defaults
+                del prop["default"]
+            elif isinstance(prop.get("default"), list):
+                prop["default"] = [_as_written(prop["items"], v) for v in prop["default"]]
+            elif "default" in prop:
+                prop["default"] = _as_written(prop, prop["default"])
+            if name == "profile":
+                prop["examples"] = list_profiles()
+    schema["title"] = "edge-agent configuration (agent.yaml)"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _as_written(prop: dict[str, Any], value: Any) -> Any:
+    """A duration or size default as YAML spells it: 60.0 -> "1m", 2e9 -> "2GB"."""
+    if prop.get("pattern") == _DURATION and isinstance(value, int | float):
+        return format_duration(value) if value else "0s"
+    if prop.get("pattern") == _SIZE and isinstance(value, int):
+        return next(f"{value // n}{unit}" for unit, n in _SIZES if value % n == 0)
+    return value

@@ -1,0 +1,530 @@
+"""The reference receiver, spoken to over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.cloud_sync.batches import CHONGQING, batch, event, gzipped, interval, key, series
+
+from cloud_sync.receiver import Receiver
+
+pytestmark = pytest.mark.timeout(30)
+
+TOKEN = "s3cret-token"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "central.db", token=TOKEN) as running:
+        yield running
+
+
+@pytest.fixture
+def client(receiver: Receiver) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=receiver.url, timeout=10) as http:
+        yield http
+
+
+def post(
+    client: httpx.Client,
+    document: dict[str, Any],
+    *,
+    token: str | None = TOKEN,
+    idempotency_key: str | None = None,
+    content: bytes | None = None,
+) -> httpx.Response:
+    """POST a batch the way the agent does: gzip, bearer token, Idempotency-Key."""
+    headers = {"Content-Encoding": "gzip", "Idempotency-Key": idempotency_key or key(document)}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.post(
+        "/api/v1/batches",
+        content=gzipped(document) if content is None else content,
+        headers=headers,
+    )
+
+
+def stored_intervals(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    answer = client.get("/api/v1/intervals", params=params)
+    assert answer.status_code == 200
+    return answer.json()["intervals"]
+
+
+# Storing and de-duplicating.
+
+
+def test_a_batch_is_stored_once_and_its_key_is_then_a_duplicate(client: httpx.Client) -> None:
+    """The same batch posted twice is stored the first time and answered duplicate after."""
+    document = batch(intervals=series("main_incomer", "2026-11-26T08:00:00+08:00", 15, 4))
+
+    first, second = post(client, document), post(client, document)
+
+    assert (
+        first.status_code,
+        first.json()["status"],
+        first.json()["intervals"],
+    ) == (200, "stored", 4)
+    assert (200, {"status": "duplicate", "key": key(document)}) == (
+        second.status_code,
+        second.json(),
+    )
+    assert len(stored_intervals(client)) == 4
+
+
+def test_uncompressed_and_chunked_bodies_are_accepted(client: httpx.Client) -> None:
+    """A body sent without gzip, or with chunked transfer encoding, is stored too."""
+    plain = json.dumps(batch(sequence=1)).encode()
+    chunked = gzipped(batch(sequence=2, intervals=[interval(start="2026-11-26T09:00:00+08:00")]))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    answers = [
+        client.post(
+            "/api/v1/batches", content=plain, headers=headers | {"Idempotency-Key": key(batch())}
+        ),
+        client.post(
+            "/api/v1/batches",
+            content=iter([chunked[:10], chunked[10:]]),
+            headers=headers | {"Idempotency-Key": "cd-plant07-gw1:2", "Content-Encoding": "gzip"},
+        ),
+    ]
+
+    assert [answer.json()["status"] for answer in answers] == ["stored", "stored"]
+
+
+def test_records_are_deduplicated_across_batch_keys(client: httpx.Client) -> None:
+    """A record that arrives again in a batch with another key is not stored twice."""
+    a, b, c = series("main_incomer", "2026-11-26T08:00:00+08:00", 15, 3)
+    post(client, batch(sequence=1, intervals=[a, b], events=[event(7)]))
+
+    answer = post(client, batch(sequence=2, intervals=[b, c], events=[event(7), event(8)]))
+
+    expected = {"intervals": 1, "events": 1, "samples": 0, "duplicate_records": 2}
+    assert expected == {name: answer.json()[name] for name in expected}
+    assert [a["start"], b["start"], c["start"]] == [r["start"] for r in stored_intervals(client)]
+
+
+def test_the_same_instant_written_with_another_offset_is_the_same_interval(
+    client: httpx.Client,
+) -> None:
+    """Record keys compare instants, so 08:00+08:00 and 00:00Z are one interval."""
+    post(client, batch(sequence=1, intervals=[interval(start="2026-11-26T08:00:00+08:00")]))
+
+    answer = post(
+        client, batch(sequence=2, intervals=[interval(start="2026-11-26T00:00:00+00:00")])
+    )
+
+    assert (answer.json()["intervals"], answer.json()["duplicate_records"]) == (0, 1)
+
+
+def test_identical_batches_posted_at_once_are_stored_once(receiver: Receiver) -> None:
+    """Eight copies of a batch posted at the same moment: one stored, seven duplicates."""
+    document = batch(intervals=series("main_incomer", "2026-11-26T00:00:00+08:00", 1, 600))
+    body = gzipped(document)
+    start = threading.Barrier(8)
+    statuses: list[str] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=receiver.url, timeout=10) as http:
+            start.wait()
+            statuses.append(post(http, document, content=body).json()["status"])
+
+    senders = [threading.Thread(target=send) for _ in range(8)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+
+    assert sorted(statuses) == ["duplicate"] * 7 + ["stored"]
+    with httpx.Client(base_url=receiver.url) as http:
+        assert len(stored_intervals(http)) == 600
+
+
+# Refusals.
+
+
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [
+        (None, "missing bearer token"),
+        ("Bearer wrong", "wrong bearer token"),
+        (f"Basic {TOKEN}", "missing bearer token"),
+    ],
+)
+def test_a_batch_without_the_right_token_is_refused(
+    client: httpx.Client, authorization: str | None, reason: str
+) -> None:
+    """Without the right bearer token the answer is 401 and nothing is stored."""
+    headers = {"Content-Encoding": "gzip", "Idempotency-Key": key(batch())}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+
+    answer = client.post("/api/v1/batches", content=gzipped(batch()), headers=headers)
+
+    assert (401, {"status": "rejected", "reason": reason}) == (answer.status_code, answer.json())
+    assert stored_intervals(client) == []
+
+
+def test_without_a_configured_token_any_sender_is_accepted(tmp_path: Path) -> None:
+    """A receiver started with token=None stores batches that carry no Authorization."""
+    with (
+        Receiver(tmp_path / "open.db", token=None) as open_receiver,
+        httpx.Client(base_url=open_receiver.url) as http,
+    ):
+        assert post(http, batch(), token=None).json()["status"] == "stored"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("co2_kg", "lots", "Input should be a valid number"),
+        ("co2_kg", float("inf"), "Input should be a finite number"),
+        ("coverage", 1.5, "Input should be less than or equal to 1"),
+        ("quality", "great", "Input should be 'good', 'estimated' or 'partial'"),
+        ("start", "2026-11-26T08:00:00", "Input should have timezone info"),
+    ],
+)
+def test_a_schema_violation_is_422_with_the_path_of_the_field(
+    client: httpx.Client, field: str, value: object, message: str
+) -> None:
+    """A broken field is named by its path, and nothing of the batch is stored."""
+    records = series("main_incomer", "2026-11-26T08:00:00+08:00", 15, 5)
+    records[3][field] = value
+    # json.dumps writes inf as Infinity, which is not JSON; 1e999 is JSON that overflows.
+    content = gzip.compress(
+        json.dumps(batch(intervals=records)).replace("Infinity", "1e999").encode()
+    )
+
+    answer = post(client, batch(), content=content)
+
+    assert answer.status_code == 422
+    assert [f"intervals[3].{field}"] == [error["path"] for error in answer.json()["errors"]]
+    assert answer.json()["errors"][0]["message"].startswith(message)
+    assert stored_intervals(client) == []
+
+
+@pytest.mark.parametrize(
+    ("idempotency_key", "reason"),
+    [
+        ("cd-plant07-gw1:2", "does not match the body"),
+        ("other-gw:1", "does not match the body"),
+        ("cd-plant07-gw1", "Idempotency-Key must be '<gateway id>:<sequence>'"),
+    ],
+)
+def test_an_idempotency_key_that_does_not_name_the_batch_is_400(
+    client: httpx.Client, idempotency_key: str, reason: str
+) -> None:
+    """The key must be the body's '<gateway.id>:<sequence>', or the batch is refused."""
+    answer = post(client, batch(sequence=1), idempotency_key=idempotency_key)
+
+    assert answer.status_code == 400
+    assert reason in answer.json()["reason"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\x1f\x8b not really gzip", "body is not valid gzip"),
+        (gzip.compress(b'{"schema_version": 1,'), "body is not valid JSON"),
+        (gzip.compress(b"{}")[:-6], "gzip body is truncated"),
+    ],
+)
+def test_a_body_that_is_not_gzip_json_is_400(
+    client: httpx.Client, content: bytes, reason: str
+) -> None:
+    """Invalid gzip or invalid JSON is answered 400 with the reason."""
+    answer = post(client, batch(), content=content)
+
+    assert answer.status_code == 400
+    assert answer.json()["reason"].startswith(reason)
+
+
+@pytest.fixture
+def small_receiver(tmp_path: Path) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "small.db", token=TOKEN, max_body=64 * 1024) as running:
+        yield running
+
+
+def test_a_body_over_the_limit_is_413(small_receiver: Receiver) -> None:
+    """A body larger than max_body is refused with 413 without being read into memory."""
+    content = os.urandom(256 * 1024)
+
+    with httpx.Client(base_url=small_receiver.url) as http:
+        answer = post(http, batch(), content=content)
+        after = http.get("/healthz")
+
+    assert (answer.status_code, answer.json()["status"]) == (413, "rejected")
+    assert after.status_code == 200
+
+
+def test_a_gzip_bomb_is_413(small_receiver: Receiver) -> None:
+    """A small gzip body that inflates past max_body is refused with 413."""
+    bomb = gzip.compress(b" " * (64 * 2**20))
+
+    with httpx.Client(base_url=small_receiver.url) as http:
+        answer = post(http, batch(), content=bomb)
+
+    assert len(bomb) < 64 * 1024
+    assert answer.status_code == 413
+    assert "once decompressed" in answer.json()["reason"]
+
+
+def test_fail_rate_one_answers_every_post_503_with_retry_after(tmp_path: Path) -> None:
+    """With fail_rate=1.0 every POST is 503 with Retry-After: 1, and nothing is stored."""
+    with (
+        Receiver(tmp_path / "failing.db", TOKEN, fail_rate=1.0) as failing,
+        httpx.Client(base_url=failing.url) as http,
+    ):
+        answer = post(http, batch())
+        assert (answer.status_code, answer.headers["Retry-After"]) == (503, "1")
+        assert stored_intervals(http) == []
+
+
+def test_latency_delays_every_answer(tmp_path: Path) -> None:
+    """latency=0.3 makes an answer take at least 0.3 s."""
+    with (
+        Receiver(tmp_path / "slow.db", TOKEN, latency=0.3) as slow,
+        httpx.Client(base_url=slow.url) as http,
+    ):
+        began = time.monotonic()
+        http.get("/healthz")
+        assert time.monotonic() - began >= 0.3
+
+
+# Reading back.
+
+
+def test_intervals_filter_by_gateway_device_and_start(client: httpx.Client) -> None:
+    """from is inclusive, to exclusive, both on start; other devices are left out."""
+    post(
+        client,
+        batch(
+            sequence=1,
+            intervals=series("press_line_2", "2026-11-26T08:00:00+08:00", 15, 8)
+            + series("main_incomer", "2026-11-26T08:00:00+08:00", 15, 8),
+        ),
+    )
+
+    found = stored_intervals(
+        client,
+        gateway="cd-plant07-gw1",
+        device="press_line_2",
+        **{"from": "2026-11-26T08:30:00+08:00", "to": "2026-11-26T01:30:00Z"},
+    )
+
+    assert [(record["device"], record["start"]) for record in found] == [
+        ("press_line_2", "2026-11-26T08:30:00+08:00"),
+        ("press_line_2", "2026-11-26T08:45:00+08:00"),
+        ("press_line_2", "2026-11-26T09:00:00+08:00"),
+        ("press_line_2", "2026-11-26T09:15:00+08:00"),
+    ]
+
+
+def test_intervals_come_back_as_received_with_unknown_fields(client: httpx.Client) -> None:
+    """A field this schema version does not know is kept, and limit bounds the answer."""
+    records = series("main_incomer", "2026-11-26T08:00:00+08:00", 15, 3)
+    records[0]["demand_kw"] = 812.5
+    post(client, batch(intervals=records))
+
+    answer = client.get("/api/v1/intervals", params={"limit": "2"}).json()
+
+    assert (records[:2], True) == (answer["intervals"], answer["truncated"])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "2026-11-26T08:00:00"},
+        {"from": "2026-11-26T08:00:00 08:00"},
+        {"limit": "0"},
+        {"devcie": "x"},
+    ],
+)
+def test_bad_interval_filters_are_400(client: httpx.Client, params: dict[str, str]) -> None:
+    """A filter that is unknown or not RFC 3339 with an offset is refused, not ignored."""
+    assert client.get("/api/v1/intervals", params=params).status_code == 400
+
+
+def summary(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    answer = client.get("/api/v1/summary", params=params)
+    assert answer.status_code == 200
+    return answer.json()["groups"]
+
+
+def test_summary_counts_each_device_once_across_interval_lengths(client: httpx.Client) -> None:
+    """A device reporting 1-minute and 15-minute intervals is counted from the 1-minute ones."""
+    one_minute = series("main_incomer", "2026-11-26T08:00:00+08:00", 1, 15, kwh=1.0)
+    quarter = [interval("main_incomer", "2026-11-26T08:00:00+08:00", 15, kwh=15.0)]
+    only_quarters = series("press_line_2", "2026-11-26T08:00:00+08:00", 15, 2, kwh=2.5)
+    post(client, batch(sequence=1, intervals=one_minute + quarter))
+    post(client, batch(sequence=2, intervals=only_quarters))
+
+    [group] = summary(client, by="gateway", period="day")
+
+    assert (group["key"], group["period"]) == ("cd-plant07-gw1", "2026-11-26")
+    assert pytest.approx((group["kwh"], group["tce_kg"], group["co2_kg"])) == (20.0, 2.0, 10.0)
+
+
+def test_summary_compares_with_the_previous_period_and_a_year_ago(client: httpx.Client) -> None:
+    """Each group carries the day before and the same day a year earlier, null where not stored."""
+    post(
+        client,
+        batch(
+            sequence=1,
+            intervals=[
+                interval(start="2026-11-26T10:00:00+08:00", kwh=20.0),
+                interval(start="2026-11-25T10:00:00+08:00", kwh=7.0),
+                interval(start="2025-11-26T10:00:00+08:00", kwh=3.0),
+            ],
+        ),
+    )
+    post(client, batch(sequence=1, gateway=CHONGQING, intervals=[interval(kwh=4.0)]))
+
+    groups = summary(client, by="region", period="day", date="2026-11-26")
+
+    assert groups == [
+        {
+            "key": "500000",
+            "period": "2026-11-26",
+            "kwh": 4.0,
+            "tce_kg": 0.4,
+            "co2_kg": 2.0,
+            "previous": None,
+            "year_ago": None,
+        },
+        {
+            "key": "510100",
+            "period": "2026-11-26",
+            "kwh": 20.0,
+            "tce_kg": 2.0,
+            "co2_kg": 10.0,
+            "previous": {"period": "2026-11-25", "kwh": 7.0, "tce_kg": 0.7, "co2_kg": 3.5},
+            "year_ago": {"period": "2025-11-26", "kwh": 3.0, "tce_kg": 0.3, "co2_kg": 1.5},
+        },
+    ]
+
+
+def test_summary_without_a_date_reports_every_period(client: httpx.Client) -> None:
+    """Months are listed in order, each with the month before where one is stored."""
+    post(
+        client,
+        batch(
+            intervals=[
+                interval(start="2026-10-31T23:00:00+08:00", kwh=1.0),
+                interval(start="2026-11-01T00:00:00+08:00", kwh=2.0),
+                interval(start="2026-11-30T23:45:00+08:00", kwh=4.0),
+            ]
+        ),
+    )
+
+    groups = summary(client, by="industry", period="month")
+
+    assert [
+        (g["key"], g["period"], g["kwh"], g["previous"] and g["previous"]["period"]) for g in groups
+    ] == [("C3011", "2026-10", 1.0, None), ("C3011", "2026-11", 6.0, "2026-10")]
+
+
+def test_summary_periods_are_the_gateways_local_days(client: httpx.Client) -> None:
+    """23:30 UTC on the 25th is 07:30 on the 26th in Chengdu, so it counts for the 26th."""
+    post(client, batch(intervals=[interval(start="2026-11-25T23:30:00+00:00")]))
+
+    assert [g["period"] for g in summary(client, by="enterprise", period="day")] == ["2026-11-26"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"by": "province", "period": "day"},
+        {"by": "region"},
+        {"by": "region", "period": "day", "date": "26/11/2026"},
+    ],
+)
+def test_bad_summary_parameters_are_400(client: httpx.Client, params: dict[str, str]) -> None:
+    """by and period are required and checked; date is YYYY-MM-DD."""
+    assert client.get("/api/v1/summary", params=params).status_code == 400
+
+
+def test_schema_and_health(client: httpx.Client) -> None:
+    """The batch JSON Schema is published with its version; /healthz answers ok."""
+    schema = client.get("/api/v1/schema").json()
+
+    assert schema["$id"].endswith("/batch/v1.json")
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_unknown_paths_are_404_and_wrong_methods_405_in_json(client: httpx.Client) -> None:
+    """Errors are JSON like every other answer, with Allow on a 405."""
+    missing, wrong = client.get("/api/v2/batches"), client.get("/api/v1/batches")
+
+    assert (missing.status_code, missing.json()["status"]) == (404, "rejected")
+    assert (wrong.status_code, wrong.headers["Allow"]) == (405, "POST")
+    assert wrong.headers["Content-Type"] == "application/json"
+
+
+def test_each_request_is_logged_once_without_the_token(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One DEBUG line per request, and the bearer token appears in none of them."""
+    with caplog.at_level(logging.DEBUG, logger="edge_agent.receiver"):
+        post(client, batch())
+        post(client, batch(), token="wrong-token")
+
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(lines) == 2
+    assert '"POST /api/v1/batches" 401' in lines[1]
+    assert TOKEN not in caplog.text
+
+
+# Lifecycle.
+
+
+def test_stop_closes_the_port_and_idle_connections(tmp_path: Path) -> None:
+    """stop() returns promptly with a keep-alive connection open, and the port is closed after."""
+    running = Receiver(tmp_path / "central.db", TOKEN)
+    running.start()
+    with httpx.Client(base_url=running.url) as http:
+        assert http.get("/healthz").status_code == 200
+        began = time.monotonic()
+        running.stop()
+        running.stop()
+
+        assert time.monotonic() - began < 2
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) -> None:
+    """The CLI server prints where it listens, serves, and exits 0 on SIGTERM or SIGINT."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    program = (
+        "import sys; from cloud_sync.receiver import serve;"
+        f" sys.exit(serve('127.0.0.1', 0, {str(tmp_path / 'central.db')!r}, {str(token_file)!r}))"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", program], cwd=REPO, stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        url = line.removeprefix("receiver listening on ")
+        with httpx.Client(base_url=url) as http:
+            assert post(http, batch()).json()["status"] == "stored"
+        process.send_signal(signum)
+
+        assert process.wait(timeout=10) == 0
+    assert line.startswith("receiver listening on http://127.0.0.1:")

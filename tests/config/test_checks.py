@@ -1,0 +1,300 @@
+"""Cross-field rules: each problem at the node to fix, warnings only for what is legal."""
+
+from __future__ import annotations
+
+from tests.config.samples import GATEWAY, METER, Load, Problems
+
+RULES_DEVICES = """\
+devices:
+  - name: incomer
+    modbus_tcp: {host: 10.0.0.1}
+    points: [{name: energy_kwh, address: 0, type: uint32, kind: counter}]
+  - name: boiler
+    opcua: {endpoint: 'opc.tcp://10.0.0.5:4840'}
+    points: [{name: gas_m3, node: 'ns=2;s=Gas', kind: counter}]
+rules:
+"""
+"""Lines 8-15 after GATEWAY: rules written after it start at line 16."""
+
+
+def test_energy_must_name_a_point_of_the_device(problems: Problems) -> None:
+    """A counter that is not a point of the device is reported with a suggestion."""
+    text = GATEWAY + METER.replace("counter: energy_kwh}", "counter: energy_kw}")
+    assert problems(text) == [
+        "agent.yaml:13:45: devices[0].energy.counter: no point 'energy_kw' in this device "
+        "(did you mean 'energy_kwh'?)"
+    ]
+
+
+def test_energy_needs_a_counter_point(problems: Problems) -> None:
+    """A gauge cannot be integrated as a cumulative total; the message says why."""
+    text = GATEWAY + METER.replace(
+        "kind: counter}", "kind: counter}\n      - {name: power_kw, address: 2, type: float32}"
+    ).replace("counter: energy_kwh}", "counter: power_kw}")
+    assert problems(text) == [
+        "agent.yaml:14:45: devices[0].energy.counter: 'power_kw' is a gauge; energy needs a "
+        "cumulative counter point (kind: counter)"
+    ]
+
+
+def test_production_needs_a_counter_point_too(problems: Problems) -> None:
+    """production.counter follows the same rule as energy.counter."""
+    text = GATEWAY + METER + "    production: {counter: units}\n"
+    assert problems(text) == [
+        "agent.yaml:14:27: devices[0].production.counter: no point 'units' in this device "
+        "(known: energy_kwh)"
+    ]
+
+
+def test_device_names_are_unique(problems: Problems) -> None:
+    """A second device of the same name is reported with the line of the first."""
+    text = GATEWAY + METER + METER.removeprefix("devices:\n")
+    assert problems(text) == [
+        "agent.yaml:14:11: devices[1].name: duplicate device name 'meter' (first at line 9)"
+    ]
+
+
+def test_point_names_are_unique_within_a_device(problems: Problems) -> None:
+    """Two own points of one name are reported at the second."""
+    point = "      - {name: energy_kwh, address: 0, type: uint32, unit: kWh, kind: counter}\n"
+    text = GATEWAY + METER.replace(point, point + point.replace("address: 0", "address: 2"))
+    assert problems(text) == [
+        "agent.yaml:13:16: devices[0].points[1].name: duplicate point name 'energy_kwh' "
+        "(first at line 12)"
+    ]
+
+
+def test_a_device_needs_a_point(problems: Problems) -> None:
+    """A device without points or profile has nothing to poll."""
+    text = GATEWAY + "devices:\n  - name: meter\n    modbus_tcp: {host: 10.0.0.1}\n"
+    assert problems(text) == [
+        "agent.yaml:9:5: devices[0]: device 'meter' has no points: list them under points: "
+        "or name a profile:"
+    ]
+
+
+def test_word_order_on_a_single_register_is_refused(problems: Problems) -> None:
+    """word_order written on a 16-bit type is an error, from the one type table."""
+    text = GATEWAY + METER.replace(
+        "kind: counter}",
+        "kind: counter}\n      - {name: pf, address: 4, type: int16, word_order: little}",
+    )
+    assert problems(text) == [
+        "agent.yaml:13:45: devices[0].points[1].word_order: word_order is meaningless "
+        "with type: int16"
+    ]
+
+
+def test_a_coil_with_a_register_type_is_refused(problems: Problems) -> None:
+    """Coils and discrete inputs are single bits."""
+    text = GATEWAY + METER.replace(
+        "kind: counter}",
+        "kind: counter}\n      - {name: run, address: 1, function: discrete, type: uint16}",
+    )
+    assert problems(text) == [
+        "agent.yaml:13:59: devices[0].points[1].type: a discrete is a single bit: "
+        "type must be bool (got uint16)"
+    ]
+
+
+def test_intervals_must_divide_a_day_and_be_distinct(problems: Problems) -> None:
+    """Each interval is at least 1s, divides 24h, and appears once."""
+    text = GATEWAY + "emissions:\n  intervals: [500ms, 7m, 15m, 15m]\n" + METER
+    assert problems(text) == [
+        "agent.yaml:9:15: emissions.intervals[0]: must be at least 1s (got 500ms)",
+        "agent.yaml:9:22: emissions.intervals[1]: must divide a day evenly (got 7m); "
+        "for example 1m, 15m, 1h",
+        "agent.yaml:9:31: emissions.intervals[3]: duplicate interval 15m",
+    ]
+
+
+def test_an_unknown_factor_set_lists_the_shipped_ones(problems: Problems) -> None:
+    """A factor set that is not shipped gets a did-you-mean and the list."""
+    text = GATEWAY + "emissions:\n  factor_set: cn_mee_2022\n" + METER
+    assert problems(text) == [
+        "agent.yaml:9:15: emissions.factor_set: unknown factor set 'cn_mee_2022' "
+        "(did you mean 'cn-mee-2022'?); known: cn-mee-2021, cn-mee-2022, cn-mee-2023"
+    ]
+
+
+def test_the_grid_follows_the_region_by_default(load: Load) -> None:
+    """Without emissions.grid, a Chengdu gateway loads: its province has a factor."""
+    assert load(GATEWAY + METER).config.emissions.grid is None
+
+
+def test_a_region_without_provincial_factor_is_never_silently_national(problems: Problems) -> None:
+    """A Shenzhen gateway must say emissions.grid: national; nothing falls back on its own."""
+    text = GATEWAY.replace('"510100"', '"440300"') + METER
+    assert problems(text) == [
+        "agent.yaml:4:16: gateway.region_code: no provincial grid factor for region 440300 "
+        "in cn-mee-2022; set emissions.grid: national if your programme prescribes the "
+        "national factor"
+    ]
+
+
+def test_the_national_grid_can_be_chosen_explicitly(load: Load) -> None:
+    """emissions.grid: national is accepted for any region."""
+    text = GATEWAY.replace('"510100"', '"440300"') + "emissions:\n  grid: national\n" + METER
+    assert load(text).config.emissions.grid == "national"
+
+
+def test_a_grid_contradicting_the_region_names_both(problems: Problems) -> None:
+    """Chongqing's grid for a Chengdu gateway would quadruple its CO2: an error."""
+    text = GATEWAY + "emissions:\n  grid: chongqing\n" + METER
+    assert problems(text) == [
+        "agent.yaml:9:9: emissions.grid: chongqing contradicts gateway.region_code 510100, "
+        "which is in sichuan"
+    ]
+
+
+def test_an_unknown_grid_lists_the_known_ones(problems: Problems) -> None:
+    """A misspelt province is suggested."""
+    text = GATEWAY + "emissions:\n  grid: sichaun\n" + METER
+    assert problems(text) == [
+        "agent.yaml:9:9: emissions.grid: unknown grid 'sichaun' (did you mean 'sichuan'?); "
+        "known: national, sichuan, chongqing"
+    ]
+
+
+def test_rules_name_existing_devices_and_one_limit(problems: Problems) -> None:
+    """A rule watches a known device and has exactly one of above/below."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + (
+            "  - {name: r1, device: incommer, quantity: power_kw}\n"
+            "  - {name: r2, quantity: co2_kg_today, above: 1, below: 0}\n"
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:16:5: rules[0]: a rule needs exactly one of above: or below:",
+        "agent.yaml:16:24: rules[0].device: unknown device 'incommer' (did you mean 'incomer'?); "
+        "known: incomer, boiler",
+        "agent.yaml:17:5: rules[1]: a rule needs exactly one of above: or below: (found both)",
+    ]
+
+
+def test_hysteresis_lies_on_the_clearing_side(problems: Problems) -> None:
+    """clear_below goes with above and is not above it; clear_above mirrors it."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + (
+            "  - {name: r1, quantity: demand_15m_kw, above: 800, clear_below: 820}\n"
+            "  - {name: r2, quantity: demand_15m_kw, below: 10, clear_below: 5}\n"
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:16:66: rules[0].clear_below: must be at most above: 800 (got 820)",
+        "agent.yaml:17:52: rules[1].clear_below: clear_below goes with above: "
+        "(it is the level where the alarm clears)",
+    ]
+
+
+def test_a_modbus_write_needs_a_modbus_device_and_one_address(problems: Problems) -> None:
+    """The stack light is written over Modbus, to one coil or one register."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + (
+            "  - name: r1\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            "    action: {modbus_write: {device: boiler, coil: 5, register: 6, value: true}}\n"
+            "  - name: r2\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            "    action: {modbus_write: {device: incomer, coil: 5, value: 1}}\n"
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:19:14: rules[0].action.modbus_write: needs exactly one of coil: or register:",
+        "agent.yaml:19:37: rules[0].action.modbus_write.device: 'boiler' speaks opcua; "
+        "modbus_write needs a modbus_tcp or modbus_rtu device",
+        "agent.yaml:23:62: rules[1].action.modbus_write.value: a coil takes true or false (got 1)",
+    ]
+
+
+def test_a_wrong_check_digit_is_only_a_warning(load: Load) -> None:
+    """The enterprise id's GB 32100 check digit is checked, but never blocks a start."""
+    loaded = load(GATEWAY.replace("91510100MA6123456W", "91510100MA61234567") + METER)
+    assert [str(w) for w in loaded.warnings] == [
+        "agent.yaml:3:18: gateway.enterprise_id: check digit is '7' but GB 32100 gives 'W' "
+        "for 91510100MA6123456: check the code for a typo"
+    ]
+    assert loaded.warnings[0].severity == "warning"
+
+
+def test_plain_http_to_another_host_is_a_warning(load: Load) -> None:
+    """The bearer token would cross the network in clear text."""
+    loaded = load(GATEWAY.replace("https://central.example", "http://central.example") + METER)
+    assert [str(w) for w in loaded.warnings] == [
+        "agent.yaml:7:8: sync.url: plain http to central.example: the token would travel "
+        "in clear text; use https://"
+    ]
+
+
+def test_plain_http_to_loopback_is_fine(load: Load) -> None:
+    """A local receiver (the demo, tests) needs no TLS."""
+    loaded = load(GATEWAY.replace("https://central.example", "http://127.0.0.1:8080") + METER)
+    assert loaded.warnings == []
+
+
+def test_a_poll_slower_than_the_shortest_interval_is_a_warning(load: Load) -> None:
+    """Polling every 2m leaves 1m intervals without a reading of their own."""
+    loaded = load(GATEWAY + METER + "    poll: 2m\n")
+    assert [str(w) for w in loaded.warnings] == [
+        "agent.yaml:14:11: devices[0].poll: poll 2m is longer than the shortest interval 1m: "
+        "those intervals get no reading of their own"
+    ]
+
+
+def test_path_fields_expand_environment_variables(load: Load) -> None:
+    """${VAR} and ${VAR:-default} are expanded in path fields after validation."""
+    text = GATEWAY + (
+        "  token_file: ${CREDENTIALS_DIRECTORY}/sync-token\n"
+        "buffer:\n  path: ${STATE_DIRECTORY:-/var/lib/edge-agent}/buffer.db\n" + METER
+    )
+    config = load(text, environ={"CREDENTIALS_DIRECTORY": "/run/credentials/edge-agent"}).config
+    assert config.sync.token_file == "/run/credentials/edge-agent/sync-token"
+    assert config.buffer.path == "/var/lib/edge-agent/buffer.db"
+
+
+def test_opcua_files_expand_environment_variables(load: Load) -> None:
+    """Certificates and password files of OPC UA devices are path fields too."""
+    text = GATEWAY + (
+        "devices:\n  - name: boiler\n"
+        "    opcua: {endpoint: 'opc.tcp://h:4840', certificate: '${CERTS}/client.der'}\n"
+        "    points: [{name: gas_m3, node: 'ns=2;s=Gas', kind: counter}]\n"
+    )
+    device = load(text, environ={"CERTS": "/etc/edge-agent/pki"}).config.devices[0]
+    assert device.opcua.certificate == "/etc/edge-agent/pki/client.der"
+
+
+def test_an_unset_variable_is_a_warning_for_check(load: Load) -> None:
+    """`check` on a workstation warns and leaves the text as written."""
+    text = GATEWAY + "  token_file: ${CREDENTIALS_DIRECTORY}/sync-token\n" + METER
+    loaded = load(text, environ={})
+    assert loaded.config.sync.token_file == "${CREDENTIALS_DIRECTORY}/sync-token"
+    assert [str(w) for w in loaded.warnings] == [
+        "agent.yaml:8:15: sync.token_file: ${CREDENTIALS_DIRECTORY} is not set "
+        "(systemd sets it with LoadCredential=)"
+    ]
+
+
+def test_an_unset_variable_is_an_error_for_the_daemon(problems: Problems) -> None:
+    """With require_env, the daemon refuses to start on a path that cannot exist."""
+    text = GATEWAY + "  token_file: ${TOKEN_DIR}/sync-token\n" + METER
+    assert problems(text, require_env=True, environ={}) == [
+        "agent.yaml:8:15: sync.token_file: ${TOKEN_DIR} is not set (set it in the environment, "
+        "or give a default: ${TOKEN_DIR:-value})"
+    ]
+
+
+def test_an_energy_counter_needs_a_unit_of_its_carrier(problems: Problems) -> None:
+    """A counter in kW (a power unit) cannot become kWh, tce and CO2: an error at load."""
+    text = GATEWAY + METER.replace("unit: kWh", "unit: kW")
+    assert problems(text) == [
+        "agent.yaml:13:45: devices[0].energy.counter: 'energy_kwh' counts in 'kW', not a unit "
+        "of electricity (kWh, Wh, MWh): set the point's unit"
+    ]

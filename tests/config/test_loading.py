@@ -1,0 +1,321 @@
+"""Loading: YAML with positions, and every model error at its line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigInvalid, load_config
+from config.models import ModbusTcpDevice
+from tests.config.samples import GATEWAY, METER, Load, Problems, Write
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_example_plant_loads_with_only_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/plant.yaml, exactly as shipped, has no error; its check digit is only a warning."""
+    monkeypatch.chdir(ROOT)
+    loaded = load_config("examples/plant.yaml", environ={})
+    assert [str(w) for w in loaded.warnings] == [
+        "examples/plant.yaml:3:18: gateway.enterprise_id: check digit is '7' but GB 32100 "
+        "gives 'W' for 91510100MA6123456: check the code for a typo",
+        "examples/plant.yaml:15:15: sync.token_file: ${CREDENTIALS_DIRECTORY} is not set "
+        "(systemd sets it with LoadCredential=)",
+    ]
+    assert [d.name for d in loaded.config.devices] == [
+        "main_incomer",
+        "press_line_2",
+        "boiler_gas",
+        "workshop3",
+        "output_counter",
+    ]
+    assert loaded.path == Path("examples/plant.yaml")
+
+
+def test_the_example_plant_gets_its_profile_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device with `profile:` holds the profile's points after loading."""
+    monkeypatch.chdir(ROOT)
+    devices = {d.name: d for d in load_config("examples/plant.yaml", environ={}).config.devices}
+    assert len(devices["main_incomer"].points) == 11
+    assert devices["workshop3"].points[0].name == "import_kwh"
+
+
+def test_a_valid_config_loads_without_problems(load: Load) -> None:
+    """The smallest useful config loads with no warning."""
+    loaded = load(GATEWAY + METER)
+    assert loaded.warnings == []
+    assert isinstance(loaded.config.devices[0], ModbusTcpDevice)
+
+
+def test_a_syntax_error_is_reported_where_yaml_stopped(problems: Problems) -> None:
+    """An unclosed flow sequence is reported at the token that broke it."""
+    text = "gateway:\n  id: gw1\nemissions:\n  intervals: [1m, 15m\nsync: {}\n"
+    assert problems(text) == [
+        "agent.yaml:5:5: yaml: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence at line 4)"
+    ]
+
+
+def test_a_tab_indent_is_a_syntax_error(problems: Problems) -> None:
+    """A tab where YAML wants spaces is reported at the tab."""
+    assert problems("gateway:\n\tid: gw1\n") == [
+        "agent.yaml:2:1: yaml: found character '\\t' that cannot start any token"
+    ]
+
+
+def test_an_unknown_top_level_key_suggests_the_right_one(problems: Problems) -> None:
+    """`gatway` is reported at its key with a did-you-mean; the missing gateway too."""
+    text = GATEWAY.replace("gateway:", "gatway:")
+    assert problems(text) == [
+        "agent.yaml:1:1: (top level): missing required field 'gateway'",
+        "agent.yaml:1:1: gatway: unknown key (did you mean 'gateway'?)",
+    ]
+
+
+def test_an_unknown_point_key_is_reported_at_the_key(problems: Problems) -> None:
+    """A misspelt key inside a list item points at the key itself."""
+    text = GATEWAY + METER.replace(
+        "{name: energy_kwh, address: 0,", "{name: energy_kwh, adress: 0,"
+    )
+    assert problems(text) == [
+        "agent.yaml:12:9: devices[0].points[0]: missing required field 'address'",
+        "agent.yaml:12:28: devices[0].points[0].adress: unknown key (did you mean 'address'?)",
+    ]
+
+
+def test_an_unknown_key_far_from_any_lists_the_allowed_ones(problems: Problems) -> None:
+    """With no close match, the message lists the keys the mapping allows."""
+    text = GATEWAY + "buffer:\n  colour: blue\n"
+    assert problems(text) == [
+        "agent.yaml:9:3: buffer.colour: unknown key (allowed keys: path, max_size, raw_retention)"
+    ]
+
+
+def test_a_wrong_type_names_what_was_expected_and_found(problems: Problems) -> None:
+    """A decimal comma makes a string where a number is needed."""
+    text = GATEWAY + METER.replace("kind: counter}", 'kind: counter, scale: "0,01"}')
+    assert problems(text) == [
+        "agent.yaml:12:87: devices[0].points[0].scale: must be a number (got '0,01', a string)"
+    ]
+
+
+def test_a_value_outside_a_choice_lists_the_choices(problems: Problems) -> None:
+    """A Literal field names its allowed values and what was written."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: boiler\n"
+        "    opcua: {endpoint: 'opc.tcp://10.0.0.5:4840', mode: subscribes}\n"
+        "    points: [{name: flow, node: 'ns=2;s=Flow'}]\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:10:56: devices[0].opcua.mode: must be one of 'read', 'subscribe' "
+        "(got 'subscribes')"
+    ]
+
+
+def test_a_value_below_its_minimum_says_the_minimum(problems: Problems) -> None:
+    """Bounds are stated in plain words with the value found."""
+    text = GATEWAY + METER.replace("{host: 10.0.0.1}", "{host: 10.0.0.1, port: 0}")
+    assert problems(text) == [
+        "agent.yaml:10:40: devices[0].modbus_tcp.port: must be at least 1 (got 0)"
+    ]
+
+
+def test_a_zero_duration_bound_is_written_as_a_duration(problems: Problems) -> None:
+    """A bound on a duration field reads as a duration, as the technician wrote it."""
+    text = GATEWAY + "  every: 0s\n" + METER
+    assert problems(text) == ["agent.yaml:8:10: sync.every: must be more than 0 (got 0s)"]
+
+
+def test_a_bare_number_is_not_a_duration(problems: Problems) -> None:
+    """`poll: 5` is refused: seconds or minutes would be a guess."""
+    text = GATEWAY + METER + "    poll: 5\n"
+    assert problems(text) == [
+        "agent.yaml:14:11: devices[0].poll: must be a duration like 500ms, 5s, 2m or 24h "
+        "(got 5, a number)"
+    ]
+
+
+def test_a_missing_field_is_reported_at_its_parent_key(problems: Problems) -> None:
+    """`host` missing in `modbus_tcp:` points at the modbus_tcp key."""
+    text = GATEWAY + METER.replace("{host: 10.0.0.1}", "{port: 502}")
+    assert problems(text) == [
+        "agent.yaml:10:5: devices[0].modbus_tcp: missing required field 'host'"
+    ]
+
+
+def test_an_empty_section_is_reported_at_its_key(problems: Problems) -> None:
+    """`modbus_tcp:` with nothing after it is shown at its key, not on the next line."""
+    text = GATEWAY + METER.replace("modbus_tcp: {host: 10.0.0.1}", "modbus_tcp:")
+    assert problems(text) == [
+        "agent.yaml:10:5: devices[0].modbus_tcp: must be a mapping (key: value) (got nothing)"
+    ]
+
+
+def test_every_error_is_reported_at_once(problems: Problems) -> None:
+    """Three unrelated mistakes give three problems in file order, not just the first."""
+    text = GATEWAY.replace("id: gw1", "id: gw1\n  timezone: Asia/Chengdu") + (
+        "buffer:\n"
+        "  max_size: lots\n"
+        "devices:\n"
+        "  - name: meter\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, unit: 0}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:3:13: gateway.timezone: unknown time zone 'Asia/Chengdu' "
+        "(for example Asia/Shanghai)",
+        "agent.yaml:10:13: buffer.max_size: must be a size like 512MB or 2GB "
+        "(got 'lots', a string)",
+        "agent.yaml:13:44: devices[0].modbus_rtu.unit: must be at least 1 (got 0)",
+    ]
+
+
+def test_a_duplicate_key_names_the_first_line(problems: Problems) -> None:
+    """A key written twice in one mapping is an error, not a silent override."""
+    text = GATEWAY + METER + "    poll: 5s\n    poll: 10s\n"
+    assert problems(text) == [
+        "agent.yaml:15:5: devices[0].poll: duplicate key 'poll' (first at line 14)"
+    ]
+
+
+def test_anchors_and_merge_keys_are_followed(load: Load) -> None:
+    """`<<: *anchor` merges a mapping; keys written beside it win."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - &meter\n"
+        "    name: first\n"
+        "    modbus_tcp: &link {host: 10.0.0.1, unit: 1}\n"
+        "    points: [{name: energy_kwh, address: 0, type: uint32, kind: counter}]\n"
+        "  - <<: *meter\n"
+        "    name: second\n"
+        "    modbus_tcp: {<<: *link, unit: 2}\n"
+    )
+    devices = load(text).config.devices
+    assert [(d.name, d.modbus_tcp.host, d.modbus_tcp.unit) for d in devices] == [
+        ("first", "10.0.0.1", 1),
+        ("second", "10.0.0.1", 2),
+    ]
+
+
+def test_an_error_in_a_merged_value_points_at_its_anchor(problems: Problems) -> None:
+    """A bad value reached through an alias is reported where it is written."""
+    text = GATEWAY + (
+        "x-defaults: &defaults {poll: 5}\n"
+        "devices:\n"
+        "  - <<: *defaults\n"
+        "    name: meter\n"
+        "    modbus_tcp: {host: 10.0.0.1}\n"
+        "    points: [{name: energy_kwh, address: 0}]\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:8:1: x-defaults: unknown key (allowed keys: gateway, buffer, sync, "
+        "emissions, devices, rules)",
+        "agent.yaml:8:30: devices[0].poll: must be a duration like 500ms, 5s, 2m or 24h "
+        "(got 5, a number)",
+    ]
+
+
+def test_an_empty_file_says_what_a_config_needs(problems: Problems) -> None:
+    """An empty file is a clear error, not a crash."""
+    assert problems("# nothing yet\n") == [
+        "agent.yaml:1:1: (top level): the file is empty; a config needs at least gateway: and sync:"
+    ]
+
+
+def test_a_list_at_the_top_level_is_refused(problems: Problems) -> None:
+    """The top level must be a mapping of sections."""
+    assert problems("- gateway\n- sync\n") == [
+        "agent.yaml:1:1: (top level): must be a mapping of sections "
+        "(gateway:, sync:, devices: ...), not a list"
+    ]
+
+
+def test_a_missing_file_is_a_config_problem(tmp_path: Path) -> None:
+    """A path that does not exist gives ConfigInvalid, so `check` exits 78."""
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigInvalid) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:1:1: (top level): cannot read: No such file or directory"
+    ]
+
+
+def test_bytes_that_are_not_utf8_are_located(write: Write) -> None:
+    """A Latin-1 byte is reported at its line, not as a traceback."""
+    path = write("")
+    Path(path).write_bytes(b"gateway:\n  id: caf\xe9\n")
+    with pytest.raises(ConfigInvalid) as caught:
+        load_config(path)
+    assert [str(p) for p in caught.value.problems] == [
+        "agent.yaml:2:10: yaml: not UTF-8 text (byte 0xe9)"
+    ]
+
+
+def test_an_unquoted_octal_looking_address_suggests_quotes(problems: Problems) -> None:
+    """YAML 1.1 reads 000012345670 as an octal number; the message says to quote it."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: workshop\n"
+        "    dlt645: {port: /dev/ttyUSB1, address: 000012345670}\n"
+        "    profile: dlt645-2007-energy\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:10:43: devices[0].dlt645.address: must be a string (got 000012345670, "
+        'which YAML reads as the number 2739128; write it in quotes: "000012345670")'
+    ]
+
+
+def test_an_unquoted_no_suggests_quotes(problems: Problems) -> None:
+    """YAML 1.1 reads `no` as false; the message says so."""
+    text = GATEWAY + METER.replace(
+        "modbus_tcp: {host: 10.0.0.1}", "modbus_rtu: {port: /dev/ttyUSB0, parity: no}"
+    )
+    assert problems(text) == [
+        "agent.yaml:10:46: devices[0].modbus_rtu.parity: must be one of 'N', 'E', 'O' "
+        '(got no, which YAML reads as the boolean false; write it in quotes: "no")'
+    ]
+
+
+def test_a_misspelt_protocol_is_suggested(problems: Problems) -> None:
+    """A device whose protocol key is misspelt hears which protocol it probably meant."""
+    text = GATEWAY + METER.replace("modbus_tcp:", "modbus_tpc:")
+    assert problems(text) == [
+        "agent.yaml:10:5: devices[0].modbus_tpc: unknown key (did you mean 'modbus_tcp'?); "
+        "a device needs exactly one of modbus_tcp, modbus_rtu, opcua, dlt645"
+    ]
+
+
+def test_a_device_with_two_protocols_is_refused(problems: Problems) -> None:
+    """Two transports on one device are reported at the second."""
+    text = GATEWAY + METER.replace(
+        "modbus_tcp: {host: 10.0.0.1}", "modbus_tcp: {host: 10.0.0.1}\n    opcua: {endpoint: x}"
+    )
+    assert problems(text) == [
+        "agent.yaml:11:5: devices[0].opcua: a device needs exactly one of modbus_tcp, "
+        "modbus_rtu, opcua, dlt645 (found modbus_tcp and opcua)"
+    ]
+
+
+def test_a_device_without_protocol_says_so(problems: Problems) -> None:
+    """A device with no transport at all is reported at the device."""
+    text = GATEWAY + "devices:\n  - name: meter\n    poll: 5s\n"
+    assert problems(text) == [
+        "agent.yaml:9:5: devices[0]: a device needs exactly one of modbus_tcp, modbus_rtu, "
+        "opcua, dlt645 (found none)"
+    ]
+
+
+def test_an_unsupported_tag_is_refused(problems: Problems) -> None:
+    """Python tags are not constructed; they are reported at the value."""
+    text = GATEWAY + "buffer:\n  path: !!python/object:os.system x\n"
+    assert problems(text) == [
+        "agent.yaml:9:9: buffer.path: tag !!python/object:os.system is not supported"
+    ]
+
+
+def test_a_recursive_alias_is_refused(problems: Problems) -> None:
+    """An alias that contains itself is an error at its anchor, not an endless loop."""
+    assert problems("devices: &d [*d]\n") == [
+        "agent.yaml:1:10: devices[0]: an alias refers to the collection that contains it"
+    ]

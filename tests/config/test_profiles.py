@@ -1,0 +1,153 @@
+"""Meter profiles: every shipped one validates, and devices merge them as documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config import ConfigInvalid, list_profiles, load_profile
+from config.models import ModbusPoint
+from tests.config.samples import GATEWAY, Load, Problems, Write
+
+TRANSPORTS = {
+    "modbus": "modbus_tcp: {host: 10.0.0.1}",
+    "dlt645": 'dlt645: {port: /dev/ttyUSB1, address: "000012345678"}',
+    "opcua": "opcua: {endpoint: 'opc.tcp://10.0.0.5:4840'}",
+}
+
+
+def test_the_library_lists_the_shipped_profiles() -> None:
+    """list_profiles() names each file in config/profiles/, sorted."""
+    assert list_profiles() == sorted(list_profiles())
+    assert {"eastron-sdm630", "dlt645-2007-energy"} <= set(list_profiles())
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_every_shipped_profile_validates_and_serves_a_device(name: str, load: Load) -> None:
+    """Each profile passes the validator and gives a device of its protocol its points."""
+    loaded = load_profile(name)
+    assert loaded.profile.source.strip()
+    transport = TRANSPORTS[loaded.profile.protocol]
+    text = GATEWAY + f"devices:\n  - name: meter\n    profile: {name}\n    {transport}\n"
+    device = load(text).config.devices[0]
+    assert [p.name for p in device.points] == [p.name for p in loaded.profile.points]
+
+
+def test_a_device_point_replaces_the_profile_point_of_that_name(load: Load) -> None:
+    """Own points override profile points by name, in place; the others are added at the end."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: incomer\n"
+        "    profile: eastron-sdm630\n"
+        "    modbus_tcp: {host: 10.0.0.1}\n"
+        "    points:\n"
+        "      - {name: import_kwh, address: 0x0156, function: input, type: float32,"
+        " unit: kWh, kind: counter}\n"
+        "      - {name: thd_v1, address: 0x00EA, function: input, type: float32, unit: '%'}\n"
+    )
+    points = load(text).config.devices[0].points
+    names = [p.name for p in points]
+    assert len(points) == len(load_profile("eastron-sdm630").profile.points) + 1
+    assert names.index("import_kwh") == 9
+    assert points[9].address == 0x0156
+    assert names[-1] == "thd_v1"
+
+
+def test_an_unknown_profile_suggests_the_closest_and_lists_all(problems: Problems) -> None:
+    """A typo in a profile name is reported at the `profile` value with the known names."""
+    text = GATEWAY + (
+        "devices:\n  - name: incomer\n    profile: eastron-sdm360\n    modbus_tcp: {host: h}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:10:14: devices[0].profile: unknown profile 'eastron-sdm360' "
+        f"(did you mean 'eastron-sdm630'?); known: {', '.join(list_profiles())}"
+    ]
+
+
+def test_a_profile_of_another_protocol_is_refused(problems: Problems) -> None:
+    """A DL/T 645 profile cannot serve a Modbus device."""
+    text = GATEWAY + (
+        "devices:\n  - name: incomer\n    profile: dlt645-2007-energy\n    modbus_tcp: {host: h}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:10:14: devices[0].profile: 'dlt645-2007-energy' is a dlt645 profile; "
+        "this device speaks modbus_tcp"
+    ]
+
+
+def test_a_modbus_profile_serves_rtu_and_tcp_alike(load: Load) -> None:
+    """The Modbus family covers both transports."""
+    text = GATEWAY + (
+        "devices:\n  - name: incomer\n    profile: eastron-sdm630\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0}\n"
+    )
+    assert len(load(text).config.devices[0].points) == 11
+
+
+@pytest.fixture
+def library(monkeypatch: pytest.MonkeyPatch, write: Write) -> Path:
+    """A profile directory of our own, under the working directory of the test."""
+    folder = Path("profiles").resolve()
+    folder.mkdir()
+    monkeypatch.setattr("config.profiles.PROFILE_DIR", folder)
+    return folder
+
+
+def test_an_error_in_a_profile_is_reported_in_the_profile_file(
+    library: Path, problems: Problems
+) -> None:
+    """A broken profile is reported at its own file, line and column."""
+    (library / "acme-m1.yaml").write_text(
+        "protocol: modbus\n"
+        "description: Acme M1\n"
+        "source: Acme M1 manual, table 3\n"
+        "points:\n"
+        "  - {name: energy_kwh, adress: 0, type: uint32, kind: counter}\n",
+        encoding="utf-8",
+    )
+    text = GATEWAY + "devices:\n  - name: m1\n    profile: acme-m1\n    modbus_tcp: {host: h}\n"
+    assert problems(text) == [
+        "profiles/acme-m1.yaml:5:5: points[0]: missing required field 'address'",
+        "profiles/acme-m1.yaml:5:24: points[0].adress: unknown key (did you mean 'address'?)",
+    ]
+
+
+def test_a_profile_without_protocol_says_which_exist(library: Path) -> None:
+    """`protocol:` is required and must be a known family."""
+    (library / "acme-m2.yaml").write_text(
+        "protocol: modbus-tcp\ndescription: Acme M2\nsource: manual\npoints: [{name: a}]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigInvalid) as caught:
+        load_profile("acme-m2")
+    assert [str(p) for p in caught.value.problems] == [
+        "profiles/acme-m2.yaml:1:11: protocol: must be one of 'modbus', 'dlt645', 'opcua' "
+        "(got 'modbus-tcp')"
+    ]
+
+
+def test_a_profile_point_with_a_meaningless_option_is_refused(library: Path) -> None:
+    """The point rules of devices hold for profiles too, reported in the profile."""
+    (library / "acme-m3.yaml").write_text(
+        "protocol: modbus\ndescription: Acme M3\nsource: manual\n"
+        "points:\n  - {name: pf, address: 4, type: int16, word_order: little}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigInvalid) as caught:
+        load_profile("acme-m3")
+    assert [str(p) for p in caught.value.problems] == [
+        "profiles/acme-m3.yaml:5:41: points[0].word_order: "
+        "word_order is meaningless with type: int16"
+    ]
+
+
+def test_a_coil_without_type_reads_a_bool(load: Load) -> None:
+    """function: coil with no type resolves to type: bool in the loaded config."""
+    text = GATEWAY + (
+        "devices:\n  - name: light\n    modbus_tcp: {host: h}\n"
+        "    points: [{name: lamp, address: 5, function: coil}]\n"
+    )
+    point = load(text).config.devices[0].points[0]
+    assert isinstance(point, ModbusPoint)
+    assert point.type == "bool"
