@@ -8,9 +8,11 @@ whole), tries one last sync within a deadline, and closes the links.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,14 +117,17 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop polling, persist counter state, one last sync, close everything."""
-        self.scheduler.shutdown(wait=False)
+        self.scheduler.pause()  # no new jobs; the running ones finish rather than being cut
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=STOP_DEADLINE / 2)
+        self.scheduler.shutdown(wait=False)
         await self.store.commit(self.pipeline.flush())
         try:
             await asyncio.wait_for(self.uploader.sync(), timeout=STOP_DEADLINE / 2)
         except TimeoutError:
-            log.warning("stop: last sync cut after %gs; the backlog stays buffered", STOP_DEADLINE / 2)
+            log.warning(
+                "stop: last sync cut after %gs; the backlog stays buffered", STOP_DEADLINE / 2
+            )
         await self.uploader.close()
         for driver in self.drivers.values():
             await driver.close()
@@ -132,26 +137,34 @@ class Agent:
     # --- jobs ---------------------------------------------------------------------
 
     async def _poll(self, name: str) -> None:
+        with self._tracked():
+            try:
+                readings = await self.drivers[name].read()
+                self._note(name, readings)
+                work = self.pipeline.ingest(name, readings)
+                if work:
+                    await self.store.commit(work)
+            except Exception:  # a bug must not stop this device's polls forever
+                log.exception("%s: poll failed", name)
+
+    async def _sync(self) -> None:
+        with self._tracked():
+            try:
+                await self.uploader.sync()
+            except Exception:
+                log.exception("sync failed")
+            systemd.notify(f"STATUS={self.summary()}")
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Register the running job so a stop can let it finish."""
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         try:
-            readings = await self.drivers[name].read()
-            self._note(name, readings)
-            work = self.pipeline.ingest(name, readings)
-            if work:
-                await self.store.commit(work)
-        except Exception:  # a bug must not stop this device's polls forever
-            log.exception("%s: poll failed", name)
+            yield
         finally:
             self._inflight.discard(task)
-
-    async def _sync(self) -> None:
-        try:
-            await self.uploader.sync()
-        except Exception:
-            log.exception("sync failed")
-        systemd.notify(f"STATUS={self.summary()}")
 
     async def _housekeeping(self) -> None:
         config = self.loaded.config
@@ -185,7 +198,11 @@ class Agent:
 
     def summary(self) -> str:
         sync = self.uploader.status
-        last = datetime.fromtimestamp(sync.last_success).strftime("%H:%M") if sync.last_success else "never"
+        last = (
+            datetime.fromtimestamp(sync.last_success).strftime("%H:%M")
+            if sync.last_success
+            else "never"
+        )
         return f"polling {len(self.drivers)} devices, last sync {last} ({sync.last_result})"
 
 

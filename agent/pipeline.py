@@ -16,6 +16,7 @@ from agent.carbon import interval_record
 from agent.energy import CounterState, Sample, advance
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
+from config.carriers import conversion
 from config.models import AnyDevice, Config
 from drivers.base import Reading
 
@@ -92,11 +93,19 @@ class Pipeline:
         assert reading.value is not None
         state = self.states.setdefault(meter.key, CounterState())
         first = state.last is None
-        step = advance(state, Sample(reading.ts, reading.value), self.lengths, self.tz, meter.gap_limit)
+        step = advance(
+            state, Sample(reading.ts, reading.value), self.lengths, self.tz, meter.gap_limit
+        )
         for length, closed in step.closed.items():
             for interval in closed:
                 record = interval_record(
-                    device, meter.carrier, meter.unit, interval, self.factors, self.province, self.tz
+                    device,
+                    meter.carrier,
+                    meter.unit,
+                    interval,
+                    self.factors,
+                    self.province,
+                    self.tz,
                 )
                 work.intervals.append(IntervalRow(device, interval.start, length, record))
         if step.event:
@@ -114,8 +123,10 @@ class Pipeline:
         return Commit(counters={key: state.to_json() for key, state in self.states.items()})
 
     def open_energy(self, device: str) -> float | None:
-        """Energy of the shortest interval in progress (for the live table)."""
+        """Energy of the shortest interval in progress, in the carrier's unit (live table)."""
         meter = self.meters.get(device)
         state = self.states.get(meter.key) if meter else None
         current = state.open.get(self.lengths[0]) if state else None
-        return current.quantity if current else None
+        if meter is None or current is None:
+            return None
+        return current.quantity * (conversion(meter.carrier, meter.unit) or 1.0)

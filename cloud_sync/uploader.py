@@ -189,12 +189,14 @@ class Uploader:
         log.error("sync: batch %d rejected and quarantined: %s", batch.seq, reason)
         await self.store.finish_batch(batch.seq, "rejected", reason)
         message = f"batch {batch.seq} ({batch.size} records) rejected: {reason}"
-        await self.store.add_events([EventRow(time.time(), None, "batch_rejected", "critical", message)])
+        await self.store.add_events(
+            [EventRow(time.time(), None, "batch_rejected", "critical", message)]
+        )
         self.status.last_result = f"rejected: {reason}"
 
 
 def _server_hint_or_backoff(state: RetryCallState) -> float:
-    backoff = wait_exponential_jitter(initial=1, max=60)(state)
+    backoff = wait_exponential_jitter(multiplier=1, max=60)(state)
     error = state.outcome.exception() if state.outcome else None
     hint = getattr(error, "retry_after", None)
     return min(hint, 300.0) if hint is not None else backoff

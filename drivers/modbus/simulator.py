@@ -48,6 +48,10 @@ class LoadCurve:
         return 2 * math.pi * (t - self.t0) / self.period_s + self.phase
 
 
+# kWh and kW are the curve's units; a register in Wh, W or MWh holds a multiple
+_PER_KILO = {"Wh": 1000.0, "W": 1000.0, "MWh": 0.001, "MW": 0.001}
+
+
 def _typical(name: str, power_kw: float) -> float:
     """Plausible values for the other points of a meter."""
     if name.startswith("voltage"):
@@ -74,13 +78,14 @@ class SimulatedMeter:
     last_served: tuple[float, float] | None = None
 
     def values(self, t: float) -> dict[str, float]:
+        """Every point's value at `t`, in the point's own unit (Wh, kWh, W, kW ...)."""
         power = self.curve.power_kw(t)
         out = {}
         for point in self.points:
             if point.name == self.counter:
-                out[point.name] = self.curve.energy_kwh(t)
+                out[point.name] = self.curve.energy_kwh(t) * _PER_KILO.get(point.unit, 1.0)
             elif point.name == self.power:
-                out[point.name] = power
+                out[point.name] = power * _PER_KILO.get(point.unit, 1.0)
             else:
                 out[point.name] = _typical(point.name, power)
         return out
@@ -110,7 +115,7 @@ class SimulatedMeter:
             offset = point.address - start_address
             registers[offset : offset + len(words)] = words
             if point.name == self.counter:
-                served = (t, decode_registers(words, point))
+                served = (t, decode_registers(words, point) / _PER_KILO.get(point.unit, 1.0))
                 self.first_served = self.first_served or served
                 self.last_served = served
         return None

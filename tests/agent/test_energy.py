@@ -32,9 +32,7 @@ def total(state: CounterState, closed: dict, length: float) -> float:
     return sum(c.quantity for c in closed[length]) + state.open[length].quantity
 
 
-steps = st.lists(
-    st.tuples(st.floats(0.5, 4000.0), st.floats(0.0, 50.0)), min_size=1, max_size=120
-)
+steps = st.lists(st.tuples(st.floats(0.5, 4000.0), st.floats(0.0, 50.0)), min_size=1, max_size=120)
 
 
 @given(st.floats(0, 1e6), steps)

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.cloud_sync.batches import CHONGQING, batch, event, gzipped, interval, key, series
 
 from cloud_sync.receiver import Receiver
+from tests.cloud_sync.batches import CHONGQING, batch, event, gzipped, interval, key, series
 
 pytestmark = pytest.mark.timeout(30)
 

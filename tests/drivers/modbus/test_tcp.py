@@ -146,7 +146,7 @@ async def test_nan_in_a_float_register_is_bad_quality(meter) -> None:
 
 
 async def test_an_unreachable_meter_is_bad_then_reconnected_when_it_comes_up() -> None:
-    """Nothing listening: bad readings at once; once the meter starts, polls recover by themselves."""
+    """Nothing listening: bad readings at once; once the meter is up, polls recover alone."""
     port = free_port()
     driver = ModbusTcpDriver(device(port))
     first = await driver.read()
