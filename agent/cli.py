@@ -21,8 +21,9 @@ EX_OK = 0
 EX_CONFIG = 78
 
 
-def _setup_logging(verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
+def _setup_logging(verbose: bool, *, quiet: bool = False) -> None:
+    """Log lines to stderr; `quiet` for commands whose output is their answer."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     if os.environ.get("JOURNAL_STREAM"):
         # journald reads syslog priorities from a "<N>" prefix
         fmt = "<%(priority)s>%(name)s: %(message)s"
@@ -30,8 +31,10 @@ def _setup_logging(verbose: bool) -> None:
     else:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    for noisy in ("pymodbus", "httpx", "httpcore", "apscheduler", "asyncua"):
+    for noisy in ("httpx", "httpcore", "asyncua"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the daemon reports skipped polls and driver failures itself, once per transition
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
@@ -105,10 +108,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EX_CONFIG
     from agent.daemon import run
 
-    return asyncio.run(run(loaded, token))
+    try:
+        return asyncio.run(run(loaded, token))
+    except ConfigInvalid as exc:  # found while starting: the buffer path, say
+        _print_problems(exc.problems)
+        return EX_CONFIG
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose, quiet=True)
     loaded = _load(args.config, require_env=False)
     if loaded is None:
         return EX_CONFIG
@@ -127,9 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
-    if not args.verbose:
-        logging.getLogger().setLevel(logging.WARNING)
+    _setup_logging(args.verbose, quiet=True)
     from agent.demo import demo
 
     return asyncio.run(demo(duration=args.duration, as_json=args.json, keep=args.keep))

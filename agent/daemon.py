@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -24,7 +26,7 @@ from agent import systemd
 from agent.pipeline import Pipeline
 from buffer import AsyncStore
 from cloud_sync.uploader import Uploader
-from config import LoadedConfig, load_factor_set, province_for
+from config import ConfigInvalid, LoadedConfig, load_factor_set, province_for
 from drivers import Driver, DriverUnavailable, make_driver
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class DeviceStatus:
     last_error: str | None = None
     points: int = 0
     good_points: int = 0
+    skipped: int = 0  # turns missed because the previous poll was still running
 
 
 @dataclass(slots=True)
@@ -64,7 +67,18 @@ class Agent:
         factors = load_factor_set(config.emissions.factor_set)
         province = config.emissions.grid or province_for(config.gateway.region_code)
         assert province is not None  # config checks refuse a region without a factor
-        self.store = AsyncStore(Path(config.buffer.path))
+        grid = factors.grid(province)
+        log.info(
+            "factor set %s: grid factor %s %g %s (%s)",
+            factors.name, province, grid.value, grid.unit, grid.verification,
+        )  # fmt: skip
+        try:
+            self.store = AsyncStore(Path(config.buffer.path))
+        except (OSError, sqlite3.Error) as exc:
+            problem = self.loaded.problem_at(
+                ("buffer", "path"), f"cannot open the buffer at {config.buffer.path}: {exc}"
+            )
+            raise ConfigInvalid([problem]) from exc
         states = await self.store.run(self.store.store.counters)
         self.pipeline = Pipeline(config, factors, province, states)
         self.uploader = Uploader(
@@ -106,6 +120,7 @@ class Agent:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(self._housekeeping, IntervalTrigger(minutes=10), id="housekeeping")
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self.scheduler.start()
         log.info(
             "started: %d devices polled, buffer %s, sync to %s every %gs",
@@ -174,6 +189,16 @@ class Agent:
         if removed:
             log.info("housekeeping: %d old records removed", removed)
 
+    def _skipped(self, event: JobEvent) -> None:
+        """A poll still running at its next turn: count it, say so once per device."""
+        name = event.job_id.removeprefix("poll ")
+        status = self.status.get(name)
+        if status is None:
+            return
+        status.skipped += 1
+        if status.skipped == 1:
+            log.warning("%s: a poll takes longer than the poll period; turns are skipped", name)
+
     def _note(self, name: str, readings: list) -> None:
         """Count the poll; log a device's failures on transitions, not on every poll."""
         status = self.status[name]
@@ -187,7 +212,7 @@ class Agent:
             status.failing_since += 1
             status.last_error = bad[0].reason
             if status.failing_since == 1:
-                log.warning("%s: %s", name, status.last_error)
+                log.warning("%s", status.last_error)
             return
         status.last_good = status.last_poll
         if status.failing_since:
