@@ -280,6 +280,8 @@ class Handler(BaseHTTPRequestHandler):
         return 200, {"status": "ok"}
 
     def _get_intervals(self, query: str) -> tuple[int, Payload]:
+        if self.server.token is not None:  # plant data: the same token as for sending
+            self._authorize(self.server.token)
         params = _params(query, "gateway", "device", "from", "to", "limit")
         limit = _limit(params.get("limit", "10000"))
         records, truncated = self.server.store.intervals(
@@ -294,6 +296,8 @@ class Handler(BaseHTTPRequestHandler):
         return 200, (answer + "}").encode()
 
     def _get_summary(self, query: str) -> tuple[int, Payload]:
+        if self.server.token is not None:
+            self._authorize(self.server.token)
         params = _params(query, "by", "period", "date")
         by = _choice("by", params.get("by"), get_args(GroupBy))
         period = _choice("period", params.get("period"), get_args(Period))

@@ -356,7 +356,8 @@ class Store:
         start_to: datetime | None,
         limit: int,
     ) -> tuple[list[str], bool]:
-        """Interval records as received (JSON text), and whether `limit` cut the list short."""
+        """Interval records as received (JSON text) with their `gateway`, and whether `limit`
+        cut the list short."""
         where, parameters = [], []
         if gateway is not None:
             where.append("gateway = ?")
@@ -371,12 +372,14 @@ class Store:
             where.append("start_s < ?")
             parameters.append(start_to.timestamp())
         rows = self._read(
-            "SELECT record FROM intervals"
+            "SELECT gateway, record FROM intervals"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY gateway, device, start_s, end_s LIMIT ?",
             [*parameters, limit + 1],
         )
-        return [row[0] for row in rows[:limit]], len(rows) > limit
+        # each record as received, with the gateway it came from put in front
+        records = ['{"gateway":' + json.dumps(gw) + "," + record[1:] for gw, record in rows[:limit]]
+        return records, len(rows) > limit
 
     def totals(
         self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None

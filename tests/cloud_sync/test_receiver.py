@@ -20,12 +20,13 @@ import httpx
 import pytest
 
 from cloud_sync.receiver import Receiver
-from tests.cloud_sync.batches import CHONGQING, batch, event, gzipped, interval, key, series
+from tests.cloud_sync.batches import CHONGQING, GATEWAY, batch, event, gzipped, interval, key, series
 
 pytestmark = pytest.mark.timeout(30)
 
 TOKEN = "s3cret-token"
 REPO = Path(__file__).resolve().parents[2]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
@@ -60,9 +61,22 @@ def post(
 
 
 def stored_intervals(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    answer = client.get("/api/v1/intervals", params=params)
+    answer = client.get("/api/v1/intervals", params=params, headers=AUTH)
     assert answer.status_code == 200
     return answer.json()["intervals"]
+
+
+def test_reading_plant_data_needs_the_token_too(client: httpx.Client) -> None:
+    """Stored intervals and summaries are the plants' data: 401 without the token."""
+    assert client.get("/api/v1/intervals").status_code == 401
+    assert client.get("/api/v1/summary", params={"by": "region", "period": "day"}).status_code == 401
+
+
+def test_each_interval_says_which_gateway_sent_it(client: httpx.Client) -> None:
+    """A query across gateways can tell the records apart."""
+    post(client, batch())
+    post(client, batch(gateway=CHONGQING))
+    assert {i["gateway"] for i in stored_intervals(client)} == {GATEWAY["id"], CHONGQING["id"]}
 
 
 # Storing and de-duplicating.
@@ -340,9 +354,10 @@ def test_intervals_come_back_as_received_with_unknown_fields(client: httpx.Clien
     records[0]["demand_kw"] = 812.5
     post(client, batch(intervals=records))
 
-    answer = client.get("/api/v1/intervals", params={"limit": "2"}).json()
+    answer = client.get("/api/v1/intervals", params={"limit": "2"}, headers=AUTH).json()
 
-    assert (records[:2], True) == (answer["intervals"], answer["truncated"])
+    with_gateway = [{"gateway": GATEWAY["id"], **r} for r in records[:2]]
+    assert (with_gateway, True) == (answer["intervals"], answer["truncated"])
 
 
 @pytest.mark.parametrize(
@@ -356,11 +371,11 @@ def test_intervals_come_back_as_received_with_unknown_fields(client: httpx.Clien
 )
 def test_bad_interval_filters_are_400(client: httpx.Client, params: dict[str, str]) -> None:
     """A filter that is unknown or not RFC 3339 with an offset is refused, not ignored."""
-    assert client.get("/api/v1/intervals", params=params).status_code == 400
+    assert client.get("/api/v1/intervals", params=params, headers=AUTH).status_code == 400
 
 
 def summary(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    answer = client.get("/api/v1/summary", params=params)
+    answer = client.get("/api/v1/summary", params=params, headers=AUTH)
     assert answer.status_code == 200
     return answer.json()["groups"]
 
@@ -455,7 +470,7 @@ def test_summary_periods_are_the_gateways_local_days(client: httpx.Client) -> No
 )
 def test_bad_summary_parameters_are_400(client: httpx.Client, params: dict[str, str]) -> None:
     """by and period are required and checked; date is YYYY-MM-DD."""
-    assert client.get("/api/v1/summary", params=params).status_code == 400
+    assert client.get("/api/v1/summary", params=params, headers=AUTH).status_code == 400
 
 
 def test_schema_and_health(client: httpx.Client) -> None:
