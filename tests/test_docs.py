@@ -30,8 +30,8 @@ def blocks(language: str) -> list[str]:
 def test_yaml_examples_pass_check(snippet: str, tmp_path: Path) -> None:
     """Each YAML example in the README is a valid device (inside a minimal config)."""
     path = tmp_path / "agent.yaml"
-    body = snippet if snippet.startswith("gateway:") else BASE + "  " + snippet.replace("\n", "\n  ")
-    path.write_text(body)
+    device = "  " + snippet.replace("\n", "\n  ")
+    path.write_text(snippet if snippet.startswith("gateway:") else BASE + device)
     assert load_config(path).config.devices
 
 

@@ -20,7 +20,16 @@ import httpx
 import pytest
 
 from cloud_sync.receiver import Receiver
-from tests.cloud_sync.batches import CHONGQING, GATEWAY, batch, event, gzipped, interval, key, series
+from tests.cloud_sync.batches import (
+    CHONGQING,
+    GATEWAY,
+    batch,
+    event,
+    gzipped,
+    interval,
+    key,
+    series,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,7 +78,8 @@ def stored_intervals(client: httpx.Client, **params: str) -> list[dict[str, Any]
 def test_reading_plant_data_needs_the_token_too(client: httpx.Client) -> None:
     """Stored intervals and summaries are the plants' data: 401 without the token."""
     assert client.get("/api/v1/intervals").status_code == 401
-    assert client.get("/api/v1/summary", params={"by": "region", "period": "day"}).status_code == 401
+    summary = client.get("/api/v1/summary", params={"by": "region", "period": "day"})
+    assert summary.status_code == 401
 
 
 def test_each_interval_says_which_gateway_sent_it(client: httpx.Client) -> None:
