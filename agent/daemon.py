@@ -237,6 +237,10 @@ async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP would end the process without a flush; reloading comes with its own issue
+    loop.add_signal_handler(
+        signal.SIGHUP, log.warning, "SIGHUP: reloading is not supported yet; restart to apply"
+    )
     agent = Agent(loaded, token)
     await agent.start()
     systemd.notify("READY=1", f"STATUS={agent.summary()}")
@@ -245,6 +249,6 @@ async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | Non
     finally:
         systemd.notify("STOPPING=1")
         await agent.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
