@@ -60,7 +60,6 @@ class Agent:
     status: dict[str, DeviceStatus] = field(default_factory=dict)
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     _inflight: set[asyncio.Task] = field(default_factory=set)
-    started: float = field(default_factory=time.time)
 
     async def start(self) -> None:
         config = self.loaded.config
