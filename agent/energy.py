@@ -47,12 +47,19 @@ class ClosedInterval:
 
 @dataclass(slots=True)
 class CounterState:
+    """`last`: the confirmed sample energy is counted from; `pending`: the newest
+    sample, waiting for the next one to confirm it."""
+
     last: Sample | None = None
+    pending: Sample | None = None
     open: dict[float, OpenInterval] = field(default_factory=dict)
+    doubt: Sample | None = None  # before the first baseline: a value the next one contradicted
 
     def to_json(self) -> dict:
         return {
             "last": [self.last.ts, self.last.value] if self.last else None,
+            "pending": [self.pending.ts, self.pending.value] if self.pending else None,
+            "doubt": [self.doubt.ts, self.doubt.value] if self.doubt else None,
             "open": [
                 [length, o.start, o.end, o.quantity, o.measured, o.interpolated]
                 for length, o in self.open.items()
@@ -62,8 +69,10 @@ class CounterState:
     @classmethod
     def from_json(cls, data: dict) -> CounterState:
         last = Sample(*data["last"]) if data.get("last") else None
+        pending = Sample(*data["pending"]) if data.get("pending") else None
         opened = {row[0]: OpenInterval(*row[1:]) for row in data.get("open", [])}
-        return cls(last, opened)
+        doubt = Sample(*data["doubt"]) if data.get("doubt") else None
+        return cls(last, pending, opened, doubt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,7 @@ class Step:
     """What one sample did: intervals it closed and what happened to the counter."""
 
     closed: dict[float, list[ClosedInterval]]
-    event: str | None = None  # e.g. "counter_reset: 1234.5 -> 0.2"
+    events: list[str] = field(default_factory=list)  # e.g. "counter_reset: 1234.5 -> 0.2"
 
 
 def interval_start(ts: float, length: float, tz: ZoneInfo) -> float:
@@ -146,6 +155,55 @@ def _spread(
     _roll(state, length, t1, tz, closed)
 
 
+def _apply(
+    state: CounterState,
+    to: Sample,
+    delta: float | None,
+    lengths: tuple[float, ...],
+    tz: ZoneInfo,
+    gap_limit: float,
+    closed: dict[float, list[ClosedInterval]],
+) -> None:
+    """Move the confirmed counter from `state.last` to `to`, spreading `delta`."""
+    last = state.last
+    if last is None:
+        for length in lengths:
+            _roll(state, length, to.ts, tz, closed[length])
+    else:
+        gap = to.ts - last.ts > gap_limit
+        for length in lengths:
+            _spread(state, length, last.ts, to.ts, delta, gap, tz, closed[length])
+    state.last = to
+
+
+def _choose_baseline(
+    state: CounterState,
+    s: Sample,
+    c: Sample,
+    lengths: tuple[float, ...],
+    tz: ZoneInfo,
+    gap_limit: float,
+    closed: dict[float, list[ClosedInterval]],
+) -> None:
+    """The first confirmed value: a sample the next one agrees with.
+
+    When the second value falls below the first, one of them is wrong; the
+    third tells which (`doubt` holds the first meanwhile).
+    """
+    d, state.doubt = state.doubt, None
+    if d is not None and c.value >= d.value:  # `s` was the odd one out
+        _apply(state, d, None, lengths, tz, gap_limit, closed)
+    elif c.value >= s.value or _noise(s.value - c.value, s.value):
+        _apply(state, s, None, lengths, tz, gap_limit, closed)
+    else:
+        state.doubt = s
+
+
+def _noise(drop: float, level: float) -> bool:
+    """A drop too small to be anything but register rounding (float32, scaling)."""
+    return drop <= max(1e-9, abs(level) * 1e-6)
+
+
 def advance(
     state: CounterState,
     sample: Sample,
@@ -153,24 +211,37 @@ def advance(
     tz: ZoneInfo,
     gap_limit: float,
 ) -> Step:
-    """Feed one good counter sample; returns the intervals it closed."""
+    """Feed one good counter sample; returns the intervals it closed and what it found.
+
+    Each sample is judged by the one after it, so one bad value can never add
+    energy: a value out of line with both neighbours (a dip to 0, a spike) is
+    a glitch and is dropped; a drop that the next sample confirms is a reset
+    (meter cleared or replaced) and starts a new baseline. Energy is applied
+    one sample late, so intervals close one poll after their end.
+    """
     closed: dict[float, list[ClosedInterval]] = {length: [] for length in lengths}
-    last = state.last
-    if last is None:
-        for length in lengths:
-            _roll(state, length, sample.ts, tz, closed[length])
-        state.last = sample
-        return Step(closed)
-    if sample.ts <= last.ts:  # a repeated sample, or the clock stepped back
-        stepped = last.ts - sample.ts > 1.0
-        return Step(closed, f"clock_backwards: {last.ts - sample.ts:.1f}s" if stepped else None)
-    delta: float | None = sample.value - last.value
-    event = None
-    if delta is not None and delta < 0:
-        event = f"counter_reset: {last.value:g} -> {sample.value:g}"
-        delta = None
-    gap = sample.ts - last.ts > gap_limit
-    for length in lengths:
-        _spread(state, length, last.ts, sample.ts, delta, gap, tz, closed[length])
-    state.last = sample
-    return Step(closed, event)
+    events: list[str] = []
+    a, s, c = state.last, state.pending, sample
+    if s is not None and c.ts <= s.ts:  # a repeated sample, or the clock stepped back
+        if s.ts - c.ts > 1.0:
+            events.append(f"clock_backwards: {s.ts - c.ts:.1f}s")
+        return Step(closed, events)
+    state.pending = c
+    if s is None:
+        return Step(closed, events)
+    if a is None:
+        _choose_baseline(state, s, c, lengths, tz, gap_limit, closed)
+        return Step(closed, events)
+    if s.value >= a.value:  # `s` looks like progress, unless `c` falls back below it
+        if a.value <= c.value < s.value and not _noise(s.value - c.value, s.value):
+            events.append(f"counter_glitch: {a.value:g} {s.value:g} {c.value:g}, spike dropped")
+        else:
+            _apply(state, s, s.value - a.value, lengths, tz, gap_limit, closed)
+    elif _noise(a.value - s.value, a.value):
+        pass  # rounding below the confirmed value: nothing to count, nothing to say
+    elif c.value >= a.value:
+        events.append(f"counter_glitch: {a.value:g} {s.value:g} {c.value:g}, dip dropped")
+    else:
+        events.append(f"counter_reset: {a.value:g} -> {s.value:g}")
+        _apply(state, s, None, lengths, tz, gap_limit, closed)
+    return Step(closed, events)

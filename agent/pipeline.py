@@ -92,7 +92,7 @@ class Pipeline:
             return work
         assert reading.value is not None
         state = self.states.setdefault(meter.key, CounterState())
-        first = state.last is None
+        first = state.pending is None
         step = advance(
             state, Sample(reading.ts, reading.value), self.lengths, self.tz, meter.gap_limit
         )
@@ -108,9 +108,9 @@ class Pipeline:
                     self.tz,
                 )
                 work.intervals.append(IntervalRow(device, interval.start, length, record))
-        if step.event:
-            log.warning("%s %s: %s", device, meter.counter, step.event)
-            kind, _, detail = step.event.partition(": ")
+        for event in step.events:
+            log.warning("%s %s: %s", device, meter.counter, event)
+            kind, _, detail = event.partition(": ")
             work.events.append(
                 EventRow(reading.ts, device, kind, "warning", f"{meter.counter}: {detail}")
             )

@@ -64,7 +64,7 @@ async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: P
     assert (unsent, len(stored)) == (0, computed)
     check = energy_check(stored, meters, INTERVAL)
     for name, device in check["devices"].items():
-        assert device["intervals"] > 5, name
+        assert device["intervals"] >= 4, name
         assert device["delivered_kwh"] == pytest.approx(
             device["metered_kwh"], abs=2 * RESOLUTION_KWH
         )

@@ -23,13 +23,14 @@ def feed(samples: list[Sample], state: CounterState | None = None, gap: float = 
         step = advance(state, sample, LENGTHS, TZ, gap)
         for length in LENGTHS:
             closed[length].extend(step.closed[length])
-        if step.event:
-            events.append(step.event)
+        events.extend(step.events)
     return state, closed, events
 
 
 def total(state: CounterState, closed: dict, length: float) -> float:
-    return sum(c.quantity for c in closed[length]) + state.open[length].quantity
+    """Closed and open intervals, plus the newest sample still waiting for confirmation."""
+    waiting = state.pending.value - state.last.value if state.pending and state.last else 0.0
+    return sum(c.quantity for c in closed[length]) + state.open[length].quantity + waiting
 
 
 steps = st.lists(st.tuples(st.floats(0.5, 4000.0), st.floats(0.0, 50.0)), min_size=1, max_size=120)
@@ -71,9 +72,29 @@ def test_a_restart_from_persisted_state_changes_nothing(increments: list, cut: i
 
 def test_energy_straddling_a_boundary_is_split_in_proportion_to_time() -> None:
     """A pair of samples 10 s apart across a minute boundary splits 4:6."""
-    state, closed, _ = feed([Sample(T0 + 56, 10.0), Sample(T0 + 66, 20.0)])
+    state, closed, _ = feed([Sample(T0 + 56, 10.0), Sample(T0 + 66, 20.0), Sample(T0 + 71, 25.0)])
     assert [c.quantity for c in closed[60.0]] == pytest.approx([4.0])
     assert state.open[60.0].quantity == pytest.approx(6.0)
+
+
+@given(steps, st.data())
+def test_isolated_glitches_change_no_total(increments: list, data: st.DataObject) -> None:
+    """Single bad values (0 or absurdly high) after the first are dropped: the total holds."""
+    v = 1000.0
+    values = [v]
+    for _, dv in increments:
+        v += dv
+        values.append(v)
+    values += [v, v]  # the last real values, to confirm what came before
+    spots = data.draw(st.sets(st.integers(1, len(values) - 3)))
+    spots = {i for i in spots if i - 1 not in spots}  # isolated: never two in a row
+    garbage = [0.0 if i % 2 else values[i] + 1e9 for i in range(len(values))]
+    samples = [
+        Sample(T0 + 5 * i, garbage[i] if i in spots else value) for i, value in enumerate(values)
+    ]
+    state, closed, events = feed(samples)
+    assert total(state, closed, 60.0) == pytest.approx(v - 1000.0, abs=1e-6)
+    assert not any(e.startswith("counter_reset") for e in events)
 
 
 def test_first_interval_is_partial_and_full_ones_are_good() -> None:
@@ -89,12 +110,13 @@ def test_a_gap_is_interpolated_once_and_flagged_estimated() -> None:
     """Across a 5-minute outage the energy lands once, spread over the gap, as estimated."""
     samples = [Sample(T0 + 5 * i, i * 1.0) for i in range(13)]  # T0 .. T0+60, 1 kWh per 5 s
     samples.append(Sample(T0 + 360, 72.0))  # back after 5 minutes, 60 kWh more
+    samples.append(Sample(T0 + 365, 73.0))
     state, closed, _ = feed(samples)
     minutes = closed[60.0]
     assert [m.quality for m in minutes] == ["good"] + ["estimated"] * 5
     assert [round(m.quantity, 6) for m in minutes] == [12.0, 12.0, 12.0, 12.0, 12.0, 12.0]
     assert [m.coverage for m in minutes[1:]] == [0.0] * 5
-    assert total(state, closed, 60.0) == pytest.approx(72.0)
+    assert total(state, closed, 60.0) == pytest.approx(73.0)
 
 
 def test_a_counter_that_drops_is_a_new_baseline_with_an_event() -> None:
@@ -105,6 +127,39 @@ def test_a_counter_that_drops_is_a_new_baseline_with_an_event() -> None:
     assert events == ["counter_reset: 505 -> 0.5"]
     assert total(state, closed, 60.0) == pytest.approx(5.0 + 7.0)
     assert all(c.quantity >= 0 for c in closed[60.0])
+
+
+def test_a_single_dip_is_a_glitch_not_a_reset() -> None:
+    """One sample of 0 between two normal ones adds nothing and loses nothing."""
+    values = [100.0, 101.0, 0.0, 103.0, 104.0, 105.0]
+    state, closed, events = feed([Sample(T0 + 5 * i, v) for i, v in enumerate(values)])
+    assert events == ["counter_glitch: 101 0 103, dip dropped"]
+    assert total(state, closed, 60.0) == pytest.approx(5.0)
+
+
+def test_a_single_spike_is_a_glitch_and_adds_no_energy() -> None:
+    """A garbage high value that falls back is dropped: no phantom energy."""
+    values = [100.0, 101.0, 9e6, 103.0, 104.0]
+    state, closed, events = feed([Sample(T0 + 5 * i, v) for i, v in enumerate(values)])
+    assert events == ["counter_glitch: 101 9e+06 103, spike dropped"]
+    assert total(state, closed, 60.0) == pytest.approx(4.0)
+    assert all(c.quantity < 10 for c in closed[60.0])
+
+
+def test_a_bad_first_sample_never_becomes_the_baseline() -> None:
+    """A spike as the very first value is not taken as the starting point."""
+    values = [9e6, 100.0, 101.0, 102.0]
+    state, closed, events = feed([Sample(T0 + 5 * i, v) for i, v in enumerate(values)])
+    assert events == []  # not even a "reset" from 9e6 down to 100
+    assert total(state, closed, 60.0) == pytest.approx(2.0)
+
+
+def test_rounding_below_the_last_value_is_neither_energy_nor_an_event() -> None:
+    """A float32 counter reading a hair lower is noise: no reset, no glitch."""
+    values = [1_000_000.0625, 1_000_000.0, 1_000_000.0625, 1_000_000.125, 1_000_000.125]
+    state, closed, events = feed([Sample(T0 + 5 * i, v) for i, v in enumerate(values)])
+    assert events == []
+    assert total(state, closed, 60.0) == pytest.approx(0.0625)
 
 
 def test_intervals_align_to_local_wall_clock() -> None:

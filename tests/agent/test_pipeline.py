@@ -46,7 +46,8 @@ def test_an_interval_carries_kwh_coal_and_sichuan_co2_with_its_factor(tmp_path: 
     """10 kWh counted in Wh: 10 kWh, 1.229 kgce, 1.404 kg CO2 at Sichuan's 2022 factor, scope 2."""
     p = pipeline(tmp_path)
     p.ingest("m1", poll(T0, 1_000_000))
-    work = p.ingest("m1", poll(T0 + 60, 1_010_000))
+    p.ingest("m1", poll(T0 + 60, 1_010_000))
+    work = p.ingest("m1", poll(T0 + 65, 1_010_500))  # confirms the sample at the boundary
     (row,) = work.intervals
     record = row.body
     assert (record["quantity"], record["unit"], record["kwh"]) == (10.0, "kWh", 10.0)
@@ -62,6 +63,7 @@ def test_an_interval_carries_kwh_coal_and_sichuan_co2_with_its_factor(tmp_path: 
         "2026-09-21T22:01:00+08:00",
     )
     assert work.counters["m1/e"]["last"] == [T0 + 60, 1_010_000]
+    assert work.counters["m1/e"]["pending"] == [T0 + 65, 1_010_500]
 
 
 def test_state_is_committed_on_the_first_sample_and_when_intervals_close_only(
@@ -71,7 +73,8 @@ def test_state_is_committed_on_the_first_sample_and_when_intervals_close_only(
     p = pipeline(tmp_path)
     assert p.ingest("m1", poll(T0 + 1, 0)).counters
     assert not p.ingest("m1", poll(T0 + 6, 1))
-    assert p.ingest("m1", poll(T0 + 61, 2)).intervals
+    assert not p.ingest("m1", poll(T0 + 61, 2))
+    assert p.ingest("m1", poll(T0 + 66, 3)).intervals
 
 
 def test_bad_readings_leave_the_counter_alone(tmp_path: Path) -> None:
@@ -79,7 +82,8 @@ def test_bad_readings_leave_the_counter_alone(tmp_path: Path) -> None:
     p = pipeline(tmp_path)
     p.ingest("m1", poll(T0, 0))
     assert not p.ingest("m1", poll(T0 + 30, None, Quality.BAD))
-    work = p.ingest("m1", poll(T0 + 60, 600))
+    p.ingest("m1", poll(T0 + 60, 600))
+    work = p.ingest("m1", poll(T0 + 65, 650))
     assert [r.body["quantity"] for r in work.intervals] == [0.6]
 
 
