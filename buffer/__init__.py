@@ -25,13 +25,45 @@ class AsyncStore:
     def __init__(self, path: str | Path) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer")
         self.store = self._executor.submit(Store, path).result()
+        self._waiting: list[tuple[Commit, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
     async def commit(self, work: Commit) -> None:
-        await self.run(self.store.commit, work)
+        """Returns once `work` is on disk.
+
+        Group commit: what arrives while a transaction is being written goes
+        into the next one, so the devices whose intervals close at the same
+        boundary share one fsync instead of paying one each.
+        """
+        if not work:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((work, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        await done
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await self.run(self.store.commit_all, [work for work, _ in group])
+            except Exception:
+                # one bad commit must not fail its neighbours: retry them one by one
+                for work, done in group:
+                    try:
+                        await self.run(self.store.commit, work)
+                    except Exception as exc:
+                        done.set_exception(exc)
+                    else:
+                        done.set_result(None)
+            else:
+                for _, done in group:
+                    done.set_result(None)
 
     async def add_events(self, events: list[EventRow]) -> None:
         await self.run(self.store.add_events, events)

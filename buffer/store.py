@@ -117,39 +117,48 @@ class Store:
     # --- the poll path -------------------------------------------------------
 
     def commit(self, work: Commit) -> None:
-        if not work:
+        self.commit_all([work])
+
+    def commit_all(self, works: list[Commit]) -> None:
+        """Several polls' work in one transaction: one fsync for all of them."""
+        works = [w for w in works if w]
+        if not works:
             return
-        now = time.time()
         with self.db.atomic():
-            if work.intervals:
-                self.db["intervals"].insert_all(
-                    (
-                        {
-                            "device": r.device,
-                            "start": r.start,
-                            "length": r.length,
-                            "body": json.dumps(r.body, separators=(",", ":"), ensure_ascii=False),
-                        }
-                        for r in work.intervals
-                    ),
-                    batch_size=500,
-                )
-            if work.events:
-                self._insert_events(work.events)
-            if work.counters:
-                self.db["counters"].upsert_all(
-                    (
-                        {"key": key, "state": json.dumps(state), "updated": now}
-                        for key, state in work.counters.items()
-                    ),
-                    pk="key",
-                )
-            if work.samples:
-                self.db.conn.executemany(
-                    "INSERT INTO samples (device, point, ts, value, unit, quality)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    work.samples,
-                )
+            for work in works:
+                self._write(work)
+
+    def _write(self, work: Commit) -> None:
+        if work.intervals:
+            self.db["intervals"].insert_all(
+                (
+                    {
+                        "device": r.device,
+                        "start": r.start,
+                        "length": r.length,
+                        "body": json.dumps(r.body, separators=(",", ":"), ensure_ascii=False),
+                    }
+                    for r in work.intervals
+                ),
+                batch_size=500,
+            )
+        if work.events:
+            self._insert_events(work.events)
+        if work.counters:
+            now = time.time()
+            self.db["counters"].upsert_all(
+                (
+                    {"key": key, "state": json.dumps(state), "updated": now}
+                    for key, state in work.counters.items()
+                ),
+                pk="key",
+            )
+        if work.samples:
+            self.db.conn.executemany(
+                "INSERT INTO samples (device, point, ts, value, unit, quality)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                work.samples,
+            )
 
     def add_events(self, events: Iterable[EventRow]) -> None:
         with self.db.atomic():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from buffer import Commit, EventRow, IntervalRow, Store
+from buffer import AsyncStore, Commit, EventRow, IntervalRow, Store
 
 
 def interval(device: str, start: float) -> IntervalRow:
@@ -140,3 +141,34 @@ def test_a_reader_sees_the_buffer_while_the_writer_runs(store: Store) -> None:
     with pytest.raises(sqlite3.OperationalError):
         reader.db.execute("DELETE FROM intervals")
     reader.close()
+
+
+async def test_commits_arriving_together_share_a_transaction(tmp_path: Path) -> None:
+    """Many polls committing at once are written in fewer transactions, and all land."""
+    store = AsyncStore(tmp_path / "buffer.db")
+    transactions = []
+    store.store.db.conn.set_trace_callback(
+        lambda sql: transactions.append(sql) if sql.strip().upper() == "COMMIT" else None
+    )
+    await asyncio.gather(
+        *(store.commit(Commit(intervals=[interval(f"m{i}", 0.0)])) for i in range(50))
+    )
+    store.store.db.conn.set_trace_callback(None)
+    assert (await store.backlog())["intervals"] == 50
+    assert len(transactions) < 10
+    store.close()
+
+
+async def test_a_bad_commit_fails_alone(tmp_path: Path) -> None:
+    """A commit that cannot be written raises for its caller only; the others land."""
+    store = AsyncStore(tmp_path / "buffer.db")
+    bad = Commit(counters={"m1/kwh": {"x": object()}})
+    results = await asyncio.gather(
+        store.commit(Commit(intervals=[interval("m1", 0.0)])),
+        store.commit(bad),
+        store.commit(Commit(intervals=[interval("m2", 0.0)])),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["NoneType", "TypeError", "NoneType"]
+    assert (await store.backlog())["intervals"] == 2
+    store.close()
