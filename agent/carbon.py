@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from agent.energy import ClosedInterval
+from agent.intervals import ClosedInterval
 from config import FactorSet
 from config.carriers import conversion, reported_unit
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sqlite3
@@ -24,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import systemd
 from agent.pipeline import Pipeline
-from buffer import AsyncStore
+from buffer import AsyncStore, Commit
 from cloud_sync.uploader import Uploader
 from config import ConfigInvalid, LoadedConfig, load_factor_set, province_for
 from drivers import Driver, DriverUnavailable, make_driver
@@ -60,6 +61,7 @@ class Agent:
     status: dict[str, DeviceStatus] = field(default_factory=dict)
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     _inflight: set[asyncio.Task] = field(default_factory=set)
+    _unwritten: dict[str, Commit] = field(default_factory=dict)  # work the buffer refused
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -135,7 +137,12 @@ class Agent:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=STOP_DEADLINE / 2)
         self.scheduler.shutdown(wait=False)
-        await self.store.commit(self.pipeline.flush())
+        unwritten = [*self._unwritten.values(), self.pipeline.flush()]
+        self._unwritten.clear()
+        try:
+            await self.store.commit(functools.reduce(Commit.then, unwritten))
+        except Exception as exc:  # the last commit stays; a restart recomputes from it
+            log.error("stop: counter state not written (%s)", exc)
         try:
             await asyncio.wait_for(self.uploader.sync(), timeout=STOP_DEADLINE / 2)
         except TimeoutError:
@@ -156,15 +163,39 @@ class Agent:
                 readings = await self.drivers[name].read()
                 self._note(name, readings)
                 work = self.pipeline.ingest(name, readings)
-                if work:
-                    await self.store.commit(work)
             except Exception:  # a bug must not stop this device's polls forever
                 log.exception("%s: poll failed", name)
+                return
+            await self._commit(name, work)
+
+    async def _commit(self, name: str, work: Commit) -> None:
+        """Write a poll's work; if the buffer fails, keep it and write it with the next.
+
+        The pipeline's state has already moved on, so dropping the work would
+        lose its intervals for good; kept, they are written in order later.
+        """
+        earlier = self._unwritten.pop(name, None)
+        if earlier is not None:
+            work = earlier.then(work)
+        if not work:
+            return
+        try:
+            await self.store.commit(work)
+        except Exception as exc:
+            if not self._unwritten:
+                log.error("buffer write failed (%s); kept in memory and retried", exc)
+            self._unwritten[name] = work
+        else:
+            if earlier is not None and not self._unwritten:
+                log.info("buffer writes recovered")
 
     async def _sync(self) -> None:
         with self._tracked():
             try:
-                await self.uploader.sync()
+                deadline = time.monotonic() + self.loaded.config.sync.every
+                await self.uploader.sync(deadline=deadline)
+            except asyncio.CancelledError:  # stopping: the batch stays pending
+                return
             except Exception:
                 log.exception("sync failed")
             systemd.notify(f"STATUS={self.summary()}")

@@ -1,22 +1,26 @@
-"""Energy per interval from a cumulative counter.
+"""Energy from a cumulative counter: which samples to trust, and what they add.
 
-Every pair of consecutive good samples carries the energy `new - old`; it is
-split over the clock-aligned intervals the pair spans, in proportion to time.
-An interval closes when a sample arrives after its end, so the energy across
-a gap (agent down, meter offline) still lands once, in the intervals the gap
-covered, flagged in their coverage and quality. The state needed to go on
-(last sample and the open intervals) is small and is persisted whenever
-intervals close, so a restart continues where the last commit left off.
+Every pair of trusted samples carries the energy `new - old`, spread over the
+intervals it spans (agent/intervals.py). Each sample is judged by the one
+after it, so one bad value never adds energy: a value out of line with both
+neighbours (a dip to 0, a spike) is a glitch and is dropped; a drop the next
+sample confirms is a reset, or a rollover when the counter wrapped at its
+register's range. After a reset the old value is remembered for a while: if
+the counter comes back to it, the "reset" was a run of bad values and counting
+resumes from the old value. The state needed to go on is small and is
+persisted with the intervals it closes, so a restart continues from there.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-_COMPLETE = 0.999  # share of an interval treated as all of it (float rounding, poll jitter)
+from agent.intervals import ClosedInterval, OpenInterval, close, roll, spread
+
+MAX_SPREAD = 31 * 86400.0  # a longer silence is not spread over intervals (see `advance`)
+MAX_CLOCK_STEP = 3600.0  # the clock going back further starts a new baseline
+PROVEN = 3  # increases after a reset that prove it real
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,41 +29,46 @@ class Sample:
     value: float
 
 
-@dataclass(slots=True)
-class OpenInterval:
-    """An interval still accumulating; `measured` and `interpolated` are seconds."""
-
-    start: float
-    end: float
-    quantity: float = 0.0
-    measured: float = 0.0
-    interpolated: float = 0.0
+@dataclass(frozen=True, slots=True)
+class CounterEvent:
+    kind: str  # counter_glitch | counter_reset | counter_rollover | counter_gap | clock_backwards
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
-class ClosedInterval:
-    start: float
-    end: float
-    quantity: float
-    coverage: float
-    quality: str  # good | estimated | partial
+class Counter:
+    """What is fixed about one counter: where its intervals fall and how it wraps."""
+
+    lengths: tuple[float, ...]
+    tz: ZoneInfo
+    gap_limit: float  # samples further apart than this are a gap
+    modulus: float | None = None  # the value at which the register wraps to 0
 
 
 @dataclass(slots=True)
 class CounterState:
-    """`last`: the confirmed sample energy is counted from; `pending`: the newest
+    """`last`: the trusted sample energy is counted from; `pending`: the newest
     sample, waiting for the next one to confirm it."""
 
     last: Sample | None = None
     pending: Sample | None = None
     open: dict[float, OpenInterval] = field(default_factory=dict)
     doubt: Sample | None = None  # before the first baseline: a value the next one contradicted
+    before_reset: Sample | None = None  # the trusted value before a reset not yet proven
+    since_reset: float = 0.0  # energy counted since that reset
+    proven: int = 0  # increases seen since that reset
 
     def to_json(self) -> dict:
+        def pair(s: Sample | None) -> list[float] | None:
+            return [s.ts, s.value] if s else None
+
         return {
-            "last": [self.last.ts, self.last.value] if self.last else None,
-            "pending": [self.pending.ts, self.pending.value] if self.pending else None,
-            "doubt": [self.doubt.ts, self.doubt.value] if self.doubt else None,
+            "last": pair(self.last),
+            "pending": pair(self.pending),
+            "doubt": pair(self.doubt),
+            "before_reset": pair(self.before_reset),
+            "since_reset": self.since_reset,
+            "proven": self.proven,
             "open": [
                 [length, o.start, o.end, o.quantity, o.measured, o.interpolated]
                 for length, o in self.open.items()
@@ -68,135 +77,26 @@ class CounterState:
 
     @classmethod
     def from_json(cls, data: dict) -> CounterState:
-        last = Sample(*data["last"]) if data.get("last") else None
-        pending = Sample(*data["pending"]) if data.get("pending") else None
-        opened = {row[0]: OpenInterval(*row[1:]) for row in data.get("open", [])}
-        doubt = Sample(*data["doubt"]) if data.get("doubt") else None
-        return cls(last, pending, opened, doubt)
+        def sample(key: str) -> Sample | None:
+            return Sample(*data[key]) if data.get(key) else None
+
+        return cls(
+            last=sample("last"),
+            pending=sample("pending"),
+            open={row[0]: OpenInterval(*row[1:]) for row in data.get("open", [])},
+            doubt=sample("doubt"),
+            before_reset=sample("before_reset"),
+            since_reset=data.get("since_reset", 0.0),
+            proven=data.get("proven", 0),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What one sample did: intervals it closed and what happened to the counter."""
+    """What one sample did: the intervals it closed and what it found."""
 
     closed: dict[float, list[ClosedInterval]]
-    events: list[str] = field(default_factory=list)  # e.g. "counter_reset: 1234.5 -> 0.2"
-
-
-def interval_start(ts: float, length: float, tz: ZoneInfo) -> float:
-    """Start of the clock-aligned interval of `length` seconds holding `ts`.
-
-    Alignment is on local wall-clock time, so daily intervals start at local
-    midnight and 15-minute ones on the local quarter hour.
-    """
-    offset = datetime.fromtimestamp(ts, tz).utcoffset() or timedelta(0)
-    shift = offset.total_seconds()
-    return math.floor((ts + shift) / length) * length - shift
-
-
-def _close(o: OpenInterval) -> ClosedInterval:
-    length = o.end - o.start
-    if o.measured >= length * _COMPLETE:
-        quality = "good"
-    elif o.measured + o.interpolated >= length * _COMPLETE:
-        quality = "estimated"
-    else:
-        quality = "partial"
-    return ClosedInterval(o.start, o.end, o.quantity, min(1.0, o.measured / length), quality)
-
-
-def _roll(
-    state: CounterState, length: float, until: float, tz: ZoneInfo, closed: list[ClosedInterval]
-) -> OpenInterval:
-    """The open interval holding `until`, closing every interval that ended before it."""
-    current = state.open.get(length)
-    if current is None:
-        start = interval_start(until, length, tz)
-        current = OpenInterval(start, start + length)
-    while current.end <= until:
-        closed.append(_close(current))
-        start = current.end
-        current = OpenInterval(start, interval_start(start, length, tz) + length)
-        if current.end <= start:  # a zone transition shortened the step; realign
-            current.end = start + length
-    state.open[length] = current
-    return current
-
-
-def _spread(
-    state: CounterState,
-    length: float,
-    t0: float,
-    t1: float,
-    delta: float | None,
-    gap: bool,
-    tz: ZoneInfo,
-    closed: list[ClosedInterval],
-) -> None:
-    """Add the energy `delta` of [t0, t1) to the intervals it spans.
-
-    `delta` None means the energy of the span is unknown (first sample, reset):
-    time passes and intervals close, but nothing is added or counted as seen.
-    """
-    added = 0.0
-    a = t0
-    while a < t1:
-        current = _roll(state, length, a, tz, closed)
-        b = min(t1, current.end)
-        if delta is not None:
-            share = delta - added if b >= t1 else delta * (b - a) / (t1 - t0)
-            added += share
-            current.quantity += share
-            if gap:
-                current.interpolated += b - a
-            else:
-                current.measured += b - a
-        a = b
-    _roll(state, length, t1, tz, closed)
-
-
-def _apply(
-    state: CounterState,
-    to: Sample,
-    delta: float | None,
-    lengths: tuple[float, ...],
-    tz: ZoneInfo,
-    gap_limit: float,
-    closed: dict[float, list[ClosedInterval]],
-) -> None:
-    """Move the confirmed counter from `state.last` to `to`, spreading `delta`."""
-    last = state.last
-    if last is None:
-        for length in lengths:
-            _roll(state, length, to.ts, tz, closed[length])
-    else:
-        gap = to.ts - last.ts > gap_limit
-        for length in lengths:
-            _spread(state, length, last.ts, to.ts, delta, gap, tz, closed[length])
-    state.last = to
-
-
-def _choose_baseline(
-    state: CounterState,
-    s: Sample,
-    c: Sample,
-    lengths: tuple[float, ...],
-    tz: ZoneInfo,
-    gap_limit: float,
-    closed: dict[float, list[ClosedInterval]],
-) -> None:
-    """The first confirmed value: a sample the next one agrees with.
-
-    When the second value falls below the first, one of them is wrong; the
-    third tells which (`doubt` holds the first meanwhile).
-    """
-    d, state.doubt = state.doubt, None
-    if d is not None and c.value >= d.value:  # `s` was the odd one out
-        _apply(state, d, None, lengths, tz, gap_limit, closed)
-    elif c.value >= s.value or _noise(s.value - c.value, s.value):
-        _apply(state, s, None, lengths, tz, gap_limit, closed)
-    else:
-        state.doubt = s
+    events: list[CounterEvent] = field(default_factory=list)
 
 
 def _noise(drop: float, level: float) -> bool:
@@ -204,44 +104,143 @@ def _noise(drop: float, level: float) -> bool:
     return drop <= max(1e-9, abs(level) * 1e-6)
 
 
-def advance(
-    state: CounterState,
-    sample: Sample,
-    lengths: tuple[float, ...],
-    tz: ZoneInfo,
-    gap_limit: float,
-) -> Step:
+class _Judge:
+    """One call of `advance`: the state, the counter, and what this sample produced."""
+
+    def __init__(self, state: CounterState, counter: Counter) -> None:
+        self.state = state
+        self.counter = counter
+        self.step = Step({length: [] for length in counter.lengths})
+
+    def say(self, kind: str, detail: str) -> None:
+        self.step.events.append(CounterEvent(kind, detail))
+
+    def trust(self, to: Sample, delta: float | None, gap: bool = False) -> None:
+        """Move the trusted value to `to`, spreading `delta` over the time since the last."""
+        state, counter = self.state, self.counter
+        last = state.last
+        if delta is not None and state.before_reset is not None:
+            delta, gap = self._after_reset(to, delta, gap)
+        for length in counter.lengths:
+            closed = self.step.closed[length]
+            if last is None:
+                roll(state.open, length, to.ts, counter.tz, closed)
+            else:
+                gapped = gap or to.ts - last.ts > counter.gap_limit
+                spread(state.open, length, last.ts, to.ts, delta, gapped, counter.tz, closed)
+        state.last = to
+
+    def _after_reset(self, to: Sample, delta: float, gap: bool) -> tuple[float, bool]:
+        """Back at the value before a reset: the low values were bad, not a new meter."""
+        state = self.state
+        before = state.before_reset
+        assert before is not None
+        if to.value >= before.value:
+            delta = max(0.0, to.value - before.value - state.since_reset)
+            self.say(
+                "counter_glitch",
+                f"back at {to.value:g} after values below {before.value:g}: "
+                "they were bad readings, not a reset; counting resumed from the old value",
+            )
+            state.before_reset, state.since_reset, state.proven = None, 0.0, 0
+            return delta, True
+        state.since_reset += delta
+        state.proven += 0 if _noise(delta, to.value) else 1
+        if state.proven >= PROVEN:  # counting up from the new value: the reset was real
+            state.before_reset, state.since_reset, state.proven = None, 0.0, 0
+        return delta, gap
+
+    def new_timeline(self, at: Sample, kind: str, why: str) -> None:
+        """Close what is open and start over from `at`, which the next sample must confirm."""
+        state = self.state
+        for length, current in state.open.items():
+            self.step.closed[length].append(close(current))
+        state.open, state.last, state.doubt, state.before_reset = {}, None, None, None
+        state.pending = at
+        self.say(kind, why)
+
+
+def advance(state: CounterState, sample: Sample, counter: Counter) -> Step:
     """Feed one good counter sample; returns the intervals it closed and what it found.
 
-    Each sample is judged by the one after it, so one bad value can never add
-    energy: a value out of line with both neighbours (a dip to 0, a spike) is
-    a glitch and is dropped; a drop that the next sample confirms is a reset
-    (meter cleared or replaced) and starts a new baseline. Energy is applied
-    one sample late, so intervals close one poll after their end.
+    Energy is applied one sample late, so intervals close one poll after their end.
     """
-    closed: dict[float, list[ClosedInterval]] = {length: [] for length in lengths}
-    events: list[str] = []
+    judge = _Judge(state, counter)
     a, s, c = state.last, state.pending, sample
-    if s is not None and c.ts <= s.ts:  # a repeated sample, or the clock stepped back
-        if s.ts - c.ts > 1.0:
-            events.append(f"clock_backwards: {s.ts - c.ts:.1f}s")
-        return Step(closed, events)
+    if s is not None and c.ts <= s.ts:
+        _clock_went_back(judge, c)
+        return judge.step
     state.pending = c
     if s is None:
-        return Step(closed, events)
+        return judge.step
     if a is None:
-        _choose_baseline(state, s, c, lengths, tz, gap_limit, closed)
-        return Step(closed, events)
-    if s.value >= a.value:  # `s` looks like progress, unless `c` falls back below it
+        _choose_baseline(judge, s, c)
+        return judge.step
+    if s.ts - a.ts > MAX_SPREAD:
+        days = (s.ts - a.ts) / 86400
+        judge.new_timeline(
+            s,
+            "counter_gap",
+            f"silent for {days:.0f} days: the counter advanced {s.value - a.value:g} "
+            "in that time, not placed in intervals",
+        )
+        state.pending = c
+        _choose_baseline(judge, s, c)
+        return judge.step
+    rise = s.value - a.value
+    if rise >= 0:  # progress, unless `c` falls back below `s` or the jump is impossible
         if a.value <= c.value < s.value and not _noise(s.value - c.value, s.value):
-            events.append(f"counter_glitch: {a.value:g} {s.value:g} {c.value:g}, spike dropped")
+            judge.say("counter_glitch", f"{a.value:g} {s.value:g} {c.value:g}: spike dropped")
+        elif counter.modulus and rise > counter.modulus / 2:
+            judge.say("counter_glitch", f"{a.value:g} -> {s.value:g}: impossible jump dropped")
         else:
-            _apply(state, s, s.value - a.value, lengths, tz, gap_limit, closed)
-    elif _noise(a.value - s.value, a.value):
-        pass  # rounding below the confirmed value: nothing to count, nothing to say
+            judge.trust(s, rise)
+    elif _noise(-rise, a.value):
+        pass  # rounding below the trusted value: nothing to count, nothing to say
     elif c.value >= a.value:
-        events.append(f"counter_glitch: {a.value:g} {s.value:g} {c.value:g}, dip dropped")
+        judge.say("counter_glitch", f"{a.value:g} {s.value:g} {c.value:g}: dip dropped")
+    elif counter.modulus and -rise > counter.modulus / 2:
+        judge.say("counter_rollover", f"{a.value:g} -> {s.value:g} past {counter.modulus:g}")
+        judge.trust(s, rise + counter.modulus)
     else:
-        events.append(f"counter_reset: {a.value:g} -> {s.value:g}")
-        _apply(state, s, None, lengths, tz, gap_limit, closed)
-    return Step(closed, events)
+        judge.say("counter_reset", f"{a.value:g} -> {s.value:g}")
+        if state.before_reset is None:
+            state.before_reset, state.since_reset, state.proven = a, 0.0, 0
+        judge.trust(s, None)
+    return judge.step
+
+
+def _choose_baseline(judge: _Judge, s: Sample, c: Sample) -> None:
+    """The first trusted value: a sample the next one agrees with.
+
+    When the second value falls below the first, one of them is wrong; the
+    third tells which (`doubt` holds the first meanwhile).
+    """
+    state = judge.state
+    d, state.doubt = state.doubt, None
+    if d is not None and c.value >= d.value:  # `s` was the odd one out
+        judge.trust(d, None)
+    elif c.value >= s.value or _noise(s.value - c.value, s.value):
+        judge.trust(s, None)
+    else:
+        state.doubt = s
+
+
+def _clock_went_back(judge: _Judge, c: Sample) -> None:
+    """A sample not newer than the pending one: a repeat, or the system clock stepped back."""
+    state = judge.state
+    a, s = state.last, state.pending
+    assert s is not None
+    if s.ts - c.ts <= 1.0:
+        return  # the same poll twice, or jitter
+    if a is None or c.ts > a.ts:  # only the pending sample was ahead: replace it
+        judge.say("clock_backwards", f"clock went back {s.ts - c.ts:.0f}s; one sample dropped")
+        state.pending = c
+    elif a.ts - c.ts > MAX_CLOCK_STEP:
+        judge.new_timeline(
+            c,
+            "clock_backwards",
+            f"clock went back {(a.ts - c.ts) / 3600:.1f}h; counting restarts from here, "
+            f"the advance since {a.value:g} is not placed in intervals",
+        )
+    # else: a short step behind the trusted sample: wait until the clock passes it

@@ -45,8 +45,9 @@ class SyncRetryable(TransientError):
         self.retry_after = retry_after
 
 
-class SyncUnauthorized(TransientError):
-    """401/403: a credential problem an operator must fix; keep the data and back off."""
+class SyncRefused(TransientError):
+    """401, 403, 404 ...: the platform refuses every batch from here until someone fixes
+    the token or the URL; keep the data and back off."""
 
 
 class SyncRejected(PermanentError):
@@ -55,3 +56,7 @@ class SyncRejected(PermanentError):
 
 class BatchTooLarge(PermanentError):
     """413: the same records fit if sent in smaller batches."""
+
+
+class KeyTaken(PermanentError):
+    """409: the platform holds another batch under this key; send under a new one."""

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from agent.carbon import interval_record
-from agent.energy import CounterState, Sample, advance
+from agent.energy import Counter, CounterState, Sample, advance
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
 from config.carriers import conversion
-from config.models import AnyDevice, Config
+from config.models import AnyDevice, AnyPoint, Config
 from drivers.base import Reading
 
 log = logging.getLogger(__name__)
 
 GAP_POLLS = 2.5  # a pair of samples further apart than this many poll periods is a gap
+# A reading stamped before this is from a PC whose clock is not set yet (no RTC battery,
+# no NTP so far): its time cannot place energy in intervals.
+CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+_WRAP_BITS = {"uint16": 16, "uint32": 32, "uint64": 64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,25 +38,30 @@ class Meter:
     counter: str
     carrier: str
     unit: str
-    gap_limit: float
+    spec: Counter
 
     @property
     def key(self) -> str:
         return f"{self.device}/{self.counter}"
 
 
-def meters_of(devices: list[AnyDevice]) -> dict[str, Meter]:
+def _modulus(point: AnyPoint) -> float | None:
+    """Where an unsigned integer register wraps to 0, in the point's unit."""
+    bits = _WRAP_BITS.get(getattr(point, "type", ""))
+    return 2.0**bits * point.scale if bits else None
+
+
+def meters_of(
+    devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
+) -> dict[str, Meter]:
     meters = {}
     for device in devices:
         if device.energy is None:
             continue
         point = next(p for p in device.points if p.name == device.energy.counter)
+        spec = Counter(lengths, tz, GAP_POLLS * device.poll, _modulus(point))
         meters[device.name] = Meter(
-            device.name,
-            point.name,
-            device.energy.carrier,
-            point.unit,
-            GAP_POLLS * device.poll,
+            device.name, point.name, device.energy.carrier, point.unit, spec
         )
     return meters
 
@@ -69,7 +79,8 @@ class Pipeline:
         self.factors = factors
         self.province = province
         self.keep_raw = config.buffer.raw_retention > 0
-        self.meters = meters_of(config.devices)
+        self.meters = meters_of(config.devices, self.lengths, self.tz)
+        self._clock_unset = False
         self.states: dict[str, CounterState] = {}
         for key, data in states.items():
             state = CounterState.from_json(data)
@@ -91,11 +102,15 @@ class Pipeline:
         if meter is None or reading is None or not reading.good:
             return work
         assert reading.value is not None
+        if reading.ts < CLOCK_FLOOR:
+            if not self._clock_unset:
+                log.error("the system clock is not set (%s): energy waits for it", reading.ts)
+            self._clock_unset = True
+            return work
+        self._clock_unset = False
         state = self.states.setdefault(meter.key, CounterState())
         first = state.pending is None
-        step = advance(
-            state, Sample(reading.ts, reading.value), self.lengths, self.tz, meter.gap_limit
-        )
+        step = advance(state, Sample(reading.ts, reading.value), meter.spec)
         for length, closed in step.closed.items():
             for interval in closed:
                 record = interval_record(
@@ -109,10 +124,11 @@ class Pipeline:
                 )
                 work.intervals.append(IntervalRow(device, interval.start, length, record))
         for event in step.events:
-            log.warning("%s %s: %s", device, meter.counter, event)
-            kind, _, detail = event.partition(": ")
+            log.warning("%s %s: %s: %s", device, meter.counter, event.kind, event.detail)
             work.events.append(
-                EventRow(reading.ts, device, kind, "warning", f"{meter.counter}: {detail}")
+                EventRow(
+                    reading.ts, device, event.kind, "warning", f"{meter.counter}: {event.detail}"
+                )
             )
         if first or work.intervals or work.events:
             work.counters[meter.key] = state.to_json()

@@ -68,11 +68,20 @@ class AsyncStore:
     async def add_events(self, events: list[EventRow]) -> None:
         await self.run(self.store.add_events, events)
 
-    async def pending_batch(self, max_records: int) -> PendingBatch | None:
-        return await self.run(self.store.pending_batch, max_records)
+    async def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
+        return await self.run(self.store.pending_batch, max_records, header)
 
     async def finish_batch(self, seq: int, status: str, reason: str | None = None) -> None:
         await self.run(self.store.finish_batch, seq, status, reason)
+
+    async def reject_batch(self, seq: int, reason: str, event: EventRow | None) -> None:
+        await self.run(self.store.reject_batch, seq, reason, event)
+
+    async def shrink_batch(self, seq: int) -> bool:
+        return await self.run(self.store.shrink_batch, seq)
+
+    async def renumber_batch(self, seq: int) -> int:
+        return await self.run(self.store.renumber_batch, seq)
 
     async def backlog(self) -> dict:
         return await self.run(self.store.backlog)

@@ -41,14 +41,14 @@ CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
 CREATE TABLE IF NOT EXISTS counters (
     key TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
-    seq INTEGER PRIMARY KEY, created REAL NOT NULL,
+    seq INTEGER PRIMARY KEY, created REAL NOT NULL, header TEXT NOT NULL,
     events_lo INTEGER NOT NULL, events_hi INTEGER NOT NULL,
     intervals_lo INTEGER NOT NULL, intervals_hi INTEGER NOT NULL,
     status TEXT NOT NULL, finished REAL, reason TEXT);
 CREATE TABLE IF NOT EXISTS sync_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    events_acked INTEGER NOT NULL, intervals_acked INTEGER NOT NULL);
-INSERT OR IGNORE INTO sync_state VALUES (1, 0, 0);
+    events_acked INTEGER NOT NULL, intervals_acked INTEGER NOT NULL,
+    next_batch INTEGER NOT NULL);
 """
 
 
@@ -81,10 +81,20 @@ class Commit:
     def __bool__(self) -> bool:
         return bool(self.intervals or self.events or self.counters or self.samples)
 
+    def then(self, later: Commit) -> Commit:
+        """This work followed by `later`'s, as one: the later counter state wins."""
+        return Commit(
+            self.intervals + later.intervals,
+            self.events + later.events,
+            {**self.counters, **later.counters},
+            self.samples + later.samples,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class PendingBatch:
     seq: int
+    header: dict  # gateway tags, factor set, sequence: fixed when the batch was assigned
     events: list[dict]
     intervals: list[str]  # JSON text, exactly as stored
 
@@ -109,6 +119,12 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.executescript(_SCHEMA)
+            # Batch numbers start at the clock in ms when a buffer is created (first
+            # run, or a corrupt one replaced) and only ever go up from there, so a new
+            # buffer never reuses a key an earlier one of this gateway sent.
+            conn.execute(
+                "INSERT OR IGNORE INTO sync_state VALUES (1, 0, 0, ?)", [int(time.time() * 1000)]
+            )
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -169,14 +185,16 @@ class Store:
 
     # --- the sync path ---------------------------------------------------------
 
-    def pending_batch(self, max_records: int) -> PendingBatch | None:
+    def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
         """The batch to send now: the one already assigned, or a new one.
 
-        Events go first; intervals fill the rest in seq order (time order per device).
+        Events go first; intervals fill the rest in seq order (time order per
+        device). A new batch records `header` (with its sequence) so that every
+        resend is the same batch, even if the config changed in between.
         """
         row = self._one("SELECT * FROM batches WHERE status = 'pending' ORDER BY seq LIMIT 1")
         if row is None:
-            row = self._assign(max_records)
+            row = self._assign(max_records, header)
             if row is None:
                 return None
         events = [
@@ -200,23 +218,49 @@ class Store:
                 [row["intervals_lo"], row["intervals_hi"]],
             )
         ]
-        return PendingBatch(row["seq"], events, intervals)
+        return PendingBatch(row["seq"], json.loads(row["header"]), events, intervals)
 
     def finish_batch(self, seq: int, status: str, reason: str | None = None) -> None:
         """Close a batch as acked or rejected and move the cursors past it, atomically."""
         with self.db.atomic():
-            row = self._one("SELECT * FROM batches WHERE seq = ?", [seq])
-            if row is None or row["status"] != "pending":
-                return
+            self._finish(seq, status, reason)
+
+    def reject_batch(self, seq: int, reason: str, event: EventRow | None) -> None:
+        """Quarantine a batch the platform refused, and say so, in one transaction.
+
+        Its records stay in the buffer (see `prune`) for an operator to resend.
+        """
+        with self.db.atomic():
+            if self._finish(seq, "rejected", reason) and event is not None:
+                self._insert_events([event])
+
+    def renumber_batch(self, seq: int) -> int:
+        """Give a pending batch a fresh sequence (its key was taken); returns it."""
+        with self.db.atomic():
+            fresh = self._next_seq()
+            row = self._one("SELECT header FROM batches WHERE seq = ?", [seq])
+            assert row is not None
+            header = json.loads(row["header"]) | {"sequence": fresh}
             self.db.execute(
-                "UPDATE batches SET status = ?, finished = ?, reason = ? WHERE seq = ?",
-                [status, time.time(), reason, seq],
+                "UPDATE batches SET seq = ?, header = ? WHERE seq = ? AND status = 'pending'",
+                [fresh, json.dumps(header, ensure_ascii=False), seq],
             )
-            self.db.execute(
-                "UPDATE sync_state SET events_acked = max(events_acked, ?),"
-                " intervals_acked = max(intervals_acked, ?)",
-                [row["events_hi"], row["intervals_hi"]],
-            )
+        return fresh
+
+    def _finish(self, seq: int, status: str, reason: str | None) -> bool:
+        row = self._one("SELECT * FROM batches WHERE seq = ?", [seq])
+        if row is None or row["status"] != "pending":
+            return False
+        self.db.execute(
+            "UPDATE batches SET status = ?, finished = ?, reason = ? WHERE seq = ?",
+            [status, time.time(), reason, seq],
+        )
+        self.db.execute(
+            "UPDATE sync_state SET events_acked = max(events_acked, ?),"
+            " intervals_acked = max(intervals_acked, ?)",
+            [row["events_hi"], row["intervals_hi"]],
+        )
+        return True
 
     def shrink_batch(self, seq: int) -> bool:
         """Halve a pending batch the platform refused as too large (it stored nothing).
@@ -265,35 +309,42 @@ class Store:
     # --- housekeeping ----------------------------------------------------------
 
     def prune(self, *, raw_before: float, synced_before: float) -> int:
-        """Drop raw samples past retention and synced records past their keep time."""
+        """Drop raw samples past retention and acknowledged records past their keep time.
+
+        Rejected (quarantined) batches and their records are kept.
+        """
         cursor = self._one("SELECT * FROM sync_state")
         assert cursor is not None
+        kept = (
+            "SELECT 1 FROM batches b WHERE b.status = 'rejected'"
+            " AND {0}.seq BETWEEN b.{0}_lo AND b.{0}_hi"
+        )
         with self.db.atomic():
             removed = self.db.execute("DELETE FROM samples WHERE ts < ?", [raw_before]).rowcount
             removed += self.db.execute(
-                "DELETE FROM intervals WHERE seq <= ? AND start < ?",
+                "DELETE FROM intervals WHERE seq <= ? AND start < ?"
+                f" AND NOT EXISTS ({kept.format('intervals')})",
                 [cursor["intervals_acked"], synced_before],
             ).rowcount
             removed += self.db.execute(
-                "DELETE FROM events WHERE seq <= ? AND ts < ?",
+                "DELETE FROM events WHERE seq <= ? AND ts < ?"
+                f" AND NOT EXISTS ({kept.format('events')})",
                 [cursor["events_acked"], synced_before],
             ).rowcount
             self.db.execute(
-                "DELETE FROM batches WHERE status != 'pending' AND finished < ?", [synced_before]
+                "DELETE FROM batches WHERE status = 'acked' AND finished < ?", [synced_before]
             )
         return removed
 
-    def size(self) -> int:
-        row = self._one(
-            "SELECT page_count * page_size AS size FROM pragma_page_count(), pragma_page_size()"
-        )
-        assert row is not None
-        wal = self.path.with_name(self.path.name + "-wal")
-        return int(row["size"]) + (wal.stat().st_size if wal.exists() else 0)
-
     # --- internals -------------------------------------------------------------
 
-    def _assign(self, max_records: int) -> dict | None:
+    def _next_seq(self) -> int:
+        row = self._one("SELECT next_batch FROM sync_state")
+        assert row is not None
+        self.db.execute("UPDATE sync_state SET next_batch = next_batch + 1")
+        return int(row["next_batch"])
+
+    def _assign(self, max_records: int, header: dict) -> dict | None:
         with self.db.atomic():
             cursor = self._one("SELECT * FROM sync_state")
             assert cursor is not None
@@ -302,16 +353,13 @@ class Store:
             iv = self._range("intervals", cursor["intervals_acked"], room) if room else None
             if not ev[2] and not (iv and iv[2]):
                 return None
-            last = self._one("SELECT max(seq) AS seq FROM batches")
-            # A fresh buffer (first run, or a corrupt one replaced) starts at the
-            # clock in ms, above any key an earlier buffer of this gateway used:
-            # the platform must never take a new batch for a duplicate.
-            seq = last["seq"] + 1 if last and last["seq"] else int(time.time() * 1000)
+            seq = self._next_seq()
             events_lo, events_hi = (ev[0], ev[1]) if ev[2] else (0, -1)
             intervals_lo, intervals_hi = (iv[0], iv[1]) if iv and iv[2] else (0, -1)
             row = {
                 "seq": seq,
                 "created": time.time(),
+                "header": json.dumps(header | {"sequence": seq}, ensure_ascii=False),
                 "events_lo": events_lo,
                 "events_hi": events_hi,
                 "intervals_lo": intervals_lo,

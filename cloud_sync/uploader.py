@@ -27,7 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.errors import BatchTooLarge, SyncRejected, SyncRetryable, SyncUnauthorized
+from agent.errors import BatchTooLarge, KeyTaken, SyncRefused, SyncRejected, SyncRetryable
 from buffer import AsyncStore, EventRow, PendingBatch
 from cloud_sync.batch import SCHEMA_VERSION
 
@@ -79,7 +79,6 @@ class Uploader:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self.gateway = gateway
-        self._tz = ZoneInfo(gateway["timezone"])
         self.factor_set = factor_set
         self.max_batch = max_batch
         self.attempts = attempts
@@ -94,24 +93,36 @@ class Uploader:
         """Send batches until the backlog is empty, a send fails, or `deadline` passes.
 
         Returns the number of records acknowledged. Never raises for a network
-        or platform failure: the batch stays pending for the next run.
+        or platform failure: the batch stays pending for the next run. At most
+        one batch is quarantined per run, so a platform that rejects everything
+        cannot drain the backlog into quarantine in a loop.
         """
         sent = 0
+        header = {
+            "schema_version": SCHEMA_VERSION,
+            "gateway": self.gateway,
+            "factor_set": self.factor_set,
+        }
         while deadline is None or time.monotonic() < deadline:
-            batch = await self.store.pending_batch(self.max_batch)
+            batch = await self.store.pending_batch(self.max_batch, header)
             if batch is None:
                 break
             self.status.last_attempt = time.time()
             try:
                 answer = await self._send_with_retries(batch)
             except BatchTooLarge as exc:
-                if not await self.store.run(self.store.store.shrink_batch, batch.seq):
-                    await self._quarantine(batch, str(exc))
+                if await self.store.shrink_batch(batch.seq):
+                    continue
+                await self._quarantine(batch, str(exc))
+                break
+            except KeyTaken as exc:
+                fresh = await self.store.renumber_batch(batch.seq)
+                log.warning("sync: %s; resending as batch %d", exc, fresh)
                 continue
             except SyncRejected as exc:
                 await self._quarantine(batch, str(exc))
-                continue
-            except (SyncRetryable, SyncUnauthorized) as exc:
+                break
+            except (SyncRetryable, SyncRefused) as exc:
                 self.status.failures += 1
                 if self.status.last_result != str(exc):
                     log.warning("sync: batch %d not sent: %s", batch.seq, exc)
@@ -128,21 +139,14 @@ class Uploader:
         return sent
 
     def payload(self, batch: PendingBatch) -> bytes:
-        """The exact bytes of a batch: the same for every retry."""
+        """The exact bytes of a batch: the same for every retry, whatever the config says now."""
+        tz = ZoneInfo(batch.header["gateway"]["timezone"])
         events = [
-            {**e, "ts": datetime.fromtimestamp(e["ts"], self._tz).isoformat(timespec="seconds")}
+            {**e, "ts": datetime.fromtimestamp(e["ts"], tz).isoformat(timespec="seconds")}
             for e in batch.events
         ]
         head = json.dumps(
-            {
-                "schema_version": SCHEMA_VERSION,
-                "gateway": self.gateway,
-                "sequence": batch.seq,
-                "factor_set": self.factor_set,
-                "events": events,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
+            batch.header | {"events": events}, separators=(",", ":"), ensure_ascii=False
         )
         body = f'{head[:-1]},"intervals":[{",".join(batch.intervals)}]}}'
         return gzip.compress(body.encode(), compresslevel=5, mtime=0)
@@ -178,20 +182,30 @@ class Uploader:
             raise SyncRetryable(f"HTTP {code} busy", retry_after(reply.headers.get("Retry-After")))
         if code == 413:
             raise BatchTooLarge(f"HTTP 413: {reason}")
-        if code in (401, 403):
-            raise SyncUnauthorized(f"HTTP {code}: {reason} (check the sync token)")
-        if 400 <= code < 500:
+        if code == 409:
+            raise KeyTaken(f"HTTP 409: {reason}")
+        if code in (400, 422):  # this batch, and only this one, will never be accepted
             raise SyncRejected(f"HTTP {code}: {reason}")
+        if code in (401, 403):
+            raise SyncRefused(f"HTTP {code}: {reason} (check the sync token)")
+        if 300 <= code < 500:
+            raise SyncRefused(f"HTTP {code}: {reason} (check sync.url)")
         raise SyncRetryable(f"HTTP {code}: {reason}")
 
     async def _quarantine(self, batch: PendingBatch, reason: str) -> None:
-        """A batch the platform will never take: set it aside loudly, keep the rest flowing."""
+        """A batch the platform will never take: set it aside loudly; the rest flows."""
         log.error("sync: batch %d rejected and quarantined: %s", batch.seq, reason)
-        await self.store.finish_batch(batch.seq, "rejected", reason)
-        message = f"batch {batch.seq} ({batch.size} records) rejected: {reason}"
-        await self.store.add_events(
-            [EventRow(time.time(), None, "batch_rejected", "critical", message)]
+        notices_only = not batch.intervals and all(
+            e["kind"] == "batch_rejected" for e in batch.events
         )
+        message = f"batch {batch.seq} ({batch.size} records) rejected: {reason}"
+        # a rejected batch of rejection notices gets no notice of its own: no endless chain
+        event = (
+            None
+            if notices_only
+            else EventRow(time.time(), None, "batch_rejected", "critical", message)
+        )
+        await self.store.reject_batch(batch.seq, reason, event)
         self.status.last_result = f"rejected: {reason}"
 
 

@@ -2,8 +2,11 @@
 
 The models check each field alone; what needs two fields, the profile library
 or the factor data (a counter that names a point, a grid that matches the
-region) is checked here, once the whole file has passed the models. Warnings
-are for what is legal but probably not meant.
+region) is checked here. The checks run on the parts of the file that passed
+the models (each section, device and rule on its own), even when other parts
+did not, so that one run reports every problem; a check that needs a part
+which did not validate waits for the next run. Warnings are for what is legal
+but probably not meant.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from config.carriers import accepted_units, conversion
@@ -22,18 +26,22 @@ from config.models import (
     REGISTER_COUNT,
     AnyDevice,
     AnyPoint,
-    Config,
+    Buffer,
+    Emissions,
     Energy,
+    Gateway,
     ModbusPoint,
     ModbusWrite,
     OpcUaDevice,
+    Rule,
+    Sync,
     protocol_of,
     uscc_check_digit,
 )
 from config.profiles import Sourced, resolved
 from config.units import format_duration
 
-DAY = 86_400
+HOUR, DAY = 3600, 86_400
 OPCUA_FILES = ("certificate", "private_key", "server_certificate", "password_file")
 _SYSTEMD_DIRS = {
     "CREDENTIALS_DIRECTORY": "LoadCredential=",
@@ -45,15 +53,46 @@ _SYSTEMD_DIRS = {
 }
 
 
-def check_config(
-    config: Config, doc: Document, points: Sequence[Sequence[Sourced]]
-) -> list[Problem]:
-    """Every cross-field problem of a validated config; `points` are each device's merged points."""
+@dataclass(frozen=True)
+class ValidDevice:
+    """A device that validated, with its points: its profile's merged with its own.
+
+    `complete` is False when its profile could not be used (unknown, broken or
+    of another protocol; reported where the profiles are loaded): `points` are
+    then only its own, and what needs all of them (the energy counter, "no
+    points") is not checked.
+    """
+
+    model: AnyDevice
+    points: list[Sourced]
+    complete: bool = True
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The parts of a file that validated, each on its own.
+
+    A section that did not validate is None; a device or rule that did not is
+    left out of `devices` or `rules`, which are keyed by index in the file.
+    `every_device`: all devices validated, so a name not among them is unknown.
+    """
+
+    gateway: Gateway | None
+    buffer: Buffer | None
+    sync: Sync | None
+    emissions: Emissions | None
+    devices: dict[int, ValidDevice]
+    rules: dict[int, Rule]
+    every_device: bool
+
+
+def check_config(parts: Parts, doc: Document) -> list[Problem]:
+    """Every cross-field problem among the parts that validated."""
     return [
-        *_gateway(config, doc),
-        *_devices(config, doc, points),
-        *_emissions(config, doc),
-        *_rules(config, doc),
+        *_gateway(parts, doc),
+        *_devices(parts, doc),
+        *_emissions(parts, doc),
+        *_rules(parts, doc),
     ]
 
 
@@ -86,16 +125,19 @@ def _modbus_point(point: ModbusPoint, doc: Document, at: NodePath) -> Iterator[P
         yield doc.problem((*at, "type"), message)
 
 
-def _gateway(config: Config, doc: Document) -> Iterator[Problem]:
-    code = config.gateway.enterprise_id
-    expected = uscc_check_digit(code)
-    if code[17] != expected:
-        message = (
-            f"check digit is '{code[17]}' but GB 32100 gives '{expected}' for {code[:17]}: "
-            "check the code for a typo"
-        )
-        yield doc.problem(("gateway", "enterprise_id"), message, severity="warning")
-    url = config.sync.url
+def _gateway(parts: Parts, doc: Document) -> Iterator[Problem]:
+    if parts.gateway is not None:
+        code = parts.gateway.enterprise_id
+        expected = uscc_check_digit(code)
+        if code[17] != expected:
+            message = (
+                f"check digit is '{code[17]}' but GB 32100 gives '{expected}' for {code[:17]}: "
+                "check the code for a typo"
+            )
+            yield doc.problem(("gateway", "enterprise_id"), message, severity="warning")
+    if parts.sync is None:
+        return
+    url = parts.sync.url
     try:
         host = urlsplit(url).hostname or ""
     except ValueError:
@@ -112,19 +154,26 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _devices(
-    config: Config, doc: Document, points: Sequence[Sequence[Sourced]]
-) -> Iterator[Problem]:
+def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
     seen: dict[str, int] = {}
-    shortest = min((s for s in config.emissions.intervals if s >= 1), default=None)
-    for i, (device, merged) in enumerate(zip(config.devices, points, strict=True)):
-        at: NodePath = ("devices", i)
+    intervals = parts.emissions.intervals if parts.emissions is not None else []
+    shortest = min((s for s in intervals if s >= 1), default=None)
+    for i, valid in parts.devices.items():
+        device, merged, at = valid.model, valid.points, ("devices", i)
         if device.name in seen:
             line = doc.position(("devices", seen[device.name], "name"))[0]
             message = f"duplicate device name '{device.name}' (first at line {line})"
             yield doc.problem((*at, "name"), message)
         seen.setdefault(device.name, i)
         yield from check_points(merged)
+        if shortest is not None and device.poll > shortest:
+            message = (
+                f"poll {format_duration(device.poll)} is longer than the shortest interval "
+                f"{format_duration(shortest)}: those intervals get no reading of their own"
+            )
+            yield doc.problem((*at, "poll"), message, severity="warning")
+        if not valid.complete:
+            continue
         if not merged:
             message = (
                 f"device '{device.name}' has no points: list them under points: or name a profile:"
@@ -139,12 +188,6 @@ def _devices(
                 yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
         if device.energy is not None:
             yield from _energy_unit(doc, at, device.energy, by_name)
-        if shortest is not None and device.poll > shortest:
-            message = (
-                f"poll {format_duration(device.poll)} is longer than the shortest interval "
-                f"{format_duration(shortest)}: those intervals get no reading of their own"
-            )
-            yield doc.problem((*at, "poll"), message, severity="warning")
 
 
 def _counter(
@@ -177,16 +220,20 @@ def _energy_unit(
         yield doc.problem((*at, "energy", "counter"), message)
 
 
-def _emissions(config: Config, doc: Document) -> Iterator[Problem]:
-    emissions = config.emissions
+def _emissions(parts: Parts, doc: Document) -> Iterator[Problem]:
+    emissions = parts.emissions
+    if emissions is None:
+        return
     seen: set[int] = set()
     for i, seconds in enumerate(emissions.intervals):
         at: NodePath = ("emissions", "intervals", i)
         millis, text = round(seconds * 1000), format_duration(seconds)
         if seconds < 1:
             yield doc.problem(at, f"must be at least 1s (got {text})")
-        elif millis != seconds * 1000 or (DAY * 1000) % millis:
-            yield doc.problem(at, f"must divide a day evenly (got {text}); for example 1m, 15m, 1h")
+        elif millis != seconds * 1000 or not (HOUR * 1000 % millis == 0 or millis == DAY * 1000):
+            # Aligned on the local clock: a day runs from local midnight (23h or 25h on DST days).
+            message = f"must divide an hour (1m, 5m, 15m, 30m, 1h ...) or be 1d (got {text})"
+            yield doc.problem(at, message)
         elif millis in seen:
             yield doc.problem(at, f"duplicate interval {text}")
         seen.add(millis)
@@ -196,7 +243,13 @@ def _emissions(config: Config, doc: Document) -> Iterator[Problem]:
         message = unknown("factor set", emissions.factor_set, factor_set_names())
         yield doc.problem(("emissions", "factor_set"), message)
         return
-    code, grid = config.gateway.region_code, emissions.grid
+    grid = emissions.grid
+    if grid is not None and grid not in factors.grids:
+        yield doc.problem(("emissions", "grid"), unknown("grid", grid, list(factors.grids)))
+        return
+    if parts.gateway is None:
+        return  # the grid follows gateway.region_code: checked once that validates
+    code = parts.gateway.region_code
     province = factors.province_for(code)
     if grid is None:
         if province not in factors.grids:
@@ -205,25 +258,24 @@ def _emissions(config: Config, doc: Document) -> Iterator[Problem]:
                 "emissions.grid: national if your programme prescribes the national factor"
             )
             yield doc.problem(("gateway", "region_code"), message)
-    elif grid not in factors.grids:
-        yield doc.problem(("emissions", "grid"), unknown("grid", grid, list(factors.grids)))
     elif grid not in ("national", province):
         where = f"which is in {province}" if province else f"which is not in {grid}"
         message = f"{grid} contradicts gateway.region_code {code}, {where}"
         yield doc.problem(("emissions", "grid"), message)
 
 
-def _rules(config: Config, doc: Document) -> Iterator[Problem]:
-    devices = {d.name: d for d in config.devices}
+def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
+    """A device a rule names is checked once every device validated, or if it is among them."""
+    devices = {d.model.name: d.model for d in parts.devices.values()}
     seen: dict[str, int] = {}
-    for i, rule in enumerate(config.rules):
+    for i, rule in parts.rules.items():
         at: NodePath = ("rules", i)
         if rule.name in seen:
             line = doc.position(("rules", seen[rule.name], "name"))[0]
             message = f"duplicate rule name '{rule.name}' (first at line {line})"
             yield doc.problem((*at, "name"), message)
         seen.setdefault(rule.name, i)
-        if rule.device is not None and rule.device not in devices:
+        if rule.device is not None and rule.device not in devices and parts.every_device:
             yield doc.problem((*at, "device"), unknown("device", rule.device, list(devices)))
         if (rule.above is None) == (rule.below is None):
             found = " (found both)" if rule.above is not None else ""
@@ -232,7 +284,8 @@ def _rules(config: Config, doc: Document) -> Iterator[Problem]:
         yield from _hysteresis(doc, at, "clear_above", rule.clear_above, "below", rule.below, 1)
         if rule.action is not None:
             at = (*at, "action", "modbus_write")
-            yield from _modbus_write(doc, at, rule.action.modbus_write, devices)
+            write = rule.action.modbus_write
+            yield from _modbus_write(doc, at, write, devices, parts.every_device)
 
 
 def _hysteresis(
@@ -256,11 +309,16 @@ def _hysteresis(
 
 
 def _modbus_write(
-    doc: Document, at: NodePath, write: ModbusWrite, devices: Mapping[str, AnyDevice]
+    doc: Document,
+    at: NodePath,
+    write: ModbusWrite,
+    devices: Mapping[str, AnyDevice],
+    every_device: bool,
 ) -> Iterator[Problem]:
     target = devices.get(write.device)
     if target is None:
-        yield doc.problem((*at, "device"), unknown("device", write.device, list(devices)))
+        if every_device:
+            yield doc.problem((*at, "device"), unknown("device", write.device, list(devices)))
     elif protocol_of(target) not in ("modbus_tcp", "modbus_rtu"):
         message = (
             f"'{write.device}' speaks {protocol_of(target)}; "
@@ -281,8 +339,8 @@ def _modbus_write(
 
 
 def expand_env(
-    config: Config, doc: Document, environ: Mapping[str, str] | None, require_env: bool
-) -> tuple[Config, list[Problem]]:
+    parts: Parts, doc: Document, environ: Mapping[str, str] | None, require_env: bool
+) -> tuple[Parts, list[Problem]]:
     """Path fields with ${VAR} and ${VAR:-default} expanded; an unset VAR stays as written.
 
     An unset VAR is a warning for `check` on a workstation, an error for the
@@ -305,23 +363,22 @@ def expand_env(
 
         return None if value is None else ENV_VAR.sub(one, value)
 
-    path = expand(config.buffer.path, ("buffer", "path"))
-    token = expand(config.sync.token_file, ("sync", "token_file"))
-    devices = []
-    for i, device in enumerate(config.devices):
+    buffer, sync, devices = parts.buffer, parts.sync, dict(parts.devices)
+    if buffer is not None:
+        buffer = buffer.model_copy(update={"path": expand(buffer.path, ("buffer", "path"))})
+    if sync is not None:
+        token = expand(sync.token_file, ("sync", "token_file"))
+        sync = sync.model_copy(update={"token_file": token})
+    for i, valid in devices.items():
+        device = valid.model
         if isinstance(device, OpcUaDevice):
             files = {
                 name: expand(getattr(device.opcua, name), ("devices", i, "opcua", name))
                 for name in OPCUA_FILES
             }
             device = device.model_copy(update={"opcua": device.opcua.model_copy(update=files)})
-        devices.append(device)
-    update = {
-        "buffer": config.buffer.model_copy(update={"path": path}),
-        "sync": config.sync.model_copy(update={"token_file": token}),
-        "devices": devices,
-    }
-    return config.model_copy(update=update), problems
+            devices[i] = replace(valid, model=device)
+    return replace(parts, buffer=buffer, sync=sync, devices=devices), problems
 
 
 def _hint(name: str) -> str:

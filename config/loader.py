@@ -3,6 +3,11 @@
 The YAML is composed into nodes (SafeLoader) and turned into plain data by
 hand, so that every value and key keeps its line and column: an error is
 reported where the technician has to fix it, never at "somewhere in devices".
+
+The whole file is validated for its schema errors, and each section, device
+and rule once more on its own: the cross-field checks run on every part that
+validated, so one run reports every problem, not a second batch after the
+first is fixed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from yaml.constructor import SafeConstructor
 
 from config import checks
+from config.checks import Parts, ValidDevice
 from config.errors import (
     TOP,
     ConfigInvalid,
@@ -30,7 +36,18 @@ from config.errors import (
     unknown,
     yaml_error,
 )
-from config.models import PROTOCOLS, Config
+from config.models import (
+    PROTOCOLS,
+    AnyDevice,
+    Buffer,
+    Config,
+    Device,
+    Emissions,
+    Gateway,
+    Rule,
+    Sync,
+    protocol_of,
+)
 from config.profiles import (
     FAMILY,
     Profile,
@@ -49,6 +66,14 @@ MAX_VALUES = 100_000
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_SECTIONS = {
+    "gateway": TypeAdapter(Gateway),
+    "buffer": TypeAdapter(Buffer),
+    "sync": TypeAdapter(Sync),
+    "emissions": TypeAdapter(Emissions),
+}
+_DEVICE = TypeAdapter(Device)
+_RULE = TypeAdapter(Rule)
 
 
 @dataclass(frozen=True)
@@ -94,18 +119,19 @@ def load_config(
     config, problems = validate(doc, Config)
     profiles, profile_problems = _profiles(doc)
     problems += profile_problems
-    if config is not None and not _errors(problems):
-        points = [_merged(doc, i, device, profiles) for i, device in enumerate(config.devices)]
-        problems += checks.check_config(config, doc, points)
-        config, env_problems = checks.expand_env(config, doc, environ, require_env)
-        problems += env_problems
-        devices = [
-            device.model_copy(update={"points": [resolved(s.point) for s in merged]})
-            for device, merged in zip(config.devices, points, strict=True)
-        ]
-        config = config.model_copy(update={"devices": devices})
+    parts = _parts(doc, profiles)
+    problems += checks.check_config(parts, doc)
+    parts, env_problems = checks.expand_env(parts, doc, environ, require_env)
+    problems += env_problems
     if config is None or _errors(problems):
         raise ConfigInvalid(problems)
+    devices = [
+        valid.model.model_copy(update={"points": [resolved(s.point) for s in valid.points]})
+        for valid in parts.devices.values()
+    ]
+    config = config.model_copy(
+        update={"buffer": parts.buffer, "sync": parts.sync, "devices": devices}
+    )
     return LoadedConfig(config, sorted(dict.fromkeys(problems)), Path(path), doc)
 
 
@@ -162,12 +188,57 @@ def _profiles(doc: Document) -> tuple[dict[str, LoadedProfile], list[Problem]]:
     return loaded, problems
 
 
-def _merged(
-    doc: Document, index: int, device: Any, profiles: dict[str, LoadedProfile]
-) -> list[Sourced]:
+def _parts(doc: Document, profiles: dict[str, LoadedProfile]) -> Parts:
+    """Each section, device and rule validated on its own; what did not validate is left out.
+
+    Its errors are not collected here: validating the whole file reports them.
+    """
+    data: dict[str, Any] = doc.data
+    sections: dict[str, Any] = {}
+    for name, adapter in _SECTIONS.items():
+        if name in data:
+            sections[name] = _valid(adapter, data[name])
+        else:  # a section left out is its default, or missing if it has none
+            field = Config.model_fields[name]
+            sections[name] = None if field.is_required() else field.get_default()
+    devices, every_device = _valid_items(data.get("devices", []), _DEVICE)
+    rules, _ = _valid_items(data.get("rules", []), _RULE)
+    return Parts(
+        **sections,
+        devices={i: _with_points(doc, i, device, profiles) for i, device in devices.items()},
+        rules=rules,
+        every_device=every_device,
+    )
+
+
+def _valid(adapter: TypeAdapter[Any], value: Any) -> Any:
+    """The value validated as the models validate it within the file, or None."""
+    try:
+        return adapter.validate_python(value, strict=True)
+    except ValidationError:
+        return None
+
+
+def _valid_items(items: Any, adapter: TypeAdapter[Any]) -> tuple[dict[int, Any], bool]:
+    """The items of a list that validate, by index, and whether all of them did."""
+    if not isinstance(items, list):
+        return {}, False
+    valid = {i: _valid(adapter, item) for i, item in enumerate(items)}
+    valid = {i: item for i, item in valid.items() if item is not None}
+    return valid, len(valid) == len(items)
+
+
+def _with_points(
+    doc: Document, index: int, device: AnyDevice, profiles: dict[str, LoadedProfile]
+) -> ValidDevice:
+    """The device with its profile's points merged with its own, if its profile can be used."""
     own = [Sourced(p, doc, ("devices", index, "points", j)) for j, p in enumerate(device.points)]
-    base = profiles[device.profile].points if device.profile else []
-    return merge_points(base, own)
+    if device.profile is None:
+        return ValidDevice(device, own)
+    profile = profiles.get(device.profile)
+    if profile is None or profile.profile.protocol != FAMILY[protocol_of(device)]:
+        return ValidDevice(device, own, complete=False)  # _profiles reported why
+    return ValidDevice(device, merge_points(profile.points, own))
 
 
 def _kind(doc: Document) -> str:

@@ -24,18 +24,6 @@ Name = Annotated[
     ),
 ]
 
-CARRIERS = (
-    "electricity",
-    "natural_gas",
-    "raw_coal",
-    "diesel",
-    "gasoline",
-    "lpg",
-    "fuel_oil",
-    "steam",
-    "heat",
-    "water",
-)
 Carrier = Literal[
     "electricity",
     "natural_gas",
@@ -163,7 +151,8 @@ class Emissions(Strict):
     intervals: list[Duration] = Field(
         default=[60.0, 900.0],
         min_length=1,
-        description="Interval lengths, aligned to the clock; each must divide a day.",
+        description="Interval lengths, aligned to the local clock; each must divide an hour "
+        "(1m, 5m, 15m, 30m, 1h ...) or be 1d (from local midnight).",
     )
 
 

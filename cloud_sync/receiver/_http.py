@@ -36,7 +36,7 @@ from cloud_sync.receiver._request import (
     parse_batch,
     parse_key,
 )
-from cloud_sync.receiver._store import GroupBy, Period, Store
+from cloud_sync.receiver._store import GroupBy, KeyConflict, Period, Store
 from cloud_sync.receiver._summary import summarize
 
 logger = logging.getLogger("edge_agent.receiver")
@@ -246,7 +246,10 @@ class Handler(BaseHTTPRequestHandler):
         batch, document = parse_batch(data)
         check_key(gateway, sequence, batch)
         key = f"{gateway}:{sequence}"
-        stored = server.store.put(key, batch, document, hashlib.sha256(data).hexdigest())
+        try:
+            stored = server.store.put(key, batch, document, hashlib.sha256(data).hexdigest())
+        except KeyConflict:
+            raise Refused(409, f"{key} was already stored with a different body") from None
         if stored is None:
             self._note = f"{key} duplicate"
             return 200, {"status": "duplicate", "key": key}

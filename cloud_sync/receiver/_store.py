@@ -128,6 +128,10 @@ NOT EXISTS (
 """
 
 
+class KeyConflict(Exception):
+    """A known Idempotency-Key with a different body: two batches claim one key."""
+
+
 @dataclass(frozen=True)
 class Stored:
     """What one accepted batch added: new records, and records already held."""
@@ -265,7 +269,12 @@ class Store:
                 except sqlite3.IntegrityError as exc:
                     if "batches.key" not in str(exc):
                         raise
+                    (known,) = db.execute(
+                        "SELECT body_sha256 FROM batches WHERE key = ?", (key,)
+                    ).fetchone()
                     db.execute("ROLLBACK")
+                    if known != digest:
+                        raise KeyConflict(key) from None
                     return None
                 batch_id = cursor.lastrowid
                 new_intervals = self._insert(

@@ -553,3 +553,12 @@ def test_serve_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) -> None:
 
         assert process.wait(timeout=10) == 0
     assert line.startswith("receiver listening on http://127.0.0.1:")
+
+
+def test_a_known_key_with_a_different_body_is_409(client: httpx.Client) -> None:
+    """Two different batches under one key: the second is refused, never called a duplicate."""
+    assert post(client, batch()).json()["status"] == "stored"
+    other = batch(intervals=[interval(kwh=99.0)])
+    answer = post(client, other)
+    assert answer.status_code == 409
+    assert "different body" in answer.json()["reason"]

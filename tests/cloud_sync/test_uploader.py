@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -90,7 +91,8 @@ async def test_a_batch_resent_after_a_crash_is_a_duplicate_not_a_double(
     with Receiver(tmp_path / "central.db", TOKEN) as receiver:
         url = receiver.url + "/api/v1/batches"
         up = uploader(store, url)
-        batch = await store.pending_batch(10)
+        header = {"schema_version": 1, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
+        batch = await store.pending_batch(10, header)
         assert batch is not None
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip",
                    "Idempotency-Key": f"{GATEWAY['id']}:{batch.seq}"}  # fmt: skip
@@ -156,6 +158,7 @@ async def test_a_rejected_batch_is_quarantined_with_an_event_and_the_rest_flows(
         httpx.Response(200, json={"status": "stored"}),
     ]
     up = uploader(store, "https://central.invalid/b", mock(answers, seen))
+    assert await up.sync() == 0  # one batch set aside, then this run ends
     assert await up.sync() == 5 + 1  # the other 5 intervals, and the event about the rejection
     await up.close()
     last = body(seen[-1])
@@ -221,3 +224,102 @@ async def test_a_receiver_that_is_down_then_up_gets_everything(
     finally:
         await up.close()
         receiver.stop()
+
+
+def answers(*replies: httpx.Response) -> tuple[httpx.AsyncClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+    return mock(list(replies), seen), seen
+
+
+async def test_the_bytes_of_a_batch_do_not_depend_on_the_hour_or_the_config(
+    store: AsyncStore,
+) -> None:
+    """Same batch, same bytes: no gzip timestamp, and the header fixed when it was assigned."""
+    await fill(store, 2)
+    up = uploader(store, "https://central.invalid/b")
+    header = {"schema_version": 1, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
+    batch = await store.pending_batch(10, header)
+    assert batch is not None
+    body = up.payload(batch)
+    assert body[4:8] == b"\0\0\0\0"  # gzip MTIME
+    again = await store.pending_batch(10, header | {"factor_set": "cn-mee-2023"})
+    assert again is not None and up.payload(again) == body
+    await up.close()
+
+
+async def test_a_wrong_url_keeps_every_batch_pending(store: AsyncStore) -> None:
+    """404 (or a redirect) is the gateway's config, not the batch: nothing is quarantined."""
+    await fill(store, 30)
+    for reply in (httpx.Response(404), httpx.Response(301, headers={"Location": "/x"})):
+        client, seen = answers(reply)
+        up = uploader(store, "https://central.invalid/wrong", client)
+        assert await up.sync() == 0
+        await up.close()
+        assert len(seen) == 1
+        assert "check sync.url" in up.status.last_result
+    assert (await store.backlog())["intervals"] == 30
+    assert store.store.last_batch() is None
+
+
+async def test_a_platform_rejecting_everything_quarantines_one_batch_per_run(
+    store: AsyncStore,
+) -> None:
+    """422 for every batch: one batch per run is set aside, never the backlog in a loop."""
+    await fill(store, 30)
+    client, seen = answers(httpx.Response(422, json={"reason": "schema"}))
+    up = uploader(store, "https://central.invalid/b", client)
+    for _ in range(3):
+        assert await up.sync() == 0
+    await up.close()
+    assert len(seen) == 3
+    rejected = store.store.db.execute(
+        "SELECT count(*) FROM batches WHERE status = 'rejected'"
+    ).fetchone()[0]
+    assert rejected == 3
+    assert store.store.db.execute("SELECT count(*) FROM intervals").fetchone()[0] == 30
+
+
+async def test_a_rejected_batch_of_rejection_notices_raises_no_new_notice(
+    store: AsyncStore,
+) -> None:
+    """The chain ends: a batch holding only batch_rejected events gets no event of its own."""
+    await fill(store, 1)
+    client, _ = answers(httpx.Response(400, json={"reason": "no"}))
+    up = uploader(store, "https://central.invalid/b", client)
+    await up.sync()  # the interval batch: rejected, one notice
+    await up.sync()  # the notice batch: rejected, no notice
+    await up.close()
+    assert (await store.backlog())["events"] == 0
+
+
+async def test_a_key_taken_by_another_batch_is_resent_under_a_new_key(store: AsyncStore) -> None:
+    """409: the platform has a different batch under this key; the records go under a new one."""
+    await fill(store, 2)
+    client, seen = answers(httpx.Response(409, json={"reason": "taken"}), httpx.Response(200))
+    up = uploader(store, "https://central.invalid/b", client)
+    assert await up.sync() == 2
+    await up.close()
+    first, second = (r.headers["Idempotency-Key"] for r in seen)
+    assert first != second
+    assert body(seen[1])["sequence"] == int(second.rsplit(":", 1)[1])
+
+
+async def test_retry_after_is_waited_for(store: AsyncStore) -> None:
+    """429 with Retry-After: 1: the retry comes no sooner than a second later."""
+    await fill(store, 1)
+    times: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        times.append(asyncio.get_running_loop().time())
+        if len(times) == 1:
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        return httpx.Response(200, json={"status": "stored"})
+
+    up = uploader(
+        store,
+        "https://central.invalid/b",
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )
+    assert await up.sync() == 1
+    await up.close()
+    assert times[1] - times[0] >= 0.95

@@ -97,14 +97,34 @@ def test_a_coil_with_a_register_type_is_refused(problems: Problems) -> None:
     ]
 
 
-def test_intervals_must_divide_a_day_and_be_distinct(problems: Problems) -> None:
-    """Each interval is at least 1s, divides 24h, and appears once."""
+def test_intervals_must_divide_an_hour_and_be_distinct(problems: Problems) -> None:
+    """Each interval is at least 1s, divides an hour (or is a day), and appears once."""
     text = GATEWAY + "emissions:\n  intervals: [500ms, 7m, 15m, 15m]\n" + METER
     assert problems(text) == [
         "agent.yaml:9:15: emissions.intervals[0]: must be at least 1s (got 500ms)",
-        "agent.yaml:9:22: emissions.intervals[1]: must divide a day evenly (got 7m); "
-        "for example 1m, 15m, 1h",
+        "agent.yaml:9:22: emissions.intervals[1]: must divide an hour "
+        "(1m, 5m, 15m, 30m, 1h ...) or be 1d (got 7m)",
         "agent.yaml:9:31: emissions.intervals[3]: duplicate interval 15m",
+    ]
+
+
+def test_lengths_that_divide_an_hour_and_one_day_are_accepted(load: Load) -> None:
+    """From 1s to 1h any divisor of an hour aligns on the clock; 24h is the local day."""
+    lengths = "[1s, 10s, 1m, 5m, 15m, 30m, 60m, 24h]"
+    config = load(GATEWAY + f"emissions:\n  intervals: {lengths}\n" + METER).config
+    assert config.emissions.intervals == [1, 10, 60, 300, 900, 1800, 3600, 86400]
+
+
+def test_lengths_that_do_not_divide_an_hour_are_refused(problems: Problems) -> None:
+    """16m, 45m and 70s do not divide an hour, 2h and 12h not the local day: each refused."""
+    text = GATEWAY + "emissions:\n  intervals: [2h, 16m, 45m, 70s, 12h]\n" + METER
+    accepted = "must divide an hour (1m, 5m, 15m, 30m, 1h ...) or be 1d"
+    assert problems(text) == [
+        f"agent.yaml:9:15: emissions.intervals[0]: {accepted} (got 2h)",
+        f"agent.yaml:9:19: emissions.intervals[1]: {accepted} (got 16m)",
+        f"agent.yaml:9:24: emissions.intervals[2]: {accepted} (got 45m)",
+        f"agent.yaml:9:29: emissions.intervals[3]: {accepted} (got 70s)",
+        f"agent.yaml:9:34: emissions.intervals[4]: {accepted} (got 12h)",
     ]
 
 
@@ -297,4 +317,102 @@ def test_an_energy_counter_needs_a_unit_of_its_carrier(problems: Problems) -> No
     assert problems(text) == [
         "agent.yaml:13:45: devices[0].energy.counter: 'energy_kwh' counts in 'kW', not a unit "
         "of electricity (kWh, Wh, MWh): set the point's unit"
+    ]
+
+
+def test_checks_report_beside_schema_errors_elsewhere(problems: Problems) -> None:
+    """A schema error in one device does not hide a bad interval or another device's point."""
+    text = GATEWAY + (
+        "emissions:\n"
+        "  intervals: [1m, 7m]\n"
+        "devices:\n"
+        "  - name: broken\n"
+        "    modbus_tcp: {host: 10.0.0.1, port: 0}\n"
+        "    points: [{name: energy_kwh, address: 0, type: uint32, kind: counter}]\n"
+        "  - name: meter\n"
+        "    modbus_tcp: {host: 10.0.0.2}\n"
+        "    points: [{name: pf, address: 4, type: int16, word_order: little}]\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:9:19: emissions.intervals[1]: must divide an hour "
+        "(1m, 5m, 15m, 30m, 1h ...) or be 1d (got 7m)",
+        "agent.yaml:12:40: devices[0].modbus_tcp.port: must be at least 1 (got 0)",
+        "agent.yaml:16:50: devices[1].points[0].word_order: word_order is meaningless "
+        "with type: int16",
+    ]
+
+
+def test_a_rule_naming_a_broken_device_waits_for_it(problems: Problems) -> None:
+    """A device that did not validate is not called unknown; the rule's own mistakes still show."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES.replace("{host: 10.0.0.1}", "{host: 10.0.0.1, unit: 300}")
+        + ("  - {name: r1, device: incomer, quantity: power_kw, above: 5, clear_below: 6}\n")
+    )
+    assert problems(text) == [
+        "agent.yaml:10:40: devices[0].modbus_tcp.unit: must be at most 255 (got 300)",
+        "agent.yaml:16:76: rules[0].clear_below: must be at most above: 5 (got 6)",
+    ]
+
+
+def test_a_rule_naming_a_valid_device_is_checked_beside_a_broken_one(problems: Problems) -> None:
+    """A modbus_write to a valid OPC UA device is refused even while another device is broken."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES.replace("{host: 10.0.0.1}", "{host: 10.0.0.1, unit: 300}")
+        + (
+            "  - name: r1\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            "    action: {modbus_write: {device: boiler, coil: 5, value: true}}\n"
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:10:40: devices[0].modbus_tcp.unit: must be at most 255 (got 300)",
+        "agent.yaml:19:37: rules[0].action.modbus_write.device: 'boiler' speaks opcua; "
+        "modbus_write needs a modbus_tcp or modbus_rtu device",
+    ]
+
+
+def test_a_device_with_an_unknown_profile_still_has_its_own_points_checked(
+    problems: Problems,
+) -> None:
+    """Own points are checked; the counter, maybe a profile point, waits for the profile."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: incomer\n"
+        "    profile: eastron-sdm360\n"
+        "    modbus_tcp: {host: 10.0.0.1}\n"
+        "    points: [{name: pf, address: 4, type: int16, word_order: little}]\n"
+        "    energy: {carrier: electricity, counter: import_kwh}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:10:14: devices[0].profile: unknown profile 'eastron-sdm360' "
+        "(did you mean 'eastron-sdm630'?); known: dlt645-2007-energy, eastron-sdm630",
+        "agent.yaml:12:50: devices[0].points[0].word_order: word_order is meaningless "
+        "with type: int16",
+    ]
+
+
+def test_the_grid_is_checked_while_the_gateway_is_broken(problems: Problems) -> None:
+    """An unknown grid is reported beside a gateway error; the region match waits for it."""
+    text = GATEWAY.replace("id: gw1", "id: gw1\n  timezone: Asia/Chengdu") + (
+        "emissions:\n  grid: sichaun\n" + METER
+    )
+    assert problems(text) == [
+        "agent.yaml:3:13: gateway.timezone: unknown time zone 'Asia/Chengdu' "
+        "(for example Asia/Shanghai)",
+        "agent.yaml:10:9: emissions.grid: unknown grid 'sichaun' (did you mean 'sichuan'?); "
+        "known: national, sichuan, chongqing",
+    ]
+
+
+def test_an_unset_variable_is_reported_beside_schema_errors(problems: Problems) -> None:
+    """The daemon's missing ${VAR} shows in the same run as a device's schema error."""
+    text = GATEWAY + "  token_file: ${TOKEN_DIR}/sync-token\n" + METER + "    poll: 5\n"
+    assert problems(text, require_env=True, environ={}) == [
+        "agent.yaml:8:15: sync.token_file: ${TOKEN_DIR} is not set (set it in the environment, "
+        "or give a default: ${TOKEN_DIR:-value})",
+        "agent.yaml:15:11: devices[0].poll: must be a duration like 500ms, 5s, 2m or 24h "
+        "(got 5, a number)",
     ]
