@@ -62,6 +62,7 @@ class Agent:
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     _inflight: set[asyncio.Task] = field(default_factory=set)
     _unwritten: dict[str, Commit] = field(default_factory=dict)  # work the buffer refused
+    _syncing: asyncio.Task | None = None
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -133,7 +134,9 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop polling, persist counter state, one last sync, close everything."""
-        self.scheduler.pause()  # no new jobs; the running ones finish rather than being cut
+        self.scheduler.pause()  # no new jobs; running polls finish rather than being cut
+        if self._syncing is not None:  # a sync waiting out a backoff holds nothing: cut it
+            self._syncing.cancel()
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=STOP_DEADLINE / 2)
         self.scheduler.shutdown(wait=False)
@@ -143,6 +146,7 @@ class Agent:
             await self.store.commit(functools.reduce(Commit.then, unwritten))
         except Exception as exc:  # the last commit stays; a restart recomputes from it
             log.error("stop: counter state not written (%s)", exc)
+        self.uploader.attempts = 1  # one try per batch now; the backlog waits for the next start
         try:
             await asyncio.wait_for(self.uploader.sync(), timeout=STOP_DEADLINE / 2)
         except TimeoutError:
@@ -191,6 +195,7 @@ class Agent:
 
     async def _sync(self) -> None:
         with self._tracked():
+            self._syncing = asyncio.current_task()
             try:
                 deadline = time.monotonic() + self.loaded.config.sync.every
                 await self.uploader.sync(deadline=deadline)
@@ -198,6 +203,8 @@ class Agent:
                 return
             except Exception:
                 log.exception("sync failed")
+            finally:
+                self._syncing = None
             systemd.notify(f"STATUS={self.summary()}")
 
     @contextlib.contextmanager
