@@ -32,6 +32,10 @@ class Disconnected(TransientError):
 class DeviceRejected(PermanentError):
     """The meter answered with an exception (illegal address, illegal function, ...)."""
 
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class BadReply(PermanentError):
     """The meter answered something that is not a value (NaN, short frame, wrong unit)."""

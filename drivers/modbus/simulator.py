@@ -74,6 +74,7 @@ class SimulatedMeter:
     power: str = "power_kw"
     clock: Callable[[], float] = time.time
     offline: bool = False  # answer every request with "gateway target failed to respond"
+    strict: bool = False  # refuse reads that span registers between the points, as many meters do
     first_served: tuple[float, float] | None = None  # (t, kWh) of the first energy read
     last_served: tuple[float, float] | None = None
 
@@ -91,9 +92,15 @@ class SimulatedMeter:
         return out
 
     def device(self) -> SimDevice:
-        size = max(p.address + width(p) for p in self.points) + 1
-        block = SimData(address=0, count=size, values=0, datatype=DataType.REGISTERS)
-        return SimDevice(id=self.unit, simdata=[block], action=self._answer)
+        if self.strict:  # only the points' own registers exist
+            blocks = [
+                SimData(address=p.address, count=width(p), values=0, datatype=DataType.REGISTERS)
+                for p in sorted(self.points, key=lambda p: p.address)
+            ]
+        else:
+            size = max(p.address + width(p) for p in self.points) + 1
+            blocks = [SimData(address=0, count=size, values=0, datatype=DataType.REGISTERS)]
+        return SimDevice(id=self.unit, simdata=blocks, action=self._answer)
 
     async def _answer(
         self,

@@ -23,6 +23,8 @@ from drivers.modbus.codec import DecodeError, Request, decode_point, plan
 
 log = logging.getLogger(__name__)
 
+_SPLIT_ON = (2, 3)  # illegal data address / value: the block, not the points, may be wrong
+
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
@@ -66,22 +68,50 @@ class ModbusTcpDriver:
                 return self._all_bad(reason)
         readings: list[Reading] = []
         failure: str | None = None
-        for request in self.requests:
-            if failure is None:
-                try:
-                    values = await self._execute(request)
-                except TransientError as exc:
-                    failure = str(exc)  # the link is bad: don't wait out every request
-                    if isinstance(exc, Disconnected):
-                        self._schedule_reconnect()
-                except (DeviceRejected, BadReply) as exc:
-                    readings.extend(self._bad(request, str(exc)))
-                    continue
+        queue = list(self.requests)
+        while queue:
+            request = queue.pop(0)
+            if failure is not None:
+                readings.extend(self._bad(request, failure))
+                continue
+            try:
+                values = await self._execute(request)
+            except TransientError as exc:
+                failure = str(exc)  # the link is bad: don't wait out every request
+                readings.extend(self._bad(request, failure))
+                if isinstance(exc, Disconnected):
+                    self._schedule_reconnect()
+            except DeviceRejected as exc:
+                pieces = self._split(request) if exc.code in _SPLIT_ON else []
+                if pieces:
+                    queue[:0] = pieces
                 else:
-                    readings.extend(self._decoded(request, values))
-                    continue
-            readings.extend(self._bad(request, failure))
+                    readings.extend(self._bad(request, str(exc)))
+            except BadReply as exc:
+                readings.extend(self._bad(request, str(exc)))
+            else:
+                readings.extend(self._decoded(request, values))
         return readings
+
+    def _split(self, request: Request) -> list[Request]:
+        """Smaller requests for a block the meter refused, remembered for later polls.
+
+        Real meters often refuse a read that spans registers they do not have
+        (the holes a coalesced request bridges): read the points without the
+        holes, and one by one if that fails too.
+        """
+        if len(request.points) < 2:
+            return []
+        pieces = plan(request.points, max_gap=0)
+        if len(pieces) == 1:
+            pieces = [plan([p], max_gap=0)[0] for p in request.points]
+        at = self.requests.index(request)
+        self.requests[at : at + 1] = pieces
+        log.info(
+            "%s: the meter refused %s; reading it as %d requests from now on",
+            self.device, request, len(pieces),
+        )  # fmt: skip
+        return pieces
 
     async def close(self) -> None:
         if self._reconnecting:
@@ -116,7 +146,7 @@ class ModbusTcpDriver:
         if reply.isError():
             code = getattr(reply, "exception_code", 0)
             name = EXCEPTION_NAMES.get(code, "unknown exception")
-            raise DeviceRejected(f"{where}: exception {code:#04x} {name}")
+            raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
         if reply.dev_id not in (self._link.unit, 0):
             raise BadReply(f"{where}: reply from unit {reply.dev_id}")
         return reply.bits if request.function in ("coil", "discrete") else reply.registers

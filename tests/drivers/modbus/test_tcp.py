@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from config import load_profile
 from config.models import ModbusPoint, ModbusTcpDevice
 from drivers.base import Quality
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
@@ -183,3 +184,22 @@ async def test_a_meter_restarted_under_the_agent_is_reconnected(meter) -> None:
     await driver.close()
     await server.stop()
     assert all(r.good for r in readings)
+
+
+async def test_a_meter_that_refuses_reads_across_holes_is_read_point_by_point() -> None:
+    """Exception 02 for a coalesced block: the driver splits it, in the same poll and after."""
+    profile = [sourced.point for sourced in load_profile("eastron-sdm630").points]
+    sim = SimulatedMeter(1, profile, LoadCurve(base_kw=50.0, swing_kw=0.0), strict=True)
+    server = MeterServer([sim])
+    await server.start()
+    driver = ModbusTcpDriver(device(server.port, points=profile))
+    planned = len(driver.requests)
+    try:
+        first = await driver.read()
+        second = await driver.read()
+    finally:
+        await driver.close()
+        await server.stop()
+    assert all(r.good for r in first) and all(r.good for r in second)
+    assert {r.point: r.value for r in second}["power_kw"] == pytest.approx(50.0)
+    assert len(driver.requests) > planned
