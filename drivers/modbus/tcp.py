@@ -9,6 +9,7 @@ meter costs one failed connect per backoff step, never a stalled poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -52,7 +53,6 @@ class ModbusTcpDriver:
             name=device.name,
         )
         self._reconnecting: asyncio.Task[None] | None = None
-        self._connected_once = False
 
     def describe(self) -> str:
         registers = sum(r.count for r in self.requests)
@@ -68,6 +68,7 @@ class ModbusTcpDriver:
                 return self._all_bad(reason)
         readings: list[Reading] = []
         failure: str | None = None
+        retried: set[int] = set()
         queue = list(self.requests)
         while queue:
             request = queue.pop(0)
@@ -76,11 +77,21 @@ class ModbusTcpDriver:
                 continue
             try:
                 values = await self._execute(request)
+            except Disconnected as exc:
+                # dropped between requests (gateways that close after each answer):
+                # connect again once for this request, then give up until the next poll
+                self._client.close()
+                if id(request) not in retried:
+                    retried.add(id(request))
+                    with contextlib.suppress(Disconnected):
+                        await self._connect()
+                        queue.insert(0, request)
+                        continue
+                failure = str(exc)
+                readings.extend(self._bad(request, failure))
             except TransientError as exc:
                 failure = str(exc)  # the link is bad: don't wait out every request
                 readings.extend(self._bad(request, failure))
-                if isinstance(exc, Disconnected):
-                    self._schedule_reconnect()
             except DeviceRejected as exc:
                 pieces = self._split(request) if exc.code in _SPLIT_ON else []
                 if pieces:
@@ -154,26 +165,25 @@ class ModbusTcpDriver:
     # --- connection -------------------------------------------------------------
 
     async def _connect_or_schedule(self) -> str | None:
-        """Connect inline the first time; afterwards leave it to the background."""
-        where = f"{self._link.host}:{self._link.port}"
+        """Try to connect now; if that fails, keep trying in the background with backoff.
+
+        A link that dropped (a gateway closing idle connections, a meter power-cycled)
+        is back within one poll; a dead meter costs one failed connect per backoff step.
+        """
         if self._reconnecting and not self._reconnecting.done():
-            return f"{self.device}: reconnecting to {where}"
-        if not self._connected_once:
-            try:
-                await self._connect()
-                return None
-            except Disconnected as exc:
-                self._schedule_reconnect()
-                return str(exc)
-        self._schedule_reconnect()
-        return f"{self.device}: reconnecting to {where}"
+            return f"{self.device}: reconnecting to {self._link.host}:{self._link.port}"
+        try:
+            await self._connect()
+        except Disconnected as exc:
+            self._schedule_reconnect()
+            return str(exc)
+        return None
 
     async def _connect(self) -> None:
         if not await self._client.connect():
             raise Disconnected(
                 f"{self.device}: cannot connect to {self._link.host}:{self._link.port}"
             )
-        self._connected_once = True
 
     def _schedule_reconnect(self) -> None:
         if self._reconnecting and not self._reconnecting.done():

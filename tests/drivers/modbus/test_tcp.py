@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -203,3 +204,23 @@ async def test_a_meter_that_refuses_reads_across_holes_is_read_point_by_point() 
     assert all(r.good for r in first) and all(r.good for r in second)
     assert {r.point: r.value for r in second}["power_kw"] == pytest.approx(50.0)
     assert len(driver.requests) > planned
+
+
+async def test_a_gateway_that_closes_after_every_reply_is_read_every_poll() -> None:
+    """Cheap serial gateways drop the connection after each answer: every poll still reads."""
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readexactly(12)  # MBAP + function + address + count
+        tid, _, _, unit, function, _, count = struct.unpack(">HHHBBHH", request)
+        data = bytes(2 * count)  # every register 0
+        writer.write(
+            struct.pack(">HHHBBB", tid, 0, 3 + len(data), unit, function, len(data)) + data
+        )
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(answer_once) as port:
+        driver = ModbusTcpDriver(device(port))
+        results = [all(r.good for r in await driver.read()) for _ in range(4)]
+        await driver.close()
+    assert results == [True, True, True, True]
