@@ -15,9 +15,11 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -109,23 +111,65 @@ _GROUP_COLUMN: dict[str, str] = {
 }
 _PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
 
-# An interval counts unless a shorter interval of the same device and carrier
-# overlaps it: a device reporting 1-minute and 15-minute intervals is counted
-# from the 1-minute ones, and one whose interval length changed over time is
-# counted from whatever length it reported at each moment. The start_s bound is
-# implied by the others; it is there so the lookup is an index range scan.
-_COUNTED = """
-NOT EXISTS (
-    SELECT 1 FROM intervals AS shorter
-    WHERE shorter.gateway = i.gateway
-      AND shorter.device = i.device
-      AND shorter.carrier = i.carrier
-      AND shorter.start_s > i.start_s - i.duration_s
-      AND shorter.start_s < i.end_s
-      AND shorter.end_s > i.start_s
-      AND shorter.duration_s < i.duration_s
-)
-"""
+# Each device's energy is counted once, although a gateway may report the same
+# energy at several interval lengths (emissions.intervals: 1m and 15m, say) and
+# the lengths it reports may change at a restart. Intervals are aligned to the
+# local clock, so they nest: a 1-minute interval lies inside a 15-minute one,
+# which lies inside an hour, which lies inside a local day. Per gateway, device
+# and carrier, an interval adds what it holds beyond the intervals nested in it:
+# its own value less what is counted inside it, never below zero. What is counted
+# inside it is the total of the largest intervals nested in it, each with its own
+# nested ones, so nothing is taken off twice. A span reported at 1 and 15 minutes
+# is counted from the 1-minute intervals; a 15-minute interval of which only the
+# last 8 minutes were also reported per minute adds its value less those 8; an
+# interval with nothing nested in it counts whole. kWh, tce and CO2 each follow
+# this rule on their own. Every interval's share goes to the local period of its
+# start; aligned intervals never cross local midnight, so a period's intervals
+# are counted from that period's rows alone.
+Measures = tuple[float | None, float | None, float | None]  # kwh, tce_kg, co2_kg
+
+
+@dataclass(slots=True)
+class _Nesting:
+    """An interval whose nested intervals are still being read."""
+
+    end: float
+    place: tuple[str, str]  # (group, local period)
+    own: Measures
+    inside: list[float]  # what the intervals nested in it count, so far
+
+
+def _shares(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[tuple[str, str], Measures]]:
+    """What each interval of one device and carrier adds to the total of its (group, period).
+
+    `rows` are (end_s, group, period, kwh, tce_kg, co2_kg), ordered by start and
+    then longest first, so an interval comes after every interval it is nested
+    in. Those still open are a stack, each nested in the one below it. An
+    interval that overlaps the top without nesting in it (not clock-aligned:
+    the agent never sends one) is counted beside it, not inside it.
+    """
+    stack: list[_Nesting] = []
+    for end, group, period, kwh, tce_kg, co2_kg in rows:
+        while stack and stack[-1].end < end:
+            yield _close(stack)
+        stack.append(_Nesting(end, (group, period), (kwh, tce_kg, co2_kg), [0.0, 0.0, 0.0]))
+    while stack:
+        yield _close(stack)
+
+
+def _close(stack: list[_Nesting]) -> tuple[tuple[str, str], Measures]:
+    """Take the top interval off the stack: what it adds, and its total to the one it is in."""
+    done = stack.pop()
+    kwh, tce_kg, co2_kg = (
+        None if own is None else max(0.0, own - inside)
+        for own, inside in zip(done.own, done.inside, strict=True)
+    )
+    adds = (kwh, tce_kg, co2_kg)
+    if stack:
+        outer = stack[-1].inside
+        for n, add in enumerate(adds):
+            outer[n] += done.inside[n] + (add or 0.0)
+    return done.place, adds
 
 
 class KeyConflict(Exception):
@@ -349,10 +393,14 @@ class Store:
 
     def _read(self, sql: str, parameters: Iterable[Any]) -> list[tuple[Any, ...]]:
         """Run one query on a connection of its own, so a long read never holds up a write."""
+        return list(self._rows(sql, parameters))
+
+    def _rows(self, sql: str, parameters: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+        """Like `_read`, but row by row, for answers too long to hold in memory at once."""
         self._open()
         db = self._connect()
         try:
-            return db.execute(sql, tuple(parameters)).fetchall()
+            yield from db.execute(sql, tuple(parameters))
         finally:
             db.close()
 
@@ -399,14 +447,21 @@ class Store:
         the inclusive ('YYYY-MM-DD', 'YYYY-MM-DD') ranges.
         """
         column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
-        where, parameters = [_COUNTED], []
+        where, parameters = "", []
         if dates is not None:
-            where.append("(" + " OR ".join("i.local_date BETWEEN ? AND ?" for _ in dates) + ")")
+            where = "WHERE " + " OR ".join("i.local_date BETWEEN ? AND ?" for _ in dates)
             parameters.extend(bound for pair in dates for bound in pair)
-        rows = self._read(
-            f"SELECT i.{column}, {expression}, SUM(i.kwh), SUM(i.tce_kg), SUM(i.co2_kg)"
-            f" FROM intervals AS i WHERE {' AND '.join(where)}"
-            " GROUP BY 1, 2 ORDER BY 1, 2",
+        rows = self._rows(
+            f"SELECT i.gateway, i.device, i.carrier, i.end_s, i.{column}, {expression},"
+            f" i.kwh, i.tce_kg, i.co2_kg FROM intervals AS i {where}"
+            " ORDER BY i.gateway, i.device, i.carrier, i.start_s, i.end_s DESC",
             parameters,
         )
-        return {(key, when): Totals(kwh, tce, co2) for key, when, kwh, tce, co2 in rows}
+        sums: dict[tuple[str, str], list[float | None]] = {}
+        for _, meter in groupby(rows, key=itemgetter(0, 1, 2)):
+            for place, adds in _shares(row[3:] for row in meter):
+                total = sums.setdefault(place, [None, None, None])
+                for n, add in enumerate(adds):
+                    if add is not None:
+                        total[n] = (total[n] or 0.0) + add
+        return {place: Totals(*sums[place]) for place in sorted(sums)}

@@ -404,6 +404,140 @@ def test_summary_counts_each_device_once_across_interval_lengths(client: httpx.C
     assert pytest.approx((group["kwh"], group["tce_kg"], group["co2_kg"])) == (20.0, 2.0, 10.0)
 
 
+def at(clock: str, day: str = "2026-11-26") -> str:
+    """A Chengdu time: at("08:07") is 2026-11-26T08:07:00+08:00."""
+    return f"{day}T{clock}:00+08:00"
+
+
+def day_totals(client: httpx.Client) -> tuple[float, float, float]:
+    """kWh, tce and CO2 of the one gateway and day stored."""
+    [group] = summary(client, by="gateway", period="day")
+    return group["kwh"], group["tce_kg"], group["co2_kg"]
+
+
+def counted(kwh: float) -> Any:
+    """What day_totals should answer for `kwh`: tce is a tenth of it, CO2 half (batches.py)."""
+    return pytest.approx((kwh, kwh / 10, kwh / 2))
+
+
+# The three restart tests: 1 kWh a minute, and the agent restarted at 08:07,
+# with another emissions.intervals in two of them. Here a length added at the
+# restart reports from 08:07 on, and a length removed loses its open interval.
+
+
+def test_summary_with_unchanged_interval_lengths(client: httpx.Client) -> None:
+    """[1m, 15m] from 08:01 to 09:00: the quarters add nothing beyond their minutes."""
+    minutes = series("main_incomer", at("08:01"), 1, 59)
+    quarters = [
+        interval(start=at("08:00"), kwh=14.0),
+        *series("main_incomer", at("08:15"), 15, 3, 15.0),
+    ]
+    post(client, batch(intervals=minutes + quarters))
+
+    expected = 59 * 1.0 + (14.0 - 14 * 1.0) + 3 * (15.0 - 15 * 1.0)  # 59
+
+    assert day_totals(client) == counted(expected)
+
+
+def test_summary_when_a_restart_adds_1_minute_intervals(client: httpx.Client) -> None:
+    """[15m] from 08:01, [1m, 15m] from 08:07: the first quarter adds its minutes before 08:07."""
+    minutes = series("main_incomer", at("08:07"), 1, 53)
+    quarters = [
+        interval(start=at("08:00"), kwh=14.0),
+        *series("main_incomer", at("08:15"), 15, 3, 15.0),
+    ]
+    post(client, batch(sequence=1, intervals=minutes + quarters))
+
+    expected = 53 * 1.0 + (14.0 - 8 * 1.0) + 3 * (15.0 - 15 * 1.0)  # 59
+
+    assert day_totals(client) == counted(expected)
+
+
+def test_summary_when_a_restart_drops_1_minute_intervals(client: httpx.Client) -> None:
+    """[1m, 15m] from 08:00, [15m] from 08:07 until 08:50: the quarters count beyond 08:00-08:07."""
+    # The open minute 08:07 went with its length; the quarter 08:45 never closed.
+    minutes = series("main_incomer", at("08:00"), 1, 7)
+    quarters = series("main_incomer", at("08:00"), 15, 3, 15.0)
+    post(client, batch(sequence=1, intervals=minutes))
+    post(client, batch(sequence=2, intervals=quarters))
+
+    expected = 7 * 1.0 + (15.0 - 7 * 1.0) + 15.0 + 15.0  # 45
+
+    assert day_totals(client) == counted(expected)
+
+
+def test_summary_takes_nothing_off_twice_with_three_lengths(client: httpx.Client) -> None:
+    """An hour gives only what its quarters and the minutes outside them do not."""
+    hour = interval(start=at("08:00"), minutes=60, kwh=60.0)
+    quarters = series("main_incomer", at("08:00"), 15, 2, 15.0)  # 08:00 and 08:15 only
+    minutes = series("main_incomer", at("08:00"), 1, 5) + series("main_incomer", at("08:30"), 1, 5)
+    post(client, batch(intervals=[hour, *quarters, *minutes]))
+
+    # 08:00-08:05 lies in the first quarter and 08:30-08:35 in no quarter, only the hour
+    expected = 10 * 1.0 + (15.0 - 5 * 1.0) + 15.0 + (60.0 - (15.0 + 15.0 + 5 * 1.0))  # 60
+
+    assert day_totals(client) == counted(expected)
+
+
+def test_summary_counts_an_interval_with_nothing_inside_it_whole(client: httpx.Client) -> None:
+    """A day with no finer intervals of its own device and carrier counts whole."""
+    day = interval(start=at("00:00"), minutes=24 * 60, kwh=240.0)
+    other_device = interval("press_line_2", at("08:00"), 1, kwh=1.0)
+    other_carrier = interval(start=at("08:00"), kwh=5.0, carrier="steam")
+    post(client, batch(intervals=[day, other_device, other_carrier]))
+
+    assert day_totals(client) == counted(240.0 + 1.0 + 5.0)
+
+
+def test_summary_never_counts_an_interval_below_zero(client: httpx.Client) -> None:
+    """A quarter holding less than its minutes adds nothing and takes nothing off."""
+    quarter = interval(start=at("08:00"), kwh=12.0, coverage=0.8, quality="partial")
+    post(client, batch(intervals=[quarter, *series("main_incomer", at("08:00"), 1, 15)]))
+
+    assert day_totals(client) == counted(15 * 1.0)
+
+
+def test_summary_counts_intervals_that_do_not_nest_beside_each_other(
+    client: httpx.Client,
+) -> None:
+    """A quarter that is not clock-aligned overlaps another: each counts, less what nests in it."""
+    aligned = interval(start=at("08:00"), kwh=15.0)
+    shifted = interval(start=at("08:07"), kwh=15.0)
+    minute = interval(start=at("08:10"), minutes=1, kwh=1.0)  # inside both; nests in the later
+    post(client, batch(intervals=[aligned, shifted, minute]))
+
+    expected = 15.0 + (15.0 - 1.0) + 1.0  # 30
+
+    assert day_totals(client) == counted(expected)
+
+
+def test_summary_compares_nested_lengths_with_earlier_periods(client: httpx.Client) -> None:
+    """previous and year_ago count each device's energy once too, by day and by month."""
+    records = []
+    for day in ("2026-11-26", "2026-11-25", "2025-11-26"):
+        records += [
+            interval(start=at("08:00", day), kwh=15.0),
+            *series("main_incomer", at("08:07", day), 1, 8),
+        ]
+    records.append(interval(start=at("10:00", "2026-11-25"), minutes=60, kwh=60.0))
+    post(client, batch(intervals=records))
+
+    [by_day] = summary(client, by="gateway", period="day", date="2026-11-26")
+    [by_month] = summary(client, by="gateway", period="month", date="2026-11-26")
+
+    each_day = 8 * 1.0 + (15.0 - 8 * 1.0)  # 15
+    assert (by_day["kwh"], by_day["previous"]["kwh"], by_day["year_ago"]["kwh"]) == (
+        pytest.approx(each_day),
+        pytest.approx(each_day + 60.0),
+        pytest.approx(each_day),
+    )
+    assert (by_month["kwh"], by_month["previous"], by_month["year_ago"]["kwh"]) == (
+        pytest.approx(2 * each_day + 60.0),
+        None,
+        pytest.approx(each_day),
+    )
+
+
 def test_summary_compares_with_the_previous_period_and_a_year_ago(client: httpx.Client) -> None:
     """Each group carries the day before and the same day a year earlier, null where not stored."""
     post(
