@@ -41,6 +41,33 @@ def test_demo_delivers_what_the_meters_advanced() -> None:
         assert device["delivered_kwh"] > 0
 
 
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    """Ctrl-C (SIGINT) ends the demo with exit 0 and its summary, leaving nothing running."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("buffered"):  # the first live table is complete
+                break
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0
+    assert any(line.startswith("main_incomer") for line in lines)
+    assert "delivered" in rest and "the meters advanced" in rest
+
+
 async def start_agent(config: Path, log: Path) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
