@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import signal
 import sqlite3
@@ -61,7 +62,8 @@ class Agent:
     status: dict[str, DeviceStatus] = field(default_factory=dict)
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     _inflight: set[asyncio.Task] = field(default_factory=set)
-    _unwritten: dict[str, Commit] = field(default_factory=dict)  # work the buffer refused
+    _unwritten: dict[str, list[Commit]] = field(default_factory=dict)  # work the buffer refused
+    _buffer_failing: bool = False
     _syncing: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -140,7 +142,7 @@ class Agent:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=STOP_DEADLINE / 2)
         self.scheduler.shutdown(wait=False)
-        unwritten = [*self._unwritten.values(), self.pipeline.flush()]
+        unwritten = [*itertools.chain(*self._unwritten.values()), self.pipeline.flush()]
         self._unwritten.clear()
         try:
             await self.store.commit(functools.reduce(Commit.then, unwritten))
@@ -177,21 +179,23 @@ class Agent:
 
         The pipeline's state has already moved on, so dropping the work would
         lose its intervals for good; kept, they are written in order later.
+        Raw samples are not kept: they must never hold up intervals.
         """
-        earlier = self._unwritten.pop(name, None)
-        if earlier is not None:
-            work = earlier.then(work)
-        if not work:
+        held = self._unwritten.pop(name, [])
+        if not work and not held:
             return
         try:
-            await self.store.commit(work)
+            await self.store.commit(functools.reduce(Commit.then, [*held, work]))
         except Exception as exc:
-            if not self._unwritten:
-                log.error("buffer write failed (%s); kept in memory and retried", exc)
-            self._unwritten[name] = work
+            work.samples = []
+            self._unwritten[name] = [*held, work]
+            if not self._buffer_failing:
+                log.error("buffer write failed (%s); work kept in memory and retried", exc)
+            self._buffer_failing = True
         else:
-            if earlier is not None and not self._unwritten:
+            if self._buffer_failing and not self._unwritten:
                 log.info("buffer writes recovered")
+                self._buffer_failing = False
 
     async def _sync(self) -> None:
         with self._tracked():

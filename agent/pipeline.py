@@ -59,7 +59,9 @@ def meters_of(
         if device.energy is None:
             continue
         point = next(p for p in device.points if p.name == device.energy.counter)
-        spec = Counter(lengths, tz, GAP_POLLS * device.poll, _modulus(point))
+        spec = Counter(
+            lengths, tz, GAP_POLLS * device.poll, _modulus(point), device.energy.max_rate
+        )
         meters[device.name] = Meter(
             device.name, point.name, device.energy.carrier, point.unit, spec
         )

@@ -58,12 +58,12 @@ class AsyncStore:
                     try:
                         await self.run(self.store.commit, work)
                     except Exception as exc:
-                        done.set_exception(exc)
+                        _settle(done, exc)
                     else:
-                        done.set_result(None)
+                        _settle(done, None)
             else:
                 for _, done in group:
-                    done.set_result(None)
+                    _settle(done, None)
 
     async def add_events(self, events: list[EventRow]) -> None:
         await self.run(self.store.add_events, events)
@@ -89,3 +89,13 @@ class AsyncStore:
     def close(self) -> None:
         self._executor.submit(self.store.close).result()
         self._executor.shutdown(wait=True)
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    """Tell a waiter its commit's fate, unless it stopped waiting (cancelled)."""
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

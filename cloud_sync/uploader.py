@@ -33,6 +33,8 @@ from cloud_sync.batch import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
+REJECT_LIMIT = 3  # records quarantined in a row before the platform, not the data, is suspect
+
 
 @dataclass(slots=True)
 class SyncStatus:
@@ -85,6 +87,7 @@ class Uploader:
         self.budget = budget
         self.client = client or httpx.AsyncClient(timeout=timeout)
         self.status = SyncStatus()
+        self.rejected_in_a_row = 0
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -98,6 +101,7 @@ class Uploader:
         cannot drain the backlog into quarantine in a loop.
         """
         sent = 0
+        renumbered: set[int] = set()
         header = {
             "schema_version": SCHEMA_VERSION,
             "gateway": self.gateway,
@@ -110,18 +114,24 @@ class Uploader:
             self.status.last_attempt = time.time()
             try:
                 answer = await self._send_with_retries(batch)
-            except BatchTooLarge as exc:
+            except (BatchTooLarge, SyncRejected) as exc:
+                # halve until the records the platform refuses are found, one by one
                 if await self.store.shrink_batch(batch.seq):
                     continue
-                await self._quarantine(batch, str(exc))
+                if self.rejected_in_a_row >= REJECT_LIMIT:
+                    why = f"{REJECT_LIMIT} records rejected in a row, holding the backlog"
+                    self._refused(batch, f"{exc}; {why} (is the platform's schema newer?)")
+                else:
+                    await self._quarantine(batch, str(exc))
                 break
             except KeyTaken as exc:
+                if batch.seq in renumbered:
+                    self._refused(batch, f"{exc} again under a new key")
+                    break
                 fresh = await self.store.renumber_batch(batch.seq)
+                renumbered.add(fresh)
                 log.warning("sync: %s; resending as batch %d", exc, fresh)
                 continue
-            except SyncRejected as exc:
-                await self._quarantine(batch, str(exc))
-                break
             except (SyncRetryable, SyncRefused) as exc:
                 self.status.failures += 1
                 if self.status.last_result != str(exc):
@@ -129,6 +139,7 @@ class Uploader:
                 self.status.last_result = str(exc)
                 break
             await self.store.finish_batch(batch.seq, "acked")
+            self.rejected_in_a_row = 0
             sent += batch.size
             self.status.batches_sent += 1
             self.status.records_sent += batch.size
@@ -153,7 +164,8 @@ class Uploader:
 
     async def _send_with_retries(self, batch: PendingBatch) -> str:
         body = self.payload(batch)
-        headers = {**self._headers, "Idempotency-Key": f"{self.gateway['id']}:{batch.seq}"}
+        key = f"{batch.header['gateway']['id']}:{batch.seq}"  # as in the body, whatever the config
+        headers = {**self._headers, "Idempotency-Key": key}
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(SyncRetryable),
             wait=_server_hint_or_backoff,
@@ -192,6 +204,13 @@ class Uploader:
             raise SyncRefused(f"HTTP {code}: {reason} (check sync.url)")
         raise SyncRetryable(f"HTTP {code}: {reason}")
 
+    def _refused(self, batch: PendingBatch, reason: str) -> None:
+        """Keep the batch pending and say why, once."""
+        self.status.failures += 1
+        if self.status.last_result != reason:
+            log.error("sync: batch %d held: %s", batch.seq, reason)
+        self.status.last_result = reason
+
     async def _quarantine(self, batch: PendingBatch, reason: str) -> None:
         """A batch the platform will never take: set it aside loudly; the rest flows."""
         log.error("sync: batch %d rejected and quarantined: %s", batch.seq, reason)
@@ -206,6 +225,7 @@ class Uploader:
             else EventRow(time.time(), None, "batch_rejected", "critical", message)
         )
         await self.store.reject_batch(batch.seq, reason, event)
+        self.rejected_in_a_row += 1
         self.status.last_result = f"rejected: {reason}"
 
 

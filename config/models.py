@@ -291,6 +291,12 @@ class Energy(Strict):
 
     carrier: Carrier = Field(description="What the device meters.")
     counter: str = Field(description="Name of the point holding the cumulative total.")
+    max_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Largest plausible advance of the counter per hour, in its unit "
+        "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy.",
+    )
 
 
 class Production(Strict):

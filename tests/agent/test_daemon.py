@@ -100,3 +100,28 @@ async def test_a_buffer_that_fails_for_a_while_loses_no_interval(tmp_path: Path)
     finally:
         await server.stop()
     check_conserved(tmp_path, meters)
+
+
+async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Path) -> None:
+    """A sync stuck on a silent platform is cut at once: stop takes seconds, not minutes."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    config = tmp_path / "agent.yaml"
+    text = demo_config(server.port, f"http://127.0.0.1:{port}", tmp_path, every="1s")
+    config.write_text(text)
+    agent = Agent(load_config(config, require_env=True), "t")
+    await agent.start()
+    try:
+        await asyncio.sleep(2.0)  # the first sync is now waiting on the silent platform
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await agent.stop()
+        took = loop.time() - started
+    finally:
+        await server.stop()
+        silent.close()
+    assert took < 8.0  # the in-flight sync is cancelled; the last one is cut at 5 s

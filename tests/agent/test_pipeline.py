@@ -28,11 +28,14 @@ devices:
 """
 
 
-def pipeline(tmp_path: Path, raw: str = "0s") -> Pipeline:
+def p_config(tmp_path: Path, raw: str = "0s"):
     path = tmp_path / "agent.yaml"
     path.write_text(CONFIG % {"dir": tmp_path, "raw": raw})
-    config = load_config(path).config
-    return Pipeline(config, load_factor_set("cn-mee-2022"), "sichuan", {})
+    return load_config(path).config
+
+
+def pipeline(tmp_path: Path, raw: str = "0s") -> Pipeline:
+    return Pipeline(p_config(tmp_path, raw), load_factor_set("cn-mee-2022"), "sichuan", {})
 
 
 def poll(t: float, wh: float | None, quality: Quality = Quality.GOOD) -> list[Reading]:
@@ -92,3 +95,26 @@ def test_raw_samples_are_kept_only_when_asked_for(tmp_path: Path) -> None:
     assert pipeline(tmp_path).ingest("m1", poll(T0, 0)).samples == []
     kept = pipeline(tmp_path, "1h").ingest("m1", poll(T0, 0)).samples
     assert kept == [("m1", "e", T0, 0, "Wh", "good"), ("m1", "p", T0, 1.0, "kW", "good")]
+
+
+def test_a_restart_with_other_interval_lengths_keeps_the_counter(tmp_path: Path) -> None:
+    """Lengths no longer configured are dropped from the state; the counter goes on."""
+    p = pipeline(tmp_path)
+    for i in range(3):
+        p.ingest("m1", poll(T0 + 5 * i, 1000.0 * i))
+    state = p.flush().counters["m1/e"]
+    state["open"].append([900.0, T0, T0 + 900, 5.0, 10.0, 0.0])  # as if 15 min was configured
+    resumed = Pipeline(
+        p_config(tmp_path), load_factor_set("cn-mee-2022"), "sichuan", {"m1/e": state}
+    )
+    assert list(resumed.states["m1/e"].open) == [60.0]
+    assert resumed.states["m1/e"].last is not None
+
+
+def test_counter_events_are_committed_with_the_state_that_explains_them(tmp_path: Path) -> None:
+    """A glitch event is written together with the counter state, even with no interval."""
+    p = pipeline(tmp_path)
+    for i, wh in enumerate([1000.0, 1001.0, 1002.0, 0.0, 1003.0]):
+        work = p.ingest("m1", poll(T0 + 5 * i, wh))
+    assert [e.kind for e in work.events] == ["counter_glitch"]
+    assert "m1/e" in work.counters

@@ -216,3 +216,41 @@ async def test_a_bad_commit_fails_alone(tmp_path: Path) -> None:
     assert [type(r).__name__ for r in results] == ["NoneType", "TypeError", "NoneType"]
     assert (await store.backlog())["intervals"] == 2
     store.close()
+
+
+def test_a_batch_without_events_leaves_the_event_cursor_alone(store: Store) -> None:
+    """Acknowledging intervals only never moves the event cursor back."""
+    fill(store, 0, events=2)
+    batch = store.pending_batch(10, HEADER)
+    assert batch is not None
+    store.finish_batch(batch.seq, "acked")
+    fill(store, 2)
+    batch = store.pending_batch(10, HEADER)
+    assert batch is not None and batch.events == []
+    store.finish_batch(batch.seq, "acked")
+    assert store.backlog() == {"intervals": 0, "events": 0, "oldest": None}
+
+
+def test_pruning_keeps_the_events_of_a_quarantined_batch(store: Store) -> None:
+    """A rejected batch's events stay for an operator, like its intervals."""
+    fill(store, 0, events=2)
+    batch = store.pending_batch(10, HEADER)
+    assert batch is not None
+    store.reject_batch(batch.seq, "HTTP 422", None)
+    store.prune(raw_before=1e12, synced_before=1e12)
+    assert store.db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+
+
+async def test_a_cancelled_waiter_does_not_strand_its_group(tmp_path: Path) -> None:
+    """One poll cancelled while its commit is written: the others still hear back."""
+    store = AsyncStore(tmp_path / "buffer.db")
+    waiters = [
+        asyncio.ensure_future(store.commit(Commit(intervals=[interval(f"m{i}", 0.0)])))
+        for i in range(5)
+    ]
+    await asyncio.sleep(0)
+    waiters[2].cancel()
+    _, pending = await asyncio.wait(waiters, timeout=5)
+    assert not pending
+    assert (await store.backlog())["intervals"] == 5
+    store.close()

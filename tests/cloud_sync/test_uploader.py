@@ -15,7 +15,7 @@ import pytest
 
 from buffer import AsyncStore, Commit, IntervalRow
 from cloud_sync.receiver import Receiver
-from cloud_sync.uploader import Uploader
+from cloud_sync.uploader import REJECT_LIMIT, Uploader
 from tests.cloud_sync.batches import GATEWAY, series
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,25 +147,36 @@ async def test_a_platform_that_stays_down_keeps_the_batch_pending(store: AsyncSt
     assert seen2[0].headers["Idempotency-Key"] == seen[0].headers["Idempotency-Key"]
 
 
-async def test_a_rejected_batch_is_quarantined_with_an_event_and_the_rest_flows(
+async def test_a_rejected_record_is_found_quarantined_alone_and_the_rest_flows(
     store: AsyncStore,
 ) -> None:
-    """400: that batch is set aside with the reason, an event says so, later batches still go."""
-    await fill(store, 15)
-    seen: list[httpx.Request] = []
-    answers = [
-        httpx.Response(400, json={"reason": "factor missing"}),
-        httpx.Response(200, json={"status": "stored"}),
-    ]
-    up = uploader(store, "https://central.invalid/b", mock(answers, seen))
-    assert await up.sync() == 0  # one batch set aside, then this run ends
-    assert await up.sync() == 5 + 1  # the other 5 intervals, and the event about the rejection
+    """400 for a batch with one bad record: halving finds it, only it is set aside, with
+    an event; every other record arrives once."""
+    records = await fill(store, 15)
+    bad = records[7]["start"]
+    delivered: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        starts = [i["start"] for i in body(request)["intervals"]]
+        if bad in starts:
+            return httpx.Response(400, json={"reason": "factor missing"})
+        delivered.extend(starts)
+        return httpx.Response(200, json={"status": "stored"})
+
+    up = uploader(
+        store,
+        "https://central.invalid/b",
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+    )
+    await up.sync()  # finds the bad record and quarantines it; this run ends there
+    await up.sync()  # the rest, and the event about the rejection
     await up.close()
-    last = body(seen[-1])
-    assert [e["kind"] for e in body(seen[1])["events"]] == ["batch_rejected"]
-    assert "factor missing" in body(seen[1])["events"][0]["message"]
-    assert last["sequence"] > body(seen[0])["sequence"]
+    assert sorted(delivered) == sorted(r["start"] for r in records if r["start"] != bad)
     assert (await store.backlog()) == {"intervals": 0, "events": 0, "oldest": None}
+    (reason,) = store.store.db.execute(
+        "SELECT reason FROM batches WHERE status = 'rejected'"
+    ).fetchone()
+    assert "factor missing" in reason
 
 
 async def test_unauthorized_keeps_everything_and_says_why(store: AsyncStore, caplog) -> None:
@@ -261,21 +272,22 @@ async def test_a_wrong_url_keeps_every_batch_pending(store: AsyncStore) -> None:
     assert store.store.last_batch() is None
 
 
-async def test_a_platform_rejecting_everything_quarantines_one_batch_per_run(
+async def test_a_platform_rejecting_everything_stops_quarantining_and_holds(
     store: AsyncStore,
 ) -> None:
-    """422 for every batch: one batch per run is set aside, never the backlog in a loop."""
+    """422 for every batch: a few single records are set aside, then the backlog is held."""
     await fill(store, 30)
-    client, seen = answers(httpx.Response(422, json={"reason": "schema"}))
+    client, _ = answers(httpx.Response(422, json={"reason": "schema"}))
     up = uploader(store, "https://central.invalid/b", client)
-    for _ in range(3):
+    for _ in range(5):
         assert await up.sync() == 0
     await up.close()
-    assert len(seen) == 3
     rejected = store.store.db.execute(
         "SELECT count(*) FROM batches WHERE status = 'rejected'"
     ).fetchone()[0]
-    assert rejected == 3
+    assert rejected == REJECT_LIMIT
+    assert "holding the backlog" in up.status.last_result
+    assert (await store.backlog())["intervals"] >= 30 - REJECT_LIMIT  # the rest is held
     assert store.store.db.execute("SELECT count(*) FROM intervals").fetchone()[0] == 30
 
 
@@ -323,3 +335,32 @@ async def test_retry_after_is_waited_for(store: AsyncStore) -> None:
     assert await up.sync() == 1
     await up.close()
     assert times[1] - times[0] >= 0.95
+
+
+async def test_the_key_follows_the_batch_not_a_renamed_gateway(store: AsyncStore) -> None:
+    """A batch assigned before gateway.id changed is resent under its own key and body."""
+    await fill(store, 2)
+    first, seen = answers(httpx.Response(503, headers={"Retry-After": "0"}))
+    up = uploader(store, "https://central.invalid/b", first, attempts=1)
+    await up.sync()
+    await up.close()
+    renamed = {**GATEWAY, "id": "cd-plant07-gw2"}
+    second, seen2 = answers(httpx.Response(200, json={"status": "stored"}))
+    up2 = Uploader(store, url="https://central.invalid/b", token=TOKEN, gateway=renamed,
+                   factor_set="cn-mee-2022", client=second)  # fmt: skip
+    assert await up2.sync() == 2
+    await up2.close()
+    assert seen2[0].headers["Idempotency-Key"] == seen[0].headers["Idempotency-Key"]
+    assert body(seen2[0])["gateway"]["id"] == GATEWAY["id"]
+
+
+async def test_a_platform_answering_409_forever_is_not_flooded(store: AsyncStore) -> None:
+    """409 twice for the same records: renumbered once, then held with a reason."""
+    await fill(store, 2)
+    client, seen = answers(httpx.Response(409, json={"reason": "taken"}))
+    up = uploader(store, "https://central.invalid/b", client)
+    assert await up.sync() == 0
+    await up.close()
+    assert len(seen) == 2
+    assert "again under a new key" in up.status.last_result
+    assert (await store.backlog())["intervals"] == 2

@@ -225,3 +225,29 @@ async def test_a_gateway_that_closes_after_every_reply_is_read_every_poll() -> N
         results = [all(r.good for r in await driver.read()) for _ in range(4)]
         await driver.close()
     assert results == [True, True, True, True]
+
+
+async def test_exception_03_on_a_block_also_splits_it() -> None:
+    """Some meters answer 'illegal data value' to a count they dislike: read smaller."""
+    calls: list[int] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(12):
+            tid, _, _, unit, function, _, count = struct.unpack(">HHHBBHH", request[:12])
+            calls.append(count)
+            if count > 2:
+                reply = struct.pack(">HHHBBB", tid, 0, 3, unit, function | 0x80, 3)
+            else:
+                data = bytes(2 * count)
+                reply = struct.pack(">HHHBBB", tid, 0, 3 + len(data), unit, function, len(data))
+                reply += data
+            writer.write(reply)
+            await writer.drain()
+
+    points = [ModbusPoint(name=f"p{i}", address=i, type="uint16") for i in range(4)]
+    async with raw_server(answer) as port:
+        driver = ModbusTcpDriver(device(port, points=points))
+        readings = await driver.read()
+        await driver.close()
+    assert all(r.good for r in readings)
+    assert calls[0] == 4 and max(calls[1:]) <= 2
