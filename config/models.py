@@ -166,6 +166,12 @@ class ModbusTcp(Strict):
     port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
     unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
     timeout: Duration = Field(default=2.0, gt=0, description="Reply timeout of one request.")
+    max_gap: int = Field(
+        default=8,
+        ge=0,
+        le=124,
+        description="Largest hole (registers) bridged to read neighbouring points in one request.",
+    )
 
 
 class ModbusRtu(Strict):
@@ -177,6 +183,12 @@ class ModbusRtu(Strict):
     stopbits: Literal[1, 2] = Field(default=1, description="Stop bits, as set on the meter.")
     unit: int = Field(default=1, ge=1, le=247, description="Modbus unit (slave) id on the bus.")
     timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
+    max_gap: int = Field(
+        default=8,
+        ge=0,
+        le=124,
+        description="Largest hole (registers) bridged to read neighbouring points in one request.",
+    )
 
 
 class OpcUa(Strict):
@@ -257,6 +269,12 @@ class ModbusPoint(PointBase):
     word_order: Literal["big", "little"] = Field(
         default="big", description="big: high word first (the common case)."
     )
+    bit: int | None = Field(
+        default=None,
+        ge=0,
+        le=63,
+        description="Read one bit of the register value (0 = least significant): 1.0 or 0.0.",
+    )
     byte_order: Literal["big", "little"] = Field(
         default="big", description="Byte order within a register: big as the standard says."
     )
@@ -313,6 +331,23 @@ class _DeviceBase(Strict):
     poll: Duration = Field(default=10.0, gt=0, description="Polling period.")
     energy: Energy | None = Field(default=None, description="Energy metered by this device.")
     production: Production | None = Field(default=None, description="Output counted here.")
+    ct_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="Current transformer ratio (e.g. 200 for 1000/5 A): a meter behind "
+        "transformers reports secondary values; currents, powers and energies are multiplied.",
+    )
+    pt_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="Voltage transformer ratio (e.g. 100 for 10 kV/100 V): voltages, powers "
+        "and energies are multiplied.",
+    )
+    reverse: bool = Field(
+        default=False,
+        description="The meter is wired backwards: powers change sign and import and export "
+        "counters swap (import_* <-> export_*).",
+    )
 
 
 class ModbusTcpDevice(_DeviceBase):
