@@ -81,6 +81,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from config import list_profiles, load_profile
+
+    unknown = [n for n in args.name if n not in list_profiles()]
+    if unknown:
+        print(f"unknown profile {', '.join(unknown)}; known: {', '.join(list_profiles())}")
+        return 2
+    for name in args.name or list_profiles():
+        profile = load_profile(name).profile
+        print(f"{name}  ({profile.protocol}) {profile.description}")
+        if args.verbose or args.name:
+            print(f"  source: {' '.join(profile.source.split())}")
+            if profile.caveats:
+                print(f"  caveats: {' '.join(profile.caveats.split())}")
+        reads = ", ".join(
+            p.name + (" (counter)" if p.kind == "counter" else "") for p in profile.points
+        )
+        print(f"  reads: {reads}")
+    return EX_OK
+
+
 def read_token(loaded: LoadedConfig) -> str | None:
     """The sync token from its file; raises ConfigInvalid naming the field."""
     path = loaded.config.sync.token_file
@@ -174,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     command("run", cmd_run, "run the daemon")
     command("check", cmd_check, "validate a config file (exit 0, or 78 with the problems)")
     command("schema", cmd_schema, "print the JSON Schema of the config file", config=False)
+    p = command("profiles", cmd_profiles, "list the meter profiles and what each reads", False)
+    p.add_argument("name", nargs="*", help="show these profiles in full (source, caveats)")
     p = command("probe", cmd_probe, "read one device now and print its points")
     p.add_argument("device", help="device name from the config")
     p.add_argument("--json", action="store_true", help="one JSON object")

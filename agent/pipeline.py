@@ -1,6 +1,7 @@
 """The computation path, read top to bottom:
 
-    readings -> counter sample -> energy per interval -> kWh, tce, CO2 -> what to commit
+    readings -> primary side (wiring) -> counter sample -> energy per interval
+             -> kWh, tce, CO2 -> what to commit
 
 `ingest` is synchronous and does no I/O: it returns a `Commit` that the daemon
 hands to the buffer, so everything one poll produced is written at once.
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from agent.carbon import interval_record
 from agent.energy import Counter, CounterState, Sample, advance
+from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
 from config.carriers import conversion
@@ -59,9 +61,10 @@ def meters_of(
         if device.energy is None:
             continue
         point = next(p for p in device.points if p.name == device.energy.counter)
-        spec = Counter(
-            lengths, tz, GAP_POLLS * device.poll, _modulus(point), device.energy.max_rate
-        )
+        modulus = _modulus(point)
+        if modulus is not None:  # the register wraps on the secondary side
+            modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
+        spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, device.energy.max_rate)
         meters[device.name] = Meter(
             device.name, point.name, device.energy.carrier, point.unit, spec
         )
@@ -82,6 +85,7 @@ class Pipeline:
         self.province = province
         self.keep_raw = config.buffer.raw_retention > 0
         self.meters = meters_of(config.devices, self.lengths, self.tz)
+        self.wiring = {device.name: Wiring.of(device) for device in config.devices}
         self._clock_unset = False
         self.states: dict[str, CounterState] = {}
         for key, data in states.items():
@@ -94,6 +98,7 @@ class Pipeline:
     def ingest(self, device: str, readings: list[Reading]) -> Commit:
         """One poll's readings in, everything that must be persisted out."""
         work = Commit()
+        readings = self.wiring[device].apply(readings)
         self.latest.setdefault(device, {}).update((r.point, r) for r in readings)
         if self.keep_raw:
             work.samples = [

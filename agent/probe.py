@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from agent.wiring import Wiring
 from config import LoadedConfig
 from drivers import DriverUnavailable, make_driver
 
@@ -30,7 +31,7 @@ async def probe(loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bo
             print(f"  {request}: {names}")
         return 0
     try:
-        readings = await driver.read()
+        readings = Wiring.of(device).apply(await driver.read())
     finally:
         await driver.close()
     if as_json:

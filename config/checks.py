@@ -91,6 +91,7 @@ def check_config(parts: Parts, doc: Document) -> list[Problem]:
     return [
         *_gateway(parts, doc),
         *_devices(parts, doc),
+        *_serial_ports(parts, doc),
         *_emissions(parts, doc),
         *_rules(parts, doc),
     ]
@@ -188,6 +189,49 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
                 yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
         if device.energy is not None:
             yield from _energy_unit(doc, at, device.energy, by_name)
+            if device.reverse:
+                yield from _reversible(doc, at, device.energy.counter, by_name)
+
+
+def _reversible(
+    doc: Document, at: NodePath, counter: str, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    """reverse swaps import_* and export_*: the counter needs its counterpart to swap with."""
+    for a, b in (("import_", "export_"), ("export_", "import_")):
+        if counter.startswith(a) and b + counter.removeprefix(a) in points:
+            return
+    message = (
+        f"reverse: true swaps import_* and export_* points, but '{counter}' has no "
+        "counterpart here: add the meter's other direction register (e.g. export_kwh)"
+    )
+    yield doc.problem((*at, "reverse"), message)
+
+
+def _serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
+    """Devices on one serial port share the line: one protocol, one speed and framing."""
+    first: dict[str, tuple[int, str, tuple]] = {}
+    for i, valid in parts.devices.items():
+        device = valid.model
+        protocol = protocol_of(device)
+        link = getattr(device, protocol)
+        if protocol not in ("modbus_rtu", "dlt645"):
+            continue
+        settings = (protocol, link.baudrate, link.parity, getattr(link, "stopbits", 1))
+        port = os.path.realpath(link.port)
+        if port not in first:
+            first[port] = (i, device.name, settings)
+            continue
+        j, other, expected = first[port]
+        if settings != expected:
+
+            def show(s: tuple) -> str:
+                return f"{s[0]} {s[1]} {s[2]}{s[3]}"
+
+            message = (
+                f"{link.port} is shared with '{other}' (devices[{j}]) as {show(expected)}; "
+                f"one line carries one protocol at one setting (got {show(settings)})"
+            )
+            yield doc.problem(("devices", i, protocol), message)
 
 
 def _counter(

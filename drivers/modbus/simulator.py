@@ -58,7 +58,7 @@ def _typical(name: str, power_kw: float) -> float:
         return 230.0
     if name.startswith("current"):
         return power_kw * 1000.0 / (3 * 230.0)
-    if name == "frequency":
+    if name.startswith("frequency"):
         return 50.0
     if name == "power_factor":
         return 0.95

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from config import list_profiles
 from tests.config.samples import GATEWAY, METER, Load, Problems
 
 RULES_DEVICES = """\
@@ -388,7 +389,7 @@ def test_a_device_with_an_unknown_profile_still_has_its_own_points_checked(
     )
     assert problems(text) == [
         "agent.yaml:10:14: devices[0].profile: unknown profile 'eastron-sdm360' "
-        "(did you mean 'eastron-sdm630'?); known: dlt645-2007-energy, eastron-sdm630",
+        f"(did you mean 'eastron-sdm630'?); known: {', '.join(list_profiles())}",
         "agent.yaml:12:50: devices[0].points[0].word_order: word_order is meaningless "
         "with type: int16",
     ]
@@ -416,3 +417,33 @@ def test_an_unset_variable_is_reported_beside_schema_errors(problems: Problems) 
         "agent.yaml:15:11: devices[0].poll: must be a duration like 500ms, 5s, 2m or 24h "
         "(got 5, a number)",
     ]
+
+
+def test_devices_on_one_serial_port_must_share_protocol_and_settings(problems) -> None:
+    """A second device on /dev/ttyUSB0 at another speed (or protocol) is refused at its link."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: a\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 9600, unit: 1}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "  - name: b\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 19200, unit: 2}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+    )
+    (problem,) = problems(text)
+    assert problem.startswith("agent.yaml:13:17: devices[1].modbus_rtu: /dev/ttyUSB0 is shared")
+    assert "modbus_rtu 9600 N1" in problem and "got modbus_rtu 19200 N1" in problem
+
+
+def test_reverse_needs_both_directions_to_swap(problems) -> None:
+    """reverse: true on a meter read for import only cannot swap anything: an error."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: a\n"
+        "    modbus_tcp: {host: 10.0.0.1}\n"
+        "    reverse: true\n"
+        "    points: [{name: import_kwh, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "    energy: {carrier: electricity, counter: import_kwh}\n"
+    )
+    (problem,) = problems(text)
+    assert "reverse: true swaps import_* and export_* points" in problem

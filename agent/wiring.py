@@ -1,0 +1,82 @@
+"""What a meter's wiring does to its values: transformer ratios and reversed wiring.
+
+A meter behind current and voltage transformers counts the secondary side; the
+plant's energy is that times CT ratio times PT ratio. A meter wired backwards
+counts import as export and shows power with the wrong sign. Both are fixed
+here, once, right after the driver, so every later step (energy, carbon,
+rules, probe) sees primary-side values in the right direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from config.models import AnyDevice
+from drivers.base import Reading
+
+_CURRENT = {"mA", "A", "kA"}
+_VOLTAGE = {"V", "kV"}
+_POWER = {"W", "kW", "MW", "var", "kvar", "Mvar"}  # signed: they flip with the wiring
+_APPARENT = {"VA", "kVA", "MVA"}
+_ENERGY = {"Wh", "kWh", "MWh", "varh", "kvarh", "Mvarh", "VAh", "kVAh"}
+
+
+def factor(unit: str, ct: float, pt: float) -> float:
+    """Multiplier from secondary to primary side for a value in `unit`."""
+    if unit in _CURRENT:
+        return ct
+    if unit in _VOLTAGE:
+        return pt
+    if unit in _POWER | _APPARENT | _ENERGY:
+        return ct * pt
+    return 1.0
+
+
+def swapped(name: str) -> str | None:
+    """The counterpart of an import_* / export_* point name."""
+    for a, b in (("import_", "export_"), ("export_", "import_")):
+        if name.startswith(a):
+            return b + name.removeprefix(a)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """Per point: its multiplier, whether it changes sign, and whose value it takes."""
+
+    factors: dict[str, float]
+    negate: frozenset[str]
+    source: dict[str, str]  # point -> the point whose register really holds its value
+
+    @classmethod
+    def of(cls, device: AnyDevice) -> Wiring:
+        names = {p.name for p in device.points}
+        factors = {p.name: factor(p.unit, device.ct_ratio, device.pt_ratio) for p in device.points}
+        negate: frozenset[str] = frozenset()
+        source: dict[str, str] = {}
+        if device.reverse:
+            negate = frozenset(p.name for p in device.points if p.unit in _POWER)
+            for name in names:
+                other = swapped(name)
+                if other in names:
+                    source[name] = other
+        return cls(factors, negate, source)
+
+    @property
+    def neutral(self) -> bool:
+        return not self.negate and not self.source and all(f == 1.0 for f in self.factors.values())
+
+    def apply(self, readings: list[Reading]) -> list[Reading]:
+        if self.neutral:
+            return readings
+        by_point = {r.point: r for r in readings}
+        out = []
+        for reading in readings:
+            raw = by_point.get(self.source.get(reading.point, reading.point), reading)
+            value = raw.value
+            if value is not None:
+                value *= self.factors.get(reading.point, 1.0)
+                if reading.point in self.negate:
+                    value = -value
+            out.append(replace(raw, point=reading.point, value=value, unit=reading.unit))
+        return out
