@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from tenacity import wait_exponential_jitter
 
 from agent import systemd
 from agent.pipeline import Pipeline
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # polls are aligned to whole periods since then
 SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audits
 STOP_DEADLINE = 10.0
+OFFLINE_AFTER = 3  # failed polls in a row before a device is polled at a backed-off pace
+MAX_OFFLINE_WAIT = 300.0
 
 
 @dataclass(slots=True)
@@ -49,6 +53,7 @@ class DeviceStatus:
     points: int = 0
     good_points: int = 0
     skipped: int = 0  # turns missed because the previous poll was still running
+    offline_until: float = 0.0  # monotonic time before which a dead device is not polled
 
 
 @dataclass(slots=True)
@@ -65,6 +70,7 @@ class Agent:
     _unwritten: dict[str, list[Commit]] = field(default_factory=dict)  # work the buffer refused
     _buffer_failing: bool = False
     _syncing: asyncio.Task | None = None
+    _index: dict[str, int] = field(default_factory=dict)
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -95,7 +101,8 @@ class Agent:
             timeout=config.sync.timeout,
             budget=config.sync.every,
         )
-        for device in config.devices:
+        for i, device in enumerate(config.devices):
+            self._index[device.name] = i
             self.status[device.name] = DeviceStatus()
             try:
                 driver = make_driver(device)
@@ -164,6 +171,8 @@ class Agent:
     # --- jobs ---------------------------------------------------------------------
 
     async def _poll(self, name: str) -> None:
+        if self.status[name].offline_until > time.monotonic():
+            return  # an offline device is polled at its backed-off pace, not every turn
         with self._tracked():
             try:
                 readings = await self.drivers[name].read()
@@ -254,13 +263,29 @@ class Agent:
             status.last_error = bad[0].reason
             if status.failing_since == 1:
                 log.warning("%s", status.last_error)
+            if status.failing_since >= OFFLINE_AFTER:
+                self._back_off(name, status)
             return
         status.last_good = status.last_poll
         if status.failing_since:
             log.info("%s: recovered after %d failed polls", name, status.failing_since)
             status.failing_since = 0
+            status.offline_until = 0.0
         if bad:
             status.last_error = bad[0].reason
+
+    def _back_off(self, name: str, status: DeviceStatus) -> None:
+        """A device that keeps failing is polled less and less often (up to 5 min), so a
+        dead meter on a shared bus stops costing its neighbours a timeout every turn."""
+        poll = self.loaded.config.devices[self._index[name]].poll
+        wait = wait_exponential_jitter(multiplier=poll, max=MAX_OFFLINE_WAIT, jitter=poll)
+        attempt = SimpleNamespace(attempt_number=status.failing_since - OFFLINE_AFTER + 1)
+        status.offline_until = time.monotonic() + wait(attempt)  # type: ignore[arg-type]
+        if status.failing_since == OFFLINE_AFTER:
+            log.warning(
+                "%s: offline after %d failed polls; polled less often until it answers",
+                name, OFFLINE_AFTER,
+            )  # fmt: skip
 
     def summary(self) -> str:
         sync = self.uploader.status

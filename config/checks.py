@@ -121,6 +121,12 @@ def _modbus_point(point: ModbusPoint, doc: Document, at: NodePath) -> Iterator[P
         default = "" if "type" in written else f" (the default for function: {point.function})"
         message = f"word_order is meaningless with type: {kind}{default}"
         yield doc.problem((*at, "word_order"), message, key=True)
+    if point.bit is not None and (kind.startswith("float") or kind == "bool"):
+        message = f"bit needs an integer register type (got {kind})"
+        yield doc.problem((*at, "bit"), message)
+    elif point.bit is not None and point.bit >= 16 * REGISTER_COUNT[kind]:
+        message = f"bit {point.bit} is beyond the {16 * REGISTER_COUNT[kind]} bits of {kind}"
+        yield doc.problem((*at, "bit"), message)
     if point.function in ("coil", "discrete") and "type" in written and point.type != "bool":
         message = f"a {point.function} is a single bit: type must be bool (got {point.type})"
         yield doc.problem((*at, "type"), message)

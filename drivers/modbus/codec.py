@@ -91,6 +91,8 @@ def decode_registers(words: Sequence[int], point: ModbusPoint) -> float:
         raw = struct.unpack(_STRUCT[point.type], packed)[0]
         if isinstance(raw, float) and not math.isfinite(raw):
             raise DecodeError(f"{point.type} is {raw}")
+        if point.bit is not None:  # one flag of a status word
+            raw = float((int(raw) >> point.bit) & 1)
     return raw * point.scale + point.offset
 
 

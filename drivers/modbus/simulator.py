@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from config.models import ModbusPoint
@@ -142,6 +143,27 @@ class MeterServer:
         transport = self._server.transport
         if transport is not None and self.port == 0:
             self.port = transport.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        await self._server.shutdown()
+
+
+class SerialMeterServer:
+    """Meters on one RS-485 line (a serial port or a pty): units not served stay silent."""
+
+    def __init__(self, meters: list[SimulatedMeter], port: str, baudrate: int = 9600) -> None:
+        self.meters = meters
+        self._server = ModbusSerialServer(
+            [m.device() for m in meters],
+            framer=FramerType.RTU,
+            port=port,
+            baudrate=baudrate,
+            parity="N",
+            ignore_missing_devices=True,
+        )
+
+    async def start(self) -> None:
+        await self._server.serve_forever(background=True)
 
     async def stop(self) -> None:
         await self._server.shutdown()

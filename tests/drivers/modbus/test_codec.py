@@ -110,3 +110,9 @@ def test_plan_never_exceeds_125_registers() -> None:
     requests = plan(points)
     assert all(r.count <= 125 for r in requests)
     assert sum(len(r.points) for r in requests) == 100
+
+
+@pytest.mark.parametrize(("bit", "expected"), [(0, 1.0), (1, 0.0), (15, 1.0)])
+def test_a_bit_field_reads_one_flag_of_a_status_word(bit: int, expected: float) -> None:
+    """bit: n gives bit n of the register (0 = least significant) as 1.0 or 0.0."""
+    assert decode_registers([0x8001], point(type="uint16", bit=bit)) == expected

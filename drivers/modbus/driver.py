@@ -1,0 +1,190 @@
+"""What every Modbus device does, over TCP or RTU: plan, read, decode, degrade.
+
+pymodbus exceptions are translated into agent.errors at `_execute`, the one
+seam; `read` turns every failure into bad-quality readings naming the device,
+unit, function and address, so one faulty meter never stops the poll loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from contextlib import AbstractAsyncContextManager
+
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from agent.errors import BadReply, DeviceRejected, DeviceTimeout, Disconnected, TransientError
+from config.models import ModbusPoint
+from drivers.base import Quality, Reading
+from drivers.modbus.codec import DecodeError, Request, decode_point, plan
+from drivers.modbus.link import Link, release
+
+log = logging.getLogger(__name__)
+
+_SPLIT_ON = (2, 3)  # illegal data address / value: the block, not the points, may be wrong
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+class ModbusDriver:
+    """One device on a link (its own for TCP, its port's for RTU)."""
+
+    def __init__(
+        self, name: str, points: list[ModbusPoint], link: Link, unit: int, timeout: float,
+        max_gap: int,
+    ) -> None:  # fmt: skip
+        self.device = name
+        self.link = link
+        self.unit = unit
+        self.timeout = timeout
+        self._points = {p.name: p for p in points}
+        self.requests = plan(points, max_gap)
+
+    def describe(self) -> str:
+        registers = sum(r.count for r in self.requests)
+        return (
+            f"{self.device}: {len(self.requests)} requests, {registers} registers, "
+            f"{len(self._points)} points on {self.link.where} unit {self.unit}"
+        )
+
+    async def read(self) -> list[Reading]:
+        reason = await self.link.ensure()
+        if reason:
+            return self._all_bad(f"{self.device}: {reason}")
+        readings: list[Reading] = []
+        failure: str | None = None
+        retried: set[int] = set()
+        queue = list(self.requests)
+        while queue:
+            request = queue.pop(0)
+            if failure is not None:
+                readings.extend(self._bad(request, failure))
+                continue
+            try:
+                values = await self._execute(request)
+            except Disconnected as exc:
+                # dropped between requests (gateways that close after each answer):
+                # connect again once for this request, then give up until the next poll
+                self.link.lost()
+                if id(request) not in retried:
+                    retried.add(id(request))
+                    with contextlib.suppress(Disconnected):
+                        await self.link.connect()
+                        queue.insert(0, request)
+                        continue
+                failure = str(exc)
+                readings.extend(self._bad(request, failure))
+            except TransientError as exc:
+                failure = str(exc)  # the link is bad: don't wait out every request
+                readings.extend(self._bad(request, failure))
+            except DeviceRejected as exc:
+                pieces = self._split(request) if exc.code in _SPLIT_ON else []
+                if pieces:
+                    queue[:0] = pieces
+                else:
+                    readings.extend(self._bad(request, str(exc)))
+            except BadReply as exc:
+                readings.extend(self._bad(request, str(exc)))
+            else:
+                readings.extend(self._decoded(request, values))
+        return readings
+
+    def _split(self, request: Request) -> list[Request]:
+        """Smaller requests for a block the meter refused, remembered for later polls.
+
+        Real meters often refuse a read that spans registers they do not have
+        (the holes a coalesced request bridges): read the points without the
+        holes, and one by one if that fails too.
+        """
+        if len(request.points) < 2:
+            return []
+        pieces = plan(request.points, max_gap=0)
+        if len(pieces) == 1:
+            pieces = [plan([p], max_gap=0)[0] for p in request.points]
+        at = self.requests.index(request)
+        self.requests[at : at + 1] = pieces
+        log.info(
+            "%s: the meter refused %s; reading it as %d requests from now on",
+            self.device, request, len(pieces),
+        )  # fmt: skip
+        return pieces
+
+    async def close(self) -> None:
+        await release(self.link)
+
+    def _turn(self) -> AbstractAsyncContextManager[None]:
+        """Held for one request and its reply; a serial line allows one at a time."""
+        return contextlib.nullcontext()
+
+    # --- the seam to pymodbus --------------------------------------------------
+
+    async def _execute(self, request: Request) -> list[int] | list[bool]:
+        where = f"{self.device} unit {self.unit} {request}"
+        client = self.link.client
+        call = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[request.function]
+        try:
+            async with self._turn():
+                reply = await call(request.address, count=request.count, device_id=self.unit)
+        except ConnectionException as exc:
+            raise Disconnected(f"{where}: not connected") from exc
+        except ModbusIOException as exc:
+            if not client.connected:
+                raise Disconnected(f"{where}: connection lost") from exc
+            if "device id" in str(exc) or "transaction id" in str(exc):
+                raise BadReply(f"{where}: reply to another request (wrong unit id)") from exc
+            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s") from exc
+        except TimeoutError as exc:
+            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s") from exc
+        except OSError as exc:
+            raise Disconnected(f"{where}: {exc}") from exc
+        except ModbusException as exc:
+            raise BadReply(f"{where}: {exc}") from exc
+        if reply.isError():
+            code = getattr(reply, "exception_code", 0)
+            name = EXCEPTION_NAMES.get(code, "unknown exception")
+            raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
+        if reply.dev_id not in (self.unit, 0):
+            raise BadReply(f"{where}: reply from unit {reply.dev_id}")
+        return reply.bits if request.function in ("coil", "discrete") else reply.registers
+
+    # --- readings -----------------------------------------------------------------
+
+    def _decoded(self, request: Request, values: list[int] | list[bool]) -> list[Reading]:
+        now = time.time()
+        readings = []
+        for point in request.points:
+            try:
+                value = decode_point(request, values, point)
+            except DecodeError as exc:
+                reason = f"{self.device} {point.name} @{point.address:#06x}: {exc}"
+                readings.append(
+                    Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason)
+                )
+            else:
+                readings.append(Reading(self.device, point.name, now, value, point.unit))
+        return readings
+
+    def _bad(self, request: Request, reason: str) -> list[Reading]:
+        now = time.time()
+        return [
+            Reading(self.device, p.name, now, None, p.unit, Quality.BAD, reason)
+            for p in request.points
+        ]
+
+    def _all_bad(self, reason: str) -> list[Reading]:
+        return [bad for request in self.requests for bad in self._bad(request, reason)]

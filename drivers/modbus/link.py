@@ -1,0 +1,136 @@
+"""A pymodbus client and its connection: connect now, or keep trying in the background.
+
+A Modbus TCP device has a link of its own; the meters of one RS-485 port share
+the port's link, so a dead meter never takes the port away from its
+neighbours. Reconnection runs under tenacity (exponential backoff with
+jitter): a dead peer costs one failed connect per backoff step, never a
+stalled poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from agent.errors import Disconnected
+from config.models import ModbusRtu, ModbusTcp
+from drivers.bus import forget, per_port
+
+log = logging.getLogger(__name__)
+
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+class Link:
+    def __init__(
+        self, client: Client, where: str, backoff_max: float = 30.0, port: str | None = None
+    ) -> None:
+        self.client = client
+        self.where = where
+        self.port = port
+        self._backoff_max = backoff_max
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+        self.users = 0
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._reconnecting is not None and not self._reconnecting.done()
+
+    async def ensure(self) -> str | None:
+        """None when connected; else why not (and a reconnect is under way).
+
+        The meters of a port call this at once: one of them connects, the others wait.
+        """
+        async with self._connecting:
+            if self.client.connected:
+                return None
+            if self.reconnecting:
+                return f"reconnecting to {self.where}"
+            try:
+                await self.connect()
+            except Disconnected as exc:
+                self._schedule()
+                return str(exc)
+            return None
+
+    async def connect(self) -> None:
+        if not await self.client.connect():
+            raise Disconnected(f"cannot connect to {self.where}")
+
+    def lost(self) -> None:
+        """The link broke mid-poll: the next `ensure` connects afresh."""
+        self.client.close()
+
+    async def close(self) -> None:
+        if self._reconnecting:
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
+        self.client.close()
+
+    def _schedule(self) -> None:
+        self.client.close()
+        self._reconnecting = asyncio.create_task(self._reconnect(), name=f"reconnect {self.where}")
+        self._reconnecting.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: reconnecting stopped: %r", self.where, task.exception())
+
+    async def _reconnect(self) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Disconnected),
+            wait=wait_exponential_jitter(multiplier=0.5, max=self._backoff_max),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.connect()
+
+
+def tcp_link(link: ModbusTcp, name: str) -> Link:
+    client = AsyncModbusTcpClient(
+        link.host,
+        port=link.port,
+        timeout=link.timeout,
+        retries=0,
+        reconnect_delay=0,  # reconnection is ours, under tenacity
+        name=name,
+    )
+    return Link(client, f"{link.host}:{link.port}", max(30.0, link.timeout))
+
+
+def serial_link(link: ModbusRtu) -> Link:
+    """The one link of a serial port, shared by every meter on it."""
+
+    def make() -> Link:
+        client = AsyncModbusSerialClient(
+            link.port,
+            baudrate=link.baudrate,
+            parity=link.parity,
+            stopbits=link.stopbits,
+            bytesize=8,
+            timeout=link.timeout,
+            retries=0,
+            reconnect_delay=0,
+            name=link.port,
+        )
+        return Link(
+            client, f"{link.port} @{link.baudrate} 8{link.parity}{link.stopbits}", port=link.port
+        )
+
+    shared = per_port("modbus", link.port, make)
+    shared.users += 1
+    return shared
+
+
+async def release(link: Link) -> None:
+    """A driver is done with its link; the last user of a port closes it."""
+    link.users -= 1
+    if link.users <= 0:
+        if link.port is not None:
+            forget("modbus", link.port)
+        await link.close()

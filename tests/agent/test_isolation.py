@@ -1,0 +1,60 @@
+"""A dead meter on a shared RS-485 bus is isolated; its neighbours keep their pace."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.daemon import OFFLINE_AFTER, Agent
+from config import load_config
+from config.models import ModbusPoint
+from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
+from tests.drivers.serial_pair import NullModem
+
+pytestmark = pytest.mark.timeout(60)
+
+POINTS = [
+    ModbusPoint(name="import_kwh", address=0, type="uint32", scale=0.01, unit="kWh", kind="counter")
+]
+CONFIG = """\
+gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
+buffer: {path: %(dir)s/buffer.db}
+sync: {url: "http://127.0.0.1:9/api/v1/batches"}
+devices:
+%(devices)s"""
+DEVICE = """\
+  - name: meter%(unit)d
+    modbus_rtu: {port: %(port)s, baudrate: 9600, parity: N, unit: %(unit)d, timeout: 300ms}
+    poll: 500ms
+    points: [{name: import_kwh, address: 0, type: uint32, scale: 0.01, unit: kWh, kind: counter}]
+    energy: {carrier: electricity, counter: import_kwh}
+"""
+
+
+async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(tmp_path: Path) -> None:
+    """After a few failed polls meter 3 is polled at a backed-off pace; 1 and 2 every turn."""
+    modem = NullModem()
+    modem.start()
+    modem.silent_units.add(3)
+    meters = [
+        SimulatedMeter(u, POINTS, LoadCurve(10.0, 0.0), counter="import_kwh") for u in (1, 2, 3)
+    ]
+    server = SerialMeterServer(meters, modem.b)
+    await server.start()
+    devices = "".join(DEVICE % {"unit": u, "port": modem.a} for u in (1, 2, 3))
+    (tmp_path / "agent.yaml").write_text(CONFIG % {"dir": tmp_path, "devices": devices})
+    agent = Agent(load_config(tmp_path / "agent.yaml"), None)
+    await agent.start()
+    try:
+        await asyncio.sleep(8.0)
+    finally:
+        await agent.stop()
+        await server.stop()
+        modem.close()
+    turns = 8.0 / 0.5
+    assert modem.requests[1] >= turns - 3 and modem.requests[2] >= turns - 3
+    assert OFFLINE_AFTER <= modem.requests[3] <= turns / 2
+    assert agent.status["meter1"].failing_since == 0
+    assert agent.status["meter3"].failing_since >= OFFLINE_AFTER

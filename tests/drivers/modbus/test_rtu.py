@@ -1,0 +1,95 @@
+"""Modbus RTU on a shared line: a pymodbus server at the far end of an in-process null modem."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from config.models import ModbusPoint, ModbusRtuDevice
+from drivers.base import Quality
+from drivers.modbus.rtu import ModbusRtuDriver
+from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
+from tests.drivers.serial_pair import NullModem
+
+pytestmark = pytest.mark.timeout(60)
+
+POINTS = [
+    ModbusPoint(name="power_kw", address=0, type="float32", function="input", unit="kW"),
+    ModbusPoint(
+        name="import_kwh", address=10, type="uint32", scale=0.01, unit="kWh", kind="counter"
+    ),
+]
+
+
+def device(port: str, unit: int, timeout: str = "300ms") -> ModbusRtuDevice:
+    return ModbusRtuDevice(
+        name=f"meter{unit}",
+        modbus_rtu={
+            "port": port,
+            "baudrate": 9600,
+            "parity": "N",
+            "unit": unit,
+            "timeout": timeout,
+        },
+        points=POINTS,
+    )
+
+
+@pytest.fixture
+async def line() -> AsyncIterator[tuple[NullModem, SerialMeterServer]]:
+    """Meters 1 and 2 answer on the line; meter 3 is dead: its replies never arrive."""
+    modem = NullModem()
+    modem.start()
+    modem.silent_units.add(3)
+    meters = [
+        SimulatedMeter(
+            unit, POINTS, LoadCurve(base_kw=10.0 * unit, swing_kw=0.0), counter="import_kwh"
+        )
+        for unit in (1, 2, 3)
+    ]
+    server = SerialMeterServer(meters, modem.b)
+    await server.start()
+    yield modem, server
+    await server.stop()
+    modem.close()
+
+
+async def test_two_meters_on_one_port_read_in_turn(line) -> None:
+    """Two unit ids on one port share one client and both read good, with their own values."""
+    modem, _ = line
+    drivers = [ModbusRtuDriver(device(modem.a, unit)) for unit in (1, 2)]
+    results = await asyncio.gather(*(d.read() for d in drivers))
+    for driver in drivers:
+        await driver.close()
+    powers = [{r.point: r.value for r in readings}["power_kw"] for readings in results]
+    assert powers == pytest.approx([10.0, 20.0])
+    assert all(r.quality is Quality.GOOD for readings in results for r in readings)
+
+
+async def test_a_dead_meter_costs_its_own_timeout_not_its_neighbours_readings(line) -> None:
+    """Unit 3 never answers: it reads bad after its timeout; units 1 and 2 still read good."""
+    modem, _ = line
+    drivers = [ModbusRtuDriver(device(modem.a, unit)) for unit in (1, 3, 2)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    live1, dead, live2 = await asyncio.gather(*(d.read() for d in drivers))
+    took = loop.time() - started
+    for driver in drivers:
+        await driver.close()
+    assert all(r.good for r in live1 + live2)
+    assert all(r.quality is Quality.BAD for r in dead)
+    assert "meter3 unit 3" in (dead[0].reason or "") and "no reply within 0.3s" in (
+        dead[0].reason or ""
+    )
+    assert took < 0.3 + 1.5  # one timeout, not one per request or per neighbour
+
+
+async def test_a_port_that_does_not_exist_gives_bad_readings() -> None:
+    """/dev/ttyUSB9 unplugged: bad readings that say so, no exception."""
+    driver = ModbusRtuDriver(device("/dev/ttyNOPE9", 1))
+    readings = await driver.read()
+    await driver.close()
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert "/dev/ttyNOPE9" in (readings[0].reason or "")
