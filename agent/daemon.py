@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from tenacity import wait_exponential_jitter
@@ -71,6 +70,7 @@ class Agent:
     _buffer_failing: bool = False
     _syncing: asyncio.Task | None = None
     _index: dict[str, int] = field(default_factory=dict)
+    _polling: dict[str, asyncio.Task] = field(default_factory=dict)
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -101,6 +101,7 @@ class Agent:
             timeout=config.sync.timeout,
             budget=config.sync.every,
         )
+        by_period: dict[float, list[str]] = {}
         for i, device in enumerate(config.devices):
             self._index[device.name] = i
             self.status[device.name] = DeviceStatus()
@@ -113,14 +114,18 @@ class Agent:
             self.drivers[device.name] = driver
             describe = getattr(driver, "describe", None)
             log.info("%s, every %gs", describe() if describe else device.name, device.poll)
+            by_period.setdefault(device.poll, []).append(device.name)
+        # one job per polling period, not per device: 200 meters at 1 s cost the
+        # scheduler one wake-up a second; each device still polls in its own task
+        for period, names in by_period.items():
             self.scheduler.add_job(
-                self._poll,
-                IntervalTrigger(seconds=device.poll, start_date=_EPOCH),
-                args=[device.name],
-                id=f"poll {device.name}",
+                self._poll_all,
+                IntervalTrigger(seconds=period, start_date=_EPOCH),
+                args=[names],
+                id=f"poll every {period:g}s",
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(1, int(device.poll)),
+                misfire_grace_time=max(1, int(period)),
             )
         self.scheduler.add_job(
             self._sync,
@@ -131,7 +136,6 @@ class Agent:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(self._housekeeping, IntervalTrigger(minutes=10), id="housekeeping")
-        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self.scheduler.start()
         log.info(
             "started: %d devices polled, buffer %s, sync to %s every %gs",
@@ -169,6 +173,19 @@ class Agent:
         log.info("stopped")
 
     # --- jobs ---------------------------------------------------------------------
+
+    async def _poll_all(self, names: list[str]) -> None:
+        """Start this turn's polls; a device whose last poll still runs skips a turn."""
+        for name in names:
+            if name in self._polling:
+                status = self.status[name]
+                status.skipped += 1
+                if status.skipped == 1:
+                    log.warning("%s: a poll takes longer than its period; turns are skipped", name)
+                continue
+            task = asyncio.create_task(self._poll(name), name=f"poll {name}")
+            self._polling[name] = task
+            task.add_done_callback(lambda _, name=name: self._polling.pop(name, None))
 
     async def _poll(self, name: str) -> None:
         if self.status[name].offline_until > time.monotonic():
@@ -238,16 +255,6 @@ class Agent:
         removed = await self.store.run(self.store.store.prune, raw_before, now - SYNCED_KEEP)
         if removed:
             log.info("housekeeping: %d old records removed", removed)
-
-    def _skipped(self, event: JobEvent) -> None:
-        """A poll still running at its next turn: count it, say so once per device."""
-        name = event.job_id.removeprefix("poll ")
-        status = self.status.get(name)
-        if status is None:
-            return
-        status.skipped += 1
-        if status.skipped == 1:
-            log.warning("%s: a poll takes longer than the poll period; turns are skipped", name)
 
     def _note(self, name: str, readings: list) -> None:
         """Count the poll; log a device's failures on transitions, not on every poll."""

@@ -9,7 +9,7 @@ rules, probe) sees primary-side values in the right direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from config.models import AnyDevice
 from drivers.base import Reading
@@ -78,5 +78,5 @@ class Wiring:
                 value *= self.factors.get(reading.point, 1.0)
                 if reading.point in self.negate:
                     value = -value
-            out.append(replace(raw, point=reading.point, value=value, unit=reading.unit))
+            out.append(raw._replace(point=reading.point, value=value, unit=reading.unit))
         return out

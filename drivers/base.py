@@ -7,9 +7,8 @@ can never stop the poll loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Quality(StrEnum):
@@ -17,9 +16,12 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One decoded point value at one instant (`ts`: seconds since the epoch)."""
+class Reading(NamedTuple):
+    """One decoded point value at one instant (`ts`: seconds since the epoch).
+
+    A tuple, not a frozen dataclass: thousands are made per second on the poll
+    path, and a tuple costs a fifth as much to build.
+    """
 
     device: str
     point: str

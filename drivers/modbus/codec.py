@@ -108,6 +108,50 @@ def decode_point(
     return decode_registers(values[offset : offset + width(point)], point)
 
 
+def decode_all(
+    request: Request, values: Sequence[int] | Sequence[bool]
+) -> list[float | DecodeError]:
+    """Every point of `request`, in order: its value, or why it has none.
+
+    The poll path: register replies are packed into bytes once and points in the
+    common layout (big-endian words and bytes) are unpacked in place; the rest
+    take the general route of decode_point.
+    """
+    if len(values) < request.count or request.function in ("coil", "discrete"):
+        out: list[float | DecodeError] = []
+        for point in request.points:
+            try:
+                out.append(decode_point(request, values, point))
+            except DecodeError as exc:
+                out.append(exc)
+        return out
+    raw = struct.pack(f">{request.count}H", *values)
+    out = []
+    for point in request.points:
+        if (
+            point.type == "bool"
+            or point.bit is not None
+            or "little"
+            in (
+                point.byte_order,
+                point.word_order,
+            )
+        ):
+            try:
+                out.append(decode_point(request, values, point))
+            except DecodeError as exc:
+                out.append(exc)
+            continue
+        number = struct.unpack_from(
+            _STRUCT[point.type], raw, 2 * (point.address - request.address)
+        )[0]
+        if number != number or number in (math.inf, -math.inf):
+            out.append(DecodeError(f"{point.type} is {number}"))
+        else:
+            out.append(number * point.scale + point.offset)
+    return out
+
+
 def encode_registers(value: float, point: ModbusPoint) -> list[int]:
     """Registers a meter would hold for `value` (the inverse of decode_registers).
 

@@ -17,10 +17,11 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from agent.errors import BadReply, DeviceRejected, DeviceTimeout, Disconnected, TransientError
 from config.models import ModbusPoint
 from drivers.base import Quality, Reading
-from drivers.modbus.codec import DecodeError, Request, decode_point, plan
+from drivers.modbus.codec import DecodeError, Request, decode_all, plan
 from drivers.modbus.link import Link, release
 
 log = logging.getLogger(__name__)
+BAD = Quality.BAD
 
 _SPLIT_ON = (2, 3)  # illegal data address / value: the block, not the points, may be wrong
 
@@ -166,17 +167,14 @@ class ModbusDriver:
 
     def _decoded(self, request: Request, values: list[int] | list[bool]) -> list[Reading]:
         now = time.time()
+        device = self.device
         readings = []
-        for point in request.points:
-            try:
-                value = decode_point(request, values, point)
-            except DecodeError as exc:
-                reason = f"{self.device} {point.name} @{point.address:#06x}: {exc}"
-                readings.append(
-                    Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason)
-                )
+        for point, value in zip(request.points, decode_all(request, values), strict=True):
+            if isinstance(value, DecodeError):
+                reason = f"{device} {point.name} @{point.address:#06x}: {value}"
+                readings.append(Reading(device, point.name, now, None, point.unit, BAD, reason))
             else:
-                readings.append(Reading(self.device, point.name, now, value, point.unit))
+                readings.append(Reading(device, point.name, now, value, point.unit))
         return readings
 
     def _bad(self, request: Request, reason: str) -> list[Reading]:

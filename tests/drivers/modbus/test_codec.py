@@ -10,6 +10,7 @@ from config.models import ModbusPoint
 from drivers.modbus.codec import (
     DecodeError,
     Request,
+    decode_all,
     decode_point,
     decode_registers,
     encode_registers,
@@ -116,3 +117,34 @@ def test_plan_never_exceeds_125_registers() -> None:
 def test_a_bit_field_reads_one_flag_of_a_status_word(bit: int, expected: float) -> None:
     """bit: n gives bit n of the register (0 = least significant) as 1.0 or 0.0."""
     assert decode_registers([0x8001], point(type="uint16", bit=bit)) == expected
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["int16", "uint16", "int32", "uint32", "float32", "float64", "int64"]),
+            st.sampled_from(["big", "little"]),
+            st.sampled_from(["big", "little"]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.data(),
+)
+def test_the_fast_path_decodes_exactly_like_one_point_at_a_time(layouts: list, data) -> None:
+    """decode_all (the poll path) and decode_point agree on any registers, any layout."""
+    points, address = [], 0
+    for i, (kind, words, bytes_) in enumerate(layouts):
+        kw = {"word_order": words} if kind not in ("int16", "uint16") else {}
+        points.append(point(name=f"p{i}", address=address, type=kind, byte_order=bytes_, **kw))
+        address += {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}.get(kind, 4)
+    registers = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=address, max_size=address))
+    (request,) = plan(points, max_gap=0)
+    fast = decode_all(request, registers)
+    for p, got in zip(request.points, fast, strict=True):
+        try:
+            expected = decode_point(request, registers, p)
+        except DecodeError:
+            assert isinstance(got, DecodeError)
+        else:
+            assert got == expected or (got != got and expected != expected)
