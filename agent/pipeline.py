@@ -20,7 +20,7 @@ from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
 from config.carriers import conversion
-from config.models import AnyDevice, AnyPoint, Config
+from config.models import AnyDevice, AnyPoint, Config, Dlt645Point
 from drivers.base import Reading
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,11 @@ class Meter:
 
 
 def _modulus(point: AnyPoint) -> float | None:
-    """Where an unsigned integer register wraps to 0, in the point's unit."""
+    """Where a counter's register wraps to 0, in the point's unit: an unsigned Modbus
+    integer at 2**bits, a DL/T 645 BCD field after its last all-nines value."""
+    if isinstance(point, Dlt645Point):
+        digits = len(point.format.split(".")[0])
+        return None if point.signed else 10.0**digits * point.scale
     bits = _WRAP_BITS.get(getattr(point, "type", ""))
     return 2.0**bits * point.scale if bits else None
 

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from config.carriers import accepted_units, conversion
@@ -214,30 +215,45 @@ def _reversible(
 
 
 def _serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
-    """Devices on one serial port share the line: one protocol, one speed and framing."""
-    first: dict[str, tuple[int, str, tuple]] = {}
+    """Devices on one serial port share the line: one protocol at one setting, and each
+    meter its own address (a wildcard address only when it is alone on the line)."""
+    lines: dict[str, list[tuple[int, str, str, Any]]] = {}
     for i, valid in parts.devices.items():
-        device = valid.model
-        protocol = protocol_of(device)
-        link = getattr(device, protocol)
-        if protocol not in ("modbus_rtu", "dlt645"):
-            continue
-        settings = (protocol, link.baudrate, link.parity, getattr(link, "stopbits", 1))
-        port = os.path.realpath(link.port)
-        if port not in first:
-            first[port] = (i, device.name, settings)
-            continue
-        j, other, expected = first[port]
-        if settings != expected:
-
-            def show(s: tuple) -> str:
-                return f"{s[0]} {s[1]} {s[2]}{s[3]}"
-
-            message = (
-                f"{link.port} is shared with '{other}' (devices[{j}]) as {show(expected)}; "
-                f"one line carries one protocol at one setting (got {show(settings)})"
+        protocol = protocol_of(valid.model)
+        if protocol in ("modbus_rtu", "dlt645"):
+            link = getattr(valid.model, protocol)
+            lines.setdefault(os.path.realpath(link.port), []).append(
+                (i, valid.model.name, protocol, link)
             )
-            yield doc.problem(("devices", i, protocol), message)
+    for meters in lines.values():
+        i0, first, protocol0, link0 = meters[0]
+        expected = _line_settings(protocol0, link0)
+        addresses: dict[object, tuple[int, str]] = {}
+        for i, name, protocol, link in meters:
+            key = "address" if protocol == "dlt645" else "unit"
+            address = getattr(link, key)
+            if _line_settings(protocol, link) != expected:
+                message = (
+                    f"{link.port} is shared with '{first}' (devices[{i0}]) as {expected}; "
+                    f"one line carries one protocol at one setting "
+                    f"(got {_line_settings(protocol, link)})"
+                )
+                yield doc.problem(("devices", i, protocol), message)
+            elif address in addresses:
+                j, other = addresses[address]
+                message = f"'{other}' (devices[{j}]) already has {key} {address} on {link.port}"
+                yield doc.problem(("devices", i, protocol, key), message)
+            elif address == "AAAAAAAAAAAA" and len(meters) > 1:
+                message = (
+                    f"the wildcard address answers for every meter on {link.port}, and "
+                    f"{len(meters) - 1} more devices are on it: give each its own address"
+                )
+                yield doc.problem(("devices", i, protocol, key), message)
+            addresses.setdefault(address, (i, name))
+
+
+def _line_settings(protocol: str, link: Any) -> str:
+    return f"{protocol} {link.baudrate} {link.parity}{getattr(link, 'stopbits', 1)}"
 
 
 def _counter(

@@ -212,19 +212,47 @@ class OpcUa(Strict):
         default=None, description="The server's certificate, to trust it explicitly."
     )
     timeout: Duration = Field(default=5.0, gt=0, description="Timeout of one request.")
+    publishing_interval: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="subscribe: how often the server sends what changed (default: the poll).",
+    )
+    sampling_interval: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="subscribe: how often the server samples counters, so every change between "
+        "polls is kept (default: 1s, or the publishing interval if shorter); gauges are "
+        "sampled once per publishing interval.",
+    )
+    certificate_dir: str = Field(
+        default="${STATE_DIRECTORY:-/var/lib/edge-agent}/opcua",
+        description="Where the agent keeps the certificate it makes for itself when security "
+        "is not None and no certificate is given; ${VAR} is expanded.",
+    )
 
 
 class Dlt645(Strict):
-    """A DL/T 645-2007 electricity meter on an RS-485 bus."""
+    """A DL/T 645-2007 electricity meter on an RS-485 bus (8 data bits, 1 stop bit)."""
 
     port: str = Field(description="Serial device, e.g. /dev/ttyUSB1.")
     baudrate: Literal[1200, 2400, 4800, 9600] = Field(default=2400, description="Bits per second.")
-    parity: Literal["N", "E", "O"] = Field(default="E", description="The standard uses even.")
+    parity: Literal["N", "E", "O"] = Field(default="E", description="The standard uses even (8E1).")
     address: str = Field(
-        pattern=r"^\d{12}$",
-        description='Meter address, 12 digits as printed on the meter, quoted: "000012345678".',
+        pattern=r"^(\d{12}|A{12})$",
+        description='Meter address, 12 digits as printed on the meter, quoted: "000012345678"; '
+        '"AAAAAAAAAAAA" reaches the only meter of a point-to-point link.',
     )
     timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
+
+    @field_validator("address")
+    @classmethod
+    def _not_broadcast(cls, value: str) -> str:
+        if value == "999999999999":
+            raise ValueError(
+                "999999999999 is the broadcast address, which meters never answer; "
+                "write the meter's own address"
+            )
+        return value
 
 
 # --- points -------------------------------------------------------------------
@@ -296,9 +324,14 @@ class Dlt645Point(PointBase):
     format: str = Field(
         default="XXXXXX.XX",
         pattern=r"^X+(\.X+)?$",
-        description="BCD format of the value, e.g. XXXXXX.XX (kWh) or XX.XXXX (kW).",
+        description="BCD format of the value, e.g. XXXXXX.XX (kWh: 8 digits, 2 decimals, "
+        "4 bytes) or XX.XXXX (kW); the reply must hold exactly that many bytes.",
     )
-    signed: bool = Field(default=False, description="Top bit of the last byte is the sign.")
+    signed: bool = Field(
+        default=False,
+        description="Bit 0x80 of the most significant byte (sent last) is the sign: "
+        "currents, powers, power factor.",
+    )
 
 
 # --- what a device measures ---------------------------------------------------

@@ -16,6 +16,7 @@ __all__ = ["Driver", "DriverUnavailable", "Quality", "Reading", "make_driver"]
 # protocol -> "module:class"
 _FACTORIES = {
     "modbus_tcp": "drivers.modbus.tcp:ModbusTcpDriver",
+    "dlt645": "drivers.dlt645.driver:Dlt645Driver",
     "modbus_rtu": "drivers.modbus.rtu:ModbusRtuDriver",
 }
 

@@ -447,3 +447,27 @@ def test_reverse_needs_both_directions_to_swap(problems) -> None:
     )
     (problem,) = problems(text)
     assert "reverse: true swaps import_* and export_* points" in problem
+
+
+def test_two_meters_with_one_address_on_a_line_are_refused(problems) -> None:
+    """Two DL/T 645 devices with the same address on one port: the second is named."""
+    meter = (
+        "  - name: %s\n"
+        "    dlt645: {port: /dev/ttyUSB1, address: '%s'}\n"
+        "    profile: dlt645-2007-energy\n"
+    )
+    text = GATEWAY + "devices:\n" + meter % ("a", "000012345678") + meter % ("b", "000012345678")
+    (problem,) = problems(text)
+    assert "'a' (devices[0]) already has address 000012345678 on /dev/ttyUSB1" in problem
+
+
+def test_the_wildcard_address_only_for_a_meter_alone_on_its_line(problems) -> None:
+    """AAAAAAAAAAAA makes every meter answer: refused when the port has more devices."""
+    meter = (
+        "  - name: %s\n"
+        "    dlt645: {port: /dev/ttyUSB1, address: '%s'}\n"
+        "    profile: dlt645-2007-energy\n"
+    )
+    text = GATEWAY + "devices:\n" + meter % ("a", "AAAAAAAAAAAA") + meter % ("b", "000012345678")
+    (problem,) = problems(text)
+    assert "wildcard address answers for every meter on /dev/ttyUSB1" in problem

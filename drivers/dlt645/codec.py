@@ -1,0 +1,297 @@
+"""DL/T 645-2007 frames and values: pure functions over bytes, no I/O.
+
+A frame on the wire:
+
+    [FE FE FE FE] 68 A0..A5 68 C L DATA(L) CS 16
+
+The address is 12 BCD digits sent low byte first; every data byte is sent
++0x33; CS is the sum modulo 256 from the first 68 through the last data byte.
+`Frame` holds the address as printed on the meter and the data with 0x33
+already removed, so nothing above this module ever sees wire bytes.
+
+Values are packed BCD, little-endian, laid out by a point's `format`
+("XXXXXX.XX": eight digits, two decimals). Anything that is not a frame raises
+`FrameError`; anything that is not a value raises `DecodeError`. Both are
+`BadReply`: a quality flag, never a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.errors import BadReply, DeviceRejected
+from config.models import Dlt645Point
+
+PREAMBLE = b"\xfe\xfe\xfe\xfe"
+WILDCARD = "AAAAAAAAAAAA"  # any meter: read address, or the one meter of a point-to-point link
+START, END = 0x68, 0x16
+HEADER = 10  # 68, six address bytes, 68, C, L
+MAX_FOLLOW_UPS = 15
+
+READ_DATA, READ_FOLLOW_UP, READ_ADDRESS = 0x11, 0x12, 0x13
+REPLY, ERROR, FOLLOWS = 0x80, 0x40, 0x20  # control code bits D7, D6, D5
+
+# error word ERR of an error reply, bit by bit (DL/T 645-2007 §7.1 / domain.md §4.2)
+ERROR_BITS = (
+    "other error",
+    "no requested data (DI not supported)",
+    "password wrong / unauthorised",
+    "baud rate cannot be changed",
+    "too many year time zones",
+    "too many daily periods",
+    "too many tariffs",
+    "reserved bit 7",
+)
+
+
+class FrameError(BadReply):
+    """Bytes that are not a valid DL/T 645 frame (bad checksum, no end byte, cut short)."""
+
+
+class DecodeError(BadReply):
+    """Value bytes that are not a number in the point's format (a nibble above 9, wrong size)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame: `address` as printed ("000012345678"), `data` with 0x33 removed."""
+
+    address: str
+    control: int
+    data: bytes = b""
+
+    @property
+    def function(self) -> int:
+        return self.control & 0x1F
+
+    @property
+    def is_reply(self) -> bool:
+        return bool(self.control & REPLY)
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.control & ERROR)
+
+    @property
+    def follows(self) -> bool:
+        """More data waits in follow-up frames (read them with 0x12)."""
+        return bool(self.control & FOLLOWS)
+
+    def encode(self, *, preamble: bool = True) -> bytes:
+        if len(self.data) > 255:
+            raise ValueError(f"{len(self.data)} data bytes do not fit in one frame (255 at most)")
+        body = (
+            bytes([START])
+            + address_to_wire(self.address)
+            + bytes([START, self.control, len(self.data)])
+            + bytes((b + 0x33) & 0xFF for b in self.data)
+        )
+        return (PREAMBLE if preamble else b"") + body + bytes([sum(body) & 0xFF, END])
+
+
+# --- addresses and data identifiers -------------------------------------------
+
+
+def address_to_wire(address: str) -> bytes:
+    """ "000012345678" -> 78 56 34 12 00 00 (low byte first); "AAAAAAAAAAAA" -> AA x 6."""
+    if len(address) != 12:
+        raise ValueError(f"a meter address has 12 digits (got {address!r})")
+    return bytes.fromhex(address)[::-1]
+
+
+def address_from_wire(wire: bytes) -> str:
+    return wire[::-1].hex().upper()
+
+
+def address_matches(asked: str, answered: str) -> bool:
+    """The reply comes from the meter asked; an A in the request's address matches anything."""
+    return all(a == "A" or a == b for a, b in zip(asked.upper(), answered, strict=True))
+
+
+def di_to_wire(di: str) -> bytes:
+    """ "00010000" (DI3..DI0, as documents write it) -> 00 00 01 00 (DI0 first, as sent)."""
+    if len(di) != 8:
+        raise ValueError(f"a data identifier has 8 hex digits (got {di!r})")
+    return bytes.fromhex(di)[::-1]
+
+
+def di_from_wire(wire: bytes) -> str:
+    return wire[::-1].hex().upper()
+
+
+def describe_error(err: int) -> str:
+    """The error word of an error reply, read as bits: 0x03 is two reasons, not one code."""
+    reasons = [text for bit, text in enumerate(ERROR_BITS) if err & (1 << bit)]
+    return "; ".join(reasons) if reasons else "no reason given (ERR 0x00)"
+
+
+# --- requests ------------------------------------------------------------------
+
+
+def read_data(address: str, di: str) -> Frame:
+    return Frame(address, READ_DATA, di_to_wire(di))
+
+
+def read_follow_up(address: str, di: str, seq: int) -> Frame:
+    """Ask for follow-up frame `seq` (1, 2, ...) of a reply that said more data follows."""
+    return Frame(address, READ_FOLLOW_UP, di_to_wire(di) + bytes([seq & 0xFF]))
+
+
+def read_address() -> Frame:
+    return Frame(WILDCARD, READ_ADDRESS)
+
+
+# --- parsing -------------------------------------------------------------------
+
+
+def scan(buffer: bytes) -> tuple[Frame | FrameError | None, int]:
+    """The first frame in `buffer`, skipping wake-up FE bytes and junk before it.
+
+    Returns (frame or error, bytes consumed up to its end), or (None, bytes that
+    can be dropped) when no complete frame is there yet. Never raises: streams
+    call it as bytes arrive and decide themselves what a bad frame means.
+
+    A start (68, six bytes, 68) whose announced end byte is not 16 was a false
+    start in junk; one that ends with 16 but fails the checksum is a garbled
+    frame. While the first start is still incomplete, only a complete frame
+    with a good checksum further on is taken: a false start in junk whose
+    length byte promises more than arrives must not hide the real reply.
+    """
+    pending: int | None = None  # the first start still waiting for bytes
+    at = buffer.find(START)
+    while at >= 0:
+        second = at + 7
+        if second < len(buffer) and buffer[second] != START:
+            at = buffer.find(START, at + 1)
+            continue
+        end = at + HEADER + buffer[at + 9] + 2 if at + HEADER <= len(buffer) else len(buffer) + 1
+        if end > len(buffer):
+            pending = at if pending is None else pending
+        elif buffer[end - 1] == END:
+            found = _checked(buffer[at:end])
+            if pending is None or isinstance(found, Frame):
+                return found, end
+        at = buffer.find(START, at + 1)
+    return None, len(buffer) if pending is None else pending
+
+
+def _checked(raw: bytes) -> Frame | FrameError:
+    body, checksum = raw[:-2], raw[-2]
+    if sum(body) & 0xFF != checksum:
+        return FrameError(
+            f"garbled reply: checksum {checksum:02X}, the bytes add up to {sum(body) & 0xFF:02X} "
+            f"({raw.hex(' ').upper()})"
+        )
+    data = bytes((b - 0x33) & 0xFF for b in body[HEADER:])
+    return Frame(address_from_wire(body[1:7]), body[8], data)
+
+
+def parse(data: bytes) -> Frame:
+    """The first frame in `data` (any leading FE and junk skipped), or FrameError."""
+    found, used = scan(data)
+    if isinstance(found, Frame):
+        return found
+    if isinstance(found, FrameError):
+        raise found
+    if used < len(data):
+        rest = data[used:]
+        wanted = f"{HEADER + rest[9] + 2} bytes" if len(rest) >= HEADER else "a full header"
+        raise FrameError(f"incomplete frame: {len(rest)} bytes from its start, {wanted} needed")
+    shown = data[:16].hex(" ").upper() + (" ..." if len(data) > 16 else "")
+    raise FrameError(f"no frame (68, address, 68 ... 16) in {len(data)} bytes: {shown}".rstrip())
+
+
+# --- replies ---------------------------------------------------------------------
+
+
+def reply_data(request: Frame, reply: Frame) -> bytes:
+    """The data a reply carries for `request`, once it is proven to answer it.
+
+    Checks the address (or the wildcard), the function, the error bit and, for
+    reads, the echoed data identifier; a follow-up reply's trailing frame number
+    must be the one asked for.
+    """
+    if not address_matches(request.address, reply.address):
+        raise BadReply(f"reply from meter {reply.address}, not the one asked")
+    if not reply.is_reply or reply.function != request.function:
+        raise BadReply(f"unexpected reply, control code {reply.control:02X}")
+    if reply.is_error:
+        if not reply.data:
+            raise DeviceRejected("error reply without an error word")
+        raise DeviceRejected(f"error reply: {describe_error(reply.data[0])}", reply.data[0])
+    if request.function in (READ_DATA, READ_FOLLOW_UP):
+        echoed = reply.data[:4]
+        if echoed != request.data[:4]:
+            shown = di_from_wire(echoed) if len(echoed) == 4 else "(none)"
+            raise BadReply(f"reply for DI {shown}, not the one asked")
+        if request.function == READ_FOLLOW_UP:
+            if len(reply.data) < 5 or reply.data[-1] != request.data[4]:
+                raise BadReply(f"follow-up reply is not frame {request.data[4]}")
+            return reply.data[4:-1]
+        return reply.data[4:]
+    return reply.data
+
+
+def meter_address(reply: Frame) -> str:
+    """The address a meter gave in its reply to `read_address` (12 BCD digits)."""
+    if len(reply.data) != 6:
+        raise BadReply(f"address reply with {len(reply.data)} data bytes, 6 expected")
+    address = address_from_wire(reply.data)
+    if not address.isdigit():
+        raise BadReply(f"address reply is not 12 BCD digits: {address}")
+    return address
+
+
+# --- values --------------------------------------------------------------------
+
+
+def layout(fmt: str) -> tuple[int, int, int]:
+    """(digits, decimals, bytes) of a format: XXXXXX.XX -> (8, 2, 4)."""
+    whole, _, decimals = fmt.partition(".")
+    digits = len(whole) + len(decimals)
+    return digits, len(decimals), (digits + 1) // 2
+
+
+def modulus(fmt: str) -> float:
+    """Where an unsigned register of this format wraps to 0: XXXXXX.XX -> 1 000 000."""
+    digits, decimals, _ = layout(fmt)
+    return float(10 ** (digits - decimals))
+
+
+def decode_bcd(raw: bytes, fmt: str, signed: bool = False) -> float:
+    """Little-endian packed BCD -> number; with `signed`, bit 0x80 of the top byte is the sign."""
+    _, decimals, size = layout(fmt)
+    if len(raw) != size:
+        raise DecodeError(f"{len(raw)} value bytes where format {fmt} has {size}")
+    digits = bytearray(raw[::-1])
+    negative = signed and bool(digits[0] & 0x80)
+    if signed:
+        digits[0] &= 0x7F
+    text = digits.hex()
+    if not text.isdigit():
+        shown = raw.hex(" ").upper()
+        raise DecodeError(f"not BCD: {shown} has a digit above 9 (format {fmt})")
+    value = int(text) / 10**decimals
+    return -value if negative else value
+
+
+def encode_bcd(value: float, fmt: str, signed: bool = False) -> bytes:
+    """The inverse of decode_bcd, for the simulator; an unsigned counter wraps like the meter's."""
+    digits, decimals, size = layout(fmt)
+    units = round(abs(value) * 10**decimals)
+    if value < 0 and not signed:
+        raise ValueError(f"{value} is negative; format {fmt} is unsigned")
+    if signed:
+        if units >= 8 * 10 ** (size * 2 - 1):
+            raise ValueError(f"{value} does not fit format {fmt} with a sign bit")
+    else:
+        units %= 10**digits
+    raw = bytearray.fromhex(f"{units:0{size * 2}d}")
+    if value < 0 and units:
+        raw[0] |= 0x80
+    return bytes(raw[::-1])
+
+
+def decode_point(raw: bytes, point: Dlt645Point) -> float:
+    """The value of `point` from its reply's value bytes: BCD x scale + offset."""
+    return decode_bcd(raw, point.format, point.signed) * point.scale + point.offset

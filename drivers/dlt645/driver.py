@@ -1,0 +1,179 @@
+"""DL/T 645-2007 driver: one meter address on a serial port it may share with others.
+
+One request per data identifier (DI), each answered, checked and decoded on its
+own: a DI the meter lacks spoils only its points. Every failure becomes a bad
+reading whose reason names the device, the meter address and the DI, e.g.
+`workshop3 meter 000012345678 DI 00010000: error reply: no requested data (DI
+not supported)`. Errors of the codec and the port are agent.errors types
+already; `_located` is where they get those coordinates.
+
+A meter that stays silent before answering anything in a poll is taken as
+dead, and the poll's other DIs are marked bad without asking, so it costs one
+timeout while the meters sharing its bus wait. Once it has answered, a silent
+DI costs its own timeout only: some meters ignore DIs they lack instead of
+sending an error reply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.errors import BadReply, DeviceRejected, DeviceTimeout, Disconnected, EdgeAgentError
+from config.models import Dlt645Device, Dlt645Point
+from drivers.base import Quality, Reading
+from drivers.dlt645 import _link
+from drivers.dlt645.codec import (
+    MAX_FOLLOW_UPS,
+    WILDCARD,
+    DecodeError,
+    FrameError,
+    decode_point,
+    meter_address,
+    read_address,
+    read_data,
+    read_follow_up,
+    reply_data,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DiRequest:
+    """One read request and the points its value serves."""
+
+    di: str
+    points: tuple[Dlt645Point, ...]
+
+    def __str__(self) -> str:
+        return f"DI {self.di}"
+
+
+def plan(points: Iterable[Dlt645Point]) -> list[DiRequest]:
+    """One request per distinct DI, in the order the points first name it."""
+    grouped: dict[str, list[Dlt645Point]] = {}
+    for point in points:
+        grouped.setdefault(point.di.upper(), []).append(point)
+    return [DiRequest(di, tuple(group)) for di, group in grouped.items()]
+
+
+class Dlt645Driver:
+    def __init__(self, device: Dlt645Device) -> None:
+        self.device = device.name
+        self.address = device.dlt645.address
+        self.requests = plan(device.points)
+        self._timeout = device.dlt645.timeout
+        self._link = _link.attach(device.name, device.dlt645)
+        self._attached = True
+
+    def describe(self) -> str:
+        count = len(self.requests)
+        points = sum(len(r.points) for r in self.requests)
+        extra = f" ({points} points)" if points != count else ""
+        meter = f"meter {self.address}"
+        if self.address == WILDCARD:
+            meter += " (any: the only meter on the link)"
+        return (
+            f"{self.device}: {count} data identifiers{extra} on {self._link.port} "
+            f"@{self._link.settings}, {meter}"
+        )
+
+    async def read(self) -> list[Reading]:
+        """Every point once; never raises (failures are bad readings with their reason)."""
+        readings: list[Reading] = []
+        failure: str | None = None  # the link or the meter is gone: skip the other DIs
+        answered = False
+        for request in self.requests:
+            if failure is not None:
+                readings.extend(self._bad(request, failure))
+                continue
+            where = f"{self.device} meter {self.address} DI {request.di}"
+            try:
+                value = await self._read_di(request.di, where)
+            except Disconnected as exc:
+                failure = str(exc)
+                readings.extend(self._bad(request, failure))
+            except DeviceTimeout as exc:
+                if not answered:
+                    failure = str(exc)
+                readings.extend(self._bad(request, str(exc)))
+            except EdgeAgentError as exc:  # BadReply, DeviceRejected: the meter is alive
+                answered = True
+                readings.extend(self._bad(request, str(exc)))
+            else:
+                answered = True
+                readings.extend(self._decoded(request, value, where))
+        return readings
+
+    async def identify(self) -> str:
+        """The address of the one meter on the link, asked with the wildcard address.
+
+        For `probe` on a point-to-point link; with several meters on the bus
+        they all answer at once and the garbled reply raises BadReply.
+        Raises DeviceTimeout, Disconnected, DeviceRejected or BadReply.
+        """
+        where = f"{self.device} on {self._link.port}"
+        request = read_address()
+        try:
+            reply = await self._link.exchange(request.encode(), self._timeout)
+            reply_data(request, reply)  # an error reply or another function raises here
+            return meter_address(reply)
+        except FrameError as exc:  # every meter on the line answered at once
+            raise _located(exc, where, "; is more than one meter on the line?") from exc
+        except EdgeAgentError as exc:
+            raise _located(exc, where) from exc
+
+    async def close(self) -> None:
+        if self._attached:
+            self._attached = False
+            await _link.detach(self._link)
+
+    # --- one DI ---------------------------------------------------------------------
+
+    async def _read_di(self, di: str, where: str) -> bytes:
+        """The value bytes of `di`, gathered from follow-up frames when the meter splits them."""
+        try:
+            request = read_data(self.address, di)
+            reply = await self._link.exchange(request.encode(), self._timeout)
+            value = reply_data(request, reply)
+            for seq in range(1, MAX_FOLLOW_UPS + 1):
+                if not reply.follows:
+                    return value
+                request = read_follow_up(self.address, di, seq)
+                reply = await self._link.exchange(request.encode(), self._timeout)
+                value += reply_data(request, reply)
+            raise BadReply(f"more than {MAX_FOLLOW_UPS} follow-up frames")
+        except EdgeAgentError as exc:
+            raise _located(exc, where) from exc
+
+    # --- readings -----------------------------------------------------------------
+
+    def _decoded(self, request: DiRequest, value: bytes, where: str) -> list[Reading]:
+        now = time.time()
+        readings = []
+        for point in request.points:
+            try:
+                number = decode_point(value, point)
+            except DecodeError as exc:
+                reason = f"{where}: {exc}"
+                readings.append(
+                    Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason)
+                )
+            else:
+                readings.append(Reading(self.device, point.name, now, number, point.unit))
+        return readings
+
+    def _bad(self, request: DiRequest, reason: str) -> list[Reading]:
+        now = time.time()
+        return [
+            Reading(self.device, p.name, now, None, p.unit, Quality.BAD, reason)
+            for p in request.points
+        ]
+
+
+def _located(exc: EdgeAgentError, where: str, hint: str = "") -> EdgeAgentError:
+    """The same error, its message prefixed with the device, meter and DI it concerns."""
+    message = f"{where}: {exc}{hint}"
+    if isinstance(exc, DeviceRejected):
+        return DeviceRejected(message, exc.code)
+    return type(exc)(message)

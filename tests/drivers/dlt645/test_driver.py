@@ -1,0 +1,332 @@
+"""The DL/T 645 driver against simulated meters on a pseudo-terminal, faults included."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.errors import DeviceTimeout, Disconnected
+from config.models import Dlt645Device, Dlt645Point
+from drivers import make_driver
+from drivers.base import Quality
+from drivers.dlt645 import _link
+from drivers.dlt645.driver import Dlt645Driver
+from drivers.dlt645.simulator import SimulatedBus
+from tests.drivers.dlt645.helpers import CURVE, PROFILE, T0, bus, device, driver, meter
+
+pytestmark = pytest.mark.timeout(30)
+
+OTHER = "000000000002"
+
+
+def expected() -> dict[str, tuple[float, str]]:
+    """What the simulated meter serves at T0: 36 kW flat, 12 345.67 kWh, 230 V, 50 Hz."""
+    current = round(36_000.0 / (3 * 230.0 * 0.95), 3)
+    return {
+        "import_kwh": (12345.67, "kWh"),
+        "import_t1_kwh": (1234.57, "kWh"),
+        "import_t2_kwh": (3703.70, "kWh"),
+        "import_t3_kwh": (4938.27, "kWh"),
+        "import_t4_kwh": (2469.13, "kWh"),
+        "export_kwh": (0.0, "kWh"),
+        "power_kw": (36.0, "kW"),
+        "voltage_l1_v": (230.0, "V"),
+        "voltage_l2_v": (230.0, "V"),
+        "voltage_l3_v": (230.0, "V"),
+        "current_l1_a": (current, "A"),
+        "current_l2_a": (current, "A"),
+        "current_l3_a": (current, "A"),
+        "power_factor": (0.95, ""),
+        "frequency_hz": (50.0, "Hz"),
+    }
+
+
+async def test_every_profile_point_reads_good_with_its_unit() -> None:
+    """A healthy meter gives every point of the profile, decoded, with the profile's units."""
+    async with bus(meter()) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert expected() == {r.point: (r.value, r.unit) for r in readings}
+    assert all(r.quality is Quality.GOOD and r.device == "workshop3" for r in readings)
+
+
+async def test_the_energy_is_the_integral_of_the_simulated_power() -> None:
+    """With a running clock, import_kwh advances by the curve's energy between two polls."""
+    clock = [T0]
+    sim = meter(clock=lambda: clock[0])
+    points = [p for p in PROFILE if p.name == "import_kwh"]
+    async with bus(sim) as line, driver(device(line.port, points=points)) as d:
+        first = (await d.read())[0].value
+        clock[0] += 3600.0
+        second = (await d.read())[0].value
+    assert (CURVE.energy_kwh(T0 + 3600.0) - CURVE.energy_kwh(T0)) == pytest.approx(
+        second - first, abs=0.01
+    )
+
+
+async def test_an_error_reply_is_bad_with_the_decoded_reason() -> None:
+    """A DI the meter lacks reads bad, the reason naming device, meter, DI and the error bits."""
+    sim = meter()
+    del sim.values["00010000"]
+    async with bus(sim) as line, driver(device(line.port)) as d:
+        readings = {r.point: r for r in await d.read()}
+    bad = readings.pop("import_kwh")
+    assert (bad.quality, bad.value) == (Quality.BAD, None)
+    assert bad.reason == (
+        "workshop3 meter 000012345678 DI 00010000: error reply: "
+        "no requested data (DI not supported)"
+    )
+    assert all(r.good for r in readings.values())
+
+
+async def test_a_garbled_checksum_is_bad() -> None:
+    """A reply whose checksum does not add up is never decoded."""
+    async with bus(meter(garbled=True)) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert readings[0].reason.startswith(
+        "workshop3 meter 000012345678 DI 00010000: garbled reply: checksum"
+    )
+
+
+async def test_junk_and_wake_up_bytes_before_a_reply_are_skipped() -> None:
+    """Line noise and FE FE FE FE before the frame still give a good reading."""
+    sim = meter(junk=bytes.fromhex("00 68 12 FF 16 68"), preamble=b"\xfe" * 7)
+    async with bus(sim) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert all(r.good for r in readings)
+
+
+async def test_a_reply_from_another_address_is_bad() -> None:
+    """A frame from a meter other than the one asked is not taken for its answer."""
+    async with bus(meter(reply_as=OTHER)) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert readings[0].reason == (
+        "workshop3 meter 000012345678 DI 00010000: reply from meter 000000000002, not the one asked"
+    )
+
+
+async def test_a_value_that_is_not_bcd_is_bad_never_a_number() -> None:
+    """A nibble above 9 in the value makes the point bad; the others still read."""
+    sim = meter()
+    sim.values["02030000"] = bytes.fromhex("45 2A 01")
+    async with bus(sim) as line, driver(device(line.port)) as d:
+        readings = {r.point: r for r in await d.read()}
+    power = readings.pop("power_kw")
+    assert (power.quality, power.value) == (Quality.BAD, None)
+    assert "DI 02030000: not BCD: 45 2A 01 has a digit above 9" in (power.reason or "")
+    assert all(r.good for r in readings.values())
+
+
+async def test_a_silent_meter_costs_one_timeout_per_poll() -> None:
+    """No reply to the first DI: every point is bad with that reason, the rest are not asked."""
+    sim = meter(ignored={p.di for p in PROFILE})  # hears every request, answers none
+    async with bus(sim) as line, driver(device(line.port, timeout="200ms")) as d:
+        started = time.monotonic()
+        readings = await d.read()
+        took = time.monotonic() - started
+    reason = "workshop3 meter 000012345678 DI 00010000: no reply within 0.2s"
+    assert [r.reason for r in readings] == [reason] * len(PROFILE)
+    assert sim.asked == ["00010000"]
+    assert took < 0.4
+
+
+async def test_a_meter_silent_on_one_di_spoils_only_that_di() -> None:
+    """Some meters ignore a DI they lack: after a first answer, a timeout costs its DI only."""
+    sim = meter(ignored={"02060000"})
+    async with bus(sim) as line, driver(device(line.port, timeout="200ms")) as d:
+        readings = {r.point: r for r in await d.read()}
+    pf = readings.pop("power_factor")
+    assert pf.reason == "workshop3 meter 000012345678 DI 02060000: no reply within 0.2s"
+    assert all(r.good for r in readings.values())
+
+
+async def test_a_dead_meter_does_not_stop_its_neighbour_on_the_bus() -> None:
+    """Two meters share a pty; the dead one reads bad, the live one good, delayed by one timeout."""
+    async with bus(meter()) as line:
+        live_device = device(line.port, name="live")
+        dead_device = device(line.port, address=OTHER, name="dead", timeout="400ms")
+        async with driver(live_device) as live, driver(dead_device) as dead:
+            alone_started = time.monotonic()
+            await live.read()
+            alone = time.monotonic() - alone_started
+
+            async def timed(d: Dlt645Driver) -> tuple[list, float]:
+                started = time.monotonic()
+                return await d.read(), time.monotonic() - started
+
+            (dead_readings, _), (live_readings, took) = await asyncio.gather(
+                timed(dead), timed(live)
+            )
+    assert all(r.good for r in live_readings)
+    assert all(r.quality is Quality.BAD for r in dead_readings)
+    assert dead_readings[0].reason == "dead meter 000000000002 DI 00010000: no reply within 0.4s"
+    assert took < alone + 0.4 + 0.2
+
+
+async def test_devices_on_one_port_share_one_open_port() -> None:
+    """The port is opened once for every device on it and closed with the last of them."""
+    async with bus(meter(), meter(OTHER)) as line:
+        async with driver(device(line.port)) as one, driver(device(line.port, OTHER)) as two:
+            assert one._link is two._link
+            await one.read()
+            await two.read()
+            assert one._link.users == 2
+        assert os.path.realpath(line.port) not in _link._LINKS
+
+
+async def test_a_port_that_does_not_exist_gives_bad_readings_not_an_exception() -> None:
+    """An unplugged adapter makes every point bad with a reason a technician can act on."""
+    async with driver(device("/dev/ttyDLT645-absent")) as d:
+        readings = await d.read()
+    assert len(PROFILE) == len(readings)
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert readings[0].reason == (
+        "workshop3 meter 000012345678 DI 00010000: cannot open /dev/ttyDLT645-absent at "
+        "2400 8N1: no such device (is the USB-RS485 adapter plugged in? see ls /dev/serial/by-id)"
+    )
+
+
+async def test_a_port_that_comes_back_is_reopened_at_the_next_poll(tmp_path: Path) -> None:
+    """Unplugged mid-run, then plugged in again: bad while away, good again without a restart."""
+    port = tmp_path / "ttyUSB1"  # a by-id style symlink that follows the adapter
+    first = SimulatedBus([meter()])
+    await first.start()
+    port.symlink_to(first.port)
+    async with driver(device(str(port))) as d:
+        before = await d.read()
+        await first.stop()
+        port.unlink()
+        away = await d.read()
+        async with bus(meter()) as second:
+            port.symlink_to(second.port)
+            back = await d.read()
+    assert all(r.good for r in before)
+    assert all(r.quality is Quality.BAD for r in away)
+    assert all(r.good for r in back)
+
+
+async def test_a_late_reply_from_the_last_poll_is_flushed() -> None:
+    """A reply that arrives after its timeout is discarded, not taken for the next answer."""
+    sim = meter(delay=0.3)
+    points = [p for p in PROFILE if p.name in ("import_kwh", "power_kw")]
+    async with bus(sim) as line, driver(device(line.port, points=points, timeout="150ms")) as d:
+        late = await d.read()
+        await asyncio.sleep(0.3)  # the late reply is on the line now
+        sim.delay = 0.0
+        readings = {r.point: r.value for r in await d.read()}
+    assert all(r.quality is Quality.BAD for r in late)
+    assert readings == {"import_kwh": 12345.67, "power_kw": 36.0}
+
+
+async def test_values_split_over_follow_up_frames_are_joined() -> None:
+    """A reply flagged B1 is completed with 0x12 requests and the pieces concatenated."""
+    sim = meter(split=1)
+    async with bus(sim) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert expected() == {r.point: (r.value, r.unit) for r in readings}
+    assert sim.asked.count("00010000") == 4
+
+
+async def test_identify_reads_the_address_of_the_one_meter() -> None:
+    """identify() asks with the wildcard address and returns the meter's own."""
+    async with bus(meter("123456789012")) as line, driver(device(line.port)) as d:
+        assert await d.identify() == "123456789012"
+
+
+async def test_identify_on_a_dead_line_raises_a_located_timeout() -> None:
+    """identify() is for probe: a silent line raises DeviceTimeout naming device and port."""
+    async with bus(meter(silent=True)) as line, driver(device(line.port)) as d:
+        with pytest.raises(DeviceTimeout, match=f"workshop3 on {line.port}: no reply within"):
+            await d.identify()
+
+
+async def test_identify_without_a_port_raises_disconnected() -> None:
+    """A missing port is Disconnected, with its path."""
+    async with driver(device("/dev/ttyDLT645-absent")) as d:
+        with pytest.raises(Disconnected, match="cannot open /dev/ttyDLT645-absent"):
+            await d.identify()
+
+
+async def test_the_wildcard_address_reads_the_one_meter_on_a_link() -> None:
+    """address AAAAAAAAAAAA takes the answer of whichever meter is on a point-to-point link."""
+    async with (
+        bus(meter("123456789012")) as line,
+        driver(device(line.port, address="AAAAAAAAAAAA")) as d,
+    ):
+        readings = await d.read()
+    assert all(r.good for r in readings)
+
+
+async def test_describe_prints_the_plan() -> None:
+    """describe() says how many DIs go to which port, at what speed, for which meter."""
+    points = [*PROFILE, Dlt645Point(name="import_wh", di="00010000", scale=1000.0, unit="Wh")]
+    async with driver(device("/dev/ttyUSB1", points=points)) as d:
+        assert d.describe() == (
+            "workshop3: 15 data identifiers (16 points) on /dev/ttyUSB1 @2400 8N1, "
+            "meter 000012345678"
+        )
+        assert [str(r) for r in d.requests[:2]] == ["DI 00010000", "DI 00010100"]
+
+
+async def test_the_registry_makes_a_dlt645_driver() -> None:
+    """drivers.make_driver knows the dlt645 protocol."""
+    made = make_driver(device("/dev/ttyUSB1"))
+    try:
+        assert isinstance(made, Dlt645Driver)
+    finally:
+        await made.close()
+
+
+async def test_an_adapter_that_echoes_requests_is_understood() -> None:
+    """A half-duplex adapter hears its own request first; the driver waits for the reply."""
+    async with SimulatedBus([meter()], echo=True) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert all(r.good for r in readings)
+
+
+async def test_noise_instead_of_a_reply_points_at_the_line_settings() -> None:
+    """Bytes that never make a frame (a meter at another baud rate) say what was heard."""
+    sim = meter(noise=bytes.fromhex("E0 1F 00 F8"))
+    async with bus(sim) as line, driver(device(line.port, timeout="200ms")) as d:
+        readings = await d.read()
+    assert readings[0].reason == (
+        "workshop3 meter 000012345678 DI 00010000: no complete reply within 0.2s, "
+        "only 4 bytes (E0 1F 00 F8): check that the meter is set to 2400 8N1"
+    )
+
+
+WHY = [
+    (OSError(errno.ENOENT, "x"), "no such device (is the USB-RS485 adapter plugged in?"),
+    (OSError(errno.EACCES, "x"), "permission denied (the agent's user needs the dialout group)"),
+    (OSError(errno.EBUSY, "x"), "in use by another program"),
+    (termios.error(errno.EINVAL, "Invalid argument"), "the port refuses 2400 8E1"),
+    (OSError(errno.EIO, "x"), "input/output error (adapter unplugged?)"),
+]
+
+
+@pytest.mark.parametrize(("error", "text"), WHY)
+def test_port_errors_read_as_what_to_check(error: BaseException, text: str) -> None:
+    """The OS errors of a serial port are told in a technician's words."""
+    assert _link._why(error, "2400 8E1").startswith(text)
+
+
+async def test_a_second_device_at_another_speed_is_warned_the_first_wins(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The port runs at the settings of its first device; a disagreeing one is logged."""
+    first = device("/dev/ttyUSB7")
+    second = Dlt645Device(
+        name="ws4", dlt645={"port": "/dev/ttyUSB7", "baudrate": 9600, "address": OTHER}
+    )
+    async with driver(first) as one, driver(second) as two:
+        assert (one._link.settings, two._link.settings) == ("2400 8N1", "2400 8N1")
+    assert "ws4: /dev/ttyUSB7 is already used at 2400 8N1; this device's 9600 8E1 is ignored" in (
+        caplog.text
+    )
