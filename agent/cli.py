@@ -143,7 +143,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
         return EX_CONFIG
     from agent.probe import probe
 
-    return asyncio.run(probe(loaded, args.device, as_json=args.json, plan_only=args.plan))
+    return asyncio.run(
+        probe(loaded, args.device, as_json=args.json, plan_only=args.plan, identify=args.identify)
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -201,6 +203,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("device", help="device name from the config")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--plan", action="store_true", help="only show the requests it would send")
+    p.add_argument(
+        "--identify",
+        action="store_true",
+        help="ask the one meter on the line its address (DL/T 645, wildcard AAAAAAAAAAAA)",
+    )
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)

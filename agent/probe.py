@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 
+from agent.errors import EdgeAgentError
 from agent.wiring import Wiring
 from config import LoadedConfig
 from drivers import DriverUnavailable, make_driver
 
 
-async def probe(loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bool) -> int:
+async def probe(
+    loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bool, identify: bool = False
+) -> int:
     """Exit 0 when every point read good, 1 when some did not, 2 when nothing could be done."""
     devices = {d.name: d for d in loaded.config.devices}
     device = devices.get(name)
@@ -30,6 +33,8 @@ async def probe(loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bo
             names = ", ".join(p.name for p in request.points)
             print(f"  {request}: {names}")
         return 0
+    if identify:
+        return await _identify(driver, name)
     try:
         readings = Wiring.of(device).apply(await driver.read())
     finally:
@@ -48,3 +53,20 @@ async def probe(loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bo
             line = f"{r.point:<{width}}  {value:>14} {r.unit:<5} {r.quality.value}"
             print(line + (f"  {r.reason}" if r.reason else ""))
     return 0 if readings and all(r.good for r in readings) else 1
+
+
+async def _identify(driver: object, name: str) -> int:
+    """Ask the one meter on the line who it is (DL/T 645: the wildcard address)."""
+    ask = getattr(driver, "identify", None)
+    try:
+        if ask is None:
+            print(f"{name}: this protocol has no way to ask a meter its address", file=sys.stderr)
+            return 2
+        try:
+            print(f"{name}: meter address {await ask()}")
+        except EdgeAgentError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await driver.close()  # type: ignore[attr-defined]

@@ -1,0 +1,102 @@
+"""`edge-agent probe`: one device read now, printed for a technician or as JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.probe import probe
+from config import load_config
+from drivers.dlt645.simulator import SimulatedBus
+from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
+from tests.drivers.dlt645.helpers import ADDRESS, meter
+from tests.drivers.modbus.test_tcp import POINTS
+
+pytestmark = pytest.mark.timeout(30)
+GATEWAY = """\
+gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
+sync: {url: "https://central.example/api/v1/batches"}
+devices:
+"""
+
+
+def config(tmp_path: Path, devices: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "agent.yaml"
+    path.write_text(GATEWAY + devices)
+    return load_config(path)
+
+
+async def test_json_gives_every_point_with_value_unit_and_quality(tmp_path: Path, capsys) -> None:
+    """--json prints one object {device, points: {name: {value, unit, quality}}}; exit 0."""
+    sim = SimulatedMeter(1, POINTS, LoadCurve(base_kw=42.0, swing_kw=0.0), counter="energy_kwh")
+    server = MeterServer([sim])
+    await server.start()
+    devices = (
+        f"  - name: press\n    modbus_tcp: {{host: 127.0.0.1, port: {server.port}}}\n"
+        "    points:\n"
+        "      - {name: power_kw, address: 0, function: input, type: float32, unit: kW}\n"
+        "      - {name: energy_kwh, address: 10, type: uint32, scale: 0.01, unit: kWh,"
+        " kind: counter}\n"
+    )
+    try:
+        code = await probe(config(tmp_path, devices), "press", as_json=True, plan_only=False)
+    finally:
+        await server.stop()
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["device"] == "press"
+    assert out["points"]["power_kw"] == {
+        "value": pytest.approx(42.0),
+        "unit": "kW",
+        "quality": "good",
+    }
+    assert out["points"]["energy_kwh"]["unit"] == "kWh"
+
+
+async def test_an_unreachable_device_says_why_and_exits_1(tmp_path: Path, capsys) -> None:
+    """Every point bad with the reason; exit status 1 for scripts."""
+    devices = (
+        "  - name: gone\n    modbus_tcp: {host: 127.0.0.1, port: 9, timeout: 500ms}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+    )
+    code = await probe(config(tmp_path, devices), "gone", as_json=True, plan_only=False)
+    point = json.loads(capsys.readouterr().out)["points"]["e"]
+    assert code == 1
+    assert (point["value"], point["quality"]) == (None, "bad")
+    assert "cannot connect to 127.0.0.1:9" in point["reason"]
+
+
+async def test_plan_shows_the_requests_without_sending_them(tmp_path: Path, capsys) -> None:
+    """--plan lists the coalesced requests of a profile: nothing is sent."""
+    devices = "  - name: m\n    profile: eastron-sdm630\n    modbus_tcp: {host: 192.0.2.1}\n"
+    code = await probe(config(tmp_path, devices), "m", as_json=False, plan_only=True)
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].startswith("m: 2 requests, 36 registers, 11 points")
+    assert out[1].strip().startswith("input @0x0000 x12")
+
+
+async def test_identify_reads_the_address_of_the_one_meter_on_the_line(
+    tmp_path: Path, capsys
+) -> None:
+    """DL/T 645 with the wildcard address: probe --identify prints the meter's own address."""
+    async with SimulatedBus([meter()], parity="N") as line:
+        devices = (
+            f"  - name: w3\n    dlt645: {{port: {line.port}, parity: N, address: AAAAAAAAAAAA}}\n"
+            "    profile: dlt645-2007-energy\n"
+        )
+        code = await probe(
+            config(tmp_path, devices), "w3", as_json=False, plan_only=False, identify=True
+        )
+    assert code == 0
+    assert capsys.readouterr().out.strip() == f"w3: meter address {ADDRESS}"
+
+
+async def test_an_unknown_device_lists_the_known_ones(tmp_path: Path, capsys) -> None:
+    """A typo in the device name: exit 2 and the names there are."""
+    devices = "  - name: main\n    profile: eastron-sdm630\n    modbus_tcp: {host: 192.0.2.1}\n"
+    code = await probe(config(tmp_path, devices), "mian", as_json=False, plan_only=False)
+    assert code == 2
+    assert "no device named 'mian' (devices: main)" in capsys.readouterr().err
