@@ -144,7 +144,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from agent.probe import probe
 
     return asyncio.run(
-        probe(loaded, args.device, as_json=args.json, plan_only=args.plan, identify=args.identify)
+        probe(
+            loaded,
+            args.device,
+            as_json=args.json,
+            plan_only=args.plan,
+            identify=args.identify,
+            browse=args.browse,
+        )
     )
 
 
@@ -203,6 +210,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("device", help="device name from the config")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--plan", action="store_true", help="only show the requests it would send")
+    p.add_argument(
+        "--browse",
+        nargs="?",
+        const="",
+        metavar="NODE",
+        help="list an OPC UA server's variables (under NODE, default Objects) to find node ids",
+    )
     p.add_argument(
         "--identify",
         action="store_true",

@@ -192,8 +192,13 @@ class Agent:
             return  # an offline device is polled at its backed-off pace, not every turn
         with self._tracked():
             try:
-                readings = await self.drivers[name].read()
+                driver = self.drivers[name]
+                # a subscription's counter changes since the last poll, then the poll itself
+                drain = getattr(driver, "drain_changes", None)
+                changes = drain() if drain else []
+                readings = await driver.read()
                 self._note(name, readings)
+                readings = changes + readings
                 work = self.pipeline.ingest(name, readings)
             except Exception:  # a bug must not stop this device's polls forever
                 log.exception("%s: poll failed", name)

@@ -109,15 +109,23 @@ class Pipeline:
                 (r.device, r.point, r.ts, r.value, r.unit, r.quality.value) for r in readings
             ]
         meter = self.meters.get(device)
-        reading = next((r for r in readings if meter and r.point == meter.counter), None)
-        if meter is None or reading is None or not reading.good:
+        if meter is None:
             return work
+        # one reading per poll, or every change a subscription delivered, oldest first
+        for reading in sorted(
+            (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
+        ):
+            self._count(meter, reading, work)
+        return work
+
+    def _count(self, meter: Meter, reading: Reading, work: Commit) -> None:
+        """One counter sample through energy and carbon, into `work`."""
         assert reading.value is not None
         if reading.ts < CLOCK_FLOOR:
             if not self._clock_unset:
                 log.error("the system clock is not set (%s): energy waits for it", reading.ts)
             self._clock_unset = True
-            return work
+            return
         self._clock_unset = False
         state = self.states.setdefault(meter.key, CounterState())
         first = state.pending is None
@@ -125,7 +133,7 @@ class Pipeline:
         for length, closed in step.closed.items():
             for interval in closed:
                 record = interval_record(
-                    device,
+                    meter.device,
                     meter.carrier,
                     meter.unit,
                     interval,
@@ -133,17 +141,13 @@ class Pipeline:
                     self.province,
                     self.tz,
                 )
-                work.intervals.append(IntervalRow(device, interval.start, length, record))
+                work.intervals.append(IntervalRow(meter.device, interval.start, length, record))
         for event in step.events:
-            log.warning("%s %s: %s: %s", device, meter.counter, event.kind, event.detail)
-            work.events.append(
-                EventRow(
-                    reading.ts, device, event.kind, "warning", f"{meter.counter}: {event.detail}"
-                )
-            )
-        if first or work.intervals or work.events:
+            log.warning("%s %s: %s: %s", meter.device, meter.counter, event.kind, event.detail)
+            detail = f"{meter.counter}: {event.detail}"
+            work.events.append(EventRow(reading.ts, meter.device, event.kind, "warning", detail))
+        if first or step.events or any(step.closed.values()):
             work.counters[meter.key] = state.to_json()
-        return work
 
     def flush(self) -> Commit:
         """Every counter's state, for a clean stop: the interval in progress resumes after it."""

@@ -8,11 +8,18 @@ import sys
 from agent.errors import EdgeAgentError
 from agent.wiring import Wiring
 from config import LoadedConfig
+from config.models import AnyDevice, protocol_of
 from drivers import DriverUnavailable, make_driver
 
 
 async def probe(
-    loaded: LoadedConfig, name: str, *, as_json: bool, plan_only: bool, identify: bool = False
+    loaded: LoadedConfig,
+    name: str,
+    *,
+    as_json: bool,
+    plan_only: bool,
+    identify: bool = False,
+    browse: str | None = None,
 ) -> int:
     """Exit 0 when every point read good, 1 when some did not, 2 when nothing could be done."""
     devices = {d.name: d for d in loaded.config.devices}
@@ -21,6 +28,8 @@ async def probe(
         known = ", ".join(devices) or "none"
         print(f"{loaded.path}: no device named {name!r} (devices: {known})", file=sys.stderr)
         return 2
+    if browse is not None:
+        return await _browse(device, browse or None)
     try:
         driver = make_driver(device)
     except DriverUnavailable as exc:
@@ -70,3 +79,19 @@ async def _identify(driver: object, name: str) -> int:
         return 0
     finally:
         await driver.close()  # type: ignore[attr-defined]
+
+
+async def _browse(device: AnyDevice, node: str | None) -> int:
+    """The variables of an OPC UA server, so a technician can find node ids."""
+    if protocol_of(device) != "opcua":
+        print(f"{device.name}: --browse is for OPC UA devices", file=sys.stderr)
+        return 2
+    from drivers.opcua.browse import browse, table
+
+    try:
+        variables = await browse(device, node)  # type: ignore[arg-type]
+    except EdgeAgentError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(table(variables) if variables else f"{device.name}: no variables under {node}")
+    return 0

@@ -42,41 +42,41 @@ def swapped(name: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
-    """Per point: its multiplier, whether it changes sign, and whose value it takes."""
+    """Per point: its multiplier and whether it changes sign; per reversed counter, the
+    name its register really answers to."""
 
     factors: dict[str, float]
     negate: frozenset[str]
-    source: dict[str, str]  # point -> the point whose register really holds its value
+    rename: dict[str, str]  # import_kwh -> export_kwh and back, on a reversed meter
 
     @classmethod
     def of(cls, device: AnyDevice) -> Wiring:
         names = {p.name for p in device.points}
         factors = {p.name: factor(p.unit, device.ct_ratio, device.pt_ratio) for p in device.points}
         negate: frozenset[str] = frozenset()
-        source: dict[str, str] = {}
+        rename: dict[str, str] = {}
         if device.reverse:
             negate = frozenset(p.name for p in device.points if p.unit in _POWER)
             for name in names:
                 other = swapped(name)
                 if other in names:
-                    source[name] = other
-        return cls(factors, negate, source)
+                    rename[name] = other
+        return cls(factors, negate, rename)
 
     @property
     def neutral(self) -> bool:
-        return not self.negate and not self.source and all(f == 1.0 for f in self.factors.values())
+        return not self.negate and not self.rename and all(f == 1.0 for f in self.factors.values())
 
     def apply(self, readings: list[Reading]) -> list[Reading]:
         if self.neutral:
             return readings
-        by_point = {r.point: r for r in readings}
         out = []
         for reading in readings:
-            raw = by_point.get(self.source.get(reading.point, reading.point), reading)
-            value = raw.value
+            name = self.rename.get(reading.point, reading.point)
+            value = reading.value
             if value is not None:
-                value *= self.factors.get(reading.point, 1.0)
-                if reading.point in self.negate:
+                value *= self.factors.get(name, 1.0)
+                if name in self.negate:
                     value = -value
-            out.append(raw._replace(point=reading.point, value=value, unit=reading.unit))
+            out.append(reading._replace(point=name, value=value))
         return out

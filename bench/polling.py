@@ -45,15 +45,21 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
-def measure(pid: int, warmup: float, seconds: float) -> dict[str, float]:
+def served(portfile: Path) -> int:
+    time.sleep(0.6)  # the simulator writes the count every half second
+    return int((portfile.parent / (portfile.name + ".requests")).read_text())
+
+
+def measure(pid: int, warmup: float, seconds: float, portfile: Path) -> dict[str, float]:
     time.sleep(warmup)
-    cpu0, w0 = cpu_seconds(pid), written(pid)
+    cpu0, w0, n0 = cpu_seconds(pid), written(pid), served(portfile)
     time.sleep(seconds)
     return {
         "cpu": cpu_seconds(pid) - cpu0,
         "written": written(pid) - w0,
         "rss": rss_mib(pid),
         "peak": rss_mib(pid, "VmHWM"),
+        "values": (served(portfile) - n0) * VALUES,
     }
 
 
@@ -123,7 +129,7 @@ def run(meters: int, seconds: float, warmup: float) -> dict[str, float]:
             ports = [int(p) for p in portfile.read_text().split()]
             bare = subprocess.Popen([sys.executable, "-c", BARE, *map(str, ports)])
             try:
-                b = measure(bare.pid, warmup, seconds)
+                b = measure(bare.pid, warmup, seconds, portfile)
             finally:
                 stop(bare)
             (workdir / "agent.yaml").write_text(agent_config(ports, workdir))
@@ -133,20 +139,21 @@ def run(meters: int, seconds: float, warmup: float) -> dict[str, float]:
                 stderr=subprocess.DEVNULL,
             )
             try:
-                a = measure(agent.pid, warmup, seconds)
+                a = measure(agent.pid, warmup, seconds, portfile)
             finally:
                 stop(agent)
         finally:
             stop(sim)
-    values = meters * VALUES * seconds
     return {
         "meters": meters,
-        "agent_cpu_per_1000": 1000 * a["cpu"] / values,
-        "bare_cpu_per_1000": 1000 * b["cpu"] / values,
+        "agent_values_per_s": a["values"] / seconds,
+        "bare_values_per_s": b["values"] / seconds,
+        "agent_cpu_per_1000": 1000 * a["cpu"] / max(1, a["values"]),
+        "bare_cpu_per_1000": 1000 * b["cpu"] / max(1, b["values"]),
         "core_share": a["cpu"] / seconds,
         "rss": a["rss"],
         "peak": a["peak"],
-        "bytes_per_value": a["written"] / values,
+        "bytes_per_value": a["written"] / max(1, a["values"]),
     }
 
 
@@ -157,14 +164,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     args = parser.parse_args()
     print(
-        f"{'meters':>6} {'agent CPU s/1k values':>22} {'bare CPU s/1k':>14} {'ratio':>6}"
-        f" {'% of a core':>11} {'RSS MiB':>8} {'peak MiB':>9} {'bytes/value':>12}"
+        f"{'meters':>6} {'values/s':>9} {'bare v/s':>9} {'agent CPU s/1k values':>22}"
+        f" {'bare CPU s/1k':>14} {'ratio':>6} {'% of a core':>11} {'RSS MiB':>8}"
+        f" {'peak MiB':>9} {'bytes/value':>12}"
     )
     for meters in (int(m) for m in args.meters.split(",")):
         r = run(meters, args.seconds, args.warmup)
         ratio = r["agent_cpu_per_1000"] / r["bare_cpu_per_1000"] if r["bare_cpu_per_1000"] else 0
         print(
-            f"{r['meters']:>6} {r['agent_cpu_per_1000']:>22.4f} {r['bare_cpu_per_1000']:>14.4f}"
+            f"{r['meters']:>6} {r['agent_values_per_s']:>9.0f} {r['bare_values_per_s']:>9.0f}"
+            f" {r['agent_cpu_per_1000']:>22.4f} {r['bare_cpu_per_1000']:>14.4f}"
             f" {ratio:>6.2f} {100 * r['core_share']:>10.1f}% {r['rss']:>8.1f} {r['peak']:>9.1f}"
             f" {r['bytes_per_value']:>12.2f}",
             flush=True,

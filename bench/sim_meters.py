@@ -3,12 +3,15 @@
 Run in its own process so the meters' CPU never counts against the agent's:
     python bench/sim_meters.py N PORTFILE
 writes their ports to PORTFILE and serves until SIGTERM: one
-server per meter, as a plant's meters are separate hosts.
+server per meter, as a plant's meters are separate hosts. PORTFILE.requests
+holds the number of read requests answered so far (every half second).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 
@@ -44,7 +47,13 @@ async def main(count: int, portfile: str) -> None:
         out.write(" ".join(str(s.port) for s in servers))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    counts = portfile + ".requests"
+    while not stop.is_set():  # how many requests were answered so far, for values/s
+        with open(counts + ".tmp", "w") as out:
+            out.write(str(sum(m.requests for s in servers for m in s.meters)))
+        os.replace(counts + ".tmp", counts)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
     for server in servers:
         await server.stop()
 

@@ -43,7 +43,13 @@ from config.profiles import Sourced, resolved
 from config.units import format_duration
 
 HOUR, DAY = 3600, 86_400
-OPCUA_FILES = ("certificate", "private_key", "server_certificate", "password_file")
+OPCUA_FILES = (
+    "certificate",
+    "private_key",
+    "server_certificate",
+    "password_file",
+    "certificate_dir",
+)
 _SYSTEMD_DIRS = {
     "CREDENTIALS_DIRECTORY": "LoadCredential=",
     "STATE_DIRECTORY": "StateDirectory=",
@@ -194,6 +200,14 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             ref = getattr(device, role)
             if ref is not None:
                 yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
+        opcua = getattr(device, "opcua", None)
+        if opcua is not None and (opcua.certificate is None) != (opcua.private_key is None):
+            given, missing = (
+                ("certificate", "private_key") if opcua.private_key is None
+                else ("private_key", "certificate")
+            )  # fmt: skip
+            message = f"{given} needs its {missing} too (or neither: the agent makes its own)"
+            yield doc.problem((*at, "opcua", given), message)
         if device.energy is not None:
             yield from _energy_unit(doc, at, device.energy, by_name)
             if device.reverse:

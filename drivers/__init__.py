@@ -18,6 +18,7 @@ _FACTORIES = {
     "modbus_tcp": "drivers.modbus.tcp:ModbusTcpDriver",
     "dlt645": "drivers.dlt645.driver:Dlt645Driver",
     "modbus_rtu": "drivers.modbus.rtu:ModbusRtuDriver",
+    "opcua": "drivers.opcua.driver:OpcUaDriver",
 }
 
 

@@ -78,6 +78,7 @@ class SimulatedMeter:
     strict: bool = False  # refuse reads that span registers between the points, as many meters do
     first_served: tuple[float, float] | None = None  # (t, kWh) of the first energy read
     last_served: tuple[float, float] | None = None
+    requests: int = 0  # read requests answered
 
     def values(self, t: float) -> dict[str, float]:
         """Every point's value at `t`, in the point's own unit (Wh, kWh, W, kW ...)."""
@@ -114,6 +115,7 @@ class SimulatedMeter:
     ) -> ExcCodes | None:
         if self.offline:
             return ExcCodes.GATEWAY_NO_RESPONSE
+        self.requests += 1
         t = self.clock()
         values = self.values(t)
         for point in self.points:

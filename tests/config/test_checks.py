@@ -285,11 +285,26 @@ def test_opcua_files_expand_environment_variables(load: Load) -> None:
     """Certificates and password files of OPC UA devices are path fields too."""
     text = GATEWAY + (
         "devices:\n  - name: boiler\n"
-        "    opcua: {endpoint: 'opc.tcp://h:4840', certificate: '${CERTS}/client.der'}\n"
+        "    opcua: {endpoint: 'opc.tcp://h:4840', certificate: '${CERTS}/client.der',\n"
+        "            private_key: '${CERTS}/client.pem'}\n"
         "    points: [{name: gas_m3, node: 'ns=2;s=Gas', kind: counter}]\n"
     )
     device = load(text, environ={"CERTS": "/etc/edge-agent/pki"}).config.devices[0]
     assert device.opcua.certificate == "/etc/edge-agent/pki/client.der"
+    assert device.opcua.private_key == "/etc/edge-agent/pki/client.pem"
+
+
+def test_an_opcua_certificate_needs_its_key(problems: Problems) -> None:
+    """A certificate without its private key cannot sign: refused at the certificate."""
+    text = GATEWAY + (
+        "devices:\n  - name: boiler\n"
+        "    opcua: {endpoint: 'opc.tcp://h:4840', certificate: /etc/pki/client.der}\n"
+        "    points: [{name: gas_m3, node: 'ns=2;s=Gas', kind: counter}]\n"
+    )
+    (problem,) = problems(text)
+    assert problem.endswith(
+        "certificate needs its private_key too (or neither: the agent makes its own)"
+    )
 
 
 def test_an_unset_variable_is_a_warning_for_check(load: Load) -> None:

@@ -1,0 +1,265 @@
+"""The one seam between the driver and asyncua: opening a session, calling it, closing it.
+
+Every asyncua exception is translated here into agent.errors (`raise ... from
+exc`); nothing above this module sees one. A status that means the session or
+the link is gone is `Disconnected` (reconnect); a refusal the server will
+repeat (a bad password, an untrusted certificate) is a `PermanentError`.
+
+asyncua logs at WARNING what this module translates and the driver reports
+once per transition (service faults, closing a session whose socket is gone);
+`_Hush` drops exactly those records so the journal says each thing once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from asyncua import Client, ua
+from asyncua.crypto import security_policies, uacrypto
+
+from agent.errors import (
+    BadReply,
+    DeviceRejected,
+    DeviceTimeout,
+    Disconnected,
+    EdgeAgentError,
+    PermanentError,
+)
+from config.models import OpcUa
+from drivers.opcua import security
+from drivers.opcua.codec import explain
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SESSION_TIMEOUT_MS = 120_000  # short: a session the agent abandoned is freed within minutes
+PROBE_EVERY = 60.0  # asyncua's own health probe; our reads and watch do the real checking
+CONNECT_STEPS = 4  # a connect is several requests: its budget is this many timeouts
+
+# Statuses meaning "this session or channel is gone": reconnect, do not blame the node.
+_LOST = {
+    "BadSessionIdInvalid",
+    "BadSessionClosed",
+    "BadSessionNotActivated",
+    "BadSecureChannelIdInvalid",
+    "BadSecureChannelClosed",
+    "BadSecureChannelTokenUnknown",
+    "BadConnectionClosed",
+    "BadServerHalted",
+    "BadShutdown",
+    "BadServerNotConnected",
+    "BadCommunicationError",
+    "BadTcpInternalError",
+    "BadTimeout",
+    "BadRequestTimeout",
+    "BadTooManySessions",
+    "BadMaxConnectionsReached",
+}
+_LOGIN_REFUSED = {
+    "BadUserAccessDenied",
+    "BadIdentityTokenInvalid",
+    "BadIdentityTokenRejected",
+}
+_MODES = {
+    "None": ua.MessageSecurityMode.None_,
+    "Basic256Sha256/Sign": ua.MessageSecurityMode.Sign,
+    "Basic256Sha256/SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
+}
+
+
+class _Hush(logging.Filter):
+    """Drop asyncua's records about what the driver translates and reports itself,
+    and its dump of the login request, which holds the password in clear."""
+
+    PREFIXES = (
+        "ServiceFault (",  # a refused request: translated, and reported once by the driver
+        "close_session was called but connection is closed",  # closing a lost link
+        "close_session but connection wasn't established",
+        "close_secure_channel was called but connection is closed",
+        "delete_subscriptions failed for",  # deleting a subscription the server forgot
+        "Received data for unknown subscription",  # a publish racing a re-created subscription
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        if args and isinstance(args[0], ua.ActivateSessionRequest):
+            return False  # asyncua's DEBUG dump of the login request shows the password
+        if record.msg.startswith("Publish iteration crashed") and record.exc_info:
+            return not isinstance(record.exc_info[1], ConnectionError | OSError)  # link lost
+        return not record.msg.startswith(self.PREFIXES)
+
+
+for _name in (
+    "asyncua.client.ua_client.UASocketProtocol",
+    "asyncua.client.ua_client.UaClient",
+    "asyncua.client.ua_session.UaSession",
+):
+    logging.getLogger(_name).addFilter(_Hush())
+
+
+def translate(exc: BaseException, where: str, timeout: float) -> EdgeAgentError:
+    """The agent error for an exception out of asyncua (or the socket under it)."""
+    if isinstance(exc, EdgeAgentError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return DeviceTimeout(f"{where}: no answer within {timeout:g}s")
+    if isinstance(exc, ua.UaStatusCodeError):
+        status = ua.StatusCode(exc.code)
+        if status.name in _LOST:
+            return Disconnected(f"{where}: {explain(status)}")
+        return DeviceRejected(f"{where}: {explain(status)}", exc.code)
+    if isinstance(exc, ConnectionRefusedError):
+        return Disconnected(f"{where}: connection refused")
+    if isinstance(exc, ConnectionError | OSError):  # asyncua's own say "client is disconnected"
+        return Disconnected(f"{where}: {exc.strerror or 'connection lost'}")
+    if isinstance(exc, ua.UaError) and "certificate mismatch" in str(exc):
+        return PermanentError(f"{where}: the server's certificate is not server_certificate")
+    return BadReply(f"{where}: {type(exc).__name__}: {exc}")
+
+
+async def call(where: str, operation: Awaitable[T], timeout: float) -> T:
+    """Await one asyncua operation within `timeout`; failures come out as agent errors."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await operation
+    except Exception as exc:
+        raise translate(exc, where, timeout) from exc
+
+
+async def open_client(link: OpcUa, where: str) -> Client:
+    """A connected, activated client as `link` says; agent errors only.
+
+    The server's endpoints are asked first, so a server that offers no endpoint
+    with the configured security gets a message listing what it does offer.
+    """
+    budget = link.timeout * CONNECT_STEPS
+    client = Client(link.endpoint, timeout=link.timeout, watchdog_intervall=PROBE_EVERY)
+    client.name = client.description = "edge-agent"
+    client.product_uri = "urn:edge-agent"
+    client.session_timeout = SESSION_TIMEOUT_MS
+    try:
+        await call(where, _configure(client, link, where), budget)
+        await call(where, client.connect(), budget)
+    except DeviceTimeout as exc:
+        client.disconnect_socket()
+        raise DeviceTimeout(
+            f"{where}: no answer while connecting (timeout {link.timeout:g}s)"
+        ) from exc
+    except DeviceRejected as exc:
+        client.disconnect_socket()
+        if ua.StatusCode(exc.code).name not in _LOGIN_REFUSED:
+            raise
+        who = link.username or "anonymous"
+        reason = str(exc).removeprefix(f"{where}: ")
+        raise DeviceRejected(f"{where}: login refused as {who}: {reason}", exc.code) from exc
+    except BaseException:
+        client.disconnect_socket()  # asyncua leaves it open when cancelled mid-connect
+        raise
+    return client
+
+
+async def close_client(client: Client, timeout: float) -> None:
+    """Close the session if the server is there to hear it; always drop the socket."""
+    try:
+        async with asyncio.timeout(timeout):
+            await client.disconnect()
+    except Exception:  # closing: the server may be gone, there is nothing to report
+        pass
+    finally:
+        client.disconnect_socket()
+
+
+async def _configure(client: Client, link: OpcUa, where: str) -> None:
+    if link.username:
+        client.set_user(link.username)
+    if link.password_file:
+        client.set_password(_password(link.password_file, where))
+    mode = _MODES[link.security]
+    secure = link.security != "None"
+    policy = (
+        security_policies.SecurityPolicyBasic256Sha256
+        if secure
+        else security_policies.SecurityPolicyNone
+    )
+    endpoints = await client.connect_and_get_server_endpoints()
+    chosen = [e for e in endpoints if e.SecurityMode == mode and e.SecurityPolicyUri == policy.URI]
+    if not chosen:
+        offered = sorted({_name_of(e) for e in endpoints}) or ["nothing"]
+        raise PermanentError(
+            f"{where}: the server offers no {link.security} endpoint "
+            f"(it offers: {', '.join(offered)})"
+        )
+    if not secure:
+        return
+    certificate, private_key = await _own_pair(link, where)
+    served = uacrypto.der_from_x509(uacrypto.x509_from_der(chosen[0].ServerCertificate))
+    own = _read("certificate", certificate, security.read_certificate, where)
+    key, key_format = _read("private_key", private_key, security.read_key, where)
+    pinned = None
+    if link.server_certificate:
+        pinned = _read(
+            "server_certificate", link.server_certificate, security.read_certificate, where
+        )
+    if pinned is not None and uacrypto.der_from_x509(pinned) != served:
+        raise PermanentError(
+            f"{where}: the server's certificate is not the one in {link.server_certificate}"
+        )
+    client.application_uri = security.certificate_uri(own) or security.application_uri()
+    try:
+        await client.set_security(
+            policy,
+            uacrypto.CertProperties(uacrypto.der_from_x509(own), "der"),
+            uacrypto.CertProperties(key, key_format),
+            server_certificate=served,
+            mode=mode,
+        )
+    except (ValueError, TypeError) as exc:  # the key does not load (encrypted, not a key)
+        raise PermanentError(f"{where}: cannot load private_key {private_key}: {exc}") from exc
+
+
+async def _own_pair(link: OpcUa, where: str) -> tuple[Path, Path]:
+    """The configured certificate and key, or the agent's own, made on first use."""
+    if link.certificate and link.private_key:
+        return Path(link.certificate), Path(link.private_key)
+    if link.certificate or link.private_key:
+        given, missing = (
+            ("certificate", "private_key") if link.certificate else ("private_key", "certificate")
+        )
+        raise PermanentError(f"{where}: {given} is set without {missing}; give both or neither")
+    directory = Path(security.expand(link.certificate_dir))
+    try:
+        return await asyncio.to_thread(
+            security.own_certificate, directory, uri=security.application_uri()
+        )
+    except OSError as exc:
+        raise PermanentError(
+            f"{where}: cannot keep the agent's certificate in {directory}: {exc.strerror}"
+        ) from exc
+
+
+def _read(what: str, path: str | Path, reader: Callable[[str | Path], R], where: str) -> R:
+    """A certificate or key file, or a PermanentError naming the field and the file."""
+    try:
+        return reader(path)
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PermanentError(f"{where}: cannot load {what} {path}: {detail}") from exc
+
+
+def _password(path: str, where: str) -> str:
+    try:
+        return security.read_password(path)
+    except OSError as exc:
+        raise PermanentError(f"{where}: cannot read password_file {path}: {exc.strerror}") from exc
+
+
+def _name_of(endpoint: ua.EndpointDescription) -> str:
+    policy = endpoint.SecurityPolicyUri.rpartition("#")[2]
+    mode = endpoint.SecurityMode.name.rstrip("_")
+    return "None" if mode == "None" else f"{policy}/{mode}"

@@ -1,0 +1,141 @@
+"""One OPC UA subscription carrying a device's nodes, and how to tell it is alive.
+
+The server answers every publish request with changes or, when nothing
+changed for `KEEPALIVE_COUNT` publishing intervals, with a keep-alive. So a
+subscription that sends nothing at all for `SILENT_AFTER` keep-alive periods
+is dead, whatever the values do: after a server restart some servers keep the
+socket and the session but forget the subscription. The driver then reads a
+server node: if the server answers, it re-creates the subscription.
+
+The subscription is not registered with asyncua's client (asyncua would
+re-create it on its own schedule); the driver alone decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from asyncua import Client, Node, ua
+from asyncua.common.subscription import DataChangeNotif, Subscription
+
+from agent.errors import EdgeAgentError
+from config.models import OpcUaPoint
+from drivers.opcua._link import call
+from drivers.opcua.codec import explain
+
+KEEPALIVE_COUNT = 3  # publishing intervals without change before the server sends a keep-alive
+SILENT_AFTER = 2  # keep-alive periods without any message before the subscription is dead
+MAX_QUEUE = 1000  # server-side queue of one counter's changes between two publishes
+MIN_LIFETIME_S = 120.0  # the server keeps a subscription nobody asks for this long
+
+OnValue = Callable[[OpcUaPoint, ua.DataValue], None]
+OnRefused = Callable[[OpcUaPoint, str], None]
+OnDead = Callable[[str], None]
+
+
+class Feed:
+    """A live subscription: notifications go to `on_value`, its death to `on_dead`."""
+
+    def __init__(
+        self, targets: dict[ua.NodeId, list[OpcUaPoint]], on_value: OnValue, on_dead: OnDead
+    ) -> None:
+        self._targets = targets
+        self._on_value = on_value
+        self._on_dead = on_dead
+        self._subscription: Subscription | None = None
+        self._opened = time.monotonic()
+        self.limit = 1.0  # seconds of silence after which the subscription is dead
+        self.dead: str | None = None  # why the server says it is gone, if it said so
+        self.closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        client: Client,
+        targets: dict[ua.NodeId, list[OpcUaPoint]],
+        *,
+        publishing: float,
+        sampling: float,
+        timeout: float,
+        where: str,
+        on_value: OnValue,
+        on_refused: OnRefused,
+        on_dead: OnDead,
+    ) -> Feed:
+        """Create the subscription and its monitored items; agent errors only.
+
+        Counters are sampled every `sampling` seconds with a queue that holds a
+        publishing interval's worth of changes; gauges once per publishing
+        interval, latest only. A node the server refuses goes to `on_refused`.
+        """
+        feed = cls(targets, on_value, on_dead)
+        params = ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=publishing * 1000,
+            # in publishing intervals; the standard wants at least three keep-alive periods
+            RequestedLifetimeCount=max(3 * KEEPALIVE_COUNT, math.ceil(MIN_LIFETIME_S / publishing)),
+            RequestedMaxKeepAliveCount=KEEPALIVE_COUNT,
+            MaxNotificationsPerPublish=0,
+            PublishingEnabled=True,
+            Priority=0,
+        )
+        subscription = Subscription(client.uaclient.session, params, feed)
+        result = await call(f"{where}: create subscription", subscription.init(), timeout)
+        feed._subscription = subscription
+        interval = result.RevisedPublishingInterval / 1000 or publishing
+        feed.limit = max(interval * max(result.RevisedMaxKeepAliveCount, 1) * SILENT_AFTER, 1.0)
+        try:
+            counters = [n for n, ps in targets.items() if any(p.kind == "counter" for p in ps)]
+            gauges = [n for n in targets if n not in counters]
+            queue = min(MAX_QUEUE, 2 * math.ceil(interval / sampling) + 1)
+            for nodes, every, size in ((counters, sampling, queue), (gauges, interval, 1)):
+                if not nodes:
+                    continue
+                handles = await call(
+                    f"{where}: create monitored items",
+                    subscription.subscribe_data_change(
+                        [client.get_node(n) for n in nodes],
+                        queuesize=size,
+                        sampling_interval=every * 1000,
+                    ),
+                    timeout,
+                )
+                for node, handle in zip(nodes, handles, strict=True):
+                    if isinstance(handle, ua.StatusCode):
+                        for point in targets[node]:
+                            on_refused(point, explain(handle))
+        except BaseException:
+            await feed.close(timeout, where)
+            raise
+        feed._opened = time.monotonic()
+        return feed
+
+    def silent_for(self) -> float:
+        """Seconds since the server last sent anything (data or keep-alive) for it."""
+        last = self._subscription.last_publish_at if self._subscription else None
+        return time.monotonic() - max(last or 0.0, self._opened)
+
+    async def close(self, timeout: float, where: str) -> None:
+        """Delete it on the server if the server is there to hear it; never raises."""
+        self.closed = True
+        if self._subscription is None:
+            return
+        with contextlib.suppress(EdgeAgentError):  # the server forgot it already, or is gone
+            await call(f"{where}: delete subscription", self._subscription.delete(), timeout)
+
+    # --- asyncua calls these (the handler protocol) ---------------------------------
+
+    def datachange_notification(self, node: Node, value: Any, data: DataChangeNotif) -> None:
+        if self.closed:
+            return
+        for point in self._targets.get(node.nodeid, ()):
+            self._on_value(point, data.monitored_item.Value)
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        if self.closed or status.Status is None or status.Status.is_good():
+            return
+        self.dead = f"the server ended the subscription: {explain(status.Status)}"
+        self._on_dead(self.dead)
