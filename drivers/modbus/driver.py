@@ -148,9 +148,11 @@ class ModbusDriver:
                 raise Disconnected(f"{where}: connection lost") from exc
             if "device id" in str(exc) or "transaction id" in str(exc):
                 raise BadReply(f"{where}: reply to another request (wrong unit id)") from exc
-            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s") from exc
+            why = self.link.explain_silence(self.unit)
+            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s{why}") from exc
         except TimeoutError as exc:
-            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s") from exc
+            why = self.link.explain_silence(self.unit)
+            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s{why}") from exc
         except OSError as exc:
             raise Disconnected(f"{where}: {exc}") from exc
         except ModbusException as exc:

@@ -31,6 +31,8 @@ class Link:
         self.client = client
         self.where = where
         self.port = port
+        self.heard: bytes = b""  # the last bytes received, to explain a missing reply
+        client.ctx.trace_packet = self._listen
         self._backoff_max = backoff_max
         self._reconnecting: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()
@@ -56,6 +58,24 @@ class Link:
                 self._schedule()
                 return str(exc)
             return None
+
+    def _listen(self, sending: bool, data: bytes) -> bytes:
+        if sending:
+            self.heard = b""
+        else:
+            self.heard += data
+        return data
+
+    def explain_silence(self, unit: int) -> str:
+        """Why no reply matched: nothing came, a damaged frame, or another unit answered."""
+        heard = self.heard
+        if not heard:
+            return ""
+        rtu = self.port is not None
+        answered = heard[0] if rtu else (heard[6] if len(heard) > 6 else None)
+        if answered is not None and answered != unit:
+            return f"; unit {answered} answered instead: is `unit` right?"
+        return "; a damaged reply arrived: check wiring, speed and parity" if rtu else ""
 
     async def connect(self) -> None:
         if not await self.client.connect():

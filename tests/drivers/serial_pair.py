@@ -24,6 +24,7 @@ class NullModem:
         self.mute_b = False  # drop what end b sends: a line that only one way works
         self.silent_units: set[int] = set()  # RTU replies of these units never arrive
         self.requests: Counter[int] = Counter()  # RTU requests seen, per unit
+        self.corrupt_units: set[int] = set()  # RTU replies of these units arrive with a bad CRC
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -39,6 +40,8 @@ class NullModem:
             self.requests[data[0]] += 1
         if from_b and (self.mute_b or (data and data[0] in self.silent_units)):
             return
+        if from_b and data and data[0] in self.corrupt_units:
+            data = data[:-1] + bytes([data[-1] ^ 0xFF])
         os.write(target, data)
 
     def close(self) -> None:

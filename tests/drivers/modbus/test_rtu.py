@@ -93,3 +93,17 @@ async def test_a_port_that_does_not_exist_gives_bad_readings() -> None:
     await driver.close()
     assert all(r.quality is Quality.BAD for r in readings)
     assert "/dev/ttyNOPE9" in (readings[0].reason or "")
+
+
+async def test_a_reply_with_a_bad_crc_is_never_a_value(line) -> None:
+    """A frame damaged on the line is dropped: bad readings, and the next poll reads good."""
+    modem, _ = line
+    modem.corrupt_units.add(1)
+    driver = ModbusRtuDriver(device(modem.a, 1))
+    damaged = await driver.read()
+    modem.corrupt_units.clear()
+    clean = await driver.read()
+    await driver.close()
+    assert all(r.quality is Quality.BAD and r.value is None for r in damaged)
+    assert "a damaged reply arrived" in (damaged[0].reason or "")
+    assert all(r.good for r in clean)

@@ -251,3 +251,45 @@ async def test_exception_03_on_a_block_also_splits_it() -> None:
         await driver.close()
     assert all(r.good for r in readings)
     assert calls[0] == 4 and max(calls[1:]) <= 2
+
+
+async def test_a_reply_from_another_unit_is_refused() -> None:
+    """A gateway answering for unit 9 when unit 1 was asked: bad, and says so."""
+
+    async def wrong_unit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(12):
+            tid, _, _, _, function, _, count = struct.unpack(">HHHBBHH", request[:12])
+            data = bytes(2 * count)
+            writer.write(
+                struct.pack(">HHHBBB", tid, 0, 3 + len(data), 9, function, len(data)) + data
+            )
+            await writer.drain()
+
+    async with raw_server(wrong_unit) as port:
+        driver = ModbusTcpDriver(device(port))
+        readings = await driver.read()
+        await driver.close()
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert "unit 9 answered instead: is `unit` right?" in (readings[0].reason or "")
+
+
+async def test_coils_and_discrete_inputs_read_as_one_and_zero() -> None:
+    """Bits come back as 1.0 and 0.0, in the order of their addresses."""
+
+    async def bits(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(12):
+            tid, _, _, unit, function, _, _ = struct.unpack(">HHHBBHH", request[:12])
+            packed = bytes([0b00000101])  # bits 0 and 2 set
+            writer.write(struct.pack(">HHHBBB", tid, 0, 4, unit, function, 1) + packed)
+            await writer.drain()
+
+    points = [
+        ModbusPoint(name="breaker", address=0, function="coil"),
+        ModbusPoint(name="door", address=1, function="coil"),
+        ModbusPoint(name="alarm", address=2, function="coil"),
+    ]
+    async with raw_server(bits) as port:
+        driver = ModbusTcpDriver(device(port, points=points))
+        readings = {r.point: r.value for r in await driver.read()}
+        await driver.close()
+    assert readings == {"breaker": 1.0, "door": 0.0, "alarm": 1.0}
