@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,6 +14,7 @@ from config.models import ModbusPoint, ModbusTcpDevice
 from drivers.base import Quality
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from drivers.modbus.tcp import ModbusTcpDriver
+from tests.drivers.peers import raw_server, silent
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -47,31 +47,6 @@ async def meter() -> AsyncIterator[tuple[SimulatedMeter, MeterServer]]:
     await server.start()
     yield sim, server
     await server.stop()
-
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[int]:
-    """A TCP peer that speaks whatever `handler` says; yields its port."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        with contextlib.suppress(ConnectionError):
-            await handler(reader, writer)
-
-    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for writer in writers:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-        await server.wait_closed()
 
 
 async def polls_recover(driver: ModbusTcpDriver, within: float = 10.0) -> bool:
@@ -111,10 +86,6 @@ async def test_an_exception_reply_is_a_bad_reading_with_its_coordinates(meter) -
 
 async def test_a_meter_that_never_answers_times_out_without_stalling(meter) -> None:
     """No reply: every point bad within about one timeout, not one timeout per request."""
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(1000):
-            pass
 
     points = [*POINTS, ModbusPoint(name="x", address=0, type="uint16", function="holding")]
     async with raw_server(silent) as port:

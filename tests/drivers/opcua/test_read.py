@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,6 +11,7 @@ from drivers.base import Quality
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer, node_id
 from tests.drivers.opcua.conftest import POINTS, all_good, device, polls_until
+from tests.drivers.peers import raw_server, silent
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 
@@ -144,31 +143,9 @@ async def test_a_server_restart_between_polls_is_survived(meter: MeterServer) ->
     assert back is not None, "no good poll within 10 s of the restart"
 
 
-@contextlib.asynccontextmanager
-async def silent_peer() -> AsyncIterator[int]:
-    """A TCP peer that accepts and never answers (a hung server); yields its port."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        while await reader.read(1000):
-            pass
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for writer in writers:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-        await server.wait_closed()
-
-
 async def test_a_server_that_never_answers_costs_at_most_a_timeout_per_poll() -> None:
     """A hung peer: every poll returns bad within about one timeout, and never raises."""
-    async with silent_peer() as port:
+    async with raw_server(silent) as port:
         driver = OpcUaDriver(device(f"opc.tcp://127.0.0.1:{port}/", timeout="300ms"))
         try:
             took = []
