@@ -41,6 +41,11 @@ class BadReply(PermanentError):
     """The meter answered something that is not a value (NaN, short frame, wrong unit)."""
 
 
+class OutOfStep(TransientError):
+    """A reply that does not fit its request (another function, another size): the link
+    may be answering an earlier request, so the poll ends and the link starts afresh."""
+
+
 class SyncRetryable(TransientError):
     """The platform or the network failed; `retry_after` is the server's hint, if any."""
 

@@ -11,23 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.carriers import APPARENT, CURRENT, ENERGY, POWER, VOLTAGE
 from config.models import AnyDevice
 from drivers.base import Reading
-
-_CURRENT = {"mA", "A", "kA"}
-_VOLTAGE = {"V", "kV"}
-_POWER = {"W", "kW", "MW", "var", "kvar", "Mvar"}  # signed: they flip with the wiring
-_APPARENT = {"VA", "kVA", "MVA"}
-_ENERGY = {"Wh", "kWh", "MWh", "varh", "kvarh", "Mvarh", "VAh", "kVAh"}
 
 
 def factor(unit: str, ct: float, pt: float) -> float:
     """Multiplier from secondary to primary side for a value in `unit`."""
-    if unit in _CURRENT:
+    unit = unit.casefold()
+    if unit in CURRENT:
         return ct
-    if unit in _VOLTAGE:
+    if unit in VOLTAGE:
         return pt
-    if unit in _POWER | _APPARENT | _ENERGY:
+    if unit in POWER | APPARENT | ENERGY:
         return ct * pt
     return 1.0
 
@@ -56,7 +52,7 @@ class Wiring:
         negate: frozenset[str] = frozenset()
         rename: dict[str, str] = {}
         if device.reverse:
-            negate = frozenset(p.name for p in device.points if p.unit in _POWER)
+            negate = frozenset(p.name for p in device.points if p.unit.casefold() in POWER)
             for name in names:
                 other = swapped(name)
                 if other in names:

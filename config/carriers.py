@@ -34,3 +34,13 @@ def conversion(carrier: str, unit: str) -> float | None:
 
 def accepted_units(carrier: str) -> list[str]:
     return list(CARRIERS[carrier][1])
+
+
+# Electrical units by what transformer ratios do to them, compared case-folded:
+# kVAr, kvar and KVAR are one unit on meters' nameplates.
+CURRENT = frozenset({"ma", "a", "ka"})
+VOLTAGE = frozenset({"v", "kv"})
+POWER = frozenset({"w", "kw", "mw", "var", "kvar", "mvar"})  # signed: flips with the wiring
+APPARENT = frozenset({"va", "kva", "mva"})
+ENERGY = frozenset({"wh", "kwh", "mwh", "varh", "kvarh", "mvarh", "vah", "kvah", "mvah"})
+ELECTRICAL = CURRENT | VOLTAGE | POWER | APPARENT | ENERGY

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from config.carriers import accepted_units, conversion
+from config.carriers import ELECTRICAL, accepted_units, conversion
 from config.errors import Document, NodePath, Problem, Severity, suggest, unknown
 from config.factors import UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
@@ -212,6 +212,7 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield from _energy_unit(doc, at, device.energy, by_name)
             if device.reverse:
                 yield from _reversible(doc, at, device.energy.counter, by_name)
+        yield from _wiring(doc, at, device, by_name)
 
 
 def _reversible(
@@ -226,6 +227,30 @@ def _reversible(
         "counterpart here: add the meter's other direction register (e.g. export_kwh)"
     )
     yield doc.problem((*at, "reverse"), message)
+
+
+def _wiring(
+    doc: Document, at: NodePath, device: AnyDevice, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    """Ratios and reversal act by unit and by name: say what they will not touch."""
+    if device.ct_ratio != 1 or device.pt_ratio != 1:
+        for name, point in points.items():
+            if point.unit and point.unit.casefold() not in ELECTRICAL | {"hz", ""}:
+                message = (
+                    f"'{name}' is in {point.unit!r}: ct_ratio and pt_ratio leave it as read "
+                    "(they act on A, V, W, var, VA and their energies)"
+                )
+                yield doc.problem((*at, "ct_ratio"), message, severity="warning")
+    if device.reverse:
+        for name, point in points.items():
+            if point.kind == "counter" and name.startswith("import_"):
+                other = "export_" + name.removeprefix("import_")
+                if other not in points:
+                    message = (
+                        f"'{name}' has no '{other}' to swap with: on this reversed meter it "
+                        "keeps reading the register it names"
+                    )
+                    yield doc.problem((*at, "reverse"), message, severity="warning")
 
 
 def _serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:

@@ -166,6 +166,11 @@ class ModbusTcp(Strict):
     port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
     unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
     timeout: Duration = Field(default=2.0, gt=0, description="Reply timeout of one request.")
+    framer: Literal["socket", "rtu"] = Field(
+        default="socket",
+        description="socket: Modbus TCP; rtu: RTU frames over TCP, for a serial-to-Ethernet "
+        "converter in transparent mode.",
+    )
     max_gap: int = Field(
         default=8,
         ge=0,

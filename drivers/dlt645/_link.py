@@ -12,6 +12,12 @@ what asyncio uses on Linux.
 
 Every exchange holds the port's lock (drivers.bus.lock_for) from the flush of
 stale input to the reply, so meters sharing an RS-485 pair are asked in turn.
+
+The answer is the first frame that fits the request, not the first frame
+heard: a neighbour that answers just after its own timeout, the meter's late
+answer to its previous DI, or a garbled frame are skipped and the wait goes on
+until the request's own deadline. Should that pass, the timeout says what was
+heard instead ("no reply within 1s; heard a reply from meter 000000000002").
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ import serial
 from agent.errors import DeviceTimeout, Disconnected
 from config.models import Dlt645
 from drivers.bus import lock_for
-from drivers.dlt645.codec import Frame, FrameError, scan
+from drivers.dlt645.codec import START, WILDCARD, Frame, FrameError, mismatch, scan
 
 log = logging.getLogger(__name__)
 
 _SHOWN = 24  # received bytes quoted in a timeout message, to diagnose baud rate and parity
+_KINDS = 3  # kinds of skipped frames a timeout message names, the latest ones
 
 
 class Link:
@@ -46,34 +53,37 @@ class Link:
         self.users = 0
         self._serial: serial.Serial | None = None
         self._rx = bytearray()
+        self._garbled = 0  # leading bytes of _rx left of a garbled frame already reported
         self._failure: OSError | None = None
 
     @property
     def settings(self) -> str:
         return f"{self.baudrate} 8{self.parity}1"
 
-    async def exchange(self, request: bytes, timeout: float) -> Frame:
-        """Send `request` and return the first reply frame (a frame sent by a meter).
+    async def exchange(self, request: Frame, timeout: float) -> Frame:
+        """Send `request` and return the first reply frame that answers it.
 
-        Raises Disconnected (port missing, unplugged, refused), DeviceTimeout
-        (no complete reply in time) or FrameError (a garbled reply).
+        Frames that answer something else (another meter, another function,
+        another DI) and garbled frames are skipped until `timeout` has passed.
+        Raises Disconnected (port missing, unplugged, refused) or DeviceTimeout
+        (no answer in time; the message says what was heard instead).
         """
+        wire = request.encode()
         async with lock_for(self.port):
             port = self._open()
             fd = port.fileno()
             loop = asyncio.get_running_loop()
             arrived = asyncio.Event()
+            heard: dict[str, str] = {}  # what was skipped, by kind, the latest last
             failure: BaseException | None = None
             try:
-                port.reset_input_buffer()  # stale bytes of an earlier, garbled or late reply
-                self._rx.clear()
-                self._failure = None
+                self._flush(port, fd)
                 loop.add_reader(fd, self._on_readable, fd, arrived)
                 async with asyncio.timeout(timeout):
-                    await _write(fd, request)
-                    return await self._reply(arrived)
+                    await _write(fd, wire)
+                    return await self._reply(request, arrived, heard)
             except TimeoutError as exc:
-                raise DeviceTimeout(self._silence(timeout)) from exc
+                raise DeviceTimeout(self._silence(request, timeout, heard)) from exc
             except (OSError, termios.error) as exc:  # SerialException is an OSError
                 failure = exc
             finally:
@@ -124,32 +134,79 @@ class Link:
         self._rx += chunk
         arrived.set()
 
-    async def _reply(self, arrived: asyncio.Event) -> Frame:
+    def _flush(self, port: serial.Serial, fd: int) -> None:
+        """Drop what arrived since the last exchange: late or garbled replies, noise."""
+        port.reset_input_buffer()
+        dropped = 0
+        while True:  # whatever the driver's flush left behind (a pty, a slow adapter)
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            dropped += len(chunk)
+        if dropped:
+            log.debug("%s: dropped %d stale bytes before a request", self.port, dropped)
+        self._rx.clear()
+        self._garbled = 0
+        self._failure = None
+
+    async def _reply(self, request: Frame, arrived: asyncio.Event, heard: dict[str, str]) -> Frame:
+        """The first frame in the input that answers `request`; what it skips goes in `heard`."""
         while True:
             found, used = scan(bytes(self._rx))
             if isinstance(found, FrameError):
-                raise found
+                # Resynchronise just past the start byte, not past the bad frame's end:
+                # a false start in noise may announce a length that runs into the reply.
+                after = self._rx.index(START) + 1
+                del self._rx[:after]
+                self._garbled = max(self._garbled - after, used - after)
+                why = str(found).removeprefix("garbled reply: ")
+                _note(heard, "garbled", f"a garbled frame: {why}")
+                continue
             if isinstance(found, Frame):
                 del self._rx[:used]
-                if found.is_reply:
+                self._garbled = max(self._garbled - used, 0)
+                if not found.is_reply:
+                    continue  # our own request, echoed by a half-duplex adapter
+                why = mismatch(request, found)
+                if why is None:
                     return found
-                continue  # our own request, echoed by a half-duplex adapter
+                _note(heard, why, why)
+                continue
             if self._failure is not None:
                 raise self._failure
             arrived.clear()
             await arrived.wait()
 
-    def _silence(self, timeout: float) -> str:
-        """No reply; bytes that were not a frame (echoes are consumed) hint at a wrong speed."""
-        if not self._rx:
-            return f"no reply within {timeout:g}s"
-        shown = bytes(self._rx[:_SHOWN]).hex(" ").upper() + (
-            " ..." if len(self._rx) > _SHOWN else ""
-        )
-        return (
-            f"no complete reply within {timeout:g}s, only {len(self._rx)} bytes ({shown}): "
-            f"check that the meter is set to {self.settings}"
-        )
+    def _silence(self, request: Frame, timeout: float, heard: dict[str, str]) -> str:
+        """No answer: what was heard instead, and bytes that were not a frame (a wrong speed?).
+
+        The remains of a garbled frame, already reported as such, are not quoted again.
+        """
+        noise = self._rx[self._garbled :]
+        if not noise:
+            text = f"no reply within {timeout:g}s"
+        else:
+            shown = bytes(noise[:_SHOWN]).hex(" ").upper() + (" ..." if len(noise) > _SHOWN else "")
+            text = (
+                f"no complete reply within {timeout:g}s, only {len(noise)} bytes ({shown}): "
+                f"check that the meter is set to {self.settings}"
+            )
+        if heard:
+            latest = list(heard.values())[-_KINDS:]
+            text += "; heard " + (", ".join(latest[:-1]) + " and " if len(latest) > 1 else "")
+            text += latest[-1]
+            if "garbled" in heard and request.address == WILDCARD:
+                text += "; is more than one meter on the line?"
+        return text
+
+
+def _note(heard: dict[str, str], kind: str, text: str) -> None:
+    """Remember `text` under `kind`, moved to the end: the latest of each kind, in order."""
+    heard.pop(kind, None)
+    heard[kind] = text
 
 
 async def _write(fd: int, data: bytes) -> None:

@@ -175,12 +175,16 @@ def scan(buffer: bytes) -> tuple[Frame | FrameError | None, int]:
     return None, len(buffer) if pending is None else pending
 
 
+_SHOWN = 32  # bytes of a garbled frame quoted in its error: the header and the DI
+
+
 def _checked(raw: bytes) -> Frame | FrameError:
     body, checksum = raw[:-2], raw[-2]
     if sum(body) & 0xFF != checksum:
+        shown = raw[:_SHOWN].hex(" ").upper() + (" ..." if len(raw) > _SHOWN else "")
         return FrameError(
             f"garbled reply: checksum {checksum:02X}, the bytes add up to {sum(body) & 0xFF:02X} "
-            f"({raw.hex(' ').upper()})"
+            f"({shown})"
         )
     data = bytes((b - 0x33) & 0xFF for b in body[HEADER:])
     return Frame(address_from_wire(body[1:7]), body[8], data)
@@ -202,6 +206,30 @@ def parse(data: bytes) -> Frame:
 
 
 # --- replies ---------------------------------------------------------------------
+
+
+def mismatch(request: Frame, reply: Frame) -> str | None:
+    """Why `reply` is not the answer to `request`, or None when it may be.
+
+    On a shared line a reply can come from a neighbour that answered late, or
+    from the meter asked but for its previous question: another address,
+    another function, another echoed DI or follow-up frame number. Such frames
+    are skipped while the answer is awaited. An error reply echoes no DI, so
+    address and function are all it is checked by; `reply_data` judges the rest.
+    """
+    if not address_matches(request.address, reply.address):
+        return f"a reply from meter {reply.address}"
+    if not reply.is_reply or reply.function != request.function:
+        return f"a frame with control code {reply.control:02X}"
+    if reply.is_error or request.function not in (READ_DATA, READ_FOLLOW_UP):
+        return None
+    echoed = reply.data[:4]
+    if len(echoed) == 4 and echoed != request.data[:4]:
+        return f"a reply for DI {di_from_wire(echoed)}"
+    follow_up = request.function == READ_FOLLOW_UP and len(reply.data) >= 5
+    if follow_up and reply.data[-1] != request.data[4]:
+        return f"a reply for follow-up frame {reply.data[-1]}"
+    return None
 
 
 def reply_data(request: Frame, reply: Frame) -> bytes:

@@ -7,11 +7,13 @@ reading whose reason names the device, the meter address and the DI, e.g.
 not supported)`. Errors of the codec and the port are agent.errors types
 already; `_located` is where they get those coordinates.
 
-A meter that stays silent before answering anything in a poll is taken as
-dead, and the poll's other DIs are marked bad without asking, so it costs one
-timeout while the meters sharing its bus wait. Once it has answered, a silent
-DI costs its own timeout only: some meters ignore DIs they lack instead of
-sending an error reply.
+A reply that answers something else (a neighbour's late reply, this meter's
+late reply to its previous DI, a garbled frame) is skipped by the link, which
+goes on waiting for the answer until the timeout. A meter that stays silent
+before answering anything in a poll is taken as dead, and the poll's other
+DIs are marked bad without asking, so it costs one timeout while the meters
+sharing its bus wait. Once it has answered, a silent DI costs its own timeout
+only: some meters ignore DIs they lack instead of sending an error reply.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from drivers.dlt645.codec import (
     MAX_FOLLOW_UPS,
     WILDCARD,
     DecodeError,
-    FrameError,
     decode_point,
     meter_address,
     read_address,
@@ -109,17 +110,16 @@ class Dlt645Driver:
         """The address of the one meter on the link, asked with the wildcard address.
 
         For `probe` on a point-to-point link; with several meters on the bus
-        they all answer at once and the garbled reply raises BadReply.
+        they all answer at once, and the timeout names the garbled frame heard
+        and asks whether more than one meter is on the line.
         Raises DeviceTimeout, Disconnected, DeviceRejected or BadReply.
         """
         where = f"{self.device} on {self._link.port}"
         request = read_address()
         try:
-            reply = await self._link.exchange(request.encode(), self._timeout)
-            reply_data(request, reply)  # an error reply or another function raises here
+            reply = await self._link.exchange(request, self._timeout)
+            reply_data(request, reply)  # an error reply raises here
             return meter_address(reply)
-        except FrameError as exc:  # every meter on the line answered at once
-            raise _located(exc, where, "; is more than one meter on the line?") from exc
         except EdgeAgentError as exc:
             raise _located(exc, where) from exc
 
@@ -134,13 +134,13 @@ class Dlt645Driver:
         """The value bytes of `di`, gathered from follow-up frames when the meter splits them."""
         try:
             request = read_data(self.address, di)
-            reply = await self._link.exchange(request.encode(), self._timeout)
+            reply = await self._link.exchange(request, self._timeout)
             value = reply_data(request, reply)
             for seq in range(1, MAX_FOLLOW_UPS + 1):
                 if not reply.follows:
                     return value
                 request = read_follow_up(self.address, di, seq)
-                reply = await self._link.exchange(request.encode(), self._timeout)
+                reply = await self._link.exchange(request, self._timeout)
                 value += reply_data(request, reply)
             raise BadReply(f"more than {MAX_FOLLOW_UPS} follow-up frames")
         except EdgeAgentError as exc:
@@ -171,9 +171,9 @@ class Dlt645Driver:
         ]
 
 
-def _located(exc: EdgeAgentError, where: str, hint: str = "") -> EdgeAgentError:
+def _located(exc: EdgeAgentError, where: str) -> EdgeAgentError:
     """The same error, its message prefixed with the device, meter and DI it concerns."""
-    message = f"{where}: {exc}{hint}"
+    message = f"{where}: {exc}"
     if isinstance(exc, DeviceRejected):
         return DeviceRejected(message, exc.code)
     return type(exc)(message)

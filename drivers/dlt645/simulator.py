@@ -10,7 +10,8 @@ bytes at time t; `values_for` builds it from a profile's points and a
 LoadCurve, so the energy register is the exact integral of the power served.
 Fault switches reproduce what the field does: silence, a garbled checksum,
 error replies for DIs the meter lacks, FE and junk before a reply, a reply from
-another address, values split into follow-up frames.
+another address, values split into follow-up frames, a stray frame heard ahead
+of a delayed reply, a reply delayed past the driver's timeout.
 
 Pseudo-terminals on some kernels refuse even parity (EINVAL when pyserial sets
 it): run simulated buses with parity N; real ports keep 8E1.
@@ -71,6 +72,7 @@ class SimulatedMeter:
     split: int | None = None  # value bytes per frame: more come as follow-up frames
     ignored: set[str] = field(default_factory=set)  # DIs left unanswered, not error-replied
     delay: float = 0.0  # seconds before answering
+    ahead: bytes = b""  # sent at once before a delayed reply: a late neighbour, a garbled frame
     asked: list[str] = field(default_factory=list)  # DIs requested, in order
 
     def answer(self, request: Frame) -> bytes | None:
@@ -197,6 +199,8 @@ class SimulatedBus:
             for meter in self.meters:
                 reply = meter.answer(found)
                 if reply is not None:
+                    if meter.ahead:
+                        self._spawn(self._reply(meter.ahead, 0.0))
                     self._spawn(self._reply(reply, meter.delay))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

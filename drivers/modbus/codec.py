@@ -125,7 +125,7 @@ def decode_all(
             except DecodeError as exc:
                 out.append(exc)
         return out
-    raw = struct.pack(f">{request.count}H", *values)
+    raw = struct.pack(f">{request.count}H", *values[: request.count])
     out = []
     for point in request.points:
         if (

@@ -13,8 +13,16 @@ import time
 from contextlib import AbstractAsyncContextManager
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
 
-from agent.errors import BadReply, DeviceRejected, DeviceTimeout, Disconnected, TransientError
+from agent.errors import (
+    BadReply,
+    DeviceRejected,
+    DeviceTimeout,
+    Disconnected,
+    OutOfStep,
+    TransientError,
+)
 from config.models import ModbusPoint
 from drivers.base import Quality, Reading
 from drivers.modbus.codec import DecodeError, Request, decode_all, plan
@@ -24,6 +32,8 @@ log = logging.getLogger(__name__)
 BAD = Quality.BAD
 
 _SPLIT_ON = (2, 3)  # illegal data address / value: the block, not the points, may be wrong
+_GATEWAY_BUSY = (6, 10, 11)  # busy, gateway path unavailable, target failed to respond
+_FUNCTION_CODES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -144,15 +154,15 @@ class ModbusDriver:
         except ConnectionException as exc:
             raise Disconnected(f"{where}: not connected") from exc
         except ModbusIOException as exc:
+            if "CLOSING CONNECTION" in str(exc):  # pymodbus dropped a silent peer's link
+                raise self._silence(where) from exc
             if not client.connected:
                 raise Disconnected(f"{where}: connection lost") from exc
             if "device id" in str(exc) or "transaction id" in str(exc):
                 raise BadReply(f"{where}: reply to another request (wrong unit id)") from exc
-            why = self.link.explain_silence(self.unit)
-            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s{why}") from exc
+            raise self._silence(where) from exc
         except TimeoutError as exc:
-            why = self.link.explain_silence(self.unit)
-            raise DeviceTimeout(f"{where}: no reply within {self.timeout:g}s{why}") from exc
+            raise self._silence(where) from exc
         except OSError as exc:
             raise Disconnected(f"{where}: {exc}") from exc
         except ModbusException as exc:
@@ -160,10 +170,36 @@ class ModbusDriver:
         if reply.isError():
             code = getattr(reply, "exception_code", 0)
             name = EXCEPTION_NAMES.get(code, "unknown exception")
+            if code in _GATEWAY_BUSY:  # the meter behind it is silent: no use asking it more
+                raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
             raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
         if reply.dev_id not in (self.unit, 0):
             raise BadReply(f"{where}: reply from unit {reply.dev_id}")
-        return reply.bits if request.function in ("coil", "discrete") else reply.registers
+        return self._values(request, reply, where)
+
+    def _values(self, request: Request, reply: ModbusPDU, where: str) -> list[int] | list[bool]:
+        """The reply's values, if it answers this request: same function, same size."""
+        expected = _FUNCTION_CODES[request.function]
+        if reply.function_code != expected:
+            self.link.lost()
+            raise OutOfStep(f"{where}: reply to function {reply.function_code}, not {expected}")
+        if request.function in ("coil", "discrete"):
+            values: list[int] | list[bool] = reply.bits
+            size = 8 * ((request.count + 7) // 8)  # bits come in whole bytes
+        else:
+            values, size = reply.registers, request.count
+        if len(values) != size:
+            self.link.lost()
+            raise OutOfStep(f"{where}: {len(values)} values in the reply, {size} asked")
+        return values
+
+    def _silence(self, where: str) -> DeviceTimeout:
+        """No reply: say what was heard instead; bytes that fit no frame mean the link
+        is out of step, so it starts afresh."""
+        why = self.link.explain_silence(self.unit)
+        if self.link.heard:
+            self.link.lost()
+        return DeviceTimeout(f"{where}: no reply within {self.timeout:g}s{why}")
 
     # --- readings -----------------------------------------------------------------
 

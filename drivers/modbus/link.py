@@ -13,11 +13,14 @@ import asyncio
 import logging
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.framer import FramerRTU, FramerType
+from pymodbus.pdu import DecodePDU
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from agent.errors import Disconnected
 from config.models import ModbusRtu, ModbusTcp
 from drivers.bus import forget, per_port
+from drivers.modbus.framer import ResyncingRtuFramer
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +29,17 @@ Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 class Link:
     def __init__(
-        self, client: Client, where: str, backoff_max: float = 30.0, port: str | None = None
+        self,
+        client: Client,
+        where: str,
+        backoff_max: float = 30.0,
+        port: str | None = None,
+        rtu: bool = False,
     ) -> None:
         self.client = client
         self.where = where
         self.port = port
+        self.rtu = rtu  # RTU framing: a reply starts with the unit id, no MBAP header
         self.heard: bytes = b""  # the last bytes received, to explain a missing reply
         client.ctx.trace_packet = self._listen
         self._backoff_max = backoff_max
@@ -71,11 +80,17 @@ class Link:
         heard = self.heard
         if not heard:
             return ""
-        rtu = self.port is not None
-        answered = heard[0] if rtu else (heard[6] if len(heard) > 6 else None)
-        if answered is not None and answered != unit:
-            return f"; unit {answered} answered instead: is `unit` right?"
-        return "; a damaged reply arrived: check wiring, speed and parity" if rtu else ""
+        if self.rtu:
+            other = _rtu_sender(heard)
+            if other is not None and other != unit:
+                return f"; unit {other} answered instead: is `unit` right?"
+            return "; a damaged reply arrived: check wiring, speed and parity"
+        if len(heard) > 6 and heard[2:4] == b"\0\0" and heard[6] != unit:
+            return f"; unit {heard[6]} answered instead: is `unit` right?"
+        return (
+            "; bytes that are not Modbus TCP arrived (a serial converter in transparent "
+            "mode? then set framer: rtu)"
+        )
 
     async def connect(self) -> None:
         if not await self.client.connect():
@@ -111,16 +126,31 @@ class Link:
                 await self.connect()
 
 
+def _rtu_sender(heard: bytes) -> int | None:
+    """The unit of a CRC-valid RTU frame in what was heard, if there is one."""
+    for start in range(len(heard)):
+        for end in range(start + 4, len(heard) + 1):
+            body, crc = heard[start : end - 2], heard[end - 2 : end]
+            if FramerRTU.check_CRC(body, (crc[0] << 8) + crc[1]):
+                return heard[start]
+    return None
+
+
 def tcp_link(link: ModbusTcp, name: str) -> Link:
+    rtu = link.framer == "rtu"  # a serial converter in transparent mode
     client = AsyncModbusTcpClient(
         link.host,
         port=link.port,
+        framer=FramerType.RTU if rtu else FramerType.SOCKET,
         timeout=link.timeout,
         retries=0,
         reconnect_delay=0,  # reconnection is ours, under tenacity
         name=name,
     )
-    return Link(client, f"{link.host}:{link.port}", max(30.0, link.timeout))
+    if rtu:
+        client.ctx.framer = ResyncingRtuFramer(DecodePDU(False))
+    where = f"{link.host}:{link.port}" + (" (RTU over TCP)" if rtu else "")
+    return Link(client, where, max(30.0, link.timeout), rtu=rtu)
 
 
 def serial_link(link: ModbusRtu) -> Link:
@@ -138,9 +168,9 @@ def serial_link(link: ModbusRtu) -> Link:
             reconnect_delay=0,
             name=link.port,
         )
-        return Link(
-            client, f"{link.port} @{link.baudrate} 8{link.parity}{link.stopbits}", port=link.port
-        )
+        client.ctx.framer = ResyncingRtuFramer(DecodePDU(False))
+        where = f"{link.port} @{link.baudrate} 8{link.parity}{link.stopbits}"
+        return Link(client, where, port=link.port, rtu=True)
 
     shared = per_port("modbus", link.port, make)
     shared.users += 1

@@ -134,9 +134,18 @@ class SimulatedMeter:
 class MeterServer:
     """One TCP port serving several simulated meters (unit ids), like a gateway."""
 
-    def __init__(self, meters: list[SimulatedMeter], host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        meters: list[SimulatedMeter],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        framer: str = "socket",  # "rtu": RTU frames over TCP, like a transparent converter
+    ):
         self.meters = meters
-        self._server = ModbusTcpServer([m.device() for m in meters], address=(host, port))
+        kind = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
+        self._server = ModbusTcpServer(
+            [m.device() for m in meters], address=(host, port), framer=kind
+        )
         self.host = host
         self.port = port
 

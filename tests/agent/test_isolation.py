@@ -58,3 +58,33 @@ async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(tmp_path: 
     assert OFFLINE_AFTER <= modem.requests[3] <= turns / 2
     assert agent.status["meter1"].failing_since == 0
     assert agent.status["meter3"].failing_since >= OFFLINE_AFTER
+
+
+async def test_an_offline_meter_that_answers_again_is_polled_every_turn(tmp_path: Path) -> None:
+    """Dead for a while, then back: once it answers, it is polled at its own pace again."""
+    modem = NullModem()
+    modem.start()
+    modem.silent_units.add(3)
+    meters = [SimulatedMeter(3, POINTS, LoadCurve(10.0, 0.0), counter="import_kwh")]
+    server = SerialMeterServer(meters, modem.b)
+    await server.start()
+    (tmp_path / "agent.yaml").write_text(
+        CONFIG % {"dir": tmp_path, "devices": DEVICE % {"unit": 3, "port": modem.a}}
+    )
+    agent = Agent(load_config(tmp_path / "agent.yaml"), None)
+    await agent.start()
+    try:
+        await asyncio.sleep(3.0)
+        assert agent.status["meter3"].failing_since >= OFFLINE_AFTER
+        modem.silent_units.clear()  # the meter is back
+        await asyncio.sleep(6.0)
+        before = modem.requests[3]
+        await asyncio.sleep(2.0)
+        after = modem.requests[3]
+    finally:
+        await agent.stop()
+        await server.stop()
+        modem.close()
+    assert agent.status["meter3"].failing_since == 0
+    assert agent.status["meter3"].offline_until == 0.0
+    assert after - before >= 3  # every 500 ms turn again

@@ -118,3 +118,26 @@ def test_counter_events_are_committed_with_the_state_that_explains_them(tmp_path
         work = p.ingest("m1", poll(T0 + 5 * i, wh))
     assert [e.kind for e in work.events] == ["counter_glitch"]
     assert "m1/e" in work.counters
+
+
+def test_every_counter_reading_of_a_poll_is_counted_in_order(tmp_path: Path) -> None:
+    """A subscription's changes arrive together: each is a sample, oldest first."""
+    p = pipeline(tmp_path)
+    changes = [Reading("m1", "e", T0 + t, 1000.0 * t, "Wh") for t in (3, 1, 2, 4, 5)]
+    p.ingest("m1", changes)
+    state = p.states["m1/e"]
+    assert state.pending is not None and state.pending.ts == T0 + 5
+    assert state.last is not None and state.last.ts == T0 + 4
+
+
+def test_a_counter_behind_transformers_wraps_at_the_primary_value(tmp_path: Path) -> None:
+    """With CT 100 a uint16 kWh register wraps at 65536 x 100 kWh on the primary side."""
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        CONFIG.replace("type: uint32, unit: Wh", "type: uint16, unit: kWh").replace(
+            "    poll: 5s\n", "    poll: 5s\n    ct_ratio: 100\n"
+        )
+        % {"dir": tmp_path, "raw": "0s"}
+    )
+    p = Pipeline(load_config(path).config, load_factor_set("cn-mee-2022"), "sichuan", {})
+    assert p.meters["m1"].spec.modulus == 65536 * 100

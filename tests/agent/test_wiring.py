@@ -67,3 +67,22 @@ def test_a_plain_meter_is_passed_through_untouched() -> None:
     """Without ratios or reversal the readings are the driver's own objects."""
     given = readings()
     assert Wiring.of(device()).apply(given) is given
+
+
+def test_reverse_leaves_currents_and_voltages_as_read() -> None:
+    """Only signed powers flip; a current is a magnitude either way."""
+    out = values(Wiring.of(device(reverse=True)).apply(readings()))
+    assert (out["current_l1_a"], out["voltage_l1_v"]) == (5.0, 100.0)
+
+
+def test_units_are_matched_whatever_their_case() -> None:
+    """kVArh, kvarh and KVARH all take the ratio of an energy."""
+    dev = ModbusTcpDevice(
+        name="m",
+        modbus_tcp={"host": "127.0.0.1"},
+        points=[{"name": "q", "address": 0, "type": "uint32", "unit": "kVArh"}],
+        ct_ratio=10,
+        pt_ratio=10,
+    )
+    (out,) = Wiring.of(dev).apply([Reading("m", "q", 1.0, 2.0, "kVArh")])
+    assert out.value == 200.0

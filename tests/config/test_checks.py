@@ -460,8 +460,7 @@ def test_reverse_needs_both_directions_to_swap(problems) -> None:
         "    points: [{name: import_kwh, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
         "    energy: {carrier: electricity, counter: import_kwh}\n"
     )
-    (problem,) = problems(text)
-    assert "reverse: true swaps import_* and export_* points" in problem
+    assert any("reverse: true swaps import_* and export_* points" in p for p in problems(text))
 
 
 def test_two_meters_with_one_address_on_a_line_are_refused(problems) -> None:

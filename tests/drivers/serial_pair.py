@@ -25,6 +25,8 @@ class NullModem:
         self.silent_units: set[int] = set()  # RTU replies of these units never arrive
         self.requests: Counter[int] = Counter()  # RTU requests seen, per unit
         self.corrupt_units: set[int] = set()  # RTU replies of these units arrive with a bad CRC
+        self.noise = b""  # bytes the line adds before every reply (a transceiver turning round)
+        self.repeat_units: set[int] = set()  # RTU replies of these units arrive twice
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -42,6 +44,10 @@ class NullModem:
             return
         if from_b and data and data[0] in self.corrupt_units:
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
+        if from_b and data and data[0] in self.repeat_units:
+            asyncio.get_running_loop().call_later(0.005, os.write, target, data)
+        if from_b and data:
+            data = self.noise + data
         os.write(target, data)
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from drivers.dlt645.codec import (
     describe_error,
     encode_bcd,
     meter_address,
+    mismatch,
     modulus,
     parse,
     read_address,
@@ -210,6 +211,32 @@ def test_a_follow_up_reply_drops_its_frame_number() -> None:
     assert bytes([0x45, 0x23]) == reply_data(request, reply)
     with pytest.raises(BadReply, match="not frame 2"):
         reply_data(request, Frame("000012345678", 0x92, bytes([0, 0, 1, 0, 0x45, 0x23, 1])))
+
+
+ME, B = "000012345678", "000000000002"
+VALUE = bytes([0, 0, 1, 0, 0x45, 0x23, 0x01, 0x00])  # DI 00010000, 123.45 kWh
+
+MISMATCHES = [
+    (read_data(ME, "00010000"), Frame(ME, 0x91, VALUE), None),
+    (read_data(WILDCARD, "00010000"), Frame(B, 0x91, VALUE), None),
+    (read_data(ME, "00010000"), Frame(ME, 0xD1, b"\x02"), None),  # an error reply: no DI echo
+    (read_data(ME, "00010000"), Frame(B, 0x91, VALUE), f"a reply from meter {B}"),
+    (read_data(ME, "00010000"), Frame(ME, 0x93, VALUE[:6]), "a frame with control code 93"),
+    (read_data(ME, "00010000"), Frame(ME, 0x11, VALUE[:4]), "a frame with control code 11"),
+    (read_data(ME, "00020000"), Frame(ME, 0x91, VALUE), "a reply for DI 00010000"),
+    (read_follow_up(ME, "00010000", 2), Frame(ME, 0x92, VALUE[:6] + b"\x02"), None),
+    (read_follow_up(ME, "00010000", 2), Frame(ME, 0x92, VALUE[:6] + b"\x01"),
+     "a reply for follow-up frame 1"),
+    (read_address(), Frame("123456789012", 0x93, bytes(6)), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("request_", "reply", "why"), MISMATCHES)
+def test_a_frame_that_answers_another_question_is_told_apart(
+    request_: Frame, reply: Frame, why: str | None
+) -> None:
+    """Another meter, function, DI or follow-up frame is not the answer; an error reply may be."""
+    assert why == mismatch(request_, reply)
 
 
 @given(st.binary(max_size=300))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import termios
 import time
 from pathlib import Path
@@ -16,9 +17,10 @@ from config.models import Dlt645Device, Dlt645Point
 from drivers import make_driver
 from drivers.base import Quality
 from drivers.dlt645 import _link
+from drivers.dlt645.codec import PREAMBLE, Frame, di_to_wire, encode_bcd
 from drivers.dlt645.driver import Dlt645Driver
 from drivers.dlt645.simulator import SimulatedBus
-from tests.drivers.dlt645.helpers import CURVE, PROFILE, T0, bus, device, driver, meter
+from tests.drivers.dlt645.helpers import ADDRESS, CURVE, PROFILE, T0, bus, device, driver, meter
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -85,13 +87,16 @@ async def test_an_error_reply_is_bad_with_the_decoded_reason() -> None:
 
 
 async def test_a_garbled_checksum_is_bad() -> None:
-    """A reply whose checksum does not add up is never decoded."""
-    async with bus(meter(garbled=True)) as line, driver(device(line.port)) as d:
+    """A reply whose checksum does not add up is never decoded; the timeout names it."""
+    sim = meter(garbled=True)
+    async with bus(sim) as line, driver(device(line.port)) as d:
         readings = await d.read()
     assert all(r.quality is Quality.BAD for r in readings)
     assert readings[0].reason.startswith(
-        "workshop3 meter 000012345678 DI 00010000: garbled reply: checksum"
+        "workshop3 meter 000012345678 DI 00010000: no reply within 0.3s; "
+        "heard a garbled frame: checksum"
     )
+    assert sim.asked == ["00010000"]  # no answer to the first DI: the meter is taken as dead
 
 
 async def test_junk_and_wake_up_bytes_before_a_reply_are_skipped() -> None:
@@ -108,7 +113,8 @@ async def test_a_reply_from_another_address_is_bad() -> None:
         readings = await d.read()
     assert all(r.quality is Quality.BAD for r in readings)
     assert readings[0].reason == (
-        "workshop3 meter 000012345678 DI 00010000: reply from meter 000000000002, not the one asked"
+        "workshop3 meter 000012345678 DI 00010000: no reply within 0.3s; "
+        "heard a reply from meter 000000000002"
     )
 
 
@@ -213,16 +219,100 @@ async def test_a_port_that_comes_back_is_reopened_at_the_next_poll(tmp_path: Pat
 
 
 async def test_a_late_reply_from_the_last_poll_is_flushed() -> None:
-    """A reply that arrives after its timeout is discarded, not taken for the next answer."""
-    sim = meter(delay=0.3)
+    """A reply that arrives after its timeout is discarded, not taken for the next answer.
+
+    The late reply is for the same meter and DI as the next request, so only the
+    flush before that request tells it from the fresh one (an hour's energy apart).
+    """
+    clock = [T0]
+    sim = meter(delay=0.3, clock=lambda: clock[0])
     points = [p for p in PROFILE if p.name in ("import_kwh", "power_kw")]
     async with bus(sim) as line, driver(device(line.port, points=points, timeout="150ms")) as d:
         late = await d.read()
-        await asyncio.sleep(0.3)  # the late reply is on the line now
+        await asyncio.sleep(0.3)  # the late reply, with T0's energy, is on the line now
         sim.delay = 0.0
+        clock[0] += 3600.0
         readings = {r.point: r.value for r in await d.read()}
     assert all(r.quality is Quality.BAD for r in late)
+    assert readings == {"import_kwh": round(CURVE.energy_kwh(T0 + 3600.0), 2), "power_kw": 36.0}
+
+
+# --- a shared line: frames that are not the answer are skipped ---------------------------
+
+
+async def test_a_late_reply_from_a_slow_meter_does_not_spoil_its_neighbour() -> None:
+    """A slow meter's reply lands inside its neighbour's exchange: skipped, poll after poll.
+
+    A answers 0.1 s after its own timeout, while B's request (sent when A's
+    timed out) waits for B's reply, due 0.2 s after it: B reads good every poll.
+    """
+    points = [p for p in PROFILE if p.name in ("import_kwh", "power_kw")]
+    slow, healthy = meter(OTHER, delay=0.4), meter(delay=0.2)
+    async with bus(slow, healthy) as line:
+        a_device = device(line.port, OTHER, points, timeout="300ms", name="A")
+        b_device = device(line.port, points=points, timeout="300ms", name="B")
+        async with driver(a_device) as a, driver(b_device) as b:
+            polls = []
+            for _ in range(3):
+                polls.append(await asyncio.gather(a.read(), b.read()))
+                await asyncio.sleep(0.25)  # the next poll, a little later
+    for a_readings, b_readings in polls:
+        assert {r.point: r.value for r in b_readings} == {"import_kwh": 12345.67, "power_kw": 36.0}
+        assert [r.reason for r in a_readings] == [
+            "A meter 000000000002 DI 00010000: no reply within 0.3s"
+        ] * 2
+    assert healthy.asked == ["00010000", "02030000"] * 3
+
+
+def garbled(frame: Frame) -> bytes:
+    wire = bytearray(frame.encode())
+    wire[-2] = (wire[-2] + 1) & 0xFF
+    return bytes(wire)
+
+
+async def test_a_garbled_frame_ahead_of_the_reply_is_skipped() -> None:
+    """A damaged frame heard first (a neighbour's, cut by noise) does not end the wait."""
+    noise = garbled(Frame(OTHER, 0x91, di_to_wire("00010000") + bytes(4)))
+    async with bus(meter(ahead=noise, delay=0.05)) as line, driver(device(line.port)) as d:
+        readings = await d.read()
+    assert expected() == {r.point: (r.value, r.unit) for r in readings}
+
+
+async def test_a_false_start_in_noise_that_runs_into_the_reply_does_not_hide_it() -> None:
+    """68, six bytes, 68 in noise, its length ending on the reply's 16: not a frame, skipped.
+
+    The bad checksum of that false frame must not take the real reply with it.
+    """
+    points = [p for p in PROFILE if p.name == "import_kwh"]
+    reply = PREAMBLE + Frame(ADDRESS, 0x91, bytes(8)).encode(preamble=False)  # its size
+    false_start = bytes([0x68, 1, 2, 3, 4, 5, 6, 0x68, 0x11, len(reply) - 2])
+    sim = meter(junk=false_start)
+    async with bus(sim) as line, driver(device(line.port, points=points)) as d:
+        readings = await d.read()
+    assert [(r.point, r.value) for r in readings] == [("import_kwh", 12345.67)]
+
+
+async def test_a_reply_for_another_di_is_skipped_and_the_right_one_taken() -> None:
+    """The meter's late answer to an earlier DI, heard first, is not this DI's value."""
+    stale = Frame(ADDRESS, 0x91, di_to_wire("00020000") + encode_bcd(999.99, "XXXXXX.XX"))
+    points = [p for p in PROFILE if p.name in ("import_kwh", "power_kw")]
+    sim = meter(ahead=stale.encode(), delay=0.05)
+    async with bus(sim) as line, driver(device(line.port, points=points)) as d:
+        readings = {r.point: r.value for r in await d.read()}
     assert readings == {"import_kwh": 12345.67, "power_kw": 36.0}
+
+
+async def test_a_timeout_names_what_was_heard_instead() -> None:
+    """No answer in time: the reason lists the frames skipped, the latest last."""
+    sim = meter(ahead=garbled(Frame(OTHER, 0x91, bytes(8))), reply_as=OTHER, delay=0.05)
+    async with bus(sim) as line, driver(device(line.port, timeout="200ms")) as d:
+        readings = await d.read()
+    assert re.fullmatch(
+        r"workshop3 meter 000012345678 DI 00010000: no reply within 0\.2s; heard a garbled "
+        r"frame: checksum [0-9A-F]{2}, the bytes add up to [0-9A-F]{2} \(68 02 00 [0-9A-F ]+\) "
+        r"and a reply from meter 000000000002",
+        readings[0].reason or "",
+    )
 
 
 async def test_values_split_over_follow_up_frames_are_joined() -> None:
@@ -244,6 +334,13 @@ async def test_identify_on_a_dead_line_raises_a_located_timeout() -> None:
     """identify() is for probe: a silent line raises DeviceTimeout naming device and port."""
     async with bus(meter(silent=True)) as line, driver(device(line.port)) as d:
         with pytest.raises(DeviceTimeout, match=f"workshop3 on {line.port}: no reply within"):
+            await d.identify()
+
+
+async def test_identify_hearing_only_garbled_frames_asks_about_a_second_meter() -> None:
+    """Several meters answering the wildcard at once garble each other: the timeout says so."""
+    async with bus(meter(garbled=True)) as line, driver(device(line.port)) as d:
+        with pytest.raises(DeviceTimeout, match=r"heard a garbled frame: .*; is more than one"):
             await d.identify()
 
 

@@ -107,3 +107,50 @@ async def test_a_reply_with_a_bad_crc_is_never_a_value(line) -> None:
     assert all(r.quality is Quality.BAD and r.value is None for r in damaged)
     assert "a damaged reply arrived" in (damaged[0].reason or "")
     assert all(r.good for r in clean)
+
+
+async def test_noise_before_a_reply_does_not_cost_the_reply(line) -> None:
+    """A 0x00 from a transceiver turning round, before the frame: the reading is good."""
+    modem, _ = line
+    modem.noise = b"\x00"
+    driver = ModbusRtuDriver(device(modem.a, 1))
+    readings = await driver.read()
+    await driver.close()
+    assert all(r.good for r in readings)
+
+
+async def test_a_reply_sent_twice_is_not_taken_for_the_next_answer(line) -> None:
+    """A repeater that repeats replies: every register still gets its own value."""
+    modem, _ = line
+    modem.repeat_units.add(1)
+    points = [
+        ModbusPoint(name="a", address=0, type="uint32", scale=0.01, unit="kWh"),
+        ModbusPoint(name="b", address=10, type="uint32", scale=0.01, unit="kWh"),
+    ]
+    driver = ModbusRtuDriver(
+        ModbusRtuDevice(
+            name="m1", modbus_rtu={"port": modem.a, "unit": 1, "max_gap": 0}, points=points
+        )
+    )
+    polls = [await driver.read() for _ in range(3)]
+    await driver.close()
+    values = [{r.point: r.value for r in readings} for readings in polls]
+    assert values[0]["b"] == pytest.approx(1000.0)  # the counter, not register 0's copy
+    assert values[0]["a"] != values[0]["b"]
+    assert values[1] == values[0] and values[2] == values[0]
+
+
+async def test_each_meter_on_a_port_keeps_its_own_timeout(line) -> None:
+    """The port was opened by a meter with 3 s; the dead one with 300 ms still costs 300 ms."""
+    modem, _ = line
+    slow_first = ModbusRtuDriver(device(modem.a, 1, timeout="3s"))
+    dead = ModbusRtuDriver(device(modem.a, 3, timeout="300ms"))
+    await slow_first.read()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    readings = await dead.read()
+    took = loop.time() - started
+    for driver in (slow_first, dead):
+        await driver.close()
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert took < 1.0

@@ -264,3 +264,105 @@ async def test_coils_and_discrete_inputs_read_as_one_and_zero() -> None:
         readings = {r.point: r.value for r in await driver.read()}
         await driver.close()
     assert readings == {"breaker": 1.0, "door": 0.0, "alarm": 1.0}
+
+
+def reply(tid: int, unit: int, function: int, registers: list[int]) -> bytes:
+    data = b"".join(struct.pack(">H", r) for r in registers)
+    return struct.pack(">HHHBBB", tid, 0, 3 + len(data), unit, function, len(data)) + data
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer"),
+    [
+        ("more registers than asked", lambda tid, u, f, c: reply(tid, u, f, list(range(c + 3)))),
+        ("another function code", lambda tid, u, f, c: reply(tid, u, 4 if f == 3 else 3, [0] * c)),
+    ],
+)
+async def test_a_reply_that_does_not_fit_its_request_is_never_a_value(kind: str, answer) -> None:
+    """A reply of another size or function: bad readings (read() does not raise)."""
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(12):
+            tid, _, _, unit, function, _, count = struct.unpack(">HHHBBHH", request[:12])
+            writer.write(answer(tid, unit, function, count))
+            await writer.drain()
+
+    async with raw_server(peer) as port:
+        driver = ModbusTcpDriver(device(port))
+        readings = await driver.read()
+        await driver.close()
+    assert readings and all(r.quality is Quality.BAD and r.value is None for r in readings), kind
+    assert "asked" in (readings[0].reason or "") or "not 3" in (readings[0].reason or "")
+
+
+async def test_a_gateway_whose_meter_is_silent_costs_one_wait_per_poll() -> None:
+    """Exception 0x0B after the gateway's own wait: the poll ends, not one wait per request."""
+
+    async def gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(12):
+            tid, _, _, unit, function, _, _ = struct.unpack(">HHHBBHH", request[:12])
+            await asyncio.sleep(0.3)
+            writer.write(struct.pack(">HHHBBB", tid, 0, 3, unit, function | 0x80, 0x0B))
+            await writer.drain()
+
+    points = [ModbusPoint(name=f"p{i}", address=100 * i, type="uint16") for i in range(4)]
+    async with raw_server(gateway) as port:
+        driver = ModbusTcpDriver(device(port, timeout="1s", points=points))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        readings = await driver.read()
+        took = loop.time() - started
+        await driver.close()
+    assert len(driver.requests) == 4
+    assert all("gateway target failed to respond" in (r.reason or "") for r in readings)
+    assert took < 0.6
+
+
+async def test_rtu_frames_over_tcp_for_a_transparent_converter() -> None:
+    """framer: rtu reads a meter behind a serial-to-Ethernet converter in transparent mode."""
+    sim = SimulatedMeter(1, POINTS, LoadCurve(base_kw=7.0, swing_kw=0.0), counter="energy_kwh")
+    server = MeterServer([sim], framer="rtu")
+    await server.start()
+    dev = ModbusTcpDevice(
+        name="m1",
+        modbus_tcp={"host": "127.0.0.1", "port": server.port, "framer": "rtu", "timeout": "500ms"},
+        points=POINTS,
+    )
+    driver = ModbusTcpDriver(dev)
+    readings = {r.point: r for r in await driver.read()}
+    await driver.close()
+    await server.stop()
+    assert readings["power_kw"].value == pytest.approx(7.0)
+
+
+async def test_max_gap_decides_how_many_requests_a_device_sends() -> None:
+    """The device's max_gap is the plan's: 0 reads the SDM630's two blocks as four requests."""
+    from config import load_profile
+
+    profile = [s.point for s in load_profile("eastron-sdm630").points]
+
+    def requests(gap: int) -> int:
+        link = {"host": "192.0.2.1", "max_gap": gap}
+        return len(
+            ModbusTcpDriver(ModbusTcpDevice(name="m", modbus_tcp=link, points=profile)).requests
+        )
+
+    assert (requests(8), requests(0)) == (2, 4)
+
+
+async def test_the_link_comes_back_in_the_background_between_polls() -> None:
+    """After a failed connect nobody needs to poll: the reconnection keeps trying by itself."""
+    port = free_port()
+    driver = ModbusTcpDriver(device(port))
+    assert not any(r.good for r in await driver.read())
+    sim = SimulatedMeter(1, POINTS, LoadCurve(base_kw=5.0, swing_kw=0.0), counter="energy_kwh")
+    server = MeterServer([sim], port=port)
+    await server.start()
+    for _ in range(40):
+        if driver.link.client.connected:
+            break
+        await asyncio.sleep(0.25)
+    connected = driver.link.client.connected
+    await driver.close()
+    await server.stop()
+    assert connected
