@@ -71,6 +71,11 @@ _MODES = {
 }
 
 
+def connect_budget(timeout: float) -> float:
+    """The longest `open_client` can take: the endpoints, then the session, each its budget."""
+    return 2 * CONNECT_STEPS * timeout
+
+
 class _Hush(logging.Filter):
     """Drop asyncua's records about what the driver translates and reports itself,
     and its dump of the login request, which holds the password in clear."""

@@ -3,13 +3,17 @@
 `mode: read` sends one Read service call for all of a device's nodes per poll.
 `mode: subscribe` keeps a subscription: a poll returns the latest values, and
 `drain_changes()` returns every change of the counter points since the last
-call, in order, so no step of a counter falls between two polls.
+call, in order, so no step of a counter falls between two polls. A change is
+stamped with the time the server took the value, on the agent's clock (see
+`drivers.opcua._subscription`), not with the time its publish arrived.
 
 The session lives in a supervising task: it connects (tenacity, exponential
 backoff with jitter), watches the link and the subscription, and starts over
-when either dies. Polls never wait for it, except the very first, which waits
-up to one timeout for the first connection. asyncua exceptions are translated
-at `drivers.opcua._link`, the one seam; `read()` never raises.
+when either dies. Polls never wait for it, except the very first (and so a
+probe), which waits for the first connection attempt to end, as long as that
+may take (connect, and in subscribe mode the subscription). asyncua
+exceptions are translated at `drivers.opcua._link`, the one seam; `read()`
+never raises.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_CHANGES = 100_000  # counter changes kept for drain_changes(); the oldest go first
 WATCH_EVERY = 1.0  # seconds between looks at the link (local state only, no traffic)
+SUBSCRIBE_STEPS = 4  # requests to set up a subscription: create it, two item groups, one Read
 
 
 class OpcUaDriver:
@@ -61,13 +66,18 @@ class OpcUaDriver:
                 self._targets.setdefault(self._nodes[point.name], []).append(point)
         self.publishing = self._link.publishing_interval or device.poll
         self.sampling = self._link.sampling_interval or min(1.0, self.publishing)
+        steps = SUBSCRIBE_STEPS if self._link.mode == "subscribe" else 0
+        # the first poll waits for the first attempt: connect, subscribe, and a timeout to spare
+        self._first_wait = (
+            _link.connect_budget(self._link.timeout) + (steps + 1) * self._link.timeout
+        )
         self._backoff_max = backoff_max
         self._quick = wait_exponential_jitter(multiplier=0.5, max=backoff_max, jitter=1.0)
         self._client: Client | None = None
         self._feed: Feed | None = None
         self._latest: dict[str, Reading] = {}
         self._changes: deque[Reading] = deque(maxlen=MAX_CHANGES)
-        self._last_change: dict[str, float] = {}
+        self._stamped: dict[str, float] = {}  # newest timestamp given out per counter point
         self._dropped = 0
         self._failure: str | None = None  # why there is no session, while there is none
         self._failed_attempts = 0
@@ -87,7 +97,7 @@ class OpcUaDriver:
         self._start()
         if not self._settled.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._link.timeout):
+                async with asyncio.timeout(self._first_wait):
                     await self._settled.wait()
         client = self._client
         if client is None:
@@ -99,8 +109,10 @@ class OpcUaDriver:
     def drain_changes(self) -> list[Reading]:
         """Every change of a counter point since the last call, oldest first (subscribe mode).
 
-        Timestamps are the agent's clock at reception, strictly increasing per
-        point, never later than the next `read()`; empty in read mode.
+        Timestamps are when the server took each value, on the agent's clock
+        (the agent's time of arrival if the server gave none), strictly increasing
+        per point, after every timestamp given out before for the point and never
+        later than the next `read()`; empty in read mode.
         """
         changes = list(self._changes)
         self._changes.clear()
@@ -150,17 +162,24 @@ class OpcUaDriver:
             why = feed.dead or f"the subscription sent nothing for {silent:.0f}s"
             return self._all_bad(f"{self._where}: {why}; re-creating it")
         now = time.time()
+        heard = feed.heard_at or 0.0
         readings = []
         for point in self._points:
             latest = self._latest.get(point.name)
             if point.name in self._invalid or latest is None:
                 reason = self._invalid.get(point.name, f"{self._where}: no value notified yet")
                 readings.append(self._bad(point, reason, now))
-            else:
-                readings.append(
-                    Reading(self.device, point.name, now, latest.value, point.unit,
-                            latest.quality, latest.reason)
-                )  # fmt: skip
+                continue
+            ts = now
+            if point.kind == "counter" and latest.good:
+                # the value as of the server's last publish: a change it has not sent yet
+                # must not fall before this reading
+                ts = max(latest.ts, heard, self._stamped.get(point.name, 0.0))
+                self._stamped[point.name] = ts
+            readings.append(
+                Reading(self.device, point.name, ts, latest.value, point.unit,
+                        latest.quality, latest.reason)
+            )  # fmt: skip
         return readings
 
     def _decoded(self, point: OpcUaPoint, data: ua.DataValue | None, now: float) -> Reading:
@@ -180,14 +199,16 @@ class OpcUaDriver:
 
     # --- notifications (subscribe mode) ------------------------------------------------
 
-    def _on_value(self, point: OpcUaPoint, data: ua.DataValue) -> None:
+    def _on_value(self, point: OpcUaPoint, data: ua.DataValue, taken: float | None) -> None:
+        """A notified value; `taken` is when the server took it, on the agent's clock."""
         now = time.time()
         reading = self._decoded(point, data, now)
         self._latest[point.name] = reading
         if point.kind != "counter":
             return
-        ts = max(now, self._last_change.get(point.name, 0.0) + 1e-6)
-        self._last_change[point.name] = ts
+        at = now if taken is None else min(taken, now)
+        ts = max(at, self._stamped.get(point.name, 0.0) + 1e-6)
+        self._stamped[point.name] = ts
         if len(self._changes) == self._changes.maxlen:
             self._dropped += 1
             if self._dropped == 1:

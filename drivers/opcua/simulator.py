@@ -17,6 +17,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +169,25 @@ class MeterServer:
         await service.delete_subscriptions(ids)
         return len(ids)
 
-    async def write(self, name: str, value: Any, variant: ua.VariantType | None = None) -> None:
-        """Set one variable now (the curve overwrites simulated ones at the next tick)."""
+    async def write(
+        self,
+        name: str,
+        value: Any,
+        variant: ua.VariantType | None = None,
+        *,
+        source_time: float | None = None,
+    ) -> None:
+        """Set one variable now (the curve overwrites simulated ones at the next tick).
+
+        `source_time` (seconds since the epoch) is the SourceTimestamp the value
+        carries, as from a device whose clock is off; by default, the time now.
+        """
         assert self._server is not None
-        await self._server.get_node(node_id(name)).write_value(ua.Variant(value, variant))
+        taken = time.time() if source_time is None else source_time
+        data = ua.DataValue(
+            ua.Variant(value, variant), SourceTimestamp=datetime.fromtimestamp(taken, UTC)
+        )
+        await self._server.get_node(node_id(name)).write_value(data)
 
     def values(self, t: float) -> dict[str, float]:
         """Every simulated variable at `t`, in the profile's units."""

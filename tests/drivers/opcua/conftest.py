@@ -8,6 +8,7 @@ tests that disturb it (restart, forget subscriptions) leave it running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -66,3 +67,47 @@ async def meter() -> AsyncIterator[MeterServer]:
     await sim.start()
     yield sim
     await sim.close()
+
+
+@contextlib.asynccontextmanager
+async def delayed(port: int, latency: float) -> AsyncIterator[int]:
+    """A TCP proxy to 127.0.0.1:`port` that delays every byte `latency` seconds each way
+    (a slow link, not a slow peer: bytes in flight overlap); yields its own port."""
+    pipes: set[asyncio.Task[None]] = set()
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(due - time.monotonic())
+                if not data:
+                    break
+                dst.write(data)
+                await dst.drain()
+
+        sender = asyncio.create_task(deliver())
+        try:
+            while data := await src.read(65536):
+                queue.put_nowait((time.monotonic() + latency, data))
+            queue.put_nowait((time.monotonic() + latency, b""))
+            await sender
+        finally:
+            sender.cancel()
+            dst.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+            pipes.add(asyncio.create_task(task))
+
+    proxy = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield proxy.sockets[0].getsockname()[1]
+    finally:
+        proxy.close()
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+        await proxy.wait_closed()

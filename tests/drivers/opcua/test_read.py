@@ -10,7 +10,7 @@ import pytest
 from drivers.base import Quality
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer, node_id
-from tests.drivers.opcua.conftest import POINTS, all_good, device, polls_until
+from tests.drivers.opcua.conftest import POINTS, all_good, delayed, device, polls_until
 from tests.drivers.peers import raw_server, silent
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
@@ -158,3 +158,27 @@ async def test_a_server_that_never_answers_costs_at_most_a_timeout_per_poll() ->
             await driver.close()
     assert max(took) < 0.45
     assert readings[0].reason is not None and "m1 opc.tcp://127.0.0.1:" in readings[0].reason
+
+
+@pytest.mark.parametrize("mode", ["read", "subscribe"])
+async def test_the_first_read_waits_for_a_connection_that_takes_several_timeouts(
+    meter: MeterServer, mode: str
+) -> None:
+    """150 ms each way, timeout 500 ms: each request answers in time, but connecting (and
+    subscribing) takes many of them. The first read, all a probe does, waits and is good."""
+    async with delayed(meter.port, 0.15) as port:
+        endpoint = f"opc.tcp://127.0.0.1:{port}/"
+        driver = OpcUaDriver(device(endpoint, mode=mode, publishing_interval="200ms"))
+        try:
+            start = time.monotonic()
+            first = await driver.read()
+            took = time.monotonic() - start
+            start = time.monotonic()
+            second = await driver.read()
+            again = time.monotonic() - start
+        finally:
+            await driver.close()
+    assert all_good(first), [r.reason for r in first]
+    assert all_good(second)
+    assert took > 1.0  # more than one timeout: the old first read gave up here
+    assert again < (0.5 if mode == "read" else 0.05)  # one round trip, or none

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
+from asyncua import ua
 
 from drivers.base import Quality
+from drivers.opcua._subscription import Feed
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer
 from tests.drivers.opcua.conftest import POINTS, all_good, device, polls_until, until
@@ -57,6 +60,83 @@ async def test_every_counter_change_is_drained_in_order(meter: MeterServer) -> N
     assert [c.value for c in changes] == steps
     assert {c.point for c in changes} == {"import_kwh"}  # gauges are not changes
     assert all(a.ts < b.ts for a, b in pairwise(changes))
+
+
+@pytest.mark.parametrize("skew", [0.0, -600.0, 600.0], ids=["right", "behind", "ahead"])
+async def test_changes_carry_when_the_server_took_them(meter: MeterServer, skew: float) -> None:
+    """Changes written between two polls come out spaced as written, between the polls'
+    counter readings, whether the server's clock is right or off by ten minutes."""
+    meter.paused = True
+    driver = subscriber(meter, publishing_interval="1s", sampling_interval="20ms")
+    gaps = [0.1, 0.2, 0.05, 0.15, 0.1]  # 0.6 s in all: within one publishing interval
+    try:
+        await driver.read()
+        assert await until(driver.drain_changes)  # the value at subscription time
+        # one change on the skewed clock, just notified: the next publish is 1 s away
+        await meter.write("import_kwh", 4999.0, source_time=time.time() + skew)
+        assert await until(driver.drain_changes, every=0.01)
+        before = {r.point: r for r in await driver.read()}["import_kwh"]
+        written = []
+        for i, gap in enumerate([*gaps, 0.0]):
+            now = time.time()
+            await meter.write("import_kwh", 5000.0 + i, source_time=now + skew)
+            written.append(now)
+            await asyncio.sleep(gap)
+        changes: list = []
+        assert await until(lambda: changes.extend(driver.drain_changes()) or len(changes) > 5)
+        after = {r.point: r for r in await driver.read()}["import_kwh"]
+    finally:
+        meter.paused = False
+        await driver.close()
+    assert [c.value for c in changes] == [5000.0 + i for i in range(6)]
+    for change, at in zip(changes, written, strict=True):
+        assert change.ts - changes[0].ts == pytest.approx(at - written[0], abs=0.05)
+        assert at - 0.01 <= change.ts <= at + 1.0 + 0.2  # at most a publishing interval late
+    assert before.ts < changes[0].ts and changes[-1].ts <= after.ts
+    assert after.value == changes[-1].value
+
+
+def publish(*items: tuple[int, float | None, float | None]) -> ua.PublishResult:
+    """A publish response of (client handle, source time, server time) values."""
+
+    def stamp(t: float | None) -> datetime | None:
+        return None if t is None else datetime.fromtimestamp(t, UTC)
+
+    notification = ua.DataChangeNotification(
+        MonitoredItems=[
+            ua.MonitoredItemNotification(
+                ClientHandle=handle,
+                Value=ua.DataValue(
+                    ua.Variant(1.0), SourceTimestamp=stamp(source), ServerTimestamp=stamp(server)
+                ),
+            )
+            for handle, source, server in items
+        ]
+    )
+    return ua.PublishResult(
+        NotificationMessage=ua.NotificationMessage(NotificationData=[notification])
+    )
+
+
+async def test_server_times_fall_back_and_follow_a_clock_step() -> None:
+    """SourceTimestamp, else ServerTimestamp, else none; each item keeps its own offset,
+    the smallest seen, until its clock steps back."""
+    feed = Feed({}, lambda *_: None, lambda _: None)
+    feed.since = 0.0
+    now = time.time()
+    result = publish(
+        (1, now - 600.2, None), (1, now - 600.5, None), (2, None, now - 0.1), (3, None, None)
+    )
+    feed.arrived(result)
+    items = result.NotificationMessage.NotificationData[0].MonitoredItems
+    assert feed.taken_at(items[0]) == pytest.approx(now, abs=0.05)  # the newest: at arrival
+    assert feed.taken_at(items[1]) == pytest.approx(now - 0.3, abs=0.05)
+    assert feed.taken_at(items[2]) == pytest.approx(now, abs=0.05)
+    assert feed.taken_at(items[3]) is None
+    feed.arrived(publish((1, time.time() - 601.0, None)))  # a slower publish: offset kept
+    assert feed.taken_at(items[0]) == pytest.approx(now, abs=0.05)
+    feed.arrived(publish((1, time.time() - 630.0, None)))  # the clock stepped back 30 s
+    assert feed.taken_at(items[0]) == pytest.approx(now + 30.0 - 0.2, abs=0.05)
 
 
 async def test_a_missing_node_is_bad_in_subscribe_mode_too(meter: MeterServer) -> None:
