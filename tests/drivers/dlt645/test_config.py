@@ -8,19 +8,16 @@ import pytest
 
 from config import ConfigInvalid, LoadedConfig, load_config, load_profile
 from config.models import Dlt645Device
+from tests.config.samples import GATEWAY as HEAD
 
-GATEWAY = """\
-gateway:
-  id: gw1
-  enterprise_id: 91510100MA6123456W
-  region_code: "510100"
-  industry_code: C3011
-sync:
-  url: https://central.example/api/v1/batches
+GATEWAY = (
+    HEAD
+    + """\
 devices:
   - name: workshop3
     profile: dlt645-2007-energy
 """
+)
 
 
 def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str) -> LoadedConfig:
