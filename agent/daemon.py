@@ -31,8 +31,10 @@ from buffer import AsyncStore, Commit
 from cloud_sync.uploader import Uploader
 from config import ConfigInvalid, LoadedConfig, load_factor_set, province_for
 from drivers import Driver, DriverUnavailable, make_driver
+from drivers.base import Quality
 
 log = logging.getLogger(__name__)
+GOOD = Quality.GOOD
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # polls are aligned to whole periods since then
 SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audits
@@ -267,12 +269,17 @@ class Agent:
         status.polls += 1
         status.last_poll = time.time()
         status.points = len(readings)
-        status.good_points = sum(1 for r in readings if r.good)
-        bad = [r for r in readings if not r.good]
-        if bad and not status.good_points:
+        good, first_bad = 0, None
+        for r in readings:  # one pass: this runs for every device on every poll
+            if r.value is not None and r.quality is GOOD:
+                good += 1
+            elif first_bad is None:
+                first_bad = r
+        status.good_points = good
+        if first_bad is not None and not good:
             status.failed_polls += 1
             status.failing_since += 1
-            status.last_error = bad[0].reason
+            status.last_error = first_bad.reason
             if status.failing_since == 1:
                 log.warning("%s", status.last_error)
             if status.failing_since >= OFFLINE_AFTER:
@@ -283,8 +290,8 @@ class Agent:
             log.info("%s: recovered after %d failed polls", name, status.failing_since)
             status.failing_since = 0
             status.offline_until = 0.0
-        if bad:
-            status.last_error = bad[0].reason
+        if first_bad is not None:
+            status.last_error = first_bad.reason
 
     def _back_off(self, name: str, status: DeviceStatus) -> None:
         """A device that keeps failing is polled less and less often (up to 5 min), so a

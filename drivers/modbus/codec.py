@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from config.models import REGISTER_COUNT, ModbusPoint
 
@@ -39,6 +39,10 @@ class Request:
     address: int
     count: int
     points: tuple[ModbusPoint, ...]
+    fast: tuple = field(init=False, repr=False, compare=False)  # see decode_all
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fast", tuple(_fast(self.address, p) for p in self.points))
 
     def __str__(self) -> str:
         return f"{self.function} @{self.address:#06x} x{self.count} ({len(self.points)} points)"
@@ -127,29 +131,30 @@ def decode_all(
         return out
     raw = struct.pack(f">{request.count}H", *values[: request.count])
     out = []
-    for point in request.points:
-        if (
-            point.type == "bool"
-            or point.bit is not None
-            or "little"
-            in (
-                point.byte_order,
-                point.word_order,
-            )
-        ):
+    for point, fast in zip(request.points, request.fast, strict=True):
+        if fast is None:
             try:
                 out.append(decode_point(request, values, point))
             except DecodeError as exc:
                 out.append(exc)
             continue
-        number = struct.unpack_from(
-            _STRUCT[point.type], raw, 2 * (point.address - request.address)
-        )[0]
+        unpack, at, scale, offset = fast
+        number = unpack(raw, at)[0]
         if number != number or number in (math.inf, -math.inf):
             out.append(DecodeError(f"{point.type} is {number}"))
         else:
-            out.append(number * point.scale + point.offset)
+            out.append(number * scale + offset)
     return out
+
+
+def _fast(request_address: int, point: ModbusPoint) -> tuple | None:
+    """How to unpack a point in the common layout straight from the reply's bytes."""
+    if point.function in ("coil", "discrete") or point.type == "bool" or point.bit is not None:
+        return None
+    if point.byte_order == "little" or point.word_order == "little":
+        return None
+    unpack = struct.Struct(_STRUCT[point.type]).unpack_from
+    return unpack, 2 * (point.address - request_address), point.scale, point.offset
 
 
 def encode_registers(value: float, point: ModbusPoint) -> list[int]:
