@@ -15,7 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import ConfigInvalid, LoadedConfig, Problem, config_json_schema, load_config
+from config import (
+    ConfigInvalid,
+    LoadedConfig,
+    Problem,
+    config_json_schema,
+    load_config,
+    load_config_apart,
+)
 
 EX_OK = 0
 EX_CONFIG = 78
@@ -55,9 +62,9 @@ def _print_problems(problems: Sequence[Problem]) -> None:
         print(f"{prefix}{problem}", file=sys.stderr)
 
 
-def _load(path: str, *, require_env: bool) -> LoadedConfig | None:
+def _load(path: str, *, require_env: bool, apart: bool = False) -> LoadedConfig | None:
     try:
-        loaded = load_config(path, require_env=require_env)
+        loaded = (load_config_apart if apart else load_config)(path, require_env)
     except ConfigInvalid as exc:
         _print_problems(exc.problems)
         errors = sum(1 for p in exc.problems if p.severity != "warning")
@@ -119,7 +126,7 @@ def read_token(loaded: LoadedConfig) -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
-    loaded = _load(args.config, require_env=True)
+    loaded = _load(args.config, require_env=True, apart=True)
     if loaded is None:
         return EX_CONFIG
     try:

@@ -13,13 +13,18 @@ starts, it stops.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import Figure
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUES = 20
@@ -93,7 +98,24 @@ asyncio.run(main())
 """
 
 
-def agent_config(ports: list[int], workdir: Path) -> str:
+@contextlib.contextmanager
+def start_meters(count: int, workdir: Path) -> Iterator[list[int]]:
+    """`count` simulated meters in their own process, stopped on the way out."""
+    portfile = workdir / "ports"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = str(ROOT / "bench" / "sim_meters.py")
+    sim = subprocess.Popen([sys.executable, script, str(count), str(portfile)], env=env)
+    try:
+        while not portfile.exists() or not portfile.read_text():
+            if sim.poll() is not None:
+                raise RuntimeError("the simulated meters did not start")
+            time.sleep(0.1)
+        yield [int(p) for p in portfile.read_text().split()]
+    finally:
+        stop(sim)
+
+
+def agent_config(ports: list[int], workdir: Path, poll: str = "1s") -> str:
     points = "".join(
         f"      - {{name: {name}, address: {2 * i}, function: input, type: float32"
         + (", unit: kWh, kind: counter}" if i == 0 else ", unit: kW}" if i == 1 else "}")
@@ -101,7 +123,7 @@ def agent_config(ports: list[int], workdir: Path) -> str:
         for i, name in enumerate(["import_kwh", "power_kw"] + [f"value_{i}" for i in range(18)])
     )
     devices = "".join(
-        f"  - name: m{n}\n    modbus_tcp: {{host: 127.0.0.1, port: {port}}}\n    poll: 1s\n"
+        f"  - name: m{n}\n    modbus_tcp: {{host: 127.0.0.1, port: {port}}}\n    poll: {poll}\n"
         f"    points:\n{points}    energy: {{carrier: electricity, counter: import_kwh}}\n"
         for n, port in enumerate(ports)
     )
@@ -119,14 +141,7 @@ def run(meters: int, seconds: float, warmup: float) -> dict[str, float]:
         workdir = Path(tmp)
         portfile = workdir / "ports"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        sim = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "sim_meters.py"), str(meters), str(portfile)],
-            env=env,
-        )
-        try:
-            while not portfile.exists() or not portfile.read_text():
-                time.sleep(0.1)
-            ports = [int(p) for p in portfile.read_text().split()]
+        with start_meters(meters, workdir) as ports:
             bare = subprocess.Popen([sys.executable, "-c", BARE, *map(str, ports)])
             try:
                 b = measure(bare.pid, warmup, seconds, portfile)
@@ -142,8 +157,6 @@ def run(meters: int, seconds: float, warmup: float) -> dict[str, float]:
                 a = measure(agent.pid, warmup, seconds, portfile)
             finally:
                 stop(agent)
-        finally:
-            stop(sim)
     return {
         "meters": meters,
         "agent_values_per_s": a["values"] / seconds,
@@ -155,6 +168,23 @@ def run(meters: int, seconds: float, warmup: float) -> dict[str, float]:
         "peak": a["peak"],
         "bytes_per_value": a["written"] / max(1, a["values"]),
     }
+
+
+def figures(sizes: list[int], seconds: float, warmup: float) -> list[Figure]:
+    out = []
+    for n in sizes:
+        r = run(n, seconds, warmup)
+        out += [
+            Figure(f"polling CPU, {n} meters", r["agent_cpu_per_1000"], "CPU s/1k values",
+                   r["bare_cpu_per_1000"], "bare pymodbus loop"),
+            Figure(f"values buffered per second, {n} meters", r["agent_values_per_s"], "values/s",
+                   r["bare_values_per_s"], "bare pymodbus loop"),
+            Figure(f"share of one core, {n} meters", 100 * r["core_share"], "%"),
+            Figure(f"RSS steady, {n} meters", r["rss"], "MiB"),
+            Figure(f"RSS peak, {n} meters", r["peak"], "MiB"),
+            Figure(f"disk written per value, {n} meters", r["bytes_per_value"], "bytes"),
+        ]  # fmt: skip
+    return out
 
 
 def main() -> None:

@@ -6,7 +6,14 @@
 
 from config.errors import ConfigInvalid, Problem
 from config.factors import Factor, FactorSet, UnknownFactorSet, load_factor_set, province_for
-from config.loader import LoadedConfig, LoadedProfile, config_json_schema, load_config, load_profile
+from config.loader import (
+    LoadedConfig,
+    LoadedProfile,
+    config_json_schema,
+    load_config,
+    load_config_apart,
+    load_profile,
+)
 from config.profiles import list_profiles
 
 __all__ = [
@@ -20,6 +27,7 @@ __all__ = [
     "config_json_schema",
     "list_profiles",
     "load_config",
+    "load_config_apart",
     "load_factor_set",
     "load_profile",
     "province_for",

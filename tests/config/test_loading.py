@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigInvalid, load_config
+from config import ConfigInvalid, load_config, load_config_apart
 from config.models import ModbusTcpDevice
 from tests.config.samples import GATEWAY, METER, Load, Problems, Write
 
@@ -319,3 +319,24 @@ def test_a_recursive_alias_is_refused(problems: Problems) -> None:
     assert problems("devices: &d [*d]\n") == [
         "agent.yaml:1:10: devices[0]: an alias refers to the collection that contains it"
     ]
+
+
+def test_the_daemon_loads_its_config_in_a_child_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """load_config_apart (a forked child) gives what load_config gives: the models, the
+    warnings, positions for later problems, and the same ConfigInvalid for a bad file."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    here, apart = load_config("examples/plant.yaml"), load_config_apart("examples/plant.yaml")
+    assert apart.config == here.config
+    assert apart.warnings == here.warnings
+    assert str(apart.problem_at(("sync", "url"), "x")) == "examples/plant.yaml:14:8: sync.url: x"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "examples/plant.yaml").read_text().replace("poll: 5s", "poll: fast"))
+    with pytest.raises(ConfigInvalid) as here_error:
+        load_config(bad)
+    with pytest.raises(ConfigInvalid) as apart_error:
+        load_config_apart(bad)
+    assert apart_error.value.problems == here_error.value.problems
+    assert any("poll" in str(p) for p in apart_error.value.problems)
