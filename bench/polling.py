@@ -177,7 +177,7 @@ def figures(sizes: list[int], seconds: float, warmup: float) -> list[Figure]:
         out += [
             Figure(f"polling CPU, {n} meters", r["agent_cpu_per_1000"], "CPU s/1k values",
                    r["bare_cpu_per_1000"], "bare pymodbus loop"),
-            Figure(f"values buffered per second, {n} meters", r["agent_values_per_s"], "values/s",
+            Figure(f"values polled per second, {n} meters", r["agent_values_per_s"], "values/s",
                    r["bare_values_per_s"], "bare pymodbus loop"),
             Figure(f"share of one core, {n} meters", 100 * r["core_share"], "%"),
             Figure(f"RSS steady, {n} meters", r["rss"], "MiB"),

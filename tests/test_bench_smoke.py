@@ -23,3 +23,17 @@ def test_polling_bench_prints_a_row_per_size() -> None:
     header, row = run.stdout.strip().splitlines()
     assert "bytes/value" in header
     assert row.split()[0] == "2"
+
+
+@pytest.mark.timeout(120)
+def test_startup_bench_reaches_ready_and_reads_idle_memory() -> None:
+    """bench/startup.py with one device prints the time to READY=1 and the idle RSS."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "startup.py"), "--devices", "1"],
+        capture_output=True, text=True, timeout=100, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = {line.split("|")[1].strip(): line for line in run.stdout.splitlines()[2:]}
+    assert set(rows) == {"start-up to READY=1, 1 devices", "idle RSS, 1 devices"}
+    seconds = float(rows["start-up to READY=1, 1 devices"].split("|")[2].split()[0])
+    assert 0 < seconds < 60

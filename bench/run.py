@@ -1,0 +1,77 @@
+"""`make bench`: every benchmark in one run, one table, appended to bench/RESULTS.md.
+
+    .venv/bin/python bench/run.py            # the full run (about 15 minutes)
+    .venv/bin/python bench/run.py --quick    # small sizes, for a look (about 2 minutes)
+
+Each figure sits next to its baseline measured in the same run (a bare pymodbus
+loop, raw sqlite3, raw httpx, a bare interpreter), because these machines are
+shared and noisy: the ratios travel, the absolute figures less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import drain  # noqa: E402
+import ingest  # noqa: E402
+import polling  # noqa: E402
+import startup  # noqa: E402
+from table import Figure, render  # noqa: E402
+
+RESULTS = HERE / "RESULTS.md"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"{cpu_model()}, {os.cpu_count()} cores"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    about = machine()
+    print(about, flush=True)
+    figures: list[Figure] = []
+    if args.quick:
+        figures += polling.figures([10, 50], seconds=10, warmup=3)
+        figures += ingest.figures(rows=20_000)
+        figures += drain.figures(intervals=20_000)
+        figures += startup.figures([1, 50])
+    else:
+        figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
+        figures += ingest.figures()
+        figures += drain.figures()
+        figures += startup.figures([1, 200])
+    table = render(figures)
+    print(table)
+    if not args.no_record:
+        kind = "quick run" if args.quick else "full run"
+        with RESULTS.open("a") as out:
+            out.write(f"\n## {about} ({kind})\n\n{table}\n")
+        print(f"appended to {RESULTS.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
