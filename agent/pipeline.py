@@ -1,7 +1,7 @@
 """The computation path, read top to bottom:
 
     readings -> primary side (wiring) -> counter sample -> energy per interval
-             -> kWh, tce, CO2 -> what to commit
+             -> kWh, tce, CO2 -> day/month tallies, block demand -> rules -> what to commit
 
 `ingest` is synchronous and does no I/O: it returns a `Commit` that the daemon
 hands to the buffer, so everything one poll produced is written at once.
@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from agent import demand, rules
 from agent.carbon import interval_record
+from agent.demand import TALLY_KEY, Tally
 from agent.energy import Counter, CounterState, Sample, advance
+from agent.intervals import DAY
+from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
@@ -57,6 +61,14 @@ def _modulus(point: AnyPoint) -> float | None:
     return 2.0**bits * point.scale if bits else None
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _end_of(record: dict) -> float:
+    return datetime.fromisoformat(record["end"]).timestamp()
+
+
 def meters_of(
     devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
@@ -92,7 +104,20 @@ class Pipeline:
         self.wiring = {device.name: Wiring.of(device) for device in config.devices}
         self._clock_unset = False
         self.states: dict[str, CounterState] = {}
+        self.tallies = {
+            k.removeprefix(TALLY_KEY): Tally.from_json(v)
+            for k, v in states.items()
+            if k.startswith(TALLY_KEY)
+        }
+        self.rules = [(rule, Limit.of(rule)) for rule in config.rules]
+        self.rule_states = {
+            rule.name: RuleState.from_json(states.get(RULE_KEY + rule.name, {}))
+            for rule in config.rules
+        }
+        self.actions: list[Action] = []  # asked for by rule transitions; the daemon runs them
         for key, data in states.items():
+            if key.startswith("#"):  # tallies and rules, read above
+                continue
             state = CounterState.from_json(data)
             # interval lengths no longer configured are dropped; new ones start at the next sample
             state.open = {k: v for k, v in state.open.items() if k in self.lengths}
@@ -109,14 +134,40 @@ class Pipeline:
                 (r.device, r.point, r.ts, r.value, r.unit, r.quality.value) for r in readings
             ]
         meter = self.meters.get(device)
-        if meter is None:
-            return work
-        # one reading per poll, or every change a subscription delivered, oldest first
-        for reading in sorted(
-            (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
-        ):
-            self._count(meter, reading, work)
+        if meter is not None:
+            # one reading per poll, or every change a subscription delivered, oldest first
+            for reading in sorted(
+                (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
+            ):
+                self._count(meter, reading, work)
+        if self.rules and readings:
+            self._judge(device, max(r.ts for r in readings), work)
         return work
+
+    def _judge(self, device: str, ts: float, work: Commit) -> None:
+        """The rules watching this device or the site, on this poll's figures."""
+        if ts < CLOCK_FLOOR:
+            return
+        for rule, limit in self.rules:
+            if rule.device not in (None, device):
+                continue
+            value = rules.figure(rule, ts, self.latest, self.tallies, self.tz)
+            if value is None:
+                continue
+            state = self.rule_states[rule.name]
+            kind, changed = rules.judge(limit, state, ts, value)
+            if kind is not None:
+                work.events.append(rules.transition(rule, limit, kind, ts, value))
+                action = rules.action_for(rule, kind)
+                if action is not None:
+                    self.actions.append(action)
+            if changed:
+                work.counters[RULE_KEY + rule.name] = state.to_json()
+
+    def take_actions(self) -> list[Action]:
+        """The actions asked for since the last call (the daemon starts them)."""
+        actions, self.actions = self.actions, []
+        return actions
 
     def _count(self, meter: Meter, reading: Reading, work: Commit) -> None:
         """One counter sample through energy and carbon, into `work`."""
@@ -130,9 +181,12 @@ class Pipeline:
         state = self.states.setdefault(meter.key, CounterState())
         first = state.pending is None
         step = advance(state, Sample(reading.ts, reading.value), meter.spec)
-        for length, closed in step.closed.items():
-            for interval in closed:
-                record = interval_record(
+        rows = [
+            IntervalRow(
+                meter.device,
+                interval.start,
+                length,
+                interval_record(
                     meter.device,
                     meter.carrier,
                     meter.unit,
@@ -140,8 +194,14 @@ class Pipeline:
                     self.factors,
                     self.province,
                     self.tz,
-                )
-                work.intervals.append(IntervalRow(meter.device, interval.start, length, record))
+                ),
+            )
+            for length, closed in step.closed.items()
+            for interval in closed
+        ]
+        if rows:
+            self._tally(meter, rows, work)
+        work.intervals += rows
         for event in step.events:
             log.warning("%s %s: %s: %s", meter.device, meter.counter, event.kind, event.detail)
             detail = f"{meter.counter}: {event.detail}"
@@ -149,9 +209,35 @@ class Pipeline:
         if first or step.events or any(step.closed.values()):
             work.counters[meter.key] = state.to_json()
 
+    def _tally(self, meter: Meter, rows: list[IntervalRow], work: Commit) -> None:
+        """Shortest intervals into the day/month tallies and block demand; a 15-minute
+        electricity record gets its block demand and the day's and month's largest."""
+        tally = self.tallies.setdefault(meter.device, Tally())
+        for row in sorted(rows, key=lambda r: r.start):
+            if row.length != self.lengths[0]:
+                continue
+            end = _end_of(row.body) if row.length == DAY else row.start + row.length
+            block = demand.add(tally, row.body, row.start, end, self.tz)
+            if block is not None:
+                site = self.tallies.setdefault(SITE, Tally())
+                devices = [t for k, t in self.tallies.items() if k != SITE]
+                total = demand.site_block(devices, tally.last_block)
+                demand.note_max(site, total, tally.last_block, self.tz)
+                work.counters[TALLY_KEY + SITE] = site.to_json()
+        for row in rows:
+            if row.length == demand.BLOCK and meter.carrier == "electricity":
+                row.body["demand_kw"] = round(row.body["quantity"] * 3600.0 / demand.BLOCK, 6)
+                for period in ("day", "month"):
+                    most = tally.max_demand(period, row.start, self.tz)
+                    row.body[f"demand_max_{period}_kw"] = _rounded(most)
+        work.counters[TALLY_KEY + meter.device] = tally.to_json()
+
     def flush(self) -> Commit:
         """Every counter's state, for a clean stop: the interval in progress resumes after it."""
-        return Commit(counters={key: state.to_json() for key, state in self.states.items()})
+        counters = {key: state.to_json() for key, state in self.states.items()}
+        counters |= {TALLY_KEY + key: tally.to_json() for key, tally in self.tallies.items()}
+        counters |= {RULE_KEY + k: state.to_json() for k, state in self.rule_states.items()}
+        return Commit(counters=counters)
 
     def open_energy(self, device: str) -> float | None:
         """Energy of the shortest interval in progress, in the carrier's unit (live table)."""
