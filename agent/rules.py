@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from agent.demand import Tally, demand_now
 from buffer import EventRow
-from config.models import Rule
+from config.models import RULE_QUANTITIES, Rule
 from config.units import format_duration
 from drivers.base import Reading
 
@@ -29,20 +29,7 @@ RULE_KEY = "#rule/"  # '#' never starts a device name, so never a counter's key
 SITE = "#site"  # the site's tally key suffix (largest demand of the day and month)
 HYSTERESIS = 0.02  # default clear level: this share of the limit back inside it
 
-# figure -> (unit, meaning); any other name is a point of the rule's device
-FIGURES: dict[str, tuple[str, str]] = {
-    "power_kw": ("kW", "the point power_kw (site: summed over the devices having it)"),
-    "demand_15m_kw": ("kW", "15-minute block demand from the energy counter"),
-    "demand_max_today_kw": ("kW", "largest complete 15-minute block of the local day"),
-    "demand_max_month_kw": ("kW", "largest complete 15-minute block of the month"),
-    "energy_interval": ("", "energy of the last closed interval, in the carrier's unit"),
-    "co2_kg_h": ("kg/h", "CO2 rate over the last closed interval"),
-    "co2_kg_today": ("kg", "CO2 since local midnight"),
-    "co2_kg_month": ("kg", "CO2 since the first of the month"),
-    "tce_kg_today": ("kgce", "standard coal since local midnight"),
-    "tce_kg_month": ("kgce", "standard coal since the first of the month"),
-}
-DEVICE_ONLY = frozenset({"energy_interval"})  # the site's carriers do not add up
+FIGURES = RULE_QUANTITIES  # any other name is a point of the rule's device
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
 
 

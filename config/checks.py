@@ -25,6 +25,7 @@ from config.factors import UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
     ENV_VAR,
     REGISTER_COUNT,
+    RULE_QUANTITIES,
     AnyDevice,
     AnyPoint,
     Buffer,
@@ -382,6 +383,7 @@ def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
         seen.setdefault(rule.name, i)
         if rule.device is not None and rule.device not in devices and parts.every_device:
             yield doc.problem((*at, "device"), unknown("device", rule.device, list(devices)))
+        yield from _quantity(doc, at, rule, parts)
         if (rule.above is None) == (rule.below is None):
             found = " (found both)" if rule.above is not None else ""
             yield doc.problem(at, f"a rule needs exactly one of above: or below:{found}")
@@ -391,6 +393,53 @@ def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
             at = (*at, "action", "modbus_write")
             write = rule.action.modbus_write
             yield from _modbus_write(doc, at, write, devices, parts.every_device)
+
+
+_ENERGY_FIGURES = frozenset(RULE_QUANTITIES) - {"power_kw"}
+
+
+def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator[Problem]:
+    """A figure the agent computes, or a point of the rule's device."""
+    q, figures = rule.quantity, list(RULE_QUANTITIES)
+    where: NodePath = (*at, "quantity")
+    shortest = min(parts.emissions.intervals) if parts.emissions is not None else 60.0
+    if q.startswith("demand_") and q in RULE_QUANTITIES and 900 % shortest:
+        message = (
+            f"{q} is built from the shortest interval, which must divide 15 minutes "
+            f"(got {format_duration(shortest)}): add 1m, 5m or 15m to emissions.intervals"
+        )
+        yield doc.problem(where, message)
+    if rule.device is None:
+        if q == "energy_interval":
+            yield doc.problem(where, "energy_interval needs device: (carriers do not add up)")
+        elif q not in RULE_QUANTITIES:
+            message = (
+                f"unknown site quantity '{q}'{suggest(q, figures, 'site quantities')}; "
+                "a point needs device:"
+            )
+            yield doc.problem(where, message)
+        return
+    valid = next((d for d in parts.devices.values() if d.model.name == rule.device), None)
+    if valid is None or not valid.complete:
+        return  # an unknown or broken device is reported where it is
+    device, points = valid.model, [s.name for s in valid.points]
+    if q in _ENERGY_FIGURES:
+        if device.energy is None:
+            message = f"{q} is computed from an energy counter, and '{device.name}' has no energy:"
+            yield doc.problem(where, message)
+        elif q.startswith("demand_") and device.energy.carrier != "electricity":
+            message = (
+                f"{q} needs an electricity meter ('{device.name}' meters {device.energy.carrier})"
+            )
+            yield doc.problem(where, message)
+    elif q not in points:
+        known = ", ".join([*figures, *points])
+        hint = suggest(q, [*figures, *points], "known")
+        if "did you mean" not in hint:
+            hint = f" (known: {known})"
+        yield doc.problem(
+            where, f"'{q}' is neither a computed figure nor a point of '{device.name}'{hint}"
+        )
 
 
 def _hysteresis(

@@ -454,6 +454,20 @@ def protocol_of(device: BaseModel) -> str:
 
 # --- rules (evaluated by agent/rules.py) ---------------------------------------
 
+# What a rule can watch besides a point of its device: name -> (unit, meaning).
+RULE_QUANTITIES: dict[str, tuple[str, str]] = {
+    "power_kw": ("kW", "the point power_kw (site: summed over the devices having it)"),
+    "demand_15m_kw": ("kW", "15-minute block demand from the energy counter"),
+    "demand_max_today_kw": ("kW", "largest complete 15-minute block of the local day"),
+    "demand_max_month_kw": ("kW", "largest complete 15-minute block of the month"),
+    "energy_interval": ("", "energy of the last closed interval, in the carrier's unit"),
+    "co2_kg_h": ("kg/h", "CO2 rate over the last closed interval"),
+    "co2_kg_today": ("kg", "CO2 since local midnight"),
+    "co2_kg_month": ("kg", "CO2 since the first of the month"),
+    "tce_kg_today": ("kgce", "standard coal since local midnight"),
+    "tce_kg_month": ("kgce", "standard coal since the first of the month"),
+}
+
 
 class ModbusWrite(Strict):
     """Write one coil or register while the alarm is raised (a stack light)."""
@@ -477,20 +491,36 @@ class Rule(Strict):
 
     name: Name
     device: str | None = Field(default=None, description="Device watched; omit for the site.")
-    quantity: str = Field(description="demand_15m_kw, power_kw, co2_kg_today, a point name, ...")
+    quantity: str = Field(
+        description="What is watched: power_kw, demand_15m_kw, demand_max_today_kw, "
+        "demand_max_month_kw, energy_interval, co2_kg_h, co2_kg_today, co2_kg_month, "
+        "tce_kg_today, tce_kg_month, or a point name of the device."
+    )
     above: float | None = Field(default=None, description="Raise when the quantity exceeds this.")
     below: float | None = Field(default=None, description="Raise when it falls under this.")
     clear_below: float | None = Field(
-        default=None, description="With above: clear only once back under this (hysteresis)."
+        default=None,
+        description="With above: clear only once back under this (hysteresis; "
+        "default: 2% of the limit under it).",
     )
     clear_above: float | None = Field(
-        default=None, description="With below: clear only once back over this (hysteresis)."
+        default=None,
+        description="With below: clear only once back over this (hysteresis; "
+        "default: 2% of the limit over it).",
     )
-    for_: Duration = Field(default=0.0, alias="for", description="Minimum duration before raising.")
+    for_: Duration = Field(
+        default=0.0,
+        alias="for",
+        description="Minimum duration past the limit, on end, before raising.",
+    )
     severity: Literal["info", "warning", "critical"] = Field(
         default="warning", description="Severity of the raised event."
     )
-    action: RuleAction | None = Field(default=None, description="Local action while raised.")
+    action: RuleAction | None = Field(
+        default=None,
+        description="Local action: written when raised, undone (coil: the opposite, "
+        "register: 0) when cleared.",
+    )
 
 
 # --- the whole file -----------------------------------------------------------

@@ -485,3 +485,46 @@ def test_the_wildcard_address_only_for_a_meter_alone_on_its_line(problems) -> No
     text = GATEWAY + "devices:\n" + meter % ("a", "AAAAAAAAAAAA") + meter % ("b", "000012345678")
     (problem,) = problems(text)
     assert "wildcard address answers for every meter on /dev/ttyUSB1" in problem
+
+
+def test_a_rule_watches_a_computed_figure_or_a_point_of_its_device(problems: Problems) -> None:
+    """Unknown quantities are named with a suggestion; energy figures need an energy counter,
+    interval energy a device, and a point a device that has it."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + (
+            "  - {name: r1, device: incomer, quantity: energy_kw, above: 1}\n"
+            "  - {name: r2, device: incomer, quantity: demand_15m_kw, above: 1}\n"
+            "  - {name: r3, quantity: co2_kg_tday, above: 1}\n"
+            "  - {name: r4, quantity: energy_interval, above: 1}\n"
+            "  - {name: r5, device: incomer, quantity: energy_kwh, above: 1}\n"
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:16:43: rules[0].quantity: 'energy_kw' is neither a computed figure nor a "
+        "point of 'incomer' (did you mean 'energy_kwh'?)",
+        "agent.yaml:17:43: rules[1].quantity: demand_15m_kw is computed from an energy counter, "
+        "and 'incomer' has no energy:",
+        "agent.yaml:18:26: rules[2].quantity: unknown site quantity 'co2_kg_tday' "
+        "(did you mean 'co2_kg_today'?); a point needs device:",
+        "agent.yaml:19:26: rules[3].quantity: energy_interval needs device: "
+        "(carriers do not add up)",
+    ]
+
+
+def test_demand_rules_need_a_shortest_interval_dividing_a_quarter_hour(
+    problems: Problems,
+) -> None:
+    """Block demand is summed from the shortest intervals: 10m cannot make 15m blocks."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + "  - {name: r1, quantity: demand_15m_kw, above: 1}\n"
+        + "emissions: {intervals: [10m, 1h]}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:16:26: rules[0].quantity: demand_15m_kw is built from the shortest "
+        "interval, which must divide 15 minutes (got 10m): add 1m, 5m or 15m to "
+        "emissions.intervals",
+    ]
