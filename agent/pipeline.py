@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from agent import demand, rules
+from agent import demand, intensity, rules
 from agent.carbon import interval_record
 from agent.demand import TALLY_KEY, Tally
-from agent.energy import Counter, CounterState, Sample, advance
+from agent.energy import Counter, CounterState, Sample, Step, advance
+from agent.intensity import PRODUCTION, Intensity, add_production
 from agent.intervals import DAY
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
@@ -69,22 +70,41 @@ def _end_of(record: dict) -> float:
     return datetime.fromisoformat(record["end"]).timestamp()
 
 
+def _meter(
+    device: AnyDevice,
+    counter: str,
+    carrier: str,
+    max_rate: float | None,
+    lengths: tuple[float, ...],
+    tz: ZoneInfo,
+) -> Meter:
+    point = next(p for p in device.points if p.name == counter)
+    modulus = _modulus(point)
+    if modulus is not None:  # the register wraps on the secondary side
+        modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
+    spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, max_rate)
+    return Meter(device.name, point.name, carrier, point.unit, spec)
+
+
 def meters_of(
     devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
-    meters = {}
-    for device in devices:
-        if device.energy is None:
-            continue
-        point = next(p for p in device.points if p.name == device.energy.counter)
-        modulus = _modulus(point)
-        if modulus is not None:  # the register wraps on the secondary side
-            modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
-        spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, device.energy.max_rate)
-        meters[device.name] = Meter(
-            device.name, point.name, device.energy.carrier, point.unit, spec
-        )
-    return meters
+    return {
+        d.name: _meter(d, d.energy.counter, d.energy.carrier, d.energy.max_rate, lengths, tz)
+        for d in devices
+        if d.energy is not None
+    }
+
+
+def producers_of(
+    devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
+) -> dict[str, Meter]:
+    """The production counters: counted like energy (rollover, resets, glitches)."""
+    return {
+        d.name: _meter(d, d.production.counter, PRODUCTION, None, lengths, tz)
+        for d in devices
+        if d.production is not None
+    }
 
 
 class Pipeline:
@@ -101,6 +121,9 @@ class Pipeline:
         self.province = province
         self.keep_raw = config.buffer.raw_retention > 0
         self.meters = meters_of(config.devices, self.lengths, self.tz)
+        self.producers = producers_of(config.devices, self.lengths, self.tz)
+        self.intensity = Intensity.from_json(states.get(intensity.KEY, {}))
+        self._intensity_changed = False
         self.wiring = {device.name: Wiring.of(device) for device in config.devices}
         self._clock_unset = False
         self.states: dict[str, CounterState] = {}
@@ -133,13 +156,17 @@ class Pipeline:
             work.samples = [
                 (r.device, r.point, r.ts, r.value, r.unit, r.quality.value) for r in readings
             ]
-        meter = self.meters.get(device)
-        if meter is not None:
+        for meter in (self.meters.get(device), self.producers.get(device)):
+            if meter is None:
+                continue
             # one reading per poll, or every change a subscription delivered, oldest first
             for reading in sorted(
                 (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
             ):
                 self._count(meter, reading, work)
+        if self._intensity_changed:
+            self._intensity(max(r.ts for r in readings), work)
+            self._intensity_changed = False
         if self.rules and readings:
             self._judge(device, max(r.ts for r in readings), work)
         return work
@@ -181,6 +208,14 @@ class Pipeline:
         state = self.states.setdefault(meter.key, CounterState())
         first = state.pending is None
         step = advance(state, Sample(reading.ts, reading.value), meter.spec)
+        if meter.carrier == PRODUCTION:
+            for length, closed in step.closed.items():
+                for interval in closed:
+                    body = intensity.production_record(meter.device, meter.unit, interval, self.tz)
+                    add_production(self.intensity, length, interval.start, interval.end, body)
+                    self._intensity_changed = True
+            self._persist(meter, state, first, step, reading.ts, work)
+            return
         rows = [
             IntervalRow(
                 meter.device,
@@ -201,13 +236,48 @@ class Pipeline:
         ]
         if rows:
             self._tally(meter, rows, work)
+        if self.producers:
+            for row in rows:
+                intensity.add_energy(self.intensity, row.length, row.start, row.body)
+                self._intensity_changed = True
         work.intervals += rows
+        self._persist(meter, state, first, step, reading.ts, work)
+
+    def _persist(
+        self, meter: Meter, state: CounterState, first: bool, step: Step, ts: float, work: Commit
+    ) -> None:
+        """The counter's events, and its state when it must survive a crash."""
         for event in step.events:
             log.warning("%s %s: %s: %s", meter.device, meter.counter, event.kind, event.detail)
             detail = f"{meter.counter}: {event.detail}"
-            work.events.append(EventRow(reading.ts, meter.device, event.kind, "warning", detail))
+            work.events.append(EventRow(ts, meter.device, event.kind, "warning", detail))
         if first or step.events or any(step.closed.values()):
             work.counters[meter.key] = state.to_json()
+
+    def _intensity(self, now: float, work: Commit) -> None:
+        """Production records whose site CO2 is now known, into `work` (see agent/intensity)."""
+
+        def ready(length: float, end: float) -> bool:
+            for meter in self.meters.values():
+                state = self.states.get(meter.key)
+                current = state.open.get(length) if state else None
+                if current is not None and current.start < end - 1e-6:
+                    return False
+            return True
+
+        for item in intensity.release(self.intensity, ready, now, self.lengths[0], self.tz):
+            body = item["body"]
+            work.intervals.append(IntervalRow(body["device"], item["start"], item["length"], body))
+        produced = {}
+        for length in self.lengths:
+            starts = [
+                s.open[length].start if s is not None and length in s.open else None
+                for s in (self.states.get(m.key) for m in self.producers.values())
+            ]
+            if starts and None not in starts:
+                produced[length] = min(s for s in starts if s is not None)
+        intensity.forget(self.intensity, produced, now)
+        work.counters[intensity.KEY] = self.intensity.to_json()
 
     def _tally(self, meter: Meter, rows: list[IntervalRow], work: Commit) -> None:
         """Shortest intervals into the day/month tallies and block demand; a 15-minute
@@ -237,6 +307,8 @@ class Pipeline:
         counters = {key: state.to_json() for key, state in self.states.items()}
         counters |= {TALLY_KEY + key: tally.to_json() for key, tally in self.tallies.items()}
         counters |= {RULE_KEY + k: state.to_json() for k, state in self.rule_states.items()}
+        if self.producers:
+            counters[intensity.KEY] = self.intensity.to_json()
         return Commit(counters=counters)
 
     def open_energy(self, device: str) -> float | None:
