@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 from agent import demand, intensity, rules
 from agent.carbon import interval_record
 from agent.demand import TALLY_KEY, Tally
-from agent.energy import Counter, CounterState, Sample, Step, advance
+from agent.energy import Counter, CounterState, Sample, Step, advance, integrate
 from agent.intensity import PRODUCTION, Intensity, add_production
 from agent.intervals import DAY
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
-from config.carriers import conversion
+from config.carriers import conversion, rate_conversion, reported_unit
 from config.models import AnyDevice, AnyPoint, Config, Dlt645Point
 from drivers.base import Reading
 
@@ -46,6 +46,7 @@ class Meter:
     carrier: str
     unit: str
     spec: Counter
+    rate: float | None = None  # a power or flow point: to the carrier's unit per hour
 
     @property
     def key(self) -> str:
@@ -89,11 +90,21 @@ def _meter(
 def meters_of(
     devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
-    return {
-        d.name: _meter(d, d.energy.counter, d.energy.carrier, d.energy.max_rate, lengths, tz)
-        for d in devices
-        if d.energy is not None
-    }
+    meters = {}
+    for d in devices:
+        energy = d.energy
+        if energy is None:
+            continue
+        if energy.counter is not None:
+            meters[d.name] = _meter(d, energy.counter, energy.carrier, energy.max_rate, lengths, tz)
+        elif energy.power is not None:  # integrated: the trapezoid between samples
+            point = next(p for p in d.points if p.name == energy.power)
+            rate = rate_conversion(energy.carrier, point.unit)
+            assert rate is not None  # config checks refuse other units
+            spec = Counter(lengths, tz, GAP_POLLS * d.poll, None, energy.max_rate)
+            unit = reported_unit(energy.carrier)
+            meters[d.name] = Meter(d.name, point.name, energy.carrier, unit, spec, rate)
+    return meters
 
 
 def producers_of(
@@ -206,8 +217,12 @@ class Pipeline:
             return
         self._clock_unset = False
         state = self.states.setdefault(meter.key, CounterState())
-        first = state.pending is None
-        step = advance(state, Sample(reading.ts, reading.value), meter.spec)
+        if meter.rate is not None:
+            first = state.last is None
+            step = integrate(state, Sample(reading.ts, reading.value * meter.rate), meter.spec)
+        else:
+            first = state.pending is None
+            step = advance(state, Sample(reading.ts, reading.value), meter.spec)
         if meter.carrier == PRODUCTION:
             for length, closed in step.closed.items():
                 for interval in closed:

@@ -19,7 +19,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from config.carriers import ELECTRICAL, accepted_units, conversion
+from config.carriers import (
+    ELECTRICAL,
+    accepted_rates,
+    accepted_units,
+    conversion,
+    rate_conversion,
+)
 from config.errors import Document, NodePath, Problem, Severity, suggest, unknown
 from config.factors import UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
@@ -181,6 +187,14 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield doc.problem((*at, "name"), message)
         seen.setdefault(device.name, i)
         yield from check_points(merged)
+        if device.energy is not None and (device.energy.counter is None) == (
+            device.energy.power is None
+        ):
+            found = (
+                " (found both: the counter is exact, drop power:)" if device.energy.power else ""
+            )
+            message = f"energy needs counter: (a cumulative total) or power: (a rate){found}"
+            yield doc.problem((*at, "energy"), message, key=True)
         if shortest is not None and device.poll > shortest:
             message = (
                 f"poll {format_duration(device.poll)} is longer than the shortest interval "
@@ -199,7 +213,7 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             by_name.setdefault(s.name, s.point)
         for role in ("energy", "production"):
             ref = getattr(device, role)
-            if ref is not None:
+            if ref is not None and ref.counter is not None:
                 yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
         opcua = getattr(device, "opcua", None)
         if opcua is not None and (opcua.certificate is None) != (opcua.private_key is None):
@@ -209,10 +223,12 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             )  # fmt: skip
             message = f"{given} needs its {missing} too (or neither: the agent makes its own)"
             yield doc.problem((*at, "opcua", given), message)
-        if device.energy is not None:
+        if device.energy is not None and device.energy.counter is not None:
             yield from _energy_unit(doc, at, device.energy, by_name)
             if device.reverse:
                 yield from _reversible(doc, at, device.energy.counter, by_name)
+        elif device.energy is not None and device.energy.power is not None:
+            yield from _power(doc, (*at, "energy", "power"), device.energy, by_name)
         yield from _wiring(doc, at, device, by_name)
 
 
@@ -305,6 +321,27 @@ def _counter(
     elif point.kind != "counter":
         message = (
             f"'{name}' is a {point.kind}; {role} needs a cumulative counter point (kind: counter)"
+        )
+        yield doc.problem(at, message)
+
+
+def _power(
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    """A rate to integrate: an instant value whose unit is the carrier's per hour."""
+    name = energy.power
+    assert name is not None
+    point = points.get(name)
+    if point is None:
+        yield doc.problem(at, f"no point '{name}' in this device" + suggest(name, list(points)))
+    elif point.kind != "gauge":
+        message = f"'{name}' is a counter: write it as counter: (power: integrates a rate)"
+        yield doc.problem(at, message)
+    elif rate_conversion(energy.carrier, point.unit) is None:
+        unit = repr(point.unit) if point.unit else "no unit"
+        units = ", ".join(accepted_rates(energy.carrier))
+        message = (
+            f"'{name}' is in {unit}, not a rate of {energy.carrier} ({units}): set the point's unit"
         )
         yield doc.problem(at, message)
 

@@ -346,12 +346,22 @@ class Energy(Strict):
     """What the device meters, and the point that counts it."""
 
     carrier: Carrier = Field(description="What the device meters.")
-    counter: str = Field(description="Name of the point holding the cumulative total.")
+    counter: str | None = Field(
+        default=None,
+        description="Name of the point holding the cumulative total (always preferred: "
+        "it carries the energy of gaps).",
+    )
+    power: str | None = Field(
+        default=None,
+        description="Without a counter: the point of power or flow (kW, m3/h, t/h ...) "
+        "integrated by the trapezoid rule; the energy of gaps is unknown, not invented.",
+    )
     max_rate: float | None = Field(
         default=None,
         gt=0,
         description="Largest plausible advance of the counter per hour, in its unit "
-        "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy.",
+        "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy. "
+        "With power: the largest plausible power or flow, in the carrier's unit per hour.",
     )
 
 

@@ -528,3 +528,31 @@ def test_demand_rules_need_a_shortest_interval_dividing_a_quarter_hour(
         "interval, which must divide 15 minutes (got 10m): add 1m, 5m or 15m to "
         "emissions.intervals",
     ]
+
+
+def test_energy_from_power_needs_a_rate_of_the_carrier(problems: Problems) -> None:
+    """power: names a gauge in a rate unit of the carrier; energy takes one of counter: or
+    power:, and says the counter is the better one when both are written."""
+    power = "      - {name: p, address: 2, type: float32, unit: m3/h}\n"
+    text = GATEWAY + METER.replace("kind: counter}\n", "kind: counter}\n" + power).replace(
+        "counter: energy_kwh}", "power: p}"
+    )
+    assert problems(text) == [
+        "agent.yaml:14:43: devices[0].energy.power: 'p' is in 'm3/h', not a rate of "
+        "electricity (kW, W, MW): set the point's unit"
+    ]
+    both = text.replace("power: p}", "counter: energy_kwh, power: p}")
+    assert problems(both) == [
+        "agent.yaml:14:5: devices[0].energy: energy needs counter: (a cumulative total) or "
+        "power: (a rate) (found both: the counter is exact, drop power:)"
+    ]
+    neither = text.replace("power: p}", "max_rate: 5}")
+    assert problems(neither) == [
+        "agent.yaml:14:5: devices[0].energy: energy needs counter: (a cumulative total) or "
+        "power: (a rate)"
+    ]
+    counted = text.replace("power: p}", "power: energy_kwh}")
+    assert problems(counted) == [
+        "agent.yaml:14:43: devices[0].energy.power: 'energy_kwh' is a counter: write it as "
+        "counter: (power: integrates a rate)"
+    ]
