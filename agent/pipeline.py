@@ -128,7 +128,7 @@ class Pipeline:
     ) -> None:
         self.tz = ZoneInfo(config.gateway.timezone)
         self.lengths = tuple(sorted(config.emissions.intervals))
-        self.factors = factors
+        self.factors = factors.overridden(config.emissions.overrides)
         self.province = province
         self.keep_raw = config.buffer.raw_retention > 0
         self.meters = meters_of(config.devices, self.lengths, self.tz)

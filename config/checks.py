@@ -380,6 +380,18 @@ def _emissions(parts: Parts, doc: Document) -> Iterator[Problem]:
         elif millis in seen:
             yield doc.problem(at, f"duplicate interval {text}")
         seen.add(millis)
+    for carrier, override in emissions.overrides.items():
+        at = ("emissions", "overrides", carrier)
+        if override.co2 is None and override.tce is None:
+            yield doc.problem(at, "an override needs co2: or tce: (or both)", key=True)
+        elif carrier == "water" and override.co2 is not None:
+            yield doc.problem((*at, "co2"), "water carries no CO2: remove co2:", key=True)
+        elif carrier == "electricity" and override.co2 is not None:
+            message = (
+                "replaces the MEE/NBS grid factor in every interval; reporting to the "
+                "government platform normally expects the official one"
+            )
+            yield doc.problem((*at, "co2"), message, severity="warning")
     try:
         factors = load_factor_set(emissions.factor_set)
     except UnknownFactorSet:

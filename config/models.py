@@ -136,6 +136,26 @@ class Sync(Strict):
     timeout: Duration = Field(default=30.0, gt=0, description="HTTP timeout of one request.")
 
 
+class FactorOverride(Strict):
+    """A plant's own factor for one carrier, in the carrier's reported unit, with its source."""
+
+    co2: float | None = Field(
+        default=None,
+        ge=0,
+        description="kgCO2 per unit of the carrier (kWh, m3, kg, MJ, t), replacing the "
+        "shipped one.",
+    )
+    tce: float | None = Field(
+        default=None, ge=0, description="kgce per unit of the carrier, replacing GB/T 2589's."
+    )
+    source: str = Field(
+        min_length=3,
+        description="Where the figure comes from (a lab analysis, the supplier's NCV, a "
+        "contract): it travels with every interval instead of the shipped source.",
+    )
+    year: int | None = Field(default=None, ge=1990, le=2100, description="Data year, if any.")
+
+
 class Emissions(Strict):
     """Intervals, and the factors that turn energy into standard coal and CO2."""
 
@@ -153,6 +173,11 @@ class Emissions(Strict):
         min_length=1,
         description="Interval lengths, aligned to the local clock; each must divide an hour "
         "(1m, 5m, 15m, 30m, 1h ...) or be 1d (from local midnight).",
+    )
+    overrides: dict[Carrier, FactorOverride] = Field(
+        default={},
+        description="The plant's own factors per carrier, each with a required source: "
+        "e.g. natural_gas: {co2: 2.05, source: 'supplier NCV 2026-03'}.",
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from config import list_profiles
 from tests.config.samples import GATEWAY, METER, Load, Problems
 
+TZ = ZoneInfo("Asia/Shanghai")
 RULES_DEVICES = """\
 devices:
   - name: incomer
@@ -556,3 +559,45 @@ def test_energy_from_power_needs_a_rate_of_the_carrier(problems: Problems) -> No
         "agent.yaml:14:43: devices[0].energy.power: 'energy_kwh' is a counter: write it as "
         "counter: (power: integrates a rate)"
     ]
+
+
+def test_a_factor_override_has_a_figure_and_a_source(problems: Problems) -> None:
+    """An override names its source (required by the model) and at least one figure; water
+    takes no CO2 figure; replacing the grid factor is legal but warned about."""
+    head = GATEWAY + METER + "emissions:\n  overrides:\n"
+    assert problems(head + "    diesel: {tce: 1.45}\n") == [
+        "agent.yaml:16:5: emissions.overrides.diesel: missing required field 'source'",
+    ]
+    text = (
+        head
+        + "    natural_gas: {source: supplier analysis}\n"
+        + "    water: {co2: 0.3, source: guess}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:16:5: emissions.overrides.natural_gas: an override needs co2: or tce: "
+        "(or both)",
+        "agent.yaml:17:13: emissions.overrides.water.co2: water carries no CO2: remove co2:",
+    ]
+
+
+def test_an_override_travels_with_its_source_into_the_records(tmp_path) -> None:
+    """natural_gas co2 2.05 from the supplier's analysis: 100 m3 give 205 kg CO2, the
+    factor says where 2.05 comes from; the tce stays GB/T 2589's 1.2143."""
+    from agent.carbon import interval_record
+    from agent.intervals import ClosedInterval
+    from config import load_factor_set
+    from config.models import FactorOverride
+
+    own = {"natural_gas": FactorOverride(co2=2.05, source="supplier NCV analysis 2026-03")}
+    factors = load_factor_set("cn-mee-2022").overridden(own)
+    interval = ClosedInterval(1_789_999_200.0, 1_789_999_260.0, 100.0, 1.0, "good")
+    r = interval_record("boiler", "natural_gas", "m3", interval, factors, "sichuan", TZ)
+    assert r["co2_kg"] == 205.0 and r["tce_kg"] == 121.43
+    assert r["factor"] == {
+        "id": "plant_natural_gas",
+        "value": 2.05,
+        "unit": "kgCO2/m3",
+        "source": "supplier NCV analysis 2026-03",
+        "year": None,
+        "verification": "plant",
+    }
