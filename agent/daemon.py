@@ -231,7 +231,10 @@ class Agent:
         with self._tracked():
             failed = await actions.run(action, self.drivers.get(action.device), self._outputs)
             if failed is not None:
-                await self._commit("#actions", Commit(events=[failed]))
+                try:
+                    await self.store.add_events([failed])
+                except Exception as exc:  # the failure is logged already; never fatal
+                    log.error("action_failed event not buffered (%s)", exc)
 
     async def _commit(self, name: str, work: Commit) -> None:
         """Write a poll's work; if the buffer fails, keep it and write it with the next.

@@ -98,7 +98,7 @@ def add(tally: Tally, record: dict, start: float, end: float, tz: ZoneInfo) -> f
     return demand
 
 
-def demand_now(tallies: list[Tally]) -> float | None:
+def demand_now(tallies: list[Tally], ts: float, tz: ZoneInfo) -> float | None:
     """15-minute demand as rules see it: the larger of the newest block and the one
     before it, each summed over the tallies (the site) whether complete or still
     filling. A filling block's energy only grows, so once it is over a limit, the
@@ -109,6 +109,8 @@ def demand_now(tallies: list[Tally]) -> float | None:
             energy[t.last_block] = energy.get(t.last_block, 0.0) + t.last_kw * BLOCK / 3600.0
         if t.block_kwh:
             energy[t.block] = energy.get(t.block, 0.0) + t.block_kwh
+    oldest = interval_start(ts, BLOCK, tz) - 2 * BLOCK  # older blocks are stale, not demand
+    energy = {block: kwh for block, kwh in energy.items() if block >= oldest}
     if not energy:
         return None
     newest = max(energy)

@@ -138,17 +138,25 @@ class Pipeline:
         self.wiring = {device.name: Wiring.of(device) for device in config.devices}
         self._clock_unset = False
         self.states: dict[str, CounterState] = {}
-        self.tallies = {
+        named = {device.name for device in config.devices} | {SITE}
+        self.tallies = {  # a device no longer configured no longer counts for the site
             k.removeprefix(TALLY_KEY): Tally.from_json(v)
             for k, v in states.items()
-            if k.startswith(TALLY_KEY)
+            if k.startswith(TALLY_KEY) and k.removeprefix(TALLY_KEY) in named
         }
         self.rules = [(rule, Limit.of(rule)) for rule in config.rules]
         self.rule_states = {
             rule.name: RuleState.from_json(states.get(RULE_KEY + rule.name, {}))
             for rule in config.rules
         }
-        self.actions: list[Action] = []  # asked for by rule transitions; the daemon runs them
+        # asked for by rule transitions; the daemon runs them. A rule raised before a
+        # restart asks again: the write may not have happened before the stop.
+        self.actions: list[Action] = [
+            action
+            for rule in config.rules
+            if self.rule_states[rule.name].raised
+            and (action := rules.action_for(rule, "raised")) is not None
+        ]
         for key, data in states.items():
             if key.startswith("#"):  # tallies and rules, read above
                 continue

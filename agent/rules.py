@@ -123,7 +123,7 @@ def figure(
         values = [r.value for d in latest.values() if (r := d.get(q)) and r.good]
         return sum(v for v in values if v is not None) if values else None
     if q == "demand_15m_kw":
-        return demand_now(scope)
+        return demand_now(scope, ts, tz)
     if q.startswith("demand_max_"):
         period = "day" if q == "demand_max_today_kw" else "month"
         source = mine[0] if rule.device is not None and mine else tallies.get(SITE)

@@ -165,7 +165,8 @@ def test_a_power_rule_raises_once_after_for_and_asks_for_its_action(tmp_path: Pa
 def test_rule_state_is_committed_with_its_event_and_a_restart_does_not_raise_again(
     tmp_path: Path,
 ) -> None:
-    """The raise and the state saying so are in one commit; restored, the rule stays raised."""
+    """The raise and the state saying so are in one commit; restored, the rule stays raised
+    (no second event) and its output is written again."""
     p = make(tmp_path)
     committed: dict = {}
     events = []
@@ -176,6 +177,8 @@ def test_rule_state_is_committed_with_its_event_and_a_restart_does_not_raise_aga
     assert [e.kind for e in events] == ["alarm_raised"]
     assert committed["#rule/power-high"]["raised"] is True
     again = make(tmp_path, committed)
+    # the output is asked for again, in case the stop came before the write
+    assert [(a.rule, a.value) for a in again.take_actions()] == [("power-high", True)]
     later = [again.ingest("m1", poll("m1", T0 + 200 + 30 * i, 1010 + i, 150)) for i in range(4)]
     assert [e for w in later for e in w.events] == []
 
