@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import struct
 from pathlib import Path
@@ -159,3 +160,23 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     mine = [(e[1], e[2]) for e in events(tmp_path) if e[0] == "press_line_2"]
     assert [kind for kind, _ in mine] == ["device_offline", "device_online"]
     assert "offline after 3 failed polls" in mine[0][1]
+
+
+async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> None:
+    """`edge-agent status` reads the rule states from the buffer: raised, and since when."""
+    from agent.cli import main
+
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight()
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            await wait_for(lambda: light.writes)
+            await agent.stop()
+    finally:
+        await server.stop()
+    assert main(["status", "-c", str(tmp_path / "agent.yaml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rules"]["incomer-on"]["raised"] is True
+    assert report["rules"]["incomer-on"]["since"] > 1_700_000_000
