@@ -54,9 +54,9 @@ class Tally:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def total(self, what: str, period: str, ts: float, tz: ZoneInfo) -> float:
-        """`what` ("co2" or "tce") of the local `period` ("day" or "month") holding `ts`."""
-        day = local_day(ts, tz)
+    def total(self, what: str, period: str, day: str) -> float:
+        """`what` ("co2" or "tce") of the local `period` ("day" or "month") of `day`
+        (a local date, "2026-09-21": see local_day)."""
         current = self.day == day if period == "day" else self.month == day[:7]
         return getattr(self, f"{what}_{period}") if current else 0.0
 

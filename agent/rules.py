@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from agent.demand import Tally, demand_now
+from agent.demand import Tally, demand_now, local_day
 from buffer import EventRow
 from config.models import RULE_QUANTITIES, Rule
 from config.units import format_duration
@@ -133,8 +133,12 @@ def figure(
     if q == "co2_kg_h":
         rates = [t.co2_rate for t in scope if t.co2_rate is not None]
         return sum(rates) if rates else None
-    what, period = q.split("_")[0], "day" if q.endswith("_today") else "month"
-    return sum(t.total(what, period, ts, tz) for t in scope)
+    what, period, day = (
+        q.split("_")[0],
+        "day" if q.endswith("_today") else "month",
+        local_day(ts, tz),
+    )
+    return sum(t.total(what, period, day) for t in scope)
 
 
 def transition(rule: Rule, limit: Limit, kind: str, ts: float, value: float) -> EventRow:
