@@ -25,7 +25,7 @@ from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
 from config.carriers import conversion, rate_conversion, reported_unit
-from config.models import AnyDevice, AnyPoint, Config, Dlt645Point
+from config.models import AnyDevice, AnyPoint, Config, Dlt645Point, Rule
 from drivers.base import Reading
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,9 @@ class Pipeline:
             for k, v in states.items()
             if k.startswith(TALLY_KEY) and k.removeprefix(TALLY_KEY) in named
         }
-        self.rules = [(rule, Limit.of(rule)) for rule in config.rules]
+        self.rules: dict[str | None, list[tuple[Rule, Limit]]] = {}  # by device; None: site
+        for rule in config.rules:
+            self.rules.setdefault(rule.device, []).append((rule, Limit.of(rule)))
         self._site_judged = 0.0  # reading time site rules were last judged at
         self.rule_states = {
             rule.name: RuleState.from_json(states.get(RULE_KEY + rule.name, {}))
@@ -200,9 +202,8 @@ class Pipeline:
         site = abs(ts - self._site_judged) >= 1.0
         if site:
             self._site_judged = ts
-        for rule, limit in self.rules:
-            if rule.device != device and (rule.device is not None or not site):
-                continue
+        watching = self.rules.get(device, [])
+        for rule, limit in [*watching, *self.rules.get(None, [])] if site else watching:
             value = rules.figure(rule, ts, self.latest, self.tallies, self.tz)
             if value is None:
                 continue
