@@ -25,9 +25,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from tenacity import wait_exponential_jitter
 
-from agent import systemd
+from agent import actions, systemd
 from agent.pipeline import Pipeline
-from buffer import AsyncStore, Commit
+from buffer import AsyncStore, Commit, EventRow
 from cloud_sync.uploader import Uploader
 from config import ConfigInvalid, LoadedConfig, load_factor_set, province_for
 from drivers import Driver, DriverUnavailable, make_driver
@@ -73,6 +73,9 @@ class Agent:
     _syncing: asyncio.Task | None = None
     _index: dict[str, int] = field(default_factory=dict)
     _polling: dict[str, asyncio.Task] = field(default_factory=dict)
+    _events: dict[str, list[EventRow]] = field(default_factory=dict)  # device transitions
+    _acting: set[asyncio.Task] = field(default_factory=set)  # rule actions under way
+    _outputs: actions.Locks = field(default_factory=dict)
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -202,10 +205,36 @@ class Agent:
                 self._note(name, readings)
                 readings = changes + readings
                 work = self.pipeline.ingest(name, readings)
+                work.events[:0] = self._events.pop(name, [])
+                self._start_actions()
             except Exception:  # a bug must not stop this device's polls forever
                 log.exception("%s: poll failed", name)
                 return
             await self._commit(name, work)
+
+    # --- events and rule actions (agent/rules.py, agent/actions.py) -----------------
+
+    def _device_event(self, name: str, kind: str, severity: str, message: str) -> None:
+        """A device's transition, committed with the work of the poll that saw it."""
+        self._events.setdefault(name, []).append(
+            EventRow(time.time(), name, kind, severity, message)
+        )
+
+    def _start_actions(self) -> None:
+        """Rule actions run beside the polls: a slow or dead output never delays a meter."""
+        for action in self.pipeline.take_actions():
+            task = asyncio.create_task(self._act(action), name=f"action {action.rule}")
+            self._acting.add(task)
+            task.add_done_callback(self._acting.discard)
+
+    async def _act(self, action: actions.Action) -> None:
+        with self._tracked():
+            failed = await actions.run(action, self.drivers.get(action.device), self._outputs)
+            if failed is not None:
+                try:
+                    await self.store.add_events([failed])
+                except Exception as exc:  # the failure is logged already; never fatal
+                    log.error("action_failed event not buffered (%s)", exc)
 
     async def _commit(self, name: str, work: Commit) -> None:
         """Write a poll's work; if the buffer fails, keep it and write it with the next.
@@ -288,6 +317,9 @@ class Agent:
         status.last_good = status.last_poll
         if status.failing_since:
             log.info("%s: recovered after %d failed polls", name, status.failing_since)
+            if status.failing_since >= OFFLINE_AFTER:
+                message = f"{name}: back online after {status.failing_since} failed polls"
+                self._device_event(name, "device_online", "info", message)
             status.failing_since = 0
             status.offline_until = 0.0
         if first_bad is not None:
@@ -305,6 +337,8 @@ class Agent:
                 "%s: offline after %d failed polls; polled less often until it answers",
                 name, OFFLINE_AFTER,
             )  # fmt: skip
+            message = f"{name}: offline after {OFFLINE_AFTER} failed polls: {status.last_error}"
+            self._device_event(name, "device_offline", "warning", message)
 
     def summary(self) -> str:
         sync = self.uploader.status

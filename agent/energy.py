@@ -361,3 +361,40 @@ def _clock_went_back(judge: _Judge, c: Sample) -> None:
             f"clock went back {(last.ts - c.ts) / 60:.0f} min; metering resumes when it "
             "passes the last reading (the counter keeps the energy)",
         )
+
+
+def integrate(state: CounterState, sample: Sample, counter: Counter) -> Step:
+    """Energy from a rate (power in kW, flow in m3/h), for a device without a counter.
+
+    Consecutive good samples add the trapezoid between them, spread over the
+    intervals in proportion to time. A negative rate counts as 0 (consumption
+    only). Across a gap (samples further apart than `counter.gap_limit`) the
+    energy is unknown: it is not invented, the intervals wholly inside the gap
+    are not reported and the ones it cuts close with the coverage they had. A
+    rate above `max_rate` is refused with an event, like a counter's jump.
+    `state.last` is the previous sample; the state is persisted like a counter's.
+    """
+    step = Step({length: [] for length in counter.lengths})
+    last = state.last
+    if last is not None and sample.ts <= last.ts:
+        return step  # the same sample again, or the clock went back: wait for later ones
+    if counter.max_rate is not None and sample.value > counter.max_rate * RATE_MARGIN:
+        detail = f"rate {sample.value:g} above max_rate {counter.max_rate:g}: not integrated"
+        step.events.append(CounterEvent("rate_implausible", detail))
+        return step
+    now = Sample(sample.ts, max(0.0, sample.value))
+    state.last = now
+    if last is None:
+        return step
+    span = now.ts - last.ts
+    if span > counter.gap_limit:
+        for length in counter.lengths:
+            current = state.open.get(length)
+            if current is not None and current.end <= now.ts:
+                step.closed[length].append(close(current))
+                del state.open[length]
+        return step
+    delta = (last.value + now.value) / 2.0 * span / 3600.0
+    for length in counter.lengths:
+        spread(state.open, length, last.ts, now.ts, delta, False, counter.tz, step.closed[length])
+    return step

@@ -1,7 +1,7 @@
 """The computation path, read top to bottom:
 
     readings -> primary side (wiring) -> counter sample -> energy per interval
-             -> kWh, tce, CO2 -> what to commit
+             -> kWh, tce, CO2 -> day/month tallies, block demand -> rules -> what to commit
 
 `ingest` is synchronous and does no I/O: it returns a `Commit` that the daemon
 hands to the buffer, so everything one poll produced is written at once.
@@ -14,13 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from agent import demand, intensity, rules
 from agent.carbon import interval_record
-from agent.energy import Counter, CounterState, Sample, advance
+from agent.demand import TALLY_KEY, Tally
+from agent.energy import Counter, CounterState, Sample, Step, advance, integrate
+from agent.intensity import PRODUCTION, Intensity, add_production
+from agent.intervals import DAY
+from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
-from config.carriers import conversion
-from config.models import AnyDevice, AnyPoint, Config, Dlt645Point
+from config.carriers import conversion, rate_conversion, reported_unit
+from config.models import AnyDevice, AnyPoint, Config, Dlt645Point, Rule
 from drivers.base import Reading
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ class Meter:
     carrier: str
     unit: str
     spec: Counter
+    rate: float | None = None  # a power or flow point: to the carrier's unit per hour
 
     @property
     def key(self) -> str:
@@ -57,22 +63,59 @@ def _modulus(point: AnyPoint) -> float | None:
     return 2.0**bits * point.scale if bits else None
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _end_of(record: dict) -> float:
+    return datetime.fromisoformat(record["end"]).timestamp()
+
+
+def _meter(
+    device: AnyDevice,
+    counter: str,
+    carrier: str,
+    max_rate: float | None,
+    lengths: tuple[float, ...],
+    tz: ZoneInfo,
+) -> Meter:
+    point = next(p for p in device.points if p.name == counter)
+    modulus = _modulus(point)
+    if modulus is not None:  # the register wraps on the secondary side
+        modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
+    spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, max_rate)
+    return Meter(device.name, point.name, carrier, point.unit, spec)
+
+
 def meters_of(
     devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
     meters = {}
-    for device in devices:
-        if device.energy is None:
+    for d in devices:
+        energy = d.energy
+        if energy is None:
             continue
-        point = next(p for p in device.points if p.name == device.energy.counter)
-        modulus = _modulus(point)
-        if modulus is not None:  # the register wraps on the secondary side
-            modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
-        spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, device.energy.max_rate)
-        meters[device.name] = Meter(
-            device.name, point.name, device.energy.carrier, point.unit, spec
-        )
+        if energy.counter is not None:
+            meters[d.name] = _meter(d, energy.counter, energy.carrier, energy.max_rate, lengths, tz)
+        elif energy.power is not None:  # integrated: the trapezoid between samples
+            point = next(p for p in d.points if p.name == energy.power)
+            rate = rate_conversion(energy.carrier, point.unit)
+            assert rate is not None  # config checks refuse other units
+            spec = Counter(lengths, tz, GAP_POLLS * d.poll, None, energy.max_rate)
+            unit = reported_unit(energy.carrier)
+            meters[d.name] = Meter(d.name, point.name, energy.carrier, unit, spec, rate)
     return meters
+
+
+def producers_of(
+    devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
+) -> dict[str, Meter]:
+    """The production counters: counted like energy (rollover, resets, glitches)."""
+    return {
+        d.name: _meter(d, d.production.counter, PRODUCTION, None, lengths, tz)
+        for d in devices
+        if d.production is not None
+    }
 
 
 class Pipeline:
@@ -85,14 +128,41 @@ class Pipeline:
     ) -> None:
         self.tz = ZoneInfo(config.gateway.timezone)
         self.lengths = tuple(sorted(config.emissions.intervals))
-        self.factors = factors
+        self.factors = factors.overridden(config.emissions.overrides)
         self.province = province
         self.keep_raw = config.buffer.raw_retention > 0
         self.meters = meters_of(config.devices, self.lengths, self.tz)
+        self.producers = producers_of(config.devices, self.lengths, self.tz)
+        self.intensity = Intensity.from_json(states.get(intensity.KEY, {}))
+        self._intensity_changed = False
         self.wiring = {device.name: Wiring.of(device) for device in config.devices}
         self._clock_unset = False
         self.states: dict[str, CounterState] = {}
+        named = {device.name for device in config.devices} | {SITE}
+        self.tallies = {  # a device no longer configured no longer counts for the site
+            k.removeprefix(TALLY_KEY): Tally.from_json(v)
+            for k, v in states.items()
+            if k.startswith(TALLY_KEY) and k.removeprefix(TALLY_KEY) in named
+        }
+        self.rules: dict[str | None, list[tuple[Rule, Limit]]] = {}  # by device; None: site
+        for rule in config.rules:
+            self.rules.setdefault(rule.device, []).append((rule, Limit.of(rule)))
+        self._site_judged = 0.0  # reading time site rules were last judged at
+        self.rule_states = {
+            rule.name: RuleState.from_json(states.get(RULE_KEY + rule.name, {}))
+            for rule in config.rules
+        }
+        # asked for by rule transitions; the daemon runs them. A rule raised before a
+        # restart asks again: the write may not have happened before the stop.
+        self.actions: list[Action] = [
+            action
+            for rule in config.rules
+            if self.rule_states[rule.name].raised
+            and (action := rules.action_for(rule, "raised")) is not None
+        ]
         for key, data in states.items():
+            if key.startswith("#"):  # tallies and rules, read above
+                continue
             state = CounterState.from_json(data)
             # interval lengths no longer configured are dropped; new ones start at the next sample
             state.open = {k: v for k, v in state.open.items() if k in self.lengths}
@@ -108,15 +178,49 @@ class Pipeline:
             work.samples = [
                 (r.device, r.point, r.ts, r.value, r.unit, r.quality.value) for r in readings
             ]
-        meter = self.meters.get(device)
-        if meter is None:
-            return work
-        # one reading per poll, or every change a subscription delivered, oldest first
-        for reading in sorted(
-            (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
-        ):
-            self._count(meter, reading, work)
+        for meter in (self.meters.get(device), self.producers.get(device)):
+            if meter is None:
+                continue
+            # one reading per poll, or every change a subscription delivered, oldest first
+            for reading in sorted(
+                (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
+            ):
+                self._count(meter, reading, work)
+        if self._intensity_changed:
+            self._intensity(max(r.ts for r in readings), work)
+            self._intensity_changed = False
+        if self.rules and readings:
+            self._judge(device, max(r.ts for r in readings), work)
         return work
+
+    def _judge(self, device: str, ts: float, work: Commit) -> None:
+        """The rules watching this device or the site, on this poll's figures."""
+        if ts < CLOCK_FLOOR:
+            return
+        # site rules at most once a second: with 200 meters they would otherwise sum
+        # every device's figures 200 times a second
+        site = abs(ts - self._site_judged) >= 1.0
+        if site:
+            self._site_judged = ts
+        watching = self.rules.get(device, [])
+        for rule, limit in [*watching, *self.rules.get(None, [])] if site else watching:
+            value = rules.figure(rule, ts, self.latest, self.tallies, self.tz)
+            if value is None:
+                continue
+            state = self.rule_states[rule.name]
+            kind, changed = rules.judge(limit, state, ts, value)
+            if kind is not None:
+                work.events.append(rules.transition(rule, limit, kind, ts, value))
+                action = rules.action_for(rule, kind)
+                if action is not None:
+                    self.actions.append(action)
+            if changed:
+                work.counters[RULE_KEY + rule.name] = state.to_json()
+
+    def take_actions(self) -> list[Action]:
+        """The actions asked for since the last call (the daemon starts them)."""
+        actions, self.actions = self.actions, []
+        return actions
 
     def _count(self, meter: Meter, reading: Reading, work: Commit) -> None:
         """One counter sample through energy and carbon, into `work`."""
@@ -128,11 +232,26 @@ class Pipeline:
             return
         self._clock_unset = False
         state = self.states.setdefault(meter.key, CounterState())
-        first = state.pending is None
-        step = advance(state, Sample(reading.ts, reading.value), meter.spec)
-        for length, closed in step.closed.items():
-            for interval in closed:
-                record = interval_record(
+        if meter.rate is not None:
+            first = state.last is None
+            step = integrate(state, Sample(reading.ts, reading.value * meter.rate), meter.spec)
+        else:
+            first = state.pending is None
+            step = advance(state, Sample(reading.ts, reading.value), meter.spec)
+        if meter.carrier == PRODUCTION:
+            for length, closed in step.closed.items():
+                for interval in closed:
+                    body = intensity.production_record(meter.device, meter.unit, interval, self.tz)
+                    add_production(self.intensity, length, interval.start, interval.end, body)
+                    self._intensity_changed = True
+            self._persist(meter, state, first, step, reading.ts, work)
+            return
+        rows = [
+            IntervalRow(
+                meter.device,
+                interval.start,
+                length,
+                interval_record(
                     meter.device,
                     meter.carrier,
                     meter.unit,
@@ -140,18 +259,87 @@ class Pipeline:
                     self.factors,
                     self.province,
                     self.tz,
-                )
-                work.intervals.append(IntervalRow(meter.device, interval.start, length, record))
+                ),
+            )
+            for length, closed in step.closed.items()
+            for interval in closed
+        ]
+        if rows:
+            self._tally(meter, rows, work)
+        if self.producers:
+            for row in rows:
+                intensity.add_energy(self.intensity, row.length, row.start, row.body)
+                self._intensity_changed = True
+        work.intervals += rows
+        self._persist(meter, state, first, step, reading.ts, work)
+
+    def _persist(
+        self, meter: Meter, state: CounterState, first: bool, step: Step, ts: float, work: Commit
+    ) -> None:
+        """The counter's events, and its state when it must survive a crash."""
         for event in step.events:
             log.warning("%s %s: %s: %s", meter.device, meter.counter, event.kind, event.detail)
             detail = f"{meter.counter}: {event.detail}"
-            work.events.append(EventRow(reading.ts, meter.device, event.kind, "warning", detail))
+            work.events.append(EventRow(ts, meter.device, event.kind, "warning", detail))
         if first or step.events or any(step.closed.values()):
             work.counters[meter.key] = state.to_json()
 
+    def _intensity(self, now: float, work: Commit) -> None:
+        """Production records whose site CO2 is now known, into `work` (see agent/intensity)."""
+
+        def ready(length: float, end: float) -> bool:
+            for meter in self.meters.values():
+                state = self.states.get(meter.key)
+                current = state.open.get(length) if state else None
+                if current is not None and current.start < end - 1e-6:
+                    return False
+            return True
+
+        for item in intensity.release(self.intensity, ready, now, self.lengths[0], self.tz):
+            body = item["body"]
+            work.intervals.append(IntervalRow(body["device"], item["start"], item["length"], body))
+        produced = {}
+        for length in self.lengths:
+            starts = [
+                s.open[length].start if s is not None and length in s.open else None
+                for s in (self.states.get(m.key) for m in self.producers.values())
+            ]
+            if starts and None not in starts:
+                produced[length] = min(s for s in starts if s is not None)
+        intensity.forget(self.intensity, produced, now)
+        work.counters[intensity.KEY] = self.intensity.to_json()
+
+    def _tally(self, meter: Meter, rows: list[IntervalRow], work: Commit) -> None:
+        """Shortest intervals into the day/month tallies and block demand; a 15-minute
+        electricity record gets its block demand and the day's and month's largest."""
+        tally = self.tallies.setdefault(meter.device, Tally())
+        for row in sorted(rows, key=lambda r: r.start):
+            if row.length != self.lengths[0]:
+                continue
+            end = _end_of(row.body) if row.length == DAY else row.start + row.length
+            block = demand.add(tally, row.body, row.start, end, self.tz)
+            if block is not None:
+                site = self.tallies.setdefault(SITE, Tally())
+                devices = [t for k, t in self.tallies.items() if k != SITE]
+                total = demand.site_block(devices, tally.last_block)
+                demand.note_max(site, total, tally.last_block, self.tz)
+                work.counters[TALLY_KEY + SITE] = site.to_json()
+        for row in rows:
+            if row.length == demand.BLOCK and meter.carrier == "electricity":
+                row.body["demand_kw"] = round(row.body["quantity"] * 3600.0 / demand.BLOCK, 6)
+                for period in ("day", "month"):
+                    most = tally.max_demand(period, row.start, self.tz)
+                    row.body[f"demand_max_{period}_kw"] = _rounded(most)
+        work.counters[TALLY_KEY + meter.device] = tally.to_json()
+
     def flush(self) -> Commit:
         """Every counter's state, for a clean stop: the interval in progress resumes after it."""
-        return Commit(counters={key: state.to_json() for key, state in self.states.items()})
+        counters = {key: state.to_json() for key, state in self.states.items()}
+        counters |= {TALLY_KEY + key: tally.to_json() for key, tally in self.tallies.items()}
+        counters |= {RULE_KEY + k: state.to_json() for k, state in self.rule_states.items()}
+        if self.producers:
+            counters[intensity.KEY] = self.intensity.to_json()
+        return Commit(counters=counters)
 
     def open_energy(self, device: str) -> float | None:
         """Energy of the shortest interval in progress, in the carrier's unit (live table)."""

@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from agent.rules import RULE_KEY
 from buffer import Store
 from config import LoadedConfig
 
@@ -40,9 +41,14 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
             "last_sample": sample[0] if sample else None,
             "counter_value": sample[1] if sample else None,
         }
+    rules = {}
+    for rule in config.rules:
+        state = counters.get(RULE_KEY + rule.name) or {}
+        rules[rule.name] = {"raised": bool(state.get("raised")), "since": state.get("raised_at")}
     report = {
         "gateway": config.gateway.id,
         "devices": devices,
+        "rules": rules,
         "backlog": backlog,
         "last_batch": last,
     }
@@ -54,6 +60,8 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     for name, d in devices.items():
         value = f"{d['counter_value']:.3f}" if d["counter_value"] is not None else "-"
         print(f"{name:<20}{d['counter'] or '-':<14}{value:>14}  {_when(d['last_sample'], tz)}")
+    for name, r in rules.items():
+        print(f"rule {name}: " + (f"RAISED since {_when(r['since'], tz)}" if r["raised"] else "ok"))
     age = time.time() - backlog["oldest"] if backlog["oldest"] else None
     print(
         f"backlog: {backlog['intervals']} intervals, {backlog['events']} events"

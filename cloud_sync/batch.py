@@ -64,6 +64,31 @@ class Interval(_Record):
     factor: Factor | None = Field(description="The CO2 factor applied")
     coverage: float = Field(ge=0, le=1, description="Share of the interval measured")
     quality: Literal["good", "estimated", "partial"]
+    # optional: 15-minute electricity intervals (block demand)
+    demand_kw: float | None = Field(
+        default=None, description="15-minute block demand: the interval's kWh x 4"
+    )
+    demand_max_day_kw: float | None = Field(
+        default=None, description="Largest block demand of the device so far that local day"
+    )
+    demand_max_month_kw: float | None = Field(
+        default=None, description="Largest block demand of the device so far that month"
+    )
+    # optional: carrier "production" (a production counter; kwh, tce_kg, co2_kg are null)
+    site_co2_kg: float | None = Field(default=None, description="The site's CO2 of the interval")
+    site_tce_kg: float | None = Field(default=None, description="The site's kgce of the interval")
+    co2_kg_per_unit: float | None = Field(
+        default=None, description="Carbon intensity of the interval: site CO2 / units"
+    )
+    tce_kg_per_unit: float | None = Field(
+        default=None, description="Site standard coal / units of the interval"
+    )
+    co2_kg_per_unit_day: float | None = Field(
+        default=None, description="Site CO2 / units of the local day up to the interval's end"
+    )
+    tce_kg_per_unit_day: float | None = Field(
+        default=None, description="Site kgce / units of the local day up to the interval's end"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Interval:
@@ -76,7 +101,10 @@ class Event(_Record):
     id: int = Field(le=_INT64_MAX, description="Sequence of the event on its gateway")
     ts: AwareDatetime
     device: str | None = None
-    kind: str = Field(description="e.g. counter_reset, alarm_raised, alarm_cleared, buffer_full")
+    kind: str = Field(
+        description="e.g. counter_reset, alarm_raised, alarm_cleared, action_failed, "
+        "device_offline, device_online, buffer_full"
+    )
     severity: Literal["info", "warning", "critical"]
     message: str
 

@@ -18,9 +18,35 @@ CARRIERS: dict[str, tuple[str, dict[str, float]]] = {
     "lpg": ("kg", _MASS),
     "fuel_oil": ("kg", _MASS),
     "steam": ("kg", _MASS),
-    "heat": ("MJ", {"MJ": 1.0, "GJ": 1000.0, "kWh": 3.6}),
+    "heat": ("MJ", {"MJ": 1.0, "GJ": 1000.0, "kWh": 3.6, "MWh": 3600.0}),
     "water": ("t", {"t": 1.0, "m3": 1.0}),
 }
+
+
+# carrier -> {accepted rate unit: multiplier to the reported unit per hour}, for energy
+# integrated from power or flow (`energy: {power: ...}`).
+_MASS_RATE = {"kg/h": 1.0, "t/h": 1000.0}
+RATES: dict[str, dict[str, float]] = {
+    "electricity": {"kW": 1.0, "W": 0.001, "MW": 1000.0},
+    "natural_gas": {"m3/h": 1.0, "Nm3/h": 1.0},
+    "raw_coal": _MASS_RATE,
+    "diesel": _MASS_RATE,
+    "gasoline": _MASS_RATE,
+    "lpg": _MASS_RATE,
+    "fuel_oil": _MASS_RATE,
+    "steam": _MASS_RATE,
+    "heat": {"MJ/h": 1.0, "GJ/h": 1000.0, "kW": 3.6, "MW": 3600.0},
+    "water": {"t/h": 1.0, "m3/h": 1.0},
+}
+
+
+def rate_conversion(carrier: str, unit: str) -> float | None:
+    """Multiplier from a rate point's unit to the carrier's reported unit per hour."""
+    return RATES[carrier].get(unit)
+
+
+def accepted_rates(carrier: str) -> list[str]:
+    return list(RATES[carrier])
 
 
 def reported_unit(carrier: str) -> str:

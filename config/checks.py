@@ -19,12 +19,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from config.carriers import ELECTRICAL, accepted_units, conversion
+from config.carriers import (
+    ELECTRICAL,
+    accepted_rates,
+    accepted_units,
+    conversion,
+    rate_conversion,
+)
 from config.errors import Document, NodePath, Problem, Severity, suggest, unknown
 from config.factors import UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
     ENV_VAR,
     REGISTER_COUNT,
+    RULE_QUANTITIES,
     AnyDevice,
     AnyPoint,
     Buffer,
@@ -180,6 +187,14 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield doc.problem((*at, "name"), message)
         seen.setdefault(device.name, i)
         yield from check_points(merged)
+        if device.energy is not None and (device.energy.counter is None) == (
+            device.energy.power is None
+        ):
+            found = (
+                " (found both: the counter is exact, drop power:)" if device.energy.power else ""
+            )
+            message = f"energy needs counter: (a cumulative total) or power: (a rate){found}"
+            yield doc.problem((*at, "energy"), message, key=True)
         if shortest is not None and device.poll > shortest:
             message = (
                 f"poll {format_duration(device.poll)} is longer than the shortest interval "
@@ -198,7 +213,7 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             by_name.setdefault(s.name, s.point)
         for role in ("energy", "production"):
             ref = getattr(device, role)
-            if ref is not None:
+            if ref is not None and ref.counter is not None:
                 yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
         opcua = getattr(device, "opcua", None)
         if opcua is not None and (opcua.certificate is None) != (opcua.private_key is None):
@@ -208,10 +223,12 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             )  # fmt: skip
             message = f"{given} needs its {missing} too (or neither: the agent makes its own)"
             yield doc.problem((*at, "opcua", given), message)
-        if device.energy is not None:
+        if device.energy is not None and device.energy.counter is not None:
             yield from _energy_unit(doc, at, device.energy, by_name)
             if device.reverse:
                 yield from _reversible(doc, at, device.energy.counter, by_name)
+        elif device.energy is not None and device.energy.power is not None:
+            yield from _power(doc, (*at, "energy", "power"), device.energy, by_name)
         yield from _wiring(doc, at, device, by_name)
 
 
@@ -308,6 +325,27 @@ def _counter(
         yield doc.problem(at, message)
 
 
+def _power(
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    """A rate to integrate: an instant value whose unit is the carrier's per hour."""
+    name = energy.power
+    assert name is not None
+    point = points.get(name)
+    if point is None:
+        yield doc.problem(at, f"no point '{name}' in this device" + suggest(name, list(points)))
+    elif point.kind != "gauge":
+        message = f"'{name}' is a counter: write it as counter: (power: integrates a rate)"
+        yield doc.problem(at, message)
+    elif rate_conversion(energy.carrier, point.unit) is None:
+        unit = repr(point.unit) if point.unit else "no unit"
+        units = ", ".join(accepted_rates(energy.carrier))
+        message = (
+            f"'{name}' is in {unit}, not a rate of {energy.carrier} ({units}): set the point's unit"
+        )
+        yield doc.problem(at, message)
+
+
 def _energy_unit(
     doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
 ) -> Iterator[Problem]:
@@ -342,6 +380,18 @@ def _emissions(parts: Parts, doc: Document) -> Iterator[Problem]:
         elif millis in seen:
             yield doc.problem(at, f"duplicate interval {text}")
         seen.add(millis)
+    for carrier, override in emissions.overrides.items():
+        at = ("emissions", "overrides", carrier)
+        if override.co2 is None and override.tce is None:
+            yield doc.problem(at, "an override needs co2: or tce: (or both)", key=True)
+        elif carrier == "water" and override.co2 is not None:
+            yield doc.problem((*at, "co2"), "water carries no CO2: remove co2:", key=True)
+        elif carrier == "electricity" and override.co2 is not None:
+            message = (
+                "replaces the MEE/NBS grid factor in every interval; reporting to the "
+                "government platform normally expects the official one"
+            )
+            yield doc.problem((*at, "co2"), message, severity="warning")
     try:
         factors = load_factor_set(emissions.factor_set)
     except UnknownFactorSet:
@@ -382,6 +432,7 @@ def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
         seen.setdefault(rule.name, i)
         if rule.device is not None and rule.device not in devices and parts.every_device:
             yield doc.problem((*at, "device"), unknown("device", rule.device, list(devices)))
+        yield from _quantity(doc, at, rule, parts)
         if (rule.above is None) == (rule.below is None):
             found = " (found both)" if rule.above is not None else ""
             yield doc.problem(at, f"a rule needs exactly one of above: or below:{found}")
@@ -391,6 +442,53 @@ def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
             at = (*at, "action", "modbus_write")
             write = rule.action.modbus_write
             yield from _modbus_write(doc, at, write, devices, parts.every_device)
+
+
+_ENERGY_FIGURES = frozenset(RULE_QUANTITIES) - {"power_kw"}
+
+
+def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator[Problem]:
+    """A figure the agent computes, or a point of the rule's device."""
+    q, figures = rule.quantity, list(RULE_QUANTITIES)
+    where: NodePath = (*at, "quantity")
+    shortest = min(parts.emissions.intervals) if parts.emissions is not None else 60.0
+    if q.startswith("demand_") and q in RULE_QUANTITIES and 900 % shortest:
+        message = (
+            f"{q} is built from the shortest interval, which must divide 15 minutes "
+            f"(got {format_duration(shortest)}): add 1m, 5m or 15m to emissions.intervals"
+        )
+        yield doc.problem(where, message)
+    if rule.device is None:
+        if q == "energy_interval":
+            yield doc.problem(where, "energy_interval needs device: (carriers do not add up)")
+        elif q not in RULE_QUANTITIES:
+            message = (
+                f"unknown site quantity '{q}'{suggest(q, figures, 'site quantities')}; "
+                "a point needs device:"
+            )
+            yield doc.problem(where, message)
+        return
+    valid = next((d for d in parts.devices.values() if d.model.name == rule.device), None)
+    if valid is None or not valid.complete:
+        return  # an unknown or broken device is reported where it is
+    device, points = valid.model, [s.name for s in valid.points]
+    if q in _ENERGY_FIGURES:
+        if device.energy is None:
+            message = f"{q} is computed from an energy counter, and '{device.name}' has no energy:"
+            yield doc.problem(where, message)
+        elif q.startswith("demand_") and device.energy.carrier != "electricity":
+            message = (
+                f"{q} needs an electricity meter ('{device.name}' meters {device.energy.carrier})"
+            )
+            yield doc.problem(where, message)
+    elif q not in points:
+        known = ", ".join([*figures, *points])
+        hint = suggest(q, [*figures, *points], "known")
+        if "did you mean" not in hint:
+            hint = f" (known: {known})"
+        yield doc.problem(
+            where, f"'{q}' is neither a computed figure nor a point of '{device.name}'{hint}"
+        )
 
 
 def _hysteresis(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
+
+from config.carriers import reported_unit
 
 FACTORS_FILE = Path(__file__).parent / "factors" / "cn.yaml"
 FUELS = ("natural_gas", "raw_coal", "diesel", "gasoline", "lpg", "fuel_oil")
@@ -61,6 +63,35 @@ class FactorSet:
     provinces: Mapping[str, str] = field(repr=False)
     standard_coal_factors: Mapping[str, Factor] = field(repr=False)
     co2_factors: Mapping[str, Factor] = field(repr=False)
+
+    def overridden(self, overrides: Mapping[str, Any]) -> FactorSet:
+        """This set with a plant's own factors (config `emissions.overrides`): each keeps
+        its source note and is marked verification 'plant'. An electricity co2 override
+        replaces the grid factor of every province."""
+        grids, coal, co2 = (
+            dict(self.grids),
+            dict(self.standard_coal_factors),
+            dict(self.co2_factors),
+        )
+        for carrier, o in overrides.items():
+            if o.tce is not None:
+                unit = f"kgce/{reported_unit(carrier)}"
+                coal[carrier] = Factor(
+                    f"plant_{carrier}_tce", o.tce, unit, o.source, o.year, "plant"
+                )
+            if o.co2 is not None:
+                unit = f"kgCO2/{reported_unit(carrier)}"
+                own = Factor(f"plant_{carrier}", o.co2, unit, o.source, o.year, "plant")
+                if carrier == "electricity":
+                    grids = {region: own for region in grids}
+                else:
+                    co2[carrier] = own
+        return replace(
+            self,
+            grids=MappingProxyType(grids),
+            standard_coal_factors=MappingProxyType(coal),
+            co2_factors=MappingProxyType(co2),
+        )
 
     def grid(self, province: str) -> Factor:
         """The grid factor of a province (or 'national') for this set's data year."""

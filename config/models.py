@@ -136,6 +136,26 @@ class Sync(Strict):
     timeout: Duration = Field(default=30.0, gt=0, description="HTTP timeout of one request.")
 
 
+class FactorOverride(Strict):
+    """A plant's own factor for one carrier, in the carrier's reported unit, with its source."""
+
+    co2: float | None = Field(
+        default=None,
+        ge=0,
+        description="kgCO2 per unit of the carrier (kWh, m3, kg, MJ, t), replacing the "
+        "shipped one.",
+    )
+    tce: float | None = Field(
+        default=None, ge=0, description="kgce per unit of the carrier, replacing GB/T 2589's."
+    )
+    source: str = Field(
+        min_length=3,
+        description="Where the figure comes from (a lab analysis, the supplier's NCV, a "
+        "contract): it travels with every interval instead of the shipped source.",
+    )
+    year: int | None = Field(default=None, ge=1990, le=2100, description="Data year, if any.")
+
+
 class Emissions(Strict):
     """Intervals, and the factors that turn energy into standard coal and CO2."""
 
@@ -153,6 +173,11 @@ class Emissions(Strict):
         min_length=1,
         description="Interval lengths, aligned to the local clock; each must divide an hour "
         "(1m, 5m, 15m, 30m, 1h ...) or be 1d (from local midnight).",
+    )
+    overrides: dict[Carrier, FactorOverride] = Field(
+        default={},
+        description="The plant's own factors per carrier, each with a required source: "
+        "e.g. natural_gas: {co2: 2.05, source: 'supplier NCV 2026-03'}.",
     )
 
 
@@ -346,12 +371,22 @@ class Energy(Strict):
     """What the device meters, and the point that counts it."""
 
     carrier: Carrier = Field(description="What the device meters.")
-    counter: str = Field(description="Name of the point holding the cumulative total.")
+    counter: str | None = Field(
+        default=None,
+        description="Name of the point holding the cumulative total (always preferred: "
+        "it carries the energy of gaps).",
+    )
+    power: str | None = Field(
+        default=None,
+        description="Without a counter: the point of power or flow (kW, m3/h, t/h ...) "
+        "integrated by the trapezoid rule; the energy of gaps is unknown, not invented.",
+    )
     max_rate: float | None = Field(
         default=None,
         gt=0,
         description="Largest plausible advance of the counter per hour, in its unit "
-        "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy.",
+        "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy. "
+        "With power: the largest plausible power or flow, in the carrier's unit per hour.",
     )
 
 
@@ -454,6 +489,20 @@ def protocol_of(device: BaseModel) -> str:
 
 # --- rules (evaluated by agent/rules.py) ---------------------------------------
 
+# What a rule can watch besides a point of its device: name -> (unit, meaning).
+RULE_QUANTITIES: dict[str, tuple[str, str]] = {
+    "power_kw": ("kW", "the point power_kw (site: summed over the devices having it)"),
+    "demand_15m_kw": ("kW", "15-minute block demand from the energy counter"),
+    "demand_max_today_kw": ("kW", "largest complete 15-minute block of the local day"),
+    "demand_max_month_kw": ("kW", "largest complete 15-minute block of the month"),
+    "energy_interval": ("", "energy of the last closed interval, in the carrier's unit"),
+    "co2_kg_h": ("kg/h", "CO2 rate over the last closed interval"),
+    "co2_kg_today": ("kg", "CO2 since local midnight"),
+    "co2_kg_month": ("kg", "CO2 since the first of the month"),
+    "tce_kg_today": ("kgce", "standard coal since local midnight"),
+    "tce_kg_month": ("kgce", "standard coal since the first of the month"),
+}
+
 
 class ModbusWrite(Strict):
     """Write one coil or register while the alarm is raised (a stack light)."""
@@ -477,20 +526,36 @@ class Rule(Strict):
 
     name: Name
     device: str | None = Field(default=None, description="Device watched; omit for the site.")
-    quantity: str = Field(description="demand_15m_kw, power_kw, co2_kg_today, a point name, ...")
+    quantity: str = Field(
+        description="What is watched: power_kw, demand_15m_kw, demand_max_today_kw, "
+        "demand_max_month_kw, energy_interval, co2_kg_h, co2_kg_today, co2_kg_month, "
+        "tce_kg_today, tce_kg_month, or a point name of the device."
+    )
     above: float | None = Field(default=None, description="Raise when the quantity exceeds this.")
     below: float | None = Field(default=None, description="Raise when it falls under this.")
     clear_below: float | None = Field(
-        default=None, description="With above: clear only once back under this (hysteresis)."
+        default=None,
+        description="With above: clear only once back under this (hysteresis; "
+        "default: 2% of the limit under it).",
     )
     clear_above: float | None = Field(
-        default=None, description="With below: clear only once back over this (hysteresis)."
+        default=None,
+        description="With below: clear only once back over this (hysteresis; "
+        "default: 2% of the limit over it).",
     )
-    for_: Duration = Field(default=0.0, alias="for", description="Minimum duration before raising.")
+    for_: Duration = Field(
+        default=0.0,
+        alias="for",
+        description="Minimum duration past the limit, on end, before raising.",
+    )
     severity: Literal["info", "warning", "critical"] = Field(
         default="warning", description="Severity of the raised event."
     )
-    action: RuleAction | None = Field(default=None, description="Local action while raised.")
+    action: RuleAction | None = Field(
+        default=None,
+        description="Local action: written when raised, undone (coil: the opposite, "
+        "register: 0) when cleared.",
+    )
 
 
 # --- the whole file -----------------------------------------------------------

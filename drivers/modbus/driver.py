@@ -133,6 +133,42 @@ class ModbusDriver:
     async def close(self) -> None:
         await release(self.link)
 
+    async def write(self, coil: int | None, register: int | None, value: bool | int) -> None:
+        """Write one coil (FC5) or holding register (FC6): a rule's stack light or PLC flag.
+
+        Raises agent.errors like a read: Disconnected/DeviceTimeout are transient.
+        """
+        reason = await self.link.ensure()
+        if reason:
+            raise Disconnected(f"{self.device}: {reason}")
+        what = f"coil {coil}" if coil is not None else f"register {register}"
+        where = f"{self.device} unit {self.unit} write {what}"
+        client = self.link.client
+        try:
+            async with self._turn():
+                if coil is not None:
+                    reply = await client.write_coil(coil, bool(value), device_id=self.unit)
+                else:
+                    assert register is not None
+                    word = int(value) & 0xFFFF  # -1 is 0xFFFF on the wire
+                    reply = await client.write_register(register, word, device_id=self.unit)
+        except ConnectionException as exc:
+            raise Disconnected(f"{where}: not connected") from exc
+        except (ModbusIOException, TimeoutError) as exc:
+            if not client.connected:
+                raise Disconnected(f"{where}: connection lost") from exc
+            raise self._silence(where) from exc
+        except OSError as exc:
+            raise Disconnected(f"{where}: {exc}") from exc
+        except ModbusException as exc:
+            raise BadReply(f"{where}: {exc}") from exc
+        if reply.isError():
+            code = getattr(reply, "exception_code", 0)
+            name = EXCEPTION_NAMES.get(code, "unknown exception")
+            if code in _GATEWAY_BUSY:
+                raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
+            raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
+
     def _turn(self) -> AbstractAsyncContextManager[None]:
         """Held for one request and its reply; a serial line allows one at a time."""
         return contextlib.nullcontext()

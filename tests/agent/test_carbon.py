@@ -44,3 +44,51 @@ def test_chongqing_electricity_uses_chongqings_factor() -> None:
     """The province decides the grid factor: Chongqing's 2022 value is 0.5227."""
     r = record("electricity", "kWh", 10.0, province="chongqing")
     assert (r["co2_kg"], r["factor"]["id"]) == (pytest.approx(5.227), "cn_chongqing_2022")
+
+
+# --- worked examples, checked by hand against shared/reference/factors.yaml -------------
+
+
+@pytest.mark.parametrize(
+    ("factor_set", "grid", "co2_kg"),
+    [
+        # 1 000 kWh x 0.1255 kgCO2/kWh (MEE/NBS 2021, Sichuan) = 125.5 kg
+        ("cn-mee-2021", "cn_sichuan_2021", 125.5),
+        # 1 000 kWh x 0.1404 kgCO2/kWh (MEE/NBS 2022, Sichuan) = 140.4 kg
+        ("cn-mee-2022", "cn_sichuan_2022", 140.4),
+        # 1 000 kWh x 0.1564 kgCO2/kWh (MEE/NBS 2023, Sichuan) = 156.4 kg
+        ("cn-mee-2023", "cn_sichuan_2023", 156.4),
+    ],
+)
+def test_worked_example_1000_kwh_of_sichuan_grid_electricity(
+    factor_set: str, grid: str, co2_kg: float
+) -> None:
+    """1 000 kWh of Sichuan grid electricity:
+    tce = 1 000 kWh x 0.1229 kgce/kWh (GB/T 2589-2020 equivalent value) = 122.9 kgce;
+    CO2 = 1 000 kWh x the Sichuan factor of the data year; scope 2.
+    Chongqing's 2022 factor would give 522.7 kg: 3.7 times as much, never a fallback."""
+    interval = ClosedInterval(1_789_999_200.0, 1_790_002_800.0, 1000.0, 1.0, "good")
+    factors = load_factor_set(factor_set)
+    r = interval_record("incomer", "electricity", "kWh", interval, factors, "sichuan", TZ)
+    assert r["quantity"] == 1000.0 and r["kwh"] == 1000.0
+    assert r["tce_kg"] == pytest.approx(122.9, abs=1e-9)
+    assert r["co2_kg"] == pytest.approx(co2_kg, abs=1e-9)
+    assert (r["scope"], r["factor"]["id"], r["factor"]["unit"]) == (2, grid, "kgCO2/kWh")
+
+
+def test_worked_example_1000_m3_of_natural_gas() -> None:
+    """1 000 m3 of natural gas burnt on site:
+    tce = 1 000 m3 x 1.2143 kgce/m3 (GB/T 2589-2020, gas-field gas, 35 544 kJ/m3) = 1 214.3 kgce;
+    kWh equivalent = 1 214.3 kgce x 29 307 kJ/kgce / 3 600 kJ/kWh = 9 885.41 kWh;
+    CO2 = 1 000 m3 x 2.1622 kgCO2/m3 = 2 162.2 kg, where 2.1622 = NCV 389.31 GJ/10^4 m3
+    x CC 0.0153 tC/GJ x OF 0.99 x 44/12 / 10 (NDRC guideline defaults) = 2.16208; scope 1."""
+    ncv_gj_per_m3, cc, oxidation = 389.31 / 10_000, 0.0153, 0.99
+    assert ncv_gj_per_m3 * cc * oxidation * 44 / 12 * 1000 == pytest.approx(2.1622, abs=1e-4)
+    interval = ClosedInterval(1_789_999_200.0, 1_790_002_800.0, 1000.0, 1.0, "good")
+    r = interval_record("boiler", "natural_gas", "m3", interval, FACTORS, "sichuan", TZ)
+    assert (r["quantity"], r["unit"], r["scope"]) == (1000.0, "m3", 1)
+    assert r["tce_kg"] == pytest.approx(1214.3, abs=1e-9)
+    assert r["kwh"] == pytest.approx(1214.3 * 29_307 / 3_600, abs=1e-6)
+    assert r["kwh"] == pytest.approx(9885.41, abs=0.01)
+    assert r["co2_kg"] == pytest.approx(2162.2, abs=1e-9)
+    assert r["factor"]["id"] == "ndrc_natural_gas"

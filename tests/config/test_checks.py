@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from config import list_profiles
 from tests.config.samples import GATEWAY, METER, Load, Problems
 
+TZ = ZoneInfo("Asia/Shanghai")
 RULES_DEVICES = """\
 devices:
   - name: incomer
@@ -485,3 +488,116 @@ def test_the_wildcard_address_only_for_a_meter_alone_on_its_line(problems) -> No
     text = GATEWAY + "devices:\n" + meter % ("a", "AAAAAAAAAAAA") + meter % ("b", "000012345678")
     (problem,) = problems(text)
     assert "wildcard address answers for every meter on /dev/ttyUSB1" in problem
+
+
+def test_a_rule_watches_a_computed_figure_or_a_point_of_its_device(problems: Problems) -> None:
+    """Unknown quantities are named with a suggestion; energy figures need an energy counter,
+    interval energy a device, and a point a device that has it."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + (
+            "  - {name: r1, device: incomer, quantity: energy_kw, above: 1}\n"
+            "  - {name: r2, device: incomer, quantity: demand_15m_kw, above: 1}\n"
+            "  - {name: r3, quantity: co2_kg_tday, above: 1}\n"
+            "  - {name: r4, quantity: energy_interval, above: 1}\n"
+            "  - {name: r5, device: incomer, quantity: energy_kwh, above: 1}\n"
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:16:43: rules[0].quantity: 'energy_kw' is neither a computed figure nor a "
+        "point of 'incomer' (did you mean 'energy_kwh'?)",
+        "agent.yaml:17:43: rules[1].quantity: demand_15m_kw is computed from an energy counter, "
+        "and 'incomer' has no energy:",
+        "agent.yaml:18:26: rules[2].quantity: unknown site quantity 'co2_kg_tday' "
+        "(did you mean 'co2_kg_today'?); a point needs device:",
+        "agent.yaml:19:26: rules[3].quantity: energy_interval needs device: "
+        "(carriers do not add up)",
+    ]
+
+
+def test_demand_rules_need_a_shortest_interval_dividing_a_quarter_hour(
+    problems: Problems,
+) -> None:
+    """Block demand is summed from the shortest intervals: 10m cannot make 15m blocks."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + "  - {name: r1, quantity: demand_15m_kw, above: 1}\n"
+        + "emissions: {intervals: [10m, 1h]}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:16:26: rules[0].quantity: demand_15m_kw is built from the shortest "
+        "interval, which must divide 15 minutes (got 10m): add 1m, 5m or 15m to "
+        "emissions.intervals",
+    ]
+
+
+def test_energy_from_power_needs_a_rate_of_the_carrier(problems: Problems) -> None:
+    """power: names a gauge in a rate unit of the carrier; energy takes one of counter: or
+    power:, and says the counter is the better one when both are written."""
+    power = "      - {name: p, address: 2, type: float32, unit: m3/h}\n"
+    text = GATEWAY + METER.replace("kind: counter}\n", "kind: counter}\n" + power).replace(
+        "counter: energy_kwh}", "power: p}"
+    )
+    assert problems(text) == [
+        "agent.yaml:14:43: devices[0].energy.power: 'p' is in 'm3/h', not a rate of "
+        "electricity (kW, W, MW): set the point's unit"
+    ]
+    both = text.replace("power: p}", "counter: energy_kwh, power: p}")
+    assert problems(both) == [
+        "agent.yaml:14:5: devices[0].energy: energy needs counter: (a cumulative total) or "
+        "power: (a rate) (found both: the counter is exact, drop power:)"
+    ]
+    neither = text.replace("power: p}", "max_rate: 5}")
+    assert problems(neither) == [
+        "agent.yaml:14:5: devices[0].energy: energy needs counter: (a cumulative total) or "
+        "power: (a rate)"
+    ]
+    counted = text.replace("power: p}", "power: energy_kwh}")
+    assert problems(counted) == [
+        "agent.yaml:14:43: devices[0].energy.power: 'energy_kwh' is a counter: write it as "
+        "counter: (power: integrates a rate)"
+    ]
+
+
+def test_a_factor_override_has_a_figure_and_a_source(problems: Problems) -> None:
+    """An override names its source (required by the model) and at least one figure; water
+    takes no CO2 figure; replacing the grid factor is legal but warned about."""
+    head = GATEWAY + METER + "emissions:\n  overrides:\n"
+    assert problems(head + "    diesel: {tce: 1.45}\n") == [
+        "agent.yaml:16:5: emissions.overrides.diesel: missing required field 'source'",
+    ]
+    text = (
+        head
+        + "    natural_gas: {source: supplier analysis}\n"
+        + "    water: {co2: 0.3, source: guess}\n"
+    )
+    assert problems(text) == [
+        "agent.yaml:16:5: emissions.overrides.natural_gas: an override needs co2: or tce: "
+        "(or both)",
+        "agent.yaml:17:13: emissions.overrides.water.co2: water carries no CO2: remove co2:",
+    ]
+
+
+def test_an_override_travels_with_its_source_into_the_records(tmp_path) -> None:
+    """natural_gas co2 2.05 from the supplier's analysis: 100 m3 give 205 kg CO2, the
+    factor says where 2.05 comes from; the tce stays GB/T 2589's 1.2143."""
+    from agent.carbon import interval_record
+    from agent.intervals import ClosedInterval
+    from config import load_factor_set
+    from config.models import FactorOverride
+
+    own = {"natural_gas": FactorOverride(co2=2.05, source="supplier NCV analysis 2026-03")}
+    factors = load_factor_set("cn-mee-2022").overridden(own)
+    interval = ClosedInterval(1_789_999_200.0, 1_789_999_260.0, 100.0, 1.0, "good")
+    r = interval_record("boiler", "natural_gas", "m3", interval, factors, "sichuan", TZ)
+    assert r["co2_kg"] == 205.0 and r["tce_kg"] == 121.43
+    assert r["factor"] == {
+        "id": "plant_natural_gas",
+        "value": 2.05,
+        "unit": "kgCO2/m3",
+        "source": "supplier NCV analysis 2026-03",
+        "year": None,
+        "verification": "plant",
+    }

@@ -1,0 +1,68 @@
+"""Rule actions: the Modbus write a raised or cleared rule asks for.
+
+They run as tasks beside the polls, so a dead stack light never delays a
+meter. A transient failure (timeout, lost link) is retried a few times under
+tenacity; what still fails is logged and becomes an `action_failed` event,
+never an exception in the daemon. Writes to one output keep their order (a
+lock per output): a quick raise and clear end with the output cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agent.errors import TransientError
+from agent.rules import Action
+from buffer import EventRow
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+Locks = dict[tuple[str, int | None, int | None], asyncio.Lock]
+
+
+def describe(action: Action) -> str:
+    where = f"coil {action.coil}" if action.coil is not None else f"register {action.register}"
+    return f"{action.device} {where} = {action.value}"
+
+
+async def run(
+    action: Action, driver: object | None, locks: Locks, wait_max: float = 5.0
+) -> EventRow | None:
+    """Do one write; None when done, else the event saying why it was not. `locks` is
+    the caller's (one per event loop): one lock per output keeps writes in order."""
+    write = getattr(driver, "write", None)
+    if write is None:  # config checks ask for a Modbus device; it may not have started
+        return _failed(action, f"{action.device} is not polled (its driver did not start)")
+    key = (action.device, action.coil, action.register)
+    lock = locks.setdefault(key, asyncio.Lock())
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_exponential_jitter(multiplier=0.5, max=wait_max),
+        reraise=True,
+    )
+    try:
+        async with lock:
+            async for attempt in retrying:
+                with attempt:
+                    await write(action.coil, action.register, action.value)
+    except Exception as exc:  # every failure is reported, none escapes into the daemon
+        return _failed(action, str(exc))
+    log.info("rule %s: wrote %s", action.rule, describe(action))
+    return None
+
+
+def _failed(action: Action, why: str) -> EventRow:
+    message = f"rule {action.rule}: could not write {describe(action)}: {why}"
+    log.error("%s", message)
+    return EventRow(time.time(), action.device, "action_failed", "warning", message)

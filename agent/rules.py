@@ -1,0 +1,170 @@
+"""Overshoot rules: a limit on one quantity, raised once and cleared once.
+
+A rule watches one figure of a device or of the whole site (see FIGURES), is
+raised when the figure has been past its limit for `for` seconds on end, and
+is cleared once the figure is back past the clear level (hysteresis). Its
+state is a few numbers, persisted in the buffer's `counters` table under
+`#rule/<name>` in the same transaction as the event that changed it: after a
+crash either both are on disk or neither, so a restart never raises twice.
+
+The judging (`judge`) is a pure function of the state, the time and the
+value; `figure` reads the value from the pipeline's plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from agent.demand import Tally, demand_now, local_day
+from buffer import EventRow
+from config.models import RULE_QUANTITIES, Rule
+from config.units import format_duration
+from drivers.base import Reading
+
+log = logging.getLogger(__name__)
+
+RULE_KEY = "#rule/"  # '#' never starts a device name, so never a counter's key
+SITE = "#site"  # the site's tally key suffix (largest demand of the day and month)
+HYSTERESIS = 0.02  # default clear level: this share of the limit back inside it
+
+FIGURES = RULE_QUANTITIES  # any other name is a point of the rule's device
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A rule's levels: `sign` +1 for above, -1 for below; `hold` the `for` seconds."""
+
+    sign: int
+    level: float
+    clear: float
+    hold: float
+
+    @classmethod
+    def of(cls, rule: Rule) -> Limit:
+        if rule.above is not None:
+            default = rule.above - HYSTERESIS * abs(rule.above)
+            clear = rule.clear_below if rule.clear_below is not None else default
+            return cls(1, rule.above, clear, rule.for_)
+        assert rule.below is not None  # config checks ask for exactly one
+        default = rule.below + HYSTERESIS * abs(rule.below)
+        clear = rule.clear_above if rule.clear_above is not None else default
+        return cls(-1, rule.below, clear, rule.for_)
+
+    def beyond(self, value: float) -> bool:
+        return (value - self.level) * self.sign > 0
+
+    def back(self, value: float) -> bool:
+        return (value - self.clear) * self.sign < 0
+
+
+@dataclass(slots=True)
+class RuleState:
+    raised: bool = False
+    since: float | None = None  # while not raised: when the figure went past the limit
+    raised_at: float | None = None
+
+    def to_json(self) -> dict:
+        return {"raised": self.raised, "since": self.since, "raised_at": self.raised_at}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RuleState:
+        return cls(bool(data.get("raised")), data.get("since"), data.get("raised_at"))
+
+
+def judge(limit: Limit, state: RuleState, ts: float, value: float) -> tuple[str | None, bool]:
+    """Move `state` on by one value: ("raised" | "cleared" | None, whether it changed)."""
+    if state.raised:
+        if limit.back(value):
+            state.raised, state.raised_at = False, None
+            return "cleared", True
+        return None, False
+    if not limit.beyond(value):
+        changed = state.since is not None
+        state.since = None
+        return None, changed
+    changed = state.since is None
+    if state.since is None or ts < state.since:  # a clock set back restarts the wait
+        state.since, changed = ts, True
+    if ts - state.since >= limit.hold:
+        state.raised, state.since, state.raised_at = True, None, ts
+        return "raised", True
+    return None, changed
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A Modbus write a transition asks for; the daemon runs it off the poll path."""
+
+    rule: str
+    device: str
+    coil: int | None
+    register: int | None
+    value: bool | int
+
+
+def figure(
+    rule: Rule,
+    ts: float,
+    latest: dict[str, dict[str, Reading]],
+    tallies: dict[str, Tally],
+    tz: ZoneInfo,
+) -> float | None:
+    """The value a rule watches now, or None when it is not known (device offline...)."""
+    q = rule.quantity
+    mine = [tallies[rule.device]] if rule.device in tallies else []
+    scope = mine if rule.device is not None else [t for k, t in tallies.items() if k != SITE]
+    if q not in FIGURES or (q == "power_kw" and rule.device is not None):
+        reading = latest.get(rule.device or "", {}).get(q)
+        return reading.value if reading is not None and reading.good else None
+    if q == "power_kw":  # the site: every device's latest good power
+        values = [r.value for d in latest.values() if (r := d.get(q)) and r.good]
+        return sum(v for v in values if v is not None) if values else None
+    if q == "demand_15m_kw":
+        return demand_now(scope, ts, tz)
+    if q.startswith("demand_max_"):
+        period = "day" if q == "demand_max_today_kw" else "month"
+        source = mine[0] if rule.device is not None and mine else tallies.get(SITE)
+        return source.max_demand(period, ts, tz) if source is not None else None
+    if q == "energy_interval":
+        return mine[0].quantity if mine else None
+    if q == "co2_kg_h":
+        rates = [t.co2_rate for t in scope if t.co2_rate is not None]
+        return sum(rates) if rates else None
+    what, period, day = (
+        q.split("_")[0],
+        "day" if q.endswith("_today") else "month",
+        local_day(ts, tz),
+    )
+    return sum(t.total(what, period, day) for t in scope)
+
+
+def transition(rule: Rule, limit: Limit, kind: str, ts: float, value: float) -> EventRow:
+    """The event of a raise or clear, logged at the rule's severity (a clear at INFO)."""
+    unit = FIGURES.get(rule.quantity, ("", ""))[0]
+    whose = f"of {rule.device}" if rule.device else "of the site"
+    shown = f"{rule.quantity} {whose} {value:g}{' ' + unit if unit else ''}"
+    side = "above" if limit.sign > 0 else "below"
+    if kind == "raised":
+        held = f" for {format_duration(limit.hold)}" if limit.hold else ""
+        message = f"rule {rule.name}: {shown} {side} {limit.level:g}{held}"
+        severity = rule.severity
+    else:
+        back = "below" if limit.sign > 0 else "above"
+        message = f"rule {rule.name} cleared: {shown} back {back} {limit.clear:g}"
+        severity = "info"
+    log.log(_LEVELS[severity], "%s", message)
+    return EventRow(ts, rule.device, f"alarm_{kind}", severity, message)
+
+
+def action_for(rule: Rule, kind: str) -> Action | None:
+    """Raised: write the configured value; cleared: the opposite (coil) or 0 (register)."""
+    if rule.action is None:
+        return None
+    w = rule.action.modbus_write
+    value: bool | int = w.value
+    if kind == "cleared":
+        value = (not w.value) if w.coil is not None else 0
+    return Action(rule.name, w.device, w.coil, w.register_, value)

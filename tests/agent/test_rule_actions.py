@@ -1,0 +1,182 @@
+"""The daemon around the rules: a stack light written over Modbus, a failing output
+reported, a meter going offline and back online, each as an event in the buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import struct
+from pathlib import Path
+
+import pytest
+
+from agent.daemon import Agent
+from agent.demo import demo_config, demo_meters
+from config import load_config
+from drivers.modbus.simulator import MeterServer
+from tests.drivers.peers import raw_server
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class StackLight:
+    """A Modbus TCP output written by hand (not pymodbus): answers coil reads, records
+    coil (FC5) and register (FC6) writes, or refuses writes with exception 0x04."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.writes: list[tuple[int, int, int]] = []  # (function, address, value)
+        self.refuse = refuse
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the client hung up
+            await self.serve(reader, writer)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readexactly(8):
+            tid, _, length, unit, function = struct.unpack(">HHHBB", head)
+            body = await reader.readexactly(length - 2)
+            if function == 1:  # read coils: all off
+                count = struct.unpack(">HH", body)[1]
+                data = bytes((count + 7) // 8)
+                pdu = struct.pack(">BB", 1, len(data)) + data
+            elif self.refuse:
+                pdu = struct.pack(">BB", function | 0x80, 4)
+            else:
+                self.writes.append((function, *struct.unpack(">HH", body)))
+                pdu = struct.pack(">B", function) + body  # a write is answered by its echo
+            writer.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+            await writer.drain()
+
+
+def config_text(tmp_path: Path, meters_port: int, light_port: int) -> str:
+    text = demo_config(meters_port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
+    return (
+        text
+        + "  - name: stack_light\n"
+        + f"    modbus_tcp: {{host: 127.0.0.1, port: {light_port}, unit: 1, timeout: 500ms}}\n"
+        + "    poll: 250ms\n"
+        + "    points: [{name: lamp, address: 5, function: coil}]\n"
+        + "rules:\n"
+        + "  - name: incomer-on\n"
+        + "    device: main_incomer\n"
+        + "    quantity: power_kw\n"
+        + "    above: 1\n"
+        + "    severity: critical\n"
+        + "    action: {modbus_write: {device: stack_light, coil: 5, value: true}}\n"
+    )
+
+
+def events(tmp_path: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        rows = db.execute("SELECT device, kind, message FROM events ORDER BY seq").fetchall()
+    return rows
+
+
+async def start(tmp_path: Path, text: str) -> Agent:
+    (tmp_path / "sync-token").write_text("t")
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    agent = Agent(load_config(path, require_env=True), "t")
+    await agent.start()
+    return agent
+
+
+async def wait_for(predicate, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if predicate():
+            return
+        await asyncio.sleep(0.1)
+
+
+async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) -> None:
+    """The incomer draws power: one alarm_raised event and an FC5 write of coil 5 = ON
+    (0xFF00); a restart finds the rule raised: no second event, and the output is
+    written once more (the write may not have happened before a crash)."""
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight()
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            text = config_text(tmp_path, server.port, port)
+            agent = await start(tmp_path, text)
+            await wait_for(lambda: light.writes)
+            await asyncio.sleep(1.0)
+            await agent.stop()
+            assert light.writes == [(5, 5, 0xFF00)]
+            agent = await start(tmp_path, text)
+            await wait_for(lambda: len(light.writes) > 1)
+            await asyncio.sleep(1.0)
+            await agent.stop()
+    finally:
+        await server.stop()
+    assert light.writes == [(5, 5, 0xFF00), (5, 5, 0xFF00)]
+    raised = [e for e in events(tmp_path) if e[1] == "alarm_raised"]
+    assert len(raised) == 1
+    assert raised[0][0] == "main_incomer" and "rule incomer-on: power_kw" in raised[0][2]
+
+
+async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -> None:
+    """The output answers exception 0x04: an action_failed event names the output and
+    the exception; the meters keep being polled."""
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight(refuse=True)
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            await wait_for(lambda: agent.status["main_incomer"].polls > 3)
+            await asyncio.sleep(1.0)
+            polls = agent.status["main_incomer"].polls
+            await asyncio.sleep(0.6)
+            assert agent.status["main_incomer"].polls > polls
+            await agent.stop()
+    finally:
+        await server.stop()
+    failed = [e for e in events(tmp_path) if e[1] == "action_failed"]
+    assert len(failed) == 1
+    assert "stack_light coil 5 = True" in failed[0][2] and "exception 0x04" in failed[0][2]
+
+
+async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> None:
+    """A meter that stops answering: device_offline after 3 failed polls, device_online
+    when it answers again."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    try:
+        text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
+        agent = await start(tmp_path, text)
+        await asyncio.sleep(0.8)
+        meters["press_line_2"].offline = True
+        await wait_for(lambda: agent.status["press_line_2"].failing_since >= 3)
+        meters["press_line_2"].offline = False
+        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
+        await asyncio.sleep(0.3)
+        await agent.stop()
+    finally:
+        await server.stop()
+    mine = [(e[1], e[2]) for e in events(tmp_path) if e[0] == "press_line_2"]
+    assert [kind for kind, _ in mine] == ["device_offline", "device_online"]
+    assert "offline after 3 failed polls" in mine[0][1]
+
+
+async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> None:
+    """`edge-agent status` reads the rule states from the buffer: raised, and since when."""
+    from agent.cli import main
+
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight()
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            await wait_for(lambda: light.writes)
+            await agent.stop()
+    finally:
+        await server.stop()
+    assert main(["status", "-c", str(tmp_path / "agent.yaml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rules"]["incomer-on"]["raised"] is True
+    assert report["rules"]["incomer-on"]["since"] > 1_700_000_000
