@@ -1,0 +1,155 @@
+"""Keeping the buffer inside `buffer.max_size`, and what to give up when it is full.
+
+The cap is SQLite's own `max_page_count`, so a capped buffer and a full disk
+fail the same way (SQLITE_FULL) and take the same path: raw samples go first,
+oldest first; then, only with `buffer.drop_synced`, the oldest records the
+platform already acknowledged; unsynced intervals and events never. Whatever
+is dropped is counted in the `losses` table in the transaction that drops it,
+and a `buffer_full` event says so with the next write.
+
+Space freed by a delete goes to SQLite's freelist and is reused by the next
+inserts; the file does not shrink (no VACUUM: rewriting gigabytes on an
+industrial PC's flash to give back space we will need again is no bargain).
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+NEAR_FULL = 0.9  # share of max_size at which a buffer_near_full event warns
+NEAR_FULL_CLEARED = 0.5  # ... and below which it may warn again (dropping frees ~10%)
+FREE_SHARE = 0.1  # a full buffer frees this share of its pages at once, not a page per write
+CHUNK = 2000  # rows per delete: short transactions, so polls never wait long behind one
+
+KEPT = (  # a quarantined batch's records stay for an operator to resend
+    "SELECT 1 FROM batches b WHERE b.status = 'rejected' AND {0}.seq BETWEEN b.{0}_lo AND b.{0}_hi"
+)
+
+
+def is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL (the cap, or the disk) or ENOSPC from the file system."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+            "disk is full" in str(exc)
+        )
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+@dataclass(slots=True)
+class Freed:
+    """What one attempt to make room dropped."""
+
+    samples: int = 0
+    synced: int = 0
+    oldest: float | None = None  # the oldest dropped record's time
+    newest: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.samples or self.synced)
+
+    def describe(self) -> str:
+        parts = []
+        if self.samples:
+            parts.append(f"{self.samples} raw samples")
+        if self.synced:
+            parts.append(f"{self.synced} synced records")
+        return " and ".join(parts) or "nothing"
+
+
+@dataclass(slots=True)
+class Level:
+    """How full the buffer is, in pages."""
+
+    page_size: int
+    pages: int  # in the file
+    free: int  # on the freelist, reusable
+    max_pages: int | None
+
+    @property
+    def used_bytes(self) -> int:
+        return (self.pages - self.free) * self.page_size
+
+    @property
+    def share(self) -> float | None:
+        return (self.pages - self.free) / self.max_pages if self.max_pages else None
+
+
+@dataclass(slots=True)
+class Room:
+    """The cap of one buffer, and its state while full."""
+
+    max_size: int | None
+    drop_synced: bool
+    max_pages: int | None = None
+    near_full: bool = False
+    full_since: float | None = None  # refused writes since then (held by the agent)
+    refused: int = 0
+    lost: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        """Set the cap on this connection (SQLite keeps it at least at the current size)."""
+        if self.max_size is None:
+            return
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        want = max(1, self.max_size // page_size)
+        self.max_pages = conn.execute(f"PRAGMA max_page_count = {want}").fetchone()[0]
+
+
+def level(conn: sqlite3.Connection, room: Room) -> Level:
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return Level(page_size, pages, free, room.max_pages)
+
+
+def make_room(conn: sqlite3.Connection, room: Room) -> Freed:
+    """Drop what may be dropped, in short transactions, until a tenth of the buffer is free."""
+    freed = Freed()
+    target = max(8, int((room.max_pages or level(conn, room).pages) * FREE_SHARE))
+    while conn.execute("PRAGMA freelist_count").fetchone()[0] < target:
+        if not _drop_chunk(conn, freed, "samples", "id", "ts", "1"):
+            break
+    if not room.drop_synced:
+        return freed
+    acked = conn.execute("SELECT events_acked, intervals_acked FROM sync_state").fetchone()
+    for table, cursor, ts in (("intervals", acked[1], "start"), ("events", acked[0], "ts")):
+        where = f"seq <= {int(cursor)} AND NOT EXISTS ({KEPT.format(table)})"
+        while conn.execute("PRAGMA freelist_count").fetchone()[0] < target:
+            if not _drop_chunk(conn, freed, table, "seq", ts, where):
+                break
+    return freed
+
+
+def _drop_chunk(
+    conn: sqlite3.Connection, freed: Freed, table: str, key: str, ts: str, where: str
+) -> int:
+    """Delete the oldest CHUNK rows of `table` matching `where`, counted, in one transaction."""
+    span = conn.execute(
+        f"SELECT count(*), min({ts}), max({ts}), max({key}) FROM"
+        f" (SELECT {key}, {ts} FROM {table} WHERE {where} ORDER BY {key} LIMIT {CHUNK})"
+    ).fetchone()
+    n, oldest, newest, last = span
+    if not n:
+        return 0
+    kind = "samples" if table == "samples" else "synced"
+    conn.execute("BEGIN")
+    try:
+        conn.execute(f"DELETE FROM {table} WHERE {key} <= ? AND {where}", [last])
+        if table == "intervals":  # their batches are gone with them
+            conn.execute("DELETE FROM batches WHERE status = 'acked' AND intervals_hi <= ?", [last])
+        conn.execute(
+            "INSERT INTO losses VALUES (?, ?, ?) ON CONFLICT (kind) DO UPDATE"
+            " SET records = records + excluded.records, last = excluded.last",
+            [kind, n, time.time()],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    setattr(freed, kind, getattr(freed, kind) + n)
+    freed.oldest = oldest if freed.oldest is None else min(freed.oldest, oldest)
+    freed.newest = newest if freed.newest is None else max(freed.newest, newest)
+    return n

@@ -1,0 +1,180 @@
+"""A bounded buffer: what goes when it is full, what never goes, and a damaged file at start."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from buffer import AsyncStore, BufferFull, Commit, EventRow, IntervalRow, Store
+
+HEADER = {"schema_version": 1, "gateway": {"id": "gw"}, "factor_set": "cn-mee-2022"}
+CAP = 256_000  # bytes: 62 pages of 4 KiB
+
+
+def samples(n: int, t0: float) -> list[tuple]:
+    return [("m1", "power_kw", t0 + i, 1.5 + i, "kW", "good") for i in range(n)]
+
+
+def interval(start: float) -> IntervalRow:
+    return IntervalRow("m1", start, 60.0, {"device": "m1", "start": start, "pad": "x" * 300})
+
+
+def events_of(store: Store, kind: str) -> list[str]:
+    return [r["message"] for r in store.db.query("SELECT * FROM events WHERE kind = ?", [kind])]
+
+
+def count(store: Store, table: str) -> int:
+    return store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_raw_samples_go_first_oldest_first_and_intervals_stay(tmp_path: Path) -> None:
+    """At the cap, the oldest raw samples make room; every interval is kept; it is said."""
+    store = Store(tmp_path / "b.db", max_size=CAP)
+    for i in range(60):  # far more than fits: about 1.5 MB of samples
+        store.commit(Commit(intervals=[interval(60.0 * i)], samples=samples(500, 1000.0 * i)))
+    assert count(store, "intervals") == 60
+    assert store.db.conn.execute("PRAGMA page_count").fetchone()[0] * 4096 <= CAP
+    oldest_kept = store.db.execute("SELECT min(ts) FROM samples").fetchone()[0]
+    newest = store.db.execute("SELECT max(ts) FROM samples").fetchone()[0]
+    assert (oldest_kept > 0, newest) == (True, 1000.0 * 59 + 499)  # the newest survive
+    backlog = store.backlog()
+    assert backlog["dropped_samples"] == 60 * 500 - count(store, "samples")
+    assert backlog["dropped_synced"] == 0
+    full = events_of(store, "buffer_full")
+    assert full and all("raw samples" in m and "max_size 0.256 MB" in m for m in full)
+    assert len(events_of(store, "buffer_near_full")) == 1
+    store.close()
+
+
+def test_unsynced_records_are_never_dropped_the_write_is_refused(tmp_path: Path) -> None:
+    """Without drop_synced, a buffer full of unsent intervals refuses the next write, whole."""
+    store = Store(tmp_path / "b.db", max_size=CAP)
+    written = 0
+    with pytest.raises(BufferFull, match="max_size"):
+        for i in range(10_000):
+            store.commit(Commit(intervals=[interval(60.0 * i)], counters={"m1": {"n": i}}))
+            written += 1
+    assert count(store, "intervals") == written  # all kept, the refused one not half-written
+    assert store.counters() == {"m1": {"n": written - 1}}
+    with pytest.raises(BufferFull):  # still full: refused again, nothing dropped
+        store.commit(Commit(intervals=[interval(-60.0)]))
+    assert store.backlog()["dropped_synced"] == 0 and count(store, "intervals") == written
+    store.close()
+
+
+def test_with_drop_synced_acknowledged_records_make_room_and_the_refused_write_lands(
+    tmp_path: Path,
+) -> None:
+    """drop_synced: the oldest acknowledged intervals go, unsent ones stay, and it is said."""
+    store = Store(tmp_path / "b.db", max_size=CAP, drop_synced=True)
+    n = 0
+    with pytest.raises(BufferFull):
+        for n in range(10_000):
+            store.commit(Commit(intervals=[interval(60.0 * n)]))
+    while (batch := store.pending_batch(100, HEADER)) is not None and batch.size:
+        if not batch.intervals:
+            break
+        store.finish_batch(batch.seq, "acked")
+    store.commit(Commit(intervals=[interval(60.0 * n)]))  # now it fits
+    assert store.backlog()["dropped_synced"] > 0
+    assert store.backlog()["intervals"] == 1  # the new one, unsent, is there
+    message = events_of(store, "buffer_full")[-1]
+    assert "synced records" in message and "refused" in message and "held by the agent" in message
+    store.close()
+
+
+def test_the_cap_holds_across_a_restart(tmp_path: Path) -> None:
+    """max_size is set on every open, not remembered by the file."""
+    Store(tmp_path / "b.db", max_size=CAP).close()
+    store = Store(tmp_path / "b.db", max_size=CAP)
+    with pytest.raises(BufferFull):
+        for i in range(10_000):
+            store.commit(Commit(intervals=[interval(60.0 * i)]))
+    store.close()
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+    """Garbage at buffer.path: renamed with a timestamp, a fresh buffer, an event says so."""
+    path = tmp_path / "buffer.db"
+    path.write_bytes(b"this is not an SQLite file\n" * 200)
+    store = Store(path)
+    assert store.replaced is not None and store.replaced.name.startswith("buffer.db.corrupt-")
+    assert store.replaced.read_bytes().startswith(b"this is not")
+    [message] = events_of(store, "buffer_replaced")
+    assert store.replaced.name in message
+    store.commit(Commit(intervals=[interval(0.0)]))
+    assert count(store, "intervals") == 1
+    store.close()
+
+
+def test_a_damaged_database_is_moved_aside(tmp_path: Path) -> None:
+    """A real buffer with pages overwritten fails quick_check and is replaced, not opened."""
+    path = tmp_path / "buffer.db"
+    store = Store(path)
+    for i in range(200):
+        store.commit(Commit(intervals=[interval(60.0 * i)]))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    for page in range(2, len(data) // 4096):  # keep the header page, scramble the rest
+        data[page * 4096 + 8 : page * 4096 + 200] = b"\xa5" * 192
+    path.write_bytes(bytes(data))
+    fresh = Store(path)
+    assert fresh.replaced is not None
+    assert events_of(fresh, "buffer_replaced")
+    assert count(fresh, "intervals") == 0
+    fresh.close()
+
+
+def test_a_truncated_database_is_moved_aside(tmp_path: Path) -> None:
+    """A buffer cut short (a copy or a write that stopped half way) is replaced."""
+    path = tmp_path / "buffer.db"
+    store = Store(path)
+    for i in range(200):
+        store.commit(Commit(intervals=[interval(60.0 * i)]))
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    fresh = Store(path)
+    assert fresh.replaced is not None and events_of(fresh, "buffer_replaced")
+    fresh.close()
+
+
+def test_a_sound_buffer_is_kept(tmp_path: Path) -> None:
+    """quick_check passes: the same file, its records and no event."""
+    path = tmp_path / "buffer.db"
+    store = Store(path)
+    store.commit(Commit(intervals=[interval(0.0)]))
+    store.close()
+    again = Store(path)
+    assert (again.replaced, count(again, "intervals")) == (None, 1)
+    assert events_of(again, "buffer_replaced") == []
+    again.close()
+
+
+def test_pruning_goes_a_chunk_at_a_time(tmp_path: Path) -> None:
+    """One prune call drops at most `limit` rows per table: no long transaction."""
+    store = Store(tmp_path / "b.db")
+    store.commit(Commit(samples=samples(1000, 0.0)))
+    assert store.prune(raw_before=10_000.0, synced_before=0.0, limit=300) == 300
+    assert count(store, "samples") == 700
+    store.close()
+
+
+async def test_retention_drops_every_old_sample_and_keeps_the_rest(tmp_path: Path) -> None:
+    """AsyncStore.prune loops chunk by chunk until everything past retention is gone,
+    while commits from the poll path still go through between chunks."""
+    store = AsyncStore(tmp_path / "b.db")
+    await store.commit(Commit(samples=samples(5000, 0.0) + samples(10, 100_000.0)))
+    pruning = asyncio.create_task(store.prune(raw_before=50_000.0, synced_before=0.0))
+    await store.commit(Commit(events=[EventRow(1.0, "m1", "x", "info", "during the prune")]))
+    assert await pruning == 5000
+    left = await store.run(count, store.store, "samples")
+    assert left == 10
+    store.close()
