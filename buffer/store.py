@@ -191,42 +191,41 @@ class Store:
             return
 
         def write() -> None:
-            for work in works:
-                self._write(work)
+            self._write(works)
             self._watch_level()
 
         self._with_room(write)
 
-    def _write(self, work: Commit) -> None:
-        if work.intervals:
-            self.db["intervals"].insert_all(
-                (
-                    {
-                        "device": r.device,
-                        "start": r.start,
-                        "length": r.length,
-                        "body": json.dumps(r.body, separators=(",", ":"), ensure_ascii=False),
-                    }
-                    for r in work.intervals
-                ),
-                batch_size=500,
+    def _write(self, works: list[Commit]) -> None:
+        """All the works' rows, one `executemany` per table, in order (later counter
+        state wins): 200 devices closing an interval together cost four statements."""
+        conn = self.db.conn
+        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        intervals = [
+            (r.device, r.start, r.length, dumps(r.body)) for w in works for r in w.intervals
+        ]
+        if intervals:
+            conn.executemany(
+                "INSERT INTO intervals (device, start, length, body) VALUES (?, ?, ?, ?)",
+                intervals,
             )
-        if work.events:
-            self._insert_events(work.events)
-        if work.counters:
-            now = time.time()
-            self.db["counters"].upsert_all(
-                (
-                    {"key": key, "state": json.dumps(state), "updated": now}
-                    for key, state in work.counters.items()
-                ),
-                pk="key",
+        events = [e for w in works for e in w.events]
+        if events:
+            self._insert_events(events)
+        now = time.time()
+        counters = [(k, json.dumps(v), now) for w in works for k, v in w.counters.items()]
+        if counters:
+            conn.executemany(
+                "INSERT INTO counters (key, state, updated) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET state = excluded.state, updated = excluded.updated",
+                counters,
             )
-        if work.samples:
-            self.db.conn.executemany(
+        samples = [s for w in works for s in w.samples]
+        if samples:
+            conn.executemany(
                 "INSERT INTO samples (device, point, ts, value, unit, quality)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                work.samples,
+                samples,
             )
 
     def add_events(self, events: Iterable[EventRow]) -> None:

@@ -192,7 +192,7 @@ class Uploader:
         """One POST; the answer translated into a status or one of our errors."""
         try:
             reply = await self.client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # OSError: ssl.SSLError can escape httpx
             raise SyncRetryable(f"{type(exc).__name__}: {exc}") from exc
         code = reply.status_code
         if 200 <= code < 300:
