@@ -86,6 +86,7 @@ class Agent:
             "factor set %s: grid factor %s %g %s (%s)",
             factors.name, province, grid.value, grid.unit, grid.verification,
         )  # fmt: skip
+        verify = _sync_tls(self.loaded)  # before anything is opened: a bad file stops here
         self.store = _open_buffer(self.loaded)
         states = await self.store.run(self.store.store.counters)
         self.pipeline = Pipeline(config, factors, province, states)
@@ -98,7 +99,7 @@ class Agent:
             max_batch=config.sync.max_batch,
             timeout=config.sync.timeout,
             budget=config.sync.every,
-            verify=_sync_tls(self.loaded),
+            verify=verify,
         )
         by_period: dict[float, list[str]] = {}
         for i, device in enumerate(config.devices):

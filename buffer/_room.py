@@ -105,9 +105,9 @@ def level(conn: sqlite3.Connection, room: Room) -> Level:
     return Level(page_size, pages, free, room.max_pages)
 
 
-def make_room(conn: sqlite3.Connection, room: Room) -> Freed:
-    """Drop what may be dropped, in short transactions, until a tenth of the buffer is free."""
-    freed = Freed()
+def make_room(conn: sqlite3.Connection, room: Room, freed: Freed) -> Freed:
+    """Drop what may be dropped, in short transactions, until a tenth of the buffer is free;
+    `freed` counts what went, also when a full disk stops the deletes half way."""
     target = max(8, int((room.max_pages or level(conn, room).pages) * FREE_SHARE))
     while conn.execute("PRAGMA freelist_count").fetchone()[0] < target:
         if not _drop_chunk(conn, freed, "samples", "id", "ts", "1"):
@@ -147,7 +147,8 @@ def _drop_chunk(
         )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLITE_FULL may have rolled it back already
+            conn.execute("ROLLBACK")
         raise
     setattr(freed, kind, getattr(freed, kind) + n)
     freed.oldest = oldest if freed.oldest is None else min(freed.oldest, oldest)

@@ -351,7 +351,10 @@ class Store:
             "SELECT count(*) AS n FROM events WHERE seq > ?", [cursor["events_acked"]]
         )
         assert intervals is not None and events is not None
-        lost = {r["kind"]: r["records"] for r in self.db.query("SELECT * FROM losses")}
+        try:
+            lost = {r["kind"]: r["records"] for r in self.db.query("SELECT * FROM losses")}
+        except sqlite3.OperationalError:  # read-only on a buffer from before the table
+            lost = {}
         return {
             "intervals": intervals["n"],
             "events": events["n"],
@@ -450,7 +453,12 @@ class Store:
             if poll_path and self.room.full_since is not None:
                 self._was_full(Freed(), held=True)  # the held work is in: say how long it waited
             return result
-        freed = make_room(self.db.conn, self.room)
+        freed = Freed()
+        try:
+            make_room(self.db.conn, self.room, freed)
+        except (sqlite3.Error, OSError) as exc:  # a full disk may refuse even the deletes
+            if not is_full(exc):
+                raise
         try:
             with self.db.atomic():
                 result = write()

@@ -178,3 +178,28 @@ async def test_retention_drops_every_old_sample_and_keeps_the_rest(tmp_path: Pat
     left = await store.run(count, store.store, "samples")
     assert left == 10
     store.close()
+
+
+def test_status_shows_how_full_the_buffer_is_and_what_it_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edge-agent status` reads the loss counters the full buffer kept."""
+    from agent.cli import main
+
+    store = Store(tmp_path / "b.db", max_size=CAP)
+    for i in range(30):
+        store.commit(Commit(intervals=[interval(60.0 * i)], samples=samples(500, 1000.0 * i)))
+    dropped = store.backlog()["dropped_samples"]
+    store.close()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        "gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: '510100',"
+        " industry_code: C3011}\n"
+        f"buffer: {{path: {tmp_path / 'b.db'}, max_size: 256kB}}\n"
+        "sync: {url: 'https://central.example/api/v1/batches'}\n"
+        "devices: []\n"
+    )
+    assert main(["status", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert dropped > 0
+    assert f"of 0.256 MB; dropped when full: {dropped} raw samples, 0 synced records" in out

@@ -175,3 +175,23 @@ def test_tls_files_that_cannot_be_used_name_their_field(pki: Pki, tmp_path: Path
         client_tls(None, None, str(pki.client_key))
     assert alone.value.field == "client_key"
     assert client_tls() is True
+
+
+async def test_the_daemon_refuses_a_ca_file_it_cannot_read_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    """sync.ca_file pointing nowhere: the agent does not start and the error has its line."""
+    from agent.daemon import Agent
+    from agent.demo import demo_config
+    from config import ConfigInvalid, load_config
+
+    (tmp_path / "sync-token").write_text(TOKEN)
+    text = demo_config(5020, "https://127.0.0.1:9", tmp_path)
+    config = tmp_path / "agent.yaml"
+    config.write_text(text.replace("sync:\n", f"sync:\n  ca_file: {tmp_path / 'ca.pem'}\n"))
+    agent = Agent(load_config(config, require_env=True), TOKEN)
+    with pytest.raises(ConfigInvalid) as error:
+        await agent.start()
+    [problem] = error.value.problems
+    assert "sync.ca_file" in str(problem) and "No such file" in str(problem)
+    assert not (tmp_path / "buffer.db").exists()  # stopped before opening anything
