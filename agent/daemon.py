@@ -215,11 +215,12 @@ class Agent:
         held = self._unwritten.pop(name, [])
         if not work and not held:
             return
+        merged = functools.reduce(Commit.then, [*held, work])
         try:
-            await self.store.commit(functools.reduce(Commit.then, [*held, work]))
+            await self.store.commit(merged)
         except Exception as exc:
-            work.samples = []
-            self._unwritten[name] = [*held, work]
+            merged.samples = []
+            self._unwritten[name] = [merged]  # one item: a long outage costs O(n) per poll
             if not self._buffer_failing:
                 log.error("buffer write failed (%s); work kept in memory and retried", exc)
             self._buffer_failing = True

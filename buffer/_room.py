@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 NEAR_FULL = 0.9  # share of max_size at which a buffer_near_full event warns
 NEAR_FULL_CLEARED = 0.5  # ... and below which it may warn again (dropping frees ~10%)
 FREE_SHARE = 0.1  # a full buffer frees this share of its pages at once, not a page per write
+RESERVE_PAGES = 64  # beyond the cap, for the sync path only (256 KB with 4 KB pages)
 CHUNK = 2000  # rows per delete: short transactions, so polls never wait long behind one
 
 KEPT = (  # a quarantined batch's records stay for an operator to resend

@@ -35,6 +35,7 @@ from buffer._room import (
     KEPT,
     NEAR_FULL,
     NEAR_FULL_CLEARED,
+    RESERVE_PAGES,
     Freed,
     Room,
     is_full,
@@ -438,6 +439,17 @@ class Store:
         return row
 
     def _with_room(self, write: Callable[[], T], *, poll_path: bool = True) -> T:
+        """The sync path's small writes (a batch row, a cursor) get a reserve beyond the cap:
+        a buffer full of unsent intervals must still be able to send them."""
+        if poll_path or self.room.max_pages is None:
+            return self._fit(write, poll_path)
+        self.db.conn.execute(f"PRAGMA max_page_count = {self.room.max_pages + RESERVE_PAGES}")
+        try:
+            return self._fit(write, poll_path)
+        finally:
+            self.db.conn.execute(f"PRAGMA max_page_count = {self.room.max_pages}")
+
+    def _fit(self, write: Callable[[], T], poll_path: bool) -> T:
         """Run `write` in one transaction; if the buffer is full, make room and try once more.
 
         Raises BufferFull when nothing more may be dropped: the caller keeps

@@ -203,3 +203,21 @@ def test_status_shows_how_full_the_buffer_is_and_what_it_dropped(
     out = capsys.readouterr().out
     assert dropped > 0
     assert f"of 0.256 MB; dropped when full: {dropped} raw samples, 0 synced records" in out
+
+
+def test_a_buffer_full_of_unsent_intervals_can_still_send_them_all(tmp_path: Path) -> None:
+    """The sync path's own writes (batch rows, cursors) fit even when the poll path is refused,
+    so a full buffer drains instead of locking itself up."""
+    store = Store(tmp_path / "b.db", max_size=CAP)
+    written = 0
+    with pytest.raises(BufferFull):
+        while True:
+            store.commit(Commit(intervals=[interval(60.0 * written)]))
+            written += 1
+    acked = 0
+    while (batch := store.pending_batch(1, HEADER)) is not None:  # one record a batch: many rows
+        store.finish_batch(batch.seq, "acked")
+        acked += len(batch.intervals)
+    assert acked == written
+    assert store.backlog()["intervals"] == 0
+    store.close()
