@@ -17,6 +17,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _SIDE_FILES = ("-wal", "-shm")
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
 def problem(path: Path) -> str | None:
@@ -24,13 +25,15 @@ def problem(path: Path) -> str | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        return f"cannot be opened: {exc}"
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error:
+        return None  # permissions, a missing directory...: the normal open says what
     try:
         rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
     except sqlite3.DatabaseError as exc:
-        return f"{exc}"
+        if getattr(exc, "sqlite_errorcode", None) in _DAMAGED:
+            return f"{exc}"
+        return None  # locked, busy, unreadable: not evidence of damage; never move those
     finally:
         conn.close()
     if rows == ["ok"]:

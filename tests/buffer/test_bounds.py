@@ -221,3 +221,14 @@ def test_a_buffer_full_of_unsent_intervals_can_still_send_them_all(tmp_path: Pat
     assert acked == written
     assert store.backlog()["intervals"] == 0
     store.close()
+
+
+def test_a_buffer_path_that_cannot_be_opened_is_not_moved(tmp_path: Path) -> None:
+    """Failing to open is not damage (here: a directory where the file should be): nothing is
+    renamed and the open fails, so the daemon reports buffer.path instead."""
+    path = tmp_path / "buffer.db"
+    path.mkdir()
+    (path / "keep").write_text("x")
+    with pytest.raises(sqlite3.Error):
+        Store(path)
+    assert list(tmp_path.glob("*.corrupt-*")) == [] and (path / "keep").exists()
