@@ -14,14 +14,23 @@ industrial PC's flash to give back space we will need again is no bargain).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
+import os
+import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 NEAR_FULL = 0.9  # share of max_size at which a buffer_near_full event warns
 NEAR_FULL_CLEARED = 0.5  # ... and below which it may warn again (dropping frees ~10%)
 FREE_SHARE = 0.1  # a full buffer frees this share of its pages at once, not a page per write
+BALLAST = 4 << 20  # disk kept in reserve for a full disk: one WAL's worth (1000 pages)
+SMALL_WAL_PAGES = 64  # WAL checkpoint interval once the disk was found full
 RESERVE_PAGES = 64  # beyond the cap, for the sync path only (256 KB with 4 KB pages)
 CHUNK = 2000  # rows per delete: short transactions, so polls never wait long behind one
 
@@ -89,6 +98,7 @@ class Room:
     full_since: float | None = None  # refused writes since then (held by the agent)
     refused: int = 0
     lost: dict[str, int] = field(default_factory=dict)
+    ballast: Path | None = None  # see lay_ballast
 
     def apply(self, conn: sqlite3.Connection) -> None:
         """Set the cap on this connection (SQLite keeps it at least at the current size)."""
@@ -97,6 +107,43 @@ class Room:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         want = max(1, self.max_size // page_size)
         self.max_pages = conn.execute(f"PRAGMA max_page_count = {want}").fetchone()[0]
+
+
+def lay_ballast(room: Room, db_path: Path) -> None:
+    """Reserve disk space next to the buffer (allocated, never written: kind to flash).
+
+    On a full disk SQLite cannot even delete: every write, a DELETE too, goes
+    through the WAL, which must grow. Giving this file back is what lets the
+    buffer drop raw samples and go on (see make_room). It is laid again at the
+    next start, or once a write succeeds while the disk has room for it twice.
+    """
+    path = db_path.with_name(db_path.name + "-reserve")
+    room.ballast = path
+    if path.exists():
+        return
+    try:
+        if shutil.disk_usage(path.parent).free < 2 * BALLAST:
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, BALLAST)
+        finally:
+            os.close(fd)
+    except OSError:
+        path.unlink(missing_ok=True)  # no room, or a file system without fallocate
+
+
+def release_ballast(room: Room) -> bool:
+    if room.ballast is None or not room.ballast.exists():
+        return False
+    room.ballast.unlink()
+    log.warning("disk full: released %s (%d MB) to make room", room.ballast, BALLAST >> 20)
+    return True
+
+
+def disk_full(conn: sqlite3.Connection, room: Room) -> bool:
+    """SQLITE_FULL well below the cap: the disk, not max_size, is full."""
+    return room.max_pages is None or level(conn, room).pages + 16 < room.max_pages
 
 
 def level(conn: sqlite3.Connection, room: Room) -> Level:
@@ -109,7 +156,18 @@ def level(conn: sqlite3.Connection, room: Room) -> Level:
 def make_room(conn: sqlite3.Connection, room: Room, freed: Freed) -> Freed:
     """Drop what may be dropped, in short transactions, until a tenth of the buffer is free;
     `freed` counts what went, also when a full disk stops the deletes half way."""
-    target = max(8, int((room.max_pages or level(conn, room).pages) * FREE_SHARE))
+    now = level(conn, room)
+    target = max(8, int((room.max_pages or now.pages) * FREE_SHARE))
+    if disk_full(conn, room):
+        release_ballast(room)
+        # From now on keep the WAL small (checkpoint every 64 pages, the file cut back to
+        # 1 MB) and give its disk back: on a full disk the WAL must not eat the room the
+        # checkpoints need, and the pages freed below are reused instead of new ones.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {SMALL_WAL_PAGES}")
+        conn.execute("PRAGMA journal_size_limit = 1048576")
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        target = max(target, SMALL_WAL_PAGES)
     while conn.execute("PRAGMA freelist_count").fetchone()[0] < target:
         if not _drop_chunk(conn, freed, "samples", "id", "ts", "1"):
             break

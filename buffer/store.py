@@ -38,7 +38,9 @@ from buffer._room import (
     RESERVE_PAGES,
     Freed,
     Room,
+    disk_full,
     is_full,
+    lay_ballast,
     level,
     make_room,
 )
@@ -168,6 +170,7 @@ class Store:
             )
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.room.apply(conn)
+            lay_ballast(self.room, self.path)
             if self.replaced is not None:
                 message = (
                     f"buffer {self.path} was damaged ({replaced_why}) and moved to "
@@ -499,6 +502,7 @@ class Store:
         self._insert_events([EventRow(time.time(), None, "buffer_full", "warning", message)])
         if note:
             self.room.full_since, self.room.refused = None, 0
+        lay_ballast(self.room, self.path)  # again, if the disk has room for it now
 
     def _refuse(self, freed: Freed, exc: BaseException, poll_path: bool) -> None:
         if poll_path and self.room.full_since is None:
@@ -513,7 +517,7 @@ class Store:
         raise BufferFull(f"buffer full ({self._limit()}): {exc}") from exc
 
     def _limit(self) -> str:
-        if self.room.max_size is None:
+        if disk_full(self.db.conn, self.room):
             return "the disk is full"
         return f"max_size {self.room.max_size / 1e6:g} MB"
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -232,3 +236,32 @@ def test_a_buffer_path_that_cannot_be_opened_is_not_moved(tmp_path: Path) -> Non
     with pytest.raises(sqlite3.Error):
         Store(path)
     assert list(tmp_path.glob("*.corrupt-*")) == [] and (path / "keep").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_really_full_disk_drops_raw_samples_and_keeps_every_interval(tmp_path: Path) -> None:
+    """On a 16 MB file system filled by another file: the reserve is given back, the oldest
+    raw samples make room, and no interval is lost (the few refused ones are written later)."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = Path(__file__).with_name("_disk_full.py")
+    shell = f"mount -t tmpfs -o size=16m tmpfs {mnt} && exec {sys.executable} {script} {mnt}"
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {mnt}"],
+        capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip("no user and mount namespaces here to make a small file system")
+    run = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", shell],
+        capture_output=True, text=True, timeout=50, stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["other"] is None
+    assert result["ballast"] is True
+    assert (result["intervals"], result["missing"]) == (1150, [])
+    assert result["written"] > result["held"] and result["dropped_samples"] > 0
+    assert any("raw samples" in m and "disk is full" in m for m in result["events"])
