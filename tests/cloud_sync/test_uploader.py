@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buffer import AsyncStore, Commit, IntervalRow
 from cloud_sync.receiver import Receiver
@@ -395,3 +397,23 @@ async def test_a_platform_answering_409_forever_is_not_flooded(store: AsyncStore
     assert len(seen) == 2
     assert "again under a new key" in up.status.last_result
     assert (await store.backlog())["intervals"] == 2
+
+
+@given(attempt=st.integers(min_value=1, max_value=40), hint=st.none() | st.floats(0, 10_000))
+def test_waits_follow_the_servers_hint_or_back_off_exponentially_with_a_cap(
+    attempt: int, hint: float | None
+) -> None:
+    """Retry-After is obeyed (up to 5 min); without one, 1, 2, 4 ... s plus jitter, at most 60 s."""
+    from types import SimpleNamespace
+
+    from agent.errors import SyncRetryable
+    from cloud_sync.uploader import _server_hint_or_backoff
+
+    error = SyncRetryable("HTTP 503 busy", hint)
+    outcome = SimpleNamespace(exception=lambda: error)
+    state = SimpleNamespace(attempt_number=attempt, outcome=outcome)
+    wait = _server_hint_or_backoff(state)  # type: ignore[arg-type]
+    if hint is not None:
+        assert wait == min(hint, 300.0)
+    else:
+        assert min(2.0 ** (attempt - 1), 60.0) <= wait <= 60.0
