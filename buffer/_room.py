@@ -33,6 +33,8 @@ BALLAST = 4 << 20  # disk kept in reserve for a full disk: one WAL's worth (1000
 SMALL_WAL_PAGES = 64  # WAL checkpoint interval once the disk was found full
 RESERVE_PAGES = 64  # beyond the cap, for the sync path only (256 KB with 4 KB pages)
 CHUNK = 2000  # rows per delete: short transactions, so polls never wait long behind one
+MAX_CHUNKS = 25  # per attempt to make room: the writer thread is back to the polls soon
+REPORT_EVERY = 3600.0  # a buffer dropping samples steadily says so hourly, not per delete
 
 KEPT = (  # a quarantined batch's records stay for an operator to resend
     "SELECT 1 FROM batches b WHERE b.status = 'rejected' AND {0}.seq BETWEEN b.{0}_lo AND b.{0}_hi"
@@ -59,6 +61,14 @@ class Freed:
 
     def __bool__(self) -> bool:
         return bool(self.samples or self.synced)
+
+    def add(self, other: Freed) -> None:
+        self.samples += other.samples
+        self.synced += other.synced
+        for ts in (other.oldest, other.newest):
+            if ts is not None:
+                self.oldest = ts if self.oldest is None else min(self.oldest, ts)
+                self.newest = ts if self.newest is None else max(self.newest, ts)
 
     def describe(self) -> str:
         parts = []
@@ -99,6 +109,8 @@ class Room:
     refused: int = 0
     lost: dict[str, int] = field(default_factory=dict)
     ballast: Path | None = None  # see lay_ballast
+    unreported: Freed = field(default_factory=lambda: Freed())  # dropped since the last event
+    last_report: float = 0.0
 
     def apply(self, conn: sqlite3.Connection) -> None:
         """Set the cap on this connection (SQLite keeps it at least at the current size)."""
@@ -168,7 +180,13 @@ def make_room(conn: sqlite3.Connection, room: Room, freed: Freed) -> Freed:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         target = max(target, SMALL_WAL_PAGES)
-    while conn.execute("PRAGMA freelist_count").fetchone()[0] < target:
+    chunks = 0
+
+    def more() -> bool:
+        return chunks < MAX_CHUNKS and conn.execute("PRAGMA freelist_count").fetchone()[0] < target
+
+    while more():
+        chunks += 1
         if not _drop_chunk(conn, freed, "samples", "id", "ts", "1"):
             break
     if not room.drop_synced:
@@ -176,7 +194,8 @@ def make_room(conn: sqlite3.Connection, room: Room, freed: Freed) -> Freed:
     acked = conn.execute("SELECT events_acked, intervals_acked FROM sync_state").fetchone()
     for table, cursor, ts in (("intervals", acked[1], "start"), ("events", acked[0], "ts")):
         where = f"seq <= {int(cursor)} AND NOT EXISTS ({KEPT.format(table)})"
-        while conn.execute("PRAGMA freelist_count").fetchone()[0] < target:
+        while more():
+            chunks += 1
             if not _drop_chunk(conn, freed, table, "seq", ts, where):
                 break
     return freed

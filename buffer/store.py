@@ -35,6 +35,7 @@ from buffer._room import (
     KEPT,
     NEAR_FULL,
     NEAR_FULL_CLEARED,
+    REPORT_EVERY,
     RESERVE_PAGES,
     Freed,
     Room,
@@ -456,53 +457,59 @@ class Store:
         """Run `write` in one transaction; if the buffer is full, make room and try once more.
 
         Raises BufferFull when nothing more may be dropped: the caller keeps
-        the work (the agent holds it in memory) and tries again later.
+        the work (the agent holds it in memory) and tries again later. What a
+        full buffer cost is told in the transaction that finally fits.
         """
-        try:
-            with self.db.atomic():
-                result = write()
-        except (sqlite3.Error, OSError) as exc:
-            if not is_full(exc):
-                raise
-        else:
-            if poll_path and self.room.full_since is not None:
-                self._was_full(Freed(), held=True)  # the held work is in: say how long it waited
+        freed: Freed | None = None
+        while True:
+            try:
+                with self.db.atomic():
+                    result = write()
+                    told = self._tell(freed, held=poll_path)
+            except (sqlite3.Error, OSError) as exc:
+                if not is_full(exc):
+                    raise
+                if freed is not None:
+                    self._refuse(freed, exc, poll_path)
+                freed = Freed()
+                try:
+                    make_room(self.db.conn, self.room, freed)
+                except (sqlite3.Error, OSError) as again:  # a full disk may refuse the deletes
+                    if not is_full(again):
+                        raise
+                self.room.unreported.add(freed)
+                continue
+            if told:
+                self.room.unreported, self.room.last_report = Freed(), time.time()
+                if poll_path:
+                    self.room.full_since, self.room.refused = None, 0
+            if freed is not None:
+                lay_ballast(self.room, self.path)  # again, if the disk has room for it now
             return result
-        freed = Freed()
-        try:
-            make_room(self.db.conn, self.room, freed)
-        except (sqlite3.Error, OSError) as exc:  # a full disk may refuse even the deletes
-            if not is_full(exc):
-                raise
-        try:
-            with self.db.atomic():
-                result = write()
-                self._was_full(freed, held=poll_path)
-        except (sqlite3.Error, OSError) as exc:
-            if not is_full(exc):
-                raise
-            self._refuse(freed, exc, poll_path)
-        return result
 
-    def _was_full(self, freed: Freed, held: bool) -> None:
-        """Say, in the transaction that now fits, what the full buffer cost."""
+    def _tell(self, freed: Freed | None, held: bool) -> bool:
+        """A buffer_full event, if one is due: writes were held (now in), or something was
+        dropped and the last event is an hour old. Counts are in `losses` either way."""
+        room = self.room
         note = ""
-        if held and self.room.full_since is not None:
+        if held and room.full_since is not None:
             note = (
-                f"; {self.room.refused} writes were refused for "
-                f"{time.time() - self.room.full_since:.0f}s and held by the agent until now"
+                f"; {room.refused} writes were refused for "
+                f"{time.time() - room.full_since:.0f}s and held by the agent until now"
             )
-        if not freed and not note:
-            return
-        lost = f"dropped {freed.describe()}" if freed else "dropped nothing"
-        if freed.oldest is not None:
-            lost += f" from {_stamp(freed.oldest)} to {_stamp(freed.newest)}"
-        message = f"buffer full ({self._limit()}): {lost}{note}"
+        dropped = freed is not None and bool(freed)
+        if not note and not (dropped and time.time() - room.last_report >= REPORT_EVERY):
+            if dropped:
+                log.info("buffer full: dropped %s (counted; told hourly)", freed.describe())
+            return False
+        lost = room.unreported
+        told = f"dropped {lost.describe()}" if lost else "dropped nothing"
+        if lost.oldest is not None:
+            told += f" from {_stamp(lost.oldest)} to {_stamp(lost.newest)}"
+        message = f"buffer full ({self._limit()}): {told}{note}"
         log.warning("%s", message)
         self._insert_events([EventRow(time.time(), None, "buffer_full", "warning", message)])
-        if note:
-            self.room.full_since, self.room.refused = None, 0
-        lay_ballast(self.room, self.path)  # again, if the disk has room for it now
+        return True
 
     def _refuse(self, freed: Freed, exc: BaseException, poll_path: bool) -> None:
         if poll_path and self.room.full_since is None:

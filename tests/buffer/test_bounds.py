@@ -47,8 +47,8 @@ def test_raw_samples_go_first_oldest_first_and_intervals_stay(tmp_path: Path) ->
     backlog = store.backlog()
     assert backlog["dropped_samples"] == 60 * 500 - count(store, "samples")
     assert backlog["dropped_synced"] == 0
-    full = events_of(store, "buffer_full")
-    assert full and all("raw samples" in m and "max_size 0.256 MB" in m for m in full)
+    [full] = events_of(store, "buffer_full")  # dropping again and again: told once an hour
+    assert "raw samples" in full and "max_size 0.256 MB" in full
     assert len(events_of(store, "buffer_near_full")) == 1
     store.close()
 
