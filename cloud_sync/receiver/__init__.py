@@ -157,8 +157,14 @@ def serve(
     token_file: str | os.PathLike[str] | None,
     fail_rate: float = 0.0,
     latency: float = 0.0,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; the exit code for `edge-agent receiver`.
+
+    With `tls_cert` it serves HTTPS; with `tls_client_ca` it also requires a
+    client certificate signed by that CA (mutual TLS).
 
     The token is read from a file (a systemd credential, say), never from the
     command line, where every user of the machine could read it in `ps`.
@@ -175,7 +181,14 @@ def serve(
             print(f"receiver: {token_file}: the token file is empty", file=sys.stderr)
             return os.EX_CONFIG
     try:
-        receiver = Receiver(db_path, token, host, port, fail_rate=fail_rate, latency=latency)
+        tls = _server_tls(tls_cert, tls_key, tls_client_ca)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        print(f"receiver: TLS: {exc}", file=sys.stderr)
+        return os.EX_CONFIG
+    try:
+        receiver = Receiver(
+            db_path, token, host, port, fail_rate=fail_rate, latency=latency, tls=tls
+        )
     except ValueError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
         return os.EX_USAGE
@@ -207,3 +220,16 @@ def serve(
         receiver.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _server_tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLContext | None:
+    if cert is None:
+        if key or client_ca:
+            raise ValueError("--tls-key and --tls-client-ca need --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
+    return context

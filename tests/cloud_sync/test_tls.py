@@ -195,3 +195,48 @@ async def test_the_daemon_refuses_a_ca_file_it_cannot_read_naming_the_field(
     [problem] = error.value.problems
     assert "sync.ca_file" in str(problem) and "No such file" in str(problem)
     assert not (tmp_path / "buffer.db").exists()  # stopped before opening anything
+
+
+def test_the_receiver_command_serves_mutual_tls(pki: Pki, tmp_path: Path) -> None:
+    """`edge-agent receiver --tls-cert --tls-key --tls-client-ca`: HTTPS that takes a batch
+    from a client with a certificate from that CA and refuses one without."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.cloud_sync.batches import batch, gzipped, key
+
+    (tmp_path / "token").write_text(TOKEN)
+    command = [
+        sys.executable, "-m", "agent", "receiver", "--port", "0",
+        "--db", str(tmp_path / "c.db"), "--token-file", str(tmp_path / "token"),
+        "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+        "--tls-client-ca", str(pki.ca),
+    ]  # fmt: skip
+    root = Path(__file__).parents[2]
+    with subprocess.Popen(
+        command, cwd=root, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip().removeprefix("receiver listening on ")
+            document = batch()
+            headers = {
+                "Authorization": f"Bearer {TOKEN}",
+                "Content-Encoding": "gzip",
+                "Idempotency-Key": key(document),
+            }
+            post = f"{url}/api/v1/batches"
+            with (
+                httpx.Client(verify=client_tls(str(pki.ca))) as anonymous,
+                pytest.raises((httpx.HTTPError, ssl.SSLError)),
+            ):
+                anonymous.post(post, content=gzipped(document), headers=headers)
+            verify = client_tls(str(pki.ca), str(pki.client_cert), str(pki.client_key))
+            with httpx.Client(verify=verify) as client:
+                reply = client.post(post, content=gzipped(document), headers=headers)
+            assert (url[:8], reply.json()["status"]) == ("https://", "stored")
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
