@@ -189,6 +189,9 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         args.token_file,
         fail_rate=args.fail_rate,
         latency=args.latency,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
 
 
@@ -242,6 +245,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", metavar="F", help="file with the expected bearer token")
     p.add_argument("--fail-rate", type=float, default=0.0, help="share of POSTs answered 503")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
+    p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates from it")
     return top
 
 

@@ -14,6 +14,7 @@ import itertools
 import logging
 import signal
 import sqlite3
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from tenacity import wait_exponential_jitter
 from agent import actions, systemd
 from agent.pipeline import Pipeline
 from buffer import AsyncStore, Commit, EventRow
+from cloud_sync.tls import TlsSetupError, client_tls
 from cloud_sync.uploader import Uploader
 from config import ConfigInvalid, LoadedConfig, load_factor_set, province_for
 from drivers import Driver, DriverUnavailable, make_driver
@@ -87,13 +89,8 @@ class Agent:
             "factor set %s: grid factor %s %g %s (%s)",
             factors.name, province, grid.value, grid.unit, grid.verification,
         )  # fmt: skip
-        try:
-            self.store = AsyncStore(Path(config.buffer.path))
-        except (OSError, sqlite3.Error) as exc:
-            problem = self.loaded.problem_at(
-                ("buffer", "path"), f"cannot open the buffer at {config.buffer.path}: {exc}"
-            )
-            raise ConfigInvalid([problem]) from exc
+        verify = _sync_tls(self.loaded)  # before anything is opened: a bad file stops here
+        self.store = _open_buffer(self.loaded)
         states = await self.store.run(self.store.store.counters)
         self.pipeline = Pipeline(config, factors, province, states)
         self.uploader = Uploader(
@@ -105,6 +102,7 @@ class Agent:
             max_batch=config.sync.max_batch,
             timeout=config.sync.timeout,
             budget=config.sync.every,
+            verify=verify,
         )
         by_period: dict[float, list[str]] = {}
         for i, device in enumerate(config.devices):
@@ -246,11 +244,12 @@ class Agent:
         held = self._unwritten.pop(name, [])
         if not work and not held:
             return
+        merged = functools.reduce(Commit.then, [*held, work])
         try:
-            await self.store.commit(functools.reduce(Commit.then, [*held, work]))
+            await self.store.commit(merged)
         except Exception as exc:
-            work.samples = []
-            self._unwritten[name] = [*held, work]
+            merged.samples = []
+            self._unwritten[name] = [merged]  # one item: a long outage costs O(n) per poll
             if not self._buffer_failing:
                 log.error("buffer write failed (%s); work kept in memory and retried", exc)
             self._buffer_failing = True
@@ -288,7 +287,7 @@ class Agent:
         config = self.loaded.config
         now = time.time()
         raw_before = now - config.buffer.raw_retention
-        removed = await self.store.run(self.store.store.prune, raw_before, now - SYNCED_KEEP)
+        removed = await self.store.prune(raw_before=raw_before, synced_before=now - SYNCED_KEEP)
         if removed:
             log.info("housekeeping: %d old records removed", removed)
 
@@ -348,6 +347,29 @@ class Agent:
             else "never"
         )
         return f"polling {len(self.drivers)} devices, last sync {last} ({sync.last_result})"
+
+
+def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
+    """The buffer, capped at buffer.max_size; a damaged one is replaced (buffer._recover)."""
+    buffer = loaded.config.buffer
+    try:
+        return AsyncStore(
+            Path(buffer.path), max_size=buffer.max_size, drop_synced=buffer.drop_synced
+        )
+    except (OSError, sqlite3.Error) as exc:
+        problem = loaded.problem_at(
+            ("buffer", "path"), f"cannot open the buffer at {buffer.path}: {exc}"
+        )
+        raise ConfigInvalid([problem]) from exc
+
+
+def _sync_tls(loaded: LoadedConfig) -> ssl.SSLContext | bool:
+    """TLS settings of the uplink; a file that cannot be used is a config error at its field."""
+    sync = loaded.config.sync
+    try:
+        return client_tls(sync.ca_file, sync.client_cert, sync.client_key)
+    except TlsSetupError as exc:
+        raise ConfigInvalid([loaded.problem_at(("sync", exc.field), str(exc))]) from exc
 
 
 async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | None = None) -> int:

@@ -69,3 +69,8 @@ class BatchTooLarge(PermanentError):
 
 class KeyTaken(PermanentError):
     """409: the platform holds another batch under this key; send under a new one."""
+
+
+class BufferFull(TransientError):
+    """The buffer is at buffer.max_size (or the disk is full) and nothing more may be
+    dropped: the work is held and written when there is room."""

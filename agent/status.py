@@ -67,6 +67,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         f"backlog: {backlog['intervals']} intervals, {backlog['events']} events"
         + (f", oldest {age / 60:.0f} min old" if age is not None else "")
     )
+    _print_buffer_use(backlog, config.buffer.max_size)
     if last:
         print(
             f"last batch: #{last['seq']} {last['status']} at {_when(last['finished'], tz)}"
@@ -75,3 +76,12 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     else:
         print("last batch: none yet")
     return 0
+
+
+def _print_buffer_use(backlog: dict, max_size: int) -> None:
+    """How full the buffer is and what a full buffer has cost (see buffer._room)."""
+    print(
+        f"buffer: {backlog['size'] / 1e6:.1f} MB of {max_size / 1e6:g} MB;"
+        f" dropped when full: {backlog['dropped_samples']} raw samples,"
+        f" {backlog['dropped_synced']} synced records"
+    )

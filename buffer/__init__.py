@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from agent.errors import BufferFull
 from buffer.store import Commit, EventRow, IntervalRow, PendingBatch, Store
 
-__all__ = ["AsyncStore", "Commit", "EventRow", "IntervalRow", "PendingBatch", "Store"]
+__all__ = ["AsyncStore", "BufferFull", "Commit", "EventRow", "IntervalRow", "PendingBatch", "Store"]
 
 T = TypeVar("T")
 
@@ -22,9 +24,16 @@ class AsyncStore:
     the loop never blocks on an fsync while meters wait to be polled.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, max_size: int | None = None, drop_synced: bool = False
+    ) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer")
-        self.store = self._executor.submit(Store, path).result()
+        opened = self._executor.submit(Store, path, max_size=max_size, drop_synced=drop_synced)
+        try:
+            self.store = opened.result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
         self._waiting: list[tuple[Commit, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -82,6 +91,16 @@ class AsyncStore:
 
     async def renumber_batch(self, seq: int) -> int:
         return await self.run(self.store.renumber_batch, seq)
+
+    async def prune(self, *, raw_before: float, synced_before: float) -> int:
+        """Retention, a short transaction at a time: a poll's commit waits for one
+        chunk at most, never for the whole day of raw samples."""
+        removed = 0
+        while n := await self.run(
+            functools.partial(self.store.prune, raw_before=raw_before, synced_before=synced_before)
+        ):
+            removed += n
+        return removed
 
     async def backlog(self) -> dict:
         return await self.run(self.store.backlog)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -33,6 +35,7 @@ from cloud_sync.batch import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
+REFUSED_MAX_WAIT = 900.0  # the longest pause after 401/403/404 answers
 REJECT_LIMIT = 3  # records quarantined in a row before the platform, not the data, is suspect
 
 
@@ -74,6 +77,7 @@ class Uploader:
         attempts: int = 4,
         budget: float = 60.0,
         client: httpx.AsyncClient | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.store = store
         self.url = url
@@ -85,9 +89,11 @@ class Uploader:
         self.max_batch = max_batch
         self.attempts = attempts
         self.budget = budget
-        self.client = client or httpx.AsyncClient(timeout=timeout)
+        self.client = client or httpx.AsyncClient(timeout=timeout, verify=verify)
         self.status = SyncStatus()
         self.rejected_in_a_row = 0
+        self.refusals = 0  # 401/403/404 answers in a row
+        self.hold_until = 0.0  # monotonic time before which no batch is sent after those
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -101,6 +107,8 @@ class Uploader:
         cannot drain the backlog into quarantine in a loop.
         """
         sent = 0
+        if time.monotonic() < self.hold_until:  # refused (401/403/404): backing off
+            return sent
         renumbered: set[int] = set()
         header = {
             "schema_version": SCHEMA_VERSION,
@@ -132,14 +140,17 @@ class Uploader:
                 renumbered.add(fresh)
                 log.warning("sync: %s; resending as batch %d", exc, fresh)
                 continue
-            except (SyncRetryable, SyncRefused) as exc:
+            except SyncRefused as exc:
+                await self._refused_by_platform(exc)
+                break
+            except SyncRetryable as exc:
                 self.status.failures += 1
                 if self.status.last_result != str(exc):
                     log.warning("sync: batch %d not sent: %s", batch.seq, exc)
                 self.status.last_result = str(exc)
                 break
             await self.store.finish_batch(batch.seq, "acked")
-            self.rejected_in_a_row = 0
+            self.rejected_in_a_row = self.refusals = 0
             sent += batch.size
             self.status.batches_sent += 1
             self.status.records_sent += batch.size
@@ -181,7 +192,7 @@ class Uploader:
         """One POST; the answer translated into a status or one of our errors."""
         try:
             reply = await self.client.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError) as exc:  # OSError: ssl.SSLError can escape httpx
             raise SyncRetryable(f"{type(exc).__name__}: {exc}") from exc
         code = reply.status_code
         if 200 <= code < 300:
@@ -203,6 +214,20 @@ class Uploader:
         if 300 <= code < 500:
             raise SyncRefused(f"HTTP {code}: {reason} (check sync.url)")
         raise SyncRetryable(f"HTTP {code}: {reason}")
+
+    async def _refused_by_platform(self, exc: SyncRefused) -> None:
+        """401/403/404: nothing is dropped; an event (once per cause) and a growing pause,
+        so a revoked token is not hammered every minute for days."""
+        self.status.failures += 1
+        self.refusals += 1
+        wait = wait_exponential_jitter(multiplier=self.budget, max=REFUSED_MAX_WAIT, jitter=5)
+        self.hold_until = time.monotonic() + wait(SimpleNamespace(attempt_number=self.refusals))  # type: ignore[arg-type]
+        if self.status.last_result != str(exc):
+            log.error("sync: %s; every record stays buffered", exc)
+            message = f"the platform refuses batches: {exc}; every record stays buffered"
+            await self.store.add_events([EventRow(time.time(), None, "sync_refused", "critical",
+                                                  message)])  # fmt: skip
+        self.status.last_result = str(exc)
 
     def _refused(self, batch: PendingBatch, reason: str) -> None:
         """Keep the batch pending and say why, once."""

@@ -570,8 +570,11 @@ def expand_env(
     if buffer is not None:
         buffer = buffer.model_copy(update={"path": expand(buffer.path, ("buffer", "path"))})
     if sync is not None:
-        token = expand(sync.token_file, ("sync", "token_file"))
-        sync = sync.model_copy(update={"token_file": token})
+        files = {
+            name: expand(getattr(sync, name), ("sync", name))
+            for name in ("token_file", "ca_file", "client_cert", "client_key")
+        }
+        sync = sync.model_copy(update=files)
     for i, valid in devices.items():
         device = valid.model
         if isinstance(device, OpcUaDevice):

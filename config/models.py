@@ -113,7 +113,17 @@ class Buffer(Strict):
         description="SQLite file of the store-and-forward buffer; ${VAR} is expanded.",
     )
     max_size: Size = Field(
-        default=2 * 10**9, description="Upper bound of the buffer on disk; raw samples go first."
+        default=2 * 10**9,
+        ge=100_000,
+        description="Upper bound of the buffer file on disk (its WAL adds a few MB). When it "
+        "is full, the oldest raw samples go first, then (with drop_synced) the oldest "
+        "acknowledged records; unsent intervals and events never: new ones are held in "
+        "memory until there is room, and a buffer_full event says what was dropped.",
+    )
+    drop_synced: bool = Field(
+        default=False,
+        description="When the buffer is full and no raw samples are left, drop the oldest "
+        "records the platform already acknowledged (kept 7 days for audits otherwise).",
     )
     raw_retention: Duration = Field(
         default=0.0, description="Keep raw samples this long (0: do not store raw samples)."
@@ -134,6 +144,19 @@ class Sync(Strict):
     every: Duration = Field(default=60.0, gt=0, description="How often to send a batch.")
     max_batch: int = Field(default=5000, ge=1, le=100_000, description="Records per batch.")
     timeout: Duration = Field(default=30.0, gt=0, description="HTTP timeout of one request.")
+    ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the platform's certificate (a private "
+        "CA); default: the system's trusted CAs. Verification is always on.",
+    )
+    client_cert: str | None = Field(
+        default=None,
+        description="PEM client certificate for mutual TLS (with client_key).",
+    )
+    client_key: str | None = Field(
+        default=None,
+        description="PEM private key of client_cert; a systemd credential path works here.",
+    )
 
 
 class FactorOverride(Strict):

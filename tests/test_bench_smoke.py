@@ -37,3 +37,26 @@ def test_startup_bench_reaches_ready_and_reads_idle_memory() -> None:
     assert set(rows) == {"start-up to READY=1, 1 devices", "idle RSS, 1 devices"}
     seconds = float(rows["start-up to READY=1, 1 devices"].split("|")[2].split()[0])
     assert 0 < seconds < 60
+
+
+@pytest.mark.timeout(120)
+def test_ingest_bench_measures_both_workloads_against_raw_sqlite() -> None:
+    """bench/ingest.py with 5 devices: a figure per workload, each with its baseline."""
+    from bench.ingest import figures
+
+    found = figures(devices=5, boundaries=3, polls=3)
+    assert [f.name.split(",")[1].strip() for f in found] == ["intervals", "raw samples"]
+    assert all(f.value > 0 and f.baseline and f.baseline > 0 for f in found)
+
+
+@pytest.mark.timeout(120)
+def test_drain_bench_prints_the_figure_and_its_ratio() -> None:
+    """bench/drain.py with 1,200 intervals drains them all through two receivers."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "drain.py"), "--intervals", "1200"],
+        capture_output=True, text=True, timeout=100, cwd=ROOT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    row = run.stdout.strip().splitlines()[-1]
+    assert row.startswith("| backlog drain, 1,200 1-min intervals")
+    assert "raw httpx" in row

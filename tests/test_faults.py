@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import signal
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from agent.demo import RESOLUTION_KWH, delivered, demo_config, demo_meters, ener
 from cloud_sync.receiver import Receiver
 from config import load_config
 from drivers.modbus.simulator import MeterServer
+from tests.test_end_to_end import start_agent, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "fault-token"
@@ -68,3 +72,251 @@ async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: P
         assert device["delivered_kwh"] == pytest.approx(
             device["metered_kwh"], abs=2 * RESOLUTION_KWH
         )
+
+
+def _receiver_view(central: Path) -> tuple[list[tuple], int]:
+    """The receiver's intervals in arrival order, and records it saw twice under other keys."""
+    with sqlite3.connect(central) as db:
+        rows = db.execute(
+            "SELECT device, start_s, end_s, quantity FROM intervals ORDER BY id"
+        ).fetchall()
+        twice = db.execute("SELECT coalesce(sum(duplicate_records), 0) FROM batches").fetchone()[0]
+    return rows, twice
+
+
+def _computed(buffer: Path) -> tuple[set[tuple], int]:
+    """What the agent computed (device, start, end), and how much of it is still unsent."""
+    with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
+        keys = {
+            (device, start, start + length)
+            for device, start, length in db.execute("SELECT device, start, length FROM intervals")
+        }
+        unsent = db.execute(
+            "SELECT count(*) FROM intervals WHERE seq > (SELECT intervals_acked FROM sync_state)"
+        ).fetchone()[0]
+    return keys, unsent
+
+
+def _in_time_order(rows: list[tuple]) -> bool:
+    last: dict[tuple, float] = {}
+    for device, start, end, _ in rows:
+        key = (device, end - start)
+        if start <= last.get(key, float("-inf")):
+            return False
+        last[key] = start
+    return True
+
+
+@pytest.mark.timeout(150)
+async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_nothing(
+    tmp_path: Path,
+) -> None:
+    """kill -9 at 20 random moments (start-up, polls, commits, sends) with a receiver that
+    fails 30% of POSTs: the receiver ends with exactly the intervals the agent computed,
+    none twice, each device's in time order, and the energy the meters advanced."""
+    (tmp_path / "sync-token").write_text(TOKEN)
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    central = tmp_path / "central.db"
+    receiver = Receiver(central, TOKEN, fail_rate=0.3)
+    receiver.start()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        demo_config(
+            server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
+        )
+    )
+    log = tmp_path / "agent.log"
+    rng = random.Random(20261126)
+    agent = await start_agent(config, log)
+    kills = 0
+    try:
+        for _ in range(20):
+            await asyncio.sleep(rng.uniform(0.3, 2.2))  # some land in start-up, some mid-send
+            agent.send_signal(signal.SIGKILL)
+            assert await agent.wait() == -signal.SIGKILL
+            kills += 1
+            agent = await start_agent(config, log)
+        receiver.stop()
+        receiver.fail_rate = 0.0
+        receiver.start()
+
+        async def drained() -> bool:
+            keys, unsent = _computed(tmp_path / "buffer.db")
+            return unsent == 0 and len(keys) >= 3 * 6
+
+        await asyncio.sleep(INTERVAL + 0.5)  # at least one boundary after the last restart
+        await wait_for(drained, 40)
+        agent.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(agent.wait(), 20) == 0
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        await server.stop()
+        receiver.stop()
+
+    computed, unsent = _computed(tmp_path / "buffer.db")
+    rows, twice = _receiver_view(central)
+    received = [(d, s, e) for d, s, e, _ in rows]
+    assert kills == 20
+    assert (unsent, twice) == (0, 0)
+    assert len(received) == len(set(received))  # none twice
+    assert set(received) == computed  # none missing, none made up
+    assert _in_time_order(rows)
+    text = log.read_text()
+    assert TOKEN not in text and TOKEN.encode() not in (tmp_path / "buffer.db").read_bytes()
+    stored = [
+        {"device": d, "start": _iso(s), "end": _iso(e), "quantity": q, "co2_kg": 0.0}
+        for d, s, e, q in rows
+    ]
+    check = energy_check(stored, meters, INTERVAL)
+    for name, device in check["devices"].items():
+        assert device["intervals"] >= 6, name
+        assert device["delivered_kwh"] == pytest.approx(
+            device["metered_kwh"], abs=2 * RESOLUTION_KWH
+        ), name
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+async def test_after_a_long_outage_the_backlog_drains_in_order_and_live_data_follows(
+    tmp_path: Path,
+) -> None:
+    """The platform is away for 10 s (5 intervals, small batches): polling never pauses, the
+    backlog arrives oldest first per device, and intervals closed after the return arrive too."""
+    (tmp_path / "sync-token").write_text(TOKEN)
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    central = tmp_path / "central.db"
+    receiver = Receiver(central, TOKEN)
+    receiver.start()
+    config = tmp_path / "agent.yaml"
+    text = demo_config(
+        server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
+    )
+    config.write_text(text.replace("  every: 500ms\n", "  every: 500ms\n  max_batch: 4\n"))
+    agent = Agent(load_config(config, require_env=True), TOKEN)
+    await agent.start()
+    try:
+        await asyncio.sleep(3)
+        receiver.stop()
+        await asyncio.sleep(10)
+        assert (await agent.store.backlog())["intervals"] >= 3 * 4  # it piled up
+        receiver.start()
+        back = datetime.now(UTC).timestamp()
+        for _ in range(160):
+            await asyncio.sleep(0.25)
+            rows, _ = _receiver_view(central)
+            live = [r for r in rows if r[1] >= back]
+            if (await agent.store.backlog())["intervals"] == 0 and len(live) >= 3 * 2:
+                break
+    finally:
+        await agent.stop()
+        await server.stop()
+        receiver.stop()
+
+    computed, unsent = _computed(tmp_path / "buffer.db")
+    rows, twice = _receiver_view(central)
+    assert (unsent, twice) == (0, 0)
+    assert {(d, s, e) for d, s, e, _ in rows} == computed
+    assert _in_time_order(rows)
+    assert len([r for r in rows if r[1] >= back]) >= 3 * 2  # live data after the return
+    for name in meters:  # no hole: polling went on through the outage
+        starts = sorted(s for d, s, e, _ in rows if d == name and e - s == INTERVAL)
+        assert starts == [starts[0] + INTERVAL * k for k in range(len(starts))], name
+
+
+async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
+    tmp_path: Path,
+) -> None:
+    """buffer.max_size reached by raw samples: the oldest go, a buffer_full event reaches
+    the platform, the loss is counted, and every interval is still delivered once."""
+    (tmp_path / "sync-token").write_text(TOKEN)
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    central = tmp_path / "central.db"
+    receiver = Receiver(central, TOKEN)
+    receiver.start()
+    config = tmp_path / "agent.yaml"
+    text = demo_config(
+        server.port, receiver.url, tmp_path, interval=INTERVAL, poll="100ms", every="500ms"
+    )
+    path_line = f"  path: {tmp_path / 'buffer.db'}\n"
+    config.write_text(
+        text.replace(path_line, path_line + "  max_size: 200KB\n  raw_retention: 24h\n")
+    )
+    agent = Agent(load_config(config, require_env=True), TOKEN)
+    await agent.start()
+    try:
+        for _ in range(120):
+            await asyncio.sleep(0.25)
+            backlog = await agent.store.backlog()
+            if backlog["dropped_samples"] and backlog["intervals"] == 0:
+                break
+        await asyncio.sleep(INTERVAL)
+        for _ in range(40):
+            await asyncio.sleep(0.25)
+            backlog = await agent.store.backlog()
+            if backlog["intervals"] == backlog["events"] == 0:
+                break
+    finally:
+        await agent.stop()
+        await server.stop()
+        receiver.stop()
+    assert backlog["dropped_samples"] > 0 and backlog["dropped_synced"] == 0
+    assert (tmp_path / "buffer.db").stat().st_size <= 200_000
+    computed, unsent = _computed(tmp_path / "buffer.db")
+    rows, twice = _receiver_view(central)
+    assert (unsent, twice) == (0, 0)
+    assert {(d, s, e) for d, s, e, _ in rows} == computed
+    with sqlite3.connect(central) as db:
+        kinds = {k for (k,) in db.execute("SELECT kind FROM events")}
+    assert {"buffer_full", "buffer_near_full"} <= kinds
+
+
+async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path: Path) -> None:
+    """Garbage where the buffer should be: moved aside, a fresh buffer, the platform hears of
+    it as a buffer_replaced event, and intervals flow."""
+    (tmp_path / "sync-token").write_text(TOKEN)
+    (tmp_path / "buffer.db").write_bytes(b"\x00garbage, not SQLite\n" * 500)
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    central = tmp_path / "central.db"
+    receiver = Receiver(central, TOKEN)
+    receiver.start()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        demo_config(
+            server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
+        )
+    )
+    log = tmp_path / "agent.log"
+    agent = await start_agent(config, log)
+    try:
+
+        async def flowing() -> bool:
+            rows, _ = _receiver_view(central)
+            return len(rows) >= 3
+
+        await wait_for(flowing, 30)
+        agent.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(agent.wait(), 20) == 0
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        await server.stop()
+        receiver.stop()
+    aside = list(tmp_path.glob("buffer.db.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"\x00garbage")
+    with sqlite3.connect(central) as db:
+        [(message,)] = db.execute("SELECT message FROM events WHERE kind = 'buffer_replaced'")
+    assert aside[0].name in message
+    assert "moved to" in log.read_text()

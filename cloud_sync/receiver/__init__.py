@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -37,7 +38,9 @@ logger = logging.getLogger("edge_agent.receiver")
 class Receiver:
     """A receiver serving on a daemon thread; `start()`, then `url`, then `stop()`.
 
-    fail_rate and latency make it misbehave on purpose, for tests and demos:
+    `tls` (a server-side SSLContext) serves HTTPS, for testing a sender's
+    certificate checks and mutual TLS. fail_rate and latency make it misbehave
+    on purpose, for tests and demos:
     that share of POSTs is answered 503 with Retry-After before anything is
     stored, and every answer waits `latency` seconds. After `stop()`, `start()`
     serves again on the same port, so a sender can be shown an outage.
@@ -52,6 +55,7 @@ class Receiver:
         fail_rate: float = 0.0,
         latency: float = 0.0,
         max_body: int = 16 * 2**20,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError(f"fail_rate must be from 0 to 1 (got {fail_rate})")
@@ -67,6 +71,7 @@ class Receiver:
         self.fail_rate = fail_rate
         self.latency = latency
         self.max_body = max_body
+        self.tls = tls
         self._token = token
         self._lock = threading.Lock()
         self._server: ReceiverServer | None = None
@@ -78,7 +83,7 @@ class Receiver:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> None:
         """Open the store, bind the port and serve on a daemon thread."""
@@ -99,6 +104,10 @@ class Receiver:
             except BaseException:
                 store.close()
                 raise
+            if self.tls is not None:  # the handshake happens in the handler's thread
+                server.socket = self.tls.wrap_socket(
+                    server.socket, server_side=True, do_handshake_on_connect=False
+                )
             self.port = server.server_address[1]
             self._server = server
             self._thread = threading.Thread(
@@ -148,8 +157,14 @@ def serve(
     token_file: str | os.PathLike[str] | None,
     fail_rate: float = 0.0,
     latency: float = 0.0,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; the exit code for `edge-agent receiver`.
+
+    With `tls_cert` it serves HTTPS; with `tls_client_ca` it also requires a
+    client certificate signed by that CA (mutual TLS).
 
     The token is read from a file (a systemd credential, say), never from the
     command line, where every user of the machine could read it in `ps`.
@@ -166,7 +181,14 @@ def serve(
             print(f"receiver: {token_file}: the token file is empty", file=sys.stderr)
             return os.EX_CONFIG
     try:
-        receiver = Receiver(db_path, token, host, port, fail_rate=fail_rate, latency=latency)
+        tls = _server_tls(tls_cert, tls_key, tls_client_ca)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        print(f"receiver: TLS: {exc}", file=sys.stderr)
+        return os.EX_CONFIG
+    try:
+        receiver = Receiver(
+            db_path, token, host, port, fail_rate=fail_rate, latency=latency, tls=tls
+        )
     except ValueError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
         return os.EX_USAGE
@@ -198,3 +220,16 @@ def serve(
         receiver.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _server_tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLContext | None:
+    if cert is None:
+        if key or client_ca:
+            raise ValueError("--tls-key and --tls-client-ca need --tls-cert")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    if client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(client_ca)
+    return context

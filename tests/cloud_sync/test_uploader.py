@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buffer import AsyncStore, Commit, IntervalRow
 from cloud_sync.receiver import Receiver
@@ -172,7 +174,8 @@ async def test_a_rejected_record_is_found_quarantined_alone_and_the_rest_flows(
     await up.sync()  # the rest, and the event about the rejection
     await up.close()
     assert sorted(delivered) == sorted(r["start"] for r in records if r["start"] != bad)
-    assert (await store.backlog()) == {"intervals": 0, "events": 0, "oldest": None}
+    backlog = await store.backlog()
+    assert (backlog["intervals"], backlog["events"], backlog["oldest"]) == (0, 0, None)
     (reason,) = store.store.db.execute(
         "SELECT reason FROM batches WHERE status = 'rejected'"
     ).fetchone()
@@ -195,6 +198,36 @@ async def test_unauthorized_keeps_everything_and_says_why(store: AsyncStore, cap
     assert "check the sync token" in up.status.last_result
     assert (await store.backlog())["intervals"] == 3
     assert TOKEN not in caplog.text
+    events = await store.run(
+        lambda: [r["message"] for r in store.store.db.query("SELECT * FROM events")]
+    )
+    assert len(events) == 1 and "refuses batches: HTTP 401" in events[0]
+    assert TOKEN not in events[0]
+
+
+async def test_after_a_refusal_the_uploader_backs_off_and_keeps_one_event(
+    store: AsyncStore,
+) -> None:
+    """401 again and again: one sync_refused event, and no request while backing off."""
+    await fill(store, 3)
+    seen: list[httpx.Request] = []
+    up = uploader(
+        store,
+        "https://central.invalid/b",
+        mock([httpx.Response(403, json={"reason": "revoked"})] * 5, seen),
+    )
+    assert await up.sync() == 0
+    assert await up.sync() == 0  # inside the pause: nothing sent
+    assert len(seen) == 1
+    up.hold_until = 0.0  # the pause is over
+    assert await up.sync() == 0
+    assert len(seen) == 2
+    await up.close()
+    kinds = await store.run(
+        lambda: [r["kind"] for r in store.store.db.query("SELECT kind FROM events")]
+    )
+    assert kinds == ["sync_refused"]
+    assert (await store.backlog())["intervals"] == 3
 
 
 async def test_too_large_splits_the_batch_until_it_fits(store: AsyncStore) -> None:
@@ -364,3 +397,23 @@ async def test_a_platform_answering_409_forever_is_not_flooded(store: AsyncStore
     assert len(seen) == 2
     assert "again under a new key" in up.status.last_result
     assert (await store.backlog())["intervals"] == 2
+
+
+@given(attempt=st.integers(min_value=1, max_value=40), hint=st.none() | st.floats(0, 10_000))
+def test_waits_follow_the_servers_hint_or_back_off_exponentially_with_a_cap(
+    attempt: int, hint: float | None
+) -> None:
+    """Retry-After is obeyed (up to 5 min); without one, 1, 2, 4 ... s plus jitter, at most 60 s."""
+    from types import SimpleNamespace
+
+    from agent.errors import SyncRetryable
+    from cloud_sync.uploader import _server_hint_or_backoff
+
+    error = SyncRetryable("HTTP 503 busy", hint)
+    outcome = SimpleNamespace(exception=lambda: error)
+    state = SimpleNamespace(attempt_number=attempt, outcome=outcome)
+    wait = _server_hint_or_backoff(state)  # type: ignore[arg-type]
+    if hint is not None:
+        assert wait == min(hint, 300.0)
+    else:
+        assert min(2.0 ** (attempt - 1), 60.0) <= wait <= 60.0

@@ -88,7 +88,8 @@ def test_an_unknown_key_far_from_any_lists_the_allowed_ones(problems: Problems) 
     """With no close match, the message lists the keys the mapping allows."""
     text = GATEWAY + "buffer:\n  colour: blue\n"
     assert problems(text) == [
-        "agent.yaml:9:3: buffer.colour: unknown key (allowed keys: path, max_size, raw_retention)"
+        "agent.yaml:9:3: buffer.colour: unknown key"
+        " (allowed keys: path, max_size, drop_synced, raw_retention)"
     ]
 
 
