@@ -56,8 +56,8 @@ def main() -> None:
     figures: list[Figure] = []
     if args.quick:
         figures += polling.figures([10, 50], seconds=10, warmup=3)
-        figures += ingest.figures(rows=20_000)
-        figures += drain.figures(intervals=20_000)
+        figures += ingest.figures(devices=50, boundaries=20, polls=20)
+        figures += drain.figures((20_000,))
         figures += startup.figures([1, 50])
     else:
         figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
