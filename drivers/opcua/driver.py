@@ -29,7 +29,7 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from agent.errors import EdgeAgentError, PermanentError, TransientError
+from agent.errors import Disconnected, EdgeAgentError, PermanentError, TransientError
 from config.models import OpcUaDevice, OpcUaPoint
 from drivers.base import Quality, Reading
 from drivers.opcua import _link
@@ -117,6 +117,32 @@ class OpcUaDriver:
         changes = list(self._changes)
         self._changes.clear()
         return changes
+
+    async def write(self, node: str, value: bool | int | float) -> None:
+        """Write one variable in its own data type: a rule's PLC flag or stack light.
+
+        Raises agent.errors like a read: no session or a lost link is transient
+        (the caller retries), a missing or read-only node is a DeviceRejected.
+        """
+        where = f"{self._where} write {node}"
+        try:
+            target = parse_node(node)
+        except DecodeError as exc:
+            raise PermanentError(f"{where}: {exc}") from exc
+        self._start()
+        if not self._settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._first_wait):
+                    await self._settled.wait()
+        client = self._client
+        if client is None:
+            raise Disconnected(f"{where}: {self._failure or 'connecting'}")
+        try:
+            kind = await _link.write_node(client, target, value, where, self._link.timeout)
+        except TransientError as exc:
+            self._lose(client, str(exc))
+            raise
+        log.debug("%s: wrote %s as %s", where, value, kind.name)
 
     async def close(self) -> None:
         if self._task is not None:
