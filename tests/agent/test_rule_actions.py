@@ -252,6 +252,37 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     assert "offline after 3 failed polls" in mine[0][1]
 
 
+async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_path: Path) -> None:
+    """Offline before a stop and still offline after the start: no second device_offline
+    (the flag is committed with the event); its first good poll gives one device_online."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    try:
+        text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
+        agent = await start(tmp_path, text)
+        meters["press_line_2"].offline = True
+        await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
+        await agent.stop()
+        with sqlite3.connect(tmp_path / "buffer.db") as db:
+            flag = db.execute(
+                "SELECT state FROM counters WHERE key = '#offline/press_line_2'"
+            ).fetchone()
+        assert json.loads(flag[0]) == {"offline": True}
+        agent = await start(tmp_path, text)
+        await wait_for(lambda: agent.status["press_line_2"].failed_polls >= 2)
+        assert agent.status["press_line_2"].failed_polls >= 2  # failed polls after the start
+        meters["press_line_2"].offline = False
+        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
+        await asyncio.sleep(0.3)
+        await agent.stop()
+    finally:
+        await server.stop()
+    mine = [e[1] for e in events(tmp_path) if e[0] == "press_line_2"]
+    assert mine == ["device_offline", "device_online"]
+    assert [e[1] for e in events(tmp_path) if e[0] == "main_incomer"] == []
+
+
 async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> None:
     """`edge-agent status` reads the rule states from the buffer: raised, and since when."""
     from agent.cli import main
