@@ -94,11 +94,7 @@ class OpcUaDriver:
 
     async def read(self) -> list[Reading]:
         """Every point once: read now (read mode) or the latest notified (subscribe mode)."""
-        self._start()
-        if not self._settled.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._first_wait):
-                    await self._settled.wait()
+        await self._first_attempt()
         client = self._client
         if client is None:
             return self._all_bad(self._failure or f"{self._where}: connecting")
@@ -129,20 +125,25 @@ class OpcUaDriver:
             target = parse_node(node)
         except DecodeError as exc:
             raise PermanentError(f"{where}: {exc}") from exc
-        self._start()
-        if not self._settled.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._first_wait):
-                    await self._settled.wait()
+        await self._first_attempt()
         client = self._client
         if client is None:
-            raise Disconnected(f"{where}: {self._failure or 'connecting'}")
+            reason = (self._failure or "connecting").removeprefix(f"{self._where}: ")
+            raise Disconnected(f"{where}: {reason}")
         try:
             kind = await _link.write_node(client, target, value, where, self._link.timeout)
         except TransientError as exc:
             self._lose(client, str(exc))
             raise
         log.debug("%s: wrote %s as %s", where, value, kind.name)
+
+    async def _first_attempt(self) -> None:
+        """Start the session task; the first call waits for its first attempt to end."""
+        self._start()
+        if not self._settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._first_wait):
+                    await self._settled.wait()
 
     async def close(self) -> None:
         if self._task is not None:
