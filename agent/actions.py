@@ -1,4 +1,4 @@
-"""Rule actions: the Modbus write a raised or cleared rule asks for.
+"""Rule actions: the Modbus or OPC UA write a raised or cleared rule asks for.
 
 They run as tasks beside the polls, so a dead stack light never delays a
 meter. A transient failure (timeout, lost link) is retried a few times under
@@ -27,12 +27,18 @@ from buffer import EventRow
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3
-Locks = dict[tuple[str, int | None, int | None], asyncio.Lock]
+Locks = dict[tuple[str, str], asyncio.Lock]
+
+
+def output(action: Action) -> str:
+    """The output written, as a technician names it: 'coil 5', 'node ns=2;s=Lamp'."""
+    if action.node is not None:
+        return f"node {action.node}"
+    return f"coil {action.coil}" if action.coil is not None else f"register {action.register}"
 
 
 def describe(action: Action) -> str:
-    where = f"coil {action.coil}" if action.coil is not None else f"register {action.register}"
-    return f"{action.device} {where} = {action.value}"
+    return f"{action.device} {output(action)} = {action.value}"
 
 
 async def run(
@@ -41,9 +47,9 @@ async def run(
     """Do one write; None when done, else the event saying why it was not. `locks` is
     the caller's (one per event loop): one lock per output keeps writes in order."""
     write = getattr(driver, "write", None)
-    if write is None:  # config checks ask for a Modbus device; it may not have started
+    if write is None:  # config checks ask for a device of the write's protocol, polled
         return _failed(action, f"{action.device} is not polled (its driver did not start)")
-    key = (action.device, action.coil, action.register)
+    key = (action.device, output(action))
     lock = locks.setdefault(key, asyncio.Lock())
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
@@ -55,7 +61,10 @@ async def run(
         async with lock:
             async for attempt in retrying:
                 with attempt:
-                    await write(action.coil, action.register, action.value)
+                    if action.node is not None:  # drivers.opcua: write(node, value)
+                        await write(action.node, action.value)
+                    else:  # drivers.modbus: write(coil, register, value)
+                        await write(action.coil, action.register, action.value)
     except Exception as exc:  # every failure is reported, none escapes into the daemon
         return _failed(action, str(exc))
     log.info("rule %s: wrote %s", action.rule, describe(action))

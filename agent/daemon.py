@@ -43,6 +43,7 @@ SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audi
 STOP_DEADLINE = 10.0
 OFFLINE_AFTER = 3  # failed polls in a row before a device is polled at a backed-off pace
 MAX_OFFLINE_WAIT = 300.0
+OFFLINE_KEY = "#offline/"  # counters key: the device was offline at its last event
 
 
 @dataclass(slots=True)
@@ -107,7 +108,7 @@ class Agent:
         by_period: dict[float, list[str]] = {}
         for i, device in enumerate(config.devices):
             self._index[device.name] = i
-            self.status[device.name] = DeviceStatus()
+            self.status[device.name] = DeviceStatus(failing_since=_was_offline(states, device.name))
             try:
                 driver = make_driver(device)
             except DriverUnavailable as exc:
@@ -203,7 +204,7 @@ class Agent:
                 self._note(name, readings)
                 readings = changes + readings
                 work = self.pipeline.ingest(name, readings)
-                work.events[:0] = self._events.pop(name, [])
+                self._add_device_events(name, work)
                 self._start_actions()
             except Exception:  # a bug must not stop this device's polls forever
                 log.exception("%s: poll failed", name)
@@ -217,6 +218,15 @@ class Agent:
         self._events.setdefault(name, []).append(
             EventRow(time.time(), name, kind, severity, message)
         )
+
+    def _add_device_events(self, name: str, work: Commit) -> None:
+        """A device's transitions go first in its poll's commit, with the flag saying it is
+        offline, in the same transaction: a restart neither repeats nor loses the event."""
+        events = self._events.pop(name, [])
+        work.events[:0] = events
+        for event in events:
+            if event.kind in ("device_offline", "device_online"):
+                work.counters[OFFLINE_KEY + name] = {"offline": event.kind == "device_offline"}
 
     def _start_actions(self) -> None:
         """Rule actions run beside the polls: a slow or dead output never delays a meter."""
@@ -370,6 +380,12 @@ def _sync_tls(loaded: LoadedConfig) -> ssl.SSLContext | bool:
         return client_tls(sync.ca_file, sync.client_cert, sync.client_key)
     except TlsSetupError as exc:
         raise ConfigInvalid([loaded.problem_at(("sync", exc.field), str(exc))]) from exc
+
+
+def _was_offline(states: dict[str, dict], name: str) -> int:
+    """Failed polls to start from: a device offline when the agent stopped starts offline,
+    so its failed polls do not report it offline again and a good one reports it back."""
+    return OFFLINE_AFTER if states.get(OFFLINE_KEY + name, {}).get("offline") else 0
 
 
 async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | None = None) -> int:

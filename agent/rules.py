@@ -96,13 +96,15 @@ def judge(limit: Limit, state: RuleState, ts: float, value: float) -> tuple[str 
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A Modbus write a transition asks for; the daemon runs it off the poll path."""
+    """A write a transition asks for (a Modbus coil or register, or an OPC UA node);
+    the daemon runs it off the poll path."""
 
     rule: str
     device: str
     coil: int | None
     register: int | None
-    value: bool | int
+    value: bool | int | float
+    node: str | None = None  # an OPC UA node id: then coil and register are None
 
 
 def figure(
@@ -160,11 +162,19 @@ def transition(rule: Rule, limit: Limit, kind: str, ts: float, value: float) -> 
 
 
 def action_for(rule: Rule, kind: str) -> Action | None:
-    """Raised: write the configured value; cleared: the opposite (coil) or 0 (register)."""
+    """Raised: write the configured value; cleared: the opposite (coil, Boolean node) or 0
+    (register, numeric node)."""
     if rule.action is None:
         return None
+    if (u := rule.action.opcua_write) is not None:
+        value: bool | int | float = u.value
+        if kind == "cleared":
+            value = (not u.value) if isinstance(u.value, bool) else 0
+        return Action(rule.name, u.device, None, None, value, u.node)
     w = rule.action.modbus_write
-    value: bool | int = w.value
+    if w is None:
+        return None  # config checks ask for exactly one write
+    value = w.value
     if kind == "cleared":
         value = (not w.value) if w.coil is not None else 0
     return Action(rule.name, w.device, w.coil, w.register_, value)

@@ -42,6 +42,7 @@ from config.models import (
     ModbusWrite,
     OpcUaDevice,
     Rule,
+    RuleAction,
     Sync,
     protocol_of,
     uscc_check_digit,
@@ -439,9 +440,7 @@ def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
         yield from _hysteresis(doc, at, "clear_below", rule.clear_below, "above", rule.above, -1)
         yield from _hysteresis(doc, at, "clear_above", rule.clear_above, "below", rule.below, 1)
         if rule.action is not None:
-            at = (*at, "action", "modbus_write")
-            write = rule.action.modbus_write
-            yield from _modbus_write(doc, at, write, devices, parts.every_device)
+            yield from _action(doc, (*at, "action"), rule.action, devices, parts.every_device)
 
 
 _ENERGY_FIGURES = frozenset(RULE_QUANTITIES) - {"power_kw"}
@@ -509,6 +508,34 @@ def _hysteresis(
     elif (level - limit) * side < 0:
         bound = "at most" if side < 0 else "at least"
         yield doc.problem((*at, clear), f"must be {bound} {trigger}: {limit:g} (got {level:g})")
+
+
+def _action(
+    doc: Document,
+    at: NodePath,
+    action: RuleAction,
+    devices: Mapping[str, AnyDevice],
+    every_device: bool,
+) -> Iterator[Problem]:
+    """Exactly one write; its device must speak the protocol the write is for."""
+    if (action.modbus_write is None) == (action.opcua_write is None):
+        found = " (found both)" if action.modbus_write is not None else ""
+        yield doc.problem(at, f"needs exactly one of modbus_write: or opcua_write:{found}")
+        return
+    if action.modbus_write is not None:
+        write = action.modbus_write
+        yield from _modbus_write(doc, (*at, "modbus_write"), write, devices, every_device)
+        return
+    assert action.opcua_write is not None
+    at = (*at, "opcua_write")
+    device = action.opcua_write.device
+    target = devices.get(device)
+    if target is None:
+        if every_device:
+            yield doc.problem((*at, "device"), unknown("device", device, list(devices)))
+    elif protocol_of(target) != "opcua":
+        message = f"'{device}' speaks {protocol_of(target)}; opcua_write needs an opcua device"
+        yield doc.problem((*at, "device"), message)
 
 
 def _modbus_write(

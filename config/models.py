@@ -538,10 +538,26 @@ class ModbusWrite(Strict):
     value: bool | int = Field(description="true/false for a coil, a number for a register.")
 
 
-class RuleAction(Strict):
-    """What to do locally when the alarm is raised."""
+class OpcUaWrite(Strict):
+    """Write one OPC UA variable while the alarm is raised (a PLC flag, a stack light)."""
 
-    modbus_write: ModbusWrite
+    device: str = Field(description="An opcua device (its endpoint and login are used).")
+    node: str = Field(
+        pattern=r"^(ns=\d+;)?[isgb]=.+$", description='Node id, e.g. "ns=2;s=Line1.Alarm".'
+    )
+    value: bool | int | float = Field(
+        description="true/false for a Boolean node, a number for a numeric one; "
+        "written in the node's own data type."
+    )
+
+
+class RuleAction(Strict):
+    """What to do locally when the alarm is raised: exactly one of the writes."""
+
+    modbus_write: ModbusWrite | None = Field(
+        default=None, description="A Modbus coil or holding register."
+    )
+    opcua_write: OpcUaWrite | None = Field(default=None, description="An OPC UA variable.")
 
 
 class Rule(Strict):
@@ -576,8 +592,8 @@ class Rule(Strict):
     )
     action: RuleAction | None = Field(
         default=None,
-        description="Local action: written when raised, undone (coil: the opposite, "
-        "register: 0) when cleared.",
+        description="Local action: written when raised, undone (coil or Boolean node: the "
+        "opposite, register or numeric node: 0) when cleared.",
     )
 
 

@@ -268,3 +268,88 @@ def _name_of(endpoint: ua.EndpointDescription) -> str:
     policy = endpoint.SecurityPolicyUri.rpartition("#")[2]
     mode = endpoint.SecurityMode.name.rstrip("_")
     return "None" if mode == "None" else f"{policy}/{mode}"
+
+
+# --- writes (a rule's action) ------------------------------------------------------
+
+_V = ua.VariantType
+_INTEGERS = {
+    _V.SByte: (-(2**7), 2**7 - 1),
+    _V.Byte: (0, 2**8 - 1),
+    _V.Int16: (-(2**15), 2**15 - 1),
+    _V.UInt16: (0, 2**16 - 1),
+    _V.Int32: (-(2**31), 2**31 - 1),
+    _V.UInt32: (0, 2**32 - 1),
+    _V.Int64: (-(2**63), 2**63 - 1),
+    _V.UInt64: (0, 2**64 - 1),
+}
+_WRITABLE = {_V.Boolean, _V.Float, _V.Double, *_INTEGERS}
+
+
+async def write_node(
+    client: Client, node: ua.NodeId, value: bool | int | float, where: str, timeout: float
+) -> ua.VariantType:
+    """Write `value` to a variable in the variable's own data type; the type written.
+
+    A PLC refuses a value of another type (BadTypeMismatch), so the node's
+    DataType and current value are read first, in one request, and a Boolean
+    node gets a Boolean, a Double node a Double. No timestamps are sent: some
+    PLCs refuse a write that carries them.
+    """
+    params = ua.ReadParameters()
+    for attribute in (ua.AttributeIds.DataType, ua.AttributeIds.Value):
+        item = ua.ReadValueId()
+        item.NodeId, item.AttributeId = node, attribute
+        params.NodesToRead.append(item)
+    answers = await call(where, client.uaclient.read(params), timeout)
+    if len(answers) != 2:
+        raise BadReply(f"{where}: {len(answers)} answers to a read of 2 attributes")
+    kind = _kind(answers[0], answers[1], where)
+    variant = ua.Variant(_coerce(value, kind, where), kind)
+    await call(where, client.get_node(node).write_value(ua.DataValue(variant)), timeout)
+    return kind
+
+
+def _kind(data_type: ua.DataValue, current: ua.DataValue, where: str) -> ua.VariantType:
+    """The variant type a write must carry: the declared DataType when it is a built-in
+    type, else (an abstract type like Number) the type of the value the node holds."""
+    status = data_type.StatusCode if data_type.StatusCode is not None else ua.StatusCode()
+    if not status.is_good():  # BadNodeIdUnknown, or not a variable
+        raise DeviceRejected(f"{where}: {explain(status)}", status.value)
+    declared = data_type.Value.Value if data_type.Value is not None else None
+    kind: ua.VariantType | None = None
+    if (
+        isinstance(declared, ua.NodeId)
+        and declared.NamespaceIndex == 0
+        and isinstance(declared.Identifier, int)
+        and declared.Identifier in {k.value for k in _V}
+        and declared.Identifier not in (_V.Null.value, _V.Variant.value)
+    ):
+        kind = _V(declared.Identifier)
+    else:
+        held = current.Value
+        good = current.StatusCode is None or current.StatusCode.is_good()
+        if good and held is not None and held.VariantType is not _V.Null and not held.is_array:
+            kind = held.VariantType
+    if kind is None:
+        shown = declared.to_string() if isinstance(declared, ua.NodeId) else "unknown"
+        raise BadReply(f"{where}: cannot tell the node's type (DataType {shown}, no value held)")
+    if kind not in _WRITABLE:
+        raise BadReply(f"{where}: the node holds a {kind.name}; a rule writes Boolean or numbers")
+    return kind
+
+
+def _coerce(value: bool | int | float, kind: ua.VariantType, where: str) -> bool | int | float:
+    """`value` as the node's type, or a PermanentError saying what the node takes."""
+    if kind is _V.Boolean:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        raise PermanentError(f"{where}: a Boolean node takes true or false (got {value})")
+    if kind in _INTEGERS:
+        low, high = _INTEGERS[kind]
+        if isinstance(value, float) and not value.is_integer():
+            raise PermanentError(f"{where}: a {kind.name} node takes whole numbers (got {value})")
+        if not low <= int(value) <= high:
+            raise PermanentError(f"{where}: a {kind.name} node takes {low}..{high} (got {value})")
+        return int(value)
+    return float(value)

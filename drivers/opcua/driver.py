@@ -29,7 +29,7 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from agent.errors import EdgeAgentError, PermanentError, TransientError
+from agent.errors import Disconnected, EdgeAgentError, PermanentError, TransientError
 from config.models import OpcUaDevice, OpcUaPoint
 from drivers.base import Quality, Reading
 from drivers.opcua import _link
@@ -94,11 +94,7 @@ class OpcUaDriver:
 
     async def read(self) -> list[Reading]:
         """Every point once: read now (read mode) or the latest notified (subscribe mode)."""
-        self._start()
-        if not self._settled.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._first_wait):
-                    await self._settled.wait()
+        await self._first_attempt()
         client = self._client
         if client is None:
             return self._all_bad(self._failure or f"{self._where}: connecting")
@@ -117,6 +113,37 @@ class OpcUaDriver:
         changes = list(self._changes)
         self._changes.clear()
         return changes
+
+    async def write(self, node: str, value: bool | int | float) -> None:
+        """Write one variable in its own data type: a rule's PLC flag or stack light.
+
+        Raises agent.errors like a read: no session or a lost link is transient
+        (the caller retries), a missing or read-only node is a DeviceRejected.
+        """
+        where = f"{self._where} write {node}"
+        try:
+            target = parse_node(node)
+        except DecodeError as exc:
+            raise PermanentError(f"{where}: {exc}") from exc
+        await self._first_attempt()
+        client = self._client
+        if client is None:
+            reason = (self._failure or "connecting").removeprefix(f"{self._where}: ")
+            raise Disconnected(f"{where}: {reason}")
+        try:
+            kind = await _link.write_node(client, target, value, where, self._link.timeout)
+        except TransientError as exc:
+            self._lose(client, str(exc))
+            raise
+        log.debug("%s: wrote %s as %s", where, value, kind.name)
+
+    async def _first_attempt(self) -> None:
+        """Start the session task; the first call waits for its first attempt to end."""
+        self._start()
+        if not self._settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._first_wait):
+                    await self._settled.wait()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -7,6 +7,7 @@ profile (`ns=2;s=EnergyMeter.ImportActiveEnergy` ...). Power follows a
 Faults a gateway meets in the field are one call away: `restart()` (sessions
 and subscriptions gone, same port) and `forget_subscriptions()` (the session
 survives, its subscriptions do not: the silent-subscription failure).
+`outputs` adds writable variables (a stack light, a PLC flag) for rule actions.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ class MeterServer:
         users: dict[str, str] | None = None,
         tick: float = 0.1,
         clock: Callable[[], float] = time.time,
+        outputs: dict[str, Any] | None = None,
     ) -> None:
         self.curve = curve
+        self.outputs = dict(outputs or {})  # browse name -> initial value (or ua.Variant)
         self.host, self.port = host, port
         self.security = tuple(security)
         self.users = users
@@ -134,6 +137,9 @@ class MeterServer:
             self._nodes[name] = await meter.add_variable(node, browse, initial)
         for browse, value in EXTRA.items():
             await meter.add_variable(ua.NodeId(f"{FOLDER}.{browse}", index), browse, value)
+        for browse, value in self.outputs.items():
+            node = ua.NodeId(f"{FOLDER}.{browse}", index)
+            await (await meter.add_variable(node, browse, value)).set_writable()
         server.subscribe_server_callback(CallbackType.PreRead, self._count_read)
         await server.start()
         if self.port == 0 and server.bserver is not None:
@@ -188,6 +194,13 @@ class MeterServer:
             ua.Variant(value, variant), SourceTimestamp=datetime.fromtimestamp(taken, UTC)
         )
         await self._server.get_node(node_id(name)).write_value(data)
+
+    async def read(self, name: str) -> ua.Variant:
+        """A variable as the server holds it (an output a client wrote, with its type)."""
+        assert self._server is not None
+        data = await self._server.get_node(node_id(name)).read_data_value()
+        assert data.Value is not None
+        return data.Value
 
     def values(self, t: float) -> dict[str, float]:
         """Every simulated variable at `t`, in the profile's units."""

@@ -1,5 +1,5 @@
-"""The daemon around the rules: a stack light written over Modbus, a failing output
-reported, a meter going offline and back online, each as an event in the buffer."""
+"""The daemon around the rules: a stack light written over Modbus or OPC UA, a failing
+output reported, a meter going offline and back online, each as an event in the buffer."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import contextlib
 import json
 import sqlite3
 import struct
+import time
 from pathlib import Path
 
 import pytest
+from asyncua import ua
 
 from agent.daemon import Agent
 from agent.demo import demo_config, demo_meters
 from config import load_config
-from drivers.modbus.simulator import MeterServer
+from drivers.modbus.simulator import LoadCurve, MeterServer
+from drivers.opcua import simulator as opcua_sim
 from tests.drivers.peers import raw_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -139,6 +142,93 @@ async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -
     assert "stack_light coil 5 = True" in failed[0][2] and "exception 0x04" in failed[0][2]
 
 
+def opcua_config_text(tmp_path: Path, meters_port: int, plc: str, node: str) -> str:
+    """The demo meters and a PLC on OPC UA whose `node` the incomer's power rule writes."""
+    text = demo_config(meters_port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
+    return (
+        text
+        + "  - name: plc\n"
+        + f"    opcua: {{endpoint: '{plc}', timeout: 500ms}}\n"
+        + "    poll: 250ms\n"
+        + f"    points: [{{name: lamp, node: '{opcua_sim.node_id('AlarmLamp')}'}}]\n"
+        + "rules:\n"
+        + "  - name: incomer-on\n"
+        + "    device: main_incomer\n"
+        + "    quantity: power_kw\n"
+        + "    above: 1\n"
+        + f"    action: {{opcua_write: {{device: plc, node: '{node}', value: true}}}}\n"
+    )
+
+
+def plc_server() -> opcua_sim.MeterServer:
+    curve = LoadCurve(base_kw=1.0, swing_kw=0.0)
+    return opcua_sim.MeterServer(curve, outputs={"AlarmLamp": False})
+
+
+async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path) -> None:
+    """The incomer draws power: the PLC's Boolean node becomes true; the load stops (the
+    counter kept where it was): the rule clears and the node is written false, a Boolean."""
+    meters = demo_meters()
+    server, plc = MeterServer(list(meters.values())), plc_server()
+    await server.start()
+    await plc.start()
+    lamp = opcua_sim.node_id("AlarmLamp")
+    try:
+        agent = await start(tmp_path, opcua_config_text(tmp_path, server.port, plc.endpoint, lamp))
+        seen: list[ua.Variant] = []
+
+        async def lamp_is(value: bool) -> bool:
+            seen.append(await plc.read("AlarmLamp"))
+            return seen[-1].Value is value
+
+        for _ in range(100):
+            if await lamp_is(True):
+                break
+            await asyncio.sleep(0.1)
+        incomer = meters["main_incomer"]
+        now = time.time()
+        incomer.curve = LoadCurve(0.0, 0.0, start_kwh=incomer.curve.energy_kwh(now), t0=now)
+        for _ in range(100):
+            if await lamp_is(False):
+                break
+            await asyncio.sleep(0.1)
+        await agent.stop()
+    finally:
+        await plc.close()
+        await server.stop()
+    assert ua.Variant(True, ua.VariantType.Boolean) in seen
+    assert seen[-1] == ua.Variant(False, ua.VariantType.Boolean)
+    mine = [e[1] for e in events(tmp_path) if e[1].startswith(("alarm_", "action_"))]
+    assert mine == ["alarm_raised", "alarm_cleared"]
+
+
+async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The node is not on the server: one action_failed naming the node and the server's
+    BadNodeIdUnknown (not retried: it would fail the same way); the meters keep polling."""
+    server, plc = MeterServer(list(demo_meters().values())), plc_server()
+    await server.start()
+    await plc.start()
+    try:
+        text = opcua_config_text(tmp_path, server.port, plc.endpoint, "ns=2;s=Line1.NoLamp")
+        agent = await start(tmp_path, text)
+        await wait_for(lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
+        polls = agent.status["main_incomer"].polls
+        await asyncio.sleep(1.0)
+        assert agent.status["main_incomer"].polls > polls
+        assert agent.status["plc"].polls > 0
+        await agent.stop()
+    finally:
+        await plc.close()
+        await server.stop()
+    failed = [e for e in events(tmp_path) if e[1] == "action_failed"]
+    assert len(failed) == 1
+    assert failed[0][0] == "plc"
+    assert "could not write plc node ns=2;s=Line1.NoLamp = True" in failed[0][2]
+    assert "BadNodeIdUnknown (node does not exist)" in failed[0][2]
+
+
 async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> None:
     """A meter that stops answering: device_offline after 3 failed polls, device_online
     when it answers again."""
@@ -160,6 +250,37 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     mine = [(e[1], e[2]) for e in events(tmp_path) if e[0] == "press_line_2"]
     assert [kind for kind, _ in mine] == ["device_offline", "device_online"]
     assert "offline after 3 failed polls" in mine[0][1]
+
+
+async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_path: Path) -> None:
+    """Offline before a stop and still offline after the start: no second device_offline
+    (the flag is committed with the event); its first good poll gives one device_online."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    try:
+        text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
+        agent = await start(tmp_path, text)
+        meters["press_line_2"].offline = True
+        await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
+        await agent.stop()
+        with sqlite3.connect(tmp_path / "buffer.db") as db:
+            flag = db.execute(
+                "SELECT state FROM counters WHERE key = '#offline/press_line_2'"
+            ).fetchone()
+        assert json.loads(flag[0]) == {"offline": True}
+        agent = await start(tmp_path, text)
+        await wait_for(lambda: agent.status["press_line_2"].failed_polls >= 2)
+        assert agent.status["press_line_2"].failed_polls >= 2  # failed polls after the start
+        meters["press_line_2"].offline = False
+        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
+        await asyncio.sleep(0.3)
+        await agent.stop()
+    finally:
+        await server.stop()
+    mine = [e[1] for e in events(tmp_path) if e[0] == "press_line_2"]
+    assert mine == ["device_offline", "device_online"]
+    assert [e[1] for e in events(tmp_path) if e[0] == "main_incomer"] == []
 
 
 async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> None:

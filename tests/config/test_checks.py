@@ -239,6 +239,41 @@ def test_a_modbus_write_needs_a_modbus_device_and_one_address(problems: Problems
     ]
 
 
+def test_an_opcua_write_needs_an_opcua_device_and_exactly_one_write(problems: Problems) -> None:
+    """A PLC flag is written over OPC UA to an opcua device; an action is one write."""
+    text = (
+        GATEWAY
+        + RULES_DEVICES
+        + (
+            "  - name: r1\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            '    action: {opcua_write: {device: incomer, node: "ns=2;s=Alarm", value: true}}\n'
+            "  - name: r2\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            "    action: {}\n"
+            "  - name: r3\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            "    action:\n"
+            '      opcua_write: {device: boiler, node: "ns=2;s=Alarm", value: 1}\n'
+            "      modbus_write: {device: incomer, coil: 5, value: true}\n"
+            "  - name: r4\n"
+            "    quantity: power_kw\n"
+            "    above: 1\n"
+            '    action: {opcua_write: {device: boiler, node: "ns=2;s=Alarm", value: 2.5}}\n'
+        )
+    )
+    assert problems(text) == [
+        "agent.yaml:19:36: rules[0].action.opcua_write.device: 'incomer' speaks modbus_tcp; "
+        "opcua_write needs an opcua device",
+        "agent.yaml:23:13: rules[1].action: needs exactly one of modbus_write: or opcua_write:",
+        "agent.yaml:28:7: rules[2].action: needs exactly one of modbus_write: or opcua_write: "
+        "(found both)",
+    ]
+
+
 def test_a_wrong_check_digit_is_only_a_warning(load: Load) -> None:
     """The enterprise id's GB 32100 check digit is checked, but never blocks a start."""
     loaded = load(GATEWAY.replace("91510100MA6123456W", "91510100MA61234567") + METER)
