@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,31 +20,9 @@ EX_CONFIG = 78
 
 
 def _setup_logging(verbose: bool, *, quiet: bool = False) -> None:
-    """Log lines to stderr; `quiet` for commands whose output is their answer."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    if os.environ.get("JOURNAL_STREAM"):
-        # journald reads syslog priorities from a "<N>" prefix
-        fmt = "<%(priority)s>%(name)s: %(message)s"
-        logging.setLogRecordFactory(_with_priority(logging.getLogRecordFactory()))
-    else:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "asyncua"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # the daemon reports skipped polls and driver failures itself, once per transition
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    from agent.logs import setup
 
-
-def _with_priority(factory):  # type: ignore[no-untyped-def]
-    priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
-    def make(*args, **kwargs):  # type: ignore[no-untyped-def]
-        record = factory(*args, **kwargs)
-        record.priority = priorities.get(record.levelname, 6)
-        return record
-
-    return make
+    setup(verbose, quiet=quiet)
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:

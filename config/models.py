@@ -493,6 +493,20 @@ class Rule(Strict):
     action: RuleAction | None = Field(default=None, description="Local action while raised.")
 
 
+# --- metrics and health (agent/metrics.py) -----------------------------------
+
+
+class Http(Strict):
+    """The local endpoint for /healthz and /metrics (Prometheus text format)."""
+
+    enabled: bool = Field(default=True, description="Serve /healthz and /metrics.")
+    listen: str = Field(
+        default="127.0.0.1:9108",
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$",
+        description="host:port to listen on; keep 127.0.0.1 unless a firewall guards the port.",
+    )
+
+
 # --- the whole file -----------------------------------------------------------
 
 
@@ -505,6 +519,7 @@ class Config(Strict):
     emissions: Emissions = Emissions()
     devices: list[Device] = Field(default=[], description="Meters to poll.")
     rules: list[Rule] = Field(default=[], description="Overshoot alarms, evaluated locally.")
+    http: Http = Field(default=Http(), description="Local /healthz and /metrics endpoint.")
 
 
 AnyDevice = ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645Device

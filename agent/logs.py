@@ -1,0 +1,104 @@
+"""Log lines for a journal nobody reads until something is wrong.
+
+One line per event, with its level. Under systemd (`JOURNAL_STREAM` set) each
+line starts with a syslog priority `<N>` so `journalctl -p warning` works; a
+traceback keeps that prefix on every line. The same warning or error again
+(same logger, same text: the same error from the same device) is let through
+once, then counted, and a summary line says how often it came back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+REPEAT_WINDOW = 600.0  # seconds a repeated message stays quiet before its count is logged
+
+
+class JournalFormatter(logging.Formatter):
+    """`<3>agent.daemon: text`: journald takes the level from the prefix, adds the time."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{PRIORITIES.get(record.levelname, 6)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
+class RepeatFilter(logging.Filter):
+    """The first of a run of identical warnings passes; the rest are counted.
+
+    Once REPEAT_WINDOW has passed, the next occurrence passes again with the
+    count, and `flush` (called periodically by the daemon) reports the counts
+    of messages that have gone quiet, so a count is never lost.
+    """
+
+    def __init__(self, window: float = REPEAT_WINDOW, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.window = window
+        self.clock = clock
+        self.seen: dict[tuple[str, int, str], list] = {}  # key -> [first shown, repeats, record]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or getattr(record, "summary", False):
+            return True
+        key = (record.name, record.levelno, record.getMessage())
+        now = self.clock()
+        entry = self.seen.get(key)
+        if entry is None or now - entry[0] >= self.window:
+            repeats = entry[1] if entry else 0
+            if repeats:
+                record.msg = f"{record.getMessage()} (and {repeats} more like it before)"
+                record.args = None
+            self.seen[key] = [now, 0, record]
+            return True
+        entry[1] += 1
+        return False
+
+    def flush(self) -> list[logging.LogRecord]:
+        """Summary records for the messages whose window has passed with repeats."""
+        now = self.clock()
+        out = []
+        for key, (shown, repeats, record) in list(self.seen.items()):
+            if now - shown < self.window:
+                continue
+            del self.seen[key]
+            if repeats:
+                summary = logging.makeLogRecord(record.__dict__)
+                took = now - shown
+                summary.msg = f"{record.getMessage()} (repeated {repeats} times in {took:.0f}s)"
+                summary.args = None
+                summary.exc_info = summary.exc_text = None
+                summary.summary = True
+                out.append(summary)
+        return out
+
+
+_repeats = RepeatFilter()
+
+
+def flush_repeats() -> None:
+    """Log the counts of repeated messages that have gone quiet (the daemon calls this)."""
+    for record in _repeats.flush():
+        logging.getLogger(record.name).handle(record)
+
+
+def setup(verbose: bool, *, quiet: bool = False) -> None:
+    """Log lines to stderr; `quiet` for commands whose output is their answer."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_repeats)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    for noisy in ("httpx", "httpcore", "asyncua"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the daemon reports skipped polls and driver failures itself, once per transition
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
