@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +50,7 @@ SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audi
 STOP_DEADLINE = 10.0
 OFFLINE_AFTER = 3  # failed polls in a row before a device is polled at a backed-off pace
 MAX_OFFLINE_WAIT = 300.0
+FIRST_REPORT = 5.0  # s after start: the first polls are done, `status` has something to show
 
 
 def derive(config: Config, states: dict[str, dict]) -> Pipeline:
@@ -125,8 +126,13 @@ class Agent:
         )
         self._schedule(config)
         self.scheduler.add_job(self._housekeeping, IntervalTrigger(minutes=10), id="housekeeping")
+        first_report = datetime.now(UTC) + timedelta(seconds=FIRST_REPORT)
         self.scheduler.add_job(
-            self._report, IntervalTrigger(seconds=SNAPSHOT_EVERY), id="report", coalesce=True
+            self._report,
+            IntervalTrigger(seconds=SNAPSHOT_EVERY),
+            id="report",
+            coalesce=True,
+            next_run_time=first_report,
         )
         self.scheduler.start()
         log.info(
@@ -595,6 +601,9 @@ async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | Non
         if http is not None:
             http.close()
         await agent.stop()
+        final = {**agent.snapshot(), "stopped": time.time()}
+        with contextlib.suppress(OSError):  # `status` shows how it stood when it stopped
+            write_snapshot(snapshot_path(agent.loaded.config.buffer.path), final)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
