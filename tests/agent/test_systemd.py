@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import tempfile
 import time
@@ -64,14 +65,16 @@ def test_watchdog_timeout_comes_from_watchdog_usec_for_this_pid(
 
 async def test_the_daemon_says_ready_status_watchdog_and_stopping(tmp_path: Path) -> None:
     """Under a NOTIFY_SOCKET the daemon says READY=1 with a STATUS=, pings the watchdog,
-    updates STATUS= after syncs, and says STOPPING=1 on SIGTERM, then exits 0."""
+    updates STATUS= after syncs, and says STOPPING=1 on SIGTERM, then exits 0; with
+    JOURNAL_STREAM set every log line carries its syslog priority."""
     server = MeterServer(list(demo_meters().values()))
     await server.start()
     (tmp_path / "sync-token").write_text("t")
     config = tmp_path / "agent.yaml"
     config.write_text(agent_yaml(server.port, tmp_path))
     notify = NotifySocket()
-    proc = await start_daemon(config, tmp_path / "agent.log", notify, WATCHDOG_USEC="1000000")
+    log = tmp_path / "agent.log"
+    proc = await start_daemon(config, log, notify, WATCHDOG_USEC="1000000", JOURNAL_STREAM="8:1")
     try:
         await wait_until(lambda: len(notify.pings()) >= 4, 30)
         code = await stop_daemon(proc)
@@ -86,7 +89,9 @@ async def test_the_daemon_says_ready_status_watchdog_and_stopping(tmp_path: Path
     assert statuses[0].startswith("STATUS=polling 3 devices")
     assert any("last sync" in line for line in statuses)
     assert "WATCHDOG=1" not in lines[: lines.index("READY=1")]
-    assert "watchdog: a ping every 0.5s" in (tmp_path / "agent.log").read_text()
+    logged = log.read_text().splitlines()
+    assert "<6>agent.daemon: watchdog: a ping every 0.5s while jobs run (timeout 1s)" in logged
+    assert all(re.match(r"<[2-7]>", line) for line in logged), logged
 
 
 async def start_in_process(tmp_path: Path, port: int) -> Agent:
