@@ -140,6 +140,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status(loaded, as_json=args.json)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from agent.init import InitError, Meter, write_starter
+
+    protocol, target = next(
+        (name, value)
+        for name in ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
+        if (value := getattr(args, name)) is not None
+    )
+    meter = Meter(
+        protocol,
+        target,
+        profile=args.profile,
+        name=args.name,
+        unit=args.unit,
+        baudrate=args.baudrate,
+        parity=args.parity,
+        address=args.address,
+    )
+    try:
+        print(write_starter(Path(args.config), meter, force=args.force))
+    except InitError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return EX_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, quiet=True)
     from agent.demo import demo
@@ -198,6 +224,20 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask the one meter on the line its address (DL/T 645, wildcard AAAAAAAAAAAA)",
     )
+    p = command("init", cmd_init, "write a starter config for one meter", config=False)
+    p.add_argument("-c", "--config", default="agent.yaml", metavar="FILE", help="file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--profile", help="meter profile (`edge-agent profiles` lists them)")
+    p.add_argument("--name", default="meter1", help="device name (default meter1)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--modbus-tcp", metavar="HOST[:PORT]", help="a Modbus TCP meter or gateway")
+    how.add_argument("--modbus-rtu", metavar="PORT", help="a Modbus RTU meter on /dev/ttyUSB0 ...")
+    how.add_argument("--opcua", metavar="URL", help="an OPC UA server, opc.tcp://host:4840")
+    how.add_argument("--dlt645", metavar="PORT", help="a DL/T 645 meter on /dev/ttyUSB1 ...")
+    p.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
+    p.add_argument("--baudrate", type=int, help="serial speed (default 9600; DL/T 645: 2400)")
+    p.add_argument("--parity", choices=["N", "E", "O"], help="serial parity (default N; 645: E)")
+    p.add_argument("--address", help="DL/T 645 meter address, 12 digits as printed on it")
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)
