@@ -96,7 +96,7 @@ def setup(verbose: bool, *, quiet: bool = False) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_repeats)
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])  # a no-op if a handler exists
     for noisy in ("httpx", "httpcore", "asyncua"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # the daemon reports skipped polls and driver failures itself, once per transition
