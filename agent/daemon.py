@@ -511,6 +511,7 @@ class Agent:
         return {
             "written": time.time(),
             "pid": os.getpid(),
+            "buffer": self.loaded.config.buffer.path,
             "devices": devices,
             "sync": {
                 "last_attempt": sync.last_attempt,

@@ -1,10 +1,10 @@
 """`edge-agent status`: how the agent stands, safe while the daemon runs.
 
 Two sources, both read-only: the buffer (counters, backlog, batches) and the
-status file the daemon writes next to it every 30 s and when it stops
-(agent/lifecycle.py): live poll figures exist only in the daemon's memory, and
-the file carries them out without a write per poll and without needing the
-daemon's HTTP port to be enabled.
+status file the daemon writes every 30 s and when it stops, in
+/run/edge-agent under systemd (agent/lifecycle.py): live poll figures exist
+only in the daemon's memory, and the file carries them out without a flash
+write per poll and without needing the daemon's HTTP port to be enabled.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from agent.lifecycle import SNAPSHOT_EVERY, read_snapshot, snapshot_path
+from agent.lifecycle import SNAPSHOT_EVERY, find_snapshot
 from buffer import Store
 from config import LoadedConfig
 
@@ -40,7 +40,7 @@ def _ago(ts: float | None, now: float) -> str:
 def daemon_state(snap: dict | None, now: float, tz: ZoneInfo) -> str:
     """One line: is the daemon running, by the age of its status file."""
     if snap is None:
-        return "daemon: no status file yet (not started, or started less than 5 s ago)"
+        return "daemon: no status file (not run since boot, or started less than 5 s ago)"
     if snap.get("stopped"):
         return f"daemon: stopped at {_when(snap['stopped'], tz)}"
     if now - snap["written"] <= 2 * SNAPSHOT_EVERY + 5:
@@ -64,7 +64,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         print(f"{config.buffer.path}: cannot read the buffer ({exc}); has the agent run yet?")
         return 1
     store.close()
-    snap = read_snapshot(snapshot_path(config.buffer.path))
+    snap = find_snapshot(config.buffer.path)
     live = (snap or {}).get("devices", {})
     devices = {}
     for device in config.devices:

@@ -123,9 +123,9 @@ async def test_pings_stop_while_the_loop_is_blocked_and_while_jobs_stop(
         unblocked_at = time.monotonic()
         await asyncio.sleep(0.5)
         agent.scheduler.pause()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         stalled = agent.stalled()
-        paused_pings = [t for t in notify.pings() if t > time.monotonic() - 0.8]
+        paused_pings = [t for t in notify.pings() if t > time.monotonic() - 1.5]
         agent.scheduler.resume()
         await asyncio.sleep(1.0)
     finally:
@@ -134,7 +134,7 @@ async def test_pings_stop_while_the_loop_is_blocked_and_while_jobs_stop(
         await server.stop()
         notify.close()
     pings = notify.pings()
-    assert [t for t in pings if blocked_at + 0.05 < t < unblocked_at] == []
+    assert [t for t in pings if blocked_at + 0.3 < t < unblocked_at] == []
     assert any(t > unblocked_at for t in pings)
     assert stalled and "poll every 0.25s" in stalled[0]
     assert paused_pings == []
