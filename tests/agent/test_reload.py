@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import sqlite3
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.daemon import Agent
 from agent.demo import demo_meters
+from config import ConfigInvalid, load_config
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
 
@@ -77,3 +80,39 @@ async def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_path: Path
     assert starts == [starts[0] + INTERVAL * k for k in range(len(starts))]
     assert max(intervals(tmp_path, "press_line_2")) < removed_at
     assert notify.lines().count("READY=1") == 4
+
+
+async def test_reload_in_place_keeps_state_swaps_sync_and_refuses_a_moved_buffer(
+    tmp_path: Path,
+) -> None:
+    """New sync settings get a new uploader with the old one's record; counter states of the
+    devices that stay are the same objects' values; a moved buffer.path is refused, unchanged."""
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    config = tmp_path / "agent.yaml"
+    config.write_text(agent_yaml(server.port, tmp_path, devices=2))
+    agent = Agent(load_config(config, require_env=True), "t")
+    await agent.start()
+    try:
+        await asyncio.sleep(2.0)
+        uploader, status = agent.uploader, agent.uploader.status
+        states = {k: s.to_json() for k, s in agent.pipeline.states.items()}
+        config.write_text(config.read_text().replace("every: 1s", "every: 3s"))
+        await agent.reload(load_config(config, require_env=True), "t2")
+        kept = {k: agent.pipeline.states[k].to_json() for k in states}
+        swapped = (agent.uploader is not uploader, agent.uploader.status is status)
+        moved = config.read_text().replace("buffer.db", "elsewhere.db")
+        config.write_text(moved)
+        with pytest.raises(ConfigInvalid) as refused:
+            await agent.reload(load_config(config, require_env=True), "t2")
+        polled = set(agent.drivers)
+    finally:
+        await agent.stop()
+        await server.stop()
+    assert swapped == (True, True)
+    assert set(kept) == set(states) and states  # the same counters, carried over
+    assert str(refused.value.problems[0]).startswith(f"{config}:")
+    assert "restart the service" in str(refused.value.problems[0])
+    assert polled == {"main_incomer", "press_line_2"}
+    assert agent.loaded.config.sync.every == 3.0
