@@ -506,6 +506,14 @@ class Http(Strict):
         description="host:port to listen on; keep 127.0.0.1 unless a firewall guards the port.",
     )
 
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range (0 to 65535), e.g. 127.0.0.1:9108")
+        return value
+
 
 # --- the whole file -----------------------------------------------------------
 

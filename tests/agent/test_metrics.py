@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.metrics import serve_http
-from config import load_config
+from config import ConfigInvalid, load_config
 from config.models import Http
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import (
@@ -107,3 +107,20 @@ async def test_healthz_says_what_is_wrong_with_503(tmp_path: Path) -> None:
         await agent.stop()
     assert health.status_code == 503
     assert health.text.startswith("all 1 devices failing (first: ")
+
+
+@pytest.mark.parametrize(
+    ("listen", "says"),
+    [
+        ("127.0.0.1:99999", "http.listen: port 99999 is out of range (0 to 65535)"),
+        ("localhost", "http.listen: "),
+    ],
+)
+def test_a_bad_listen_address_is_a_config_error(listen: str, says: str, tmp_path: Path) -> None:
+    """A listen address the daemon could not use is refused at load, with its position."""
+    config = tmp_path / "agent.yaml"
+    text = agent_yaml(free_port(), tmp_path, devices=1)
+    config.write_text(text.replace("listen: '127.0.0.1:0'", f"listen: '{listen}'"))
+    with pytest.raises(ConfigInvalid) as error:
+        load_config(config)
+    assert any(says in str(p) and str(p).startswith(f"{config}:") for p in error.value.problems)
