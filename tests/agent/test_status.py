@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,10 @@ async def test_status_shows_devices_backlog_and_sync_while_running_and_after(
     assert device["state"] == "ok" and device["failed_polls"] == 0 and device["polls"] > 0
     assert report["open_alarms"] == 0
     assert "daemon: stopped at " in stopped
+    # systemd's STATUS= says the same in one line once the figures are in
+    statuses = [line for line in notify.lines() if line.startswith("STATUS=")]
+    pattern = r"STATUS=polling 2 devices, backlog \d+, last sync (never|\d\d:\d\d) \(.+\)"
+    assert any(re.fullmatch(pattern, line) for line in statuses), statuses
 
 
 def test_status_before_the_first_run_says_so(tmp_path: Path, capsys) -> None:
