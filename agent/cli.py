@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.logs import priority
 from config import ConfigInvalid, LoadedConfig, Problem, config_json_schema, load_config
 
 EX_OK = 0
@@ -27,8 +28,9 @@ def _setup_logging(verbose: bool, *, quiet: bool = False) -> None:
 
 def _print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
-        prefix = "warning: " if problem.severity == "warning" else ""
-        print(f"{prefix}{problem}", file=sys.stderr)
+        warning = problem.severity == "warning"
+        level = priority("WARNING" if warning else "ERROR")  # the journal's <N>, or ''
+        print(f"{level}{'warning: ' if warning else ''}{problem}", file=sys.stderr)
 
 
 def _load(path: str, *, require_env: bool) -> LoadedConfig | None:
@@ -37,7 +39,8 @@ def _load(path: str, *, require_env: bool) -> LoadedConfig | None:
     except ConfigInvalid as exc:
         _print_problems(exc.problems)
         errors = sum(1 for p in exc.problems if p.severity != "warning")
-        print(f"{path}: {errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        total = f"{path}: {errors} error{'s' if errors != 1 else ''}"
+        print(f"{priority('ERROR')}{total}", file=sys.stderr)
         return None
     _print_problems(loaded.warnings)
     return loaded

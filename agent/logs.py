@@ -1,10 +1,11 @@
 """Log lines for a journal nobody reads until something is wrong.
 
-One line per event, with its level. Under systemd (`JOURNAL_STREAM` set) each
-line starts with a syslog priority `<N>` so `journalctl -p warning` works; a
-traceback keeps that prefix on every line. The same warning or error again
-(same logger, same text: the same error from the same device) is let through
-once, then counted, and a summary line says how often it came back.
+One line per event, with its level. Under systemd (stderr is the stream
+`JOURNAL_STREAM` names) each line starts with a syslog priority `<N>`, so
+`journalctl -p warning` works; a traceback keeps that prefix on every line.
+The same warning or error again (same logger, same text: the same error from
+the same device) is let through once, then counted, and a summary line says
+how often it came back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,27 @@ import time
 
 PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 REPEAT_WINDOW = 600.0  # seconds a repeated message stays quiet before its count is logged
+
+
+def under_journal() -> bool:
+    """stderr is the journal's stream: JOURNAL_STREAM names its device and inode.
+
+    The variable is inherited by children whose stderr may be a file or a
+    pipe, so (as systemd documents) it counts only if it matches stderr.
+    """
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # stderr closed or replaced
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+def priority(level: str) -> str:
+    """The `<N>` prefix for a line at `level` when stderr is the journal, else ''."""
+    return f"<{PRIORITIES.get(level, 6)}>" if under_journal() else ""
 
 
 class JournalFormatter(logging.Formatter):
@@ -91,7 +113,7 @@ def setup(verbose: bool, *, quiet: bool = False) -> None:
     """Log lines to stderr; `quiet` for commands whose output is their answer."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
+    if under_journal():
         handler.setFormatter(JournalFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
-from agent.logs import JournalFormatter, RepeatFilter
+import pytest
+
+from agent.cli import main
+from agent.logs import JournalFormatter, RepeatFilter, priority, under_journal
 
 
 def record(msg: str, *args: object, level: int = logging.WARNING) -> logging.LogRecord:
@@ -51,3 +55,35 @@ def test_a_repeat_after_the_window_carries_the_count() -> None:
     again = record("sync failed")
     assert f.filter(again)
     assert again.getMessage() == "sync failed (and 2 more like it before)"
+
+
+def test_journal_stream_counts_only_when_it_is_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inherited JOURNAL_STREAM naming another file gives plain lines, not <N> prefixes."""
+    out = tmp_path / "stderr"
+    with out.open("w") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        st = out.stat()
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert under_journal() and priority("ERROR") == "<3>"
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
+        assert not under_journal() and priority("ERROR") == ""
+        monkeypatch.delenv("JOURNAL_STREAM")
+        assert not under_journal()
+
+
+def test_config_problems_at_start_carry_the_error_priority_in_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad file's problems, printed into the journal (as `run` does at start), are <3>."""
+    config = tmp_path / "agent.yaml"
+    config.write_text("gateway: {id: gw}\n")
+    out = tmp_path / "stderr"
+    with out.open("w") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        st = out.stat()
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert main(["check", "-c", str(config)]) == 78
+    lines = out.read_text().splitlines()
+    assert lines and all(line.startswith("<3>") for line in lines), lines

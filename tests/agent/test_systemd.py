@@ -74,7 +74,9 @@ async def test_the_daemon_says_ready_status_watchdog_and_stopping(tmp_path: Path
     config.write_text(agent_yaml(server.port, tmp_path))
     notify = NotifySocket()
     log = tmp_path / "agent.log"
-    proc = await start_daemon(config, log, notify, WATCHDOG_USEC="1000000", JOURNAL_STREAM="8:1")
+    log.touch()
+    stream = f"{log.stat().st_dev}:{log.stat().st_ino}"  # as systemd names the journal's stream
+    proc = await start_daemon(config, log, notify, WATCHDOG_USEC="1000000", JOURNAL_STREAM=stream)
     try:
         await wait_until(lambda: len(notify.pings()) >= 4, 30)
         code = await stop_daemon(proc)
