@@ -63,7 +63,9 @@ class RepeatFilter(logging.Filter):
         super().__init__()
         self.window = window
         self.clock = clock
-        self.seen: dict[tuple[str, int, str], list] = {}  # key -> [first shown, repeats, record]
+        # (logger, level, text) -> [when first shown, repeats since]; text only, so no
+        # record (and no traceback's frames) is kept alive
+        self.seen: dict[tuple[str, int, str], list] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or getattr(record, "summary", False):
@@ -72,11 +74,10 @@ class RepeatFilter(logging.Filter):
         now = self.clock()
         entry = self.seen.get(key)
         if entry is None or now - entry[0] >= self.window:
-            repeats = entry[1] if entry else 0
-            if repeats:
-                record.msg = f"{record.getMessage()} (and {repeats} more like it before)"
+            if entry and entry[1]:
+                record.msg = f"{key[2]} (and {entry[1]} more like it before)"
                 record.args = None
-            self.seen[key] = [now, 0, record]
+            self.seen[key] = [now, 0]
             return True
         entry[1] += 1
         return False
@@ -85,16 +86,15 @@ class RepeatFilter(logging.Filter):
         """Summary records for the messages whose window has passed with repeats."""
         now = self.clock()
         out = []
-        for key, (shown, repeats, record) in list(self.seen.items()):
+        for key, (shown, repeats) in list(self.seen.items()):
             if now - shown < self.window:
                 continue
             del self.seen[key]
             if repeats:
-                summary = logging.makeLogRecord(record.__dict__)
+                name, level, text = key
                 took = now - shown
-                summary.msg = f"{record.getMessage()} (repeated {repeats} times in {took:.0f}s)"
-                summary.args = None
-                summary.exc_info = summary.exc_text = None
+                message = f"{text} (repeated {repeats} times in {took:.0f}s)"
+                summary = logging.LogRecord(name, level, __file__, 0, message, None, None)
                 summary.summary = True
                 out.append(summary)
         return out
