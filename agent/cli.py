@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import sys
 from collections.abc import Sequence
@@ -97,6 +98,9 @@ def read_token(loaded: LoadedConfig) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # systemd's watchdog kills a hung daemon with SIGABRT: print every thread's stack
+    # first, so the journal shows where it hung
+    faulthandler.enable()
     _setup_logging(args.verbose)
     loaded = _load(args.config, require_env=True)
     if loaded is None:

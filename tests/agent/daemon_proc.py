@@ -73,6 +73,7 @@ async def start_daemon(
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent", "run", "-c", str(config),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=environ,
+            cwd=config.parent,  # a core file, if the test aborts it, stays in tmp_path
         )  # fmt: skip
 
 

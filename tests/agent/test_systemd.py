@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import socket
 import tempfile
 import time
@@ -164,3 +165,24 @@ async def test_unreachable_meters_never_stop_the_pings(
     assert stalled == []
     assert len(notify.pings()) >= 20
     assert any(problem.startswith("all 1 devices failing") for problem in health)
+
+
+async def test_a_watchdog_kill_leaves_the_stack_of_the_hang_in_the_log(tmp_path: Path) -> None:
+    """systemd's watchdog sends SIGABRT: the daemon prints each thread's stack before dying."""
+    (tmp_path / "sync-token").write_text("t")
+    config = tmp_path / "agent.yaml"
+    config.write_text(agent_yaml(free_port(), tmp_path, devices=1))
+    log = tmp_path / "agent.log"
+    notify = NotifySocket()
+    proc = await start_daemon(config, log, notify)
+    try:
+        await wait_until(lambda: "READY=1" in notify.lines(), 30)
+        proc.send_signal(signal.SIGABRT)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        await stop_daemon(proc)
+        notify.close()
+    assert code == -signal.SIGABRT
+    text = log.read_text()
+    assert "Fatal Python error: Aborted" in text
+    assert 'File "' in text.split("Fatal Python error: Aborted")[1]
