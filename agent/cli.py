@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.logs import priority
 from config import (
     ConfigInvalid,
     LoadedConfig,
@@ -29,37 +29,16 @@ EX_CONFIG = 78
 
 
 def _setup_logging(verbose: bool, *, quiet: bool = False) -> None:
-    """Log lines to stderr; `quiet` for commands whose output is their answer."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    if os.environ.get("JOURNAL_STREAM"):
-        # journald reads syslog priorities from a "<N>" prefix
-        fmt = "<%(priority)s>%(name)s: %(message)s"
-        logging.setLogRecordFactory(_with_priority(logging.getLogRecordFactory()))
-    else:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
-    for noisy in ("httpx", "httpcore", "asyncua"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # the daemon reports skipped polls and driver failures itself, once per transition
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    from agent.logs import setup
 
-
-def _with_priority(factory):  # type: ignore[no-untyped-def]
-    priorities = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
-
-    def make(*args, **kwargs):  # type: ignore[no-untyped-def]
-        record = factory(*args, **kwargs)
-        record.priority = priorities.get(record.levelname, 6)
-        return record
-
-    return make
+    setup(verbose, quiet=quiet)
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
     for problem in problems:
-        prefix = "warning: " if problem.severity == "warning" else ""
-        print(f"{prefix}{problem}", file=sys.stderr)
+        warning = problem.severity == "warning"
+        level = priority("WARNING" if warning else "ERROR")  # the journal's <N>, or ''
+        print(f"{level}{'warning: ' if warning else ''}{problem}", file=sys.stderr)
 
 
 def _load(path: str, *, require_env: bool, apart: bool = False) -> LoadedConfig | None:
@@ -68,7 +47,8 @@ def _load(path: str, *, require_env: bool, apart: bool = False) -> LoadedConfig 
     except ConfigInvalid as exc:
         _print_problems(exc.problems)
         errors = sum(1 for p in exc.problems if p.severity != "warning")
-        print(f"{path}: {errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        total = f"{path}: {errors} error{'s' if errors != 1 else ''}"
+        print(f"{priority('ERROR')}{total}", file=sys.stderr)
         return None
     _print_problems(loaded.warnings)
     return loaded
@@ -125,6 +105,9 @@ def read_token(loaded: LoadedConfig) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # systemd's watchdog kills a hung daemon with SIGABRT: print every thread's stack
+    # first, so the journal shows where it hung
+    faulthandler.enable()
     _setup_logging(args.verbose)
     loaded = _load(args.config, require_env=True, apart=True)
     if loaded is None:
@@ -169,6 +152,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     from agent.status import status
 
     return status(loaded, as_json=args.json)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from agent.init import InitError, Meter, write_starter
+
+    protocol, target = next(
+        (name, value)
+        for name in ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
+        if (value := getattr(args, name)) is not None
+    )
+    meter = Meter(
+        protocol,
+        target,
+        profile=args.profile,
+        name=args.name,
+        unit=args.unit,
+        baudrate=args.baudrate,
+        parity=args.parity,
+        address=args.address,
+    )
+    try:
+        print(write_starter(Path(args.config), meter, force=args.force))
+    except InitError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return EX_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -232,6 +241,20 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ask the one meter on the line its address (DL/T 645, wildcard AAAAAAAAAAAA)",
     )
+    p = command("init", cmd_init, "write a starter config for one meter", config=False)
+    p.add_argument("-c", "--config", default="agent.yaml", metavar="FILE", help="file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--profile", help="meter profile (`edge-agent profiles` lists them)")
+    p.add_argument("--name", default="meter1", help="device name (default meter1)")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--modbus-tcp", metavar="HOST[:PORT]", help="a Modbus TCP meter or gateway")
+    how.add_argument("--modbus-rtu", metavar="PORT", help="a Modbus RTU meter on /dev/ttyUSB0 ...")
+    how.add_argument("--opcua", metavar="URL", help="an OPC UA server, opc.tcp://host:4840")
+    how.add_argument("--dlt645", metavar="PORT", help="a DL/T 645 meter on /dev/ttyUSB1 ...")
+    p.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
+    p.add_argument("--baudrate", type=int, help="serial speed (default 9600; DL/T 645: 2400)")
+    p.add_argument("--parity", choices=["N", "E", "O"], help="serial parity (default N; 645: E)")
+    p.add_argument("--address", help="DL/T 645 meter address, 12 digits as printed on it")
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)

@@ -12,26 +12,35 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import signal
 import sqlite3
 import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_SUBMITTED,
+    JobExecutionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from tenacity import wait_exponential_jitter
 
-from agent import actions, systemd
+from agent import actions, logs, systemd
+from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, watchdog, write_snapshot
 from agent.pipeline import Pipeline
 from buffer import AsyncStore, Commit, EventRow
 from cloud_sync.tls import TlsSetupError, client_tls
 from cloud_sync.uploader import Uploader
-from config import ConfigInvalid, LoadedConfig, load_factor_set, province_for
+from config import ConfigInvalid, LoadedConfig, load_config, load_factor_set, province_for
+from config.models import AnyDevice, Config
 from drivers import Driver, DriverUnavailable, make_driver
 from drivers.base import Quality
 
@@ -44,6 +53,25 @@ STOP_DEADLINE = 10.0
 OFFLINE_AFTER = 3  # failed polls in a row before a device is polled at a backed-off pace
 MAX_OFFLINE_WAIT = 300.0
 OFFLINE_KEY = "#offline/"  # counters key: the device was offline at its last event
+FIRST_REPORT = 5.0  # s after start: the first polls are done, `status` has something to show
+
+
+def derive(config: Config, states: dict[str, dict]) -> Pipeline:
+    """Everything computed from the config, built in one place for start and reload.
+
+    `states` are the counters' saved states (device/counter -> JSON); a reload
+    passes what the running pipeline would persist (counters of the devices that
+    remain, rule states, tallies), so a reload neither re-raises nor loses them.
+    """
+    factors = load_factor_set(config.emissions.factor_set)
+    province = config.emissions.grid or province_for(config.gateway.region_code)
+    assert province is not None  # config checks refuse a region without a factor
+    grid = factors.grid(province)
+    log.info(
+        "factor set %s: grid factor %s %g %s (%s)",
+        factors.name, province, grid.value, grid.unit, grid.verification,
+    )  # fmt: skip
+    return Pipeline(config, factors, province, states)
 
 
 @dataclass(slots=True)
@@ -51,6 +79,7 @@ class DeviceStatus:
     polls: int = 0
     failed_polls: int = 0
     failing_since: int = 0  # consecutive failed polls
+    values_read: int = 0  # good values, all polls together (metrics)
     last_poll: float | None = None
     last_good: float | None = None
     last_error: str | None = None
@@ -76,70 +105,37 @@ class Agent:
     _syncing: asyncio.Task | None = None
     _index: dict[str, int] = field(default_factory=dict)
     _polling: dict[str, asyncio.Task] = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)  # for the watchdog and /healthz
+    backlog: dict | None = None  # refreshed every SNAPSHOT_EVERY s, not per poll
+    records_dropped: int = 0  # raw samples given up because the buffer failed
+    last_sync_seconds: float | None = None  # how long the last sync run took
     _events: dict[str, list[EventRow]] = field(default_factory=dict)  # device transitions
     _acting: set[asyncio.Task] = field(default_factory=set)  # rule actions under way
     _outputs: actions.Locks = field(default_factory=dict)
 
     async def start(self) -> None:
         config = self.loaded.config
-        factors = load_factor_set(config.emissions.factor_set)
-        province = config.emissions.grid or province_for(config.gateway.region_code)
-        assert province is not None  # config checks refuse a region without a factor
-        grid = factors.grid(province)
-        log.info(
-            "factor set %s: grid factor %s %g %s (%s)",
-            factors.name, province, grid.value, grid.unit, grid.verification,
-        )  # fmt: skip
         verify = _sync_tls(self.loaded)  # before anything is opened: a bad file stops here
         self.store = _open_buffer(self.loaded)
         states = await self.store.run(self.store.store.counters)
-        self.pipeline = Pipeline(config, factors, province, states)
-        self.uploader = Uploader(
-            self.store,
-            url=config.sync.url,
-            token=self.token,
-            gateway=config.gateway.model_dump(),
-            factor_set=config.emissions.factor_set,
-            max_batch=config.sync.max_batch,
-            timeout=config.sync.timeout,
-            budget=config.sync.every,
-            verify=verify,
-        )
-        by_period: dict[float, list[str]] = {}
-        for i, device in enumerate(config.devices):
-            self._index[device.name] = i
+        self.pipeline = derive(config, states)
+        self.uploader = self._uploader(config, verify)
+        for device in config.devices:
             self.status[device.name] = DeviceStatus(failing_since=_was_offline(states, device.name))
-            try:
-                driver = make_driver(device)
-            except DriverUnavailable as exc:
-                log.error("%s; it will not be polled", exc)
-                self.status[device.name].last_error = str(exc)
-                continue
-            self.drivers[device.name] = driver
-            describe = getattr(driver, "describe", None)
-            log.info("%s, every %gs", describe() if describe else device.name, device.poll)
-            by_period.setdefault(device.poll, []).append(device.name)
-        # one job per polling period, not per device: 200 meters at 1 s cost the
-        # scheduler one wake-up a second; each device still polls in its own task
-        for period, names in by_period.items():
-            self.scheduler.add_job(
-                self._poll_all,
-                IntervalTrigger(seconds=period, start_date=_EPOCH),
-                args=[names],
-                id=f"poll every {period:g}s",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(period)),
-            )
-        self.scheduler.add_job(
-            self._sync,
-            IntervalTrigger(seconds=config.sync.every),
-            id="sync",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
+            self._attach(device)
+        self.scheduler.add_listener(
+            self._job_ran, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
         )
+        self._schedule(config)
         self.scheduler.add_job(self._housekeeping, IntervalTrigger(minutes=10), id="housekeeping")
+        first_report = datetime.now(UTC) + timedelta(seconds=FIRST_REPORT)
+        self.scheduler.add_job(
+            self._report,
+            IntervalTrigger(seconds=SNAPSHOT_EVERY),
+            id="report",
+            coalesce=True,
+            next_run_time=first_report,
+        )
         self.scheduler.start()
         log.info(
             "started: %d devices polled, buffer %s, sync to %s every %gs",
@@ -258,6 +254,7 @@ class Agent:
         try:
             await self.store.commit(merged)
         except Exception as exc:
+            self.records_dropped += len(merged.samples)
             merged.samples = []
             self._unwritten[name] = [merged]  # one item: a long outage costs O(n) per poll
             if not self._buffer_failing:
@@ -272,8 +269,10 @@ class Agent:
         with self._tracked():
             self._syncing = asyncio.current_task()
             try:
-                deadline = time.monotonic() + self.loaded.config.sync.every
+                started = time.monotonic()
+                deadline = started + self.loaded.config.sync.every
                 await self.uploader.sync(deadline=deadline)
+                self.last_sync_seconds = time.monotonic() - started
             except asyncio.CancelledError:  # stopping: the batch stays pending
                 return
             except Exception:
@@ -314,6 +313,7 @@ class Agent:
             elif first_bad is None:
                 first_bad = r
         status.good_points = good
+        status.values_read += good
         if first_bad is not None and not good:
             status.failed_polls += 1
             status.failing_since += 1
@@ -349,14 +349,243 @@ class Agent:
             message = f"{name}: offline after {OFFLINE_AFTER} failed polls: {status.last_error}"
             self._device_event(name, "device_offline", "warning", message)
 
+    # --- lifecycle: devices and jobs from the config, reload, watchdog, status --------
+
+    def _uploader(self, config: Config, verify: ssl.SSLContext | bool) -> Uploader:
+        return Uploader(
+            self.store,
+            url=config.sync.url,
+            token=self.token,
+            gateway=config.gateway.model_dump(),
+            factor_set=config.emissions.factor_set,
+            max_batch=config.sync.max_batch,
+            timeout=config.sync.timeout,
+            budget=config.sync.every,
+            verify=verify,
+        )
+
+    def _attach(self, device: AnyDevice) -> None:
+        """Make the device's driver; a driver that cannot be made is logged, not fatal."""
+        self.status.setdefault(device.name, DeviceStatus())
+        try:
+            driver = make_driver(device)
+        except DriverUnavailable as exc:
+            log.error("%s; it will not be polled", exc)
+            self.status[device.name].last_error = str(exc)
+            return
+        self.drivers[device.name] = driver
+        describe = getattr(driver, "describe", None)
+        log.info("%s, every %gs", describe() if describe else device.name, device.poll)
+
+    def _schedule(self, config: Config) -> None:
+        """(Re)create the poll and sync jobs for `config`, and watch them for the watchdog.
+
+        One job per polling period, not per device: 200 meters at 1 s cost the
+        scheduler one wake-up a second; each device still polls in its own task.
+        """
+        now = time.monotonic()
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("poll every ") or job.id == "sync":
+                job.remove()
+                self.progress.forget(job.id)
+        self._index = {device.name: i for i, device in enumerate(config.devices)}
+        by_period: dict[float, list[str]] = {}
+        for device in config.devices:
+            if device.name in self.drivers:
+                by_period.setdefault(device.poll, []).append(device.name)
+        for period, names in by_period.items():
+            job = f"poll every {period:g}s"
+            self.scheduler.add_job(
+                self._poll_all,
+                IntervalTrigger(seconds=period, start_date=_EPOCH),
+                args=[names],
+                id=job,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(period)),
+            )
+            self.progress.expect(job, 3 * period + 10, now)
+        self.scheduler.add_job(
+            self._sync,
+            IntervalTrigger(seconds=config.sync.every),
+            id="sync",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        # a sync run stops sending at `every`, but the batch in flight may use its
+        # retry budget (`every`) and a request's timeout on top
+        allowance = 2 * config.sync.every + 2 * config.sync.timeout + 30
+        self.progress.expect("sync", allowance, now)
+
+    def _job_ran(self, event: JobExecutionEvent) -> None:
+        self.progress.ran(event.job_id, time.monotonic())
+
+    def stalled(self) -> list[str]:
+        """The watched jobs that stopped running, in words (the watchdog's and /healthz's)."""
+        return self.progress.stalled(time.monotonic())
+
+    def health(self) -> list[str]:
+        """What is wrong, for /healthz: empty when all is well."""
+        problems = self.stalled()
+        if self._buffer_failing or self._unwritten:
+            problems.append("buffer not writable: work held in memory and retried")
+        failing = [self.status[name] for name in self.drivers if self.status[name].failing_since]
+        if self.drivers and len(failing) == len(self.drivers):
+            problems.append(f"all {len(failing)} devices failing (first: {failing[0].last_error})")
+        return problems
+
+    def open_alarms(self) -> int:
+        """Rules raised and not yet cleared."""
+        return sum(1 for state in self.pipeline.rule_states.values() if state.raised)
+
+    async def reload(self, loaded: LoadedConfig, token: str | None) -> None:
+        """Apply a new, valid config in place (SIGHUP).
+
+        Buffered data stays where it is; counter states of the devices that
+        remain carry over, so their interval in progress closes whole. A device
+        whose settings changed gets a fresh driver; the others keep theirs.
+        Raises ConfigInvalid, with nothing changed, for what cannot change live.
+        """
+        old, new = self.loaded.config, loaded.config
+        if new.buffer.path != old.buffer.path:
+            problem = loaded.problem_at(
+                ("buffer", "path"),
+                f"cannot move the buffer while running (from {old.buffer.path}); "
+                "restart the service to use the new path",
+            )
+            raise ConfigInvalid([problem])
+        verify = _sync_tls(loaded)
+        self.scheduler.pause()
+        try:
+            if self._polling:  # let running polls finish against the pipeline they began with
+                await asyncio.wait(list(self._polling.values()), timeout=STOP_DEADLINE / 2)
+            wanted = {device.name: device for device in new.devices}
+            states = {  # counters of the devices that stay; rules and tallies sort themselves
+                key: state
+                for key, state in self.pipeline.flush().counters.items()
+                if key.startswith("#") or key.split("/", 1)[0] in wanted
+            }
+            pipeline = derive(new, states)  # may raise: nothing is changed yet
+            pipeline.latest = {k: v for k, v in self.pipeline.latest.items() if k in wanted}
+            self.pipeline = pipeline
+            if (new.sync, new.gateway, new.emissions.factor_set, token) != (
+                old.sync, old.gateway, old.emissions.factor_set, self.token
+            ):  # fmt: skip
+                await self._new_uploader(new, token, verify)
+            for device in old.devices:
+                if wanted.get(device.name) != device:
+                    await self._detach(device.name, gone=device.name not in wanted)
+            self.loaded, self.token = loaded, token
+            for device in new.devices:
+                if device.name not in self.drivers:
+                    self._attach(device)
+            self._schedule(new)
+        finally:
+            self.scheduler.resume()
+        log.info(
+            "reloaded %s: %d devices polled, sync to %s every %gs",
+            loaded.path, len(self.drivers), new.sync.url, new.sync.every,
+        )  # fmt: skip
+
+    async def _detach(self, name: str, *, gone: bool) -> None:
+        driver = self.drivers.pop(name, None)
+        if driver is not None:
+            await driver.close()
+        if gone:
+            self.status.pop(name, None)
+            if name in self._unwritten:  # its held work is still written, in order
+                await self._commit(name, Commit())
+            log.info("%s: removed", name)
+        elif name in self.status:
+            self.status[name].failing_since = 0
+            self.status[name].offline_until = 0.0
+
+    async def _new_uploader(
+        self, config: Config, token: str | None, verify: ssl.SSLContext | bool
+    ) -> None:
+        """Sync settings changed: cut a running sync (its batch stays pending) and start afresh."""
+        if self._syncing is not None:
+            self._syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncing
+        old = self.uploader
+        self.token = token
+        self.uploader = self._uploader(config, verify)
+        self.uploader.status = old.status
+        await old.close()
+
+    async def _report(self) -> None:
+        """Every SNAPSHOT_EVERY s: the backlog figures, the status file, systemd's STATUS=."""
+        try:
+            self.backlog = await self.store.backlog()
+        except Exception as exc:  # the poll path logs buffer failures; keep the last figures
+            log.debug("backlog not read: %s", exc)
+        path = snapshot_path(self.loaded.config.buffer.path)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, write_snapshot, path, self.snapshot()
+            )
+        except OSError as exc:
+            log.warning("status file %s not written: %s", path, exc)
+        logs.flush_repeats()
+        systemd.notify(f"STATUS={self.summary()}")
+
+    def snapshot(self) -> dict:
+        """What `edge-agent status` shows of the daemon's memory: plain JSON."""
+        devices = {}
+        for device in self.loaded.config.devices:
+            s = self.status.get(device.name, DeviceStatus())
+            state = (
+                "not polled" if device.name not in self.drivers
+                else "offline" if s.failing_since >= OFFLINE_AFTER
+                else "failing" if s.failing_since
+                else "ok" if s.last_good
+                else "waiting"
+            )  # fmt: skip
+            devices[device.name] = {
+                "state": state,
+                "polls": s.polls,
+                "failed_polls": s.failed_polls,
+                "skipped": s.skipped,
+                "last_poll": s.last_poll,
+                "last_good": s.last_good,
+                "good_points": s.good_points,
+                "points": s.points,
+                "last_error": s.last_error,
+            }
+        sync = self.uploader.status
+        return {
+            "written": time.time(),
+            "pid": os.getpid(),
+            "buffer": self.loaded.config.buffer.path,
+            "devices": devices,
+            "sync": {
+                "last_attempt": sync.last_attempt,
+                "last_success": sync.last_success,
+                "last_result": sync.last_result,
+                "failures": sync.failures,
+            },
+            "backlog": self.backlog,
+            "open_alarms": self.open_alarms(),
+            "problems": self.health(),
+        }
+
     def summary(self) -> str:
+        """The STATUS= line: `polling 12 devices, backlog 340, last sync 14:02 (stored)`."""
         sync = self.uploader.status
         last = (
             datetime.fromtimestamp(sync.last_success).strftime("%H:%M")
             if sync.last_success
             else "never"
         )
-        return f"polling {len(self.drivers)} devices, last sync {last} ({sync.last_result})"
+        backlog = (
+            f", backlog {self.backlog['intervals'] + self.backlog['events']}"
+            if self.backlog
+            else ""
+        )
+        polling = f"polling {len(self.drivers)} devices{backlog}"
+        return f"{polling}, last sync {last} ({sync.last_result})"
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
@@ -388,24 +617,70 @@ def _was_offline(states: dict[str, dict], name: str) -> int:
     return OFFLINE_AFTER if states.get(OFFLINE_KEY + name, {}).get("offline") else 0
 
 
+async def reload_from(agent: Agent) -> None:
+    """SIGHUP: read the config file again; a bad one is logged and the running one kept."""
+    from agent.cli import read_token  # the same token rules as at start
+
+    path = agent.loaded.path
+    systemd.notify("RELOADING=1", f"STATUS=reloading {path}")
+    log.info("SIGHUP: reloading %s", path)
+    try:
+        loaded = load_config(path, require_env=True)
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        await agent.reload(loaded, read_token(loaded))
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        log.error("reload refused: %s has problems; still running the previous config", path)
+    except Exception:  # a reload must never take the daemon down
+        log.exception("reload failed; still running (restart the service if in doubt)")
+    systemd.notify("READY=1", f"STATUS={agent.summary()}")
+
+
 async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the exit code."""
+    """Run until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads. Returns the exit code."""
+    from agent.metrics import serve_http
+
     stop = stop or asyncio.Event()
+    hup = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # SIGHUP would end the process without a flush; reloading comes with its own issue
-    loop.add_signal_handler(
-        signal.SIGHUP, log.warning, "SIGHUP: reloading is not supported yet; restart to apply"
-    )
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
     agent = Agent(loaded, token)
     await agent.start()
+    http = await serve_http(agent, loaded.config.http)
+    tasks = []
+    timeout = systemd.watchdog_seconds()
+    if timeout:
+        tasks.append(asyncio.create_task(watchdog(timeout / 2, agent.stalled), name="watchdog"))
+        log.info("watchdog: a ping every %gs while jobs run (timeout %gs)", timeout / 2, timeout)
     systemd.notify("READY=1", f"STATUS={agent.summary()}")
     try:
-        await stop.wait()
+        while not stop.is_set():
+            waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(hup.wait())]
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+            if hup.is_set() and not stop.is_set():
+                hup.clear()
+                before = agent.loaded.config.http
+                await reload_from(agent)
+                if agent.loaded.config.http != before:
+                    if http is not None:
+                        http.close()
+                    http = await serve_http(agent, agent.loaded.config.http)
     finally:
         systemd.notify("STOPPING=1")
+        for task in tasks:
+            task.cancel()
+        if http is not None:
+            http.close()
         await agent.stop()
+        final = {**agent.snapshot(), "stopped": time.time()}
+        with contextlib.suppress(OSError):  # `status` shows how it stood when it stopped
+            write_snapshot(snapshot_path(agent.loaded.config.buffer.path), final)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0

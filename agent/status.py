@@ -1,4 +1,11 @@
-"""`edge-agent status`: what the buffer says, read-only, safe while the daemon runs."""
+"""`edge-agent status`: how the agent stands, safe while the daemon runs.
+
+Two sources, both read-only: the buffer (counters, backlog, batches) and the
+status file the daemon writes every 30 s and when it stops, in
+/run/edge-agent under systemd (agent/lifecycle.py): live poll figures exist
+only in the daemon's memory, and the file carries them out without a flash
+write per poll and without needing the daemon's HTTP port to be enabled.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from agent.lifecycle import SNAPSHOT_EVERY, find_snapshot
 from agent.rules import RULE_KEY
 from buffer import Store
 from config import LoadedConfig
@@ -19,9 +27,35 @@ def _when(ts: float | None, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(ts, tz).isoformat(sep=" ", timespec="seconds")
 
 
+def _ago(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    age = max(0.0, now - ts)
+    if age < 120:
+        return f"{age:.0f} s ago"
+    if age < 7200:
+        return f"{age / 60:.0f} min ago"
+    return f"{age / 3600:.1f} h ago"
+
+
+def daemon_state(snap: dict | None, now: float, tz: ZoneInfo) -> str:
+    """One line: is the daemon running, by the age of its status file."""
+    if snap is None:
+        return "daemon: no status file (not run since boot, or started less than 5 s ago)"
+    if snap.get("stopped"):
+        return f"daemon: stopped at {_when(snap['stopped'], tz)}"
+    if now - snap["written"] <= 2 * SNAPSHOT_EVERY + 5:
+        return f"daemon: running (pid {snap['pid']}, figures from {_ago(snap['written'], now)})"
+    return (
+        f"daemon: NOT RUNNING? its last status is from {_when(snap['written'], tz)} "
+        "(check `systemctl status edge-agent`)"
+    )
+
+
 def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     config = loaded.config
     tz = ZoneInfo(config.gateway.timezone)
+    now = time.time()
     try:
         store = Store(config.buffer.path, readonly=True)
         counters = store.counters()
@@ -31,6 +65,8 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         print(f"{config.buffer.path}: cannot read the buffer ({exc}); has the agent run yet?")
         return 1
     store.close()
+    snap = find_snapshot(config.buffer.path)
+    live = (snap or {}).get("devices", {})
     devices = {}
     for device in config.devices:
         counter = device.energy.counter if device.energy else None
@@ -40,6 +76,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
             "counter": counter,
             "last_sample": sample[0] if sample else None,
             "counter_value": sample[1] if sample else None,
+            **live.get(device.name, {}),
         }
     rules = {}
     for rule in config.rules:
@@ -47,27 +84,49 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         rules[rule.name] = {"raised": bool(state.get("raised")), "since": state.get("raised_at")}
     report = {
         "gateway": config.gateway.id,
+        "daemon": daemon_state(snap, now, tz),
         "devices": devices,
         "rules": rules,
         "backlog": backlog,
         "last_batch": last,
+        "sync": (snap or {}).get("sync"),
+        "open_alarms": (snap or {}).get("open_alarms"),
+        "problems": (snap or {}).get("problems", []),
     }
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return 0
     print(f"gateway {config.gateway.id}, buffer {config.buffer.path}")
-    print(f"{'device':<20}{'counter':<14}{'value':>14}  last committed sample")
+    print(report["daemon"])
+    print()
+    head = f"{'device':<20}{'state':<11}{'last good poll':<16}{'errors':>12}{'quality':>9}"
+    print(f"{head}{'counter':>16}  last committed")
     for name, d in devices.items():
-        value = f"{d['counter_value']:.3f}" if d["counter_value"] is not None else "-"
-        print(f"{name:<20}{d['counter'] or '-':<14}{value:>14}  {_when(d['last_sample'], tz)}")
+        value = f"{d['counter_value']:.2f}" if d["counter_value"] is not None else "-"
+        errors = f"{d['failed_polls']}/{d['polls']}" if "polls" in d else "-"
+        quality = f"{d['good_points']}/{d['points']}" if d.get("points") else "-"
+        good = _ago(d.get("last_good"), now) if "polls" in d else "-"
+        print(
+            f"{name:<20}{d.get('state', '-'):<11}{good:<16}{errors:>12}{quality:>9}"
+            f"{value:>16}  {_when(d['last_sample'], tz)}"
+        )
+        if d.get("last_error") and d.get("state") != "ok":
+            print(f"{'':<20}last error: {d['last_error']}")
     for name, r in rules.items():
         print(f"rule {name}: " + (f"RAISED since {_when(r['since'], tz)}" if r["raised"] else "ok"))
-    age = time.time() - backlog["oldest"] if backlog["oldest"] else None
+    print()
+    age = now - backlog["oldest"] if backlog["oldest"] else None
     print(
         f"backlog: {backlog['intervals']} intervals, {backlog['events']} events"
-        + (f", oldest {age / 60:.0f} min old" if age is not None else "")
+        + (f", oldest {_ago(backlog['oldest'], now).removesuffix(' ago')} old" if age else "")
     )
     _print_buffer_use(backlog, config.buffer.max_size)
+    sync = report["sync"]
+    if sync:
+        print(
+            f"last sync: {sync['last_result']}, last success {_ago(sync['last_success'], now)}"
+            f", {sync['failures']} failed runs since start"
+        )
     if last:
         print(
             f"last batch: #{last['seq']} {last['status']} at {_when(last['finished'], tz)}"
@@ -75,6 +134,10 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         )
     else:
         print("last batch: none yet")
+    alarms = report["open_alarms"]
+    print(f"open alarms: {alarms if alarms is not None else 'unknown (no status file)'}")
+    for problem in report["problems"]:
+        print(f"PROBLEM: {problem}")
     return 0
 
 

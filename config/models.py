@@ -597,6 +597,28 @@ class Rule(Strict):
     )
 
 
+# --- metrics and health (agent/metrics.py) -----------------------------------
+
+
+class Http(Strict):
+    """The local endpoint for /healthz and /metrics (Prometheus text format)."""
+
+    enabled: bool = Field(default=True, description="Serve /healthz and /metrics.")
+    listen: str = Field(
+        default="127.0.0.1:9108",
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$",
+        description="host:port to listen on; keep 127.0.0.1 unless a firewall guards the port.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is out of range (0 to 65535), e.g. 127.0.0.1:9108")
+        return value
+
+
 # --- the whole file -----------------------------------------------------------
 
 
@@ -609,6 +631,7 @@ class Config(Strict):
     emissions: Emissions = Emissions()
     devices: list[Device] = Field(default=[], description="Meters to poll.")
     rules: list[Rule] = Field(default=[], description="Overshoot alarms, evaluated locally.")
+    http: Http = Field(default=Http(), description="Local /healthz and /metrics endpoint.")
 
 
 AnyDevice = ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645Device

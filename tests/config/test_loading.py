@@ -211,7 +211,7 @@ def test_an_error_in_a_merged_value_points_at_its_anchor(problems: Problems) -> 
     )
     assert problems(text) == [
         "agent.yaml:8:1: x-defaults: unknown key (allowed keys: gateway, buffer, sync, "
-        "emissions, devices, rules)",
+        "emissions, devices, rules, http)",
         "agent.yaml:8:30: devices[0].poll: must be a duration like 500ms, 5s, 2m or 24h "
         "(got 5, a number)",
     ]

@@ -1,0 +1,192 @@
+"""`/healthz` and `/metrics` on 127.0.0.1: the technician's and the monitoring's window.
+
+A custom prometheus-client Collector reads the agent's own state when scraped,
+so polling pays nothing for metrics. The server is a few lines of asyncio on
+the daemon's loop: it never blocks the loop, and a loop that is stuck does not
+answer, which a monitor sees as a failed health check too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from config.models import Http
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = logging.getLogger(__name__)
+READ_TIMEOUT = 5.0  # a client that sends no request line in this time is dropped
+
+
+class AgentCollector(Collector):
+    """Every figure is read from the agent at scrape time."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        agent = self.agent
+        names = [device.name for device in agent.loaded.config.devices]
+        polls = CounterMetricFamily("edge_agent_polls", "Polls per device.", labels=["device"])
+        errors = CounterMetricFamily(
+            "edge_agent_poll_errors", "Polls that read no good value.", labels=["device"]
+        )
+        skipped = CounterMetricFamily(
+            "edge_agent_polls_skipped", "Turns skipped: the last poll still ran.", labels=["device"]
+        )
+        values = CounterMetricFamily(
+            "edge_agent_values_read", "Good values read.", labels=["device"]
+        )
+        up = GaugeMetricFamily(
+            "edge_agent_device_up", "1 if the last poll read a good value.", labels=["device"]
+        )
+        last_good = GaugeMetricFamily(
+            "edge_agent_device_last_good_poll_timestamp_seconds",
+            "When the device last answered with a good value.",
+            labels=["device"],
+        )
+        for name in names:
+            status = agent.status.get(name)
+            if status is None:
+                continue
+            polls.add_metric([name], status.polls)
+            errors.add_metric([name], status.failed_polls)
+            skipped.add_metric([name], status.skipped)
+            values.add_metric([name], status.values_read)
+            up.add_metric([name], 1.0 if status.last_good and not status.failing_since else 0.0)
+            if status.last_good:
+                last_good.add_metric([name], status.last_good)
+        yield from (polls, errors, skipped, values, up, last_good)
+
+        backlog = agent.backlog or {}
+        rows = GaugeMetricFamily(
+            "edge_agent_backlog_rows", "Records not yet acknowledged.", labels=["kind"]
+        )
+        for kind in ("intervals", "events"):
+            if kind in backlog:
+                rows.add_metric([kind], backlog[kind])
+        yield rows
+        oldest = backlog.get("oldest")
+        yield GaugeMetricFamily(
+            "edge_agent_backlog_oldest_age_seconds",
+            "Age of the oldest unsynced interval (0 when none).",
+            value=max(0.0, time.time() - oldest) if oldest else 0.0,
+        )
+        sync = agent.uploader.status
+        yield CounterMetricFamily(
+            "edge_agent_sync_failures", "Sync runs that could not send.", value=sync.failures
+        )
+        yield CounterMetricFamily(
+            "edge_agent_sync_batches", "Batches acknowledged.", value=sync.batches_sent
+        )
+        yield CounterMetricFamily(
+            "edge_agent_sync_records", "Records acknowledged.", value=sync.records_sent
+        )
+        if agent.last_sync_seconds is not None:
+            yield GaugeMetricFamily(
+                "edge_agent_sync_duration_seconds",
+                "How long the last sync run took (all its batches).",
+                value=agent.last_sync_seconds,
+            )
+        if sync.last_success:
+            yield GaugeMetricFamily(
+                "edge_agent_last_sync_success_timestamp_seconds",
+                "When a batch was last acknowledged.",
+                value=sync.last_success,
+            )
+        yield GaugeMetricFamily(
+            "edge_agent_buffer_bytes", "Buffer size on disk (with its WAL).", value=_size(agent)
+        )
+        yield CounterMetricFamily(
+            "edge_agent_records_dropped",
+            "Records given up.",
+            value=agent.records_dropped
+            + backlog.get("dropped_samples", 0)
+            + backlog.get("dropped_synced", 0),
+        )
+        yield GaugeMetricFamily(
+            "edge_agent_open_alarms", "Alarms raised and not cleared.", value=agent.open_alarms()
+        )
+        yield GaugeMetricFamily(
+            "edge_agent_stalled_jobs", "Jobs that stopped running.", value=len(agent.stalled())
+        )
+
+
+def _size(agent: Agent) -> float:
+    path = agent.loaded.config.buffer.path
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += os.stat(path + suffix).st_size
+    return float(total)
+
+
+def render(agent: Agent) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(agent))
+    return generate_latest(registry)
+
+
+async def _answer(agent: Agent, path: str) -> tuple[int, str, bytes]:
+    if path == "/metrics":
+        with contextlib.suppress(Exception):  # the figures of the last report will do
+            agent.backlog = await asyncio.wait_for(agent.store.backlog(), 2.0)
+        return 200, CONTENT_TYPE_LATEST, render(agent)
+    if path == "/healthz":
+        problems = agent.health()
+        body = "\n".join(problems or ["ok"]) + "\n"
+        return (503 if problems else 200), "text/plain; charset=utf-8", body.encode()
+    return 404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n"
+
+
+async def _handle(agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        request = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+        header = b"?"
+        while header not in (b"\r\n", b"\n", b""):  # nothing here depends on the headers
+            header = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+        parts = request.decode("latin-1").split()
+        if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
+            code, kind, body = 405, "text/plain", b"GET /healthz or /metrics\n"
+        else:
+            code, kind, body = await _answer(agent, parts[1].split("?", 1)[0])
+        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(code, "Unavailable")
+        head = (
+            f"HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + (b"" if parts and parts[0] == "HEAD" else body))
+        await writer.drain()
+    except (TimeoutError, ConnectionError, UnicodeError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve_http(agent: Agent, config: Http) -> asyncio.Server | None:
+    """Listen on `config.listen`; a port that cannot be had is logged, never fatal."""
+    if not config.enabled:
+        return None
+    host, _, port = config.listen.rpartition(":")
+    host = host.strip("[]")
+    try:
+        server = await asyncio.start_server(
+            lambda r, w: _handle(agent, r, w), host, int(port), reuse_address=True
+        )
+    except OSError as exc:
+        log.error("http: cannot listen on %s (%s); no /healthz or /metrics", config.listen, exc)
+        return None
+    bound = server.sockets[0].getsockname()
+    log.info("http: /healthz and /metrics on http://%s:%d", host, bound[1])
+    return server

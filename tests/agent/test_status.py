@@ -1,0 +1,80 @@
+"""`edge-agent status` while the daemon runs and after it stopped."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.demo import demo_meters
+from drivers.modbus.simulator import MeterServer
+from tests.agent.daemon_proc import (
+    NotifySocket,
+    agent_yaml,
+    free_port,
+    start_daemon,
+    stop_daemon,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_status_shows_devices_backlog_and_sync_while_running_and_after(
+    tmp_path: Path, capsys
+) -> None:
+    """A table row per device (state, last good poll, errors, quality), the backlog, the last
+    sync's result and open alarms, read while the daemon runs; after SIGTERM it says stopped."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values())[:1])  # press_line_2's meter is missing
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    config = tmp_path / "agent.yaml"
+    config.write_text(agent_yaml(server.port, tmp_path, devices=2))
+    status_file = tmp_path / "status.json"
+    notify = NotifySocket()
+    proc = await start_daemon(config, tmp_path / "agent.log", notify)
+    try:
+        await wait_until(status_file.exists, 30)
+        assert main(["status", "-c", str(config)]) == 0
+        running = capsys.readouterr().out
+        assert main(["status", "-c", str(config), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        code = await stop_daemon(proc)
+    finally:
+        await stop_daemon(proc)
+        await server.stop()
+        notify.close()
+    assert code == 0
+    assert main(["status", "-c", str(config)]) == 0
+    stopped = capsys.readouterr().out
+
+    lines = running.splitlines()
+    assert lines[1].startswith(f"daemon: running (pid {proc.pid}, figures from ")
+    incomer = next(line.split() for line in lines if line.startswith("main_incomer"))
+    assert incomer[1] == "ok" and incomer[5].startswith("0/")  # state, errors/polls
+    press = next(line.split() for line in lines if line.startswith("press_line_2"))
+    assert press[1] in ("failing", "offline")
+    assert any(line.strip().startswith("last error: ") for line in lines)
+    assert any(line.startswith("backlog: ") for line in lines)
+    assert any(line.startswith("last sync: ") for line in lines)
+    assert "open alarms: 0" in lines
+    device = report["devices"]["main_incomer"]
+    assert device["state"] == "ok" and device["failed_polls"] == 0 and device["polls"] > 0
+    assert report["open_alarms"] == 0
+    assert "daemon: stopped at " in stopped
+    # systemd's STATUS= says the same in one line once the figures are in
+    statuses = [line for line in notify.lines() if line.startswith("STATUS=")]
+    pattern = r"STATUS=polling 2 devices, backlog \d+, last sync (never|\d\d:\d\d) \(.+\)"
+    assert any(re.fullmatch(pattern, line) for line in statuses), statuses
+
+
+def test_status_before_the_first_run_says_so(tmp_path: Path, capsys) -> None:
+    """No buffer yet: one line that says what is missing, exit 1."""
+    config = tmp_path / "agent.yaml"
+    config.write_text(agent_yaml(free_port(), tmp_path, devices=1))
+    assert main(["status", "-c", str(config)]) == 1
+    assert "cannot read the buffer" in capsys.readouterr().out
