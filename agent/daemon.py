@@ -497,9 +497,8 @@ class Agent:
             if name in self._unwritten:  # its held work is still written, in order
                 await self._commit(name, Commit())
             log.info("%s: removed", name)
-        elif name in self.status:
-            self.status[name].failing_since = 0
-            self.status[name].offline_until = 0.0
+        elif name in self.status:  # the new driver is tried at once; an offline device
+            self.status[name].offline_until = 0.0  # stays offline until it answers (one event)
 
     async def _new_uploader(
         self, config: Config, token: str | None, verify: ssl.SSLContext | bool
