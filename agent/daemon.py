@@ -33,9 +33,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from tenacity import wait_exponential_jitter
 
-from agent import actions, logs, systemd
+from agent import actions, logs, rules, systemd
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, watchdog, write_snapshot
 from agent.pipeline import Pipeline
+from agent.rules import RULE_KEY, RuleState
 from buffer import AsyncStore, Commit, EventRow
 from cloud_sync.tls import TlsSetupError, client_tls
 from cloud_sync.uploader import Uploader
@@ -468,6 +469,11 @@ class Agent:
             }
             pipeline = derive(new, states)  # may raise: nothing is changed yet
             pipeline.latest = {k: v for k, v in self.pipeline.latest.items() if k in wanted}
+            cleared = self._clear_removed_rules(new, pipeline)
+            if (new.buffer.max_size, new.buffer.drop_synced) != (
+                old.buffer.max_size, old.buffer.drop_synced
+            ):  # fmt: skip
+                await self._resize_buffer(new)
             self.pipeline = pipeline
             if (new.sync, new.gateway, new.emissions.factor_set, token) != (
                 old.sync, old.gateway, old.emissions.factor_set, self.token
@@ -481,11 +487,44 @@ class Agent:
                 if device.name not in self.drivers:
                     self._attach(device)
             self._schedule(new)
+            if cleared:
+                try:
+                    await self.store.commit(cleared)
+                except Exception as exc:  # logged above; a restart ignores the rule anyway
+                    log.error("alarm_cleared of removed rules not buffered (%s)", exc)
+            self._start_actions()
         finally:
             self.scheduler.resume()
         log.info(
             "reloaded %s: %d devices polled, sync to %s every %gs",
             loaded.path, len(self.drivers), new.sync.url, new.sync.every,
+        )  # fmt: skip
+
+    def _clear_removed_rules(self, new: Config, pipeline: Pipeline) -> Commit:
+        """A raised rule that a reload removes is cleared, once: its event, its state and
+        its clear write (the stack light goes off); else the alarm stays open for good."""
+        kept = {rule.name for rule in new.rules}
+        work = Commit()
+        for rule in self.loaded.config.rules:
+            state = self.pipeline.rule_states.get(rule.name)
+            if rule.name in kept or state is None or not state.raised:
+                continue
+            message = f"rule {rule.name} cleared: removed from the config by a reload"
+            log.info("%s", message)
+            work.events.append(EventRow(time.time(), rule.device, "alarm_cleared", "info", message))
+            work.counters[RULE_KEY + rule.name] = RuleState().to_json()
+            action = rules.action_for(rule, "cleared")
+            if action is not None:
+                pipeline.actions.append(action)
+        return work
+
+    async def _resize_buffer(self, config: Config) -> None:
+        """buffer.max_size and drop_synced apply from the next write, without a restart."""
+        buffer = config.buffer
+        await self.store.run(self.store.store.resize, buffer.max_size, buffer.drop_synced)
+        log.info(
+            "buffer: max_size %s, drop_synced %s from now on",
+            f"{buffer.max_size / 1e6:g} MB", buffer.drop_synced,
         )  # fmt: skip
 
     async def _detach(self, name: str, *, gone: bool) -> None:

@@ -184,6 +184,11 @@ class Store:
     def close(self) -> None:
         self.db.conn.close()
 
+    def resize(self, max_size: int, drop_synced: bool) -> None:
+        """A new cap from a reload (SQLite keeps it at least at the current size)."""
+        self.room.max_size, self.room.drop_synced = max_size, drop_synced
+        self.room.apply(self.db.conn)
+
     # --- the poll path -------------------------------------------------------
 
     def commit(self, work: Commit) -> None:

@@ -47,3 +47,77 @@ async def test_a_device_offline_and_fixed_by_a_reload_is_reported_back_online(
         await server.stop()
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("device_")]
     assert kinds == ["device_offline", "device_online"]
+
+
+async def test_a_reload_keeps_a_raised_rule_raised_and_clears_one_it_removes(
+    tmp_path: Path,
+) -> None:
+    """A reload keeps the raised rule raised (no second alarm_raised); a reload that removes
+    it clears it once: an alarm_cleared event, the stack light written off, no open alarm."""
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight()
+    await server.start()
+    path = tmp_path / "agent.yaml"
+    try:
+        async with raw_server(light) as port:
+            text = config_text(tmp_path, server.port, port)
+            (tmp_path / "sync-token").write_text("t")
+            path.write_text(text)
+            agent = Agent(load_config(path, require_env=True), "t")
+            await agent.start()
+            try:
+                await wait_for(lambda: light.writes)
+                await reload(agent, path, text.replace("severity: critical", "severity: warning"))
+                await asyncio.sleep(1.0)
+                still_open = agent.open_alarms()
+                await reload(agent, path, text.split("rules:\n")[0])
+                await wait_for(lambda: light.writes[-1] == (5, 5, 0))
+                after = agent.open_alarms()
+            finally:
+                await agent.stop()
+    finally:
+        await server.stop()
+    assert still_open == 1 and after == 0
+    kinds = [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")]
+    assert kinds == ["alarm_raised", "alarm_cleared"]
+    assert light.writes[0] == (5, 5, 0xFF00) and light.writes[-1] == (5, 5, 0)
+
+
+def interval_rows(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        return db.execute("SELECT count(*) FROM intervals WHERE device != 'x'").fetchone()[0]
+
+
+async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_reload(
+    tmp_path: Path,
+) -> None:
+    """The refusal tells the technician to raise buffer.max_size; a reload that does so
+    lets the held intervals in (it used to keep the old cap until a restart), and
+    /healthz's problem goes away."""
+    from buffer import Commit, IntervalRow, Store
+
+    store = Store(tmp_path / "buffer.db")  # unsent intervals of an earlier outage
+    pad = {"pad": "x" * 1500}
+    store.commit(Commit(intervals=[IntervalRow("x", i * 60.0, 60.0, pad) for i in range(80)]))
+    store.close()
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    path = tmp_path / "agent.yaml"
+    small = agent_yaml(server.port, tmp_path, devices=3).replace(
+        "buffer:\n", "buffer:\n  max_size: 100kB\n", 1
+    )
+    path.write_text(small)
+    agent = Agent(load_config(path, require_env=True), "t")
+    await agent.start()
+    try:
+        await wait_for(lambda: agent._unwritten, 20)
+        full = agent.health()
+        await reload(agent, path, small.replace("max_size: 100kB", "max_size: 10MB"))
+        await wait_for(lambda: not agent._unwritten and interval_rows(tmp_path) > 0, 20)
+        healthy = agent.health()
+    finally:
+        await agent.stop()
+        await server.stop()
+    assert any("buffer" in problem for problem in full)
+    assert interval_rows(tmp_path) > 0 and healthy == []
