@@ -151,10 +151,16 @@ class Agent:
         self.scheduler.pause()  # no new jobs; running polls finish rather than being cut
         if self._syncing is not None:  # a sync waiting out a backoff holds nothing: cut it
             self._syncing.cancel()
+        deadline = time.monotonic() + STOP_DEADLINE / 2
         if self._inflight:
-            await asyncio.wait(self._inflight, timeout=STOP_DEADLINE / 2)
+            await asyncio.wait(list(self._inflight), timeout=STOP_DEADLINE / 2)
+        if self._acting:  # asked for by the last polls: the outputs get their writes
+            await asyncio.wait(list(self._acting), timeout=max(0.1, deadline - time.monotonic()))
         self.scheduler.shutdown(wait=False)
-        unwritten = [*itertools.chain(*self._unwritten.values()), self.pipeline.flush()]
+        events = Commit()  # transitions seen by a poll that failed after seeing them
+        for name in list(self._events):
+            self._add_device_events(name, events)
+        unwritten = [*itertools.chain(*self._unwritten.values()), events, self.pipeline.flush()]
         self._unwritten.clear()
         try:
             await self.store.commit(functools.reduce(Commit.then, unwritten))
@@ -168,8 +174,12 @@ class Agent:
                 "stop: last sync cut after %gs; the backlog stays buffered", STOP_DEADLINE / 2
             )
         await self.uploader.close()
+        for task in self._acting:  # past the deadline: a raised rule writes again at start
+            task.cancel()
         for driver in self.drivers.values():
             await driver.close()
+        with contextlib.suppress(Exception):  # the status file written at stop shows it
+            self.backlog = await self.store.backlog()
         self.store.close()
         log.info("stopped")
 

@@ -121,3 +121,50 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
         await server.stop()
     assert any("buffer" in problem for problem in full)
     assert interval_rows(tmp_path) > 0 and healthy == []
+
+
+async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: Path) -> None:
+    """A stop that comes just after a poll asked for a write (the task not yet running)
+    waits for it: the slow stack light is switched on, not left as the rule was."""
+    from agent.rules import Action
+
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight(delay=0.3)
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
+            (tmp_path / "sync-token").write_text("t")
+            (tmp_path / "agent.yaml").write_text(text)
+            agent = Agent(load_config(tmp_path / "agent.yaml", require_env=True), "t")
+            await agent.start()
+            await asyncio.sleep(1.0)
+            agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
+            agent._start_actions()  # what a poll does after its ingest
+            await agent.stop()
+    finally:
+        await server.stop()
+    assert light.writes == [(5, 5, 0xFF00)]
+    assert "action_failed" not in [e[1] for e in events(tmp_path)]
+
+
+async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stops(
+    tmp_path: Path,
+) -> None:
+    """A transition whose poll failed after seeing it is written at stop, not lost; the
+    backlog the status file shows at stop is read at stop, not the last 30 s report's."""
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    path = tmp_path / "agent.yaml"
+    path.write_text(agent_yaml(server.port, tmp_path, devices=2))
+    agent = Agent(load_config(path, require_env=True), "t")
+    await agent.start()
+    try:
+        await wait_for(lambda: interval_rows(tmp_path) >= 2, 20)
+        agent._device_event("main_incomer", "device_online", "info", "main_incomer: back")
+    finally:
+        await agent.stop()
+        await server.stop()
+    assert ("main_incomer", "device_online", "main_incomer: back") in events(tmp_path)
+    assert agent.backlog is not None and agent.backlog["intervals"] == interval_rows(tmp_path)

@@ -28,9 +28,10 @@ class StackLight:
     """A Modbus TCP output written by hand (not pymodbus): answers coil reads, records
     coil (FC5) and register (FC6) writes, or refuses writes with exception 0x04."""
 
-    def __init__(self, refuse: bool = False) -> None:
+    def __init__(self, refuse: bool = False, delay: float = 0.0) -> None:
         self.writes: list[tuple[int, int, int]] = []  # (function, address, value)
         self.refuse = refuse
+        self.delay = delay  # a slow PLC: seconds before a write is done and answered
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError):  # the client hung up
@@ -47,6 +48,7 @@ class StackLight:
             elif self.refuse:
                 pdu = struct.pack(">BB", function | 0x80, 4)
             else:
+                await asyncio.sleep(self.delay)
                 self.writes.append((function, *struct.unpack(">HH", body)))
                 pdu = struct.pack(">B", function) + body  # a write is answered by its echo
             writer.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
