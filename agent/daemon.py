@@ -471,6 +471,8 @@ class Agent:
         try:
             if self._polling:  # let running polls finish against the pipeline they began with
                 await asyncio.wait(list(self._polling.values()), timeout=STOP_DEADLINE / 2)
+            if self._acting:  # and rule actions against the drivers they began with
+                await asyncio.wait(list(self._acting), timeout=STOP_DEADLINE / 2)
             wanted = {device.name: device for device in new.devices}
             states = {  # counters of the devices that stay; rules and tallies sort themselves
                 key: state

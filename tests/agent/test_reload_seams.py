@@ -168,3 +168,38 @@ async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stop
         await server.stop()
     assert ("main_incomer", "device_online", "main_incomer: back") in events(tmp_path)
     assert agent.backlog is not None and agent.backlog["intervals"] == interval_rows(tmp_path)
+
+
+async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
+    tmp_path: Path,
+) -> None:
+    """A write under way when a reload changes the output's device is done before its
+    driver is closed: it is not cut and reported failed."""
+    from agent.rules import Action
+
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight(delay=0.3)
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
+            (tmp_path / "sync-token").write_text("t")
+            path = tmp_path / "agent.yaml"
+            path.write_text(text)
+            agent = Agent(load_config(path, require_env=True), "t")
+            await agent.start()
+            try:
+                await asyncio.sleep(1.0)
+                agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
+                agent._start_actions()  # what a poll does after its ingest
+                await asyncio.sleep(0.1)  # the write is on the wire
+                changed = text.replace("unit: 1, timeout: 500ms", "unit: 1, timeout: 400ms")
+                assert changed != text
+                await reload(agent, path, changed)
+                await asyncio.sleep(1.0)
+            finally:
+                await agent.stop()
+    finally:
+        await server.stop()
+    assert light.writes == [(5, 5, 0xFF00)]
+    assert "action_failed" not in [e[1] for e in events(tmp_path)]
