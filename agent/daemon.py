@@ -102,7 +102,7 @@ class Agent:
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     _inflight: set[asyncio.Task] = field(default_factory=set)
     _unwritten: dict[str, list[Commit]] = field(default_factory=dict)  # work the buffer refused
-    _buffer_failing: bool = False
+    _buffer_failing: str | None = None  # why the buffer refused the last write
     _syncing: asyncio.Task | None = None
     _index: dict[str, int] = field(default_factory=dict)
     _polling: dict[str, asyncio.Task] = field(default_factory=dict)
@@ -270,11 +270,11 @@ class Agent:
             self._unwritten[name] = [merged]  # one item: a long outage costs O(n) per poll
             if not self._buffer_failing:
                 log.error("buffer write failed (%s); work kept in memory and retried", exc)
-            self._buffer_failing = True
+            self._buffer_failing = str(exc)
         else:
             if self._buffer_failing and not self._unwritten:
                 log.info("buffer writes recovered")
-                self._buffer_failing = False
+                self._buffer_failing = None
 
     async def _sync(self) -> None:
         with self._tracked():
@@ -440,7 +440,10 @@ class Agent:
         """What is wrong, for /healthz: empty when all is well."""
         problems = self.stalled()
         if self._buffer_failing or self._unwritten:
-            problems.append("buffer not writable: work held in memory and retried")
+            why = self._buffer_failing or "not writable"
+            problems.append(
+                f"{why}: work of {len(self._unwritten)} devices held in memory and retried"
+            )
         failing = [self.status[name] for name in self.drivers if self.status[name].failing_since]
         if self.drivers and len(failing) == len(self.drivers):
             problems.append(f"all {len(failing)} devices failing (first: {failing[0].last_error})")

@@ -119,7 +119,7 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
     finally:
         await agent.stop()
         await server.stop()
-    assert any("buffer" in problem for problem in full)
+    assert any(p.startswith("buffer full (max_size 0.1 MB)") for p in full), full
     assert interval_rows(tmp_path) > 0 and healthy == []
 
 
