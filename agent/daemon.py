@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
 import os
 import signal
@@ -101,7 +100,7 @@ class Agent:
     status: dict[str, DeviceStatus] = field(default_factory=dict)
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     _inflight: set[asyncio.Task] = field(default_factory=set)
-    _unwritten: dict[str, list[Commit]] = field(default_factory=dict)  # work the buffer refused
+    _unwritten: dict[str, Commit] = field(default_factory=dict)  # work the buffer refused
     _buffer_failing: str | None = None  # why the buffer refused the last write
     _syncing: asyncio.Task | None = None
     _index: dict[str, int] = field(default_factory=dict)
@@ -160,7 +159,7 @@ class Agent:
         events = Commit()  # transitions seen by a poll that failed after seeing them
         for name in list(self._events):
             self._add_device_events(name, events)
-        unwritten = [*itertools.chain(*self._unwritten.values()), events, self.pipeline.flush()]
+        unwritten = [*self._unwritten.values(), events, self.pipeline.flush()]
         self._unwritten.clear()
         try:
             await self.store.commit(functools.reduce(Commit.then, unwritten))
@@ -258,16 +257,16 @@ class Agent:
         lose its intervals for good; kept, they are written in order later.
         Raw samples are not kept: they must never hold up intervals.
         """
-        held = self._unwritten.pop(name, [])
+        held = self._unwritten.pop(name, None)
         if not work and not held:
             return
-        merged = functools.reduce(Commit.then, [*held, work])
+        merged = held.then(work) if held else work
         try:
             await self.store.commit(merged)
         except Exception as exc:
             self.records_dropped += len(merged.samples)
             merged.samples = []
-            self._unwritten[name] = [merged]  # one item: a long outage costs O(n) per poll
+            self._unwritten[name] = merged
             if not self._buffer_failing:
                 log.error("buffer write failed (%s); work kept in memory and retried", exc)
             self._buffer_failing = str(exc)
