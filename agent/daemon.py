@@ -165,6 +165,9 @@ class Agent:
             await self.store.commit(functools.reduce(Commit.then, unwritten))
         except Exception as exc:  # the last commit stays; a restart recomputes from it
             log.error("stop: counter state not written (%s)", exc)
+            self._buffer_failing = str(exc)
+        else:  # what was held is in: the status file written at stop must not say otherwise
+            self._buffer_failing = None
         self.uploader.attempts = 1  # one try per batch now; the backlog waits for the next start
         try:
             await asyncio.wait_for(self.uploader.sync(), timeout=STOP_DEADLINE / 2)

@@ -203,3 +203,36 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
         await server.stop()
     assert light.writes == [(5, 5, 0xFF00)]
     assert "action_failed" not in [e[1] for e in events(tmp_path)]
+
+
+async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_after_it(
+    tmp_path: Path,
+) -> None:
+    """Room is made while the agent holds work; the stop writes it: the status it leaves
+    says no problem (it said the buffer was full, with nothing held any more)."""
+    from buffer import Commit, IntervalRow, Store
+
+    store = Store(tmp_path / "buffer.db")
+    pad = {"pad": "x" * 1500}
+    store.commit(Commit(intervals=[IntervalRow("x", i * 60.0, 60.0, pad) for i in range(80)]))
+    store.close()
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    path = tmp_path / "agent.yaml"
+    text = agent_yaml(server.port, tmp_path, devices=3)
+    path.write_text(text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1))
+    agent = Agent(load_config(path, require_env=True), "t")
+    await agent.start()
+    try:
+        await wait_for(lambda: agent._unwritten, 20)
+        agent.scheduler.pause()  # no poll writes the held work before the stop does
+        await asyncio.sleep(1.0)
+        with sqlite3.connect(tmp_path / "buffer.db") as db:
+            db.execute("DELETE FROM intervals WHERE device = 'x'")
+        held = bool(agent._unwritten)
+    finally:
+        await agent.stop()
+        await server.stop()
+    assert held and interval_rows(tmp_path) > 0
+    assert agent.health() == []
