@@ -492,7 +492,8 @@ class Agent:
             ):  # fmt: skip
                 await self._resize_buffer(new)
             self.pipeline = pipeline
-            if (new.sync, new.gateway, new.emissions.factor_set, token) != (
+            rotated = new.sync.ca_file or new.sync.client_cert  # new files at the same paths
+            if rotated or (new.sync, new.gateway, new.emissions.factor_set, token) != (
                 old.sync, old.gateway, old.emissions.factor_set, self.token
             ):  # fmt: skip
                 await self._new_uploader(new, token, verify)

@@ -236,3 +236,44 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
         await server.stop()
     assert held and interval_rows(tmp_path) > 0
     assert agent.health() == []
+
+
+async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path) -> None:
+    """The platform's CA is replaced in place (the usual rotation) and the service reloaded:
+    the uplink verifies with the new file (it kept the one read at start)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from cloud_sync.receiver import Receiver
+    from tests.cloud_sync.test_tls import Pki, _issue, _write, server_context
+    from tests.cloud_sync.test_uploader import TOKEN
+
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _issue("plant CA 2027", ca_key, None, ca=True)
+    _write(pki_dir / "server.pem", _issue("central", server_key, (ca.subject, ca_key),
+                                          ip="127.0.0.1"), server_key)  # fmt: skip
+    pki = Pki(pki_dir / "x", pki_dir / "server.pem", pki_dir / "server.key", pki_dir, pki_dir)
+    ca_file = tmp_path / "platform-ca.pem"
+    _write(ca_file, _issue("plant CA 2026", other_key, None, ca=True), other_key)
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text(TOKEN)
+    path = tmp_path / "agent.yaml"
+    with Receiver(tmp_path / "central.db", TOKEN, tls=server_context(pki)) as receiver:
+        text = agent_yaml(server.port, tmp_path, devices=1)
+        text = text.replace("http://127.0.0.1:9", receiver.url).replace(
+            "sync:\n", f"sync:\n  ca_file: {ca_file}\n", 1
+        )
+        path.write_text(text)
+        agent = Agent(load_config(path, require_env=True), TOKEN)
+        await agent.start()
+        try:
+            await wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result)
+            _write(ca_file, ca, ca_key)
+            await agent.reload(load_config(path, require_env=True), TOKEN)
+            await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
+        finally:
+            await agent.stop()
+            await server.stop()
+    assert agent.uploader.status.last_success is not None
