@@ -70,12 +70,14 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     devices = {}
     for device in config.devices:
         counter = device.energy.counter if device.energy else None
-        state = counters.get(f"{device.name}/{counter}") if counter else None
+        # a meter counted from power alone keeps its state under the power point's name
+        key = counter or (device.energy.power if device.energy else None)
+        state = counters.get(f"{device.name}/{key}") if key else None
         sample = state["last"] if state and state.get("last") else None
         devices[device.name] = {
             "counter": counter,
             "last_sample": sample[0] if sample else None,
-            "counter_value": sample[1] if sample else None,
+            "counter_value": sample[1] if sample and counter else None,
             **live.get(device.name, {}),
         }
     rules = {}

@@ -277,3 +277,32 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
             await agent.stop()
             await server.stop()
     assert agent.uploader.status.last_success is not None
+
+
+async def test_status_shows_when_a_power_only_meter_was_last_committed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A meter counted from power alone (no counter) has its last committed sample in the
+    status table too, and no power figure shown as if it were a counter reading."""
+    from agent.cli import main
+
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    path = tmp_path / "agent.yaml"
+    text = agent_yaml(server.port, tmp_path, devices=2).replace(
+        "energy: {carrier: electricity, counter: energy_kwh}",
+        "energy: {carrier: electricity, power: power_kw}",
+    )
+    assert "power: power_kw" in text
+    path.write_text(text)
+    agent = Agent(load_config(path, require_env=True), "t")
+    await agent.start()
+    try:
+        await wait_for(lambda: interval_rows(tmp_path) >= 4, 20)
+    finally:
+        await agent.stop()
+        await server.stop()
+    assert main(["status", "-c", str(path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "press_line_2" in line)
+    assert row.split()[-3] == "-" and not row.endswith("never")  # no counter, a commit time
