@@ -78,9 +78,11 @@ def _meter(
     max_rate: float | None,
     lengths: tuple[float, ...],
     tz: ZoneInfo,
+    modulus: float | None = None,
 ) -> Meter:
+    """`modulus`: the configured rollover (energy.modulus), else the register's range."""
     point = next(p for p in device.points if p.name == counter)
-    modulus = _modulus(point)
+    modulus = modulus or _modulus(point)
     if modulus is not None:  # the register wraps on the secondary side
         modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
     spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, max_rate)
@@ -96,7 +98,9 @@ def meters_of(
         if energy is None:
             continue
         if energy.counter is not None:
-            meters[d.name] = _meter(d, energy.counter, energy.carrier, energy.max_rate, lengths, tz)
+            meters[d.name] = _meter(
+                d, energy.counter, energy.carrier, energy.max_rate, lengths, tz, energy.modulus
+            )
         elif energy.power is not None:  # integrated: the trapezoid between samples
             point = next(p for p in d.points if p.name == energy.power)
             rate = rate_conversion(energy.carrier, point.unit)

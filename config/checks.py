@@ -230,6 +230,9 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
                 yield from _reversible(doc, at, device.energy.counter, by_name)
         elif device.energy is not None and device.energy.power is not None:
             yield from _power(doc, (*at, "energy", "power"), device.energy, by_name)
+            if device.energy.modulus is not None:
+                message = "modulus is where a counter rolls over; with power: there is none"
+                yield doc.problem((*at, "energy", "modulus"), message, key=True)
         yield from _wiring(doc, at, device, by_name)
 
 

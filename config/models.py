@@ -411,6 +411,13 @@ class Energy(Strict):
         "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy. "
         "With power: the largest plausible power or flow, in the carrier's unit per hour.",
     )
+    modulus: float | None = Field(
+        default=None,
+        gt=0,
+        description="Where the counter returns to 0, in its unit as read (a 6-digit kWh "
+        "display: 1000000): a drop to near 0 is then a rollover, its energy counted. Without "
+        "it an unsigned integer or DL/T 645 register wraps at its range; a float never does.",
+    )
 
 
 class Production(Strict):

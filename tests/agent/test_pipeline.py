@@ -141,3 +141,37 @@ def test_a_counter_behind_transformers_wraps_at_the_primary_value(tmp_path: Path
     )
     p = Pipeline(load_config(path).config, load_factor_set("cn-mee-2022"), "sichuan", {})
     assert p.meters["m1"].spec.modulus == 65536 * 100
+
+
+def test_a_float_counter_rolls_over_at_its_configured_modulus(tmp_path: Path) -> None:
+    """energy.modulus 100000 on a float32 kWh counter: 99999 -> 1 is 2 kWh and a
+    counter_rollover event, not a meter reset that loses the energy."""
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        CONFIG.replace("type: uint32, unit: Wh", "type: float32, unit: kWh").replace(
+            "counter: e}", "counter: e, modulus: 100000}"
+        )
+        % {"dir": tmp_path, "raw": "0s"}
+    )
+    p = Pipeline(load_config(path).config, load_factor_set("cn-mee-2022"), "sichuan", {})
+    series = [(0, 99996.0), (5, 99997.0), (10, 99998.0), (15, 99999.0), (20, 1.0), (25, 2.0)]
+    series += [(30, 3.0), (65, 4.0), (125, 5.0)]
+    work = [p.ingest("m1", [Reading("m1", "e", T0 + t, v, "kWh")]) for t, v in series]
+    kinds = [e.kind for w in work for e in w.events]
+    closed = [r.body["quantity"] for w in work for r in w.intervals]
+    assert kinds == ["counter_rollover"]
+    # 99996 -> 100000 -> 3 by 30 s, then 1 kWh over 35 s of which 30 s fall in [0, 60 s)
+    assert closed == [pytest.approx(4.0 + 3.0 + 30 / 35, abs=1e-6)]
+
+
+def test_a_modulus_with_power_only_energy_is_refused(tmp_path: Path) -> None:
+    """A rate has no rollover: modulus: with power: is a config problem at its line."""
+    from config import ConfigInvalid
+
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        CONFIG.replace("counter: e}", "power: p, modulus: 1000}") % {"dir": tmp_path, "raw": "0s"}
+    )
+    with pytest.raises(ConfigInvalid) as refused:
+        load_config(path)
+    assert any("energy.modulus" in str(problem) for problem in refused.value.problems)
