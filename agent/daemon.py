@@ -520,12 +520,21 @@ class Agent:
 
     def _clear_removed_rules(self, new: Config, pipeline: Pipeline) -> Commit:
         """A raised rule that a reload removes is cleared, once: its event, its state and
-        its clear write (the stack light goes off); else the alarm stays open for good."""
-        kept = {rule.name for rule in new.rules}
+        its clear write (the stack light goes off); else the alarm stays open for good.
+        A raised rule that stays but writes elsewhere now switches its old output off."""
+        kept = {rule.name: rule for rule in new.rules}
         work = Commit()
         for rule in self.loaded.config.rules:
             state = self.pipeline.rule_states.get(rule.name)
-            if rule.name in kept or state is None or not state.raised:
+            if state is None or not state.raised:
+                continue
+            if rule.name in kept:
+                old, now = (
+                    rules.action_for(rule, "cleared"),
+                    rules.action_for(kept[rule.name], "cleared"),
+                )
+                if old is not None and (now is None or _target(old) != _target(now)):
+                    pipeline.actions.append(old)
                 continue
             message = f"rule {rule.name} cleared: removed from the config by a reload"
             log.info("%s", message)
@@ -642,6 +651,10 @@ class Agent:
         )
         polling = f"polling {len(self.drivers)} devices{backlog}"
         return f"{polling}, last sync {last} ({sync.last_result})"
+
+
+def _target(action: actions.Action) -> tuple[str, str]:
+    return action.device, actions.output(action)
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:

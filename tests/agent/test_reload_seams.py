@@ -306,3 +306,34 @@ async def test_status_shows_when_a_power_only_meter_was_last_committed(
     assert main(["status", "-c", str(path)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "press_line_2" in line)
     assert row.split()[-3] == "-" and not row.endswith("never")  # no counter, a commit time
+
+
+async def test_a_raised_rule_moved_to_another_output_switches_the_old_one_off(
+    tmp_path: Path,
+) -> None:
+    """The rule stays raised but now writes coil 6: coil 5 is written off, coil 6 on;
+    still one alarm_raised and no alarm_cleared."""
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight()
+    await server.start()
+    path = tmp_path / "agent.yaml"
+    try:
+        async with raw_server(light) as port:
+            text = config_text(tmp_path, server.port, port)
+            (tmp_path / "sync-token").write_text("t")
+            path.write_text(text)
+            agent = Agent(load_config(path, require_env=True), "t")
+            await agent.start()
+            try:
+                await wait_for(lambda: light.writes)
+                await reload(agent, path, text.replace("coil: 5, value", "coil: 6, value"))
+                await wait_for(lambda: {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes))
+                still_open = agent.open_alarms()
+            finally:
+                await agent.stop()
+    finally:
+        await server.stop()
+    assert {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes) and still_open == 1
+    assert light.writes[-1] != (5, 5, 0xFF00)
+    kinds = [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")]
+    assert kinds == ["alarm_raised"]
