@@ -175,6 +175,8 @@ class Agent:
             log.warning(
                 "stop: last sync cut after %gs; the backlog stays buffered", STOP_DEADLINE / 2
             )
+        except Exception as exc:  # the drivers and the buffer must still be closed
+            log.error("stop: last sync failed (%s); the backlog stays buffered", exc)
         await self.uploader.close()
         for task in self._acting:  # past the deadline: a raised rule writes again at start
             task.cancel()

@@ -337,3 +337,30 @@ async def test_a_raised_rule_moved_to_another_output_switches_the_old_one_off(
     assert light.writes[-1] != (5, 5, 0xFF00)
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")]
     assert kinds == ["alarm_raised"]
+
+
+async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(tmp_path: Path) -> None:
+    """The buffer refuses the batch row the last sync needs (a SQLite error, injected with a
+    trigger): the stop still closes the drivers and the buffer and returns."""
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text("t")
+    path = tmp_path / "agent.yaml"
+    path.write_text(agent_yaml(server.port, tmp_path, devices=1))
+    agent = Agent(load_config(path, require_env=True), "t")
+    await agent.start()
+    try:
+        await wait_for(lambda: interval_rows(tmp_path) >= 1, 20)
+        with sqlite3.connect(tmp_path / "buffer.db") as db:
+            db.execute("DELETE FROM batches")  # the next sync must assign a new batch
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON batches"
+                " BEGIN SELECT RAISE(FAIL, 'disk I/O error (injected)'); END"
+            )
+        agent.scheduler.pause()
+        await asyncio.sleep(0.5)
+    finally:
+        await asyncio.wait_for(agent.stop(), 20)
+        await server.stop()
+    with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed
+        agent.store.store.db.conn.execute("SELECT 1")
