@@ -25,6 +25,7 @@ _STRUCT = {
     "float32": ">f",
     "float64": ">d",
 }
+_UNPACK = {kind: struct.Struct(fmt).unpack_from for kind, fmt in _STRUCT.items()}  # shared
 
 
 class DecodeError(ValueError):
@@ -153,8 +154,7 @@ def _fast(request_address: int, point: ModbusPoint) -> tuple | None:
         return None
     if point.byte_order == "little" or point.word_order == "little":
         return None
-    unpack = struct.Struct(_STRUCT[point.type]).unpack_from
-    return unpack, 2 * (point.address - request_address), point.scale, point.offset
+    return _UNPACK[point.type], 2 * (point.address - request_address), point.scale, point.offset
 
 
 def encode_registers(value: float, point: ModbusPoint) -> list[int]:

@@ -341,3 +341,20 @@ def test_the_daemon_loads_its_config_in_a_child_with_the_same_result(
         load_config_apart(bad)
     assert apart_error.value.problems == here_error.value.problems
     assert any("poll" in str(p) for p in apart_error.value.problems)
+
+
+def test_meters_of_one_type_share_one_set_of_points(write: Write) -> None:
+    """Identical points of different devices are one frozen model after loading (in the
+    daemon's forked load too), so 200 meters of one profile cost one set of points."""
+    meters = "".join(
+        f"  - name: m{i}\n    profile: eastron-sdm630\n    modbus_tcp: {{host: 10.0.0.{i}}}\n"
+        for i in range(1, 4)
+    )
+    path = write(GATEWAY + "devices:\n" + meters)
+    for loaded in (load_config(path), load_config_apart(path)):
+        first, *others = loaded.config.devices
+        assert len(first.points) == 11
+        assert all(o.points[i] is p for o in others for i, p in enumerate(first.points))
+        assert [d.modbus_tcp.host for d in loaded.config.devices] == [
+            "10.0.0.1", "10.0.0.2", "10.0.0.3"
+        ]  # fmt: skip
