@@ -162,12 +162,7 @@ class ModbusDriver:
             raise Disconnected(f"{where}: {exc}") from exc
         except ModbusException as exc:
             raise BadReply(f"{where}: {exc}") from exc
-        if reply.isError():
-            code = getattr(reply, "exception_code", 0)
-            name = EXCEPTION_NAMES.get(code, "unknown exception")
-            if code in _GATEWAY_BUSY:
-                raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
-            raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
+        _raise_if_refused(reply, where)
 
     def _turn(self) -> AbstractAsyncContextManager[None]:
         """Held for one request and its reply; a serial line allows one at a time."""
@@ -203,12 +198,7 @@ class ModbusDriver:
             raise Disconnected(f"{where}: {exc}") from exc
         except ModbusException as exc:
             raise BadReply(f"{where}: {exc}") from exc
-        if reply.isError():
-            code = getattr(reply, "exception_code", 0)
-            name = EXCEPTION_NAMES.get(code, "unknown exception")
-            if code in _GATEWAY_BUSY:  # the meter behind it is silent: no use asking it more
-                raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
-            raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
+        _raise_if_refused(reply, where)
         if reply.dev_id not in (self.unit, 0):
             raise BadReply(f"{where}: reply from unit {reply.dev_id}")
         return self._values(request, reply, where)
@@ -260,3 +250,13 @@ class ModbusDriver:
 
     def _all_bad(self, reason: str) -> list[Reading]:
         return [bad for request in self.requests for bad in self._bad(request, reason)]
+
+
+def _raise_if_refused(reply: ModbusPDU, where: str) -> None:
+    """An exception reply as the error it means."""
+    if reply.isError():
+        code = getattr(reply, "exception_code", 0)
+        name = EXCEPTION_NAMES.get(code, "unknown exception")
+        if code in _GATEWAY_BUSY:  # the meter behind it is silent: no use asking it more
+            raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
+        raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
