@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from agent.intervals import ClosedInterval
 from config import FactorSet
 from config.carriers import conversion, reported_unit
+from config.models import Density
 
 KJ_PER_KGCE = 29_307.0  # GB/T 2589: 1 kgce = 29 307 kJ
 KWH_PER_KGCE = KJ_PER_KGCE / 3600.0
@@ -30,9 +31,15 @@ def interval_record(
     factors: FactorSet,
     province: str,
     tz: ZoneInfo,
+    density: Density | None = None,
 ) -> dict:
-    """The batch record of one closed interval (see cloud_sync/batch.py)."""
-    scale = conversion(carrier, counter_unit)
+    """The batch record of one closed interval (see cloud_sync/batch.py).
+
+    `density` (kg/L, with its source), given when the meter counts litres of a liquid
+    fuel, turns them into the kg its factors are per; the record carries it so the
+    platform can check the mass.
+    """
+    scale = conversion(carrier, counter_unit, density.value if density else None)
     if scale is None:  # config checks refuse such units; never report a wrong number
         raise ValueError(f"{device}: unit {counter_unit!r} is not a unit of {carrier}")
     quantity = interval.quantity * scale
@@ -45,7 +52,7 @@ def interval_record(
     else:
         kwh = tce * KWH_PER_KGCE
     factor, scope = factors.co2(carrier, province)
-    return {
+    record = {
         "device": device,
         "carrier": carrier,
         "start": rfc3339(interval.start, tz),
@@ -60,3 +67,6 @@ def interval_record(
         "coverage": round(interval.coverage, 4),
         "quality": interval.quality,
     }
+    if density is not None:
+        record["density"] = {"value": density.value, "unit": "kg/L", "source": density.source}
+    return record

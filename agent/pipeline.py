@@ -24,8 +24,8 @@ from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
 from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
-from config.carriers import conversion, rate_conversion, reported_unit
-from config.models import AnyDevice, AnyPoint, Config, Dlt645Point, Rule
+from config.carriers import conversion, needs_density, rate_conversion, reported_unit
+from config.models import AnyDevice, AnyPoint, Config, Density, Dlt645Point, Rule
 from drivers.base import Reading
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class Meter:
     unit: str
     spec: Counter
     rate: float | None = None  # a power or flow point: to the carrier's unit per hour
+    density: Density | None = None  # a liquid fuel metered by volume (energy.density)
 
     @property
     def key(self) -> str:
@@ -79,6 +80,7 @@ def _meter(
     lengths: tuple[float, ...],
     tz: ZoneInfo,
     modulus: float | None = None,
+    density: Density | None = None,
 ) -> Meter:
     """`modulus`: the configured rollover (energy.modulus), else the register's range."""
     point = next(p for p in device.points if p.name == counter)
@@ -86,7 +88,8 @@ def _meter(
     if modulus is not None:  # the register wraps on the secondary side
         modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
     spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, max_rate)
-    return Meter(device.name, point.name, carrier, point.unit, spec)
+    used = density if needs_density(carrier, point.unit) else None
+    return Meter(device.name, point.name, carrier, point.unit, spec, density=used)
 
 
 def meters_of(
@@ -99,15 +102,18 @@ def meters_of(
             continue
         if energy.counter is not None:
             meters[d.name] = _meter(
-                d, energy.counter, energy.carrier, energy.max_rate, lengths, tz, energy.modulus
-            )
+                d, energy.counter, energy.carrier, energy.max_rate, lengths, tz, energy.modulus,
+                energy.density,
+            )  # fmt: skip
         elif energy.power is not None:  # integrated: the trapezoid between samples
             point = next(p for p in d.points if p.name == energy.power)
-            rate = rate_conversion(energy.carrier, point.unit)
+            density = energy.density.value if energy.density else None
+            rate = rate_conversion(energy.carrier, point.unit, density)
             assert rate is not None  # config checks refuse other units
             spec = Counter(lengths, tz, GAP_POLLS * d.poll, None, energy.max_rate)
             unit = reported_unit(energy.carrier)
-            meters[d.name] = Meter(d.name, point.name, energy.carrier, unit, spec, rate)
+            used = energy.density if needs_density(energy.carrier, point.unit) else None
+            meters[d.name] = Meter(d.name, point.name, energy.carrier, unit, spec, rate, used)
     return meters
 
 
@@ -263,6 +269,7 @@ class Pipeline:
                     self.factors,
                     self.province,
                     self.tz,
+                    meter.density,
                 ),
             )
             for length, closed in step.closed.items()
@@ -352,4 +359,5 @@ class Pipeline:
         current = state.open.get(self.lengths[0]) if state else None
         if meter is None or current is None:
             return None
-        return current.quantity * (conversion(meter.carrier, meter.unit) or 1.0)
+        density = meter.density.value if meter.density else None
+        return current.quantity * (conversion(meter.carrier, meter.unit, density) or 1.0)

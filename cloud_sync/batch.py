@@ -50,6 +50,12 @@ class Factor(_Record):
     verification: str | None = None
 
 
+class Density(_Record):
+    value: float
+    unit: str = Field(description="kg/L")
+    source: str
+
+
 class Interval(_Record):
     device: str
     carrier: str
@@ -73,6 +79,10 @@ class Interval(_Record):
     )
     demand_max_month_kw: float | None = Field(
         default=None, description="Largest block demand of the device so far that month"
+    )
+    # optional: a liquid fuel metered by volume
+    density: Density | None = Field(
+        default=None, description="The density that turned the metered litres into quantity (kg)"
     )
     # optional: carrier "production" (a production counter; kwh, tce_kg, co2_kg are null)
     site_co2_kg: float | None = Field(default=None, description="The site's CO2 of the interval")

@@ -40,26 +40,48 @@ RATES: dict[str, dict[str, float]] = {
 }
 
 
-def rate_conversion(carrier: str, unit: str) -> float | None:
+# Liquid fuels' factors are per kg; a meter counting volume needs the fuel's density,
+# which varies with the batch and temperature, so it is configured with its source
+# (energy.density, kg per litre), never assumed.
+LIQUID_FUELS = frozenset({"diesel", "gasoline", "lpg", "fuel_oil"})
+_LITRES = {"L": 1.0, "m3": 1000.0}
+_LITRES_RATE = {"L/h": 1.0, "m3/h": 1000.0}
+
+
+def needs_density(carrier: str, unit: str) -> bool:
+    """A liquid fuel counted (or flowing) in litres or m3."""
+    return carrier in LIQUID_FUELS and (unit in _LITRES or unit in _LITRES_RATE)
+
+
+def rate_conversion(carrier: str, unit: str, density: float | None = None) -> float | None:
     """Multiplier from a rate point's unit to the carrier's reported unit per hour."""
-    return RATES[carrier].get(unit)
+    known = RATES[carrier].get(unit)
+    if known is None and density and carrier in LIQUID_FUELS and unit in _LITRES_RATE:
+        return _LITRES_RATE[unit] * density
+    return known
 
 
 def accepted_rates(carrier: str) -> list[str]:
-    return list(RATES[carrier])
+    extra = [f"{u} with energy.density" for u in _LITRES_RATE] if carrier in LIQUID_FUELS else []
+    return [*RATES[carrier], *extra]
 
 
 def reported_unit(carrier: str) -> str:
     return CARRIERS[carrier][0]
 
 
-def conversion(carrier: str, unit: str) -> float | None:
-    """Multiplier from a counter's unit to the carrier's reported unit; None if unknown."""
-    return CARRIERS[carrier][1].get(unit)
+def conversion(carrier: str, unit: str, density: float | None = None) -> float | None:
+    """Multiplier from a counter's unit to the carrier's reported unit; None if unknown.
+    `density` (kg/L) turns litres or m3 of a liquid fuel into kg."""
+    known = CARRIERS[carrier][1].get(unit)
+    if known is None and density and carrier in LIQUID_FUELS and unit in _LITRES:
+        return _LITRES[unit] * density
+    return known
 
 
 def accepted_units(carrier: str) -> list[str]:
-    return list(CARRIERS[carrier][1])
+    extra = [f"{u} with energy.density" for u in _LITRES] if carrier in LIQUID_FUELS else []
+    return [*CARRIERS[carrier][1], *extra]
 
 
 # Electrical units by what transformer ratios do to them, compared case-folded:

@@ -24,10 +24,11 @@ from config.carriers import (
     accepted_rates,
     accepted_units,
     conversion,
+    needs_density,
     rate_conversion,
 )
 from config.errors import Document, NodePath, Problem, Severity, suggest, unknown
-from config.factors import UnknownFactorSet, factor_set_names, load_factor_set
+from config.factors import FactorSet, UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
     ENV_VAR,
     REGISTER_COUNT,
@@ -233,7 +234,30 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             if device.energy.modulus is not None:
                 message = "modulus is where a counter rolls over; with power: there is none"
                 yield doc.problem((*at, "energy", "modulus"), message, key=True)
+        if device.energy is not None:
+            yield from _density(doc, (*at, "energy"), device.energy, by_name)
         yield from _wiring(doc, at, device, by_name)
+
+
+def _density(
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+) -> Iterator[Problem]:
+    """Litres of a liquid fuel need the density the factors' kg come from, and only they."""
+    point = points.get(energy.counter or energy.power or "")
+    if point is None:
+        return  # reported with the counter or power
+    if needs_density(energy.carrier, point.unit) and energy.density is None:
+        message = (
+            f"'{point.name}' meters {energy.carrier} in {point.unit}, but its factors are per kg: "
+            "add density: {value: <kg per litre>, source: <where the figure comes from>}"
+        )
+        yield doc.problem(at, message)
+    elif energy.density is not None and not needs_density(energy.carrier, point.unit):
+        message = (
+            f"density is used only for a liquid fuel metered in L or m3; '{point.name}' "
+            f"is in {point.unit or 'no unit'} ({energy.carrier}): remove it"
+        )
+        yield doc.problem((*at, "density"), message, key=True, severity="warning")
 
 
 def _reversible(
@@ -341,6 +365,8 @@ def _power(
     elif point.kind != "gauge":
         message = f"'{name}' is a counter: write it as counter: (power: integrates a rate)"
         yield doc.problem(at, message)
+    elif needs_density(energy.carrier, point.unit):
+        return  # _density asks for the density
     elif rate_conversion(energy.carrier, point.unit) is None:
         unit = repr(point.unit) if point.unit else "no unit"
         units = ", ".join(accepted_rates(energy.carrier))
@@ -357,7 +383,9 @@ def _energy_unit(
     point = points.get(energy.counter)
     if point is None or point.kind != "counter":
         return  # reported by _counter
-    if conversion(energy.carrier, point.unit) is None:
+    if conversion(energy.carrier, point.unit) is None and not needs_density(
+        energy.carrier, point.unit
+    ):
         unit = repr(point.unit) if point.unit else "no unit"
         units = ", ".join(accepted_units(energy.carrier))
         message = (
@@ -421,6 +449,45 @@ def _emissions(parts: Parts, doc: Document) -> Iterator[Problem]:
         where = f"which is in {province}" if province else f"which is not in {grid}"
         message = f"{grid} contradicts gateway.region_code {code}, {where}"
         yield doc.problem(("emissions", "grid"), message)
+    yield from _unconfirmed(parts, doc, factors, grid or province)
+
+
+_UNCONFIRMED = {
+    "single_source": "taken from one public transcription",
+    "memory": "recalled, not yet seen in a source",
+}
+
+
+def _unconfirmed(
+    parts: Parts, doc: Document, factors: FactorSet, province: str | None
+) -> Iterator[Problem]:
+    """A shipped figure nobody could confirm is used only with a warning that says so,
+    once per carrier metered, unless the plant overrides it with its own source."""
+    emissions = parts.emissions
+    assert emissions is not None
+    metered: dict[str, NodePath] = {}
+    for i, device in parts.devices.items():
+        if device.model.energy is not None:
+            metered.setdefault(device.model.energy.carrier, ("devices", i, "energy", "carrier"))
+    for carrier, at in metered.items():
+        override = emissions.overrides.get(carrier)
+        if carrier == "electricity":
+            found = [factors.grids.get(province or "")]
+        else:
+            found = [factors.co2_factors.get(carrier), factors.standard_coal(carrier)]
+        for factor in found:
+            if factor is None or factor.verification not in _UNCONFIRMED:
+                continue
+            is_co2 = factor.unit.startswith("kgCO2")
+            if override is not None and (override.co2 if is_co2 else override.tce) is not None:
+                continue
+            message = (
+                f"the {factor.id} factor {factor.value:g} {factor.unit} is "
+                f"{_UNCONFIRMED[factor.verification]}: check it against {factor.source}, "
+                f"or set emissions.overrides.{carrier}.{'co2' if is_co2 else 'tce'} "
+                "with the figure and its source"
+            )
+            yield doc.problem(at, message, severity="warning")
 
 
 def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:

@@ -390,6 +390,16 @@ class Dlt645Point(PointBase):
 # --- what a device measures ---------------------------------------------------
 
 
+class Density(Strict):
+    """A liquid fuel's density, with where the figure comes from."""
+
+    value: float = Field(gt=0, le=2, description="Kilograms per litre (diesel is about 0.84).")
+    source: str = Field(
+        min_length=1,
+        description="Where the figure comes from: the supplier's delivery note, a lab report.",
+    )
+
+
 class Energy(Strict):
     """What the device meters, and the point that counts it."""
 
@@ -417,6 +427,12 @@ class Energy(Strict):
         description="Where the counter returns to 0, in its unit as read (a 6-digit kWh "
         "display: 1000000): a drop to near 0 is then a rollover, its energy counted. Without "
         "it an unsigned integer or DL/T 645 register wraps at its range; a float never does.",
+    )
+    density: Density | None = Field(
+        default=None,
+        description="For diesel, gasoline, LPG or fuel oil metered in L or m3 (or L/h, m3/h): "
+        "the density that turns volume into the kg the factors are per, with its source; "
+        "both travel in every interval record.",
     )
 
 

@@ -8,7 +8,9 @@ import pytest
 
 from agent.carbon import interval_record
 from agent.intervals import ClosedInterval
+from cloud_sync.batch import Interval
 from config import load_factor_set
+from config.models import Density
 
 TZ = ZoneInfo("Asia/Shanghai")
 FACTORS = load_factor_set("cn-mee-2022")
@@ -92,3 +94,24 @@ def test_worked_example_1000_m3_of_natural_gas() -> None:
     assert r["kwh"] == pytest.approx(9885.41, abs=0.01)
     assert r["co2_kg"] == pytest.approx(2162.2, abs=1e-9)
     assert r["factor"]["id"] == "ndrc_natural_gas"
+
+
+def test_worked_example_1000_litres_of_diesel_at_a_sourced_density() -> None:
+    """1 000 L of diesel at the supplier's 0.84 kg/L (the reference's illustrative figure):
+    mass = 1 000 L x 0.84 kg/L = 840 kg; tce = 840 kg x 1.4571 kgce/kg = 1 223.964 kgce;
+    CO2 = 840 kg x 3.0959 kgCO2/kg = 2 600.556 kg (about 2.60 kgCO2/L, as the reference's
+    note says); the density and its source travel in the record."""
+    density = Density(value=0.84, source="supplier delivery note 2026-11")
+    interval = ClosedInterval(1_789_999_200.0, 1_790_002_800.0, 1000.0, 1.0, "good")
+    r = interval_record("genset", "diesel", "L", interval, FACTORS, "sichuan", TZ, density)
+    assert (r["quantity"], r["unit"], r["scope"]) == (840.0, "kg", 1)
+    assert r["tce_kg"] == pytest.approx(1223.964, abs=1e-9)
+    assert r["co2_kg"] == pytest.approx(2600.556, abs=1e-9)
+    assert r["density"] == {
+        "value": 0.84,
+        "unit": "kg/L",
+        "source": "supplier delivery note 2026-11",
+    }
+    assert Interval.model_validate(r).density is not None  # the batch schema knows the field
+    m3 = interval_record("genset", "diesel", "m3", interval, FACTORS, "sichuan", TZ, density)
+    assert m3["quantity"] == pytest.approx(840_000.0)  # 1 000 m3 = 10^6 L

@@ -636,3 +636,55 @@ def test_an_override_travels_with_its_source_into_the_records(tmp_path) -> None:
         "year": None,
         "verification": "plant",
     }
+
+
+def test_litres_of_a_liquid_fuel_need_a_sourced_density(problems: Problems, load: Load) -> None:
+    """A diesel meter counting litres is refused until energy.density gives kg per litre
+    with its source; a density where no litres are metered is a warning."""
+    litres = GATEWAY + METER.replace("unit: kWh", "unit: L").replace(
+        "carrier: electricity", "carrier: diesel"
+    )
+    assert problems(litres) == [
+        "agent.yaml:13:13: devices[0].energy: 'energy_kwh' meters diesel in L, but its factors "
+        "are per kg: add density: {value: <kg per litre>, source: <where the figure comes from>}"
+    ]
+    sourced = litres.replace(
+        "counter: energy_kwh}", "counter: energy_kwh, density: {value: 0.84, source: lab 2026}}"
+    )
+    assert load(sourced).config.devices[0].energy.density.value == 0.84
+    unsourced = sourced.replace(", source: lab 2026", "")
+    assert any("density: missing required field 'source'" in p for p in problems(unsourced))
+    needless = GATEWAY + METER.replace(
+        "counter: energy_kwh}", "counter: energy_kwh, density: {value: 0.84, source: lab}}"
+    )
+    assert [str(w) for w in load(needless).warnings] == [
+        "agent.yaml:13:57: devices[0].energy.density: density is used only for a liquid fuel "
+        "metered in L or m3; 'energy_kwh' is in kWh (electricity): remove it"
+    ]
+
+
+def test_a_shipped_figure_nobody_confirmed_is_used_with_a_warning(load: Load) -> None:
+    """The recalled raw-coal CO2 factor and Sichuan's single-source 2021 grid factor are
+    used with a warning naming the document to check; an override with a source ends it."""
+    coal = (
+        GATEWAY
+        + "emissions: {factor_set: cn-mee-2021}\n"
+        + METER.replace("unit: kWh", "unit: kg").replace("electricity", "raw_coal")
+        + "  - name: grid\n    modbus_tcp: {host: 10.0.0.2}\n"
+        "    points: [{name: kwh, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "    energy: {carrier: electricity, counter: kwh}\n"
+    )
+    warnings = [str(w) for w in load(coal).warnings]
+    assert len(warnings) == 2
+    assert (
+        "devices[0].energy.carrier: the ndrc_raw_coal factor 1.9003 kgCO2/kg is recalled"
+        in (warnings[0])
+    )
+    assert "set emissions.overrides.raw_coal.co2 with the figure and its source" in warnings[0]
+    assert "devices[1].energy.carrier: the cn_sichuan_2021 factor 0.1255 kgCO2/kWh" in warnings[1]
+    assert "公告2024年第12号" in warnings[1]
+    overridden = coal.replace(
+        "{factor_set: cn-mee-2021}",
+        "{factor_set: cn-mee-2021, overrides: {raw_coal: {co2: 1.95, source: lab 2026}}}",
+    )
+    assert [w.path for w in load(overridden).warnings] == ["devices[1].energy.carrier"]
