@@ -540,7 +540,7 @@ class Agent:
                     rules.action_for(rule, "cleared"),
                     rules.action_for(kept[rule.name], "cleared"),
                 )
-                if old is not None and (now is None or _target(old) != _target(now)):
+                if old is not None and (now is None or actions.target(old) != actions.target(now)):
                     pipeline.actions.append(old)
                 continue
             message = f"rule {rule.name} cleared: removed from the config by a reload"
@@ -657,10 +657,6 @@ class Agent:
         )
         polling = f"polling {len(self.drivers)} devices{backlog}"
         return f"{polling}, last sync {last} ({sync.last_result})"
-
-
-def _target(action: actions.Action) -> tuple[str, str]:
-    return action.device, actions.output(action)
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
