@@ -37,6 +37,11 @@ def output(action: Action) -> str:
     return f"coil {action.coil}" if action.coil is not None else f"register {action.register}"
 
 
+def target(action: Action) -> tuple[str, str]:
+    """The output a write goes to: writes to one target keep their order (one lock each)."""
+    return action.device, output(action)
+
+
 def describe(action: Action) -> str:
     return f"{action.device} {output(action)} = {action.value}"
 
@@ -49,8 +54,7 @@ async def run(
     write = getattr(driver, "write", None)
     if write is None:  # config checks ask for a device of the write's protocol, polled
         return _failed(action, f"{action.device} is not polled (its driver did not start)")
-    key = (action.device, output(action))
-    lock = locks.setdefault(key, asyncio.Lock())
+    lock = locks.setdefault(target(action), asyncio.Lock())
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(ATTEMPTS),

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent import logs
 from agent.logs import priority
 from config import (
     ConfigInvalid,
@@ -26,12 +27,6 @@ from config import (
 
 EX_OK = 0
 EX_CONFIG = 78
-
-
-def _setup_logging(verbose: bool, *, quiet: bool = False) -> None:
-    from agent.logs import setup
-
-    setup(verbose, quiet=quiet)
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -108,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # systemd's watchdog kills a hung daemon with SIGABRT: print every thread's stack
     # first, so the journal shows where it hung
     faulthandler.enable()
-    _setup_logging(args.verbose)
+    logs.setup(args.verbose)
     loaded = _load(args.config, require_env=True, apart=True)
     if loaded is None:
         return EX_CONFIG
@@ -127,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose, quiet=True)
+    logs.setup(args.verbose, quiet=True)
     loaded = _load(args.config, require_env=False)
     if loaded is None:
         return EX_CONFIG
@@ -181,14 +176,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose, quiet=True)
+    logs.setup(args.verbose, quiet=True)
     from agent.demo import demo
 
     return asyncio.run(demo(duration=args.duration, as_json=args.json, keep=args.keep))
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose)
+    logs.setup(args.verbose)
     from cloud_sync.receiver import serve
 
     return serve(

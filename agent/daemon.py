@@ -103,7 +103,6 @@ class Agent:
     _unwritten: dict[str, Commit] = field(default_factory=dict)  # work the buffer refused
     _buffer_failing: str | None = None  # why the buffer refused the last write
     _syncing: asyncio.Task | None = None
-    _index: dict[str, int] = field(default_factory=dict)
     _polling: dict[str, asyncio.Task] = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)  # for the watchdog and /healthz
     backlog: dict | None = None  # refreshed every SNAPSHOT_EVERY s, not per poll
@@ -119,7 +118,7 @@ class Agent:
         self.store = _open_buffer(self.loaded)
         states = await self.store.run(self.store.store.counters)
         self.pipeline = derive(config, states)
-        self.uploader = self._uploader(config, verify)
+        self.uploader = self._uploader(config, self.token, verify)
         for device in config.devices:
             self.status[device.name] = DeviceStatus(failing_since=_was_offline(states, device.name))
             self._attach(device)
@@ -233,7 +232,9 @@ class Agent:
     def _add_device_events(self, name: str, work: Commit) -> None:
         """A device's transitions go first in its poll's commit, with the flag saying it is
         offline, in the same transaction: a restart neither repeats nor loses the event."""
-        events = self._events.pop(name, [])
+        events = self._events.pop(name, None)
+        if events is None:  # the usual poll: no transition
+            return
         work.events[:0] = events
         for event in events:
             if event.kind in ("device_offline", "device_online"):
@@ -241,6 +242,8 @@ class Agent:
 
     def _start_actions(self) -> None:
         """Rule actions run beside the polls: a slow or dead output never delays a meter."""
+        if not self.pipeline.actions:  # the usual poll asks for none
+            return
         for action in self.pipeline.take_actions():
             task = asyncio.create_task(self._act(action), name=f"action {action.rule}")
             self._acting.add(task)
@@ -352,7 +355,8 @@ class Agent:
     def _back_off(self, name: str, status: DeviceStatus) -> None:
         """A device that keeps failing is polled less and less often (up to 5 min), so a
         dead meter on a shared bus stops costing its neighbours a timeout every turn."""
-        poll = self.loaded.config.devices[self._index[name]].poll
+        # not per poll: only a device already offline gets here, at its backed-off pace
+        poll = next(d.poll for d in self.loaded.config.devices if d.name == name)
         wait = wait_exponential_jitter(multiplier=poll, max=MAX_OFFLINE_WAIT, jitter=poll)
         attempt = SimpleNamespace(attempt_number=status.failing_since - OFFLINE_AFTER + 1)
         status.offline_until = time.monotonic() + wait(attempt)  # type: ignore[arg-type]
@@ -366,11 +370,13 @@ class Agent:
 
     # --- lifecycle: devices and jobs from the config, reload, watchdog, status --------
 
-    def _uploader(self, config: Config, verify: ssl.SSLContext | bool) -> Uploader:
+    def _uploader(
+        self, config: Config, token: str | None, verify: ssl.SSLContext | bool
+    ) -> Uploader:
         return Uploader(
             self.store,
             url=config.sync.url,
-            token=self.token,
+            token=token,
             gateway=config.gateway.model_dump(),
             factor_set=config.emissions.factor_set,
             max_batch=config.sync.max_batch,
@@ -403,7 +409,6 @@ class Agent:
             if job.id.startswith("poll every ") or job.id == "sync":
                 job.remove()
                 self.progress.forget(job.id)
-        self._index = {device.name: i for i, device in enumerate(config.devices)}
         by_period: dict[float, list[str]] = {}
         for device in config.devices:
             if device.name in self.drivers:
@@ -535,7 +540,7 @@ class Agent:
                     rules.action_for(rule, "cleared"),
                     rules.action_for(kept[rule.name], "cleared"),
                 )
-                if old is not None and (now is None or _target(old) != _target(now)):
+                if old is not None and (now is None or actions.target(old) != actions.target(now)):
                     pipeline.actions.append(old)
                 continue
             message = f"rule {rule.name} cleared: removed from the config by a reload"
@@ -577,8 +582,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._syncing
         old = self.uploader
-        self.token = token
-        self.uploader = self._uploader(config, verify)
+        self.uploader = self._uploader(config, token, verify)
         self.uploader.status = old.status
         await old.close()
 
@@ -653,10 +657,6 @@ class Agent:
         )
         polling = f"polling {len(self.drivers)} devices{backlog}"
         return f"{polling}, last sync {last} ({sync.last_result})"
-
-
-def _target(action: actions.Action) -> tuple[str, str]:
-    return action.device, actions.output(action)
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:

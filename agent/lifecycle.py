@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +129,3 @@ def read_snapshot(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def now() -> float:
-    return time.monotonic()

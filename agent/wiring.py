@@ -44,6 +44,7 @@ class Wiring:
     factors: dict[str, float]
     negate: frozenset[str]
     rename: dict[str, str]  # import_kwh -> export_kwh and back, on a reversed meter
+    neutral: bool  # nothing to change: decided once here, not on every poll
 
     @classmethod
     def of(cls, device: AnyDevice) -> Wiring:
@@ -57,11 +58,8 @@ class Wiring:
                 other = swapped(name)
                 if other in names:
                     rename[name] = other
-        return cls(factors, negate, rename)
-
-    @property
-    def neutral(self) -> bool:
-        return not self.negate and not self.rename and all(f == 1.0 for f in self.factors.values())
+        neutral = not negate and not rename and all(f == 1.0 for f in factors.values())
+        return cls(factors, negate, rename, neutral)
 
     def apply(self, readings: list[Reading]) -> list[Reading]:
         if self.neutral:

@@ -8,8 +8,8 @@ import pytest
 
 from agent.pipeline import Pipeline
 from cloud_sync.batch import Interval
-from config import load_config, load_factor_set
 from drivers.base import Reading
+from tests.agent.test_pipeline import built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00
 
@@ -33,10 +33,7 @@ devices:
 
 
 def make(tmp_path: Path, states: dict | None = None) -> Pipeline:
-    path = tmp_path / "agent.yaml"
-    path.write_text(CONFIG % {"dir": tmp_path})
-    config = load_config(path).config
-    return Pipeline(config, load_factor_set("cn-mee-2022"), "sichuan", states or {})
+    return built(tmp_path, CONFIG % {"dir": tmp_path}, states)
 
 
 def run(p: Pipeline, polls: range, committed: dict) -> dict[str, list[dict]]:

@@ -28,14 +28,17 @@ devices:
 """
 
 
-def p_config(tmp_path: Path, raw: str = "0s"):
+def built(tmp_path: Path, text: str, states: dict | None = None) -> Pipeline:
+    """The pipeline of the config `text`, loaded from a file as the daemon loads it, on
+    cn-mee-2022's Sichuan grid factor; `states` as the buffer would hand them back."""
     path = tmp_path / "agent.yaml"
-    path.write_text(CONFIG % {"dir": tmp_path, "raw": raw})
-    return load_config(path).config
+    path.write_text(text)
+    config = load_config(path).config
+    return Pipeline(config, load_factor_set("cn-mee-2022"), "sichuan", states or {})
 
 
-def pipeline(tmp_path: Path, raw: str = "0s") -> Pipeline:
-    return Pipeline(p_config(tmp_path, raw), load_factor_set("cn-mee-2022"), "sichuan", {})
+def pipeline(tmp_path: Path, raw: str = "0s", states: dict | None = None) -> Pipeline:
+    return built(tmp_path, CONFIG % {"dir": tmp_path, "raw": raw}, states)
 
 
 def poll(t: float, wh: float | None, quality: Quality = Quality.GOOD) -> list[Reading]:
@@ -104,9 +107,7 @@ def test_a_restart_with_other_interval_lengths_keeps_the_counter(tmp_path: Path)
         p.ingest("m1", poll(T0 + 5 * i, 1000.0 * i))
     state = p.flush().counters["m1/e"]
     state["open"].append([900.0, T0, T0 + 900, 5.0, 10.0, 0.0])  # as if 15 min was configured
-    resumed = Pipeline(
-        p_config(tmp_path), load_factor_set("cn-mee-2022"), "sichuan", {"m1/e": state}
-    )
+    resumed = pipeline(tmp_path, states={"m1/e": state})
     assert list(resumed.states["m1/e"].open) == [60.0]
     assert resumed.states["m1/e"].last is not None
 
@@ -132,28 +133,20 @@ def test_every_counter_reading_of_a_poll_is_counted_in_order(tmp_path: Path) -> 
 
 def test_a_counter_behind_transformers_wraps_at_the_primary_value(tmp_path: Path) -> None:
     """With CT 100 a uint16 kWh register wraps at 65536 x 100 kWh on the primary side."""
-    path = tmp_path / "agent.yaml"
-    path.write_text(
-        CONFIG.replace("type: uint32, unit: Wh", "type: uint16, unit: kWh").replace(
-            "    poll: 5s\n", "    poll: 5s\n    ct_ratio: 100\n"
-        )
-        % {"dir": tmp_path, "raw": "0s"}
+    text = CONFIG.replace("type: uint32, unit: Wh", "type: uint16, unit: kWh").replace(
+        "    poll: 5s\n", "    poll: 5s\n    ct_ratio: 100\n"
     )
-    p = Pipeline(load_config(path).config, load_factor_set("cn-mee-2022"), "sichuan", {})
+    p = built(tmp_path, text % {"dir": tmp_path, "raw": "0s"})
     assert p.meters["m1"].spec.modulus == 65536 * 100
 
 
 def test_a_float_counter_rolls_over_at_its_configured_modulus(tmp_path: Path) -> None:
     """energy.modulus 100000 on a float32 kWh counter: 99999 -> 1 is 2 kWh and a
     counter_rollover event, not a meter reset that loses the energy."""
-    path = tmp_path / "agent.yaml"
-    path.write_text(
-        CONFIG.replace("type: uint32, unit: Wh", "type: float32, unit: kWh").replace(
-            "counter: e}", "counter: e, modulus: 100000}"
-        )
-        % {"dir": tmp_path, "raw": "0s"}
+    text = CONFIG.replace("type: uint32, unit: Wh", "type: float32, unit: kWh").replace(
+        "counter: e}", "counter: e, modulus: 100000}"
     )
-    p = Pipeline(load_config(path).config, load_factor_set("cn-mee-2022"), "sichuan", {})
+    p = built(tmp_path, text % {"dir": tmp_path, "raw": "0s"})
     series = [(0, 99996.0), (5, 99997.0), (10, 99998.0), (15, 99999.0), (20, 1.0), (25, 2.0)]
     series += [(30, 3.0), (65, 4.0), (125, 5.0)]
     work = [p.ingest("m1", [Reading("m1", "e", T0 + t, v, "kWh")]) for t, v in series]

@@ -11,9 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.energy import Counter, CounterState, Sample, integrate
-from agent.pipeline import Pipeline
-from config import load_config, load_factor_set
 from drivers.base import Reading
+from tests.agent.test_pipeline import built
 
 T0 = 1_789_999_200.0  # a whole hour
 TZ = ZoneInfo("Asia/Shanghai")
@@ -73,9 +72,7 @@ devices:
 def test_a_power_only_device_gives_kwh_coal_and_co2(tmp_path: Path) -> None:
     """A fan read in W at 30 000 W (30 kW) for a minute: 0.5 kWh, 0.06145 kgce, 0.0702 kg
     CO2 (Sichuan 2022); 300 kW, above max_rate 100 kW, is refused with an event."""
-    path = tmp_path / "agent.yaml"
-    path.write_text(CONFIG % {"dir": tmp_path})
-    p = Pipeline(load_config(path).config, load_factor_set("cn-mee-2022"), "sichuan", {})
+    p = built(tmp_path, CONFIG % {"dir": tmp_path})
     rows, events = [], []
     for k in range(14):
         watts = 300_000.0 if k == 5 else 30_000.0

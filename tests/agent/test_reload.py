@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import Agent
 from agent.demo import demo_meters
 from config import ConfigInvalid, load_config
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
+from tests.agent.test_rule_actions import start
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2.0
@@ -89,11 +89,8 @@ async def test_reload_in_place_keeps_state_swaps_sync_and_refuses_a_moved_buffer
     devices that stay are the same objects' values; a moved buffer.path is refused, unchanged."""
     server = MeterServer(list(demo_meters().values()))
     await server.start()
-    (tmp_path / "sync-token").write_text("t")
+    agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
     config = tmp_path / "agent.yaml"
-    config.write_text(agent_yaml(server.port, tmp_path, devices=2))
-    agent = Agent(load_config(config, require_env=True), "t")
-    await agent.start()
     try:
         await asyncio.sleep(2.0)
         uploader, status = agent.uploader, agent.uploader.status

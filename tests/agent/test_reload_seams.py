@@ -4,7 +4,9 @@ lifecycle meet: each test here is a defect found when the three were merged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from agent.demo import demo_meters
 from config import load_config
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import agent_yaml, free_port
-from tests.agent.test_rule_actions import StackLight, config_text, events, wait_for
+from tests.agent.test_rule_actions import StackLight, config_text, events, start, wait_for
 from tests.drivers.peers import raw_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,26 +27,44 @@ async def reload(agent: Agent, path: Path, text: str) -> None:
     await agent.reload(load_config(path, require_env=True), "t")
 
 
+@contextlib.asynccontextmanager
+async def meters() -> AsyncIterator[MeterServer]:
+    """The demo's meters on one simulator, stopped after the agent the test runs on them."""
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def lit(tmp_path: Path, light: StackLight) -> AsyncIterator[tuple[Agent, str]]:
+    """The agent on the demo meters with the rule and its stack light (config_text), and
+    the config text it runs; the agent is stopped before the light and the meters."""
+    async with meters() as server, raw_server(light) as port:
+        text = config_text(tmp_path, server.port, port)
+        agent = await start(tmp_path, text)
+        try:
+            yield agent, text
+        finally:
+            await agent.stop()
+
+
 async def test_a_device_offline_and_fixed_by_a_reload_is_reported_back_online(
     tmp_path: Path,
 ) -> None:
     """The meter's address was wrong: it goes offline (one event); the technician fixes the
     port and reloads; the first good poll says it is back online, once."""
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text("t")
-    path = tmp_path / "agent.yaml"
-    good = agent_yaml(server.port, tmp_path, devices=1)
-    path.write_text(good.replace(f"port: {server.port}", f"port: {free_port()}"))
-    agent = Agent(load_config(path, require_env=True), "t")
-    await agent.start()
-    try:
-        await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
-        await reload(agent, path, good)
-        await wait_for(lambda: any(e[1] == "device_online" for e in events(tmp_path)))
-    finally:
-        await agent.stop()
-        await server.stop()
+    async with meters() as server:
+        good = agent_yaml(server.port, tmp_path, devices=1)
+        agent = await start(tmp_path, good.replace(f"port: {server.port}", f"port: {free_port()}"))
+        try:
+            await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
+            await reload(agent, tmp_path / "agent.yaml", good)
+            await wait_for(lambda: any(e[1] == "device_online" for e in events(tmp_path)))
+        finally:
+            await agent.stop()
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("device_")]
     assert kinds == ["device_offline", "device_online"]
 
@@ -54,29 +74,16 @@ async def test_a_reload_keeps_a_raised_rule_raised_and_clears_one_it_removes(
 ) -> None:
     """A reload keeps the raised rule raised (no second alarm_raised); a reload that removes
     it clears it once: an alarm_cleared event, the stack light written off, no open alarm."""
-    server = MeterServer(list(demo_meters().values()))
     light = StackLight()
-    await server.start()
     path = tmp_path / "agent.yaml"
-    try:
-        async with raw_server(light) as port:
-            text = config_text(tmp_path, server.port, port)
-            (tmp_path / "sync-token").write_text("t")
-            path.write_text(text)
-            agent = Agent(load_config(path, require_env=True), "t")
-            await agent.start()
-            try:
-                await wait_for(lambda: light.writes)
-                await reload(agent, path, text.replace("severity: critical", "severity: warning"))
-                await asyncio.sleep(1.0)
-                still_open = agent.open_alarms()
-                await reload(agent, path, text.split("rules:\n")[0])
-                await wait_for(lambda: light.writes[-1] == (5, 5, 0))
-                after = agent.open_alarms()
-            finally:
-                await agent.stop()
-    finally:
-        await server.stop()
+    async with lit(tmp_path, light) as (agent, text):
+        await wait_for(lambda: light.writes)
+        await reload(agent, path, text.replace("severity: critical", "severity: warning"))
+        await asyncio.sleep(1.0)
+        still_open = agent.open_alarms()
+        await reload(agent, path, text.split("rules:\n")[0])
+        await wait_for(lambda: light.writes[-1] == (5, 5, 0))
+        after = agent.open_alarms()
     assert still_open == 1 and after == 0
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")]
     assert kinds == ["alarm_raised", "alarm_cleared"]
@@ -100,25 +107,20 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
     pad = {"pad": "x" * 1500}
     store.commit(Commit(intervals=[IntervalRow("x", i * 60.0, 60.0, pad) for i in range(80)]))
     store.close()
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text("t")
-    path = tmp_path / "agent.yaml"
-    small = agent_yaml(server.port, tmp_path, devices=3).replace(
-        "buffer:\n", "buffer:\n  max_size: 100kB\n", 1
-    )
-    path.write_text(small)
-    agent = Agent(load_config(path, require_env=True), "t")
-    await agent.start()
-    try:
-        await wait_for(lambda: agent._unwritten, 20)
-        full = agent.health()
-        await reload(agent, path, small.replace("max_size: 100kB", "max_size: 10MB"))
-        await wait_for(lambda: not agent._unwritten and interval_rows(tmp_path) > 0, 20)
-        healthy = agent.health()
-    finally:
-        await agent.stop()
-        await server.stop()
+    async with meters() as server:
+        small = agent_yaml(server.port, tmp_path, devices=3).replace(
+            "buffer:\n", "buffer:\n  max_size: 100kB\n", 1
+        )
+        agent = await start(tmp_path, small)
+        try:
+            await wait_for(lambda: agent._unwritten, 20)
+            full = agent.health()
+            bigger = small.replace("max_size: 100kB", "max_size: 10MB")
+            await reload(agent, tmp_path / "agent.yaml", bigger)
+            await wait_for(lambda: not agent._unwritten and interval_rows(tmp_path) > 0, 20)
+            healthy = agent.health()
+        finally:
+            await agent.stop()
     assert any(p.startswith("buffer full (max_size 0.1 MB)") for p in full), full
     assert interval_rows(tmp_path) > 0 and healthy == []
 
@@ -128,22 +130,13 @@ async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: P
     waits for it: the slow stack light is switched on, not left as the rule was."""
     from agent.rules import Action
 
-    server = MeterServer(list(demo_meters().values()))
     light = StackLight(delay=0.3)
-    await server.start()
-    try:
-        async with raw_server(light) as port:
-            text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
-            (tmp_path / "sync-token").write_text("t")
-            (tmp_path / "agent.yaml").write_text(text)
-            agent = Agent(load_config(tmp_path / "agent.yaml", require_env=True), "t")
-            await agent.start()
-            await asyncio.sleep(1.0)
-            agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
-            agent._start_actions()  # what a poll does after its ingest
-            await agent.stop()
-    finally:
-        await server.stop()
+    async with meters() as server, raw_server(light) as port:
+        agent = await start(tmp_path, config_text(tmp_path, server.port, port).split("rules:\n")[0])
+        await asyncio.sleep(1.0)
+        agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
+        agent._start_actions()  # what a poll does after its ingest
+        await agent.stop()
     assert light.writes == [(5, 5, 0xFF00)]
     assert "action_failed" not in [e[1] for e in events(tmp_path)]
 
@@ -153,19 +146,13 @@ async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stop
 ) -> None:
     """A transition whose poll failed after seeing it is written at stop, not lost; the
     backlog the status file shows at stop is read at stop, not the last 30 s report's."""
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text("t")
-    path = tmp_path / "agent.yaml"
-    path.write_text(agent_yaml(server.port, tmp_path, devices=2))
-    agent = Agent(load_config(path, require_env=True), "t")
-    await agent.start()
-    try:
-        await wait_for(lambda: interval_rows(tmp_path) >= 2, 20)
-        agent._device_event("main_incomer", "device_online", "info", "main_incomer: back")
-    finally:
-        await agent.stop()
-        await server.stop()
+    async with meters() as server:
+        agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
+        try:
+            await wait_for(lambda: interval_rows(tmp_path) >= 2, 20)
+            agent._device_event("main_incomer", "device_online", "info", "main_incomer: back")
+        finally:
+            await agent.stop()
     assert ("main_incomer", "device_online", "main_incomer: back") in events(tmp_path)
     assert agent.backlog is not None and agent.backlog["intervals"] == interval_rows(tmp_path)
 
@@ -177,30 +164,21 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
     driver is closed: it is not cut and reported failed."""
     from agent.rules import Action
 
-    server = MeterServer(list(demo_meters().values()))
     light = StackLight(delay=0.3)
-    await server.start()
-    try:
-        async with raw_server(light) as port:
-            text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
-            (tmp_path / "sync-token").write_text("t")
-            path = tmp_path / "agent.yaml"
-            path.write_text(text)
-            agent = Agent(load_config(path, require_env=True), "t")
-            await agent.start()
-            try:
-                await asyncio.sleep(1.0)
-                agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
-                agent._start_actions()  # what a poll does after its ingest
-                await asyncio.sleep(0.1)  # the write is on the wire
-                changed = text.replace("unit: 1, timeout: 500ms", "unit: 1, timeout: 400ms")
-                assert changed != text
-                await reload(agent, path, changed)
-                await asyncio.sleep(1.0)
-            finally:
-                await agent.stop()
-    finally:
-        await server.stop()
+    async with meters() as server, raw_server(light) as port:
+        text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
+        agent = await start(tmp_path, text)
+        try:
+            await asyncio.sleep(1.0)
+            agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
+            agent._start_actions()  # what a poll does after its ingest
+            await asyncio.sleep(0.1)  # the write is on the wire
+            changed = text.replace("unit: 1, timeout: 500ms", "unit: 1, timeout: 400ms")
+            assert changed != text
+            await reload(agent, tmp_path / "agent.yaml", changed)
+            await asyncio.sleep(1.0)
+        finally:
+            await agent.stop()
     assert light.writes == [(5, 5, 0xFF00)]
     assert "action_failed" not in [e[1] for e in events(tmp_path)]
 
@@ -216,24 +194,18 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
     pad = {"pad": "x" * 1500}
     store.commit(Commit(intervals=[IntervalRow("x", i * 60.0, 60.0, pad) for i in range(80)]))
     store.close()
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text("t")
-    path = tmp_path / "agent.yaml"
-    text = agent_yaml(server.port, tmp_path, devices=3)
-    path.write_text(text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1))
-    agent = Agent(load_config(path, require_env=True), "t")
-    await agent.start()
-    try:
-        await wait_for(lambda: agent._unwritten, 20)
-        agent.scheduler.pause()  # no poll writes the held work before the stop does
-        await asyncio.sleep(1.0)
-        with sqlite3.connect(tmp_path / "buffer.db") as db:
-            db.execute("DELETE FROM intervals WHERE device = 'x'")
-        held = bool(agent._unwritten)
-    finally:
-        await agent.stop()
-        await server.stop()
+    async with meters() as server:
+        text = agent_yaml(server.port, tmp_path, devices=3)
+        agent = await start(tmp_path, text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1))
+        try:
+            await wait_for(lambda: agent._unwritten, 20)
+            agent.scheduler.pause()  # no poll writes the held work before the stop does
+            await asyncio.sleep(1.0)
+            with sqlite3.connect(tmp_path / "buffer.db") as db:
+                db.execute("DELETE FROM intervals WHERE device = 'x'")
+            held = bool(agent._unwritten)
+        finally:
+            await agent.stop()
     assert held and interval_rows(tmp_path) > 0
     assert agent.health() == []
 
@@ -256,26 +228,22 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
     pki = Pki(pki_dir / "x", pki_dir / "server.pem", pki_dir / "server.key", pki_dir, pki_dir)
     ca_file = tmp_path / "platform-ca.pem"
     _write(ca_file, _issue("plant CA 2026", other_key, None, ca=True), other_key)
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text(TOKEN)
-    path = tmp_path / "agent.yaml"
     with Receiver(tmp_path / "central.db", TOKEN, tls=server_context(pki)) as receiver:
-        text = agent_yaml(server.port, tmp_path, devices=1)
-        text = text.replace("http://127.0.0.1:9", receiver.url).replace(
-            "sync:\n", f"sync:\n  ca_file: {ca_file}\n", 1
-        )
-        path.write_text(text)
-        agent = Agent(load_config(path, require_env=True), TOKEN)
-        await agent.start()
-        try:
-            await wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result)
-            _write(ca_file, ca, ca_key)
-            await agent.reload(load_config(path, require_env=True), TOKEN)
-            await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
-        finally:
-            await agent.stop()
-            await server.stop()
+        async with meters() as server:
+            text = agent_yaml(server.port, tmp_path, devices=1)
+            text = text.replace("http://127.0.0.1:9", receiver.url).replace(
+                "sync:\n", f"sync:\n  ca_file: {ca_file}\n", 1
+            )
+            agent = await start(tmp_path, text, TOKEN)
+            try:
+                await wait_for(
+                    lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result
+                )
+                _write(ca_file, ca, ca_key)
+                await agent.reload(load_config(tmp_path / "agent.yaml", require_env=True), TOKEN)
+                await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
+            finally:
+                await agent.stop()
     assert agent.uploader.status.last_success is not None
 
 
@@ -286,24 +254,18 @@ async def test_status_shows_when_a_power_only_meter_was_last_committed(
     status table too, and no power figure shown as if it were a counter reading."""
     from agent.cli import main
 
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text("t")
-    path = tmp_path / "agent.yaml"
-    text = agent_yaml(server.port, tmp_path, devices=2).replace(
-        "energy: {carrier: electricity, counter: energy_kwh}",
-        "energy: {carrier: electricity, power: power_kw}",
-    )
-    assert "power: power_kw" in text
-    path.write_text(text)
-    agent = Agent(load_config(path, require_env=True), "t")
-    await agent.start()
-    try:
-        await wait_for(lambda: interval_rows(tmp_path) >= 4, 20)
-    finally:
-        await agent.stop()
-        await server.stop()
-    assert main(["status", "-c", str(path)]) == 0
+    async with meters() as server:
+        text = agent_yaml(server.port, tmp_path, devices=2).replace(
+            "energy: {carrier: electricity, counter: energy_kwh}",
+            "energy: {carrier: electricity, power: power_kw}",
+        )
+        assert "power: power_kw" in text
+        agent = await start(tmp_path, text)
+        try:
+            await wait_for(lambda: interval_rows(tmp_path) >= 4, 20)
+        finally:
+            await agent.stop()
+    assert main(["status", "-c", str(tmp_path / "agent.yaml")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "press_line_2" in line)
     assert row.split()[-3] == "-" and not row.endswith("never")  # no counter, a commit time
 
@@ -313,26 +275,14 @@ async def test_a_raised_rule_moved_to_another_output_switches_the_old_one_off(
 ) -> None:
     """The rule stays raised but now writes coil 6: coil 5 is written off, coil 6 on;
     still one alarm_raised and no alarm_cleared."""
-    server = MeterServer(list(demo_meters().values()))
     light = StackLight()
-    await server.start()
-    path = tmp_path / "agent.yaml"
-    try:
-        async with raw_server(light) as port:
-            text = config_text(tmp_path, server.port, port)
-            (tmp_path / "sync-token").write_text("t")
-            path.write_text(text)
-            agent = Agent(load_config(path, require_env=True), "t")
-            await agent.start()
-            try:
-                await wait_for(lambda: light.writes)
-                await reload(agent, path, text.replace("coil: 5, value", "coil: 6, value"))
-                await wait_for(lambda: {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes))
-                still_open = agent.open_alarms()
-            finally:
-                await agent.stop()
-    finally:
-        await server.stop()
+    async with lit(tmp_path, light) as (agent, text):
+        await wait_for(lambda: light.writes)
+        moved = text.replace("coil: 5, value", "coil: 6, value")
+        assert moved != text
+        await reload(agent, tmp_path / "agent.yaml", moved)
+        await wait_for(lambda: {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes))
+        still_open = agent.open_alarms()
     assert {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes) and still_open == 1
     assert light.writes[-1] != (5, 5, 0xFF00)
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")]
@@ -342,25 +292,19 @@ async def test_a_raised_rule_moved_to_another_output_switches_the_old_one_off(
 async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(tmp_path: Path) -> None:
     """The buffer refuses the batch row the last sync needs (a SQLite error, injected with a
     trigger): the stop still closes the drivers and the buffer and returns."""
-    server = MeterServer(list(demo_meters().values()))
-    await server.start()
-    (tmp_path / "sync-token").write_text("t")
-    path = tmp_path / "agent.yaml"
-    path.write_text(agent_yaml(server.port, tmp_path, devices=1))
-    agent = Agent(load_config(path, require_env=True), "t")
-    await agent.start()
-    try:
-        await wait_for(lambda: interval_rows(tmp_path) >= 1, 20)
-        with sqlite3.connect(tmp_path / "buffer.db") as db:
-            db.execute("DELETE FROM batches")  # the next sync must assign a new batch
-            db.execute(
-                "CREATE TRIGGER refuse BEFORE INSERT ON batches"
-                " BEGIN SELECT RAISE(FAIL, 'disk I/O error (injected)'); END"
-            )
-        agent.scheduler.pause()
-        await asyncio.sleep(0.5)
-    finally:
-        await asyncio.wait_for(agent.stop(), 20)
-        await server.stop()
+    async with meters() as server:
+        agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=1))
+        try:
+            await wait_for(lambda: interval_rows(tmp_path) >= 1, 20)
+            with sqlite3.connect(tmp_path / "buffer.db") as db:
+                db.execute("DELETE FROM batches")  # the next sync must assign a new batch
+                db.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON batches"
+                    " BEGIN SELECT RAISE(FAIL, 'disk I/O error (injected)'); END"
+                )
+            agent.scheduler.pause()
+            await asyncio.sleep(0.5)
+        finally:
+            await asyncio.wait_for(agent.stop(), 20)
     with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed
         agent.store.store.db.conn.execute("SELECT 1")

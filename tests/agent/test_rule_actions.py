@@ -79,11 +79,12 @@ def events(tmp_path: Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-async def start(tmp_path: Path, text: str) -> Agent:
-    (tmp_path / "sync-token").write_text("t")
+async def start(tmp_path: Path, text: str, token: str = "t") -> Agent:
+    """The agent in process on `text`, written to tmp_path/agent.yaml."""
+    (tmp_path / "sync-token").write_text(token)
     path = tmp_path / "agent.yaml"
     path.write_text(text)
-    agent = Agent(load_config(path, require_env=True), "t")
+    agent = Agent(load_config(path, require_env=True), token)
     await agent.start()
     return agent
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from agent.pipeline import Pipeline
 from agent.rules import Limit, RuleState, judge
-from config import load_config, load_factor_set
 from config.models import Rule
 from drivers.base import Quality, Reading
+from tests.agent.test_pipeline import built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00, a whole hour
 
@@ -136,10 +136,7 @@ rules:
 
 
 def make(tmp_path: Path, states: dict | None = None) -> Pipeline:
-    path = tmp_path / "agent.yaml"
-    path.write_text(CONFIG % {"dir": tmp_path})
-    config = load_config(path).config
-    return Pipeline(config, load_factor_set("cn-mee-2022"), "sichuan", states or {})
+    return built(tmp_path, CONFIG % {"dir": tmp_path}, states)
 
 
 def poll(device: str, t: float, kwh: float, kw: float | None) -> list[Reading]:
