@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.polling import stop  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore, Commit, IntervalRow, Store  # noqa: E402
 from cloud_sync.batch import SCHEMA_VERSION  # noqa: E402
@@ -106,12 +106,7 @@ def receiver(workdir: Path, name: str) -> Iterator[str]:
             raise RuntimeError(f"receiver did not start: {line!r}")
         yield line.split("listening on", 1)[1].strip() + "/api/v1/batches"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _uploader(store: AsyncStore, url: str, client: httpx.AsyncClient | None = None) -> Uploader:

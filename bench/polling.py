@@ -23,10 +23,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table import Figure
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `bench.*` when run as `python bench/polling.py`
+
+from bench.table import Figure  # noqa: E402
+
 VALUES = 20
 TICKS = os.sysconf("SC_CLK_TCK")
 

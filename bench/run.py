@@ -18,13 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
-import drain  # noqa: E402
-import ingest  # noqa: E402
-import polling  # noqa: E402
-import startup  # noqa: E402
-from table import Figure, render  # noqa: E402
+from bench import drain, ingest, polling, startup  # noqa: E402
+from bench.table import Figure, render  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
 

@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from polling import agent_config, rss_mib, start_meters, stop
-from table import Figure
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.polling import agent_config, rss_mib, start_meters, stop
+from bench.table import Figure, render
 
 IDLE_AFTER = 5.0
 
@@ -92,8 +93,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", default="1,200")
     args = parser.parse_args()
-    from table import render
-
     print(render(figures([int(n) for n in args.devices.split(",")])))
 
 

@@ -107,7 +107,6 @@ class Room:
     near_full: bool = False
     full_since: float | None = None  # refused writes since then (held by the agent)
     refused: int = 0
-    lost: dict[str, int] = field(default_factory=dict)
     ballast: Path | None = None  # see lay_ballast
     unreported: Freed = field(default_factory=lambda: Freed())  # dropped since the last event
     last_report: float = 0.0
@@ -159,9 +158,10 @@ def disk_full(conn: sqlite3.Connection, room: Room) -> bool:
 
 
 def level(conn: sqlite3.Connection, room: Room) -> Level:
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    """One statement: it runs after every commit (see Store._watch_level)."""
+    page_size, pages, free = conn.execute(
+        "SELECT * FROM pragma_page_size(), pragma_page_count(), pragma_freelist_count()"
+    ).fetchone()
     return Level(page_size, pages, free, room.max_pages)
 
 

@@ -48,6 +48,8 @@ from buffer._room import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# made once: the poll path encodes every device's interval and counter state with it
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -210,9 +212,8 @@ class Store:
         """All the works' rows, one `executemany` per table, in order (later counter
         state wins): 200 devices closing an interval together cost four statements."""
         conn = self.db.conn
-        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
         intervals = [
-            (r.device, r.start, r.length, dumps(r.body)) for w in works for r in w.intervals
+            (r.device, r.start, r.length, _compact(r.body)) for w in works for r in w.intervals
         ]
         if intervals:
             conn.executemany(
@@ -223,7 +224,7 @@ class Store:
         if events:
             self._insert_events(events)
         now = time.time()
-        counters = [(k, json.dumps(v), now) for w in works for k, v in w.counters.items()]
+        counters = [(k, _compact(v), now) for w in works for k, v in w.counters.items()]
         if counters:
             conn.executemany(
                 "INSERT INTO counters (key, state, updated) VALUES (?, ?, ?) ON CONFLICT (key)"

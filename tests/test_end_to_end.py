@@ -84,23 +84,32 @@ async def wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untype
         await asyncio.sleep(0.25)
 
 
+async def start_plant(
+    tmp_path: Path, token: str, *, interval: float, poll: str, every: str, fail_rate: float = 0.0
+) -> tuple[dict, MeterServer, Receiver, Path]:
+    """The demo meters and a receiver (its database `central.db`) on loopback, the sync
+    token, and `agent.yaml` polling them: the meters, their server, the receiver, the config."""
+    (tmp_path / "sync-token").write_text(token)
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    receiver = Receiver(tmp_path / "central.db", token, fail_rate=fail_rate)
+    receiver.start()
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        demo_config(server.port, receiver.url, tmp_path, interval=interval, poll=poll, every=every)
+    )
+    return meters, server, receiver, config
+
+
 def epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
 async def test_sigkill_and_restart_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> None:
     """Kill -9 mid-interval, down across boundaries, restart: each interval once, energy kept."""
-    (tmp_path / "sync-token").write_text(TOKEN)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    receiver = Receiver(tmp_path / "central.db", TOKEN)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        demo_config(
-            server.port, receiver.url, tmp_path, interval=INTERVAL, poll="500ms", every="1s"
-        )
+    meters, server, receiver, config = await start_plant(
+        tmp_path, TOKEN, interval=INTERVAL, poll="500ms", every="1s"
     )
     log = tmp_path / "agent.log"
     agent = await start_agent(config, log)

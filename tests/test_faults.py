@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 
 from agent.daemon import Agent
-from agent.demo import RESOLUTION_KWH, delivered, demo_config, demo_meters, energy_check
-from cloud_sync.receiver import Receiver
+from agent.demo import RESOLUTION_KWH, delivered, energy_check
 from config import load_config
-from drivers.modbus.simulator import MeterServer
-from tests.test_end_to_end import start_agent, wait_for
+from tests.test_end_to_end import start_agent, start_plant, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "fault-token"
@@ -26,17 +24,8 @@ INTERVAL = 2
 
 async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: Path) -> None:
     """503s at random and a 4 s outage: in the end every interval arrives once, energy conserved."""
-    (tmp_path / "sync-token").write_text(TOKEN)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    receiver = Receiver(tmp_path / "central.db", TOKEN, fail_rate=0.4)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        demo_config(
-            server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
-        )
+    meters, server, receiver, config = await start_plant(
+        tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms", fail_rate=0.4
     )
     agent = Agent(load_config(config, require_env=True), TOKEN)
     await agent.start()
@@ -114,19 +103,10 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
     """kill -9 at 20 random moments (start-up, polls, commits, sends) with a receiver that
     fails 30% of POSTs: the receiver ends with exactly the intervals the agent computed,
     none twice, each device's in time order, and the energy the meters advanced."""
-    (tmp_path / "sync-token").write_text(TOKEN)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    central = tmp_path / "central.db"
-    receiver = Receiver(central, TOKEN, fail_rate=0.3)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        demo_config(
-            server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
-        )
+    meters, server, receiver, config = await start_plant(
+        tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms", fail_rate=0.3
     )
+    central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
     rng = random.Random(20261126)
     agent = await start_agent(config, log)
@@ -188,17 +168,11 @@ async def test_after_a_long_outage_the_backlog_drains_in_order_and_live_data_fol
 ) -> None:
     """The platform is away for 10 s (5 intervals, small batches): polling never pauses, the
     backlog arrives oldest first per device, and intervals closed after the return arrive too."""
-    (tmp_path / "sync-token").write_text(TOKEN)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    central = tmp_path / "central.db"
-    receiver = Receiver(central, TOKEN)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    text = demo_config(
-        server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
+    meters, server, receiver, config = await start_plant(
+        tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms"
     )
+    central = tmp_path / "central.db"
+    text = config.read_text()
     config.write_text(text.replace("  every: 500ms\n", "  every: 500ms\n  max_batch: 4\n"))
     agent = Agent(load_config(config, require_env=True), TOKEN)
     await agent.start()
@@ -236,17 +210,11 @@ async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
 ) -> None:
     """buffer.max_size reached by raw samples: the oldest go, a buffer_full event reaches
     the platform, the loss is counted, and every interval is still delivered once."""
-    (tmp_path / "sync-token").write_text(TOKEN)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    central = tmp_path / "central.db"
-    receiver = Receiver(central, TOKEN)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    text = demo_config(
-        server.port, receiver.url, tmp_path, interval=INTERVAL, poll="100ms", every="500ms"
+    _, server, receiver, config = await start_plant(
+        tmp_path, TOKEN, interval=INTERVAL, poll="100ms", every="500ms"
     )
+    central = tmp_path / "central.db"
+    text = config.read_text()
     path_line = f"  path: {tmp_path / 'buffer.db'}\n"
     config.write_text(
         text.replace(path_line, path_line + "  max_size: 200KB\n  raw_retention: 24h\n")
@@ -283,20 +251,11 @@ async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
 async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path: Path) -> None:
     """Garbage where the buffer should be: moved aside, a fresh buffer, the platform hears of
     it as a buffer_replaced event, and intervals flow."""
-    (tmp_path / "sync-token").write_text(TOKEN)
     (tmp_path / "buffer.db").write_bytes(b"\x00garbage, not SQLite\n" * 500)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    central = tmp_path / "central.db"
-    receiver = Receiver(central, TOKEN)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        demo_config(
-            server.port, receiver.url, tmp_path, interval=INTERVAL, poll="250ms", every="500ms"
-        )
+    _, server, receiver, config = await start_plant(
+        tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms"
     )
+    central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
     agent = await start_agent(config, log)
     try:

@@ -114,16 +114,21 @@ def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_damaged_database_is_moved_aside(tmp_path: Path) -> None:
-    """A real buffer with pages overwritten fails quick_check and is replaced, not opened."""
-    path = tmp_path / "buffer.db"
+def _written_buffer(path: Path) -> bytes:
+    """A closed buffer of 200 intervals, all in the main file (WAL checkpointed): its bytes."""
     store = Store(path)
     for i in range(200):
         store.commit(Commit(intervals=[interval(60.0 * i)]))
     store.close()
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    data = bytearray(path.read_bytes())
+    return path.read_bytes()
+
+
+def test_a_damaged_database_is_moved_aside(tmp_path: Path) -> None:
+    """A real buffer with pages overwritten fails quick_check and is replaced, not opened."""
+    path = tmp_path / "buffer.db"
+    data = bytearray(_written_buffer(path))
     for page in range(2, len(data) // 4096):  # keep the header page, scramble the rest
         data[page * 4096 + 8 : page * 4096 + 200] = b"\xa5" * 192
     path.write_bytes(bytes(data))
@@ -137,16 +142,12 @@ def test_a_damaged_database_is_moved_aside(tmp_path: Path) -> None:
 def test_a_truncated_database_is_moved_aside(tmp_path: Path) -> None:
     """A buffer cut short (a copy or a write that stopped half way) is replaced."""
     path = tmp_path / "buffer.db"
-    store = Store(path)
-    for i in range(200):
-        store.commit(Commit(intervals=[interval(60.0 * i)]))
-    store.close()
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    data = path.read_bytes()
+    data = _written_buffer(path)
     path.write_bytes(data[: len(data) // 2])
     fresh = Store(path)
     assert fresh.replaced is not None and events_of(fresh, "buffer_replaced")
+    assert fresh.replaced.read_bytes() == data[: len(data) // 2]
+    assert count(fresh, "intervals") == 0
     fresh.close()
 
 

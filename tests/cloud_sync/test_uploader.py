@@ -335,6 +335,10 @@ async def test_a_rejected_batch_of_rejection_notices_raises_no_new_notice(
     await up.sync()  # the notice batch: rejected, no notice
     await up.close()
     assert (await store.backlog())["events"] == 0
+    kinds = [k for (k,) in store.store.db.execute("SELECT kind FROM events").fetchall()]
+    assert kinds == ["batch_rejected"]  # the first batch's notice, and no notice of it
+    statuses = store.store.db.execute("SELECT status FROM batches ORDER BY seq").fetchall()
+    assert [s for (s,) in statuses] == ["rejected", "rejected"]
 
 
 async def test_a_key_taken_by_another_batch_is_resent_under_a_new_key(store: AsyncStore) -> None:
