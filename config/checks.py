@@ -179,8 +179,7 @@ def _loopback(host: str) -> bool:
 
 def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
     seen: dict[str, int] = {}
-    intervals = parts.emissions.intervals if parts.emissions is not None else []
-    shortest = min((s for s in intervals if s >= 1), default=None)
+    shortest = _shortest(parts)
     for i, valid in parts.devices.items():
         device, merged, at = valid.model, valid.points, ("devices", i)
         if device.name in seen:
@@ -237,6 +236,12 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
         if device.energy is not None:
             yield from _density(doc, (*at, "energy"), device.energy, by_name)
         yield from _wiring(doc, at, device, by_name)
+
+
+def _shortest(parts: Parts) -> float | None:
+    """The shortest interval that is valid (under 1s is reported by _emissions), if any."""
+    intervals = parts.emissions.intervals if parts.emissions is not None else []
+    return min((s for s in intervals if s >= 1), default=None)
 
 
 def _density(
@@ -520,8 +525,8 @@ def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator
     """A figure the agent computes, or a point of the rule's device."""
     q, figures = rule.quantity, list(RULE_QUANTITIES)
     where: NodePath = (*at, "quantity")
-    shortest = min(parts.emissions.intervals) if parts.emissions is not None else 60.0
-    if q.startswith("demand_") and q in RULE_QUANTITIES and 900 % shortest:
+    shortest = _shortest(parts)
+    if q.startswith("demand_") and q in RULE_QUANTITIES and shortest and 900 % shortest:
         message = (
             f"{q} is built from the shortest interval, which must divide 15 minutes "
             f"(got {format_duration(shortest)}): add 1m, 5m or 15m to emissions.intervals"

@@ -566,6 +566,10 @@ def test_demand_rules_need_a_shortest_interval_dividing_a_quarter_hour(
         "interval, which must divide 15 minutes (got 10m): add 1m, 5m or 15m to "
         "emissions.intervals",
     ]
+    # an interval under 1s is refused where it is written, and leaves the rule alone
+    assert problems(text.replace("[10m, 1h]", "[0s]")) == [
+        "agent.yaml:17:25: emissions.intervals[0]: must be at least 1s (got 0ms)",
+    ]
 
 
 def test_energy_from_power_needs_a_rate_of_the_carrier(problems: Problems) -> None:
