@@ -292,8 +292,10 @@ def _wiring(
                 )
                 yield doc.problem((*at, "ct_ratio"), message, severity="warning")
     if device.reverse:
+        counter = device.energy.counter if device.energy is not None else None
         for name, point in points.items():
-            if point.kind == "counter" and name.startswith("import_"):
+            # the energy counter without its counterpart is an error (_reversible), said once
+            if point.kind == "counter" and name.startswith("import_") and name != counter:
                 other = "export_" + name.removeprefix("import_")
                 if other not in points:
                     message = (
