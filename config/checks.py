@@ -606,12 +606,26 @@ def _action(
     assert action.opcua_write is not None
     at = (*at, "opcua_write")
     device = action.opcua_write.device
-    target = devices.get(device)
+    yield from _write_target(doc, at, device, devices, every_device, ("opcua",), "an opcua")
+
+
+def _write_target(
+    doc: Document,
+    at: NodePath,
+    name: str,
+    devices: Mapping[str, AnyDevice],
+    every_device: bool,
+    protocols: tuple[str, ...],
+    wanted: str,
+) -> Iterator[Problem]:
+    """The device a write names: known (said once every device validated), and speaking
+    one of `protocols`."""
+    target = devices.get(name)
     if target is None:
         if every_device:
-            yield doc.problem((*at, "device"), unknown("device", device, list(devices)))
-    elif protocol_of(target) != "opcua":
-        message = f"'{device}' speaks {protocol_of(target)}; opcua_write needs an opcua device"
+            yield doc.problem((*at, "device"), unknown("device", name, list(devices)))
+    elif protocol_of(target) not in protocols:
+        message = f"'{name}' speaks {protocol_of(target)}; {at[-1]} needs {wanted} device"
         yield doc.problem((*at, "device"), message)
 
 
@@ -622,16 +636,9 @@ def _modbus_write(
     devices: Mapping[str, AnyDevice],
     every_device: bool,
 ) -> Iterator[Problem]:
-    target = devices.get(write.device)
-    if target is None:
-        if every_device:
-            yield doc.problem((*at, "device"), unknown("device", write.device, list(devices)))
-    elif protocol_of(target) not in ("modbus_tcp", "modbus_rtu"):
-        message = (
-            f"'{write.device}' speaks {protocol_of(target)}; "
-            "modbus_write needs a modbus_tcp or modbus_rtu device"
-        )
-        yield doc.problem((*at, "device"), message)
+    modbus = ("modbus_tcp", "modbus_rtu")
+    wanted = "a modbus_tcp or modbus_rtu"
+    yield from _write_target(doc, at, write.device, devices, every_device, modbus, wanted)
     if (write.coil is None) == (write.register_ is None):
         yield doc.problem(at, "needs exactly one of coil: or register:", key=True)
     elif write.coil is not None and not isinstance(write.value, bool):
