@@ -179,8 +179,7 @@ def _loopback(host: str) -> bool:
 
 def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
     seen: dict[str, int] = {}
-    intervals = parts.emissions.intervals if parts.emissions is not None else []
-    shortest = min((s for s in intervals if s >= 1), default=None)
+    shortest = _shortest(parts)
     for i, valid in parts.devices.items():
         device, merged, at = valid.model, valid.points, ("devices", i)
         if device.name in seen:
@@ -239,6 +238,12 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
         yield from _wiring(doc, at, device, by_name)
 
 
+def _shortest(parts: Parts) -> float | None:
+    """The shortest interval that is valid (under 1s is reported by _emissions), if any."""
+    intervals = parts.emissions.intervals if parts.emissions is not None else []
+    return min((s for s in intervals if s >= 1), default=None)
+
+
 def _density(
     doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
 ) -> Iterator[Problem]:
@@ -287,8 +292,10 @@ def _wiring(
                 )
                 yield doc.problem((*at, "ct_ratio"), message, severity="warning")
     if device.reverse:
+        counter = device.energy.counter if device.energy is not None else None
         for name, point in points.items():
-            if point.kind == "counter" and name.startswith("import_"):
+            # the energy counter without its counterpart is an error (_reversible), said once
+            if point.kind == "counter" and name.startswith("import_") and name != counter:
                 other = "export_" + name.removeprefix("import_")
                 if other not in points:
                     message = (
@@ -520,8 +527,8 @@ def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator
     """A figure the agent computes, or a point of the rule's device."""
     q, figures = rule.quantity, list(RULE_QUANTITIES)
     where: NodePath = (*at, "quantity")
-    shortest = min(parts.emissions.intervals) if parts.emissions is not None else 60.0
-    if q.startswith("demand_") and q in RULE_QUANTITIES and 900 % shortest:
+    shortest = _shortest(parts)
+    if q.startswith("demand_") and q in RULE_QUANTITIES and shortest and 900 % shortest:
         message = (
             f"{q} is built from the shortest interval, which must divide 15 minutes "
             f"(got {format_duration(shortest)}): add 1m, 5m or 15m to emissions.intervals"
@@ -599,12 +606,26 @@ def _action(
     assert action.opcua_write is not None
     at = (*at, "opcua_write")
     device = action.opcua_write.device
-    target = devices.get(device)
+    yield from _write_target(doc, at, device, devices, every_device, ("opcua",), "an opcua")
+
+
+def _write_target(
+    doc: Document,
+    at: NodePath,
+    name: str,
+    devices: Mapping[str, AnyDevice],
+    every_device: bool,
+    protocols: tuple[str, ...],
+    wanted: str,
+) -> Iterator[Problem]:
+    """The device a write names: known (said once every device validated), and speaking
+    one of `protocols`."""
+    target = devices.get(name)
     if target is None:
         if every_device:
-            yield doc.problem((*at, "device"), unknown("device", device, list(devices)))
-    elif protocol_of(target) != "opcua":
-        message = f"'{device}' speaks {protocol_of(target)}; opcua_write needs an opcua device"
+            yield doc.problem((*at, "device"), unknown("device", name, list(devices)))
+    elif protocol_of(target) not in protocols:
+        message = f"'{name}' speaks {protocol_of(target)}; {at[-1]} needs {wanted} device"
         yield doc.problem((*at, "device"), message)
 
 
@@ -615,16 +636,9 @@ def _modbus_write(
     devices: Mapping[str, AnyDevice],
     every_device: bool,
 ) -> Iterator[Problem]:
-    target = devices.get(write.device)
-    if target is None:
-        if every_device:
-            yield doc.problem((*at, "device"), unknown("device", write.device, list(devices)))
-    elif protocol_of(target) not in ("modbus_tcp", "modbus_rtu"):
-        message = (
-            f"'{write.device}' speaks {protocol_of(target)}; "
-            "modbus_write needs a modbus_tcp or modbus_rtu device"
-        )
-        yield doc.problem((*at, "device"), message)
+    modbus = ("modbus_tcp", "modbus_rtu")
+    wanted = "a modbus_tcp or modbus_rtu"
+    yield from _write_target(doc, at, write.device, devices, every_device, modbus, wanted)
     if (write.coil is None) == (write.register_ is None):
         yield doc.problem(at, "needs exactly one of coil: or register:", key=True)
     elif write.coil is not None and not isinstance(write.value, bool):

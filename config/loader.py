@@ -153,18 +153,18 @@ def load_config_apart(path: str | Path, require_env: bool = False) -> LoadedConf
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
     if pid == 0:  # the child: load, send the result or the problems, leave at once
-        os.close(read)
-        code = 0
-        try:
-            result: LoadedConfig | ConfigInvalid = load_config(path, require_env)
-        except ConfigInvalid as exc:
-            result = exc
-        try:
+        code = 1
+        try:  # whatever happens, the child must never return into the daemon's code
+            os.close(read)
+            try:
+                result: LoadedConfig | ConfigInvalid = load_config(path, require_env)
+            except ConfigInvalid as exc:
+                result = exc
             with os.fdopen(write, "wb") as out:
                 pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:
-            code = 1
-        os._exit(code)
+            code = 0
+        finally:
+            os._exit(code)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
         data = pipe.read()
@@ -359,8 +359,7 @@ def parse_document(text: str, file: str) -> Document:
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except (yaml.YAMLError, RecursionError):
-        root = None  # PyYAML's own parser words syntax errors better than libyaml: ask it
-    if root is None:
+        # PyYAML's own parser words syntax errors better than libyaml: ask it
         root = _compose_python(text, file)
     if root is None:
         return Document(file, None, {}, {})

@@ -123,21 +123,12 @@ def decode_all(
     take the general route of decode_point.
     """
     if len(values) < request.count or request.function in ("coil", "discrete"):
-        out: list[float | DecodeError] = []
-        for point in request.points:
-            try:
-                out.append(decode_point(request, values, point))
-            except DecodeError as exc:
-                out.append(exc)
-        return out
+        return [_value_or_error(request, values, point) for point in request.points]
     raw = struct.pack(f">{request.count}H", *values[: request.count])
-    out = []
+    out: list[float | DecodeError] = []
     for point, fast in zip(request.points, request.fast, strict=True):
         if fast is None:
-            try:
-                out.append(decode_point(request, values, point))
-            except DecodeError as exc:
-                out.append(exc)
+            out.append(_value_or_error(request, values, point))
             continue
         unpack, at, scale, offset = fast
         number = unpack(raw, at)[0]
@@ -146,6 +137,16 @@ def decode_all(
         else:
             out.append(number * scale + offset)
     return out
+
+
+def _value_or_error(
+    request: Request, values: Sequence[int] | Sequence[bool], point: ModbusPoint
+) -> float | DecodeError:
+    """decode_point, with its DecodeError as the result rather than raised."""
+    try:
+        return decode_point(request, values, point)
+    except DecodeError as exc:
+        return exc
 
 
 def _fast(request_address: int, point: ModbusPoint) -> tuple | None:

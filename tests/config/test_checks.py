@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from config import list_profiles
 from tests.config.samples import GATEWAY, METER, Load, Problems
 
@@ -488,41 +490,54 @@ def test_devices_on_one_serial_port_must_share_protocol_and_settings(problems) -
     assert "modbus_rtu 9600 N1" in problem and "got modbus_rtu 19200 N1" in problem
 
 
-def test_reverse_needs_both_directions_to_swap(problems) -> None:
-    """reverse: true on a meter read for import only cannot swap anything: an error."""
+def test_reverse_needs_both_directions_to_swap(problems, load: Load) -> None:
+    """reverse: true on a meter read for import only cannot swap anything: an error, said
+    once; another import_* counter without its export_* is only a warning."""
     text = GATEWAY + (
         "devices:\n"
         "  - name: a\n"
         "    modbus_tcp: {host: 10.0.0.1}\n"
         "    reverse: true\n"
-        "    points: [{name: import_kwh, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "    points:\n"
+        "      - {name: import_kwh, address: 0, type: uint32, unit: kWh, kind: counter}\n"
         "    energy: {carrier: electricity, counter: import_kwh}\n"
     )
-    assert any("reverse: true swaps import_* and export_* points" in p for p in problems(text))
+    assert problems(text) == [
+        "agent.yaml:11:14: devices[0].reverse: reverse: true swaps import_* and export_* "
+        "points, but 'import_kwh' has no counterpart here: add the meter's other direction "
+        "register (e.g. export_kwh)"
+    ]
+    more = (
+        "      - {name: export_kwh, address: 2, type: uint32, unit: kWh, kind: counter}\n"
+        "      - {name: import_kvarh, address: 4, type: uint32, unit: kvarh, kind: counter}\n"
+    )
+    loaded = load(text.replace("    energy:", more + "    energy:"))
+    assert [str(w) for w in loaded.warnings] == [
+        "agent.yaml:11:14: devices[0].reverse: 'import_kvarh' has no 'export_kvarh' to swap "
+        "with: on this reversed meter it keeps reading the register it names"
+    ]
 
 
-def test_two_meters_with_one_address_on_a_line_are_refused(problems) -> None:
-    """Two DL/T 645 devices with the same address on one port: the second is named."""
+@pytest.mark.parametrize(
+    ("first", "expected"),
+    [
+        # two DL/T 645 devices with the same address on one port: the second is named
+        ("000012345678", "'a' (devices[0]) already has address 000012345678 on /dev/ttyUSB1"),
+        # AAAAAAAAAAAA makes every meter answer: refused when the port has more devices
+        ("AAAAAAAAAAAA", "wildcard address answers for every meter on /dev/ttyUSB1"),
+    ],
+    ids=["one-address-twice", "wildcard-not-alone"],
+)
+def test_each_meter_on_a_line_needs_its_own_address(problems, first, expected) -> None:
+    """Meters on one serial line are told apart by address: one each, no wildcard."""
     meter = (
         "  - name: %s\n"
         "    dlt645: {port: /dev/ttyUSB1, address: '%s'}\n"
         "    profile: dlt645-2007-energy\n"
     )
-    text = GATEWAY + "devices:\n" + meter % ("a", "000012345678") + meter % ("b", "000012345678")
+    text = GATEWAY + "devices:\n" + meter % ("a", first) + meter % ("b", "000012345678")
     (problem,) = problems(text)
-    assert "'a' (devices[0]) already has address 000012345678 on /dev/ttyUSB1" in problem
-
-
-def test_the_wildcard_address_only_for_a_meter_alone_on_its_line(problems) -> None:
-    """AAAAAAAAAAAA makes every meter answer: refused when the port has more devices."""
-    meter = (
-        "  - name: %s\n"
-        "    dlt645: {port: /dev/ttyUSB1, address: '%s'}\n"
-        "    profile: dlt645-2007-energy\n"
-    )
-    text = GATEWAY + "devices:\n" + meter % ("a", "AAAAAAAAAAAA") + meter % ("b", "000012345678")
-    (problem,) = problems(text)
-    assert "wildcard address answers for every meter on /dev/ttyUSB1" in problem
+    assert expected in problem
 
 
 def test_a_rule_watches_a_computed_figure_or_a_point_of_its_device(problems: Problems) -> None:
@@ -565,6 +580,10 @@ def test_demand_rules_need_a_shortest_interval_dividing_a_quarter_hour(
         "agent.yaml:16:26: rules[0].quantity: demand_15m_kw is built from the shortest "
         "interval, which must divide 15 minutes (got 10m): add 1m, 5m or 15m to "
         "emissions.intervals",
+    ]
+    # an interval under 1s is refused where it is written, and leaves the rule alone
+    assert problems(text.replace("[10m, 1h]", "[0s]")) == [
+        "agent.yaml:17:25: emissions.intervals[0]: must be at least 1s (got 0ms)",
     ]
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from config import ConfigInvalid, load_config, load_config_apart
+from config import ConfigInvalid, LoadedConfig, load_config, load_config_apart, loader
 from config.models import ModbusTcpDevice
 from tests.config.samples import GATEWAY, METER, Load, Problems, Write
 
@@ -329,7 +332,9 @@ def test_the_daemon_loads_its_config_in_a_child_with_the_same_result(
     warnings, positions for later problems, and the same ConfigInvalid for a bad file."""
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    loaded_in = _record_loading_pids(monkeypatch, tmp_path / "pids")
     here, apart = load_config("examples/plant.yaml"), load_config_apart("examples/plant.yaml")
+    assert loaded_in() and os.getpid() not in loaded_in()  # loaded in a child, not here
     assert apart.config == here.config
     assert apart.warnings == here.warnings
     assert str(apart.problem_at(("sync", "url"), "x")) == "examples/plant.yaml:14:8: sync.url: x"
@@ -341,6 +346,42 @@ def test_the_daemon_loads_its_config_in_a_child_with_the_same_result(
         load_config_apart(bad)
     assert apart_error.value.problems == here_error.value.problems
     assert any("poll" in str(p) for p in apart_error.value.problems)
+    assert os.getpid() not in loaded_in()  # the bad file too was loaded in a child
+
+
+def _record_loading_pids(monkeypatch: pytest.MonkeyPatch, record: Path) -> Callable[[], list[int]]:
+    """Make every load_config that load_config_apart runs note its process id in `record`."""
+    real = loader.load_config
+
+    def noting(*args: Any, **kwargs: Any) -> LoadedConfig:
+        with record.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "load_config", noting)
+    return lambda: [int(line) for line in record.read_text().split()]
+
+
+def test_a_child_that_fails_unexpectedly_never_returns_into_the_caller(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bug while loading (not a ConfigInvalid) ends the forked child there: the caller
+    loads again itself and gets the error, and only the caller goes on past the call."""
+    parent, returned = os.getpid(), tmp_path / "returned"
+
+    def broken(*args: Any, **kwargs: Any) -> LoadedConfig:
+        raise RuntimeError("a bug in the loader")
+
+    monkeypatch.setattr(loader, "load_config", broken)
+    try:
+        with pytest.raises(RuntimeError, match="a bug in the loader"):
+            load_config_apart(ROOT / "examples/plant.yaml")
+    finally:
+        with returned.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        if os.getpid() != parent:  # an escaped child: stop it before it runs more tests
+            os._exit(0)
+    assert returned.read_text().split() == [str(parent)]
 
 
 def test_meters_of_one_type_share_one_set_of_points(write: Write) -> None:
