@@ -20,9 +20,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.errors import TransientError
 from agent.rules import Action
-from buffer import EventRow
+from domain.errors import TransientError
+from domain.records import EventRow
 
 log = logging.getLogger(__name__)
 

@@ -16,14 +16,8 @@ from pathlib import Path
 
 from agent import logs
 from agent.logs import priority
-from config import (
-    ConfigInvalid,
-    LoadedConfig,
-    Problem,
-    config_json_schema,
-    load_config,
-    load_config_apart,
-)
+from config import LoadedConfig, config_json_schema, load_config, load_config_apart
+from domain.errors import ConfigInvalid, Problem
 
 EX_OK = 0
 EX_CONFIG = 78

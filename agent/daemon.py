@@ -36,13 +36,15 @@ from agent import actions, logs, rules, systemd
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, watchdog, write_snapshot
 from agent.pipeline import Pipeline
 from agent.rules import RULE_KEY, RuleState
-from buffer import AsyncStore, Commit, EventRow
+from buffer import AsyncStore
 from cloud_sync.tls import TlsSetupError, client_tls
 from cloud_sync.uploader import Uploader
-from config import ConfigInvalid, LoadedConfig, load_config, load_factor_set, province_for
+from config import LoadedConfig, load_config, load_factor_set, province_for
 from config.models import AnyDevice, Config
+from domain.errors import ConfigInvalid
+from domain.reading import Quality
+from domain.records import Commit, EventRow
 from drivers import Driver, DriverUnavailable, make_driver
-from drivers.base import Quality
 
 log = logging.getLogger(__name__)
 GOOD = Quality.GOOD

@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import ConfigInvalid, list_profiles, load_config, load_profile
+from config import list_profiles, load_config, load_profile
+from domain.errors import ConfigInvalid
 
 DEFAULT_PROFILE = {"dlt645": "dlt645-2007-energy", "opcua": "opcua-energy-meter"}
 

@@ -22,11 +22,11 @@ from agent.intensity import PRODUCTION, Intensity, add_production
 from agent.intervals import DAY
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
-from buffer import Commit, EventRow, IntervalRow
 from config import FactorSet
 from config.carriers import conversion, needs_density, rate_conversion, reported_unit
 from config.models import AnyDevice, AnyPoint, Config, Density, Dlt645Point, Rule
-from drivers.base import Reading
+from domain.reading import Reading
+from domain.records import Commit, EventRow, IntervalRow
 
 log = logging.getLogger(__name__)
 

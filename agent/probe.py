@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
-from agent.errors import EdgeAgentError
 from agent.wiring import Wiring
 from config import LoadedConfig
 from config.models import AnyDevice, protocol_of
+from domain.errors import EdgeAgentError
 from drivers import DriverUnavailable, make_driver
 
 

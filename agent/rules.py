@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from agent.demand import Tally, demand_now, local_day
-from buffer import EventRow
 from config.models import RULE_QUANTITIES, Rule
 from config.units import format_duration
-from drivers.base import Reading
+from domain.reading import Reading
+from domain.records import EventRow
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from config.carriers import APPARENT, CURRENT, ENERGY, POWER, VOLTAGE
 from config.models import AnyDevice
-from drivers.base import Reading
+from domain.reading import Reading
 
 
 def factor(unit: str, ct: float, pt: float) -> float:

@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.table import Figure, render  # noqa: E402
-from buffer import AsyncStore, Commit, IntervalRow  # noqa: E402
+from buffer import AsyncStore  # noqa: E402
 from buffer.store import _SCHEMA  # noqa: E402
+from domain.records import Commit, IntervalRow  # noqa: E402
 
 POINTS = 20
 T0 = 1_795_000_000.0

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from agent.errors import BufferFull
-from buffer.store import Commit, EventRow, IntervalRow, PendingBatch, Store
+from buffer.store import PendingBatch, Store
+from domain.records import Commit, EventRow
 
-__all__ = ["AsyncStore", "BufferFull", "Commit", "EventRow", "IntervalRow", "PendingBatch", "Store"]
+__all__ = ["AsyncStore", "PendingBatch", "Store"]
 
 T = TypeVar("T")
 

@@ -21,14 +21,13 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import sqlite_utils
 
-from agent.errors import BufferFull
 from buffer import _recover
 from buffer._room import (
     CHUNK,
@@ -45,6 +44,8 @@ from buffer._room import (
     level,
     make_room,
 )
+from domain.errors import BufferFull
+from domain.records import Commit, EventRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,45 +79,6 @@ CREATE TABLE IF NOT EXISTS sync_state (
     events_acked INTEGER NOT NULL, intervals_acked INTEGER NOT NULL,
     next_batch INTEGER NOT NULL);
 """
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    ts: float
-    device: str | None
-    kind: str
-    severity: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class IntervalRow:
-    device: str
-    start: float
-    length: float
-    body: dict
-
-
-@dataclass(slots=True)
-class Commit:
-    """Everything one poll produced, written in one transaction."""
-
-    intervals: list[IntervalRow] = field(default_factory=list)
-    events: list[EventRow] = field(default_factory=list)
-    counters: dict[str, dict] = field(default_factory=dict)
-    samples: list[tuple] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.intervals or self.events or self.counters or self.samples)
-
-    def then(self, later: Commit) -> Commit:
-        """This work followed by `later`'s, as one: the later counter state wins."""
-        return Commit(
-            self.intervals + later.intervals,
-            self.events + later.events,
-            {**self.counters, **later.counters},
-            self.samples + later.samples,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import ssl
 
-
-class TlsSetupError(ValueError):
-    """A TLS file that cannot be used; `field` is the sync.* key that names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+from domain.errors import TlsSetupError
 
 
 def client_tls(

@@ -29,9 +29,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from agent.errors import BatchTooLarge, KeyTaken, SyncRefused, SyncRejected, SyncRetryable
-from buffer import AsyncStore, EventRow, PendingBatch
+from buffer import AsyncStore, PendingBatch
 from cloud_sync.batch import SCHEMA_VERSION
+from domain.errors import BatchTooLarge, KeyTaken, SyncRefused, SyncRejected, SyncRetryable
+from domain.records import EventRow
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@
 `problems` read `file:line:col: field: message`.
 """
 
-from config.errors import ConfigInvalid, Problem
 from config.factors import Factor, FactorSet, UnknownFactorSet, load_factor_set, province_for
 from config.loader import (
     LoadedConfig,
@@ -17,12 +16,10 @@ from config.loader import (
 from config.profiles import list_profiles
 
 __all__ = [
-    "ConfigInvalid",
     "Factor",
     "FactorSet",
     "LoadedConfig",
     "LoadedProfile",
-    "Problem",
     "UnknownFactorSet",
     "config_json_schema",
     "list_profiles",

@@ -27,7 +27,7 @@ from config.carriers import (
     needs_density,
     rate_conversion,
 )
-from config.errors import Document, NodePath, Problem, Severity, suggest, unknown
+from config.errors import Document, NodePath, Severity, suggest, unknown
 from config.factors import FactorSet, UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
     ENV_VAR,
@@ -50,6 +50,7 @@ from config.models import (
 )
 from config.profiles import Sourced, resolved
 from config.units import format_duration
+from domain.errors import Problem
 
 HOUR, DAY = 3600, 86_400
 OPCUA_FILES = (

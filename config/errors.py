@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
@@ -22,12 +22,12 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from config.models import PROTOCOLS, ModbusTcpDevice
 from config.units import format_duration, parse_duration
+from domain.errors import Problem, Severity
 
 NodePath = tuple[str | int, ...]
 """Keys and indices from the top of a document: ("devices", 1, "points", 0)."""
 
 TOP = "(top level)"
-Severity = Literal["error", "warning"]
 
 
 def format_path(path: NodePath) -> str:
@@ -53,33 +53,6 @@ def suggest(word: str, choices: Sequence[str], known: str = "known") -> str:
     if match is not None:
         return f" (did you mean '{match}'?)"
     return f" ({known}: {', '.join(choices)})" if choices else ""
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One finding, ordered by file, line and column so a report reads top to bottom."""
-
-    file: str
-    line: int
-    col: int
-    path: str
-    message: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
-
-
-class ConfigInvalid(Exception):
-    """The config has errors; `problems` lists all of them (and any warnings)."""
-
-    def __init__(self, problems: Iterable[Problem]) -> None:
-        self.problems: list[Problem] = sorted(dict.fromkeys(problems))
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
 
 
 @dataclass(frozen=True)

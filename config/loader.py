@@ -28,11 +28,8 @@ from config import checks
 from config.checks import Parts, ValidDevice
 from config.errors import (
     TOP,
-    ConfigInvalid,
     Document,
     NodePath,
-    Problem,
-    Severity,
     format_path,
     line_col,
     translate,
@@ -62,6 +59,7 @@ from config.profiles import (
     resolved,
 )
 from config.units import Duration, Size, format_duration
+from domain.errors import ConfigInvalid, Problem, Severity
 
 MAX_VALUES = 100_000
 """More values than this means aliases expanding without end ("billion laughs")."""

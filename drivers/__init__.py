@@ -9,9 +9,10 @@ from __future__ import annotations
 import importlib
 
 from config.models import AnyDevice, protocol_of
-from drivers.base import Driver, Quality, Reading
+from domain.errors import DriverUnavailable
+from drivers.base import Driver
 
-__all__ = ["Driver", "DriverUnavailable", "Quality", "Reading", "make_driver"]
+__all__ = ["Driver", "make_driver"]
 
 # protocol -> "module:class"
 _FACTORIES = {
@@ -20,10 +21,6 @@ _FACTORIES = {
     "modbus_rtu": "drivers.modbus.rtu:ModbusRtuDriver",
     "opcua": "drivers.opcua.driver:OpcUaDriver",
 }
-
-
-class DriverUnavailable(Exception):
-    """The configuration names a protocol this build cannot poll yet."""
 
 
 def make_driver(device: AnyDevice) -> Driver:

@@ -31,10 +31,10 @@ import termios
 
 import serial
 
-from agent.errors import DeviceTimeout, Disconnected
 from config.models import Dlt645
+from domain.errors import DeviceTimeout, Disconnected, FrameError
 from drivers.bus import lock_for
-from drivers.dlt645.codec import START, WILDCARD, Frame, FrameError, mismatch, scan
+from drivers.dlt645.codec import START, WILDCARD, Frame, mismatch, scan
 
 log = logging.getLogger(__name__)
 

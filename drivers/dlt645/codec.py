@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.errors import BadReply, DeviceRejected
 from config.models import Dlt645Point
+from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
 
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
 WILDCARD = "AAAAAAAAAAAA"  # any meter: read address, or the one meter of a point-to-point link
@@ -42,14 +42,6 @@ ERROR_BITS = (
     "too many tariffs",
     "reserved bit 7",
 )
-
-
-class FrameError(BadReply):
-    """Bytes that are not a valid DL/T 645 frame (bad checksum, no end byte, cut short)."""
-
-
-class DecodeError(BadReply):
-    """Value bytes that are not a number in the point's format (a nibble above 9, wrong size)."""
 
 
 @dataclass(frozen=True, slots=True)

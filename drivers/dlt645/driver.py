@@ -4,7 +4,7 @@ One request per data identifier (DI), each answered, checked and decoded on its
 own: a DI the meter lacks spoils only its points. Every failure becomes a bad
 reading whose reason names the device, the meter address and the DI, e.g.
 `workshop3 meter 000012345678 DI 00010000: error reply: no requested data (DI
-not supported)`. Errors of the codec and the port are agent.errors types
+not supported)`. Errors of the codec and the port are domain.errors types
 already; `_located` is where they get those coordinates.
 
 A reply that answers something else (a neighbour's late reply, this meter's
@@ -22,14 +22,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.errors import BadReply, DeviceRejected, DeviceTimeout, Disconnected, EdgeAgentError
 from config.models import Dlt645Device, Dlt645Point
-from drivers.base import Quality, Reading
+from domain.errors import (
+    BadReply,
+    DecodeError,
+    DeviceRejected,
+    DeviceTimeout,
+    Disconnected,
+    EdgeAgentError,
+)
+from domain.reading import Quality, Reading
 from drivers.dlt645 import _link
 from drivers.dlt645.codec import (
     MAX_FOLLOW_UPS,
     WILDCARD,
-    DecodeError,
     decode_point,
     meter_address,
     read_address,

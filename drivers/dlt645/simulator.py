@@ -31,6 +31,7 @@ from typing import Any
 import serial
 
 from config.models import Dlt645Point
+from domain.errors import FrameError
 from drivers.dlt645.codec import (
     ERROR,
     FOLLOWS,
@@ -40,7 +41,6 @@ from drivers.dlt645.codec import (
     READ_FOLLOW_UP,
     REPLY,
     Frame,
-    FrameError,
     address_matches,
     address_to_wire,
     di_from_wire,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from config.models import REGISTER_COUNT, ModbusPoint
+from domain.errors import DecodeError
 
 MAX_REGISTERS = 125  # per read request (Modbus spec, FC 03/04)
 MAX_BITS = 2000  # per read request (FC 01/02)
@@ -26,10 +27,6 @@ _STRUCT = {
     "float64": ">d",
 }
 _UNPACK = {kind: struct.Struct(fmt).unpack_from for kind, fmt in _STRUCT.items()}  # shared
-
-
-class DecodeError(ValueError):
-    """A reply that cannot be a value: NaN or infinite floats, short frames."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """What every Modbus device does, over TCP or RTU: plan, read, decode, degrade.
 
-pymodbus exceptions are translated into agent.errors at `_execute`, the one
+pymodbus exceptions are translated into domain.errors at `_execute`, the one
 seam; `read` turns every failure into bad-quality readings naming the device,
 unit, function and address, so one faulty meter never stops the poll loop.
 """
@@ -15,17 +15,18 @@ from contextlib import AbstractAsyncContextManager
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from agent.errors import (
+from config.models import ModbusPoint
+from domain.errors import (
     BadReply,
+    DecodeError,
     DeviceRejected,
     DeviceTimeout,
     Disconnected,
     OutOfStep,
     TransientError,
 )
-from config.models import ModbusPoint
-from drivers.base import Quality, Reading
-from drivers.modbus.codec import DecodeError, Request, decode_all, plan
+from domain.reading import Quality, Reading
+from drivers.modbus.codec import Request, decode_all, plan
 from drivers.modbus.link import Link, release
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class ModbusDriver:
     async def write(self, coil: int | None, register: int | None, value: bool | int) -> None:
         """Write one coil (FC5) or holding register (FC6): a rule's stack light or PLC flag.
 
-        Raises agent.errors like a read: Disconnected/DeviceTimeout are transient.
+        Raises domain.errors like a read: Disconnected/DeviceTimeout are transient.
         """
         reason = await self.link.ensure()
         if reason:

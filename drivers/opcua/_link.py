@@ -1,6 +1,6 @@
 """The one seam between the driver and asyncua: opening a session, calling it, closing it.
 
-Every asyncua exception is translated here into agent.errors (`raise ... from
+Every asyncua exception is translated here into domain.errors (`raise ... from
 exc`); nothing above this module sees one. A status that means the session or
 the link is gone is `Disconnected` (reconnect); a refusal the server will
 repeat (a bad password, an untrusted certificate) is a `PermanentError`.
@@ -21,7 +21,8 @@ from typing import TypeVar
 from asyncua import Client, ua
 from asyncua.crypto import security_policies, uacrypto
 
-from agent.errors import (
+from config.models import OpcUa
+from domain.errors import (
     BadReply,
     DeviceRejected,
     DeviceTimeout,
@@ -29,7 +30,6 @@ from agent.errors import (
     EdgeAgentError,
     PermanentError,
 )
-from config.models import OpcUa
 from drivers.opcua import security
 from drivers.opcua.codec import explain
 

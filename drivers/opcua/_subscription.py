@@ -35,8 +35,8 @@ from typing import Any
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif, Subscription
 
-from agent.errors import EdgeAgentError
 from config.models import OpcUaPoint
+from domain.errors import EdgeAgentError
 from drivers.opcua._link import call
 from drivers.opcua.codec import explain
 

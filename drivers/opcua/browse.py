@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from asyncua import Client, ua
 
-from agent.errors import PermanentError
 from config.models import OpcUa, OpcUaDevice
+from domain.errors import DecodeError, PermanentError
 from drivers.opcua._link import call, close_client, open_client
-from drivers.opcua.codec import DecodeError, explain, parse_node
+from drivers.opcua.codec import explain, parse_node
 
 __all__ = ["Variable", "browse", "table"]
 

@@ -13,6 +13,7 @@ import math
 from asyncua import ua
 
 from config.models import OpcUaPoint
+from domain.errors import DecodeError
 
 __all__ = ["DecodeError", "decode", "explain", "parse_node"]
 
@@ -46,10 +47,6 @@ _PLAIN = {
     "UncertainEngineeringUnitsExceeded": "outside the range of the sensor",
     "UncertainInitialValue": "an initial value, not yet measured",
 }
-
-
-class DecodeError(ValueError):
-    """A node's answer that is not a usable number; the message says why."""
 
 
 def explain(status: ua.StatusCode | int) -> str:

@@ -29,12 +29,12 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from agent.errors import Disconnected, EdgeAgentError, PermanentError, TransientError
 from config.models import OpcUaDevice, OpcUaPoint
-from drivers.base import Quality, Reading
+from domain.errors import DecodeError, Disconnected, EdgeAgentError, PermanentError, TransientError
+from domain.reading import Quality, Reading
 from drivers.opcua import _link
 from drivers.opcua._subscription import Feed
-from drivers.opcua.codec import DecodeError, decode, parse_node
+from drivers.opcua.codec import decode, parse_node
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class OpcUaDriver:
     async def write(self, node: str, value: bool | int | float) -> None:
         """Write one variable in its own data type: a rule's PLC flag or stack light.
 
-        Raises agent.errors like a read: no session or a lost link is transient
+        Raises domain.errors like a read: no session or a lost link is transient
         (the caller retries), a missing or read-only node is a DeviceRejected.
         """
         where = f"{self._where} write {node}"

@@ -8,7 +8,7 @@ import pytest
 
 from agent.pipeline import Pipeline
 from cloud_sync.batch import Interval
-from drivers.base import Reading
+from domain.reading import Reading
 from tests.agent.test_pipeline import built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00

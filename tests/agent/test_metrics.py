@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.metrics import serve_http
-from config import ConfigInvalid, load_config
+from config import load_config
 from config.models import Http
+from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import (
     NotifySocket,

@@ -8,7 +8,7 @@ import pytest
 
 from agent.pipeline import Pipeline
 from config import load_config, load_factor_set
-from drivers.base import Quality, Reading
+from domain.reading import Quality, Reading
 
 T0 = 1_789_999_200.0  # a whole hour
 
@@ -159,7 +159,7 @@ def test_a_float_counter_rolls_over_at_its_configured_modulus(tmp_path: Path) ->
 
 def test_a_modulus_with_power_only_energy_is_refused(tmp_path: Path) -> None:
     """A rate has no rollover: modulus: with power: is a config problem at its line."""
-    from config import ConfigInvalid
+    from domain.errors import ConfigInvalid
 
     path = tmp_path / "agent.yaml"
     path.write_text(

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.energy import Counter, CounterState, Sample, integrate
-from drivers.base import Reading
+from domain.reading import Reading
 from tests.agent.test_pipeline import built
 
 T0 = 1_789_999_200.0  # a whole hour

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.demo import demo_meters
-from config import ConfigInvalid, load_config
+from config import load_config
+from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
 from tests.agent.test_rule_actions import start

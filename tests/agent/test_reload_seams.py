@@ -101,7 +101,8 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
     """The refusal tells the technician to raise buffer.max_size; a reload that does so
     lets the held intervals in (it used to keep the old cap until a restart), and
     /healthz's problem goes away."""
-    from buffer import Commit, IntervalRow, Store
+    from buffer import Store
+    from domain.records import Commit, IntervalRow
 
     store = Store(tmp_path / "buffer.db")  # unsent intervals of an earlier outage
     pad = {"pad": "x" * 1500}
@@ -188,7 +189,8 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
 ) -> None:
     """Room is made while the agent holds work; the stop writes it: the status it leaves
     says no problem (it said the buffer was full, with nothing held any more)."""
-    from buffer import Commit, IntervalRow, Store
+    from buffer import Store
+    from domain.records import Commit, IntervalRow
 
     store = Store(tmp_path / "buffer.db")
     pad = {"pad": "x" * 1500}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.pipeline import Pipeline
 from agent.rules import Limit, RuleState, judge
 from config.models import Rule
-from drivers.base import Quality, Reading
+from domain.reading import Quality, Reading
 from tests.agent.test_pipeline import built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00, a whole hour

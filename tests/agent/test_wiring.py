@@ -6,7 +6,7 @@ import pytest
 
 from agent.wiring import Wiring
 from config.models import ModbusTcpDevice
-from drivers.base import Quality, Reading
+from domain.reading import Quality, Reading
 
 
 def device(**kw: object) -> ModbusTcpDevice:

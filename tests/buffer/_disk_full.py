@@ -8,7 +8,9 @@ import json
 import os
 import sys
 
-from buffer import BufferFull, Commit, IntervalRow, Store
+from buffer import Store
+from domain.errors import BufferFull
+from domain.records import Commit, IntervalRow
 
 d = sys.argv[1]
 store = Store(os.path.join(d, "b.db"))

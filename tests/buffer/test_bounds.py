@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from buffer import AsyncStore, BufferFull, Commit, EventRow, IntervalRow, Store
+from buffer import AsyncStore, Store
+from domain.errors import BufferFull
+from domain.records import Commit, EventRow, IntervalRow
 
 HEADER = {"schema_version": 1, "gateway": {"id": "gw"}, "factor_set": "cn-mee-2022"}
 CAP = 256_000  # bytes: 62 pages of 4 KiB

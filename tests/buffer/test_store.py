@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from buffer import AsyncStore, Commit, EventRow, IntervalRow, Store
+from buffer import AsyncStore, Store
+from domain.records import Commit, EventRow, IntervalRow
 
 HEADER = {"schema_version": 1, "gateway": {"id": "gw"}, "factor_set": "cn-mee-2022"}
 

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buffer import AsyncStore, Commit, IntervalRow
+from buffer import AsyncStore
 from cloud_sync.receiver import Receiver
 from cloud_sync.uploader import REJECT_LIMIT, Uploader
+from domain.records import Commit, IntervalRow
 from tests.cloud_sync.batches import GATEWAY, series
 
 pytestmark = pytest.mark.timeout(60)
@@ -410,8 +411,8 @@ def test_waits_follow_the_servers_hint_or_back_off_exponentially_with_a_cap(
     """Retry-After is obeyed (up to 5 min); without one, 1, 2, 4 ... s plus jitter, at most 60 s."""
     from types import SimpleNamespace
 
-    from agent.errors import SyncRetryable
     from cloud_sync.uploader import _server_hint_or_backoff
+    from domain.errors import SyncRetryable
 
     error = SyncRetryable("HTTP 503 busy", hint)
     outcome = SimpleNamespace(exception=lambda: error)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from config import ConfigInvalid, LoadedConfig, load_config
+from config import LoadedConfig, load_config
+from domain.errors import ConfigInvalid
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config import ConfigInvalid, LoadedConfig, load_config
+from config import LoadedConfig, load_config
 from config.models import Config, ModbusPoint, ModbusWrite, OpcUa, Rule
+from domain.errors import ConfigInvalid
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANT = yaml.safe_load((ROOT / "examples" / "plant.yaml").read_text(encoding="utf-8"))

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from config import ConfigInvalid, LoadedConfig, load_config, load_config_apart, loader
+from config import LoadedConfig, load_config, load_config_apart, loader
 from config.models import ModbusTcpDevice
+from domain.errors import ConfigInvalid
 from tests.config.samples import GATEWAY, METER, Load, Problems, Write
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigInvalid, list_profiles, load_profile
+from config import list_profiles, load_profile
 from config.models import ModbusPoint
+from domain.errors import ConfigInvalid
 from tests.config.samples import GATEWAY, Load, Problems, Write
 
 TRANSPORTS = {

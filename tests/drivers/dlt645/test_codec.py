@@ -6,14 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.errors import BadReply, DeviceRejected
 from config import list_profiles, load_profile
 from config.models import Dlt645Point
+from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
 from drivers.dlt645.codec import (
     WILDCARD,
-    DecodeError,
     Frame,
-    FrameError,
     decode_bcd,
     decode_point,
     describe_error,

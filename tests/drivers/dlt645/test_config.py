@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigInvalid, LoadedConfig, load_config, load_profile
+from config import LoadedConfig, load_config, load_profile
 from config.models import Dlt645Device
+from domain.errors import ConfigInvalid
 from tests.config.samples import GATEWAY as HEAD
 
 GATEWAY = (

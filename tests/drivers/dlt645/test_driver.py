@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import DeviceTimeout, Disconnected
 from config.models import Dlt645Device, Dlt645Point
+from domain.errors import DeviceTimeout, Disconnected
+from domain.reading import Quality
 from drivers import make_driver
-from drivers.base import Quality
 from drivers.dlt645 import _link
 from drivers.dlt645.codec import PREAMBLE, Frame, di_to_wire, encode_bcd
 from drivers.dlt645.driver import Dlt645Driver

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.models import ModbusPoint
+from domain.errors import DecodeError
 from drivers.modbus.codec import (
-    DecodeError,
     Request,
     decode_all,
     decode_point,

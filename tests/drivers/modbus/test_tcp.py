@@ -11,7 +11,7 @@ import pytest
 
 from config import load_profile
 from config.models import ModbusPoint, ModbusTcpDevice
-from drivers.base import Quality
+from domain.reading import Quality
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from drivers.modbus.tcp import ModbusTcpDriver
 from tests.drivers.peers import raw_server, silent

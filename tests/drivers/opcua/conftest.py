@@ -16,7 +16,7 @@ from typing import Any
 import pytest_asyncio
 
 from config.models import OpcUaDevice
-from drivers.base import Reading
+from domain.reading import Reading
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import LoadCurve, MeterServer, node_id
 

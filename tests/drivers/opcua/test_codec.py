@@ -6,7 +6,8 @@ import pytest
 from asyncua import ua
 
 from config.models import OpcUaPoint
-from drivers.opcua.codec import DecodeError, decode, explain, parse_node
+from domain.errors import DecodeError
+from drivers.opcua.codec import decode, explain, parse_node
 
 POINT = OpcUaPoint(name="p", node="ns=2;s=X")
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from drivers.base import Quality
+from domain.reading import Quality
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer, node_id
 from tests.drivers.opcua.conftest import POINTS, all_good, delayed, device, polls_until

@@ -15,7 +15,7 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from drivers.base import Quality, Reading
+from domain.reading import Quality, Reading
 from drivers.opcua import security
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import LoadCurve, MeterServer

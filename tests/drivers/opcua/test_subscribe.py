@@ -12,7 +12,7 @@ from itertools import pairwise
 import pytest
 from asyncua import ua
 
-from drivers.base import Quality
+from domain.reading import Quality
 from drivers.opcua._subscription import Feed
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer

@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 from asyncua import ua
 
-from agent.errors import BadReply, DeviceRejected, Disconnected, PermanentError
+from domain.errors import BadReply, DeviceRejected, Disconnected, PermanentError
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import LoadCurve, MeterServer, node_id
 from tests.drivers.opcua.conftest import device
