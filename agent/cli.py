@@ -78,21 +78,6 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def read_token(loaded: LoadedConfig) -> str | None:
-    """The sync token from its file; raises ConfigInvalid naming the field."""
-    path = loaded.config.sync.token_file
-    if path is None:
-        return None
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        problem = loaded.problem_at(("sync", "token_file"), f"cannot read {path}: {exc.strerror}")
-        raise ConfigInvalid([problem]) from exc
-    if not token:
-        raise ConfigInvalid([loaded.problem_at(("sync", "token_file"), f"{path} is empty")])
-    return token
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     # systemd's watchdog kills a hung daemon with SIGABRT: print every thread's stack
     # first, so the journal shows where it hung
@@ -101,12 +86,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config, require_env=True, apart=True)
     if loaded is None:
         return EX_CONFIG
+    from agent.service import read_token, run
+
     try:
         token = read_token(loaded)
     except ConfigInvalid as exc:
         _print_problems(exc.problems)
         return EX_CONFIG
-    from agent.daemon import run
 
     try:
         return asyncio.run(run(loaded, token))

@@ -144,7 +144,7 @@ async def _answer(agent: Agent, path: str) -> tuple[int, str, bytes]:
             agent.backlog = await asyncio.wait_for(agent.store.backlog(), 2.0)
         return 200, CONTENT_TYPE_LATEST, render(agent)
     if path == "/healthz":
-        problems = agent.health()
+        problems = agent.problems()
         body = "\n".join(problems or ["ok"]) + "\n"
         return (503 if problems else 200), "text/plain; charset=utf-8", body.encode()
     return 404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n"

@@ -1,7 +1,7 @@
 """The sd_notify protocol: a few datagrams to $NOTIFY_SOCKET, nothing more.
 
 Without the variable (not under systemd, or Type=simple) every call is a no-op.
-The watchdog ping is sent by a task on the event loop (agent/daemon.py), so a
+The watchdog ping is sent by a task on the event loop (agent/service.py), so a
 loop stuck in a blocking call stops pinging and systemd restarts the service.
 """
 

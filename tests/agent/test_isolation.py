@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import OFFLINE_AFTER, Agent
+from agent.daemon import Agent
+from agent.health import OFFLINE_AFTER
 from config import load_config
 from config.models import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter

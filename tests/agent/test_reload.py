@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import reload
 from agent.demo import demo_meters
 from config import load_config
 from domain.errors import ConfigInvalid
@@ -97,13 +98,13 @@ async def test_reload_in_place_keeps_state_swaps_sync_and_refuses_a_moved_buffer
         uploader, status = agent.uploader, agent.uploader.status
         states = {k: s.to_json() for k, s in agent.pipeline.states.items()}
         config.write_text(config.read_text().replace("every: 1s", "every: 3s"))
-        await agent.reload(load_config(config, require_env=True), "t2")
+        await reload.apply(agent, load_config(config, require_env=True), "t2")
         kept = {k: agent.pipeline.states[k].to_json() for k in states}
         swapped = (agent.uploader is not uploader, agent.uploader.status is status)
         moved = config.read_text().replace("buffer.db", "elsewhere.db")
         config.write_text(moved)
         with pytest.raises(ConfigInvalid) as refused:
-            await agent.reload(load_config(config, require_env=True), "t2")
+            await reload.apply(agent, load_config(config, require_env=True), "t2")
         polled = set(agent.drivers)
     finally:
         await agent.stop()

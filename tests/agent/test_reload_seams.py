@@ -13,6 +13,7 @@ import pytest
 
 from agent.daemon import Agent
 from agent.demo import demo_meters
+from agent.reload import apply
 from config import load_config
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import agent_yaml, free_port
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 
 async def reload(agent: Agent, path: Path, text: str) -> None:
     path.write_text(text)
-    await agent.reload(load_config(path, require_env=True), "t")
+    await apply(agent, load_config(path, require_env=True), "t")
 
 
 @contextlib.asynccontextmanager
@@ -114,12 +115,12 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
         )
         agent = await start(tmp_path, small)
         try:
-            await wait_for(lambda: agent._unwritten, 20)
-            full = agent.health()
+            await wait_for(lambda: agent.unwritten, 20)
+            full = agent.problems()
             bigger = small.replace("max_size: 100kB", "max_size: 10MB")
             await reload(agent, tmp_path / "agent.yaml", bigger)
-            await wait_for(lambda: not agent._unwritten and interval_rows(tmp_path) > 0, 20)
-            healthy = agent.health()
+            await wait_for(lambda: not agent.unwritten and interval_rows(tmp_path) > 0, 20)
+            healthy = agent.problems()
         finally:
             await agent.stop()
     assert any(p.startswith("buffer full (max_size 0.1 MB)") for p in full), full
@@ -136,7 +137,7 @@ async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: P
         agent = await start(tmp_path, config_text(tmp_path, server.port, port).split("rules:\n")[0])
         await asyncio.sleep(1.0)
         agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
-        agent._start_actions()  # what a poll does after its ingest
+        agent.start_actions()  # what a poll does after its ingest
         await agent.stop()
     assert light.writes == [(5, 5, 0xFF00)]
     assert "action_failed" not in [e[1] for e in events(tmp_path)]
@@ -151,7 +152,7 @@ async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stop
         agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
         try:
             await wait_for(lambda: interval_rows(tmp_path) >= 2, 20)
-            agent._device_event("main_incomer", "device_online", "info", "main_incomer: back")
+            agent.health.event("main_incomer", "device_online", "info", "main_incomer: back")
         finally:
             await agent.stop()
     assert ("main_incomer", "device_online", "main_incomer: back") in events(tmp_path)
@@ -172,7 +173,7 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
         try:
             await asyncio.sleep(1.0)
             agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
-            agent._start_actions()  # what a poll does after its ingest
+            agent.start_actions()  # what a poll does after its ingest
             await asyncio.sleep(0.1)  # the write is on the wire
             changed = text.replace("unit: 1, timeout: 500ms", "unit: 1, timeout: 400ms")
             assert changed != text
@@ -200,16 +201,16 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
         text = agent_yaml(server.port, tmp_path, devices=3)
         agent = await start(tmp_path, text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1))
         try:
-            await wait_for(lambda: agent._unwritten, 20)
+            await wait_for(lambda: agent.unwritten, 20)
             agent.scheduler.pause()  # no poll writes the held work before the stop does
             await asyncio.sleep(1.0)
             with sqlite3.connect(tmp_path / "buffer.db") as db:
                 db.execute("DELETE FROM intervals WHERE device = 'x'")
-            held = bool(agent._unwritten)
+            held = bool(agent.unwritten)
         finally:
             await agent.stop()
     assert held and interval_rows(tmp_path) > 0
-    assert agent.health() == []
+    assert agent.problems() == []
 
 
 async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path) -> None:
@@ -242,7 +243,9 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
                     lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result
                 )
                 _write(ca_file, ca, ca_key)
-                await agent.reload(load_config(tmp_path / "agent.yaml", require_env=True), TOKEN)
+                await apply(
+                    agent, load_config(tmp_path / "agent.yaml", require_env=True), TOKEN
+                )
                 await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
             finally:
                 await agent.stop()

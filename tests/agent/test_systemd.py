@@ -93,7 +93,7 @@ async def test_the_daemon_says_ready_status_watchdog_and_stopping(tmp_path: Path
     assert any("last sync" in line for line in statuses)
     assert "WATCHDOG=1" not in lines[: lines.index("READY=1")]
     logged = log.read_text().splitlines()
-    assert "<6>agent.daemon: watchdog: a ping every 0.5s while jobs run (timeout 1s)" in logged
+    assert "<6>agent.service: watchdog: a ping every 0.5s while jobs run (timeout 1s)" in logged
     assert all(re.match(r"<[2-7]>", line) for line in logged), logged
 
 
@@ -157,7 +157,7 @@ async def test_unreachable_meters_never_stop_the_pings(
     dog = asyncio.create_task(watchdog(0.1, agent.stalled))
     try:
         await asyncio.sleep(3.0)
-        stalled, health = agent.stalled(), agent.health()
+        stalled, health = agent.stalled(), agent.problems()
     finally:
         dog.cancel()
         await agent.stop()

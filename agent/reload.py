@@ -1,0 +1,154 @@
+"""Applying a new config to the running agent (SIGHUP), without losing state.
+
+Buffered data stays where it is; counter states of the devices that remain
+carry over, so their interval in progress closes whole. A device whose
+settings changed gets a fresh driver; the others keep theirs. A raised rule
+that stays stays raised; one the reload removes is cleared (its event and its
+clear write). What cannot change live (the buffer's path) is refused before
+anything is changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+
+from agent import actions, rules
+from agent.daemon import STOP_DEADLINE, Agent, derive, sync_tls
+from agent.pipeline import Pipeline
+from agent.rules import RULE_KEY, RuleState
+from config import LoadedConfig
+from config.models import Config
+from domain.errors import ConfigInvalid
+from domain.records import Commit, EventRow
+
+log = logging.getLogger(__name__)
+
+
+async def apply(agent: Agent, loaded: LoadedConfig, token: str | None) -> None:
+    """Apply a new, valid config in place.
+
+    Raises ConfigInvalid, with nothing changed, for what cannot change live.
+    """
+    old, new = agent.loaded.config, loaded.config
+    if new.buffer.path != old.buffer.path:
+        problem = loaded.problem_at(
+            ("buffer", "path"),
+            f"cannot move the buffer while running (from {old.buffer.path}); "
+            "restart the service to use the new path",
+        )
+        raise ConfigInvalid([problem])
+    verify = sync_tls(loaded)
+    agent.scheduler.pause()
+    try:
+        if agent.polling:  # let running polls finish against the pipeline they began with
+            await asyncio.wait(list(agent.polling.values()), timeout=STOP_DEADLINE / 2)
+        if agent.acting:  # and rule actions against the drivers they began with
+            await asyncio.wait(list(agent.acting), timeout=STOP_DEADLINE / 2)
+        wanted = {device.name: device for device in new.devices}
+        states = {  # counters of the devices that stay; rules and tallies sort themselves
+            key: state
+            for key, state in agent.pipeline.flush().counters.items()
+            if key.startswith("#") or key.split("/", 1)[0] in wanted
+        }
+        pipeline = derive(new, states)  # may raise: nothing is changed yet
+        pipeline.latest = {k: v for k, v in agent.pipeline.latest.items() if k in wanted}
+        cleared = _clear_removed_rules(agent, new, pipeline)
+        if (new.buffer.max_size, new.buffer.drop_synced) != (
+            old.buffer.max_size, old.buffer.drop_synced
+        ):  # fmt: skip
+            await _resize_buffer(agent, new)
+        agent.pipeline = pipeline
+        rotated = new.sync.ca_file or new.sync.client_cert  # new files at the same paths
+        if rotated or (new.sync, new.gateway, new.emissions.factor_set, token) != (
+            old.sync, old.gateway, old.emissions.factor_set, agent.token
+        ):  # fmt: skip
+            await _new_uploader(agent, new, token, verify)
+        for device in old.devices:
+            if wanted.get(device.name) != device:
+                await _detach(agent, device.name, gone=device.name not in wanted)
+        agent.loaded, agent.token = loaded, token
+        for device in new.devices:
+            if device.name not in agent.drivers:
+                agent.attach(device)
+        agent.schedule(new)
+        if cleared:
+            try:
+                await agent.store.commit(cleared)
+            except Exception as exc:  # logged above; a restart ignores the rule anyway
+                log.error("alarm_cleared of removed rules not buffered (%s)", exc)
+        agent.start_actions()
+    finally:
+        agent.scheduler.resume()
+    log.info(
+        "reloaded %s: %d devices polled, sync to %s every %gs",
+        loaded.path, len(agent.drivers), new.sync.url, new.sync.every,
+    )  # fmt: skip
+
+
+def _clear_removed_rules(agent: Agent, new: Config, pipeline: Pipeline) -> Commit:
+    """A raised rule that a reload removes is cleared, once: its event, its state and
+    its clear write (the stack light goes off); else the alarm stays open for good.
+    A raised rule that stays but writes elsewhere now switches its old output off."""
+    kept = {rule.name: rule for rule in new.rules}
+    work = Commit()
+    for rule in agent.loaded.config.rules:
+        state = agent.pipeline.rule_states.get(rule.name)
+        if state is None or not state.raised:
+            continue
+        if rule.name in kept:
+            old, now = (
+                rules.action_for(rule, "cleared"),
+                rules.action_for(kept[rule.name], "cleared"),
+            )
+            if old is not None and (now is None or actions.target(old) != actions.target(now)):
+                pipeline.actions.append(old)
+            continue
+        message = f"rule {rule.name} cleared: removed from the config by a reload"
+        log.info("%s", message)
+        work.events.append(EventRow(time.time(), rule.device, "alarm_cleared", "info", message))
+        work.counters[RULE_KEY + rule.name] = RuleState().to_json()
+        action = rules.action_for(rule, "cleared")
+        if action is not None:
+            pipeline.actions.append(action)
+    return work
+
+
+async def _resize_buffer(agent: Agent, config: Config) -> None:
+    """buffer.max_size and drop_synced apply from the next write, without a restart."""
+    buffer = config.buffer
+    await agent.store.run(agent.store.store.resize, buffer.max_size, buffer.drop_synced)
+    log.info(
+        "buffer: max_size %s, drop_synced %s from now on",
+        f"{buffer.max_size / 1e6:g} MB", buffer.drop_synced,
+    )  # fmt: skip
+
+
+async def _detach(agent: Agent, name: str, *, gone: bool) -> None:
+    driver = agent.drivers.pop(name, None)
+    if driver is not None:
+        await driver.close()
+    if gone:
+        agent.health.forget(name)
+        if name in agent.unwritten:  # its held work is still written, in order
+            await agent.commit(name, Commit())
+        log.info("%s: removed", name)
+    elif name in agent.status:  # the new driver is tried at once; an offline device
+        agent.status[name].offline_until = 0.0  # stays offline until it answers (one event)
+
+
+async def _new_uploader(
+    agent: Agent, config: Config, token: str | None, verify: ssl.SSLContext | bool
+) -> None:
+    """Sync settings changed: cut a running sync (its batch stays pending) and start afresh."""
+    if agent.syncing is not None:
+        agent.syncing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent.syncing
+    old = agent.uploader
+    agent.uploader = agent.make_uploader(config, token, verify)
+    agent.uploader.status = old.status
+    await old.close()
