@@ -145,7 +145,7 @@ def _demand_15m_kw(v: _View) -> float | None:
 
 def _demand_max(period: str) -> Callable[[_View], float | None]:
     def largest(v: _View) -> float | None:
-        source = v.mine if v.mine is not None else v.tallies.get(SITE)
+        source = v.mine if v.rule.device is not None else v.tallies.get(SITE)
         return source.max_demand(period, v.ts, v.tz) if source is not None else None
 
     return largest

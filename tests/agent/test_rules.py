@@ -177,6 +177,14 @@ def test_any_other_name_is_a_point_of_the_device_and_never_a_site_sum() -> None:
     assert figures_of("co2_kg_yesterday", None) is None
 
 
+def test_a_device_without_a_tally_yet_has_no_largest_block() -> None:
+    """Before the device's first interval its largest block is not known: it is not the
+    site's."""
+    site = Tally(max_day_kw=700.0, max_month_kw=800.0, day="2026-09-21", month="2026-09")
+    assert figures_of("demand_max_today_kw", "a", {SITE: site}) is None
+    assert figures_of("demand_max_today_kw", None, {SITE: site}) == 700.0
+
+
 # --- in the pipeline ----------------------------------------------------------------
 
 CONFIG = """\
