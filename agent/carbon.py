@@ -14,6 +14,7 @@ from agent.intervals import ClosedInterval
 from config import FactorSet
 from config.carriers import conversion, reported_unit
 from config.models import Density
+from domain.records import AppliedDensity, AppliedFactor, IntervalRecord
 
 KJ_PER_KGCE = 29_307.0  # GB/T 2589: 1 kgce = 29 307 kJ
 KWH_PER_KGCE = KJ_PER_KGCE / 3600.0
@@ -32,8 +33,8 @@ def interval_record(
     province: str,
     tz: ZoneInfo,
     density: Density | None = None,
-) -> dict:
-    """The batch record of one closed interval (see cloud_sync/batch.py).
+) -> IntervalRecord:
+    """The batch record of one closed interval (see domain/batch.py).
 
     `density` (kg/L, with its source), given when the meter counts litres of a liquid
     fuel, turns them into the kg its factors are per; the record carries it so the
@@ -52,21 +53,19 @@ def interval_record(
     else:
         kwh = tce * KWH_PER_KGCE
     factor, scope = factors.co2(carrier, province)
-    record = {
-        "device": device,
-        "carrier": carrier,
-        "start": rfc3339(interval.start, tz),
-        "end": rfc3339(interval.end, tz),
-        "quantity": round(quantity, 6),
-        "unit": reported_unit(carrier),
-        "kwh": None if kwh is None else round(kwh, 6),
-        "tce_kg": None if tce is None else round(tce, 6),
-        "co2_kg": round(quantity * factor.value, 6) if factor else (0.0 if scope is None else None),
-        "scope": scope,
-        "factor": asdict(factor) if factor else None,
-        "coverage": round(interval.coverage, 4),
-        "quality": interval.quality,
-    }
-    if density is not None:
-        record["density"] = {"value": density.value, "unit": "kg/L", "source": density.source}
-    return record
+    return IntervalRecord(
+        device=device,
+        carrier=carrier,
+        start=rfc3339(interval.start, tz),
+        end=rfc3339(interval.end, tz),
+        quantity=round(quantity, 6),
+        unit=reported_unit(carrier),
+        kwh=None if kwh is None else round(kwh, 6),
+        tce_kg=None if tce is None else round(tce, 6),
+        co2_kg=round(quantity * factor.value, 6) if factor else (0.0 if scope is None else None),
+        scope=scope,
+        factor=AppliedFactor(**asdict(factor)) if factor else None,
+        coverage=round(interval.coverage, 4),
+        quality=interval.quality,
+        density=AppliedDensity(density.value, density.source) if density is not None else None,
+    )

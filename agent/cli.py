@@ -164,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     logs.setup(args.verbose)
-    from cloud_sync.receiver import serve
+    from receiver import serve
 
     return serve(
         args.host,

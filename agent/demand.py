@@ -17,6 +17,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agent.intervals import interval_start
+from domain.records import IntervalRecord
 
 BLOCK = 900.0  # seconds of a demand block
 TALLY_KEY = "#tally/"  # '#' never starts a device name, so never a counter's key
@@ -67,26 +68,28 @@ class Tally:
         return self.max_month_kw if self.month == day[:7] else None
 
 
-def add(tally: Tally, record: dict, start: float, end: float, tz: ZoneInfo) -> float | None:
+def add(
+    tally: Tally, record: IntervalRecord, start: float, end: float, tz: ZoneInfo
+) -> float | None:
     """Count one closed interval record; the demand of the block it completes, if any."""
     day = local_day(start, tz)
     if tally.day != day:
         tally.day, tally.co2_day, tally.tce_day, tally.max_day_kw = day, 0.0, 0.0, None
     if tally.month != day[:7]:
         tally.month, tally.co2_month, tally.tce_month, tally.max_month_kw = day[:7], 0.0, 0.0, None
-    co2, tce = record.get("co2_kg") or 0.0, record.get("tce_kg") or 0.0
+    co2, tce = record.co2_kg or 0.0, record.tce_kg or 0.0
     tally.co2_day += co2
     tally.co2_month += co2
     tally.tce_day += tce
     tally.tce_month += tce
-    tally.quantity = record["quantity"]
+    tally.quantity = record.quantity
     tally.co2_rate = co2 * 3600.0 / (end - start)
-    if record["carrier"] != "electricity" or BLOCK % (end - start):
+    if record.carrier != "electricity" or BLOCK % (end - start):
         return None
     block = interval_start(start, BLOCK, tz)
     if block != tally.block:
         tally.block, tally.block_kwh = block, 0.0
-    tally.block_kwh += record["quantity"]
+    tally.block_kwh += record.quantity
     if end < block + BLOCK - 1e-6:
         return None
     demand = tally.block_kwh * 3600.0 / BLOCK

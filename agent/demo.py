@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 
 from agent.daemon import Agent
-from cloud_sync.receiver import Receiver
 from config import load_config, load_profile
 from config.models import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
+from receiver import Receiver
 
 INTERVAL = 10.0
 TABLE_EVERY = 5.0

@@ -14,12 +14,13 @@ persisted under `#intensity` with the intervals that changed them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 from agent.carbon import rfc3339
 from agent.demand import local_day
 from agent.intervals import DAY, ClosedInterval
+from domain.records import IntervalRecord
 
 KEY = "#intensity"
 PRODUCTION = "production"  # the carrier of production records
@@ -31,50 +32,70 @@ def _key(length: float, start: float) -> str:
     return f"{length:g}:{start:.3f}"
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A production record of the interval of `length` from `start` to `end`."""
+
+    length: float
+    start: float
+    end: float
+    record: IntervalRecord
+
+
 @dataclass(slots=True)
 class Intensity:
     sums: dict[str, list[float]] = field(default_factory=dict)  # interval -> [co2, tce]
-    pending: list[dict] = field(default_factory=list)  # {length, start, end, body}
+    pending: list[Waiting] = field(default_factory=list)
     days: dict[str, list] = field(default_factory=dict)  # device -> [day, units, co2, tce]
 
     def to_json(self) -> dict:
-        return {"sums": self.sums, "pending": self.pending, "days": self.days}
+        pending = [
+            {"length": w.length, "start": w.start, "end": w.end, "body": w.record.to_json()}
+            for w in self.pending
+        ]
+        return {"sums": self.sums, "pending": pending, "days": self.days}
 
     @classmethod
     def from_json(cls, data: dict) -> Intensity:
-        return cls(
-            dict(data.get("sums", {})), list(data.get("pending", [])), dict(data.get("days", {}))
-        )
+        pending = [
+            Waiting(p["length"], p["start"], p["end"], IntervalRecord.from_json(p["body"]))
+            for p in data.get("pending", [])
+        ]
+        return cls(dict(data.get("sums", {})), pending, dict(data.get("days", {})))
 
 
-def production_record(device: str, unit: str, interval: ClosedInterval, tz: ZoneInfo) -> dict:
+def production_record(
+    device: str, unit: str, interval: ClosedInterval, tz: ZoneInfo
+) -> IntervalRecord:
     """A production counter's interval: units made, and none of the energy measures."""
-    return {
-        "device": device,
-        "carrier": PRODUCTION,
-        "start": rfc3339(interval.start, tz),
-        "end": rfc3339(interval.end, tz),
-        "quantity": round(interval.quantity, 6),
-        "unit": unit,
-        "kwh": None,
-        "tce_kg": None,
-        "co2_kg": None,
-        "scope": None,
-        "factor": None,
-        "coverage": round(interval.coverage, 4),
-        "quality": interval.quality,
-    }
+    return IntervalRecord(
+        device=device,
+        carrier=PRODUCTION,
+        start=rfc3339(interval.start, tz),
+        end=rfc3339(interval.end, tz),
+        quantity=round(interval.quantity, 6),
+        unit=unit,
+        kwh=None,
+        tce_kg=None,
+        co2_kg=None,
+        scope=None,
+        factor=None,
+        coverage=round(interval.coverage, 4),
+        quality=interval.quality,
+    )
 
 
-def add_energy(state: Intensity, length: float, start: float, record: dict) -> None:
+def add_energy(state: Intensity, length: float, start: float, record: IntervalRecord) -> None:
     """An energy interval's CO2 and tce into the site's sum for that interval."""
     sums = state.sums.setdefault(_key(length, start), [0.0, 0.0])
-    sums[0] += record.get("co2_kg") or 0.0
-    sums[1] += record.get("tce_kg") or 0.0
+    sums[0] += record.co2_kg or 0.0
+    sums[1] += record.tce_kg or 0.0
 
 
-def add_production(state: Intensity, length: float, start: float, end: float, body: dict) -> None:
-    state.pending.append({"length": length, "start": start, "end": end, "body": body})
+def add_production(
+    state: Intensity, length: float, start: float, end: float, record: IntervalRecord
+) -> None:
+    state.pending.append(Waiting(length, start, end, record))
 
 
 def release(
@@ -83,38 +104,38 @@ def release(
     now: float,
     shortest: float,
     tz: ZoneInfo,
-) -> list[dict]:
+) -> list[Waiting]:
     """The waiting records whose interval every energy meter has closed (or that waited
     a day), with their intensity, oldest first; shorter intervals before longer ones
     ending at the same time, so a 15-minute record sees the day up to its end."""
     out, keep = [], []
-    for item in sorted(state.pending, key=lambda p: (p["end"], p["length"])):
-        complete = ready(item["length"], item["end"])
-        if not complete and now - item["end"] < MAX_WAIT:
+    for item in sorted(state.pending, key=lambda p: (p.end, p.length)):
+        complete = ready(item.length, item.end)
+        if not complete and now - item.end < MAX_WAIT:
             keep.append(item)
             continue
-        body = dict(item["body"])
-        co2, tce = state.sums.get(_key(item["length"], item["start"]), [0.0, 0.0])
-        units = body["quantity"]
-        body |= {
-            "site_co2_kg": round(co2, 6),
-            "site_tce_kg": round(tce, 6),
-            "co2_kg_per_unit": round(co2 / units, 6) if units > 0 else None,
-            "tce_kg_per_unit": round(tce / units, 6) if units > 0 else None,
-        }
-        day = local_day(item["start"], tz)
-        tally = state.days.get(body["device"])
+        record = item.record
+        co2, tce = state.sums.get(_key(item.length, item.start), [0.0, 0.0])
+        units = record.quantity
+        day = local_day(item.start, tz)
+        tally = state.days.get(record.device)
         if tally is None or tally[0] != day:
-            tally = state.days[body["device"]] = [day, 0.0, 0.0, 0.0]
-        if item["length"] == shortest:
+            tally = state.days[record.device] = [day, 0.0, 0.0, 0.0]
+        if item.length == shortest:
             tally[1] += units
             tally[2] += co2
             tally[3] += tce
-        body["co2_kg_per_unit_day"] = round(tally[2] / tally[1], 6) if tally[1] > 0 else None
-        body["tce_kg_per_unit_day"] = round(tally[3] / tally[1], 6) if tally[1] > 0 else None
-        if not complete:
-            body["intensity_complete"] = False
-        out.append({"length": item["length"], "start": item["start"], "body": body})
+        record = replace(
+            record,
+            site_co2_kg=round(co2, 6),
+            site_tce_kg=round(tce, 6),
+            co2_kg_per_unit=round(co2 / units, 6) if units > 0 else None,
+            tce_kg_per_unit=round(tce / units, 6) if units > 0 else None,
+            co2_kg_per_unit_day=round(tally[2] / tally[1], 6) if tally[1] > 0 else None,
+            tce_kg_per_unit_day=round(tally[3] / tally[1], 6) if tally[1] > 0 else None,
+            intensity_complete=None if complete else False,
+        )
+        out.append(replace(item, record=record))
     state.pending = keep
     return out
 
@@ -123,7 +144,7 @@ def forget(state: Intensity, produced: dict[float, float], now: float) -> None:
     """Drop the site sums no production record can still ask for: intervals every
     production counter has closed (`produced`: length -> where all of them are) and
     none waits for; and, whatever happens, sums older than two days."""
-    waiting = {_key(p["length"], p["start"]) for p in state.pending}
+    waiting = {_key(p.length, p.start) for p in state.pending}
     for key in list(state.sums):
         length, start = (float(x) for x in key.split(":"))
         passed = produced.get(length)

@@ -10,8 +10,9 @@ hands to the buffer, so everything one poll produced is written at once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from agent import demand, intensity, rules
@@ -26,7 +27,7 @@ from config import FactorSet
 from config.carriers import conversion, needs_density, rate_conversion, reported_unit
 from config.models import AnyDevice, AnyPoint, Config, Density, Dlt645Point, Rule
 from domain.reading import Reading
-from domain.records import Commit, EventRow, IntervalRow
+from domain.records import Commit, EventRow, IntervalRecord, IntervalRow
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,28 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _end_of(record: dict) -> float:
-    return datetime.fromisoformat(record["end"]).timestamp()
+def _end_of(record: IntervalRecord) -> float:
+    return datetime.fromisoformat(record.end).timestamp()
+
+
+class _Closed(NamedTuple):
+    """A closed interval's record on its way to the commit (length and start in seconds)."""
+
+    length: float
+    start: float
+    record: IntervalRecord
+
+
+def _with_demand(closed: _Closed, tally: Tally, tz: ZoneInfo) -> _Closed:
+    """A 15-minute electricity record with its block demand and the day's and month's
+    largest so far."""
+    record = replace(
+        closed.record,
+        demand_kw=round(closed.record.quantity * 3600.0 / demand.BLOCK, 6),
+        demand_max_day_kw=_rounded(tally.max_demand("day", closed.start, tz)),
+        demand_max_month_kw=_rounded(tally.max_demand("month", closed.start, tz)),
+    )
+    return closed._replace(record=record)
 
 
 def _meter(
@@ -251,16 +272,17 @@ class Pipeline:
         if meter.carrier == PRODUCTION:
             for length, closed in step.closed.items():
                 for interval in closed:
-                    body = intensity.production_record(meter.device, meter.unit, interval, self.tz)
-                    add_production(self.intensity, length, interval.start, interval.end, body)
+                    record = intensity.production_record(
+                        meter.device, meter.unit, interval, self.tz
+                    )
+                    add_production(self.intensity, length, interval.start, interval.end, record)
                     self._intensity_changed = True
             self._persist(meter, state, first, step, reading.ts, work)
             return
-        rows = [
-            IntervalRow(
-                meter.device,
-                interval.start,
+        records = [
+            _Closed(
                 length,
+                interval.start,
                 interval_record(
                     meter.device,
                     meter.carrier,
@@ -275,13 +297,15 @@ class Pipeline:
             for length, closed in step.closed.items()
             for interval in closed
         ]
-        if rows:
-            self._tally(meter, rows, work)
+        if records:
+            records = self._tally(meter, records, work)
         if self.producers:
-            for row in rows:
-                intensity.add_energy(self.intensity, row.length, row.start, row.body)
+            for c in records:
+                intensity.add_energy(self.intensity, c.length, c.start, c.record)
                 self._intensity_changed = True
-        work.intervals += rows
+        work.intervals += [
+            IntervalRow(meter.device, c.start, c.length, c.record.to_json()) for c in records
+        ]
         self._persist(meter, state, first, step, reading.ts, work)
 
     def _persist(
@@ -307,8 +331,8 @@ class Pipeline:
             return True
 
         for item in intensity.release(self.intensity, ready, now, self.lengths[0], self.tz):
-            body = item["body"]
-            work.intervals.append(IntervalRow(body["device"], item["start"], item["length"], body))
+            row = IntervalRow(item.record.device, item.start, item.length, item.record.to_json())
+            work.intervals.append(row)
         produced = {}
         for length in self.lengths:
             starts = [
@@ -320,28 +344,25 @@ class Pipeline:
         intensity.forget(self.intensity, produced, now)
         work.counters[intensity.KEY] = self.intensity.to_json()
 
-    def _tally(self, meter: Meter, rows: list[IntervalRow], work: Commit) -> None:
+    def _tally(self, meter: Meter, records: list[_Closed], work: Commit) -> list[_Closed]:
         """Shortest intervals into the day/month tallies and block demand; a 15-minute
         electricity record gets its block demand and the day's and month's largest."""
         tally = self.tallies.setdefault(meter.device, Tally())
-        for row in sorted(rows, key=lambda r: r.start):
+        for row in sorted(records, key=lambda r: r.start):
             if row.length != self.lengths[0]:
                 continue
-            end = _end_of(row.body) if row.length == DAY else row.start + row.length
-            block = demand.add(tally, row.body, row.start, end, self.tz)
+            end = _end_of(row.record) if row.length == DAY else row.start + row.length
+            block = demand.add(tally, row.record, row.start, end, self.tz)
             if block is not None:
                 site = self.tallies.setdefault(SITE, Tally())
                 devices = [t for k, t in self.tallies.items() if k != SITE]
                 total = demand.site_block(devices, tally.last_block)
                 demand.note_max(site, total, tally.last_block, self.tz)
                 work.counters[TALLY_KEY + SITE] = site.to_json()
-        for row in rows:
-            if row.length == demand.BLOCK and meter.carrier == "electricity":
-                row.body["demand_kw"] = round(row.body["quantity"] * 3600.0 / demand.BLOCK, 6)
-                for period in ("day", "month"):
-                    most = tally.max_demand(period, row.start, self.tz)
-                    row.body[f"demand_max_{period}_kw"] = _rounded(most)
         work.counters[TALLY_KEY + meter.device] = tally.to_json()
+        if meter.carrier != "electricity":
+            return records
+        return [_with_demand(r, tally, self.tz) if r.length == demand.BLOCK else r for r in records]
 
     def flush(self) -> Commit:
         """Every counter's state, for a clean stop: the interval in progress resumes after it."""

@@ -1,6 +1,7 @@
 """Overshoot rules: a limit on one quantity, raised once and cleared once.
 
-A rule watches one figure of a device or of the whole site (see FIGURES), is
+A rule watches one figure of a device or of the whole site (FIGURES: one
+function per name of config/quantities.py) or a point of its device, is
 raised when the figure has been past its limit for `for` seconds on end, and
 is cleared once the figure is back past the clear level (hysteresis). Its
 state is a few numbers, persisted in the buffer's `counters` table under
@@ -14,11 +15,13 @@ value; `figure` reads the value from the pipeline's plain data.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from agent.demand import Tally, demand_now, local_day
-from config.models import RULE_QUANTITIES, Rule
+from config.models import Rule
+from config.quantities import RULE_QUANTITIES
 from config.units import format_duration
 from domain.reading import Reading
 from domain.records import EventRow
@@ -29,7 +32,6 @@ RULE_KEY = "#rule/"  # '#' never starts a device name, so never a counter's key
 SITE = "#site"  # the site's tally key suffix (largest demand of the day and month)
 HYSTERESIS = 0.02  # default clear level: this share of the limit back inside it
 
-FIGURES = RULE_QUANTITIES  # any other name is a point of the rule's device
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.CRITICAL}
 
 
@@ -107,6 +109,85 @@ class Action:
     node: str | None = None  # an OPC UA node id: then coil and register are None
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a figure is read from: the pipeline's plain data, for one rule at `ts`."""
+
+    rule: Rule
+    ts: float
+    latest: dict[str, dict[str, Reading]]
+    tallies: dict[str, Tally]
+    tz: ZoneInfo
+
+    @property
+    def mine(self) -> Tally | None:
+        """The rule's device's tally (None for the site, or before its first interval)."""
+        return self.tallies.get(self.rule.device) if self.rule.device is not None else None
+
+    @property
+    def scope(self) -> list[Tally]:
+        """The device's tally, or for the site every device's."""
+        if self.rule.device is not None:
+            return [] if self.mine is None else [self.mine]
+        return [t for k, t in self.tallies.items() if k != SITE]
+
+
+def _power_kw(v: _View) -> float | None:
+    if v.rule.device is not None:  # a device's power_kw is its point
+        return _point(v.latest, v.rule.device, "power_kw")
+    values = [r.value for d in v.latest.values() if (r := d.get("power_kw")) and r.good]
+    return sum(x for x in values if x is not None) if values else None
+
+
+def _demand_15m_kw(v: _View) -> float | None:
+    return demand_now(v.scope, v.ts, v.tz)
+
+
+def _demand_max(period: str) -> Callable[[_View], float | None]:
+    def largest(v: _View) -> float | None:
+        source = v.mine if v.rule.device is not None else v.tallies.get(SITE)
+        return source.max_demand(period, v.ts, v.tz) if source is not None else None
+
+    return largest
+
+
+def _energy_interval(v: _View) -> float | None:
+    return v.mine.quantity if v.mine is not None else None
+
+
+def _co2_kg_h(v: _View) -> float | None:
+    rates = [t.co2_rate for t in v.scope if t.co2_rate is not None]
+    return sum(rates) if rates else None
+
+
+def _total(what: str, period: str) -> Callable[[_View], float | None]:
+    def total(v: _View) -> float | None:
+        day = local_day(v.ts, v.tz)
+        return sum(t.total(what, period, day) for t in v.scope)
+
+    return total
+
+
+# One function per name of config/quantities.py (a test holds the keys to its table).
+FIGURES: dict[str, Callable[[_View], float | None]] = {
+    "power_kw": _power_kw,
+    "demand_15m_kw": _demand_15m_kw,
+    "demand_max_today_kw": _demand_max("day"),
+    "demand_max_month_kw": _demand_max("month"),
+    "energy_interval": _energy_interval,
+    "co2_kg_h": _co2_kg_h,
+    "co2_kg_today": _total("co2", "day"),
+    "co2_kg_month": _total("co2", "month"),
+    "tce_kg_today": _total("tce", "day"),
+    "tce_kg_month": _total("tce", "month"),
+}
+
+
+def _point(latest: dict[str, dict[str, Reading]], device: str, name: str) -> float | None:
+    reading = latest.get(device, {}).get(name)
+    return reading.value if reading is not None and reading.good else None
+
+
 def figure(
     rule: Rule,
     ts: float,
@@ -114,38 +195,21 @@ def figure(
     tallies: dict[str, Tally],
     tz: ZoneInfo,
 ) -> float | None:
-    """The value a rule watches now, or None when it is not known (device offline...)."""
-    q = rule.quantity
-    mine = [tallies[rule.device]] if rule.device in tallies else []
-    scope = mine if rule.device is not None else [t for k, t in tallies.items() if k != SITE]
-    if q not in FIGURES or (q == "power_kw" and rule.device is not None):
-        reading = latest.get(rule.device or "", {}).get(q)
-        return reading.value if reading is not None and reading.good else None
-    if q == "power_kw":  # the site: every device's latest good power
-        values = [r.value for d in latest.values() if (r := d.get(q)) and r.good]
-        return sum(v for v in values if v is not None) if values else None
-    if q == "demand_15m_kw":
-        return demand_now(scope, ts, tz)
-    if q.startswith("demand_max_"):
-        period = "day" if q == "demand_max_today_kw" else "month"
-        source = mine[0] if rule.device is not None and mine else tallies.get(SITE)
-        return source.max_demand(period, ts, tz) if source is not None else None
-    if q == "energy_interval":
-        return mine[0].quantity if mine else None
-    if q == "co2_kg_h":
-        rates = [t.co2_rate for t in scope if t.co2_rate is not None]
-        return sum(rates) if rates else None
-    what, period, day = (
-        q.split("_")[0],
-        "day" if q.endswith("_today") else "month",
-        local_day(ts, tz),
-    )
-    return sum(t.total(what, period, day) for t in scope)
+    """The value a rule watches now, or None when it is not known (device offline...).
+    A name FIGURES does not have is a point of the rule's device; the site has no points
+    (config checks refuse such a rule), so it is never known there."""
+    compute = FIGURES.get(rule.quantity)
+    if compute is not None:
+        return compute(_View(rule, ts, latest, tallies, tz))
+    if rule.device is None:
+        return None
+    return _point(latest, rule.device, rule.quantity)
 
 
 def transition(rule: Rule, limit: Limit, kind: str, ts: float, value: float) -> EventRow:
     """The event of a raise or clear, logged at the rule's severity (a clear at INFO)."""
-    unit = FIGURES.get(rule.quantity, ("", ""))[0]
+    spec = RULE_QUANTITIES.get(rule.quantity)
+    unit = spec.unit if spec is not None else ""
     whose = f"of {rule.device}" if rule.device else "of the site"
     shown = f"{rule.quantity} {whose} {value:g}{' ' + unit if unit else ''}"
     side = "above" if limit.sign > 0 else "below"

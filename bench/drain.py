@@ -34,8 +34,8 @@ import httpx  # noqa: E402
 from bench.polling import stop  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore, Store  # noqa: E402
-from cloud_sync.batch import SCHEMA_VERSION  # noqa: E402
 from cloud_sync.uploader import Uploader  # noqa: E402
+from domain.batch import SCHEMA_VERSION  # noqa: E402
 from domain.records import Commit, IntervalRow  # noqa: E402
 
 DEVICES = 200

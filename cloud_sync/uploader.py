@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from buffer import AsyncStore, PendingBatch
-from cloud_sync.batch import SCHEMA_VERSION
+from domain.batch import SCHEMA_VERSION
 from domain.errors import BatchTooLarge, KeyTaken, SyncRefused, SyncRejected, SyncRetryable
 from domain.records import EventRow
 

@@ -32,7 +32,6 @@ from config.factors import FactorSet, UnknownFactorSet, factor_set_names, load_f
 from config.models import (
     ENV_VAR,
     REGISTER_COUNT,
-    RULE_QUANTITIES,
     AnyDevice,
     AnyPoint,
     Buffer,
@@ -49,6 +48,7 @@ from config.models import (
     uscc_check_digit,
 )
 from config.profiles import Sourced, resolved
+from config.quantities import RULE_QUANTITIES
 from config.units import format_duration
 from domain.errors import Problem
 
@@ -521,39 +521,38 @@ def _rules(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield from _action(doc, (*at, "action"), rule.action, devices, parts.every_device)
 
 
-_ENERGY_FIGURES = frozenset(RULE_QUANTITIES) - {"power_kw"}
-
-
 def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator[Problem]:
-    """A figure the agent computes, or a point of the rule's device."""
+    """A figure the agent computes (config/quantities.py says what each needs), or a point
+    of the rule's device."""
     q, figures = rule.quantity, list(RULE_QUANTITIES)
+    spec = RULE_QUANTITIES.get(q)
     where: NodePath = (*at, "quantity")
     shortest = _shortest(parts)
-    if q.startswith("demand_") and q in RULE_QUANTITIES and shortest and 900 % shortest:
+    if spec is not None and spec.blocks and shortest and 900 % shortest:
         message = (
             f"{q} is built from the shortest interval, which must divide 15 minutes "
             f"(got {format_duration(shortest)}): add 1m, 5m or 15m to emissions.intervals"
         )
         yield doc.problem(where, message)
     if rule.device is None:
-        if q == "energy_interval":
-            yield doc.problem(where, "energy_interval needs device: (carriers do not add up)")
-        elif q not in RULE_QUANTITIES:
+        if spec is None:
             message = (
                 f"unknown site quantity '{q}'{suggest(q, figures, 'site quantities')}; "
                 "a point needs device:"
             )
             yield doc.problem(where, message)
+        elif spec.device_only:
+            yield doc.problem(where, f"{q} needs device: ({spec.device_only})")
         return
     valid = next((d for d in parts.devices.values() if d.model.name == rule.device), None)
     if valid is None or not valid.complete:
         return  # an unknown or broken device is reported where it is
     device, points = valid.model, [s.name for s in valid.points]
-    if q in _ENERGY_FIGURES:
+    if spec is not None and spec.energy:
         if device.energy is None:
             message = f"{q} is computed from an energy counter, and '{device.name}' has no energy:"
             yield doc.problem(where, message)
-        elif q.startswith("demand_") and device.energy.carrier != "electricity":
+        elif spec.blocks and device.energy.carrier != "electricity":
             message = (
                 f"{q} needs an electricity meter ('{device.name}' meters {device.energy.carrier})"
             )

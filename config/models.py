@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from config.quantities import described
 from config.units import Duration, Size
 
 Name = Annotated[
@@ -535,20 +536,6 @@ def protocol_of(device: BaseModel) -> str:
 
 # --- rules (evaluated by agent/rules.py) ---------------------------------------
 
-# What a rule can watch besides a point of its device: name -> (unit, meaning).
-RULE_QUANTITIES: dict[str, tuple[str, str]] = {
-    "power_kw": ("kW", "the point power_kw (site: summed over the devices having it)"),
-    "demand_15m_kw": ("kW", "15-minute block demand from the energy counter"),
-    "demand_max_today_kw": ("kW", "largest complete 15-minute block of the local day"),
-    "demand_max_month_kw": ("kW", "largest complete 15-minute block of the month"),
-    "energy_interval": ("", "energy of the last closed interval, in the carrier's unit"),
-    "co2_kg_h": ("kg/h", "CO2 rate over the last closed interval"),
-    "co2_kg_today": ("kg", "CO2 since local midnight"),
-    "co2_kg_month": ("kg", "CO2 since the first of the month"),
-    "tce_kg_today": ("kgce", "standard coal since local midnight"),
-    "tce_kg_month": ("kgce", "standard coal since the first of the month"),
-}
-
 
 class ModbusWrite(Strict):
     """Write one coil or register while the alarm is raised (a stack light)."""
@@ -588,11 +575,7 @@ class Rule(Strict):
 
     name: Name
     device: str | None = Field(default=None, description="Device watched; omit for the site.")
-    quantity: str = Field(
-        description="What is watched: power_kw, demand_15m_kw, demand_max_today_kw, "
-        "demand_max_month_kw, energy_interval, co2_kg_h, co2_kg_today, co2_kg_month, "
-        "tce_kg_today, tce_kg_month, or a point name of the device."
-    )
+    quantity: str = Field(description=described())  # from the table in config/quantities.py
     above: float | None = Field(default=None, description="Raise when the quantity exceeds this.")
     below: float | None = Field(default=None, description="Raise when it falls under this.")
     clear_below: float | None = Field(

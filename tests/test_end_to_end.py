@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from agent.demo import RESOLUTION_KWH, delivered, demo_config, demo_meters, energy_check
-from cloud_sync.receiver import Receiver
 from drivers.modbus.simulator import MeterServer
+from receiver import Receiver
 
 pytestmark = pytest.mark.timeout(180)
 INTERVAL = 5

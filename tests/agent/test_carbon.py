@@ -8,9 +8,9 @@ import pytest
 
 from agent.carbon import interval_record
 from agent.intervals import ClosedInterval
-from cloud_sync.batch import Interval
 from config import load_factor_set
 from config.models import Density
+from domain.batch import Interval
 
 TZ = ZoneInfo("Asia/Shanghai")
 FACTORS = load_factor_set("cn-mee-2022")
@@ -19,7 +19,7 @@ KWH_PER_KGCE = 29_307 / 3_600  # GB/T 2589: 1 kgce = 29 307 kJ
 
 def record(carrier: str, unit: str, quantity: float, province: str = "sichuan") -> dict:
     interval = ClosedInterval(1_789_999_200.0, 1_789_999_260.0, quantity, 1.0, "good")
-    return interval_record("d", carrier, unit, interval, FACTORS, province, TZ)
+    return interval_record("d", carrier, unit, interval, FACTORS, province, TZ).to_json()
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_worked_example_1000_kwh_of_sichuan_grid_electricity(
     Chongqing's 2022 factor would give 522.7 kg: 3.7 times as much, never a fallback."""
     interval = ClosedInterval(1_789_999_200.0, 1_790_002_800.0, 1000.0, 1.0, "good")
     factors = load_factor_set(factor_set)
-    r = interval_record("incomer", "electricity", "kWh", interval, factors, "sichuan", TZ)
+    r = interval_record("incomer", "electricity", "kWh", interval, factors, "sichuan", TZ).to_json()
     assert r["quantity"] == 1000.0 and r["kwh"] == 1000.0
     assert r["tce_kg"] == pytest.approx(122.9, abs=1e-9)
     assert r["co2_kg"] == pytest.approx(co2_kg, abs=1e-9)
@@ -87,7 +87,7 @@ def test_worked_example_1000_m3_of_natural_gas() -> None:
     ncv_gj_per_m3, cc, oxidation = 389.31 / 10_000, 0.0153, 0.99
     assert ncv_gj_per_m3 * cc * oxidation * 44 / 12 * 1000 == pytest.approx(2.1622, abs=1e-4)
     interval = ClosedInterval(1_789_999_200.0, 1_790_002_800.0, 1000.0, 1.0, "good")
-    r = interval_record("boiler", "natural_gas", "m3", interval, FACTORS, "sichuan", TZ)
+    r = interval_record("boiler", "natural_gas", "m3", interval, FACTORS, "sichuan", TZ).to_json()
     assert (r["quantity"], r["unit"], r["scope"]) == (1000.0, "m3", 1)
     assert r["tce_kg"] == pytest.approx(1214.3, abs=1e-9)
     assert r["kwh"] == pytest.approx(1214.3 * 29_307 / 3_600, abs=1e-6)
@@ -103,7 +103,9 @@ def test_worked_example_1000_litres_of_diesel_at_a_sourced_density() -> None:
     note says); the density and its source travel in the record."""
     density = Density(value=0.84, source="supplier delivery note 2026-11")
     interval = ClosedInterval(1_789_999_200.0, 1_790_002_800.0, 1000.0, 1.0, "good")
-    r = interval_record("genset", "diesel", "L", interval, FACTORS, "sichuan", TZ, density)
+    r = interval_record(
+        "genset", "diesel", "L", interval, FACTORS, "sichuan", TZ, density
+    ).to_json()
     assert (r["quantity"], r["unit"], r["scope"]) == (840.0, "kg", 1)
     assert r["tce_kg"] == pytest.approx(1223.964, abs=1e-9)
     assert r["co2_kg"] == pytest.approx(2600.556, abs=1e-9)
@@ -114,4 +116,4 @@ def test_worked_example_1000_litres_of_diesel_at_a_sourced_density() -> None:
     }
     assert Interval.model_validate(r).density is not None  # the batch schema knows the field
     m3 = interval_record("genset", "diesel", "m3", interval, FACTORS, "sichuan", TZ, density)
-    assert m3["quantity"] == pytest.approx(840_000.0)  # 1 000 m3 = 10^6 L
+    assert m3.quantity == pytest.approx(840_000.0)  # 1 000 m3 = 10^6 L

@@ -218,7 +218,7 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
     the uplink verifies with the new file (it kept the one read at start)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from cloud_sync.receiver import Receiver
+    from receiver import Receiver
     from tests.cloud_sync.test_tls import Pki, _issue, _write, server_context
     from tests.cloud_sync.test_uploader import TOKEN
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.demand import Tally
 from agent.pipeline import Pipeline
-from agent.rules import Limit, RuleState, judge
+from agent.rules import FIGURES, SITE, Limit, RuleState, figure, judge
 from config.models import Rule
+from config.quantities import RULE_QUANTITIES
 from domain.reading import Quality, Reading
 from tests.agent.test_pipeline import built
 
@@ -102,6 +105,84 @@ def test_for_needs_the_value_past_the_limit_all_along() -> None:
     samples = [(T0, 11), (T0 + 60, 12), (T0 + 90, 9), (T0 + 100, 11), (T0 + 219, 11)]
     assert run(lim, samples) == []
     assert run(lim, [*samples, (T0 + 220, 11)]) == [(5, "raised")]
+
+
+# --- the figures --------------------------------------------------------------------
+
+TZ = ZoneInfo("Asia/Shanghai")
+# a device's tally at T0 + 100 s: the quarter hour before T0 was a complete block
+TALLY = {
+    "day": "2026-09-21",
+    "month": "2026-09",
+    "co2_day": 10.0,
+    "tce_day": 4.0,
+    "co2_month": 100.0,
+    "tce_month": 40.0,
+    "last_block": T0 - 900,
+    "last_kw": 300.0,
+    "max_day_kw": 350.0,
+    "max_month_kw": 400.0,
+    "quantity": 5.0,
+    "co2_rate": 2.5,
+}
+# each quantity's value for device a, and for the site (a and b alike)
+EXPECTED = {
+    "power_kw": (100.0, 150.0),
+    "demand_15m_kw": (300.0, 600.0),
+    "demand_max_today_kw": (350.0, 700.0),  # the site's own largest block, not a sum
+    "demand_max_month_kw": (400.0, 800.0),
+    "energy_interval": (5.0, None),  # carriers do not add up
+    "co2_kg_h": (2.5, 5.0),
+    "co2_kg_today": (10.0, 20.0),
+    "co2_kg_month": (100.0, 200.0),
+    "tce_kg_today": (4.0, 8.0),
+    "tce_kg_month": (40.0, 80.0),
+}
+
+
+def figures_of(quantity: str, device: str | None, tallies: dict | None = None) -> float | None:
+    rule = Rule.model_validate({"name": "r", "device": device, "quantity": quantity, "above": 1})
+    latest = {
+        "a": {"power_kw": Reading("a", "power_kw", T0, 100.0, "kW")},
+        "b": {
+            "power_kw": Reading("b", "power_kw", T0, 50.0, "kW"),
+            "temp_c": Reading("b", "temp_c", T0, 61.0, "°C"),
+        },
+    }
+    if tallies is None:
+        site = Tally(max_day_kw=700.0, max_month_kw=800.0, day="2026-09-21", month="2026-09")
+        tallies = {"a": Tally(**TALLY), "b": Tally(**TALLY), SITE: site}
+    return figure(rule, T0 + 100, latest, tallies, TZ)
+
+
+def test_every_quantity_of_the_config_has_its_figure() -> None:
+    """The evaluation and config/quantities.py have the same names: a quantity the config
+    accepts is always computed, and nothing is computed that the config does not name."""
+    assert set(FIGURES) == set(RULE_QUANTITIES) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("quantity", list(EXPECTED))
+def test_each_figure_of_a_device_and_of_the_site(quantity: str) -> None:
+    mine, site = EXPECTED[quantity]
+    assert figures_of(quantity, "a") == pytest.approx(mine)
+    assert figures_of(quantity, None) == (site if site is None else pytest.approx(site))
+
+
+def test_any_other_name_is_a_point_of_the_device_and_never_a_site_sum() -> None:
+    """A device's own point is read as it is; a site rule with a name the table lacks
+    (refused by check) is never known, never a sum of CO2 or coal."""
+    assert figures_of("temp_c", "b") == 61.0
+    assert figures_of("temp_c", "a") is None
+    assert figures_of("co2_kg_tday", None) is None
+    assert figures_of("co2_kg_yesterday", None) is None
+
+
+def test_a_device_without_a_tally_yet_has_no_largest_block() -> None:
+    """Before the device's first interval its largest block is not known: it is not the
+    site's."""
+    site = Tally(max_day_kw=700.0, max_month_kw=800.0, day="2026-09-21", month="2026-09")
+    assert figures_of("demand_max_today_kw", "a", {SITE: site}) is None
+    assert figures_of("demand_max_today_kw", None, {SITE: site}) == 700.0
 
 
 # --- in the pipeline ----------------------------------------------------------------

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from buffer import AsyncStore
-from cloud_sync.receiver import Receiver
 from cloud_sync.tls import TlsSetupError, client_tls
+from receiver import Receiver
 from tests.cloud_sync.test_uploader import TOKEN, fill, uploader
 
 pytestmark = pytest.mark.timeout(60)

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buffer import AsyncStore
-from cloud_sync.receiver import Receiver
 from cloud_sync.uploader import REJECT_LIMIT, Uploader
 from domain.records import Commit, IntervalRow
+from receiver import Receiver
 from tests.cloud_sync.batches import GATEWAY, series
 
 pytestmark = pytest.mark.timeout(60)

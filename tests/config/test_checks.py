@@ -645,7 +645,7 @@ def test_an_override_travels_with_its_source_into_the_records(tmp_path) -> None:
     own = {"natural_gas": FactorOverride(co2=2.05, source="supplier NCV analysis 2026-03")}
     factors = load_factor_set("cn-mee-2022").overridden(own)
     interval = ClosedInterval(1_789_999_200.0, 1_789_999_260.0, 100.0, 1.0, "good")
-    r = interval_record("boiler", "natural_gas", "m3", interval, factors, "sichuan", TZ)
+    r = interval_record("boiler", "natural_gas", "m3", interval, factors, "sichuan", TZ).to_json()
     assert r["co2_kg"] == 205.0 and r["tce_kg"] == 121.43
     assert r["factor"] == {
         "id": "plant_natural_gas",

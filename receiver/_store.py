@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from cloud_sync.batch import Batch
+from domain.batch import Batch
 
 GroupBy = Literal["region", "industry", "enterprise", "gateway"]
 Period = Literal["day", "month"]

@@ -26,8 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, cast, get_args
 from urllib.parse import parse_qsl, urlsplit
 
-from cloud_sync.batch import batch_json_schema
-from cloud_sync.receiver._request import (
+from domain.batch import batch_json_schema
+from receiver._request import (
     Body,
     Refused,
     check_key,
@@ -36,8 +36,8 @@ from cloud_sync.receiver._request import (
     parse_batch,
     parse_key,
 )
-from cloud_sync.receiver._store import GroupBy, KeyConflict, Period, Store
-from cloud_sync.receiver._summary import summarize
+from receiver._store import GroupBy, KeyConflict, Period, Store
+from receiver._summary import summarize
 
 logger = logging.getLogger("edge_agent.receiver")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from cloud_sync.receiver._store import GroupBy, Period, Store, Totals
+from receiver._store import GroupBy, Period, Store, Totals
 
 
 def label(period: Period, day: date) -> str:

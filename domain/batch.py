@@ -1,9 +1,22 @@
 """The batch a gateway POSTs to the central platform: schema version 1.
 
-The agent builds batches from records it already serialised when they were
-computed; the reference receiver validates incoming batches with these models
-and publishes their JSON Schema at GET /api/v1/schema. Records may carry more
-fields than listed here (newer agents); what is listed is required.
+The contract between the agent's uplink and a receiver, so it lives on the
+bottom floor where both can import it. The agent builds batches from records
+it serialised when they were computed (domain/records.py's IntervalRecord has
+exactly the fields of `Interval`: a test holds them together); the reference
+receiver validates incoming batches with these models and publishes their JSON
+Schema at GET /api/v1/schema.
+
+Every model forbids unknown fields, so a misspelt or unexpected field is a 422
+naming its path instead of a value the platform silently drops. That makes the
+version a promise: a receiver of version N refuses a field N does not declare,
+so a newer agent that adds a field must send a new `schema_version` (and a
+receiver must know it) rather than slip the field past an older receiver.
+Forbidding did not need a new version here: it narrows what a version 1
+receiver takes, and every field a version 1 agent has ever sent is declared
+(`intensity_complete`, which one had sent undeclared, is now), so each batch
+the agents send is accepted by old and new receivers alike. A third-party
+sender that added fields of its own under version 1 is now told which ones.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ _INT64_MAX = 2**63 - 1
 
 class _Record(BaseModel):
     # NaN or Infinity in one record would poison every total it is summed into.
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GatewayTags(_Record):
@@ -98,6 +111,12 @@ class Interval(_Record):
     )
     tce_kg_per_unit_day: float | None = Field(
         default=None, description="Site kgce / units of the local day up to the interval's end"
+    )
+    intensity_complete: bool | None = Field(
+        default=None,
+        description="false: a production record sent before every energy meter had closed "
+        "its interval (one stayed offline a day), so the site figures above are short; "
+        "absent when they are complete",
     )
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_sync.receiver import Receiver
+from receiver import Receiver
 from tests.cloud_sync.batches import (
     CHONGQING,
     GATEWAY,
@@ -220,6 +220,8 @@ def test_without_a_configured_token_any_sender_is_accepted(tmp_path: Path) -> No
         ("coverage", 1.5, "Input should be less than or equal to 1"),
         ("quality", "great", "Input should be 'good', 'estimated' or 'partial'"),
         ("start", "2026-11-26T08:00:00", "Input should have timezone info"),
+        # a field schema version 1 does not declare: a newer sender's, or a typo
+        ("co2kg", 1.0, "Extra inputs are not permitted"),
     ],
 )
 def test_a_schema_violation_is_422_with_the_path_of_the_field(
@@ -358,8 +360,9 @@ def test_intervals_filter_by_gateway_device_and_start(client: httpx.Client) -> N
     ]
 
 
-def test_intervals_come_back_as_received_with_unknown_fields(client: httpx.Client) -> None:
-    """A field this schema version does not know is kept, and limit bounds the answer."""
+def test_intervals_come_back_as_received_with_optional_fields(client: httpx.Client) -> None:
+    """A record is kept as sent (an optional field where it was, nothing added), and limit
+    bounds the answer."""
     records = series("main_incomer", "2026-11-26T08:00:00+08:00", 15, 3)
     records[0]["demand_kw"] = 812.5
     post(client, batch(intervals=records))
@@ -672,7 +675,7 @@ def test_serve_stops_cleanly_on_a_signal(tmp_path: Path, signum: int) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     program = (
-        "import sys; from cloud_sync.receiver import serve;"
+        "import sys; from receiver import serve;"
         f" sys.exit(serve('127.0.0.1', 0, {str(tmp_path / 'central.db')!r}, {str(token_file)!r}))"
     )
     with subprocess.Popen(
@@ -696,3 +699,16 @@ def test_a_known_key_with_a_different_body_is_409(client: httpx.Client) -> None:
     answer = post(client, other)
     assert answer.status_code == 409
     assert "different body" in answer.json()["reason"]
+
+
+def test_the_receiver_imports_only_the_bottom_floor() -> None:
+    """A platform can run the receiver without the agent: it loads domain (the batch
+    schema) and none of agent, config, drivers, buffer or cloud_sync."""
+    ours = {"domain", "agent", "config", "drivers", "buffer", "cloud_sync"}
+    program = (
+        f"import sys, receiver; print(sorted({{m.split('.')[0] for m in sys.modules}} & {ours!r}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "['domain']"

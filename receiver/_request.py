@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cloud_sync.batch import SCHEMA_VERSION, Batch
+from domain.batch import SCHEMA_VERSION, Batch
 
 _MAX_ERRORS = 100
 _KEY = re.compile(r"(?P<gateway>.+):(?P<sequence>[0-9]{1,19})")

@@ -27,8 +27,8 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from cloud_sync.receiver._http import ReceiverServer
-from cloud_sync.receiver._store import Store
+from receiver._http import ReceiverServer
+from receiver._store import Store
 
 __all__ = ["Receiver", "serve"]
 
