@@ -41,7 +41,7 @@ from cloud_sync.tls import TlsSetupError, client_tls
 from cloud_sync.uploader import Uploader
 from config import LoadedConfig, load_config, load_factor_set, province_for
 from config.models import AnyDevice, Config
-from domain.errors import ConfigInvalid
+from domain.errors import BufferTooNew, ConfigInvalid
 from domain.reading import Quality
 from domain.records import Commit, EventRow
 from drivers import Driver, DriverUnavailable, make_driver
@@ -668,7 +668,7 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
         return AsyncStore(
             Path(buffer.path), max_size=buffer.max_size, drop_synced=buffer.drop_synced
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, BufferTooNew) as exc:
         problem = loaded.problem_at(
             ("buffer", "path"), f"cannot open the buffer at {buffer.path}: {exc}"
         )
