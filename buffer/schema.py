@@ -26,7 +26,7 @@ from pathlib import Path
 
 from domain.errors import BufferTooNew
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "file_version", "refuse_newer", "upgrade"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "file_version", "refuse_newer", "refuse_unknown", "upgrade"]
 
 SCHEMA_VERSION = 2
 
@@ -163,9 +163,9 @@ def refuse_newer(path: Path, version: int | None) -> None:
         raise BufferTooNew(str(path), version, SCHEMA_VERSION)
 
 
-def upgrade(conn: sqlite3.Connection, path: Path, *, first_batch: int) -> int:
-    """Bring the open, writable buffer at `path` to SCHEMA_VERSION; returns the version
-    it had. A new file starts its batch numbers at `first_batch`."""
+def refuse_unknown(conn: sqlite3.Connection, path: Path) -> int:
+    """The version of the open file at `path`, read through SQLite (so also from a WAL);
+    raises, before anything is written, for a newer buffer or a database that is none."""
     found = conn.execute("PRAGMA user_version").fetchone()[0]
     refuse_newer(path, found)
     if found == 0:
@@ -175,6 +175,14 @@ def upgrade(conn: sqlite3.Connection, path: Path, *, first_batch: int) -> int:
                 f"{path} is an SQLite database but not an edge-agent buffer (no schema "
                 f"version; tables {', '.join(sorted(tables))}): point buffer.path elsewhere"
             )
+    return found
+
+
+def upgrade(conn: sqlite3.Connection, path: Path, *, first_batch: int) -> int:
+    """Bring the open, writable buffer at `path` to SCHEMA_VERSION; returns the version
+    it had. A new file starts its batch numbers at `first_batch`."""
+    found = refuse_unknown(conn, path)
+    if found == 0:
         _in_one_transaction(conn, 0, SCHEMA_VERSION, lambda c: _create(c, first_batch))
         return found
     for version in range(found, SCHEMA_VERSION):

@@ -98,8 +98,7 @@ class Store:
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
             # again through SQLite: a newer release's version may still be in the WAL only
-            self.version: int = conn.execute("PRAGMA user_version").fetchone()[0]
-            schema.refuse_newer(self.path, self.version)
+            self.version: int = schema.refuse_unknown(conn, self.path)
             self.db = sqlite_utils.Database(conn)
             if not readonly:
                 self._open_for_writing(conn, replaced_why)
