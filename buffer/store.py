@@ -232,13 +232,20 @@ class Store:
         """
         now = time.time()
         cursors = self._cursors()
-        per = {c.name: {**self._waiting([c], now), "max_age": c.max_age} for c in cursors}
+        total = self._waiting(cursors, now)
+        per = {  # with one destination its figures are the totals: not counted twice
+            c.name: {
+                **(total if len(cursors) == 1 else self._waiting([c], now)),
+                "max_age": c.max_age,
+            }
+            for c in cursors
+        }
         try:
             lost = {r["kind"]: r["records"] for r in self.db.query("SELECT * FROM losses")}
         except sqlite3.OperationalError:  # read-only on a buffer from before the table
             lost = {}
         return {
-            **self._waiting(cursors, now),
+            **total,
             "size": level(self.db.conn, self.room).used_bytes,
             "dropped_samples": lost.get("samples", 0),
             "dropped_synced": lost.get("synced", 0),
