@@ -43,7 +43,7 @@ from cloud_sync.tls import client_tls
 from cloud_sync.uploader import Uploader
 from config import LoadedConfig, load_factor_set, province_for
 from config.models import AnyDevice, Config
-from domain.errors import ConfigInvalid, DriverUnavailable, TlsSetupError
+from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable, TlsSetupError
 from domain.records import Commit
 from drivers import Driver, make_driver
 
@@ -453,7 +453,7 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
         return AsyncStore(
             Path(buffer.path), max_size=buffer.max_size, drop_synced=buffer.drop_synced
         )
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, BufferTooNew) as exc:
         problem = loaded.problem_at(
             ("buffer", "path"), f"cannot open the buffer at {buffer.path}: {exc}"
         )

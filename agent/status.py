@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 from agent.lifecycle import SNAPSHOT_EVERY, find_snapshot
 from agent.rules import RULE_KEY
-from buffer import Store
+from buffer import SCHEMA_VERSION, Store
 from config import LoadedConfig
+from domain.errors import BufferTooNew
 
 
 def _when(ts: float | None, tz: ZoneInfo) -> str:
@@ -57,10 +58,14 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     tz = ZoneInfo(config.gateway.timezone)
     now = time.time()
     try:
-        store = Store(config.buffer.path, readonly=True)
+        store = Store(config.buffer.path, readonly=True)  # an older file is read as it is
         counters = store.counters()
         backlog = store.backlog()
         last = store.last_batch()
+        version = store.version
+    except BufferTooNew as exc:
+        print(f"cannot read the buffer: {exc}")
+        return 1
     except sqlite3.Error as exc:
         print(f"{config.buffer.path}: cannot read the buffer ({exc}); has the agent run yet?")
         return 1
@@ -90,6 +95,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         "devices": devices,
         "rules": rules,
         "backlog": backlog,
+        "buffer_version": version,
         "last_batch": last,
         "sync": (snap or {}).get("sync"),
         "open_alarms": (snap or {}).get("open_alarms"),
@@ -117,12 +123,13 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     for name, r in rules.items():
         print(f"rule {name}: " + (f"RAISED since {_when(r['since'], tz)}" if r["raised"] else "ok"))
     print()
-    age = now - backlog["oldest"] if backlog["oldest"] else None
-    print(
-        f"backlog: {backlog['intervals']} intervals, {backlog['events']} events"
-        + (f", oldest {_ago(backlog['oldest'], now).removesuffix(' ago')} old" if age else "")
-    )
+    _print_backlog(backlog, now)
     _print_buffer_use(backlog, config.buffer.max_size)
+    if version < SCHEMA_VERSION:
+        print(
+            f"buffer schema: version {version}, migrated to {SCHEMA_VERSION} "
+            "when the agent next starts"
+        )
     sync = report["sync"]
     if sync:
         print(
@@ -141,6 +148,34 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     for problem in report["problems"]:
         print(f"PROBLEM: {problem}")
     return 0
+
+
+def _print_backlog(backlog: dict, now: float) -> None:
+    """The records still to send: one line in all, and one per destination when there
+    are several (a record waits until every destination has it)."""
+    print(f"backlog: {_waiting(backlog, now)}")
+    destinations = backlog.get("destinations", {})
+    if len(destinations) < 2:
+        return
+    for name, waiting in destinations.items():
+        limit = waiting.get("max_age")
+        note = f" (owed records up to {_span(limit)} old)" if limit else ""
+        print(f"backlog to {name}{note}: {_waiting(waiting, now)}")
+
+
+def _waiting(figures: dict, now: float) -> str:
+    oldest = figures["oldest"]
+    return f"{figures['intervals']} intervals, {figures['events']} events" + (
+        f", oldest {_ago(oldest, now).removesuffix(' ago')} old" if oldest else ""
+    )
+
+
+def _span(seconds: float) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds / 86400:g} d"
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
 
 
 def _print_buffer_use(backlog: dict, max_size: int) -> None:

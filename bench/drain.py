@@ -123,9 +123,9 @@ async def payloads(path: Path) -> list[tuple[str, bytes]]:
     up = _uploader(store, "http://127.0.0.1:9/unused")
     header = {"schema_version": SCHEMA_VERSION, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
     out = []
-    while (batch := await store.pending_batch(MAX_BATCH, header)) is not None:
+    while (batch := await up.outbox.pending_batch(MAX_BATCH, header)) is not None:
         out.append((f"{GATEWAY['id']}:{batch.seq}", up.payload(batch)))
-        await store.finish_batch(batch.seq, "acked")
+        await up.outbox.finish_batch(batch.seq, "acked")
     await up.close()
     store.close()
     return out

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore  # noqa: E402
-from buffer.store import _SCHEMA  # noqa: E402
+from buffer.schema import SCHEMA  # noqa: E402
 from domain.records import Commit, IntervalRow  # noqa: E402
 
 POINTS = 20
@@ -97,7 +97,7 @@ def _raw(path: Path, turns: list[list[Commit]]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
-    conn.executescript(_SCHEMA)
+    conn.executescript(SCHEMA)
     try:
         began = time.perf_counter()
         for works in turns:

@@ -1,18 +1,33 @@
-"""Store-and-forward buffer: what the agent computed, kept until the platform has it."""
+"""Store-and-forward buffer: what the agent computed, kept until every destination has it.
+
+store = AsyncStore(path, destinations={"sync": None, "epb": 3600.0})
+outbox = store.outbox("sync")        # one uplink's view: its batches, its cursor
+batch = await outbox.pending_batch(5000, header)
+await outbox.finish_batch(batch.seq, "acked")
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from buffer.store import PendingBatch, Store
+from buffer.schema import SCHEMA_VERSION
+from buffer.store import DEFAULT_DESTINATIONS, Outbox, PendingBatch, Store
 from domain.records import Commit, EventRow
 
-__all__ = ["AsyncStore", "PendingBatch", "Store"]
+__all__ = [
+    "DEFAULT_DESTINATIONS",
+    "SCHEMA_VERSION",
+    "AsyncOutbox",
+    "AsyncStore",
+    "Outbox",
+    "PendingBatch",
+    "Store",
+]
 
 T = TypeVar("T")
 
@@ -25,10 +40,17 @@ class AsyncStore:
     """
 
     def __init__(
-        self, path: str | Path, *, max_size: int | None = None, drop_synced: bool = False
+        self,
+        path: str | Path,
+        *,
+        max_size: int | None = None,
+        drop_synced: bool = False,
+        destinations: Mapping[str, float | None] = DEFAULT_DESTINATIONS,
     ) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer")
-        opened = self._executor.submit(Store, path, max_size=max_size, drop_synced=drop_synced)
+        opened = self._executor.submit(
+            Store, path, max_size=max_size, drop_synced=drop_synced, destinations=destinations
+        )
         try:
             self.store = opened.result()
         except BaseException:
@@ -77,20 +99,13 @@ class AsyncStore:
     async def add_events(self, events: list[EventRow]) -> None:
         await self.run(self.store.add_events, events)
 
-    async def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
-        return await self.run(self.store.pending_batch, max_records, header)
+    async def register(self, destinations: Mapping[str, float | None]) -> None:
+        """The active destinations, on reload (see Store.register)."""
+        await self.run(self.store.register, destinations)
 
-    async def finish_batch(self, seq: int, status: str, reason: str | None = None) -> None:
-        await self.run(self.store.finish_batch, seq, status, reason)
-
-    async def reject_batch(self, seq: int, reason: str, event: EventRow | None) -> None:
-        await self.run(self.store.reject_batch, seq, reason, event)
-
-    async def shrink_batch(self, seq: int) -> bool:
-        return await self.run(self.store.shrink_batch, seq)
-
-    async def renumber_batch(self, seq: int) -> int:
-        return await self.run(self.store.renumber_batch, seq)
+    def outbox(self, name: str) -> AsyncOutbox:
+        """Destination `name`'s view of the buffer (see Store.outbox)."""
+        return AsyncOutbox(self, self.store.outbox(name))
 
     async def prune(self, *, raw_before: float, synced_before: float) -> int:
         """Retention, a short transaction at a time: a poll's commit waits for one
@@ -108,6 +123,35 @@ class AsyncStore:
     def close(self) -> None:
         self._executor.submit(self.store.close).result()
         self._executor.shutdown(wait=True)
+
+
+class AsyncOutbox:
+    """An Outbox for the event loop: each call runs on the store's one thread."""
+
+    def __init__(self, store: AsyncStore, outbox: Outbox) -> None:
+        self._store = store
+        self._outbox = outbox
+        self.name = outbox.name
+
+    async def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
+        return await self._store.run(self._outbox.pending_batch, max_records, header)
+
+    async def finish_batch(
+        self, seq: int, status: str = "acked", reason: str | None = None
+    ) -> None:
+        await self._store.run(self._outbox.finish_batch, seq, status, reason)
+
+    async def reject_batch(self, seq: int, reason: str, event: EventRow | None) -> None:
+        await self._store.run(self._outbox.reject_batch, seq, reason, event)
+
+    async def shrink_batch(self, seq: int) -> bool:
+        return await self._store.run(self._outbox.shrink_batch, seq)
+
+    async def renumber_batch(self, seq: int) -> int:
+        return await self._store.run(self._outbox.renumber_batch, seq)
+
+    async def backlog(self) -> dict:
+        return await self._store.run(self._outbox.backlog)
 
 
 def _settle(done: asyncio.Future[None], error: Exception | None) -> None:

@@ -2,10 +2,11 @@
 
 The cap is SQLite's own `max_page_count`, so a capped buffer and a full disk
 fail the same way (SQLITE_FULL) and take the same path: raw samples go first,
-oldest first; then, only with `buffer.drop_synced`, the oldest records the
-platform already acknowledged; unsynced intervals and events never. Whatever
-is dropped is counted in the `losses` table in the transaction that drops it,
-and a `buffer_full` event says so with the next write.
+oldest first; then, only with `buffer.drop_synced`, the oldest records every
+active destination already has (see buffer._cursors); unsynced intervals and
+events never. Whatever is dropped is counted in the `losses` table in the
+transaction that drops it, and a `buffer_full` event says so with the next
+write.
 
 Space freed by a delete goes to SQLite's freelist and is reused by the next
 inserts; the file does not shrink (no VACUUM: rewriting gigabytes on an
@@ -21,6 +22,7 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,9 +167,14 @@ def level(conn: sqlite3.Connection, room: Room) -> Level:
     return Level(page_size, pages, free, room.max_pages)
 
 
-def make_room(conn: sqlite3.Connection, room: Room, freed: Freed) -> Freed:
+def make_room(
+    conn: sqlite3.Connection, room: Room, freed: Freed, synced: Callable[[str], str]
+) -> Freed:
     """Drop what may be dropped, in short transactions, until a tenth of the buffer is free;
-    `freed` counts what went, also when a full disk stops the deletes half way."""
+    `freed` counts what went, also when a full disk stops the deletes half way.
+
+    `synced(table)` is the SQL condition of the records no destination waits for and no
+    quarantine keeps (Store._synced): only those go, and only with drop_synced."""
     now = level(conn, room)
     target = max(8, int((room.max_pages or now.pages) * FREE_SHARE))
     if disk_full(conn, room):
@@ -191,9 +198,8 @@ def make_room(conn: sqlite3.Connection, room: Room, freed: Freed) -> Freed:
             break
     if not room.drop_synced:
         return freed
-    acked = conn.execute("SELECT events_acked, intervals_acked FROM sync_state").fetchone()
-    for table, cursor, ts in (("intervals", acked[1], "start"), ("events", acked[0], "ts")):
-        where = f"seq <= {int(cursor)} AND NOT EXISTS ({KEPT.format(table)})"
+    for table, ts in (("intervals", "start"), ("events", "ts")):
+        where = synced(table)
         while more():
             chunks += 1
             if not _drop_chunk(conn, freed, table, "seq", ts, where):

@@ -8,10 +8,10 @@ because the agent commits only what must survive: closed intervals, events
 and counter state, normally once per interval per device, not per sample.
 
 Sync bookkeeping: records get an ever-increasing `seq` (AUTOINCREMENT, so a
-pruned number is never reused). A batch is a persisted pair of seq ranges
-(events, intervals) assigned before its first send; re-reading the ranges
-after a crash gives the same records again, and the acknowledged cursors move
-in the same transaction that closes the batch.
+pruned number is never reused). Each destination reads and acknowledges
+through its own Outbox (buffer._outbox) with its own cursor; a record is
+synced, and may go, only once no active destination waits for it
+(buffer._cursors). The schema and its migrations are in buffer.schema.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import sqlite_utils
 
-from buffer import _recover
+from buffer import _cursors, _recover, schema
+from buffer._outbox import Outbox, PendingBatch
 from buffer._room import (
     CHUNK,
     KEPT,
@@ -47,50 +47,16 @@ from buffer._room import (
 from domain.errors import BufferFull
 from domain.records import Commit, EventRow
 
+__all__ = ["DEFAULT_DESTINATIONS", "Outbox", "PendingBatch", "Store"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 # made once: the poll path encodes every device's interval and counter state with it
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS intervals (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    device TEXT NOT NULL, start REAL NOT NULL, length REAL NOT NULL, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL, device TEXT, kind TEXT NOT NULL, severity TEXT NOT NULL,
-    message TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS samples (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, point TEXT NOT NULL, ts REAL NOT NULL,
-    value REAL, unit TEXT, quality TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts);
-CREATE TABLE IF NOT EXISTS counters (
-    key TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
-    seq INTEGER PRIMARY KEY, created REAL NOT NULL, header TEXT NOT NULL,
-    events_lo INTEGER NOT NULL, events_hi INTEGER NOT NULL,
-    intervals_lo INTEGER NOT NULL, intervals_hi INTEGER NOT NULL,
-    status TEXT NOT NULL, finished REAL, reason TEXT);
-CREATE TABLE IF NOT EXISTS losses (
-    kind TEXT PRIMARY KEY, records INTEGER NOT NULL, last REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS sync_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    events_acked INTEGER NOT NULL, intervals_acked INTEGER NOT NULL,
-    next_batch INTEGER NOT NULL);
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class PendingBatch:
-    seq: int
-    header: dict  # gateway tags, factor set, sequence: fixed when the batch was assigned
-    events: list[dict]
-    intervals: list[str]  # JSON text, exactly as stored
-
-    @property
-    def size(self) -> int:
-        return len(self.events) + len(self.intervals)
+# The uplinks the buffer keeps records for when the agent names none: the HTTP batches
+# configured under `sync:`, with no age limit. Name -> age limit in seconds, or None.
+DEFAULT_DESTINATIONS: Mapping[str, float | None] = {"sync": None}
 
 
 class Store:
@@ -98,6 +64,8 @@ class Store:
 
     `max_size` caps the database file (see buffer._room for what goes when it
     is full); `drop_synced` lets acknowledged records go too, oldest first.
+    `destinations` are the active uplinks (see `register`). `readonly` opens
+    for `edge-agent status`: an older file is read as it is, never migrated.
     """
 
     def __init__(
@@ -107,10 +75,16 @@ class Store:
         readonly: bool = False,
         max_size: int | None = None,
         drop_synced: bool = False,
+        destinations: Mapping[str, float | None] = DEFAULT_DESTINATIONS,
     ) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self.room = Room(max_size, drop_synced)
+        self.active: dict[str, float | None] = _checked(destinations)
         self.replaced: Path | None = None  # where a damaged buffer was moved at start
+        # A file from a newer release is sound: refuse it before anything can take it for
+        # damaged (an unknown schema) or write to it. Its header says so without SQLite.
+        schema.refuse_newer(self.path, schema.file_version(self.path))
         replaced_why = None
         if not readonly:
             replaced_why = _recover.problem(self.path)
@@ -121,29 +95,40 @@ class Store:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 5000")
-        self.db = sqlite_utils.Database(conn)
-        if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.executescript(_SCHEMA)
-            # Batch numbers start at the clock in ms when a buffer is created (first
-            # run, or a corrupt one replaced) and only ever go up from there, so a new
-            # buffer never reuses a key an earlier one of this gateway sent.
-            conn.execute(
-                "INSERT OR IGNORE INTO sync_state VALUES (1, 0, 0, ?)", [int(time.time() * 1000)]
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            # again through SQLite: a newer release's version may still be in the WAL only
+            self.version: int = schema.refuse_unknown(conn, self.path)
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self._open_for_writing(conn, replaced_why)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open_for_writing(self, conn: sqlite3.Connection, replaced_why: str | None) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        # Batch numbers start at the clock in ms when a buffer is created (first run, or a
+        # corrupt one replaced) and only ever go up from there, so a new buffer never
+        # reuses a key an earlier one of this gateway sent.
+        found = schema.upgrade(conn, self.path, first_batch=int(time.time() * 1000))
+        if 0 < found < schema.SCHEMA_VERSION:
+            log.info(
+                "buffer %s: schema version %d migrated to %d",
+                self.path, found, schema.SCHEMA_VERSION,
+            )  # fmt: skip
+        self.version = schema.SCHEMA_VERSION
+        self.room.apply(conn)
+        lay_ballast(self.room, self.path)
+        self.register(self.active)
+        if self.replaced is not None:
+            message = (
+                f"buffer {self.path} was damaged ({replaced_why}) and moved to "
+                f"{self.replaced.name}; a fresh buffer was started, what it held "
+                "and had not sent is not delivered"
             )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.room.apply(conn)
-            lay_ballast(self.room, self.path)
-            if self.replaced is not None:
-                message = (
-                    f"buffer {self.path} was damaged ({replaced_why}) and moved to "
-                    f"{self.replaced.name}; a fresh buffer was started, what it held "
-                    "and had not sent is not delivered"
-                )
-                self.add_events([EventRow(time.time(), None, "buffer_replaced", "critical",
-                                          message)])  # fmt: skip
+            self.add_events([EventRow(time.time(), None, "buffer_replaced", "critical", message)])
 
     def close(self) -> None:
         self.db.conn.close()
@@ -208,165 +193,111 @@ class Store:
     def counters(self) -> dict[str, dict]:
         return {row["key"]: json.loads(row["state"]) for row in self.db["counters"].rows}
 
-    # --- the sync path ---------------------------------------------------------
+    # --- the destinations ------------------------------------------------------
 
-    def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
-        """The batch to send now: the one already assigned, or a new one.
+    def register(self, destinations: Mapping[str, float | None]) -> None:
+        """Declare the active destinations (at open and on reload): name -> age limit in
+        seconds, or None to keep every record until it has it.
 
-        Events go first; intervals fill the rest in seq order (time order per
-        device). A new batch records `header` (with its sequence) so that every
-        resend is the same batch, even if the config changed in between.
+        A destination never seen before starts at the end of the buffer: it is sent
+        what is committed from now on (in a new buffer, everything). One that is no
+        longer named keeps its cursor, so naming it again resumes where it stopped,
+        but it holds no record back meanwhile (see buffer._cursors).
         """
-        row = self._one("SELECT * FROM batches WHERE status = 'pending' ORDER BY seq LIMIT 1")
-        if row is None:
-            row = self._assign(max_records, header)
-            if row is None:
-                return None
-        events = [
-            {
-                "id": e["seq"],
-                "ts": e["ts"],
-                "device": e["device"],
-                "kind": e["kind"],
-                "severity": e["severity"],
-                "message": e["message"],
+        active = _checked(destinations)
+        if not self.readonly:
+
+            def write() -> list[str]:
+                return _cursors.register(self.db.conn, list(active), time.time())
+
+            for name in self._with_room(write, poll_path=False):
+                log.info("buffer: destination %r added; it is sent what is committed from now on",
+                         name)  # fmt: skip
+        self.active = active
+
+    def outbox(self, name: str) -> Outbox:
+        """Destination `name`'s view: its pending batch, its acknowledgements."""
+        if name not in self.active:
+            raise ValueError(
+                f"destination {name!r} is not registered with the buffer"
+                f" (registered: {', '.join(sorted(self.active)) or 'none'})"
+            )
+        return Outbox(self, name)
+
+    def backlog(self) -> dict:
+        """What the active destinations still wait for, each and in all, and the buffer's use.
+
+        `intervals`, `events` and `oldest` count a record once however many destinations
+        wait for it; `destinations` has the same figures per destination.
+        """
+        now = time.time()
+        cursors = self._cursors()
+        total = self._waiting(cursors, now)
+        per = {  # with one destination its figures are the totals: not counted twice
+            c.name: {
+                **(total if len(cursors) == 1 else self._waiting([c], now)),
+                "max_age": c.max_age,
             }
-            for e in self.db.query(
-                "SELECT * FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                [row["events_lo"], row["events_hi"]],
-            )
-        ]
-        intervals = [
-            r["body"]
-            for r in self.db.query(
-                "SELECT body FROM intervals WHERE seq BETWEEN ? AND ? ORDER BY seq",
-                [row["intervals_lo"], row["intervals_hi"]],
-            )
-        ]
-        return PendingBatch(row["seq"], json.loads(row["header"]), events, intervals)
-
-    def finish_batch(self, seq: int, status: str, reason: str | None = None) -> None:
-        """Close a batch as acked or rejected and move the cursors past it, atomically."""
-        self._with_room(lambda: self._finish(seq, status, reason), poll_path=False)
-
-    def reject_batch(self, seq: int, reason: str, event: EventRow | None) -> None:
-        """Quarantine a batch the platform refused, and say so, in one transaction.
-
-        Its records stay in the buffer (see `prune`) for an operator to resend.
-        """
-
-        def write() -> None:
-            if self._finish(seq, "rejected", reason) and event is not None:
-                self._insert_events([event])
-
-        self._with_room(write, poll_path=False)
-
-    def renumber_batch(self, seq: int) -> int:
-        """Give a pending batch a fresh sequence (its key was taken); returns it."""
-        with self.db.atomic():
-            fresh = self._next_seq()
-            row = self._one("SELECT header FROM batches WHERE seq = ?", [seq])
-            assert row is not None
-            header = json.loads(row["header"]) | {"sequence": fresh}
-            self.db.execute(
-                "UPDATE batches SET seq = ?, header = ? WHERE seq = ? AND status = 'pending'",
-                [fresh, json.dumps(header, ensure_ascii=False), seq],
-            )
-        return fresh
-
-    def _finish(self, seq: int, status: str, reason: str | None) -> bool:
-        row = self._one("SELECT * FROM batches WHERE seq = ?", [seq])
-        if row is None or row["status"] != "pending":
-            return False
-        self.db.execute(
-            "UPDATE batches SET status = ?, finished = ?, reason = ? WHERE seq = ?",
-            [status, time.time(), reason, seq],
-        )
-        self.db.execute(
-            "UPDATE sync_state SET events_acked = max(events_acked, ?),"
-            " intervals_acked = max(intervals_acked, ?)",
-            [row["events_hi"], row["intervals_hi"]],
-        )
-        return True
-
-    def shrink_batch(self, seq: int) -> bool:
-        """Halve a pending batch the platform refused as too large (it stored nothing).
-
-        The key is reused: the platform never accepted a batch under it.
-        Returns False when the batch holds a single record and cannot shrink.
-        """
-        with self.db.atomic():
-            row = self._one("SELECT * FROM batches WHERE seq = ? AND status = 'pending'", [seq])
-            if row is None:
-                return False
-            events = self._count("events", row["events_lo"], row["events_hi"])
-            intervals = self._count("intervals", row["intervals_lo"], row["intervals_hi"])
-            keep = (events + intervals) // 2
-            if keep < 1:
-                return False
-            if keep <= events:
-                events_hi = self._nth("events", row["events_lo"], keep)
-                update = {"events_hi": events_hi, "intervals_lo": 0, "intervals_hi": -1}
-            else:
-                intervals_hi = self._nth("intervals", row["intervals_lo"], keep - events)
-                update = {"intervals_hi": intervals_hi}
-            self.db["batches"].update(seq, update)
-        return True
-
-    def backlog(self) -> dict[str, int | float | None]:
-        cursor = self._one("SELECT * FROM sync_state")
-        assert cursor is not None
-        intervals = self._one(
-            "SELECT count(*) AS n, min(start) AS oldest FROM intervals WHERE seq > ?",
-            [cursor["intervals_acked"]],
-        )
-        events = self._one(
-            "SELECT count(*) AS n FROM events WHERE seq > ?", [cursor["events_acked"]]
-        )
-        assert intervals is not None and events is not None
+            for c in cursors
+        }
         try:
             lost = {r["kind"]: r["records"] for r in self.db.query("SELECT * FROM losses")}
         except sqlite3.OperationalError:  # read-only on a buffer from before the table
             lost = {}
         return {
-            "intervals": intervals["n"],
-            "events": events["n"],
-            "oldest": intervals["oldest"],
+            **total,
             "size": level(self.db.conn, self.room).used_bytes,
             "dropped_samples": lost.get("samples", 0),
             "dropped_synced": lost.get("synced", 0),
+            "destinations": per,
         }
 
     def last_batch(self) -> dict | None:
         return self._one("SELECT * FROM batches WHERE status != 'pending' ORDER BY seq DESC")
 
+    def _cursors(self) -> list[_cursors.Cursor]:
+        return _cursors.read(self.db.conn, self.active, self.version)
+
+    def _waiting(self, cursors: list[_cursors.Cursor], now: float) -> dict:
+        intervals = self._one(
+            "SELECT count(*) AS n, min(start) AS oldest FROM intervals WHERE "
+            + _cursors.owed_to_any(cursors, "intervals", now)
+        )
+        events = self._one(
+            "SELECT count(*) AS n FROM events WHERE " + _cursors.owed_to_any(cursors, "events", now)
+        )
+        assert intervals is not None and events is not None
+        return {"intervals": intervals["n"], "events": events["n"], "oldest": intervals["oldest"]}
+
+    def _synced(self, table: str) -> str:
+        """SQL: the records of `table` that may go: no active destination waits for them,
+        and no quarantined batch holds them."""
+        settled = _cursors.settled(self._cursors(), table, time.time())
+        return f"{settled} AND NOT EXISTS ({KEPT.format(table)})"
+
     # --- housekeeping ----------------------------------------------------------
 
     def prune(self, *, raw_before: float, synced_before: float, limit: int = CHUNK) -> int:
-        """Drop up to `limit` raw samples past retention and as many acknowledged records
-        past their keep time, in one short transaction; 0 when nothing is left to drop.
+        """Drop up to `limit` raw samples past retention and as many synced records (every
+        active destination has them, or its age limit let them go) past their keep time,
+        in one short transaction; 0 when nothing is left to drop.
 
         Called in a loop (AsyncStore.prune) so a day of raw samples goes a chunk
         at a time and the polls' commits get the writer thread in between.
         Rejected (quarantined) batches and their records are kept.
         """
-        cursor = self._one("SELECT * FROM sync_state")
-        assert cursor is not None
         with self.db.atomic():
             removed = self.db.execute(
                 "DELETE FROM samples WHERE id IN"
                 " (SELECT id FROM samples WHERE ts < ? ORDER BY ts LIMIT ?)",
                 [raw_before, limit],
             ).rowcount
-            for table, ts, acked in (
-                ("intervals", "start", cursor["intervals_acked"]),
-                ("events", "ts", cursor["events_acked"]),
-            ):
+            for table in ("intervals", "events"):
                 removed += self.db.execute(
                     f"DELETE FROM {table} WHERE seq IN (SELECT seq FROM {table}"
-                    f" WHERE seq <= ? AND {ts} < ? AND NOT EXISTS ({KEPT.format(table)})"
+                    f" WHERE {_cursors.TIME[table]} < ? AND {self._synced(table)}"
                     " ORDER BY seq LIMIT ?)",
-                    [acked, synced_before, limit],
+                    [synced_before, limit],
                 ).rowcount
             self.db.execute(
                 "DELETE FROM batches WHERE status = 'acked' AND finished < ?", [synced_before]
@@ -380,35 +311,6 @@ class Store:
         assert row is not None
         self.db.execute("UPDATE sync_state SET next_batch = next_batch + 1")
         return int(row["next_batch"])
-
-    def _assign(self, max_records: int, header: dict) -> dict | None:
-        return self._with_room(lambda: self._assign_now(max_records, header), poll_path=False)
-
-    def _assign_now(self, max_records: int, header: dict) -> dict | None:
-        cursor = self._one("SELECT * FROM sync_state")
-        assert cursor is not None
-        ev = self._range("events", cursor["events_acked"], max_records)
-        room = max_records - ev[2]
-        iv = self._range("intervals", cursor["intervals_acked"], room) if room else None
-        if not ev[2] and not (iv and iv[2]):
-            return None
-        seq = self._next_seq()
-        events_lo, events_hi = (ev[0], ev[1]) if ev[2] else (0, -1)
-        intervals_lo, intervals_hi = (iv[0], iv[1]) if iv and iv[2] else (0, -1)
-        row = {
-            "seq": seq,
-            "created": time.time(),
-            "header": json.dumps(header | {"sequence": seq}, ensure_ascii=False),
-            "events_lo": events_lo,
-            "events_hi": events_hi,
-            "intervals_lo": intervals_lo,
-            "intervals_hi": intervals_hi,
-            "status": "pending",
-            "finished": None,
-            "reason": None,
-        }
-        self.db["batches"].insert(row)
-        return row
 
     def _with_room(self, write: Callable[[], T], *, poll_path: bool = True) -> T:
         """The sync path's small writes (a batch row, a cursor) get a reserve beyond the cap:
@@ -441,7 +343,7 @@ class Store:
                     self._refuse(freed, exc, poll_path)
                 freed = Freed()
                 try:
-                    make_room(self.db.conn, self.room, freed)
+                    make_room(self.db.conn, self.room, freed, self._synced)
                 except (sqlite3.Error, OSError) as again:  # a full disk may refuse the deletes
                     if not is_full(again):
                         raise
@@ -513,27 +415,6 @@ class Store:
                 [EventRow(time.time(), None, "buffer_near_full", "warning", message)]
             )
 
-    def _range(self, table: str, after: int, limit: int) -> tuple[int, int, int]:
-        row = self._one(
-            f"SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM "
-            f"(SELECT seq FROM {table} WHERE seq > ? ORDER BY seq LIMIT ?)",
-            [after, limit],
-        )
-        assert row is not None
-        return (row["lo"] or 0, row["hi"] or 0, row["n"])
-
-    def _count(self, table: str, lo: int, hi: int) -> int:
-        row = self._one(f"SELECT count(*) AS n FROM {table} WHERE seq BETWEEN ? AND ?", [lo, hi])
-        return row["n"] if row else 0
-
-    def _nth(self, table: str, lo: int, n: int) -> int:
-        """Seq of the n-th record (1-based) from `lo` on."""
-        row = self._one(
-            f"SELECT seq FROM {table} WHERE seq >= ? ORDER BY seq LIMIT 1 OFFSET ?", [lo, n - 1]
-        )
-        assert row is not None
-        return row["seq"]
-
     def _insert_events(self, events: list[EventRow]) -> None:
         self.db.conn.executemany(
             "INSERT INTO events (ts, device, kind, severity, message) VALUES (?, ?, ?, ?, ?)",
@@ -542,6 +423,17 @@ class Store:
 
     def _one(self, sql: str, params: list | None = None) -> dict | None:
         return next(iter(self.db.query(sql, params or [])), None)
+
+
+def _checked(destinations: Mapping[str, float | None]) -> dict[str, float | None]:
+    for name, max_age in destinations.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a destination needs a name (got {name!r})")
+        if max_age is not None and not max_age > 0:
+            raise ValueError(
+                f"destination {name!r}: the age limit must be positive (got {max_age})"
+            )
+    return dict(destinations)
 
 
 def _stamp(ts: float | None) -> str:

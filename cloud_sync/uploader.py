@@ -1,5 +1,8 @@
 """Drain the buffer to the central platform, one idempotent batch at a time.
 
+The uploader is the buffer's destination "sync" (the uplink configured under
+`sync:`): it reads what is pending for it and acknowledges what the platform
+stored through its own outbox, so other uplinks keep their own pace.
 A batch's key (`<gateway id>:<sequence>`) and content are fixed in the buffer
 before the first send, so every retry, including one after a crash, sends the
 same bytes under the same key and the platform can recognise it. A batch is
@@ -79,8 +82,10 @@ class Uploader:
         budget: float = 60.0,
         client: httpx.AsyncClient | None = None,
         verify: ssl.SSLContext | bool = True,
+        destination: str = "sync",
     ) -> None:
-        self.store = store
+        self.store = store  # for its events (sync_refused, batch_rejected)
+        self.outbox = store.outbox(destination)
         self.url = url
         self._headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         if token:
@@ -117,7 +122,7 @@ class Uploader:
             "factor_set": self.factor_set,
         }
         while deadline is None or time.monotonic() < deadline:
-            batch = await self.store.pending_batch(self.max_batch, header)
+            batch = await self.outbox.pending_batch(self.max_batch, header)
             if batch is None:
                 break
             self.status.last_attempt = time.time()
@@ -125,7 +130,7 @@ class Uploader:
                 answer = await self._send_with_retries(batch)
             except (BatchTooLarge, SyncRejected) as exc:
                 # halve until the records the platform refuses are found, one by one
-                if await self.store.shrink_batch(batch.seq):
+                if await self.outbox.shrink_batch(batch.seq):
                     continue
                 if self.rejected_in_a_row >= REJECT_LIMIT:
                     why = f"{REJECT_LIMIT} records rejected in a row, holding the backlog"
@@ -137,7 +142,7 @@ class Uploader:
                 if batch.seq in renumbered:
                     self._refused(batch, f"{exc} again under a new key")
                     break
-                fresh = await self.store.renumber_batch(batch.seq)
+                fresh = await self.outbox.renumber_batch(batch.seq)
                 renumbered.add(fresh)
                 log.warning("sync: %s; resending as batch %d", exc, fresh)
                 continue
@@ -150,7 +155,7 @@ class Uploader:
                     log.warning("sync: batch %d not sent: %s", batch.seq, exc)
                 self.status.last_result = str(exc)
                 break
-            await self.store.finish_batch(batch.seq, "acked")
+            await self.outbox.finish_batch(batch.seq, "acked")
             self.rejected_in_a_row = self.refusals = 0
             sent += batch.size
             self.status.batches_sent += 1
@@ -250,7 +255,7 @@ class Uploader:
             if notices_only
             else EventRow(time.time(), None, "batch_rejected", "critical", message)
         )
-        await self.store.reject_batch(batch.seq, reason, event)
+        await self.outbox.reject_batch(batch.seq, reason, event)
         self.rejected_in_a_row += 1
         self.status.last_result = f"rejected: {reason}"
 

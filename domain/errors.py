@@ -3,7 +3,8 @@
     EdgeAgentError
     ├── ConfigError                 a file or setting the technician must fix
     │   ├── ConfigInvalid           every problem of a config, as file:line:col lines
-    │   └── TlsSetupError           a TLS file named by its field cannot be used
+    │   ├── TlsSetupError           a TLS file named by its field cannot be used
+    │   └── BufferTooNew            the buffer file was written by a newer edge-agent
     ├── TransientError              worth retrying later (tenacity retries only these)
     └── PermanentError              retrying the same thing fails the same way
 
@@ -168,3 +169,20 @@ class KeyTaken(SyncError, PermanentError):
 class BufferFull(TransientError):
     """The buffer is at buffer.max_size (or the disk is full) and nothing more may be
     dropped: the work is held and written when there is room."""
+
+
+class BufferTooNew(ConfigError):
+    """The buffer file has a schema version this build does not know: a newer edge-agent
+    wrote it. It is refused untouched (never migrated down, never moved aside as damaged):
+    the technician upgrades edge-agent again, or moves the file aside to start afresh."""
+
+    def __init__(self, path: str, version: int, known: int) -> None:
+        super().__init__(
+            f"{path} has buffer schema version {version}, newer than this edge-agent knows "
+            f"(up to {known}): it was written by a newer release. Upgrade edge-agent, or move "
+            "the file aside to start with an empty buffer (what it holds is then not sent); "
+            "the file was not changed"
+        )
+        self.path = path
+        self.version = version
+        self.known = known

@@ -52,7 +52,8 @@ async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: P
     with sqlite3.connect(tmp_path / "buffer.db") as db:
         computed = db.execute("SELECT count(*) FROM intervals").fetchone()[0]
         unsent = db.execute(
-            "SELECT count(*) FROM intervals WHERE seq > (SELECT intervals_acked FROM sync_state)"
+            "SELECT count(*) FROM intervals"
+            " WHERE seq > (SELECT intervals_acked FROM destinations WHERE name = 'sync')"
         ).fetchone()[0]
     assert (unsent, len(stored)) == (0, computed)
     check = energy_check(stored, meters, INTERVAL)
@@ -81,7 +82,8 @@ def _computed(buffer: Path) -> tuple[set[tuple], int]:
             for device, start, length in db.execute("SELECT device, start, length FROM intervals")
         }
         unsent = db.execute(
-            "SELECT count(*) FROM intervals WHERE seq > (SELECT intervals_acked FROM sync_state)"
+            "SELECT count(*) FROM intervals"
+            " WHERE seq > (SELECT intervals_acked FROM destinations WHERE name = 'sync')"
         ).fetchone()[0]
     return keys, unsent
 

@@ -243,9 +243,7 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
                     lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result
                 )
                 _write(ca_file, ca, ca_key)
-                await apply(
-                    agent, load_config(tmp_path / "agent.yaml", require_env=True), TOKEN
-                )
+                await apply(agent, load_config(tmp_path / "agent.yaml", require_env=True), TOKEN)
                 await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
             finally:
                 await agent.stop()

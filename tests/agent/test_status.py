@@ -78,3 +78,24 @@ def test_status_before_the_first_run_says_so(tmp_path: Path, capsys) -> None:
     config.write_text(agent_yaml(free_port(), tmp_path, devices=1))
     assert main(["status", "-c", str(config)]) == 1
     assert "cannot read the buffer" in capsys.readouterr().out
+
+
+def test_the_backlog_has_a_line_per_destination_when_there_are_several(capsys) -> None:
+    """One line in all (a record counted once however many wait for it), then one per
+    destination with its age limit; with a single destination, the one line as before."""
+    from agent.status import _print_backlog
+
+    now = 1_800_000_000.0
+    sync = {"intervals": 340, "events": 2, "oldest": now - 3 * 3600, "max_age": None}
+    epb = {"intervals": 12, "events": 0, "oldest": now - 1800, "max_age": 3600.0}
+    both = {"intervals": 340, "events": 2, "oldest": now - 3 * 3600}
+    _print_backlog({**both, "destinations": {"sync": sync, "epb": epb}}, now)
+    assert capsys.readouterr().out.splitlines() == [
+        "backlog: 340 intervals, 2 events, oldest 3.0 h old",
+        "backlog to sync: 340 intervals, 2 events, oldest 3.0 h old",
+        "backlog to epb (owed records up to 1 h old): 12 intervals, 0 events, oldest 30 min old",
+    ]
+    _print_backlog({**both, "destinations": {"sync": sync}}, now)
+    assert capsys.readouterr().out.splitlines() == [
+        "backlog: 340 intervals, 2 events, oldest 3.0 h old"
+    ]

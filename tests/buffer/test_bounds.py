@@ -80,10 +80,10 @@ def test_with_drop_synced_acknowledged_records_make_room_and_the_refused_write_l
     with pytest.raises(BufferFull):
         for n in range(10_000):
             store.commit(Commit(intervals=[interval(60.0 * n)]))
-    while (batch := store.pending_batch(100, HEADER)) is not None and batch.size:
+    while (batch := store.outbox("sync").pending_batch(100, HEADER)) is not None and batch.size:
         if not batch.intervals:
             break
-        store.finish_batch(batch.seq, "acked")
+        store.outbox("sync").finish_batch(batch.seq, "acked")
     store.commit(Commit(intervals=[interval(60.0 * n)]))  # now it fits
     assert store.backlog()["dropped_synced"] > 0
     assert store.backlog()["intervals"] == 1  # the new one, unsent, is there
@@ -222,8 +222,10 @@ def test_a_buffer_full_of_unsent_intervals_can_still_send_them_all(tmp_path: Pat
             store.commit(Commit(intervals=[interval(60.0 * written)]))
             written += 1
     acked = 0
-    while (batch := store.pending_batch(1, HEADER)) is not None:  # one record a batch: many rows
-        store.finish_batch(batch.seq, "acked")
+    while (
+        batch := store.outbox("sync").pending_batch(1, HEADER)
+    ) is not None:  # one record a batch: many rows
+        store.outbox("sync").finish_batch(batch.seq, "acked")
         acked += len(batch.intervals)
     assert acked == written
     assert store.backlog()["intervals"] == 0

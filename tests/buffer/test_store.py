@@ -46,9 +46,9 @@ def test_buffer_runs_in_wal_mode_with_full_sync(store: Store) -> None:
 def test_a_batch_is_stable_until_finished(store: Store) -> None:
     """The pending batch is re-read with the same key and content, even from a new connection."""
     fill(store, 5)
-    first = store.pending_batch(3, HEADER)
+    first = store.outbox("sync").pending_batch(3, HEADER)
     store.close()
-    again = Store(store.path).pending_batch(100, {"gateway": "changed meanwhile"})
+    again = Store(store.path).outbox("sync").pending_batch(100, {"gateway": "changed meanwhile"})
     assert first is not None and again is not None
     assert (again.seq, again.header, again.intervals) == (first.seq, first.header, first.intervals)
     assert first.header == HEADER | {"sequence": first.seq}
@@ -58,14 +58,14 @@ def test_a_batch_is_stable_until_finished(store: Store) -> None:
 def test_finishing_a_batch_moves_on_to_the_rest(store: Store) -> None:
     """After an ack the next batch starts after the acknowledged records, never before."""
     fill(store, 5)
-    first = store.pending_batch(3, HEADER)
+    first = store.outbox("sync").pending_batch(3, HEADER)
     assert first is not None
-    store.finish_batch(first.seq, "acked")
-    second = store.pending_batch(100, HEADER)
+    store.outbox("sync").finish_batch(first.seq, "acked")
+    second = store.outbox("sync").pending_batch(100, HEADER)
     assert second is not None and second.seq == first.seq + 1
     assert [json.loads(b)["start"] for b in second.intervals] == [180.0, 240.0]
-    store.finish_batch(second.seq, "acked")
-    assert store.pending_batch(100, HEADER) is None
+    store.outbox("sync").finish_batch(second.seq, "acked")
+    assert store.outbox("sync").pending_batch(100, HEADER) is None
     assert store.backlog()["intervals"] == 0
 
 
@@ -73,7 +73,7 @@ def test_events_go_ahead_of_the_interval_backlog(store: Store) -> None:
     """A batch takes every waiting event first, then fills up with intervals."""
     fill(store, 10)
     fill(store, 0, events=2)
-    batch = store.pending_batch(4, HEADER)
+    batch = store.outbox("sync").pending_batch(4, HEADER)
     assert batch is not None
     assert [e["message"] for e in batch.events] == ["e0", "e1"]
     assert len(batch.intervals) == 2
@@ -82,47 +82,47 @@ def test_events_go_ahead_of_the_interval_backlog(store: Store) -> None:
 def test_finishing_twice_changes_nothing(store: Store) -> None:
     """A duplicate acknowledgement cannot skip records."""
     fill(store, 4)
-    batch = store.pending_batch(2, HEADER)
+    batch = store.outbox("sync").pending_batch(2, HEADER)
     assert batch is not None
-    store.finish_batch(batch.seq, "acked")
-    store.finish_batch(batch.seq, "acked")
+    store.outbox("sync").finish_batch(batch.seq, "acked")
+    store.outbox("sync").finish_batch(batch.seq, "acked")
     assert store.backlog()["intervals"] == 2
 
 
 def test_shrinking_halves_a_pending_batch_and_keeps_the_rest_waiting(store: Store) -> None:
     """A batch refused as too large is halved; nothing is dropped."""
     fill(store, 6, events=1)
-    batch = store.pending_batch(100, HEADER)
+    batch = store.outbox("sync").pending_batch(100, HEADER)
     assert batch is not None and batch.size == 7
-    assert store.shrink_batch(batch.seq)
-    smaller = store.pending_batch(100, HEADER)
+    assert store.outbox("sync").shrink_batch(batch.seq)
+    smaller = store.outbox("sync").pending_batch(100, HEADER)
     assert smaller is not None and smaller.seq == batch.seq and smaller.size == 3
-    store.finish_batch(smaller.seq, "acked")
-    rest = store.pending_batch(100, HEADER)
+    store.outbox("sync").finish_batch(smaller.seq, "acked")
+    rest = store.outbox("sync").pending_batch(100, HEADER)
     assert rest is not None and rest.size == 4
 
 
 def test_sequence_numbers_are_never_reused_after_pruning(store: Store) -> None:
     """Pruned synced records leave no hole a new record could fall into."""
     fill(store, 3)
-    batch = store.pending_batch(100, HEADER)
+    batch = store.outbox("sync").pending_batch(100, HEADER)
     assert batch is not None
-    store.finish_batch(batch.seq, "acked")
+    store.outbox("sync").finish_batch(batch.seq, "acked")
     assert store.prune(raw_before=0, synced_before=1e12) == 3
     fill(store, 1)
     assert store.backlog()["intervals"] == 1
-    assert store.pending_batch(100, HEADER) is not None
+    assert store.outbox("sync").pending_batch(100, HEADER) is not None
 
 
 def test_batch_numbers_start_at_the_clock_and_never_come_back(tmp_path: Path) -> None:
     """A new buffer numbers batches from the time in ms; pruning never resets the count."""
     store = Store(tmp_path / "b.db")
     fill(store, 2)
-    first = store.pending_batch(1, HEADER)
+    first = store.outbox("sync").pending_batch(1, HEADER)
     assert first is not None and first.seq > 1_700_000_000_000
-    store.finish_batch(first.seq, "acked")
+    store.outbox("sync").finish_batch(first.seq, "acked")
     store.prune(raw_before=0, synced_before=1e12)  # every finished batch row is gone
-    second = store.pending_batch(1, HEADER)
+    second = store.outbox("sync").pending_batch(1, HEADER)
     assert second is not None and second.seq == first.seq + 1
     store.close()
 
@@ -130,15 +130,15 @@ def test_batch_numbers_start_at_the_clock_and_never_come_back(tmp_path: Path) ->
 def test_a_quarantined_batch_and_its_records_are_kept(store: Store) -> None:
     """Rejected batches are set aside with their event, and pruning keeps them."""
     fill(store, 3)
-    batch = store.pending_batch(2, HEADER)
+    batch = store.outbox("sync").pending_batch(2, HEADER)
     assert batch is not None
-    store.reject_batch(
+    store.outbox("sync").reject_batch(
         batch.seq, "HTTP 422: bad", EventRow(1.0, None, "batch_rejected", "critical", "x")
     )
     store.prune(raw_before=1e12, synced_before=1e12)
     assert store.db.execute("SELECT count(*) FROM intervals").fetchone()[0] == 3
     assert store.last_batch()["status"] == "rejected"
-    nxt = store.pending_batch(10, HEADER)
+    nxt = store.outbox("sync").pending_batch(10, HEADER)
     assert nxt is not None and [e["kind"] for e in nxt.events] == ["batch_rejected"]
     assert len(nxt.intervals) == 1
 
@@ -146,10 +146,10 @@ def test_a_quarantined_batch_and_its_records_are_kept(store: Store) -> None:
 def test_a_renumbered_batch_keeps_its_records_under_a_new_key(store: Store) -> None:
     """409 (key taken): the same records go out under a fresh sequence."""
     fill(store, 2)
-    batch = store.pending_batch(10, HEADER)
+    batch = store.outbox("sync").pending_batch(10, HEADER)
     assert batch is not None
-    fresh = store.renumber_batch(batch.seq)
-    again = store.pending_batch(10, HEADER)
+    fresh = store.outbox("sync").renumber_batch(batch.seq)
+    again = store.outbox("sync").pending_batch(10, HEADER)
     assert again is not None
     assert (again.seq, again.header["sequence"], again.intervals) == (fresh, fresh, batch.intervals)
     assert fresh > batch.seq
@@ -222,13 +222,13 @@ async def test_a_bad_commit_fails_alone(tmp_path: Path) -> None:
 def test_a_batch_without_events_leaves_the_event_cursor_alone(store: Store) -> None:
     """Acknowledging intervals only never moves the event cursor back."""
     fill(store, 0, events=2)
-    batch = store.pending_batch(10, HEADER)
+    batch = store.outbox("sync").pending_batch(10, HEADER)
     assert batch is not None
-    store.finish_batch(batch.seq, "acked")
+    store.outbox("sync").finish_batch(batch.seq, "acked")
     fill(store, 2)
-    batch = store.pending_batch(10, HEADER)
+    batch = store.outbox("sync").pending_batch(10, HEADER)
     assert batch is not None and batch.events == []
-    store.finish_batch(batch.seq, "acked")
+    store.outbox("sync").finish_batch(batch.seq, "acked")
     backlog = store.backlog()
     assert (backlog["intervals"], backlog["events"], backlog["oldest"]) == (0, 0, None)
 
@@ -236,9 +236,9 @@ def test_a_batch_without_events_leaves_the_event_cursor_alone(store: Store) -> N
 def test_pruning_keeps_the_events_of_a_quarantined_batch(store: Store) -> None:
     """A rejected batch's events stay for an operator, like its intervals."""
     fill(store, 0, events=2)
-    batch = store.pending_batch(10, HEADER)
+    batch = store.outbox("sync").pending_batch(10, HEADER)
     assert batch is not None
-    store.reject_batch(batch.seq, "HTTP 422", None)
+    store.outbox("sync").reject_batch(batch.seq, "HTTP 422", None)
     store.prune(raw_before=1e12, synced_before=1e12)
     assert store.db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
 

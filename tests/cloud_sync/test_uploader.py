@@ -95,7 +95,7 @@ async def test_a_batch_resent_after_a_crash_is_a_duplicate_not_a_double(
         url = receiver.url + "/api/v1/batches"
         up = uploader(store, url)
         header = {"schema_version": 1, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
-        batch = await store.pending_batch(10, header)
+        batch = await store.outbox("sync").pending_batch(10, header)
         assert batch is not None
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Encoding": "gzip",
                    "Idempotency-Key": f"{GATEWAY['id']}:{batch.seq}"}  # fmt: skip
@@ -283,11 +283,11 @@ async def test_the_bytes_of_a_batch_do_not_depend_on_the_hour_or_the_config(
     await fill(store, 2)
     up = uploader(store, "https://central.invalid/b")
     header = {"schema_version": 1, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
-    batch = await store.pending_batch(10, header)
+    batch = await store.outbox("sync").pending_batch(10, header)
     assert batch is not None
     body = up.payload(batch)
     assert body[4:8] == b"\0\0\0\0"  # gzip MTIME
-    again = await store.pending_batch(10, header | {"factor_set": "cn-mee-2023"})
+    again = await store.outbox("sync").pending_batch(10, header | {"factor_set": "cn-mee-2023"})
     assert again is not None and up.payload(again) == body
     await up.close()
 
