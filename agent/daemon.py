@@ -40,11 +40,13 @@ from buffer import AsyncStore
 from cloud_sync.tls import TlsSetupError, client_tls
 from cloud_sync.uploader import Uploader
 from config import LoadedConfig, load_config, load_factor_set, province_for
-from config.models import AnyDevice, Config
-from domain.errors import ConfigInvalid
+from config.base import DeviceBase
+from config.models import Config
+from domain.errors import ConfigInvalid, DriverUnavailable
 from domain.reading import Quality
 from domain.records import Commit, EventRow
-from drivers import Driver, DriverUnavailable, make_driver
+from drivers.base import Driver, Subscribes
+from drivers.registry import make_driver
 
 log = logging.getLogger(__name__)
 GOOD = Quality.GOOD
@@ -210,8 +212,7 @@ class Agent:
             try:
                 driver = self.drivers[name]
                 # a subscription's counter changes since the last poll, then the poll itself
-                drain = getattr(driver, "drain_changes", None)
-                changes = drain() if drain else []
+                changes = driver.drain_changes() if isinstance(driver, Subscribes) else []
                 readings = await driver.read()
                 self._note(name, readings)
                 readings = changes + readings
@@ -387,7 +388,7 @@ class Agent:
             verify=verify,
         )
 
-    def _attach(self, device: AnyDevice) -> None:
+    def _attach(self, device: DeviceBase) -> None:
         """Make the device's driver; a driver that cannot be made is logged, not fatal."""
         self.status.setdefault(device.name, DeviceStatus())
         try:
@@ -397,8 +398,7 @@ class Agent:
             self.status[device.name].last_error = str(exc)
             return
         self.drivers[device.name] = driver
-        describe = getattr(driver, "describe", None)
-        log.info("%s, every %gs", describe() if describe else device.name, device.poll)
+        log.info("%s, every %gs", driver.describe(), device.poll)
 
     def _schedule(self, config: Config) -> None:
         """(Re)create the poll and sync jobs for `config`, and watch them for the watchdog.

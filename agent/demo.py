@@ -27,7 +27,7 @@ import httpx
 from agent.daemon import Agent
 from cloud_sync.receiver import Receiver
 from config import load_config, load_profile
-from config.models import ModbusPoint
+from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 
 INTERVAL = 10.0

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import Dlt645Point
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
+from drivers.dlt645.settings import Dlt645Point
 
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
 WILDCARD = "AAAAAAAAAAAA"  # any meter: read address, or the one meter of a point-to-point link

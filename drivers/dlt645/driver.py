@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from config.models import Dlt645Device, Dlt645Point
 from domain.errors import (
     BadReply,
     DecodeError,
@@ -43,6 +42,7 @@ from drivers.dlt645.codec import (
     read_follow_up,
     reply_data,
 )
+from drivers.dlt645.settings import Dlt645Device, Dlt645Point
 
 
 @dataclass(frozen=True, slots=True)

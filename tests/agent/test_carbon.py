@@ -10,7 +10,7 @@ from agent.carbon import interval_record
 from agent.intervals import ClosedInterval
 from cloud_sync.batch import Interval
 from config import load_factor_set
-from config.models import Density
+from config.base import Density
 
 TZ = ZoneInfo("Asia/Shanghai")
 FACTORS = load_factor_set("cn-mee-2022")

@@ -9,7 +9,7 @@ import pytest
 
 from agent.daemon import OFFLINE_AFTER, Agent
 from config import load_config
-from config.models import ModbusPoint
+from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
 from tests.drivers.serial_pair import NullModem
 
