@@ -16,6 +16,23 @@ from domain.reading import Reading
 __all__ = ["Browses", "Driver", "Identifies", "Plans", "Subscribes", "Writes"]
 
 
+_SEEN: dict[tuple[type, type], bool] = {}  # (ability, driver class) -> has it
+
+
+class _Ability(type(Protocol)):  # type: ignore[misc]
+    """isinstance answered once per class: an ability is a method, which a driver's class
+    has or lacks. (typing's own check takes about 7 us on Python 3.11; the daemon asks
+    whether a driver Subscribes on every poll.) Nothing may be annotated here: typing
+    would take it for a member of every ability."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        key = (cls, type(instance))
+        found = _SEEN.get(key)
+        if found is None:
+            found = _SEEN[key] = super().__instancecheck__(instance)
+        return found
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One device. `read` polls every point once and never raises (a failure is a bad
@@ -46,7 +63,7 @@ class Plans(Protocol):
 
 
 @runtime_checkable
-class Subscribes(Protocol):
+class Subscribes(Protocol, metaclass=_Ability):
     """Is told of changes between polls (OPC UA subscribe)."""
 
     def drain_changes(self) -> list[Reading]:
@@ -55,7 +72,7 @@ class Subscribes(Protocol):
 
 
 @runtime_checkable
-class Writes(Protocol):
+class Writes(Protocol, metaclass=_Ability):
     """Serves a rule action: `write` is the protocol's own write model (its spec's
     WriteSpec.model) from the rule, `value` the value to write now. Raises
     domain.errors; a TransientError is worth retrying."""
@@ -64,14 +81,14 @@ class Writes(Protocol):
 
 
 @runtime_checkable
-class Identifies(Protocol):
+class Identifies(Protocol, metaclass=_Ability):
     """Can ask the one meter on its line who it is (`probe --identify`)."""
 
     async def identify(self) -> str: ...
 
 
 @runtime_checkable
-class Browses(Protocol):
+class Browses(Protocol, metaclass=_Ability):
     """Can list what its server holds (`probe --browse`), as a table to print."""
 
     async def browse(self, node: str | None) -> str: ...
