@@ -252,6 +252,9 @@ RULE_QUANTITIES: dict[str, tuple[str, str]] = {
 
 
 class _Writes(Strict):
+    """A rule's action: one optional field per write a protocol serves (RuleAction, below,
+    adds them from drivers.registry); config checks ask for exactly one."""
+
     def writes(self) -> list[tuple[str, WriteModel]]:
         """(key, write) of each write given: exactly one in a valid config."""
         return [(key, w) for key in WRITES if (w := getattr(self, key)) is not None]

@@ -4,6 +4,7 @@ copy of the source is checked, published, probed and initialised like a shipped 
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import os
 import shutil
@@ -12,6 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from config.base import DeviceBase
+from domain.errors import DriverUnavailable
+from drivers.base import Writes
+from drivers.registry import PROTOCOLS, make_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("agent", "buffer", "cloud_sync", "config", "domain", "drivers")
@@ -245,3 +251,19 @@ def test_init_writes_a_fake_starter_that_passes_check(copy: Path) -> None:
     refused = agent(copy, "init", "-c", "other.yaml", "--fake", "two words")
     assert refused.returncode == 78
     assert "--fake 'two words': a host has no spaces" in refused.stderr
+
+
+@pytest.mark.parametrize("key", PROTOCOLS)
+def test_each_shipped_driver_has_what_its_spec_promises(key: str) -> None:
+    """A driver has describe, read and close; it Writes exactly when its spec serves a write."""
+    spec = PROTOCOLS[key]
+    module, _, name = spec.driver.partition(":")
+    driver = getattr(importlib.import_module(module), name)
+    assert all(callable(getattr(driver, m, None)) for m in ("describe", "read", "close"))
+    assert issubclass(driver, Writes) == (spec.write is not None)
+
+
+def test_a_device_of_no_registered_protocol_has_no_driver() -> None:
+    """make_driver says which protocols there are instead of failing somewhere deeper."""
+    with pytest.raises(DriverUnavailable, match=r"not available in this version \(available: "):
+        make_driver(DeviceBase(name="stray"))
