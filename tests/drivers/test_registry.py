@@ -267,3 +267,19 @@ def test_a_device_of_no_registered_protocol_has_no_driver() -> None:
     """make_driver says which protocols there are instead of failing somewhere deeper."""
     with pytest.raises(DriverUnavailable, match=r"not available in this version \(available: "):
         make_driver(DeviceBase(name="stray"))
+
+
+def test_the_config_loads_no_driver_and_no_protocol_library() -> None:
+    """Loading the config imports each protocol's settings, never a driver or its library."""
+    code = (
+        "import sys, config.models, config.loader\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('drivers')"
+        " or m.split('.')[0] in ('asyncua', 'pymodbus', 'serial'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    allowed = {"drivers", "drivers.base", "drivers.registry", "drivers.spec"}
+    allowed |= {f"drivers.{folder}" for folder in ("modbus", "opcua", "dlt645")}
+    allowed |= {f"drivers.{folder}.settings" for folder in ("modbus", "opcua", "dlt645")}
+    assert set(result.stdout.split()) == allowed
