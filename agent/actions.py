@@ -1,4 +1,5 @@
-"""Rule actions: the Modbus or OPC UA write a raised or cleared rule asks for.
+"""Rule actions: the write (a Modbus coil, an OPC UA node ...) a raised or cleared rule
+asks for, done by the device's driver if it `Writes`.
 
 They run as tasks beside the polls, so a dead stack light never delays a
 meter. A transient failure (timeout, lost link) is retried a few times under
@@ -23,6 +24,7 @@ from tenacity import (
 from agent.rules import Action
 from domain.errors import TransientError
 from domain.records import EventRow
+from drivers.base import Writes
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,7 @@ Locks = dict[tuple[str, str], asyncio.Lock]
 
 def output(action: Action) -> str:
     """The output written, as a technician names it: 'coil 5', 'node ns=2;s=Lamp'."""
-    if action.node is not None:
-        return f"node {action.node}"
-    return f"coil {action.coil}" if action.coil is not None else f"register {action.register}"
+    return action.write.output()
 
 
 def target(action: Action) -> tuple[str, str]:
@@ -51,8 +51,7 @@ async def run(
 ) -> EventRow | None:
     """Do one write; None when done, else the event saying why it was not. `locks` is
     the caller's (one per event loop): one lock per output keeps writes in order."""
-    write = getattr(driver, "write", None)
-    if write is None:  # config checks ask for a device of the write's protocol, polled
+    if not isinstance(driver, Writes):  # config checks ask for a device serving the write
         return _failed(action, f"{action.device} is not polled (its driver did not start)")
     lock = locks.setdefault(target(action), asyncio.Lock())
     retrying = AsyncRetrying(
@@ -65,10 +64,7 @@ async def run(
         async with lock:
             async for attempt in retrying:
                 with attempt:
-                    if action.node is not None:  # drivers.opcua: write(node, value)
-                        await write(action.node, action.value)
-                    else:  # drivers.modbus: write(coil, register, value)
-                        await write(action.coil, action.register, action.value)
+                    await driver.write(action.write, action.value)
     except Exception as exc:  # every failure is reported, none escapes into the daemon
         return _failed(action, str(exc))
     log.info("rule %s: wrote %s", action.rule, describe(action))

@@ -18,6 +18,7 @@ from agent import logs
 from agent.logs import priority
 from config import LoadedConfig, config_json_schema, load_config, load_config_apart
 from domain.errors import ConfigInvalid, Problem
+from drivers.registry import PROTOCOLS
 
 EX_OK = 0
 EX_CONFIG = 78
@@ -133,20 +134,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     from agent.init import InitError, Meter, write_starter
 
     protocol, target = next(
-        (name, value)
-        for name in ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
-        if (value := getattr(args, name)) is not None
+        (key, value) for key in PROTOCOLS if (value := getattr(args, key)) is not None
     )
-    meter = Meter(
-        protocol,
-        target,
-        profile=args.profile,
-        name=args.name,
-        unit=args.unit,
-        baudrate=args.baudrate,
-        parity=args.parity,
-        address=args.address,
-    )
+    options = {name: getattr(args, name) for name in ("unit", "baudrate", "parity", "address")}
+    meter = Meter(protocol, target, profile=args.profile, name=args.name, options=options)
     try:
         print(write_starter(Path(args.config), meter, force=args.force))
     except InitError as exc:
@@ -222,10 +213,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="meter profile (`edge-agent profiles` lists them)")
     p.add_argument("--name", default="meter1", help="device name (default meter1)")
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--modbus-tcp", metavar="HOST[:PORT]", help="a Modbus TCP meter or gateway")
-    how.add_argument("--modbus-rtu", metavar="PORT", help="a Modbus RTU meter on /dev/ttyUSB0 ...")
-    how.add_argument("--opcua", metavar="URL", help="an OPC UA server, opc.tcp://host:4840")
-    how.add_argument("--dlt645", metavar="PORT", help="a DL/T 645 meter on /dev/ttyUSB1 ...")
+    for key, spec in PROTOCOLS.items():  # one flag per protocol: --modbus-tcp HOST[:PORT] ...
+        how.add_argument(spec.init.flag, dest=key, metavar=spec.init.metavar, help=spec.init.help)
     p.add_argument("--unit", type=int, help="Modbus unit id (default 1)")
     p.add_argument("--baudrate", type=int, help="serial speed (default 9600; DL/T 645: 2400)")
     p.add_argument("--parity", choices=["N", "E", "O"], help="serial parity (default N; 645: E)")

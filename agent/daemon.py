@@ -42,10 +42,12 @@ from buffer import AsyncStore
 from cloud_sync.tls import client_tls
 from cloud_sync.uploader import Uploader
 from config import LoadedConfig, load_factor_set, province_for
-from config.models import AnyDevice, Config
+from config.base import DeviceBase
+from config.models import Config
 from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable, TlsSetupError
 from domain.records import Commit
-from drivers import Driver, make_driver
+from drivers.base import Driver, Subscribes
+from drivers.registry import make_driver
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +196,7 @@ class Agent:
             try:
                 driver = self.drivers[name]
                 # a subscription's counter changes since the last poll, then the poll itself
-                drain = getattr(driver, "drain_changes", None)
-                changes = drain() if drain else []
+                changes = driver.drain_changes() if isinstance(driver, Subscribes) else []
                 readings = await driver.read()
                 self.health.note(name, readings, period)
                 readings = changes + readings
@@ -318,7 +319,7 @@ class Agent:
             verify=verify,
         )
 
-    def attach(self, device: AnyDevice) -> None:
+    def attach(self, device: DeviceBase) -> None:
         """Make the device's driver; a driver that cannot be made is logged, not fatal."""
         status = self.health.add(device.name)
         try:
@@ -328,8 +329,7 @@ class Agent:
             status.last_error = str(exc)
             return
         self.drivers[device.name] = driver
-        describe = getattr(driver, "describe", None)
-        log.info("%s, every %gs", describe() if describe else device.name, device.poll)
+        log.info("%s, every %gs", driver.describe(), device.poll)
 
     def schedule(self, config: Config) -> None:
         """(Re)create the poll and sync jobs for `config`, and watch them for the watchdog.

@@ -26,7 +26,7 @@ import httpx
 
 from agent.daemon import Agent
 from config import load_config, load_profile
-from config.models import ModbusPoint
+from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from receiver import Receiver
 

@@ -1,8 +1,9 @@
 """`edge-agent init`: a starter agent.yaml for one meter that passes `check` as written.
 
-The technician names the meter's profile and how to reach it; everything else
-is a commented placeholder to replace. The file is validated before it is
-written, and an existing file is kept unless --force says otherwise.
+The technician names the meter's profile and how to reach it (its protocol's
+spec turns that into YAML fields); everything else is a commented placeholder
+to replace. The file is validated before it is written, and an existing file
+is kept unless --force says otherwise.
 """
 
 from __future__ import annotations
@@ -10,67 +11,42 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from config import list_profiles, load_config, load_profile
 from domain.errors import ConfigInvalid
+from drivers.registry import PROTOCOLS
+from drivers.spec import InitError
 
-DEFAULT_PROFILE = {"dlt645": "dlt645-2007-energy", "opcua": "opcua-energy-meter"}
+__all__ = ["InitError", "Meter", "starter", "write_starter"]
 
 
 @dataclass(frozen=True, slots=True)
 class Meter:
     """What `init` was told about the one meter."""
 
-    protocol: str  # modbus_tcp, modbus_rtu, opcua, dlt645
-    target: str  # host[:port], serial port or endpoint
+    protocol: str  # a key of drivers.registry.PROTOCOLS: modbus_tcp, opcua ...
+    target: str  # what its flag was given: host[:port], serial port or endpoint
     profile: str | None = None
     name: str = "meter1"
-    unit: int | None = None
-    baudrate: int | None = None
-    parity: str | None = None
-    address: str | None = None
-
-
-class InitError(Exception):
-    """Something `init` was told cannot make a config; the message says what would."""
+    options: Mapping[str, Any] = field(default_factory=dict)  # unit, baudrate ...; None: not given
 
 
 def _transport(meter: Meter) -> str:
     """The device's transport line, in flow style."""
-    fields: dict[str, object] = {}
-    if meter.protocol == "modbus_tcp":
-        host, sep, port = meter.target.rpartition(":")
-        fields["host"] = host if sep else meter.target
-        if sep:
-            if not port.isdigit():
-                raise InitError(f"--modbus-tcp {meter.target}: the port must be a number")
-            fields["port"] = int(port)
-        fields["unit"] = meter.unit if meter.unit is not None else 1
-    elif meter.protocol == "modbus_rtu":
-        fields["port"] = meter.target
-        fields["baudrate"] = meter.baudrate or 9600
-        fields["parity"] = meter.parity or "N"
-        fields["unit"] = meter.unit if meter.unit is not None else 1
-    elif meter.protocol == "opcua":
-        fields["endpoint"] = meter.target
-    else:
-        if not meter.address:
-            raise InitError(
-                "--dlt645 needs --address: the 12 digits printed on the meter "
-                "(or AAAAAAAAAAAA for the only meter on the line)"
-            )
-        fields.update(port=meter.target, baudrate=meter.baudrate or 2400)
-        fields.update(parity=meter.parity or "E", address=meter.address)
+    fields = PROTOCOLS[meter.protocol].init.fields(meter.target, meter.options)
     body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items())
     return f"{meter.protocol}: {{{body}}}"
 
 
 def _profile(meter: Meter) -> tuple[str, str | None]:
     """The profile to use and the name of its energy counter (None if it has none)."""
-    family = meter.protocol.split("_")[0]  # modbus_tcp, modbus_rtu -> modbus
-    name = meter.profile or DEFAULT_PROFILE.get(family)
+    spec = PROTOCOLS[meter.protocol]
+    family = spec.family  # modbus_tcp, modbus_rtu -> modbus
+    name = meter.profile or spec.init.profile
     if name is None:
         known = [n for n in list_profiles() if load_profile(n).profile.protocol == family]
         raise InitError(f"name the meter's --profile ({', '.join(known)})")

@@ -24,10 +24,12 @@ from agent.intervals import DAY
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
 from config import FactorSet
+from config.base import Density, DeviceBase
 from config.carriers import conversion, needs_density, rate_conversion, reported_unit
-from config.models import AnyDevice, AnyPoint, Config, Density, Dlt645Point, Rule
+from config.models import Config, Rule
 from domain.reading import Reading
 from domain.records import Commit, EventRow, IntervalRecord, IntervalRow
+from drivers.registry import spec_of
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ GAP_POLLS = 2.5  # a pair of samples further apart than this many poll periods i
 # A reading stamped before this is from a PC whose clock is not set yet (no RTC battery,
 # no NTP so far): its time cannot place energy in intervals.
 CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
-_WRAP_BITS = {"uint16": 16, "uint32": 32, "uint64": 64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +54,6 @@ class Meter:
     @property
     def key(self) -> str:
         return f"{self.device}/{self.counter}"
-
-
-def _modulus(point: AnyPoint) -> float | None:
-    """Where a counter's register wraps to 0, in the point's unit: an unsigned Modbus
-    integer at 2**bits, a DL/T 645 BCD field after its last all-nines value."""
-    if isinstance(point, Dlt645Point):
-        digits = len(point.format.split(".")[0])
-        return None if point.signed else 10.0**digits * point.scale
-    bits = _WRAP_BITS.get(getattr(point, "type", ""))
-    return 2.0**bits * point.scale if bits else None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -94,7 +85,7 @@ def _with_demand(closed: _Closed, tally: Tally, tz: ZoneInfo) -> _Closed:
 
 
 def _meter(
-    device: AnyDevice,
+    device: DeviceBase,
     counter: str,
     carrier: str,
     max_rate: float | None,
@@ -105,7 +96,7 @@ def _meter(
 ) -> Meter:
     """`modulus`: the configured rollover (energy.modulus), else the register's range."""
     point = next(p for p in device.points if p.name == counter)
-    modulus = modulus or _modulus(point)
+    modulus = modulus or spec_of(device).modulus(point)  # the register's range
     if modulus is not None:  # the register wraps on the secondary side
         modulus *= factor(point.unit, device.ct_ratio, device.pt_ratio)
     spec = Counter(lengths, tz, GAP_POLLS * device.poll, modulus, max_rate)
@@ -114,7 +105,7 @@ def _meter(
 
 
 def meters_of(
-    devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
+    devices: list[DeviceBase], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
     meters = {}
     for d in devices:
@@ -139,7 +130,7 @@ def meters_of(
 
 
 def producers_of(
-    devices: list[AnyDevice], lengths: tuple[float, ...], tz: ZoneInfo
+    devices: list[DeviceBase], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
     """The production counters: counted like energy (rollover, resets, glitches)."""
     return {

@@ -1,4 +1,8 @@
-"""`edge-agent probe`: read one device now and show what the agent would see."""
+"""`edge-agent probe`: read one device now and show what the agent would see.
+
+What a protocol offers beyond a read (a plan, the meter's address, a browse of
+its server) is asked of the driver by the abilities in drivers.base.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ import sys
 
 from agent.wiring import Wiring
 from config import LoadedConfig
-from config.models import AnyDevice, protocol_of
-from domain.errors import EdgeAgentError
-from drivers import DriverUnavailable, make_driver
+from domain.errors import DriverUnavailable, EdgeAgentError
+from drivers.base import Browses, Driver, Identifies, Plans
+from drivers.registry import make_driver
 
 
 async def probe(
@@ -28,22 +32,21 @@ async def probe(
         known = ", ".join(devices) or "none"
         print(f"{loaded.path}: no device named {name!r} (devices: {known})", file=sys.stderr)
         return 2
-    if browse is not None:
-        return await _browse(device, browse or None)
     try:
         driver = make_driver(device)
     except DriverUnavailable as exc:
         print(exc, file=sys.stderr)
         return 2
-    describe = getattr(driver, "describe", None)
+    if browse is not None:
+        return await _browse(driver, browse or None)
     if plan_only:
-        print(describe() if describe else name)
-        for request in getattr(driver, "requests", []):
+        print(driver.describe())
+        for request in driver.requests if isinstance(driver, Plans) else []:
             names = ", ".join(p.name for p in request.points)
             print(f"  {request}: {names}")
         return 0
     if identify:
-        return await _identify(driver, name)
+        return await _identify(driver)
     try:
         readings = Wiring.of(device).apply(await driver.read())
     finally:
@@ -64,34 +67,34 @@ async def probe(
     return 0 if readings and all(r.good for r in readings) else 1
 
 
-async def _identify(driver: object, name: str) -> int:
+async def _identify(driver: Driver) -> int:
     """Ask the one meter on the line who it is (DL/T 645: the wildcard address)."""
-    ask = getattr(driver, "identify", None)
     try:
-        if ask is None:
-            print(f"{name}: this protocol has no way to ask a meter its address", file=sys.stderr)
+        if not isinstance(driver, Identifies):
+            message = f"{driver.device}: this protocol has no way to ask a meter its address"
+            print(message, file=sys.stderr)
             return 2
         try:
-            print(f"{name}: meter address {await ask()}")
+            print(f"{driver.device}: meter address {await driver.identify()}")
         except EdgeAgentError as exc:
             print(exc, file=sys.stderr)
             return 1
         return 0
     finally:
-        await driver.close()  # type: ignore[attr-defined]
+        await driver.close()
 
 
-async def _browse(device: AnyDevice, node: str | None) -> int:
-    """The variables of an OPC UA server, so a technician can find node ids."""
-    if protocol_of(device) != "opcua":
-        print(f"{device.name}: --browse is for OPC UA devices", file=sys.stderr)
-        return 2
-    from drivers.opcua.browse import browse, table
-
+async def _browse(driver: Driver, node: str | None) -> int:
+    """What the device's server holds, so a technician can find the ids of its points."""
     try:
-        variables = await browse(device, node)  # type: ignore[arg-type]
-    except EdgeAgentError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(table(variables) if variables else f"{device.name}: no variables under {node}")
-    return 0
+        if not isinstance(driver, Browses):
+            print(f"{driver.device}: --browse is for OPC UA devices", file=sys.stderr)
+            return 2
+        try:
+            print(await driver.browse(node))
+        except EdgeAgentError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        await driver.close()

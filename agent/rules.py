@@ -25,6 +25,7 @@ from config.quantities import RULE_QUANTITIES
 from config.units import format_duration
 from domain.reading import Reading
 from domain.records import EventRow
+from drivers.spec import WriteModel
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +99,14 @@ def judge(limit: Limit, state: RuleState, ts: float, value: float) -> tuple[str 
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """A write a transition asks for (a Modbus coil or register, or an OPC UA node);
-    the daemon runs it off the poll path."""
+    """A write a transition asks for: the rule's write model (its protocol's own, e.g. a
+    Modbus coil or an OPC UA node) and the value to write now; the daemon runs it off
+    the poll path, the device's driver does the writing."""
 
     rule: str
     device: str
-    coil: int | None
-    register: int | None
+    write: WriteModel
     value: bool | int | float
-    node: str | None = None  # an OPC UA node id: then coil and register are None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,19 +226,12 @@ def transition(rule: Rule, limit: Limit, kind: str, ts: float, value: float) -> 
 
 
 def action_for(rule: Rule, kind: str) -> Action | None:
-    """Raised: write the configured value; cleared: the opposite (coil, Boolean node) or 0
-    (register, numeric node)."""
-    if rule.action is None:
-        return None
-    if (u := rule.action.opcua_write) is not None:
-        value: bool | int | float = u.value
-        if kind == "cleared":
-            value = (not u.value) if isinstance(u.value, bool) else 0
-        return Action(rule.name, u.device, None, None, value, u.node)
-    w = rule.action.modbus_write
-    if w is None:
-        return None  # config checks ask for exactly one write
-    value = w.value
+    """Raised: write the configured value; cleared: the opposite of a true/false (a coil,
+    a Boolean node) or 0 for a number (a register, a numeric node)."""
+    write = rule.action.write if rule.action is not None else None
+    if write is None:
+        return None  # no action, or not exactly one write (config checks refuse that)
+    value = write.value
     if kind == "cleared":
-        value = (not w.value) if w.coil is not None else 0
-    return Action(rule.name, w.device, w.coil, w.register_, value)
+        value = (not value) if isinstance(value, bool) else 0
+    return Action(rule.name, write.device, write, value)

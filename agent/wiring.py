@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.base import DeviceBase
 from config.carriers import APPARENT, CURRENT, ENERGY, POWER, VOLTAGE
-from config.models import AnyDevice
 from domain.reading import Reading
 
 
@@ -47,7 +47,7 @@ class Wiring:
     neutral: bool  # nothing to change: decided once here, not on every poll
 
     @classmethod
-    def of(cls, device: AnyDevice) -> Wiring:
+    def of(cls, device: DeviceBase) -> Wiring:
         names = {p.name for p in device.points}
         factors = {p.name: factor(p.unit, device.ct_ratio, device.pt_ratio) for p in device.points}
         negate: frozenset[str] = frozenset()

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from config.models import ModbusPoint
+from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 
 VALUES = 20

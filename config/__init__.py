@@ -2,18 +2,43 @@
 
 `load_config(path)` returns a LoadedConfig or raises ConfigInvalid, whose
 `problems` read `file:line:col: field: message`.
+
+The names below are imported on first use, not with the package: config.base,
+the vocabulary every protocol's settings are written in, must be importable
+without the models, which are built from those settings (drivers.registry).
 """
 
-from config.factors import Factor, FactorSet, UnknownFactorSet, load_factor_set, province_for
-from config.loader import (
-    LoadedConfig,
-    LoadedProfile,
-    config_json_schema,
-    load_config,
-    load_config_apart,
-    load_profile,
-)
-from config.profiles import list_profiles
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config.factors import Factor, FactorSet, UnknownFactorSet, load_factor_set, province_for
+    from config.loader import (
+        LoadedConfig,
+        LoadedProfile,
+        config_json_schema,
+        load_config,
+        load_config_apart,
+        load_profile,
+    )
+    from config.profiles import list_profiles
+
+_FROM = {
+    "Factor": "config.factors",
+    "FactorSet": "config.factors",
+    "UnknownFactorSet": "config.factors",
+    "load_factor_set": "config.factors",
+    "province_for": "config.factors",
+    "LoadedConfig": "config.loader",
+    "LoadedProfile": "config.loader",
+    "config_json_schema": "config.loader",
+    "load_config": "config.loader",
+    "load_config_apart": "config.loader",
+    "load_profile": "config.loader",
+    "list_profiles": "config.profiles",
+}
 
 __all__ = [
     "Factor",
@@ -29,3 +54,12 @@ __all__ = [
     "load_profile",
     "province_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module 'config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -16,9 +16,9 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlsplit
 
+from config.base import ENV_VAR, DeviceBase, Energy, PointBase
 from config.carriers import (
     ELECTRICAL,
     accepted_rates,
@@ -30,36 +30,24 @@ from config.carriers import (
 from config.errors import Document, NodePath, Severity, suggest, unknown
 from config.factors import FactorSet, UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import (
-    ENV_VAR,
-    REGISTER_COUNT,
-    AnyDevice,
-    AnyPoint,
     Buffer,
     Emissions,
-    Energy,
     Gateway,
-    ModbusPoint,
-    ModbusWrite,
-    OpcUaDevice,
     Rule,
     RuleAction,
     Sync,
     protocol_of,
     uscc_check_digit,
 )
-from config.profiles import Sourced, resolved
+from config.profiles import Sourced
 from config.quantities import RULE_QUANTITIES
 from config.units import format_duration
 from domain.errors import Problem
+from drivers.registry import PROTOCOLS, WRITES, spec_of
+from drivers.spec import SerialLine
 
 HOUR, DAY = 3600, 86_400
-OPCUA_FILES = (
-    "certificate",
-    "private_key",
-    "server_certificate",
-    "password_file",
-    "certificate_dir",
-)
+_POINT_CHECKS = {s.point: s.check_point for s in PROTOCOLS.values() if s.check_point is not None}
 _SYSTEMD_DIRS = {
     "CREDENTIALS_DIRECTORY": "LoadCredential=",
     "STATE_DIRECTORY": "StateDirectory=",
@@ -80,7 +68,7 @@ class ValidDevice:
     points") is not checked.
     """
 
-    model: AnyDevice
+    model: DeviceBase
     points: list[Sourced]
     complete: bool = True
 
@@ -115,7 +103,7 @@ def check_config(parts: Parts, doc: Document) -> list[Problem]:
 
 
 def check_points(points: Sequence[Sourced]) -> list[Problem]:
-    """Names unique, and options that fit the point's type (REGISTER_COUNT is the table)."""
+    """Names unique, and what the point's protocol checks of it (its spec's check_point)."""
     problems = []
     first: dict[str, Sourced] = {}
     for s in points:
@@ -126,27 +114,10 @@ def check_points(points: Sequence[Sourced]) -> list[Problem]:
             message = f"duplicate point name '{s.name}' (first at {where})"
             problems.append(s.doc.problem((*s.path, "name"), message))
         first.setdefault(s.name, s)
-        if isinstance(s.point, ModbusPoint):
-            problems += _modbus_point(s.point, s.doc, s.path)
+        point_check = _POINT_CHECKS.get(type(s.point))
+        if point_check is not None:
+            problems += point_check(s.point, s.path, s.doc)
     return problems
-
-
-def _modbus_point(point: ModbusPoint, doc: Document, at: NodePath) -> Iterator[Problem]:
-    written = point.model_fields_set
-    kind = resolved(point).type
-    if "word_order" in written and REGISTER_COUNT[kind] == 1:
-        default = "" if "type" in written else f" (the default for function: {point.function})"
-        message = f"word_order is meaningless with type: {kind}{default}"
-        yield doc.problem((*at, "word_order"), message, key=True)
-    if point.bit is not None and (kind.startswith("float") or kind == "bool"):
-        message = f"bit needs an integer register type (got {kind})"
-        yield doc.problem((*at, "bit"), message)
-    elif point.bit is not None and point.bit >= 16 * REGISTER_COUNT[kind]:
-        message = f"bit {point.bit} is beyond the {16 * REGISTER_COUNT[kind]} bits of {kind}"
-        yield doc.problem((*at, "bit"), message)
-    if point.function in ("coil", "discrete") and "type" in written and point.type != "bool":
-        message = f"a {point.function} is a single bit: type must be bool (got {point.type})"
-        yield doc.problem((*at, "type"), message)
 
 
 def _gateway(parts: Parts, doc: Document) -> Iterator[Problem]:
@@ -210,21 +181,16 @@ def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
                 f"device '{device.name}' has no points: list them under points: or name a profile:"
             )
             yield doc.problem(at, message)
-        by_name: dict[str, AnyPoint] = {}
+        by_name: dict[str, PointBase] = {}
         for s in merged:
             by_name.setdefault(s.name, s.point)
         for role in ("energy", "production"):
             ref = getattr(device, role)
             if ref is not None and ref.counter is not None:
                 yield from _counter(doc, (*at, role, "counter"), role, ref.counter, by_name)
-        opcua = getattr(device, "opcua", None)
-        if opcua is not None and (opcua.certificate is None) != (opcua.private_key is None):
-            given, missing = (
-                ("certificate", "private_key") if opcua.private_key is None
-                else ("private_key", "certificate")
-            )  # fmt: skip
-            message = f"{given} needs its {missing} too (or neither: the agent makes its own)"
-            yield doc.problem((*at, "opcua", given), message)
+        protocol_check = spec_of(device).check
+        if protocol_check is not None:
+            yield from protocol_check(device, at, doc)
         if device.energy is not None and device.energy.counter is not None:
             yield from _energy_unit(doc, at, device.energy, by_name)
             if device.reverse:
@@ -246,7 +212,7 @@ def _shortest(parts: Parts) -> float | None:
 
 
 def _density(
-    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     """Litres of a liquid fuel need the density the factors' kg come from, and only they."""
     point = points.get(energy.counter or energy.power or "")
@@ -267,7 +233,7 @@ def _density(
 
 
 def _reversible(
-    doc: Document, at: NodePath, counter: str, points: Mapping[str, AnyPoint]
+    doc: Document, at: NodePath, counter: str, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     """reverse swaps import_* and export_*: the counter needs its counterpart to swap with."""
     for a, b in (("import_", "export_"), ("export_", "import_")):
@@ -281,7 +247,7 @@ def _reversible(
 
 
 def _wiring(
-    doc: Document, at: NodePath, device: AnyDevice, points: Mapping[str, AnyPoint]
+    doc: Document, at: NodePath, device: DeviceBase, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     """Ratios and reversal act by unit and by name: say what they will not touch."""
     if device.ct_ratio != 1 or device.pt_ratio != 1:
@@ -309,47 +275,42 @@ def _wiring(
 def _serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
     """Devices on one serial port share the line: one protocol at one setting, and each
     meter its own address (a wildcard address only when it is alone on the line)."""
-    lines: dict[str, list[tuple[int, str, str, Any]]] = {}
+    lines: dict[str, list[tuple[int, str, str, SerialLine]]] = {}
     for i, valid in parts.devices.items():
-        protocol = protocol_of(valid.model)
-        if protocol in ("modbus_rtu", "dlt645"):
-            link = getattr(valid.model, protocol)
-            lines.setdefault(os.path.realpath(link.port), []).append(
-                (i, valid.model.name, protocol, link)
+        spec = spec_of(valid.model)
+        line = spec.serial_line(spec.link(valid.model))
+        if line is not None:
+            lines.setdefault(os.path.realpath(line.port), []).append(
+                (i, valid.model.name, spec.key, line)
             )
     for meters in lines.values():
-        i0, first, protocol0, link0 = meters[0]
-        expected = _line_settings(protocol0, link0)
+        i0, first, protocol0, line0 = meters[0]
+        expected = f"{protocol0} {line0.settings}"
         addresses: dict[object, tuple[int, str]] = {}
-        for i, name, protocol, link in meters:
-            key = "address" if protocol == "dlt645" else "unit"
-            address = getattr(link, key)
-            if _line_settings(protocol, link) != expected:
+        for i, name, protocol, line in meters:
+            key, address = line.key, line.address
+            if f"{protocol} {line.settings}" != expected:
                 message = (
-                    f"{link.port} is shared with '{first}' (devices[{i0}]) as {expected}; "
+                    f"{line.port} is shared with '{first}' (devices[{i0}]) as {expected}; "
                     f"one line carries one protocol at one setting "
-                    f"(got {_line_settings(protocol, link)})"
+                    f"(got {protocol} {line.settings})"
                 )
                 yield doc.problem(("devices", i, protocol), message)
             elif address in addresses:
                 j, other = addresses[address]
-                message = f"'{other}' (devices[{j}]) already has {key} {address} on {link.port}"
+                message = f"'{other}' (devices[{j}]) already has {key} {address} on {line.port}"
                 yield doc.problem(("devices", i, protocol, key), message)
-            elif address == "AAAAAAAAAAAA" and len(meters) > 1:
+            elif line.wildcard and len(meters) > 1:
                 message = (
-                    f"the wildcard address answers for every meter on {link.port}, and "
+                    f"the wildcard address answers for every meter on {line.port}, and "
                     f"{len(meters) - 1} more devices are on it: give each its own address"
                 )
                 yield doc.problem(("devices", i, protocol, key), message)
             addresses.setdefault(address, (i, name))
 
 
-def _line_settings(protocol: str, link: Any) -> str:
-    return f"{protocol} {link.baudrate} {link.parity}{getattr(link, 'stopbits', 1)}"
-
-
 def _counter(
-    doc: Document, at: NodePath, role: str, name: str, points: Mapping[str, AnyPoint]
+    doc: Document, at: NodePath, role: str, name: str, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     point = points.get(name)
     if point is None:
@@ -362,7 +323,7 @@ def _counter(
 
 
 def _power(
-    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     """A rate to integrate: an instant value whose unit is the carrier's per hour."""
     name = energy.power
@@ -385,7 +346,7 @@ def _power(
 
 
 def _energy_unit(
-    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, AnyPoint]
+    doc: Document, at: NodePath, energy: Energy, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     """The counter's unit must convert to the carrier's: the carbon step never guesses."""
     point = points.get(energy.counter)
@@ -591,62 +552,45 @@ def _action(
     doc: Document,
     at: NodePath,
     action: RuleAction,
-    devices: Mapping[str, AnyDevice],
+    devices: Mapping[str, DeviceBase],
     every_device: bool,
 ) -> Iterator[Problem]:
-    """Exactly one write; its device must speak the protocol the write is for."""
-    if (action.modbus_write is None) == (action.opcua_write is None):
-        found = " (found both)" if action.modbus_write is not None else ""
-        yield doc.problem(at, f"needs exactly one of modbus_write: or opcua_write:{found}")
+    """Exactly one write; its device must speak a protocol serving that write."""
+    given = action.writes()
+    if len(given) != 1:
+        found = " (found both)" if len(given) == 2 else f" (found {len(given)})" if given else ""
+        keys = " or ".join(f"{key}:" for key in WRITES)
+        yield doc.problem(at, f"needs exactly one of {keys}{found}")
         return
-    if action.modbus_write is not None:
-        write = action.modbus_write
-        yield from _modbus_write(doc, (*at, "modbus_write"), write, devices, every_device)
-        return
-    assert action.opcua_write is not None
-    at = (*at, "opcua_write")
-    device = action.opcua_write.device
-    yield from _write_target(doc, at, device, devices, every_device, ("opcua",), "an opcua")
+    key, write = given[0]
+    at = (*at, key)
+    yield from _write_target(doc, at, write.device, devices, every_device)
+    values = WRITES[key].check
+    if values is not None:
+        yield from values(write, at, doc)
 
 
 def _write_target(
     doc: Document,
     at: NodePath,
     name: str,
-    devices: Mapping[str, AnyDevice],
+    devices: Mapping[str, DeviceBase],
     every_device: bool,
-    protocols: tuple[str, ...],
-    wanted: str,
 ) -> Iterator[Problem]:
     """The device a write names: known (said once every device validated), and speaking
-    one of `protocols`."""
+    a protocol whose spec serves the write at `at`."""
     target = devices.get(name)
     if target is None:
         if every_device:
             yield doc.problem((*at, "device"), unknown("device", name, list(devices)))
-    elif protocol_of(target) not in protocols:
-        message = f"'{name}' speaks {protocol_of(target)}; {at[-1]} needs {wanted} device"
+        return
+    key = at[-1]
+    serving = [p for p, spec in PROTOCOLS.items() if spec.write and spec.write.key == key]
+    if protocol_of(target) not in serving:
+        wanted = " or ".join(serving)
+        article = "an" if wanted[:1] in "aeiou" else "a"
+        message = f"'{name}' speaks {protocol_of(target)}; {key} needs {article} {wanted} device"
         yield doc.problem((*at, "device"), message)
-
-
-def _modbus_write(
-    doc: Document,
-    at: NodePath,
-    write: ModbusWrite,
-    devices: Mapping[str, AnyDevice],
-    every_device: bool,
-) -> Iterator[Problem]:
-    modbus = ("modbus_tcp", "modbus_rtu")
-    wanted = "a modbus_tcp or modbus_rtu"
-    yield from _write_target(doc, at, write.device, devices, every_device, modbus, wanted)
-    if (write.coil is None) == (write.register_ is None):
-        yield doc.problem(at, "needs exactly one of coil: or register:", key=True)
-    elif write.coil is not None and not isinstance(write.value, bool):
-        yield doc.problem((*at, "value"), f"a coil takes true or false (got {write.value})")
-    elif write.register_ is not None and isinstance(write.value, bool):
-        yield doc.problem((*at, "value"), f"a register takes a number (got {write.value})")
-    elif write.register_ is not None and not -32768 <= write.value <= 65535:
-        yield doc.problem((*at, "value"), f"must fit in 16 bits (got {write.value})")
 
 
 # --- ${VAR} in path fields ----------------------------------------------------
@@ -687,14 +631,15 @@ def expand_env(
         }
         sync = sync.model_copy(update=files)
     for i, valid in devices.items():
-        device = valid.model
-        if isinstance(device, OpcUaDevice):
+        spec = spec_of(valid.model)
+        if spec.path_fields:
+            link = spec.link(valid.model)
             files = {
-                name: expand(getattr(device.opcua, name), ("devices", i, "opcua", name))
-                for name in OPCUA_FILES
+                name: expand(getattr(link, name), ("devices", i, spec.key, name))
+                for name in spec.path_fields
             }
-            device = device.model_copy(update={"opcua": device.opcua.model_copy(update=files)})
-            devices[i] = replace(valid, model=device)
+            link = link.model_copy(update=files)
+            devices[i] = replace(valid, model=valid.model.model_copy(update={spec.key: link}))
     return replace(parts, buffer=buffer, sync=sync, devices=devices), problems
 
 

@@ -20,9 +20,10 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from config.models import PROTOCOLS, ModbusTcpDevice
+from config.base import DeviceBase
 from config.units import format_duration, parse_duration
 from domain.errors import Problem, Severity
+from drivers.registry import PROTOCOLS
 
 NodePath = tuple[str | int, ...]
 """Keys and indices from the top of a document: ("devices", 1, "points", 0)."""
@@ -237,7 +238,7 @@ def _device_protocol(path: NodePath, value: Any, node: yaml.Node | None) -> _Fin
     found = [p for p in PROTOCOLS if p in value]
     if len(found) > 1:
         return _Finding((*path, found[1]), f"{needs} (found {' and '.join(found)})", key=True)
-    common = set(_field_names(ModbusTcpDevice)) - {"modbus_tcp"}
+    common = set(_field_names(DeviceBase))
     for key in value:
         match = closest(key, PROTOCOLS) if key not in common else None
         if match is not None:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from yaml.constructor import SafeConstructor
 
 from config import checks
+from config.base import DeviceBase
 from config.checks import Parts, ValidDevice
 from config.errors import (
     TOP,
@@ -37,8 +38,6 @@ from config.errors import (
     yaml_error,
 )
 from config.models import (
-    PROTOCOLS,
-    AnyDevice,
     Buffer,
     Config,
     Device,
@@ -46,20 +45,18 @@ from config.models import (
     Gateway,
     Rule,
     Sync,
-    protocol_of,
 )
 from config.profiles import (
-    FAMILY,
     Profile,
     Sourced,
     list_profiles,
     merge_points,
     profile_model,
     profile_path,
-    resolved,
 )
 from config.units import Duration, Size, format_duration
 from domain.errors import ConfigInvalid, Problem, Severity
+from drivers.registry import PROTOCOLS, spec_of
 
 MAX_VALUES = 100_000
 """More values than this means aliases expanding without end ("billion laughs")."""
@@ -198,7 +195,7 @@ def _checked(
     if config is None or _errors(problems):
         raise ConfigInvalid(problems)
     devices = [
-        valid.model.model_copy(update={"points": [resolved(s.point) for s in valid.points]})
+        valid.model.model_copy(update={"points": [s.point for s in valid.points]})
         for valid in parts.devices.values()
     ]
     config = config.model_copy(
@@ -254,7 +251,7 @@ def _profiles(doc: Document) -> tuple[dict[str, LoadedProfile], list[Problem]]:
                 continue
         protocols = [p for p in PROTOCOLS if p in device]
         family = loaded[name].profile.protocol if name in loaded else None
-        if family and len(protocols) == 1 and FAMILY[protocols[0]] != family:
+        if family and len(protocols) == 1 and PROTOCOLS[protocols[0]].family != family:
             message = f"'{name}' is a {family} profile; this device speaks {protocols[0]}"
             problems.append(doc.problem(at, message))
     return loaded, problems
@@ -301,14 +298,14 @@ def _valid_items(items: Any, adapter: TypeAdapter[Any]) -> tuple[dict[int, Any],
 
 
 def _with_points(
-    doc: Document, index: int, device: AnyDevice, profiles: dict[str, LoadedProfile]
+    doc: Document, index: int, device: DeviceBase, profiles: dict[str, LoadedProfile]
 ) -> ValidDevice:
     """The device with its profile's points merged with its own, if its profile can be used."""
     own = [Sourced(p, doc, ("devices", index, "points", j)) for j, p in enumerate(device.points)]
     if device.profile is None:
         return ValidDevice(device, own)
     profile = profiles.get(device.profile)
-    if profile is None or profile.profile.protocol != FAMILY[protocol_of(device)]:
+    if profile is None or profile.profile.protocol != spec_of(device).family:
         return ValidDevice(device, own, complete=False)  # _profiles reported why
     return ValidDevice(device, merge_points(profile.points, own))
 

@@ -4,52 +4,26 @@ Each field's description is what `edge-agent schema` publishes, so an editor
 shows it as the technician types; keep them short and practical.
 Cross-field rules (a counter must name a point of its device, and so on) live
 in `config/checks.py`, where they can point at the exact YAML node.
+
+A device's model and a rule's writes come from the protocols in
+drivers/registry.py; what every device has is in config/base.py (its names
+are imported from there, not from here).
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import operator
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator
 
+from config.base import Carrier, DeviceBase, Name, Strict
 from config.quantities import described
 from config.units import Duration, Size
-
-Name = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
-        description="Letters, digits, '_' and '-', starting with a letter (at most 64).",
-    ),
-]
-
-Carrier = Literal[
-    "electricity",
-    "natural_gas",
-    "raw_coal",
-    "diesel",
-    "gasoline",
-    "lpg",
-    "fuel_oil",
-    "steam",
-    "heat",
-    "water",
-]
-PointKind = Literal["gauge", "counter"]
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a misspelt key must never be silently ignored.
-
-    NaN and infinity are refused too: `scale: .nan` would poison every value.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
-    )
-
+from drivers.registry import PROTOCOLS, WRITES, spec_of
+from drivers.spec import WriteModel
 
 # --- identity -----------------------------------------------------------------
 
@@ -205,300 +179,8 @@ class Emissions(Strict):
     )
 
 
-# --- transports ---------------------------------------------------------------
+# --- devices: one model per protocol, from drivers.registry ---------------------
 
-
-class ModbusTcp(Strict):
-    """A Modbus TCP server: the meter itself or a serial gateway."""
-
-    host: str = Field(description="IP address or host name of the meter or gateway.")
-    port: int = Field(default=502, ge=1, le=65535, description="TCP port.")
-    unit: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
-    timeout: Duration = Field(default=2.0, gt=0, description="Reply timeout of one request.")
-    framer: Literal["socket", "rtu"] = Field(
-        default="socket",
-        description="socket: Modbus TCP; rtu: RTU frames over TCP, for a serial-to-Ethernet "
-        "converter in transparent mode.",
-    )
-    max_gap: int = Field(
-        default=8,
-        ge=0,
-        le=124,
-        description="Largest hole (registers) bridged to read neighbouring points in one request.",
-    )
-
-
-class ModbusRtu(Strict):
-    """A Modbus RTU meter on an RS-485 bus; meters on one port are polled in turn."""
-
-    port: str = Field(description="Serial device, e.g. /dev/ttyUSB0.")
-    baudrate: int = Field(default=9600, gt=0, description="Bits per second, as set on the meter.")
-    parity: Literal["N", "E", "O"] = Field(default="N", description="None, even or odd.")
-    stopbits: Literal[1, 2] = Field(default=1, description="Stop bits, as set on the meter.")
-    unit: int = Field(default=1, ge=1, le=247, description="Modbus unit (slave) id on the bus.")
-    timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
-    max_gap: int = Field(
-        default=8,
-        ge=0,
-        le=124,
-        description="Largest hole (registers) bridged to read neighbouring points in one request.",
-    )
-
-
-class OpcUa(Strict):
-    """An OPC UA server; file paths expand ${VAR}."""
-
-    endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port/path")
-    security: Literal["None", "Basic256Sha256/Sign", "Basic256Sha256/SignAndEncrypt"] = Field(
-        default="None", description="Security policy and message mode."
-    )
-    mode: Literal["read", "subscribe"] = Field(
-        default="read",
-        description="read: poll every `poll`; subscribe: the server reports changes.",
-    )
-    username: str | None = Field(default=None, description="User name, if the server wants one.")
-    password_file: str | None = Field(default=None, description="File holding the password.")
-    certificate: str | None = Field(default=None, description="Client certificate file.")
-    private_key: str | None = Field(
-        default=None, description="Private key file of the certificate."
-    )
-    server_certificate: str | None = Field(
-        default=None, description="The server's certificate, to trust it explicitly."
-    )
-    timeout: Duration = Field(default=5.0, gt=0, description="Timeout of one request.")
-    publishing_interval: Duration | None = Field(
-        default=None,
-        gt=0,
-        description="subscribe: how often the server sends what changed (default: the poll).",
-    )
-    sampling_interval: Duration | None = Field(
-        default=None,
-        gt=0,
-        description="subscribe: how often the server samples counters, so every change between "
-        "polls is kept (default: 1s, or the publishing interval if shorter); gauges are "
-        "sampled once per publishing interval.",
-    )
-    certificate_dir: str = Field(
-        default="${STATE_DIRECTORY:-/var/lib/edge-agent}/opcua",
-        description="Where the agent keeps the certificate it makes for itself when security "
-        "is not None and no certificate is given; ${VAR} is expanded.",
-    )
-
-
-class Dlt645(Strict):
-    """A DL/T 645-2007 electricity meter on an RS-485 bus (8 data bits, 1 stop bit)."""
-
-    port: str = Field(description="Serial device, e.g. /dev/ttyUSB1.")
-    baudrate: Literal[1200, 2400, 4800, 9600] = Field(default=2400, description="Bits per second.")
-    parity: Literal["N", "E", "O"] = Field(default="E", description="The standard uses even (8E1).")
-    address: str = Field(
-        pattern=r"^(\d{12}|A{12})$",
-        description='Meter address, 12 digits as printed on the meter, quoted: "000012345678"; '
-        '"AAAAAAAAAAAA" reaches the only meter of a point-to-point link.',
-    )
-    timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
-
-    @field_validator("address")
-    @classmethod
-    def _not_broadcast(cls, value: str) -> str:
-        if value == "999999999999":
-            raise ValueError(
-                "999999999999 is the broadcast address, which meters never answer; "
-                "write the meter's own address"
-            )
-        return value
-
-
-# --- points -------------------------------------------------------------------
-
-ModbusType = Literal[
-    "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "bool"
-]
-REGISTER_COUNT = {
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "int64": 4,
-    "uint64": 4,
-    "float64": 4,
-    "bool": 1,
-}
-
-
-class PointBase(Strict):
-    name: Name
-    unit: str = Field(default="", description="Unit of the decoded value (kWh, kW, m3, ...).")
-    kind: PointKind = Field(
-        default="gauge", description="counter: a cumulative total; gauge: an instant value."
-    )
-    scale: float = Field(default=1.0, description="Decoded value = raw x scale + offset.")
-    offset: float = Field(default=0.0, description="Added after scaling.")
-
-
-class ModbusPoint(PointBase):
-    """One value read from Modbus registers or bits."""
-
-    address: int = Field(ge=0, le=65535, description="0-based register address (PDU address).")
-    function: Literal["holding", "input", "coil", "discrete"] = Field(
-        default="holding",
-        description="Table: holding (FC3), input (FC4), coil (FC1), discrete (FC2).",
-    )
-    type: ModbusType = Field(
-        default="uint16", description="Register encoding; coil and discrete read bool."
-    )
-    word_order: Literal["big", "little"] = Field(
-        default="big", description="big: high word first (the common case)."
-    )
-    bit: int | None = Field(
-        default=None,
-        ge=0,
-        le=63,
-        description="Read one bit of the register value (0 = least significant): 1.0 or 0.0.",
-    )
-    byte_order: Literal["big", "little"] = Field(
-        default="big", description="Byte order within a register: big as the standard says."
-    )
-
-
-class OpcUaPoint(PointBase):
-    """One OPC UA variable."""
-
-    node: str = Field(pattern=r"^(ns=\d+;)?[isgb]=.+$", description='Node id, e.g. "ns=2;s=Tag".')
-
-
-class Dlt645Point(PointBase):
-    """One DL/T 645 data identifier."""
-
-    di: str = Field(
-        pattern=r"^[0-9A-Fa-f]{8}$",
-        description='Data identifier DI3..DI0 as in the standard, e.g. "00010000".',
-    )
-    format: str = Field(
-        default="XXXXXX.XX",
-        pattern=r"^X+(\.X+)?$",
-        description="BCD format of the value, e.g. XXXXXX.XX (kWh: 8 digits, 2 decimals, "
-        "4 bytes) or XX.XXXX (kW); the reply must hold exactly that many bytes.",
-    )
-    signed: bool = Field(
-        default=False,
-        description="Bit 0x80 of the most significant byte (sent last) is the sign: "
-        "currents, powers, power factor.",
-    )
-
-
-# --- what a device measures ---------------------------------------------------
-
-
-class Density(Strict):
-    """A liquid fuel's density, with where the figure comes from."""
-
-    value: float = Field(gt=0, le=2, description="Kilograms per litre (diesel is about 0.84).")
-    source: str = Field(
-        min_length=1,
-        description="Where the figure comes from: the supplier's delivery note, a lab report.",
-    )
-
-
-class Energy(Strict):
-    """What the device meters, and the point that counts it."""
-
-    carrier: Carrier = Field(description="What the device meters.")
-    counter: str | None = Field(
-        default=None,
-        description="Name of the point holding the cumulative total (always preferred: "
-        "it carries the energy of gaps).",
-    )
-    power: str | None = Field(
-        default=None,
-        description="Without a counter: the point of power or flow (kW, m3/h, t/h ...) "
-        "integrated by the trapezoid rule; the energy of gaps is unknown, not invented.",
-    )
-    max_rate: float | None = Field(
-        default=None,
-        gt=0,
-        description="Largest plausible advance of the counter per hour, in its unit "
-        "(kW for a kWh counter, m3/h for gas): a faster rise is a bad reading, never energy. "
-        "With power: the largest plausible power or flow, in the carrier's unit per hour.",
-    )
-    modulus: float | None = Field(
-        default=None,
-        gt=0,
-        description="Where the counter returns to 0, in its unit as read (a 6-digit kWh "
-        "display: 1000000): a drop to near 0 is then a rollover, its energy counted. Without "
-        "it an unsigned integer or DL/T 645 register wraps at its range; a float never does.",
-    )
-    density: Density | None = Field(
-        default=None,
-        description="For diesel, gasoline, LPG or fuel oil metered in L or m3 (or L/h, m3/h): "
-        "the density that turns volume into the kg the factors are per, with its source; "
-        "both travel in every interval record.",
-    )
-
-
-class Production(Strict):
-    """The point counting output, for carbon intensity (CO2 per unit)."""
-
-    counter: str = Field(description="Name of the point counting units produced.")
-
-
-class _DeviceBase(Strict):
-    name: Name
-    profile: str | None = Field(
-        default=None, description="Meter profile from the library, e.g. eastron-sdm630."
-    )
-    poll: Duration = Field(default=10.0, gt=0, description="Polling period.")
-    energy: Energy | None = Field(default=None, description="Energy metered by this device.")
-    production: Production | None = Field(default=None, description="Output counted here.")
-    ct_ratio: float = Field(
-        default=1.0,
-        gt=0,
-        description="Current transformer ratio (e.g. 200 for 1000/5 A): a meter behind "
-        "transformers reports secondary values; currents, powers and energies are multiplied.",
-    )
-    pt_ratio: float = Field(
-        default=1.0,
-        gt=0,
-        description="Voltage transformer ratio (e.g. 100 for 10 kV/100 V): voltages, powers "
-        "and energies are multiplied.",
-    )
-    reverse: bool = Field(
-        default=False,
-        description="The meter is wired backwards: powers change sign and import and export "
-        "counters swap (import_* <-> export_*).",
-    )
-
-
-class ModbusTcpDevice(_DeviceBase):
-    """A meter reached over Modbus TCP."""
-
-    modbus_tcp: ModbusTcp
-    points: list[ModbusPoint] = Field(default=[], description="Own points; replace the profile's.")
-
-
-class ModbusRtuDevice(_DeviceBase):
-    """A meter on an RS-485 bus speaking Modbus RTU."""
-
-    modbus_rtu: ModbusRtu
-    points: list[ModbusPoint] = Field(default=[], description="Own points; replace the profile's.")
-
-
-class OpcUaDevice(_DeviceBase):
-    """Values read from an OPC UA server."""
-
-    opcua: OpcUa
-    points: list[OpcUaPoint] = Field(default=[], description="Own points; replace the profile's.")
-
-
-class Dlt645Device(_DeviceBase):
-    """A DL/T 645-2007 electricity meter."""
-
-    dlt645: Dlt645
-    points: list[Dlt645Point] = Field(default=[], description="Own points; replace the profile's.")
-
-
-PROTOCOLS = ("modbus_tcp", "modbus_rtu", "opcua", "dlt645")
 # Tags appear in validation error paths; they contain '=' so they can never be
 # mistaken for a YAML key when errors are mapped back to positions.
 TAG_PREFIX = "protocol="
@@ -514,60 +196,50 @@ def _protocol_of(value: Any) -> str | None:
     return TAG_PREFIX + present[0] if len(present) == 1 else None
 
 
+_TAGGED = [Annotated[spec.device, Tag(TAG_PREFIX + key)] for key, spec in PROTOCOLS.items()]
 Device = Annotated[
-    Annotated[ModbusTcpDevice, Tag(TAG_PREFIX + "modbus_tcp")]
-    | Annotated[ModbusRtuDevice, Tag(TAG_PREFIX + "modbus_rtu")]
-    | Annotated[OpcUaDevice, Tag(TAG_PREFIX + "opcua")]
-    | Annotated[Dlt645Device, Tag(TAG_PREFIX + "dlt645")],
+    functools.reduce(operator.or_, _TAGGED),
     Discriminator(
         _protocol_of,
         custom_error_type="device_protocol",
-        custom_error_message="a device needs exactly one of modbus_tcp, modbus_rtu, opcua, dlt645",
+        custom_error_message=f"a device needs exactly one of {', '.join(PROTOCOLS)}",
     ),
 ]
 
 
-def protocol_of(device: BaseModel) -> str:
-    """'modbus_tcp', 'modbus_rtu', 'opcua' or 'dlt645'."""
-    tag = _protocol_of(device)
-    assert tag is not None  # a validated device has exactly one
-    return tag.removeprefix(TAG_PREFIX)
+def protocol_of(device: DeviceBase) -> str:
+    """The device's protocol key: 'modbus_tcp', 'opcua' ... (see drivers.registry)."""
+    return spec_of(device).key
 
 
 # --- rules (evaluated by agent/rules.py) ---------------------------------------
 
 
-class ModbusWrite(Strict):
-    """Write one coil or register while the alarm is raised (a stack light)."""
+class _Writes(Strict):
+    """A rule's action: one optional field per write a protocol serves (RuleAction, below,
+    adds them from drivers.registry); config checks ask for exactly one."""
 
-    device: str = Field(description="A modbus_tcp or modbus_rtu device.")
-    coil: int | None = Field(default=None, ge=0, le=65535, description="Coil address.")
-    register_: int | None = Field(
-        default=None, alias="register", ge=0, le=65535, description="Holding register address."
-    )
-    value: bool | int = Field(description="true/false for a coil, a number for a register.")
+    def writes(self) -> list[tuple[str, WriteModel]]:
+        """(key, write) of each write given: exactly one in a valid config."""
+        return [(key, w) for key in WRITES if (w := getattr(self, key)) is not None]
 
-
-class OpcUaWrite(Strict):
-    """Write one OPC UA variable while the alarm is raised (a PLC flag, a stack light)."""
-
-    device: str = Field(description="An opcua device (its endpoint and login are used).")
-    node: str = Field(
-        pattern=r"^(ns=\d+;)?[isgb]=.+$", description='Node id, e.g. "ns=2;s=Line1.Alarm".'
-    )
-    value: bool | int | float = Field(
-        description="true/false for a Boolean node, a number for a numeric one; "
-        "written in the node's own data type."
-    )
+    @property
+    def write(self) -> WriteModel | None:
+        """The one write (None if not exactly one: config checks report that)."""
+        given = self.writes()
+        return given[0][1] if len(given) == 1 else None
 
 
-class RuleAction(Strict):
-    """What to do locally when the alarm is raised: exactly one of the writes."""
-
-    modbus_write: ModbusWrite | None = Field(
-        default=None, description="A Modbus coil or holding register."
-    )
-    opcua_write: OpcUaWrite | None = Field(default=None, description="An OPC UA variable.")
+RuleAction = create_model(
+    "RuleAction",
+    __base__=_Writes,
+    __module__=__name__,
+    __doc__="What to do locally when the alarm is raised: exactly one of the writes.",
+    **{
+        key: (w.model | None, Field(default=None, description=w.description))
+        for key, w in WRITES.items()
+    },
+)
 
 
 class Rule(Strict):
@@ -638,9 +310,3 @@ class Config(Strict):
     devices: list[Device] = Field(default=[], description="Meters to poll.")
     rules: list[Rule] = Field(default=[], description="Overshoot alarms, evaluated locally.")
     http: Http = Field(default=Http(), description="Local /healthz and /metrics endpoint.")
-
-
-AnyDevice = ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645Device
-AnyPoint = ModbusPoint | OpcUaPoint | Dlt645Point
-
-ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

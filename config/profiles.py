@@ -1,9 +1,11 @@
 """Meter profiles: a register map written once, used as `profile: eastron-sdm630`.
 
-A profile is only data, `config/profiles/<vendor>-<model>.yaml`, citing the
-datasheet it comes from. Its points are validated with the same point model
-as a device's own points, and a device's own point of the same name replaces
-the profile's.
+A profile is only data, `drivers/<protocol>/profiles/<vendor>-<model>.yaml`,
+citing the datasheet it comes from: a protocol and its profiles are one
+folder. Its `protocol:` names a family (modbus serves modbus_tcp and
+modbus_rtu alike), and its points are validated with the family's point
+model, the same as a device's own points; a device's own point of the same
+name replaces the profile's.
 """
 
 from __future__ import annotations
@@ -13,53 +15,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, create_model
 
+from config.base import PointBase, Strict
 from config.errors import Document, NodePath
-from config.models import AnyPoint, Dlt645Point, ModbusPoint, OpcUaPoint, Strict
+from drivers.registry import PROTOCOLS
 
-PROFILE_DIR = Path(__file__).parent / "profiles"
-FAMILY = {"modbus_tcp": "modbus", "modbus_rtu": "modbus", "opcua": "opcua", "dlt645": "dlt645"}
-"""Which profiles a device can use: Modbus maps serve TCP and RTU alike."""
+FAMILIES: dict[str, type[PointBase]] = {}
+"""Profile family -> the point model of its profiles, in the registry's order."""
+for _spec in PROTOCOLS.values():
+    FAMILIES.setdefault(_spec.family, _spec.point)
+
+PROFILE_DIRS: tuple[Path, ...] = tuple(
+    dict.fromkeys(spec.folder / "profiles" for spec in PROTOCOLS.values())
+)
+"""Where the profiles are: each protocol folder's `profiles/`."""
 
 
-class _ProfileBase(Strict):
+class Profile(Strict):
+    """A meter's points, of one family; `protocol` names the family."""
+
     description: str = Field(description="The meter, in a line.")
     source: str = Field(description="The datasheet or standard the points come from.")
     caveats: str | None = Field(default=None, description="Quirks a technician should know.")
+    protocol: str
+    points: list[PointBase] = Field(min_length=1)
 
 
-class ProfileHeader(_ProfileBase):
+Family = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+
+
+class ProfileHeader(Profile):
     """What every profile has; used to report a missing or unknown protocol."""
 
-    protocol: Literal["modbus", "dlt645", "opcua"]
-    points: list[Any] = Field(min_length=1)
+    protocol: Family
+    points: list[Any] = Field(min_length=1)  # type: ignore[assignment]
 
 
-class ModbusProfile(_ProfileBase):
-    protocol: Literal["modbus"]
-    points: list[ModbusPoint] = Field(min_length=1)
-
-
-class Dlt645Profile(_ProfileBase):
-    protocol: Literal["dlt645"]
-    points: list[Dlt645Point] = Field(min_length=1)
-
-
-class OpcUaProfile(_ProfileBase):
-    protocol: Literal["opcua"]
-    points: list[OpcUaPoint] = Field(min_length=1)
-
-
-Profile = ModbusProfile | Dlt645Profile | OpcUaProfile
-_MODELS: dict[Any, type[Profile]] = {
-    "modbus": ModbusProfile,
-    "dlt645": Dlt645Profile,
-    "opcua": OpcUaProfile,
+_MODELS: dict[str, type[Profile]] = {
+    family: create_model(
+        f"{family.capitalize()}Profile",
+        __base__=Profile,
+        __module__=__name__,
+        protocol=(Literal[family], ...),
+        points=(list[point], Field(min_length=1)),  # type: ignore[valid-type]
+    )
+    for family, point in FAMILIES.items()
 }
 
 
-def profile_model(data: Any) -> type[Profile] | type[ProfileHeader]:
+def profile_model(data: Any) -> type[Profile]:
     """The model to validate a profile file with, chosen by its `protocol`."""
     protocol = data.get("protocol") if isinstance(data, dict) else None
     return _MODELS.get(protocol, ProfileHeader) if isinstance(protocol, str) else ProfileHeader
@@ -67,18 +72,20 @@ def profile_model(data: Any) -> type[Profile] | type[ProfileHeader]:
 
 def list_profiles() -> list[str]:
     """Names of the shipped profiles, sorted."""
-    return sorted(path.stem for path in PROFILE_DIR.glob("*.yaml"))
+    return sorted(path.stem for folder in PROFILE_DIRS for path in folder.glob("*.yaml"))
 
 
 def profile_path(name: str) -> Path:
-    return PROFILE_DIR / f"{name}.yaml"
+    """The file of a profile `list_profiles` names."""
+    found = (folder / f"{name}.yaml" for folder in PROFILE_DIRS)
+    return next((path for path in found if path.is_file()), PROFILE_DIRS[0] / f"{name}.yaml")
 
 
 @dataclass(frozen=True)
 class Sourced:
     """A point and where it was written: a device's own list or a profile file."""
 
-    point: AnyPoint
+    point: PointBase
     doc: Document
     path: NodePath
 
@@ -102,14 +109,3 @@ def merge_points(profile: Sequence[Sourced], own: Sequence[Sourced]) -> list[Sou
         else:
             merged[index] = point
     return merged
-
-
-def resolved(point: AnyPoint) -> AnyPoint:
-    """A coil or discrete input without a type reads one bit: its type is bool."""
-    if (
-        isinstance(point, ModbusPoint)
-        and point.function in ("coil", "discrete")
-        and "type" not in point.model_fields_set
-    ):
-        return point.model_copy(update={"type": "bool"})
-    return point

@@ -4,7 +4,8 @@
     .venv/bin/python tools/gen_config_docs.py --check   # exit 1 if it is stale
 
 A test regenerates it and compares, so the reference cannot drift from the
-models: change a field's description in config/models.py, then run this.
+models: change a field's description in config/models.py or in a protocol's
+drivers/<protocol>/settings.py, then run this.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import TypeAdapter  # noqa: E402  (imports follow the path fix)
 
 from config import config_json_schema, list_profiles  # noqa: E402
 from config.units import Duration, Size  # noqa: E402
+from drivers.registry import PROTOCOLS  # noqa: E402
 
 OUT = ROOT / "docs" / "configuration.md"
 KINDS = {
@@ -30,7 +32,8 @@ KINDS = {
 HEADER = """\
 # Configuration reference
 
-Generated from `config/models.py` by `tools/gen_config_docs.py`: do not edit by hand.
+Generated from `config/models.py` and the protocols' `drivers/*/settings.py` by
+`tools/gen_config_docs.py`: do not edit by hand.
 
 `edge-agent check -c agent.yaml` validates a file and prints every problem as
 `file:line:col: field: message`; `edge-agent schema` prints the JSON Schema, for
@@ -41,6 +44,10 @@ Durations are written `500ms`, `5s`, `2m`, `24h`; sizes `512MB`, `2GB`. Path
 fields expand `${{VAR}}` and `${{VAR:-default}}`. Unknown keys are errors.
 
 Shipped meter profiles (`profile:`): {profiles}.
+
+A device has exactly one protocol key, holding how to reach the meter:
+
+{protocols}
 """
 
 
@@ -48,7 +55,9 @@ def render() -> str:
     """The whole reference, one section per mapping, in the order a file reads."""
     schema = config_json_schema()
     defs = schema["$defs"]
-    lines = [HEADER.format(profiles=", ".join(f"`{p}`" for p in list_profiles()))]
+    protocols = "\n".join(f"- `{key}:` {spec.summary}" for key, spec in PROTOCOLS.items())
+    profiles = ", ".join(f"`{p}`" for p in list_profiles())
+    lines = [HEADER.format(profiles=profiles, protocols=protocols)]
     done: set[str] = set()
 
     def section(title: str, path: str, definition: dict[str, Any]) -> None:

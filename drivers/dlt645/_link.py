@@ -31,10 +31,10 @@ import termios
 
 import serial
 
-from config.models import Dlt645
 from domain.errors import DeviceTimeout, Disconnected, FrameError
 from drivers.bus import lock_for
 from drivers.dlt645.codec import START, WILDCARD, Frame, mismatch, scan
+from drivers.dlt645.settings import Dlt645
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.models import Dlt645Point
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
+from drivers.dlt645.settings import WILDCARD, Dlt645Point
 
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
-WILDCARD = "AAAAAAAAAAAA"  # any meter: read address, or the one meter of a point-to-point link
 START, END = 0x68, 0x16
 HEADER = 10  # 68, six address bytes, 68, C, L
 MAX_FOLLOW_UPS = 15

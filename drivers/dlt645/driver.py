@@ -4,8 +4,10 @@ One request per data identifier (DI), each answered, checked and decoded on its
 own: a DI the meter lacks spoils only its points. Every failure becomes a bad
 reading whose reason names the device, the meter address and the DI, e.g.
 `workshop3 meter 000012345678 DI 00010000: error reply: no requested data (DI
-not supported)`. Errors of the codec and the port are domain.errors types
-already; `_located` is where they get those coordinates.
+not supported)`. The seam to the outside is `_link`, where pyserial's and the
+OS's errors become Disconnected or DeviceTimeout; the codec raises domain
+errors of its own (FrameError, DecodeError, DeviceRejected); `_located` is the
+one place every error gets the device, meter and DI it concerns.
 
 A reply that answers something else (a neighbour's late reply, this meter's
 late reply to its previous DI, a garbled frame) is skipped by the link, which
@@ -22,7 +24,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from config.models import Dlt645Device, Dlt645Point
 from domain.errors import (
     BadReply,
     DecodeError,
@@ -43,6 +44,7 @@ from drivers.dlt645.codec import (
     read_follow_up,
     reply_data,
 )
+from drivers.dlt645.settings import Dlt645Device, Dlt645Point
 
 
 @dataclass(frozen=True, slots=True)

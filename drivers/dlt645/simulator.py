@@ -30,7 +30,6 @@ from typing import Any
 
 import serial
 
-from config.models import Dlt645Point
 from domain.errors import FrameError
 from drivers.dlt645.codec import (
     ERROR,
@@ -47,6 +46,7 @@ from drivers.dlt645.codec import (
     encode_bcd,
     scan,
 )
+from drivers.dlt645.settings import Dlt645Point
 from drivers.modbus.simulator import LoadCurve
 
 __all__ = ["LoadCurve", "SimulatedBus", "SimulatedMeter", "values_for"]

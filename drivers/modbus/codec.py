@@ -11,8 +11,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from config.models import REGISTER_COUNT, ModbusPoint
 from domain.errors import DecodeError
+from drivers.modbus.settings import REGISTER_COUNT, ModbusPoint
 
 MAX_REGISTERS = 125  # per read request (Modbus spec, FC 03/04)
 MAX_BITS = 2000  # per read request (FC 01/02)

@@ -1,8 +1,9 @@
-"""What every Modbus device does, over TCP or RTU: plan, read, decode, degrade.
+"""What every Modbus device does, over TCP or RTU: plan, read, decode, degrade, write.
 
-pymodbus exceptions are translated into domain.errors at `_execute`, the one
-seam; `read` turns every failure into bad-quality readings naming the device,
-unit, function and address, so one faulty meter never stops the poll loop.
+pymodbus exceptions and exception replies are translated into domain.errors at
+`_call`, the one seam, for reads and writes alike; `read` turns every failure
+into bad-quality readings naming the device, unit, function and address, so
+one faulty meter never stops the poll loop.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from config.models import ModbusPoint
 from domain.errors import (
     BadReply,
     DecodeError,
@@ -28,6 +30,7 @@ from domain.errors import (
 from domain.reading import Quality, Reading
 from drivers.modbus.codec import Request, decode_all, plan
 from drivers.modbus.link import Link, release
+from drivers.modbus.settings import ModbusPoint, ModbusWrite
 
 log = logging.getLogger(__name__)
 BAD = Quality.BAD
@@ -134,7 +137,7 @@ class ModbusDriver:
     async def close(self) -> None:
         await release(self.link)
 
-    async def write(self, coil: int | None, register: int | None, value: bool | int) -> None:
+    async def write(self, write: ModbusWrite, value: bool | int | float) -> None:
         """Write one coil (FC5) or holding register (FC6): a rule's stack light or PLC flag.
 
         Raises domain.errors like a read: Disconnected/DeviceTimeout are transient.
@@ -142,28 +145,15 @@ class ModbusDriver:
         reason = await self.link.ensure()
         if reason:
             raise Disconnected(f"{self.device}: {reason}")
-        what = f"coil {coil}" if coil is not None else f"register {register}"
-        where = f"{self.device} unit {self.unit} write {what}"
+        where = f"{self.device} unit {self.unit} write {write.output()}"
         client = self.link.client
-        try:
-            async with self._turn():
-                if coil is not None:
-                    reply = await client.write_coil(coil, bool(value), device_id=self.unit)
-                else:
-                    assert register is not None
-                    word = int(value) & 0xFFFF  # -1 is 0xFFFF on the wire
-                    reply = await client.write_register(register, word, device_id=self.unit)
-        except ConnectionException as exc:
-            raise Disconnected(f"{where}: not connected") from exc
-        except (ModbusIOException, TimeoutError) as exc:
-            if not client.connected:
-                raise Disconnected(f"{where}: connection lost") from exc
-            raise self._silence(where) from exc
-        except OSError as exc:
-            raise Disconnected(f"{where}: {exc}") from exc
-        except ModbusException as exc:
-            raise BadReply(f"{where}: {exc}") from exc
-        _raise_if_refused(reply, where)
+        if write.coil is not None:
+            send = partial(client.write_coil, write.coil, bool(value), device_id=self.unit)
+        else:
+            assert write.register_ is not None  # config checks ask for exactly one
+            word = int(value) & 0xFFFF  # -1 is 0xFFFF on the wire
+            send = partial(client.write_register, write.register_, word, device_id=self.unit)
+        await self._call(where, send)
 
     def _turn(self) -> AbstractAsyncContextManager[None]:
         """Held for one request and its reply; a serial line allows one at a time."""
@@ -180,9 +170,21 @@ class ModbusDriver:
             "coil": client.read_coils,
             "discrete": client.read_discrete_inputs,
         }[request.function]
+        send = partial(call, request.address, count=request.count, device_id=self.unit)
+        reply = await self._call(where, send)
+        if reply.dev_id not in (self.unit, 0):
+            raise BadReply(f"{where}: reply from unit {reply.dev_id}")
+        return self._values(request, reply, where)
+
+    async def _call(self, where: str, send: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """Send one request in this device's turn on the link and return its reply.
+
+        The one place pymodbus exceptions, and exception replies, become domain.errors.
+        """
+        client = self.link.client
         try:
             async with self._turn():
-                reply = await call(request.address, count=request.count, device_id=self.unit)
+                reply = await send()
         except ConnectionException as exc:
             raise Disconnected(f"{where}: not connected") from exc
         except ModbusIOException as exc:
@@ -200,9 +202,7 @@ class ModbusDriver:
         except ModbusException as exc:
             raise BadReply(f"{where}: {exc}") from exc
         _raise_if_refused(reply, where)
-        if reply.dev_id not in (self.unit, 0):
-            raise BadReply(f"{where}: reply from unit {reply.dev_id}")
-        return self._values(request, reply, where)
+        return reply
 
     def _values(self, request: Request, reply: ModbusPDU, where: str) -> list[int] | list[bool]:
         """The reply's values, if it answers this request: same function, same size."""

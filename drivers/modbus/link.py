@@ -17,10 +17,10 @@ from pymodbus.framer import FramerRTU, FramerType
 from pymodbus.pdu import DecodePDU
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from config.models import ModbusRtu, ModbusTcp
 from domain.errors import Disconnected
 from drivers.bus import forget, per_port
 from drivers.modbus.framer import ResyncingRtuFramer
+from drivers.modbus.settings import ModbusRtu, ModbusTcp
 
 log = logging.getLogger(__name__)
 

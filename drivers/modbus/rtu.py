@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from config.models import ModbusRtuDevice
 from drivers.bus import lock_for
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.link import serial_link
+from drivers.modbus.settings import ModbusRtuDevice
 
 GUARD = 0.02  # seconds of silence after each transaction
 

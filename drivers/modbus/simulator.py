@@ -19,8 +19,8 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from config.models import ModbusPoint
 from drivers.modbus.codec import decode_registers, encode_registers, width
+from drivers.modbus.settings import ModbusPoint
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 

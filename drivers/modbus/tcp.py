@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from config.models import ModbusTcpDevice
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.link import tcp_link
+from drivers.modbus.settings import ModbusTcpDevice
 
 
 class ModbusTcpDriver(ModbusDriver):

@@ -1,7 +1,8 @@
 """The one seam between the driver and asyncua: opening a session, calling it, closing it.
 
 Every asyncua exception is translated here into domain.errors (`raise ... from
-exc`); nothing above this module sees one. A status that means the session or
+exc`), a node id that does not parse included; nothing above this module sees
+one. A status that means the session or
 the link is gone is `Disconnected` (reconnect); a refusal the server will
 repeat (a bad password, an untrusted certificate) is a `PermanentError`.
 
@@ -21,9 +22,9 @@ from typing import TypeVar
 from asyncua import Client, ua
 from asyncua.crypto import security_policies, uacrypto
 
-from config.models import OpcUa
 from domain.errors import (
     BadReply,
+    DecodeError,
     DeviceRejected,
     DeviceTimeout,
     Disconnected,
@@ -32,6 +33,7 @@ from domain.errors import (
 )
 from drivers.opcua import security
 from drivers.opcua.codec import explain
+from drivers.opcua.settings import OpcUa
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -126,6 +128,16 @@ def translate(exc: BaseException, where: str, timeout: float) -> EdgeAgentError:
     if isinstance(exc, ua.UaError) and "certificate mismatch" in str(exc):
         return PermanentError(f"{where}: the server's certificate is not server_certificate")
     return BadReply(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def parse_node(text: str) -> ua.NodeId:
+    """The NodeId written in the configuration, or DecodeError saying it is not one."""
+    try:
+        return ua.NodeId.from_string(text)
+    except (ua.UaStringParsingError, ValueError) as exc:
+        raise DecodeError(
+            "not a valid node id (write it like ns=2;s=Meter.Energy or ns=3;i=1001)"
+        ) from exc
 
 
 async def call(where: str, operation: Awaitable[T], timeout: float) -> T:

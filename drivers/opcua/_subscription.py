@@ -35,10 +35,10 @@ from typing import Any
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif, Subscription
 
-from config.models import OpcUaPoint
 from domain.errors import EdgeAgentError
 from drivers.opcua._link import call
 from drivers.opcua.codec import explain
+from drivers.opcua.settings import OpcUaPoint
 
 KEEPALIVE_COUNT = 3  # publishing intervals without change before the server sends a keep-alive
 SILENT_AFTER = 2  # keep-alive periods without any message before the subscription is dead

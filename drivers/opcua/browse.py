@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from asyncua import Client, ua
 
-from config.models import OpcUa, OpcUaDevice
 from domain.errors import DecodeError, PermanentError
-from drivers.opcua._link import call, close_client, open_client
-from drivers.opcua.codec import explain, parse_node
+from drivers.opcua._link import call, close_client, open_client, parse_node
+from drivers.opcua.codec import explain
+from drivers.opcua.settings import OpcUa, OpcUaDevice
 
 __all__ = ["Variable", "browse", "table"]
 

@@ -12,10 +12,10 @@ import math
 
 from asyncua import ua
 
-from config.models import OpcUaPoint
 from domain.errors import DecodeError
+from drivers.opcua.settings import OpcUaPoint
 
-__all__ = ["DecodeError", "decode", "explain", "parse_node"]
+__all__ = ["DecodeError", "decode", "explain"]
 
 # Short explanations of the codes a meter's points commonly come back with.
 _PLAIN = {
@@ -58,16 +58,6 @@ def explain(status: ua.StatusCode | int) -> str:
         doc = (code.doc or "").strip().rstrip(".")
         plain = doc[:1].lower() + doc[1:] if doc else f"status {code.value:#010x}"
     return f"{name} ({plain})"
-
-
-def parse_node(text: str) -> ua.NodeId:
-    """The NodeId written in the configuration, or DecodeError saying it is not one."""
-    try:
-        return ua.NodeId.from_string(text)
-    except (ua.UaStringParsingError, ValueError) as exc:
-        raise DecodeError(
-            "not a valid node id (write it like ns=2;s=Meter.Energy or ns=3;i=1001)"
-        ) from exc
 
 
 def decode(point: OpcUaPoint, data: ua.DataValue) -> float:

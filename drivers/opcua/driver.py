@@ -29,12 +29,14 @@ from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from config.models import OpcUaDevice, OpcUaPoint
 from domain.errors import DecodeError, Disconnected, EdgeAgentError, PermanentError, TransientError
 from domain.reading import Quality, Reading
 from drivers.opcua import _link
+from drivers.opcua._link import parse_node
 from drivers.opcua._subscription import Feed
-from drivers.opcua.codec import decode, parse_node
+from drivers.opcua.browse import browse, table
+from drivers.opcua.codec import decode
+from drivers.opcua.settings import OpcUaDevice, OpcUaPoint, OpcUaWrite
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class OpcUaDriver:
 
     def __init__(self, device: OpcUaDevice, *, backoff_max: float = 30.0) -> None:
         self.device = device.name
+        self._model = device
         self._link = device.opcua
         self._points = list(device.points)
         self._endpoint = re.sub(r"//[^/@]*@", "//", self._link.endpoint)  # no credentials
@@ -114,12 +117,13 @@ class OpcUaDriver:
         self._changes.clear()
         return changes
 
-    async def write(self, node: str, value: bool | int | float) -> None:
-        """Write one variable in its own data type: a rule's PLC flag or stack light.
+    async def write(self, write: OpcUaWrite, value: bool | int | float) -> None:
+        """Write `write.node` in its own data type: a rule's PLC flag or stack light.
 
         Raises domain.errors like a read: no session or a lost link is transient
         (the caller retries), a missing or read-only node is a DeviceRejected.
         """
+        node = write.node
         where = f"{self._where} write {node}"
         try:
             target = parse_node(node)
@@ -136,6 +140,12 @@ class OpcUaDriver:
             self._lose(client, str(exc))
             raise
         log.debug("%s: wrote %s as %s", where, value, kind.name)
+
+    async def browse(self, node: str | None) -> str:
+        """The server's variables under `node` (default: Objects) as a table, on a session
+        of its own (`probe --browse`); raises domain.errors when the server refuses."""
+        variables = await browse(self._model, node)
+        return table(variables) if variables else f"{self.device}: no variables under {node}"
 
     async def _first_attempt(self) -> None:
         """Start the session task; the first call waits for its first attempt to end."""

@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from config.models import ENV_VAR
+from config.base import ENV_VAR
 
 __all__ = [
     "application_uri",

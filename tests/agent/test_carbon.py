@@ -9,7 +9,7 @@ import pytest
 from agent.carbon import interval_record
 from agent.intervals import ClosedInterval
 from config import load_factor_set
-from config.models import Density
+from config.base import Density
 from domain.batch import Interval
 
 TZ = ZoneInfo("Asia/Shanghai")

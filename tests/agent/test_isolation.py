@@ -10,7 +10,7 @@ import pytest
 from agent.daemon import Agent
 from agent.health import OFFLINE_AFTER
 from config import load_config
-from config.models import ModbusPoint
+from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
 from tests.drivers.serial_pair import NullModem
 

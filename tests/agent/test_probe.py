@@ -100,3 +100,11 @@ async def test_an_unknown_device_lists_the_known_ones(tmp_path: Path, capsys) ->
     code = await probe(config(tmp_path, devices), "mian", as_json=False, plan_only=False)
     assert code == 2
     assert "no device named 'mian' (devices: main)" in capsys.readouterr().err
+
+
+async def test_browse_is_refused_for_a_device_whose_driver_cannot(tmp_path: Path, capsys) -> None:
+    """--browse asks the driver for the ability; a Modbus meter has none: exit 2, nothing sent."""
+    devices = "  - name: main\n    profile: eastron-sdm630\n    modbus_tcp: {host: 192.0.2.1}\n"
+    code = await probe(config(tmp_path, devices), "main", as_json=False, plan_only=False, browse="")
+    assert code == 2
+    assert capsys.readouterr().err == "main: --browse is for OPC UA devices\n"

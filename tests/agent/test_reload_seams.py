@@ -15,12 +15,14 @@ from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.reload import apply
 from config import load_config
+from drivers.modbus.settings import ModbusWrite
 from drivers.modbus.simulator import MeterServer
 from tests.agent.daemon_proc import agent_yaml, free_port
 from tests.agent.test_rule_actions import StackLight, config_text, events, start, wait_for
 from tests.drivers.peers import raw_server
 
 pytestmark = pytest.mark.timeout(60)
+COIL_5 = ModbusWrite(device="stack_light", coil=5, value=True)
 
 
 async def reload(agent: Agent, path: Path, text: str) -> None:
@@ -136,7 +138,7 @@ async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: P
     async with meters() as server, raw_server(light) as port:
         agent = await start(tmp_path, config_text(tmp_path, server.port, port).split("rules:\n")[0])
         await asyncio.sleep(1.0)
-        agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
+        agent.pipeline.actions.append(Action("lamp-test", "stack_light", COIL_5, True))
         agent.start_actions()  # what a poll does after its ingest
         await agent.stop()
     assert light.writes == [(5, 5, 0xFF00)]
@@ -172,7 +174,7 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
         agent = await start(tmp_path, text)
         try:
             await asyncio.sleep(1.0)
-            agent.pipeline.actions.append(Action("lamp-test", "stack_light", 5, None, True))
+            agent.pipeline.actions.append(Action("lamp-test", "stack_light", COIL_5, True))
             agent.start_actions()  # what a poll does after its ingest
             await asyncio.sleep(0.1)  # the write is on the wire
             changed = text.replace("unit: 1, timeout: 500ms", "unit: 1, timeout: 400ms")

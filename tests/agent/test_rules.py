@@ -236,7 +236,10 @@ def test_a_power_rule_raises_once_after_for_and_asks_for_its_action(tmp_path: Pa
         kinds += [(i, e.kind, e.severity) for e in work.events]
     assert kinds == [(2, "alarm_raised", "critical"), (6, "alarm_cleared", "info")]
     actions = p.take_actions()
-    assert [(a.device, a.coil, a.value) for a in actions] == [("m2", 5, True), ("m2", 5, False)]
+    assert [(a.device, a.write.coil, a.value) for a in actions] == [
+        ("m2", 5, True),
+        ("m2", 5, False),
+    ]
     assert p.take_actions() == []
 
 

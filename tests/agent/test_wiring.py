@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.wiring import Wiring
-from config.models import ModbusTcpDevice
 from domain.reading import Quality, Reading
+from drivers.modbus.settings import ModbusTcpDevice
 
 
 def device(**kw: object) -> ModbusTcpDevice:

@@ -11,8 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import LoadedConfig, load_config
-from config.models import Config, ModbusPoint, ModbusWrite, OpcUa, Rule
+from config.models import Config, Rule
 from domain.errors import ConfigInvalid
+from drivers.modbus.settings import ModbusPoint, ModbusWrite
+from drivers.opcua.settings import OpcUa
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANT = yaml.safe_load((ROOT / "examples" / "plant.yaml").read_text(encoding="utf-8"))

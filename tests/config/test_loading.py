@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from config import LoadedConfig, load_config, load_config_apart, loader
-from config.models import ModbusTcpDevice
 from domain.errors import ConfigInvalid
+from drivers.modbus.settings import ModbusTcpDevice
 from tests.config.samples import GATEWAY, METER, Load, Problems, Write
 
 ROOT = Path(__file__).resolve().parents[2]

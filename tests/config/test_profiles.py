@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from config import list_profiles, load_profile
-from config.models import ModbusPoint
 from domain.errors import ConfigInvalid
+from drivers.modbus.settings import ModbusPoint
 from tests.config.samples import GATEWAY, Load, Problems, Write
 
 TRANSPORTS = {
@@ -19,7 +19,7 @@ TRANSPORTS = {
 
 
 def test_the_library_lists_the_shipped_profiles() -> None:
-    """list_profiles() names each file in config/profiles/, sorted."""
+    """list_profiles() names each file in the protocols' profiles/ folders, sorted."""
     assert list_profiles() == sorted(list_profiles())
     assert {"eastron-sdm630", "dlt645-2007-energy"} <= set(list_profiles())
 
@@ -91,7 +91,7 @@ def library(monkeypatch: pytest.MonkeyPatch, write: Write) -> Path:
     """A profile directory of our own, under the working directory of the test."""
     folder = Path("profiles").resolve()
     folder.mkdir()
-    monkeypatch.setattr("config.profiles.PROFILE_DIR", folder)
+    monkeypatch.setattr("config.profiles.PROFILE_DIRS", (folder,))
     return folder
 
 
@@ -123,7 +123,7 @@ def test_a_profile_without_protocol_says_which_exist(library: Path) -> None:
     with pytest.raises(ConfigInvalid) as caught:
         load_profile("acme-m2")
     assert [str(p) for p in caught.value.problems] == [
-        "profiles/acme-m2.yaml:1:11: protocol: must be one of 'modbus', 'dlt645', 'opcua' "
+        "profiles/acme-m2.yaml:1:11: protocol: must be one of 'modbus', 'opcua', 'dlt645' "
         "(got 'modbus-tcp')"
     ]
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from config import load_profile
-from config.models import Dlt645Device, Dlt645Point
 from drivers.dlt645.driver import Dlt645Driver
+from drivers.dlt645.settings import Dlt645Device, Dlt645Point
 from drivers.dlt645.simulator import LoadCurve, SimulatedBus, SimulatedMeter, values_for
 
 ADDRESS = "000012345678"

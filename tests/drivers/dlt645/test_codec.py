@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import list_profiles, load_profile
-from config.models import Dlt645Point
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
 from drivers.dlt645.codec import (
     WILDCARD,
@@ -26,6 +25,7 @@ from drivers.dlt645.codec import (
     reply_data,
     scan,
 )
+from drivers.dlt645.settings import Dlt645Point
 
 
 def wire(text: str) -> bytes:

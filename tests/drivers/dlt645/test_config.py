@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from config import LoadedConfig, load_config, load_profile
-from config.models import Dlt645Device
 from domain.errors import ConfigInvalid
+from drivers.dlt645.settings import Dlt645Device
 from tests.config.samples import GATEWAY as HEAD
 
 GATEWAY = (

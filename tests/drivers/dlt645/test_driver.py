@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from config.models import Dlt645Device, Dlt645Point
 from domain.errors import DeviceTimeout, Disconnected
 from domain.reading import Quality
-from drivers import make_driver
 from drivers.dlt645 import _link
 from drivers.dlt645.codec import PREAMBLE, Frame, di_to_wire, encode_bcd
 from drivers.dlt645.driver import Dlt645Driver
+from drivers.dlt645.settings import Dlt645Device, Dlt645Point
 from drivers.dlt645.simulator import SimulatedBus
+from drivers.registry import make_driver
 from tests.drivers.dlt645.helpers import ADDRESS, CURVE, PROFILE, T0, bus, device, driver, meter
 
 pytestmark = pytest.mark.timeout(30)

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.models import ModbusPoint
 from domain.errors import DecodeError
 from drivers.modbus.codec import (
     Request,
@@ -16,6 +15,7 @@ from drivers.modbus.codec import (
     encode_registers,
     plan,
 )
+from drivers.modbus.settings import ModbusPoint
 
 
 def point(**kw: object) -> ModbusPoint:

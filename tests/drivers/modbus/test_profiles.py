@@ -1,6 +1,6 @@
 """Every Modbus profile in the library: planned within protocol limits, every point decodes.
 
-A new profile needs no new test: it is picked up from config/profiles/.
+A new profile needs no new test: it is picked up from drivers/modbus/profiles/.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import re
 import pytest
 
 from config import list_profiles, load_profile
-from config.models import ModbusPoint
 from drivers.modbus.codec import MAX_REGISTERS, decode_registers, encode_registers, plan
+from drivers.modbus.settings import ModbusPoint
 
 MODBUS = [n for n in list_profiles() if load_profile(n).profile.protocol == "modbus"]
 # names shared by every profile for the same quantity, so rules and reports never

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from config.models import ModbusPoint, ModbusRtuDevice
 from domain.reading import Quality
 from drivers.modbus.rtu import ModbusRtuDriver
+from drivers.modbus.settings import ModbusPoint, ModbusRtuDevice
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
 from tests.drivers.serial_pair import NullModem
 

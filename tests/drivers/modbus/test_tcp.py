@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from config import load_profile
-from config.models import ModbusPoint, ModbusTcpDevice
 from domain.reading import Quality
+from drivers.modbus.settings import ModbusPoint, ModbusTcpDevice
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from drivers.modbus.tcp import ModbusTcpDriver
 from tests.drivers.peers import raw_server, silent

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest_asyncio
 
-from config.models import OpcUaDevice
 from domain.reading import Reading
 from drivers.opcua.driver import OpcUaDriver
+from drivers.opcua.settings import OpcUaDevice
 from drivers.opcua.simulator import LoadCurve, MeterServer, node_id
 
 POINTS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from config.models import OpcUa
 from domain.errors import Disconnected, PermanentError
 from drivers.opcua.browse import Variable, browse, table
+from drivers.opcua.settings import OpcUa
 from drivers.opcua.simulator import VARIABLES, MeterServer, node_id
 from tests.drivers.opcua.conftest import device
 

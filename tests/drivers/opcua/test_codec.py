@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from asyncua import ua
 
-from config.models import OpcUaPoint
 from domain.errors import DecodeError
-from drivers.opcua.codec import decode, explain, parse_node
+from drivers.opcua._link import parse_node
+from drivers.opcua.codec import decode, explain
+from drivers.opcua.settings import OpcUaPoint
 
 POINT = OpcUaPoint(name="p", node="ns=2;s=X")
 
