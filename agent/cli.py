@@ -17,7 +17,7 @@ from pathlib import Path
 from agent import logs
 from agent.logs import priority
 from config import LoadedConfig, config_json_schema, load_config, load_config_apart
-from domain.errors import ConfigInvalid, Problem
+from domain.errors import ConfigInvalid, InitError, Problem
 from drivers.registry import PROTOCOLS
 
 EX_OK = 0
@@ -131,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from agent.init import InitError, Meter, write_starter
+    from agent.init import Meter, write_starter
 
     protocol, target = next(
         (key, value) for key in PROTOCOLS if (value := getattr(args, key)) is not None

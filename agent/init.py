@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from config import list_profiles, load_config, load_profile
-from domain.errors import ConfigInvalid
+from domain.errors import ConfigInvalid, InitError
 from drivers.registry import PROTOCOLS
-from drivers.spec import InitError
 
-__all__ = ["InitError", "Meter", "starter", "write_starter"]
+__all__ = ["Meter", "starter", "write_starter"]
 
 
 @dataclass(frozen=True, slots=True)

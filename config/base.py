@@ -8,22 +8,27 @@ models (config/models.py), which are themselves built from the protocols.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from config.units import Duration
+from domain.errors import Problem, Severity
 
 __all__ = [
     "ENV_VAR",
     "Carrier",
+    "Check",
     "Density",
     "DeviceBase",
     "Energy",
     "Name",
+    "NodePath",
     "PointBase",
     "PointKind",
     "Production",
+    "Reporter",
     "Strict",
 ]
 
@@ -48,6 +53,22 @@ Carrier = Literal[
     "water",
 ]
 PointKind = Literal["gauge", "counter"]
+
+NodePath = tuple[str | int, ...]
+"""Keys and indices from the top of the config file: ("devices", 1, "opcua")."""
+
+
+class Reporter(Protocol):
+    """Where a check files what it finds: config.errors.Document, which knows positions."""
+
+    def problem(
+        self, path: NodePath, message: str, *, key: bool = False, severity: Severity = "error"
+    ) -> Problem: ...
+
+
+Check = Callable[[Any, NodePath, Reporter], Iterable[Problem]]
+"""A protocol's own check of one of its models found at a path: the Problems, if any."""
+
 
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 """${VAR} or ${VAR:-default} in a path field."""

@@ -20,12 +20,11 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from config.base import DeviceBase
+from config.base import DeviceBase, NodePath
 from config.units import format_duration, parse_duration
 from domain.errors import Problem, Severity
 from drivers.registry import PROTOCOLS
 
-NodePath = tuple[str | int, ...]
 """Keys and indices from the top of a document: ("devices", 1, "points", 0)."""
 
 TOP = "(top level)"

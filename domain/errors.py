@@ -3,7 +3,9 @@
     EdgeAgentError
     ├── ConfigError                 a file or setting the technician must fix
     │   ├── ConfigInvalid           every problem of a config, as file:line:col lines
-    │   ├── TlsSetupError           a TLS file named by its field cannot be used
+    │   ├── SettingUnusable         a file a setting names cannot be used (a token, ...)
+    │   │   └── TlsSetupError       ... a certificate, a key or a CA file
+    │   ├── InitError               what `init` was told cannot make a config
     │   └── BufferTooNew            the buffer file was written by a newer edge-agent
     ├── TransientError              worth retrying later (tenacity retries only these)
     └── PermanentError              retrying the same thing fails the same way
@@ -79,12 +81,22 @@ class ConfigInvalid(ConfigError):
         return [p for p in self.problems if p.severity == "error"]
 
 
-class TlsSetupError(ConfigError):
-    """A TLS file that cannot be used; `field` is the key of the setting that names it."""
+class SettingUnusable(ConfigError):
+    """A file a setting names cannot be used; `field` is the key of that setting, so the
+    caller can report it at its place in the config file."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class TlsSetupError(SettingUnusable):
+    """A certificate, key or CA file that cannot be used."""
+
+
+class InitError(ConfigError):
+    """Something `edge-agent init` was told cannot make a config; the message says what
+    would."""
 
 
 # --- the device branch ------------------------------------------------------------

@@ -11,39 +11,12 @@ uses it, so declaring a protocol never loads its libraries.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from config.base import DeviceBase, PointBase, Strict
-from domain.errors import Problem, Severity
-
-__all__ = [
-    "InitError",
-    "InitSpec",
-    "NodePath",
-    "ProtocolSpec",
-    "Reporter",
-    "SerialLine",
-    "WriteModel",
-    "WriteSpec",
-]
-
-NodePath = tuple[str | int, ...]
-"""Keys and indices from the top of the config file: ("devices", 1, "opcua")."""
-
-
-class Reporter(Protocol):
-    """Where a check files what it finds: config.errors.Document, which knows positions."""
-
-    def problem(
-        self, path: NodePath, message: str, *, key: bool = False, severity: Severity = "error"
-    ) -> Problem: ...
-
-
-Check = Callable[[Any, NodePath, Reporter], Iterable[Problem]]
-"""A protocol's own check of one of its models found at a path: the Problems, if any."""
+from config.base import Check, DeviceBase, PointBase, Strict
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +29,6 @@ class SerialLine:
     key: str  # the settings field holding the address: "unit", "address"
     address: object
     wildcard: bool = False  # the address answers for any meter: it must be alone on the line
-
-
-class InitError(Exception):
-    """Something `init` was told cannot make a config; the message says what would."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ from pydantic import Field, field_validator
 
 from config.base import DeviceBase, PointBase, Strict
 from config.units import Duration
-from drivers.spec import InitError, InitSpec, ProtocolSpec, SerialLine
+from domain.errors import InitError
+from drivers.spec import InitSpec, ProtocolSpec, SerialLine
 
 __all__ = ["DLT645", "SPECS", "WILDCARD", "Dlt645", "Dlt645Device", "Dlt645Point"]
 

@@ -10,18 +10,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from config.base import DeviceBase, PointBase, Strict
+from config.base import DeviceBase, NodePath, PointBase, Reporter, Strict
 from config.units import Duration
-from domain.errors import Problem
-from drivers.spec import (
-    InitError,
-    InitSpec,
-    NodePath,
-    ProtocolSpec,
-    Reporter,
-    SerialLine,
-    WriteSpec,
-)
+from domain.errors import InitError, Problem
+from drivers.spec import InitSpec, ProtocolSpec, SerialLine, WriteSpec
 
 __all__ = [
     "MODBUS_RTU",

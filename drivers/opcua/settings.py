@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from config.base import DeviceBase, PointBase, Strict
+from config.base import DeviceBase, NodePath, PointBase, Reporter, Strict
 from config.units import Duration
 from domain.errors import Problem
-from drivers.spec import InitSpec, NodePath, ProtocolSpec, Reporter, WriteSpec
+from drivers.spec import InitSpec, ProtocolSpec, WriteSpec
 
 __all__ = ["FILES", "OPCUA", "SPECS", "OpcUa", "OpcUaDevice", "OpcUaPoint", "OpcUaWrite"]
 

@@ -40,7 +40,8 @@ from typing import Any
 from pydantic import Field
 
 from config.base import DeviceBase, PointBase, Strict
-from drivers.spec import InitError, InitSpec, ProtocolSpec
+from domain.errors import InitError
+from drivers.spec import InitSpec, ProtocolSpec
 
 
 class Fake(Strict):
