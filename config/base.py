@@ -21,6 +21,7 @@ __all__ = [
     "Carrier",
     "Check",
     "Density",
+    "DestinationBase",
     "DeviceBase",
     "Energy",
     "Name",
@@ -181,3 +182,19 @@ class DeviceBase(Strict):
         "counters swap (import_* <-> export_*).",
     )
     points: list[PointBase] = Field(default=[], description="Own points; replace the profile's.")
+
+
+class DestinationBase(Strict):
+    """What every entry of `destinations:` has; its kind adds its settings under one key
+    named after the kind (cloud_sync/registry.py)."""
+
+    name: Name = Field(
+        description="The destination's name in status, metrics and logs; the buffer keeps "
+        "its own cursor under it (renaming it starts it afresh at the end of the buffer)."
+    )
+    max_age: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="Records older than this are no longer owed to this destination: they "
+        "are not sent to it and do not hold the buffer for it (default: kept until sent).",
+    )

@@ -11,14 +11,16 @@ but probably not meant.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from config.base import ENV_VAR, DeviceBase, Energy, PointBase
+from cloud_sync.http.settings import SPEC as HTTP
+from cloud_sync.http.settings import HttpSettings
+from cloud_sync.registry import kind_of
+from config.base import ENV_VAR, DestinationBase, DeviceBase, Energy, PointBase
 from config.carriers import (
     ELECTRICAL,
     accepted_rates,
@@ -35,7 +37,6 @@ from config.models import (
     Gateway,
     Rule,
     RuleAction,
-    Sync,
     protocol_of,
     uscc_check_digit,
 )
@@ -84,11 +85,12 @@ class Parts:
 
     gateway: Gateway | None
     buffer: Buffer | None
-    sync: Sync | None
+    sync: HttpSettings | None
     emissions: Emissions | None
     devices: dict[int, ValidDevice]
     rules: dict[int, Rule]
     every_device: bool
+    destinations: dict[int, DestinationBase] = field(default_factory=dict)
 
 
 def check_config(parts: Parts, doc: Document) -> list[Problem]:
@@ -99,6 +101,7 @@ def check_config(parts: Parts, doc: Document) -> list[Problem]:
         *_serial_ports(parts, doc),
         *_emissions(parts, doc),
         *_rules(parts, doc),
+        *_destinations(parts, doc),
     ]
 
 
@@ -120,6 +123,27 @@ def check_points(points: Sequence[Sourced]) -> list[Problem]:
     return problems
 
 
+def _destinations(parts: Parts, doc: Document) -> Iterator[Problem]:
+    """Each destination's own checks (the central one's too), and one name for each: the
+    buffer keeps a cursor per name, and `sync` is the central platform's."""
+    if parts.sync is not None and HTTP.check is not None:
+        yield from HTTP.check(parts.sync, ("sync",), doc)
+    seen: dict[str, int] = {}
+    for i, entry in parts.destinations.items():
+        at: NodePath = ("destinations", i)
+        if entry.name == "sync":
+            message = "'sync' is the central platform of the sync: section; name this one apart"
+            yield doc.problem((*at, "name"), message)
+        elif entry.name in seen:
+            line = doc.position(("destinations", seen[entry.name], "name"))[0]
+            message = f"duplicate destination name '{entry.name}' (first at line {line})"
+            yield doc.problem((*at, "name"), message)
+        seen.setdefault(entry.name, i)
+        kind = kind_of(entry)
+        if kind.check is not None:
+            yield from kind.check(kind.settings_of(entry), (*at, kind.key), doc)
+
+
 def _gateway(parts: Parts, doc: Document) -> Iterator[Problem]:
     if parts.gateway is not None:
         code = parts.gateway.enterprise_id
@@ -130,23 +154,6 @@ def _gateway(parts: Parts, doc: Document) -> Iterator[Problem]:
                 "check the code for a typo"
             )
             yield doc.problem(("gateway", "enterprise_id"), message, severity="warning")
-    if parts.sync is None:
-        return
-    url = parts.sync.url
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        host = url
-    if url.startswith("http://") and not _loopback(host):
-        message = f"plain http to {host}: the token would travel in clear text; use https://"
-        yield doc.problem(("sync", "url"), message, severity="warning")
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _devices(parts: Parts, doc: Document) -> Iterator[Problem]:
@@ -621,26 +628,30 @@ def expand_env(
 
         return None if value is None else ENV_VAR.sub(one, value)
 
+    def expanded(settings: Any, fields: tuple[str, ...], at: NodePath) -> Any:
+        files = {name: expand(getattr(settings, name), (*at, name)) for name in fields}
+        return settings.model_copy(update=files)
+
     buffer, sync, devices = parts.buffer, parts.sync, dict(parts.devices)
+    destinations = dict(parts.destinations)
     if buffer is not None:
         buffer = buffer.model_copy(update={"path": expand(buffer.path, ("buffer", "path"))})
     if sync is not None:
-        files = {
-            name: expand(getattr(sync, name), ("sync", name))
-            for name in ("token_file", "ca_file", "client_cert", "client_key")
-        }
-        sync = sync.model_copy(update=files)
+        sync = expanded(sync, HTTP.path_fields, ("sync",))
     for i, valid in devices.items():
         spec = spec_of(valid.model)
         if spec.path_fields:
-            link = spec.link(valid.model)
-            files = {
-                name: expand(getattr(link, name), ("devices", i, spec.key, name))
-                for name in spec.path_fields
-            }
-            link = link.model_copy(update=files)
+            link = expanded(spec.link(valid.model), spec.path_fields, ("devices", i, spec.key))
             devices[i] = replace(valid, model=valid.model.model_copy(update={spec.key: link}))
-    return replace(parts, buffer=buffer, sync=sync, devices=devices), problems
+    for i, entry in destinations.items():
+        kind = kind_of(entry)
+        at = ("destinations", i, kind.key)
+        settings = expanded(kind.settings_of(entry), kind.path_fields, at)
+        destinations[i] = entry.model_copy(update={kind.key: settings})
+    expanded_parts = replace(
+        parts, buffer=buffer, sync=sync, devices=devices, destinations=destinations
+    )
+    return expanded_parts, problems
 
 
 def _hint(name: str) -> str:

@@ -20,7 +20,8 @@ from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from config.base import DeviceBase, NodePath
+from cloud_sync.registry import KINDS
+from config.base import DestinationBase, DeviceBase, NodePath
 from config.units import format_duration, parse_duration
 from domain.errors import Problem, Severity
 from drivers.registry import PROTOCOLS
@@ -195,7 +196,9 @@ def _finding(err: ErrorDetails, doc: Document, root: Any) -> _Finding:
         allowed = _field_names(_walk(root, loc[:-1])[0])
         return _Finding(path, "unknown key" + suggest(str(loc[-1]), allowed, "allowed keys"), True)
     if kind == "device_protocol":
-        return _device_protocol(path, value, node)
+        return _one_key_of(path, value, node, list(PROTOCOLS), DeviceBase, "a device")
+    if kind == "destination_kind":
+        return _one_key_of(path, value, node, list(KINDS), DestinationBase, "a destination")
     if kind in _EXPECTED:
         got = _quote_hint(value, node) if kind == "string_type" else None
         return _Finding(path, "", expected=_EXPECTED[kind], got=got or _described(value, node))
@@ -229,17 +232,25 @@ def _finding(err: ErrorDetails, doc: Document, root: Any) -> _Finding:
     return _Finding(path, message[:1].lower() + message[1:])
 
 
-def _device_protocol(path: NodePath, value: Any, node: yaml.Node | None) -> _Finding:
-    """Which protocol keys a device has, and the typo that hides the one it needs."""
-    needs = f"a device needs exactly one of {', '.join(PROTOCOLS)}"
+def _one_key_of(
+    path: NodePath,
+    value: Any,
+    node: yaml.Node | None,
+    keys: list[str],
+    base: type[BaseModel],
+    what: str,
+) -> _Finding:
+    """Which of `keys` (a device's protocols, a destination's kinds) an item has, and the
+    typo that hides the one it needs."""
+    needs = f"{what} needs exactly one of {', '.join(keys)}"
     if not isinstance(value, dict):
         return _Finding(path, f"{needs} (got {_described(value, node)})")
-    found = [p for p in PROTOCOLS if p in value]
+    found = [p for p in keys if p in value]
     if len(found) > 1:
         return _Finding((*path, found[1]), f"{needs} (found {' and '.join(found)})", key=True)
-    common = set(_field_names(DeviceBase))
+    common = set(_field_names(base))
     for key in value:
-        match = closest(key, PROTOCOLS) if key not in common else None
+        match = closest(key, keys) if key not in common else None
         if match is not None:
             return _Finding((*path, key), f"unknown key (did you mean '{match}'?); {needs}", True)
     return _Finding(path, f"{needs} (found none)")

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from yaml.constructor import SafeConstructor
 
+from cloud_sync.http.settings import HttpSettings
 from config import checks
 from config.base import DeviceBase
 from config.checks import Parts, ValidDevice
@@ -40,11 +41,11 @@ from config.errors import (
 from config.models import (
     Buffer,
     Config,
+    Destination,
     Device,
     Emissions,
     Gateway,
     Rule,
-    Sync,
 )
 from config.profiles import (
     Profile,
@@ -70,11 +71,12 @@ _MERGE = "tag:yaml.org,2002:merge"
 _SECTIONS = {
     "gateway": TypeAdapter(Gateway),
     "buffer": TypeAdapter(Buffer),
-    "sync": TypeAdapter(Sync),
+    "sync": TypeAdapter(HttpSettings),
     "emissions": TypeAdapter(Emissions),
 }
 _DEVICE = TypeAdapter(Device)
 _RULE = TypeAdapter(Rule)
+_DESTINATION = TypeAdapter(Destination)
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,12 @@ def _checked(
         for valid in parts.devices.values()
     ]
     config = config.model_copy(
-        update={"buffer": parts.buffer, "sync": parts.sync, "devices": devices}
+        update={
+            "buffer": parts.buffer,
+            "sync": parts.sync,
+            "devices": devices,
+            "destinations": list(parts.destinations.values()),
+        }
     )
     return config, problems
 
@@ -272,8 +279,10 @@ def _parts(doc: Document, profiles: dict[str, LoadedProfile]) -> Parts:
             sections[name] = None if field.is_required() else field.get_default()
     devices, every_device = _valid_items(data.get("devices", []), _DEVICE)
     rules, _ = _valid_items(data.get("rules", []), _RULE)
+    destinations, _ = _valid_items(data.get("destinations", []), _DESTINATION)
     return Parts(
         **sections,
+        destinations=destinations,
         devices={i: _with_points(doc, i, device, profiles) for i, device in devices.items()},
         rules=rules,
         every_device=every_device,

@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator
 
-from config.base import Carrier, DeviceBase, Name, Strict
+from cloud_sync.http.settings import HttpSettings
+from cloud_sync.registry import KINDS, kind_of
+from config.base import Carrier, DestinationBase, DeviceBase, Name, Strict
 from config.quantities import described
 from config.units import Duration, Size
 from drivers.registry import PROTOCOLS, WRITES, spec_of
@@ -105,35 +107,6 @@ class Buffer(Strict):
     )
 
 
-class Sync(Strict):
-    """Upload of batches to the central platform."""
-
-    url: str = Field(
-        pattern=r"^https?://[^\s/]+(/\S*)?$",
-        description="The central platform's batch endpoint, e.g. https://host/api/v1/batches.",
-    )
-    token_file: str | None = Field(
-        default=None,
-        description="File holding the bearer token (systemd credential); ${VAR} is expanded.",
-    )
-    every: Duration = Field(default=60.0, gt=0, description="How often to send a batch.")
-    max_batch: int = Field(default=5000, ge=1, le=100_000, description="Records per batch.")
-    timeout: Duration = Field(default=30.0, gt=0, description="HTTP timeout of one request.")
-    ca_file: str | None = Field(
-        default=None,
-        description="PEM file of the CA that signed the platform's certificate (a private "
-        "CA); default: the system's trusted CAs. Verification is always on.",
-    )
-    client_cert: str | None = Field(
-        default=None,
-        description="PEM client certificate for mutual TLS (with client_key).",
-    )
-    client_key: str | None = Field(
-        default=None,
-        description="PEM private key of client_cert; a systemd credential path works here.",
-    )
-
-
 class FactorOverride(Strict):
     """A plant's own factor for one carrier, in the carrier's reported unit, with its source."""
 
@@ -210,6 +183,37 @@ Device = Annotated[
 def protocol_of(device: DeviceBase) -> str:
     """The device's protocol key: 'modbus_tcp', 'opcua' ... (see drivers.registry)."""
     return spec_of(device).key
+
+
+# --- destinations: one model per kind, from cloud_sync.registry -------------------
+
+KIND_PREFIX = "kind="  # a tag, like TAG_PREFIX: never mistaken for a YAML key
+
+
+def _kind_of(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        present = [k for k in KINDS if getattr(value, k, None) is not None]
+    elif isinstance(value, dict):
+        present = [k for k in KINDS if k in value]
+    else:
+        return None
+    return KIND_PREFIX + present[0] if len(present) == 1 else None
+
+
+_KINDS_TAGGED = [Annotated[spec.destination, Tag(KIND_PREFIX + k)] for k, spec in KINDS.items()]
+Destination = Annotated[
+    functools.reduce(operator.or_, _KINDS_TAGGED),
+    Discriminator(
+        _kind_of,
+        custom_error_type="destination_kind",
+        custom_error_message=f"a destination needs exactly one of {', '.join(KINDS)}",
+    ),
+]
+
+
+def destination_kind(entry: DestinationBase) -> str:
+    """The entry's kind key: 'http' ... (see cloud_sync.registry)."""
+    return kind_of(entry).key
 
 
 # --- rules (evaluated by agent/rules.py) ---------------------------------------
@@ -305,7 +309,11 @@ class Config(Strict):
 
     gateway: Gateway
     buffer: Buffer = Buffer()
-    sync: Sync
+    sync: HttpSettings = Field(description="The central platform: the destination named 'sync'.")
+    destinations: list[Destination] = Field(
+        default=[],
+        description="More platforms to deliver to, each from the same buffer at its own pace.",
+    )
     emissions: Emissions = Emissions()
     devices: list[Device] = Field(default=[], description="Meters to poll.")
     rules: list[Rule] = Field(default=[], description="Overshoot alarms, evaluated locally.")

@@ -24,7 +24,7 @@ def test_the_schema_is_draft_2020_12_with_a_title() -> None:
 def test_schema_defaults_are_written_as_in_yaml() -> None:
     """A duration default reads 1m, not 60.0, so an editor can insert it."""
     defs = config_json_schema()["$defs"]
-    assert defs["Sync"]["properties"]["every"]["default"] == "1m"
+    assert defs["HttpSettings"]["properties"]["every"]["default"] == "1m"
     assert defs["Buffer"]["properties"]["max_size"]["default"] == "2GB"
     assert defs["Emissions"]["properties"]["intervals"]["default"] == ["1m", "15m"]
 
