@@ -87,17 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config, require_env=True, apart=True)
     if loaded is None:
         return EX_CONFIG
-    from agent.service import read_token, run
+    from agent.service import run
 
     try:
-        token = read_token(loaded)
-    except ConfigInvalid as exc:
-        _print_problems(exc.problems)
-        return EX_CONFIG
-
-    try:
-        return asyncio.run(run(loaded, token))
-    except ConfigInvalid as exc:  # found while starting: the buffer path, say
+        return asyncio.run(run(loaded))
+    except ConfigInvalid as exc:  # found while starting: the buffer path, a token file ...
         _print_problems(exc.problems)
         return EX_CONFIG
 

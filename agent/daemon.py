@@ -1,9 +1,10 @@
 """The agent: start everything, poll and sync on schedule, commit, stop cleanly.
 
 One `Agent` holds the running daemon's parts: the buffer, the pipeline, one
-driver per device, the uploader, the scheduler. Device health lives in
-agent/health.py, applying a new config in agent/reload.py, and the process
-around it (signals, sd_notify, watchdog, /metrics) in agent/service.py.
+driver per device, the destinations, the scheduler. Device health lives in
+agent/health.py, the destinations in agent/uplinks.py, applying a new config
+in agent/reload.py, and the process around it (signals, sd_notify, watchdog,
+/metrics) in agent/service.py.
 
 A clean stop persists every counter's state (so the interval in progress
 resumes after a restart and closes once, whole), tries one last sync within a
@@ -18,7 +19,6 @@ import functools
 import logging
 import os
 import sqlite3
-import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,17 +34,16 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import actions, logs, systemd
+from agent import actions, logs, systemd, uplinks
 from agent.health import Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
 from agent.pipeline import Pipeline
 from buffer import AsyncStore
-from cloud_sync.tls import client_tls
-from cloud_sync.uploader import Uploader
+from cloud_sync.base import Destination
 from config import LoadedConfig, load_factor_set, province_for
 from config.base import DeviceBase
 from config.models import Config
-from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable, TlsSetupError
+from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable
 from domain.records import Commit
 from drivers.base import Driver, Subscribes
 from drivers.registry import make_driver
@@ -78,20 +77,18 @@ def derive(config: Config, states: dict[str, dict]) -> Pipeline:
 @dataclass(slots=True)
 class Agent:
     loaded: LoadedConfig
-    token: str | None
     store: AsyncStore = field(init=False)
     pipeline: Pipeline = field(init=False)
-    uploader: Uploader = field(init=False)
     drivers: dict[str, Driver] = field(default_factory=dict)
+    destinations: dict[str, Destination] = field(default_factory=dict)
     health: Health = field(default_factory=Health)
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     progress: Progress = field(default_factory=Progress)  # for the watchdog and /healthz
     backlog: dict | None = None  # refreshed every SNAPSHOT_EVERY s, not per poll
     records_dropped: int = 0  # raw samples given up because the buffer failed
-    last_sync_seconds: float | None = None  # how long the last sync run took
     unwritten: dict[str, Commit] = field(default_factory=dict)  # work the buffer refused
     buffer_failing: str | None = None  # why the buffer refused the last write
-    syncing: asyncio.Task | None = None
+    delivering: dict[str, asyncio.Task] = field(default_factory=dict)  # by destination
     polling: dict[str, asyncio.Task] = field(default_factory=dict)
     acting: set[asyncio.Task] = field(default_factory=set)  # rule actions under way
     _inflight: set[asyncio.Task] = field(default_factory=set)
@@ -104,11 +101,18 @@ class Agent:
 
     async def start(self) -> None:
         config = self.loaded.config
-        verify = sync_tls(self.loaded)  # before anything is opened: a bad file stops here
+        try:  # first: a token or certificate file that cannot be used stops it here
+            for name, want in uplinks.wanted(config).items():
+                self.destinations[name] = uplinks.make(self.loaded, want)
+        except ConfigInvalid:
+            for destination in self.destinations.values():
+                await destination.close()
+            raise
         self.store = _open_buffer(self.loaded)
+        for destination in self.destinations.values():
+            destination.attach(self.store)
         states = await self.store.run(self.store.store.counters)
         self.pipeline = derive(config, states)
-        self.uploader = self.make_uploader(config, self.token, verify)
         for device in config.devices:
             self.health.add(device.name, states)
             self.attach(device)
@@ -127,18 +131,19 @@ class Agent:
         )
         self.scheduler.start()
         log.info(
-            "started: %d devices polled, buffer %s, sync to %s every %gs",
+            "started: %d devices polled, buffer %s, sync to %s every %gs%s",
             len(self.drivers),
             config.buffer.path,
             config.sync.url,
             config.sync.every,
+            "".join(f"; {name} every {want.every:g}s" for name, want in _more(config)),
         )
 
     async def stop(self) -> None:
         """Stop polling, persist counter state, one last sync, close everything."""
         self.scheduler.pause()  # no new jobs; running polls finish rather than being cut
-        if self.syncing is not None:  # a sync waiting out a backoff holds nothing: cut it
-            self.syncing.cancel()
+        for task in self.delivering.values():  # waiting out a backoff holds nothing: cut it
+            task.cancel()
         deadline = time.monotonic() + STOP_DEADLINE / 2
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=STOP_DEADLINE / 2)
@@ -155,16 +160,10 @@ class Agent:
             self.buffer_failing = str(exc)
         else:  # what was held is in: the status file written at stop must not say otherwise
             self.buffer_failing = None
-        self.uploader.attempts = 1  # one try per batch now; the backlog waits for the next start
-        try:
-            await asyncio.wait_for(self.uploader.sync(), timeout=STOP_DEADLINE / 2)
-        except TimeoutError:
-            log.warning(
-                "stop: last sync cut after %gs; the backlog stays buffered", STOP_DEADLINE / 2
-            )
-        except Exception as exc:  # the drivers and the buffer must still be closed
-            log.error("stop: last sync failed (%s); the backlog stays buffered", exc)
-        await self.uploader.close()
+        # one try per batch now, every destination at once; the backlog waits for the next start
+        await uplinks.last_runs(list(self.destinations.values()), STOP_DEADLINE / 2)
+        for destination in self.destinations.values():
+            await destination.close()
         for task in self.acting:  # past the deadline: a raised rule writes again at start
             task.cancel()
         for driver in self.drivers.values():
@@ -251,20 +250,21 @@ class Agent:
                 log.info("buffer writes recovered")
                 self.buffer_failing = None
 
-    async def _sync(self) -> None:
+    async def _deliver(self, name: str) -> None:
+        """One destination's run, at most `every` long; its batch in flight may finish."""
+        destination = self.destinations.get(name)
+        if destination is None:  # removed by a reload since the job was due
+            return
         with self._tracked():
-            self.syncing = asyncio.current_task()
+            task = asyncio.current_task()
+            assert task is not None
+            self.delivering[name] = task
             try:
-                started = time.monotonic()
-                deadline = started + self.loaded.config.sync.every
-                await self.uploader.sync(deadline=deadline)
-                self.last_sync_seconds = time.monotonic() - started
-            except asyncio.CancelledError:  # stopping: the batch stays pending
+                await uplinks.run(destination, time.monotonic() + destination.every)
+            except asyncio.CancelledError:  # stopping, or a reload made it afresh
                 return
-            except Exception:
-                log.exception("sync failed")
             finally:
-                self.syncing = None
+                self.delivering.pop(name, None)
             systemd.notify(f"STATUS={self.summary()}")
 
     @contextlib.contextmanager
@@ -304,21 +304,6 @@ class Agent:
 
     # --- devices and jobs from the config -------------------------------------------
 
-    def make_uploader(
-        self, config: Config, token: str | None, verify: ssl.SSLContext | bool
-    ) -> Uploader:
-        return Uploader(
-            self.store,
-            url=config.sync.url,
-            token=token,
-            gateway=config.gateway.model_dump(),
-            factor_set=config.emissions.factor_set,
-            max_batch=config.sync.max_batch,
-            timeout=config.sync.timeout,
-            budget=config.sync.every,
-            verify=verify,
-        )
-
     def attach(self, device: DeviceBase) -> None:
         """Make the device's driver; a driver that cannot be made is logged, not fatal."""
         status = self.health.add(device.name)
@@ -339,7 +324,7 @@ class Agent:
         """
         now = time.monotonic()
         for job in self.scheduler.get_jobs():
-            if job.id.startswith("poll every ") or job.id == "sync":
+            if job.id.startswith(("poll every ", "deliver to ")):
                 job.remove()
                 self.progress.forget(job.id)
         by_period: dict[float, list[str]] = {}
@@ -358,18 +343,18 @@ class Agent:
                 misfire_grace_time=max(1, int(period)),
             )
             self.progress.expect(job, 3 * period + 10, now)
-        self.scheduler.add_job(
-            self._sync,
-            IntervalTrigger(seconds=config.sync.every),
-            id="sync",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
-        # a sync run stops sending at `every`, but the batch in flight may use its
-        # retry budget (`every`) and a request's timeout on top
-        allowance = 2 * config.sync.every + 2 * config.sync.timeout + 30
-        self.progress.expect("sync", allowance, now)
+        for name, destination in self.destinations.items():
+            job = f"deliver to {name}"
+            self.scheduler.add_job(
+                self._deliver,
+                IntervalTrigger(seconds=destination.every),
+                args=[name],
+                id=job,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
+            self.progress.expect(job, destination.allowance, now)
 
     # --- what the watchdog, /healthz, `status` and systemd see ----------------------
 
@@ -412,38 +397,38 @@ class Agent:
                 "points": s.points,
                 "last_error": s.last_error,
             }
-        sync = self.uploader.status
+        sent = {name: d.status.as_json() for name, d in self.destinations.items()}
         return {
             "written": time.time(),
             "pid": os.getpid(),
             "buffer": self.loaded.config.buffer.path,
             "devices": devices,
-            "sync": {
-                "last_attempt": sync.last_attempt,
-                "last_success": sync.last_success,
-                "last_result": sync.last_result,
-                "failures": sync.failures,
-            },
+            "sync": sent.get(uplinks.CENTRAL),
+            "destinations": sent,
             "backlog": self.backlog,
             "open_alarms": self.open_alarms(),
             "problems": self.problems(),
         }
 
     def summary(self) -> str:
-        """The STATUS= line: `polling 12 devices, backlog 340, last sync 14:02 (stored)`."""
-        sync = self.uploader.status
-        last = (
-            datetime.fromtimestamp(sync.last_success).strftime("%H:%M")
-            if sync.last_success
-            else "never"
-        )
+        """The STATUS= line: `polling 12 devices, backlog 340, last sync 14:02 (stored)`,
+        and `; NAME 14:03 (stored)` for each further destination."""
         backlog = (
             f", backlog {self.backlog['intervals'] + self.backlog['events']}"
             if self.backlog
             else ""
         )
-        polling = f"polling {len(self.drivers)} devices{backlog}"
-        return f"{polling}, last sync {last} ({sync.last_result})"
+        line = f"polling {len(self.drivers)} devices{backlog}"
+        for name, destination in self.destinations.items():
+            status = destination.status
+            last = (
+                datetime.fromtimestamp(status.last_success).strftime("%H:%M")
+                if status.last_success
+                else "never"
+            )
+            label = ", last sync" if name == uplinks.CENTRAL else f"; {name}"
+            line += f"{label} {last} ({status.last_result})"
+        return line
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
@@ -451,7 +436,10 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
     buffer = loaded.config.buffer
     try:
         return AsyncStore(
-            Path(buffer.path), max_size=buffer.max_size, drop_synced=buffer.drop_synced
+            Path(buffer.path),
+            max_size=buffer.max_size,
+            drop_synced=buffer.drop_synced,
+            destinations=uplinks.ages(loaded.config),
         )
     except (OSError, sqlite3.Error, BufferTooNew) as exc:
         problem = loaded.problem_at(
@@ -460,10 +448,6 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
         raise ConfigInvalid([problem]) from exc
 
 
-def sync_tls(loaded: LoadedConfig) -> ssl.SSLContext | bool:
-    """TLS settings of the uplink; a file that cannot be used is a config error at its field."""
-    sync = loaded.config.sync
-    try:
-        return client_tls(sync.ca_file, sync.client_cert, sync.client_key)
-    except TlsSetupError as exc:
-        raise ConfigInvalid([loaded.problem_at(("sync", exc.field), str(exc))]) from exc
+def _more(config: Config) -> list[tuple[str, uplinks.Wanted]]:
+    """The destinations besides the central one, for the log."""
+    return [(n, w) for n, w in uplinks.wanted(config).items() if n != uplinks.CENTRAL]

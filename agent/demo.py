@@ -176,7 +176,7 @@ def _table(agent: Agent, backlog: dict, stored: list[dict]) -> str:
         kwh = f"{energy:15.3f}" if energy is not None else f"{'-':>15}"
         quality = "bad" if agent.status[name].failing_since else "good"
         lines.append(f"{name:<14}{kw}{kwh}{co2.get(name, 0.0):13.3f}{quality:>9}")
-    sync = agent.uploader.status
+    sync = agent.destinations["sync"].status
     lines.append(
         f"buffered {backlog['intervals']} intervals, {backlog['events']} events; "
         f"synced {sync.records_sent} records in {sync.batches_sent} batches "
@@ -203,7 +203,7 @@ async def demo(duration: float | None = None, as_json: bool = False, keep: bool 
         await server.start()
         config_path = workdir / "agent.yaml"
         config_path.write_text(demo_config(server.port, receiver.url, workdir))
-        agent = Agent(load_config(config_path, require_env=True), token)
+        agent = Agent(load_config(config_path, require_env=True))
         await agent.start()
         print(f"demo in {workdir}: meters on 127.0.0.1:{server.port}, receiver on "
               f"{receiver.url}; Ctrl-C to stop", file=out)  # fmt: skip

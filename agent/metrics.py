@@ -83,28 +83,7 @@ class AgentCollector(Collector):
             "Age of the oldest unsynced interval (0 when none).",
             value=max(0.0, time.time() - oldest) if oldest else 0.0,
         )
-        sync = agent.uploader.status
-        yield CounterMetricFamily(
-            "edge_agent_sync_failures", "Sync runs that could not send.", value=sync.failures
-        )
-        yield CounterMetricFamily(
-            "edge_agent_sync_batches", "Batches acknowledged.", value=sync.batches_sent
-        )
-        yield CounterMetricFamily(
-            "edge_agent_sync_records", "Records acknowledged.", value=sync.records_sent
-        )
-        if agent.last_sync_seconds is not None:
-            yield GaugeMetricFamily(
-                "edge_agent_sync_duration_seconds",
-                "How long the last sync run took (all its batches).",
-                value=agent.last_sync_seconds,
-            )
-        if sync.last_success:
-            yield GaugeMetricFamily(
-                "edge_agent_last_sync_success_timestamp_seconds",
-                "When a batch was last acknowledged.",
-                value=sync.last_success,
-            )
+        yield from _destinations(agent)
         yield GaugeMetricFamily(
             "edge_agent_buffer_bytes", "Buffer size on disk (with its WAL).", value=_size(agent)
         )
@@ -121,6 +100,45 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             "edge_agent_stalled_jobs", "Jobs that stopped running.", value=len(agent.stalled())
         )
+
+
+def _destinations(agent: Agent) -> Iterator[Metric]:
+    """Each destination's figures, labelled with its name ("sync" is the central one)."""
+    labels = ["destination"]
+    failures = CounterMetricFamily(
+        "edge_agent_sync_failures", "Delivery runs that could not send.", labels=labels
+    )
+    batches = CounterMetricFamily("edge_agent_sync_batches", "Batches acknowledged.", labels=labels)
+    records = CounterMetricFamily("edge_agent_sync_records", "Records acknowledged.", labels=labels)
+    took = GaugeMetricFamily(
+        "edge_agent_sync_duration_seconds",
+        "How long the last delivery run took (all its batches).",
+        labels=labels,
+    )
+    last = GaugeMetricFamily(
+        "edge_agent_last_sync_success_timestamp_seconds",
+        "When a batch was last acknowledged.",
+        labels=labels,
+    )
+    pending = GaugeMetricFamily(
+        "edge_agent_destination_backlog_rows",
+        "Records still owed to the destination.",
+        labels=[*labels, "kind"],
+    )
+    owed = (agent.backlog or {}).get("destinations", {})
+    for name, destination in agent.destinations.items():
+        status = destination.status
+        failures.add_metric([name], status.failures)
+        batches.add_metric([name], status.batches_sent)
+        records.add_metric([name], status.records_sent)
+        if status.last_run_seconds is not None:
+            took.add_metric([name], status.last_run_seconds)
+        if status.last_success:
+            last.add_metric([name], status.last_success)
+        for kind in ("intervals", "events"):
+            if kind in owed.get(name, {}):
+                pending.add_metric([name, kind], owed[name][kind])
+    yield from (failures, batches, records, took, last, pending)
 
 
 def _size(agent: Agent) -> float:

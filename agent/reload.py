@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 
-from agent import actions, rules
-from agent.daemon import STOP_DEADLINE, Agent, derive, sync_tls
+from agent import actions, rules, uplinks
+from agent.daemon import STOP_DEADLINE, Agent, derive
 from agent.pipeline import Pipeline
 from agent.rules import RULE_KEY, RuleState
+from cloud_sync.base import Destination
 from config import LoadedConfig
 from config.models import Config
 from domain.errors import ConfigInvalid
@@ -28,10 +28,11 @@ from domain.records import Commit, EventRow
 log = logging.getLogger(__name__)
 
 
-async def apply(agent: Agent, loaded: LoadedConfig, token: str | None) -> None:
+async def apply(agent: Agent, loaded: LoadedConfig) -> None:
     """Apply a new, valid config in place.
 
-    Raises ConfigInvalid, with nothing changed, for what cannot change live.
+    Raises ConfigInvalid, with nothing changed, for what cannot change live or a
+    destination's file that cannot be used.
     """
     old, new = agent.loaded.config, loaded.config
     if new.buffer.path != old.buffer.path:
@@ -41,7 +42,7 @@ async def apply(agent: Agent, loaded: LoadedConfig, token: str | None) -> None:
             "restart the service to use the new path",
         )
         raise ConfigInvalid([problem])
-    verify = sync_tls(loaded)
+    fresh = await _fresh_destinations(agent, loaded)  # may raise: nothing is changed yet
     agent.scheduler.pause()
     try:
         if agent.polling:  # let running polls finish against the pipeline they began with
@@ -62,15 +63,11 @@ async def apply(agent: Agent, loaded: LoadedConfig, token: str | None) -> None:
         ):  # fmt: skip
             await _resize_buffer(agent, new)
         agent.pipeline = pipeline
-        rotated = new.sync.ca_file or new.sync.client_cert  # new files at the same paths
-        if rotated or (new.sync, new.gateway, new.emissions.factor_set, token) != (
-            old.sync, old.gateway, old.emissions.factor_set, agent.token
-        ):  # fmt: skip
-            await _new_uploader(agent, new, token, verify)
+        await _swap_destinations(agent, new, fresh)
         for device in old.devices:
             if wanted.get(device.name) != device:
                 await _detach(agent, device.name, gone=device.name not in wanted)
-        agent.loaded, agent.token = loaded, token
+        agent.loaded = loaded
         for device in new.devices:
             if device.name not in agent.drivers:
                 agent.attach(device)
@@ -84,8 +81,8 @@ async def apply(agent: Agent, loaded: LoadedConfig, token: str | None) -> None:
     finally:
         agent.scheduler.resume()
     log.info(
-        "reloaded %s: %d devices polled, sync to %s every %gs",
-        loaded.path, len(agent.drivers), new.sync.url, new.sync.every,
+        "reloaded %s: %d devices polled, sync to %s every %gs, %d destinations",
+        loaded.path, len(agent.drivers), new.sync.url, new.sync.every, len(agent.destinations),
     )  # fmt: skip
 
 
@@ -140,15 +137,42 @@ async def _detach(agent: Agent, name: str, *, gone: bool) -> None:
         agent.status[name].offline_until = 0.0  # stays offline until it answers (one event)
 
 
-async def _new_uploader(
-    agent: Agent, config: Config, token: str | None, verify: ssl.SSLContext | bool
-) -> None:
-    """Sync settings changed: cut a running sync (its batch stays pending) and start afresh."""
-    if agent.syncing is not None:
-        agent.syncing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await agent.syncing
-    old = agent.uploader
-    agent.uploader = agent.make_uploader(config, token, verify)
-    agent.uploader.status = old.status
-    await old.close()
+async def _fresh_destinations(agent: Agent, loaded: LoadedConfig) -> dict[str, Destination]:
+    """The destinations to make afresh: new ones, and those whose settings or files
+    changed. Made before anything changes, so a file that cannot be used refuses the
+    reload (ConfigInvalid) with the old destinations still running."""
+    old, new = agent.loaded.config, loaded.config
+    fresh: dict[str, Destination] = {}
+    try:
+        for name, want in uplinks.wanted(new).items():
+            running = agent.destinations.get(name)
+            if running is None or uplinks.changed(old, new, name, running):
+                fresh[name] = uplinks.make(loaded, want)
+    except ConfigInvalid:
+        for destination in fresh.values():
+            await destination.close()
+        raise
+    return fresh
+
+
+async def _swap_destinations(agent: Agent, new: Config, fresh: dict[str, Destination]) -> None:
+    """Cut the runs of what is replaced or removed (their batches stay pending in the
+    buffer), let the buffer know who is owed what, and put the fresh ones in place.
+    A replaced destination keeps its status: its figures go on."""
+    await agent.store.register(uplinks.ages(new))
+    names = set(uplinks.wanted(new))
+    for name in [n for n in agent.destinations if n in fresh or n not in names]:
+        task = agent.delivering.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        old = agent.destinations.pop(name)
+        if name in fresh:
+            fresh[name].status = old.status
+        else:
+            log.info("%s: removed; its cursor stays in the buffer", name)
+        await old.close()
+    for destination in fresh.values():
+        destination.attach(agent.store)
+    agent.destinations.update(fresh)

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import signal
 import time
-from pathlib import Path
 
 from agent import reload, systemd
 from agent.daemon import Agent
@@ -24,21 +23,6 @@ from domain.errors import ConfigInvalid
 log = logging.getLogger(__name__)
 
 
-def read_token(loaded: LoadedConfig) -> str | None:
-    """The sync token from its file; raises ConfigInvalid naming the field."""
-    path = loaded.config.sync.token_file
-    if path is None:
-        return None
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        problem = loaded.problem_at(("sync", "token_file"), f"cannot read {path}: {exc.strerror}")
-        raise ConfigInvalid([problem]) from exc
-    if not token:
-        raise ConfigInvalid([loaded.problem_at(("sync", "token_file"), f"{path} is empty")])
-    return token
-
-
 async def reload_from(agent: Agent) -> None:
     """SIGHUP: read the config file again; a bad one is logged and the running one kept."""
     path = agent.loaded.path
@@ -48,7 +32,7 @@ async def reload_from(agent: Agent) -> None:
         loaded = load_config(path, require_env=True)
         for warning in loaded.warnings:
             log.warning("%s", warning)
-        await reload.apply(agent, loaded, read_token(loaded))
+        await reload.apply(agent, loaded)
     except ConfigInvalid as exc:
         for problem in exc.problems:
             log.error("%s", problem)
@@ -58,7 +42,7 @@ async def reload_from(agent: Agent) -> None:
     systemd.notify("READY=1", f"STATUS={agent.summary()}")
 
 
-async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | None = None) -> int:
+async def run(loaded: LoadedConfig, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set); SIGHUP reloads. Returns the exit code."""
     stop = stop or asyncio.Event()
     hup = asyncio.Event()
@@ -66,7 +50,7 @@ async def run(loaded: LoadedConfig, token: str | None, stop: asyncio.Event | Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
-    agent = Agent(loaded, token)
+    agent = Agent(loaded)
     await agent.start()
     http = await serve_http(agent, loaded.config.http)
     tasks = []

@@ -98,6 +98,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         "buffer_version": version,
         "last_batch": last,
         "sync": (snap or {}).get("sync"),
+        "destinations": (snap or {}).get("destinations", {}),
         "open_alarms": (snap or {}).get("open_alarms"),
         "problems": (snap or {}).get("problems", []),
     }
@@ -130,12 +131,13 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
             f"buffer schema: version {version}, migrated to {SCHEMA_VERSION} "
             "when the agent next starts"
         )
-    sync = report["sync"]
-    if sync:
-        print(
-            f"last sync: {sync['last_result']}, last success {_ago(sync['last_success'], now)}"
-            f", {sync['failures']} failed runs since start"
-        )
+    for name, sent in (report["destinations"] or {"sync": report["sync"]}).items():
+        if sent:  # the central one as it always read; the others by name
+            label = "last sync" if name == "sync" else f"last delivery to {name}"
+            print(
+                f"{label}: {sent['last_result']}, last success {_ago(sent['last_success'], now)}"
+                f", {sent['failures']} failed runs since start"
+            )
     if last:
         print(
             f"last batch: #{last['seq']} {last['status']} at {_when(last['finished'], tz)}"

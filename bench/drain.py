@@ -34,7 +34,7 @@ import httpx  # noqa: E402
 from bench.polling import stop  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore, Store  # noqa: E402
-from cloud_sync.uploader import Uploader  # noqa: E402
+from cloud_sync.http.uploader import Uploader  # noqa: E402
 from domain.batch import SCHEMA_VERSION  # noqa: E402
 from domain.records import Commit, IntervalRow  # noqa: E402
 
@@ -151,7 +151,7 @@ async def agent_drain(path: Path, url: str) -> tuple[float, int]:
     store = AsyncStore(path)
     up = _uploader(store, url)
     began = time.perf_counter()
-    sent = await up.sync()
+    sent = await up.deliver()
     took = time.perf_counter() - began
     await up.close()
     backlog = await store.backlog()

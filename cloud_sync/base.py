@@ -9,7 +9,10 @@ never holds up another: the agent runs each on its own schedule.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from buffer import AsyncStore
 
 
 @dataclass(slots=True)
@@ -58,6 +61,12 @@ class Destination(Protocol):
     @property
     def allowance(self) -> float:
         """The longest a healthy run may take: the watchdog's patience with this job."""
+        ...
+
+    def attach(self, store: AsyncStore) -> None:
+        """Its outbox in the buffer: a destination is made from its settings first (its
+        files read, so a bad one stops the start before anything is opened), then given
+        the buffer."""
         ...
 
     async def deliver(self, *, deadline: float | None = None, last: bool = False) -> int:

@@ -27,7 +27,7 @@ async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: P
     meters, server, receiver, config = await start_plant(
         tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms", fail_rate=0.4
     )
-    agent = Agent(load_config(config, require_env=True), TOKEN)
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     try:
         await asyncio.sleep(6)
@@ -38,9 +38,9 @@ async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: P
         for _ in range(120):
             await asyncio.sleep(0.25)
             backlog = await agent.store.backlog()
-            if backlog["intervals"] == 0 and agent.uploader.status.failures:
+            if backlog["intervals"] == 0 and agent.destinations["sync"].status.failures:
                 break
-        assert agent.uploader.status.failures > 0  # the faults did happen
+        assert agent.destinations["sync"].status.failures > 0  # the faults did happen
     finally:
         await agent.stop()
         await server.stop()
@@ -176,7 +176,7 @@ async def test_after_a_long_outage_the_backlog_drains_in_order_and_live_data_fol
     central = tmp_path / "central.db"
     text = config.read_text()
     config.write_text(text.replace("  every: 500ms\n", "  every: 500ms\n  max_batch: 4\n"))
-    agent = Agent(load_config(config, require_env=True), TOKEN)
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     try:
         await asyncio.sleep(3)
@@ -221,7 +221,7 @@ async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
     config.write_text(
         text.replace(path_line, path_line + "  max_size: 200KB\n  raw_retention: 24h\n")
     )
-    agent = Agent(load_config(config, require_env=True), TOKEN)
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     try:
         for _ in range(120):

@@ -1,8 +1,9 @@
-"""Drain the buffer to the central platform, one idempotent batch at a time.
+"""Drain the buffer to a platform's HTTP endpoint, one idempotent batch at a time.
 
-The uploader is the buffer's destination "sync" (the uplink configured under
-`sync:`): it reads what is pending for it and acknowledges what the platform
-stored through its own outbox, so other uplinks keep their own pace.
+The uploader is one destination (cloud_sync/base.py): "sync", the central
+platform configured under `sync:`, or a `destinations:` entry with `http:`. It
+reads what is pending for it and acknowledges what the platform stored
+through its own outbox, so other uplinks keep their own pace.
 A batch's key (`<gateway id>:<sequence>`) and content are fixed in the buffer
 before the first send, so every retry, including one after a crash, sends the
 same bytes under the same key and the platform can recognise it. A batch is
@@ -16,9 +17,9 @@ import json
 import logging
 import ssl
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -33,8 +34,18 @@ from tenacity import (
 )
 
 from buffer import AsyncStore, PendingBatch
+from cloud_sync.base import DestinationStatus, Identity
+from cloud_sync.http.settings import HttpSettings
+from cloud_sync.http.tls import client_tls
 from domain.batch import SCHEMA_VERSION
-from domain.errors import BatchTooLarge, KeyTaken, SyncRefused, SyncRejected, SyncRetryable
+from domain.errors import (
+    BatchTooLarge,
+    KeyTaken,
+    SettingUnusable,
+    SyncRefused,
+    SyncRejected,
+    SyncRetryable,
+)
 from domain.records import EventRow
 
 log = logging.getLogger(__name__)
@@ -43,14 +54,43 @@ REFUSED_MAX_WAIT = 900.0  # the longest pause after 401/403/404 answers
 REJECT_LIMIT = 3  # records quarantined in a row before the platform, not the data, is suspect
 
 
-@dataclass(slots=True)
-class SyncStatus:
-    last_attempt: float | None = None
-    last_success: float | None = None
-    last_result: str = "not yet"
-    batches_sent: int = 0
-    records_sent: int = 0
-    failures: int = 0
+def make(name: str, settings: HttpSettings, identity: Identity, *, setting: str) -> Uploader:
+    """The destination `name` as its settings say (the registry's factory).
+
+    Its token and TLS files are read now: one that cannot be used raises
+    SettingUnusable naming its field. `setting` is where the technician finds
+    these settings (sync, destinations[1].http), for the messages.
+    """
+    token = read_token(settings.token_file)
+    verify = client_tls(settings.ca_file, settings.client_cert, settings.client_key)
+    uploader = Uploader(
+        None,
+        url=settings.url,
+        token=token,
+        gateway=identity.gateway,
+        factor_set=identity.factor_set,
+        max_batch=settings.max_batch,
+        timeout=settings.timeout,
+        budget=settings.every,
+        verify=verify,
+        destination=name,
+        setting=setting,
+    )
+    uploader.files = (settings.token_file, token, bool(settings.ca_file or settings.client_cert))
+    return uploader
+
+
+def read_token(path: str | None) -> str | None:
+    """The bearer token from its file; SettingUnusable naming token_file if unreadable."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise SettingUnusable("token_file", f"cannot read {path}: {exc.strerror}") from exc
+    if not token:
+        raise SettingUnusable("token_file", f"{path} is empty")
+    return token
 
 
 def retry_after(header: str | None) -> float | None:
@@ -70,7 +110,7 @@ def retry_after(header: str | None) -> float | None:
 class Uploader:
     def __init__(
         self,
-        store: AsyncStore,
+        store: AsyncStore | None,
         *,
         url: str,
         token: str | None,
@@ -83,9 +123,13 @@ class Uploader:
         client: httpx.AsyncClient | None = None,
         verify: ssl.SSLContext | bool = True,
         destination: str = "sync",
+        setting: str = "sync",
     ) -> None:
-        self.store = store  # for its events (sync_refused, batch_rejected)
-        self.outbox = store.outbox(destination)
+        self.name = destination
+        self.setting = setting  # where its settings are: sync, destinations[1].http
+        if store is not None:
+            self.attach(store)
+        self.timeout = timeout
         self.url = url
         self._headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         if token:
@@ -96,22 +140,52 @@ class Uploader:
         self.attempts = attempts
         self.budget = budget
         self.client = client or httpx.AsyncClient(timeout=timeout, verify=verify)
-        self.status = SyncStatus()
+        self.status = DestinationStatus()
+        # what make() read: the token file, its token, and whether TLS files are in use
+        self.files: tuple[str | None, str | None, bool] = (None, token, False)
         self.rejected_in_a_row = 0
         self.refusals = 0  # 401/403/404 answers in a row
         self.hold_until = 0.0  # monotonic time before which no batch is sent after those
 
+    def attach(self, store: AsyncStore) -> None:
+        """Its outbox in the buffer, and the buffer for its events (sync_refused ...)."""
+        self.store = store
+        self.outbox = store.outbox(self.name)
+
+    @property
+    def every(self) -> float:
+        return self.budget
+
+    @property
+    def allowance(self) -> float:
+        """A run stops sending at `every`, but the batch in flight may use its retry budget
+        (`every`) and a request's timeout on top."""
+        return 2 * self.budget + 2 * self.timeout + 30
+
+    def stale(self) -> bool:
+        """Certificates may have been replaced at the same paths, or the token rotated."""
+        token_file, token, tls = self.files
+        if tls:
+            return True
+        try:
+            return read_token(token_file) != token
+        except SettingUnusable:
+            return True  # made afresh, the unreadable file is reported where it is set
+
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def sync(self, *, deadline: float | None = None) -> int:
-        """Send batches until the backlog is empty, a send fails, or `deadline` passes.
+    async def deliver(self, *, deadline: float | None = None, last: bool = False) -> int:
+        """Send batches until the backlog is empty, a send fails, or `deadline` passes;
+        `last` (stopping): one try per batch, the backlog waits for the next start.
 
         Returns the number of records acknowledged. Never raises for a network
         or platform failure: the batch stays pending for the next run. At most
         one batch is quarantined per run, so a platform that rejects everything
         cannot drain the backlog into quarantine in a loop.
         """
+        if last:
+            self.attempts = 1
         sent = 0
         if time.monotonic() < self.hold_until:  # refused (401/403/404): backing off
             return sent
@@ -144,7 +218,7 @@ class Uploader:
                     break
                 fresh = await self.outbox.renumber_batch(batch.seq)
                 renumbered.add(fresh)
-                log.warning("sync: %s; resending as batch %d", exc, fresh)
+                log.warning("%s: %s; resending as batch %d", self.name, exc, fresh)
                 continue
             except SyncRefused as exc:
                 await self._refused_by_platform(exc)
@@ -152,7 +226,7 @@ class Uploader:
             except SyncRetryable as exc:
                 self.status.failures += 1
                 if self.status.last_result != str(exc):
-                    log.warning("sync: batch %d not sent: %s", batch.seq, exc)
+                    log.warning("%s: batch %d not sent: %s", self.name, batch.seq, exc)
                 self.status.last_result = str(exc)
                 break
             await self.outbox.finish_batch(batch.seq, "acked")
@@ -162,7 +236,7 @@ class Uploader:
             self.status.records_sent += batch.size
             self.status.last_success = time.time()
             if self.status.last_result not in ("stored", "duplicate"):
-                log.info("sync: batch %d %s", batch.seq, answer)
+                log.info("%s: batch %d %s", self.name, batch.seq, answer)
             self.status.last_result = answer
         return sent
 
@@ -216,9 +290,9 @@ class Uploader:
         if code in (400, 422):  # this batch, and only this one, will never be accepted
             raise SyncRejected(f"HTTP {code}: {reason}")
         if code in (401, 403):
-            raise SyncRefused(f"HTTP {code}: {reason} (check the sync token)")
+            raise SyncRefused(f"HTTP {code}: {reason} (check the {self.name} token)")
         if 300 <= code < 500:
-            raise SyncRefused(f"HTTP {code}: {reason} (check sync.url)")
+            raise SyncRefused(f"HTTP {code}: {reason} (check {self.setting}.url)")
         raise SyncRetryable(f"HTTP {code}: {reason}")
 
     async def _refused_by_platform(self, exc: SyncRefused) -> None:
@@ -229,26 +303,31 @@ class Uploader:
         wait = wait_exponential_jitter(multiplier=self.budget, max=REFUSED_MAX_WAIT, jitter=5)
         self.hold_until = time.monotonic() + wait(SimpleNamespace(attempt_number=self.refusals))  # type: ignore[arg-type]
         if self.status.last_result != str(exc):
-            log.error("sync: %s; every record stays buffered", exc)
-            message = f"the platform refuses batches: {exc}; every record stays buffered"
+            log.error("%s: %s; every record stays buffered", self.name, exc)
+            message = f"{self._who}the platform refuses batches: {exc}; every record stays buffered"
             await self.store.add_events([EventRow(time.time(), None, "sync_refused", "critical",
                                                   message)])  # fmt: skip
         self.status.last_result = str(exc)
+
+    @property
+    def _who(self) -> str:
+        """Events name the destination, unless it is the central one (as they always did)."""
+        return "" if self.name == "sync" else f"{self.name}: "
 
     def _refused(self, batch: PendingBatch, reason: str) -> None:
         """Keep the batch pending and say why, once."""
         self.status.failures += 1
         if self.status.last_result != reason:
-            log.error("sync: batch %d held: %s", batch.seq, reason)
+            log.error("%s: batch %d held: %s", self.name, batch.seq, reason)
         self.status.last_result = reason
 
     async def _quarantine(self, batch: PendingBatch, reason: str) -> None:
         """A batch the platform will never take: set it aside loudly; the rest flows."""
-        log.error("sync: batch %d rejected and quarantined: %s", batch.seq, reason)
+        log.error("%s: batch %d rejected and quarantined: %s", self.name, batch.seq, reason)
         notices_only = not batch.intervals and all(
             e["kind"] == "batch_rejected" for e in batch.events
         )
-        message = f"batch {batch.seq} ({batch.size} records) rejected: {reason}"
+        message = f"{self._who}batch {batch.seq} ({batch.size} records) rejected: {reason}"
         # a rejected batch of rejection notices gets no notice of its own: no endless chain
         event = (
             None

@@ -24,7 +24,7 @@ async def start(tmp_path: Path, server: MeterServer) -> Agent:
     # the platform is unreachable: these tests read what the agent buffered
     text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=INTERVAL, poll="250ms")
     config.write_text(text)
-    agent = Agent(load_config(config, require_env=True), "t")
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     return agent
 
@@ -113,7 +113,7 @@ async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Pa
     config = tmp_path / "agent.yaml"
     text = demo_config(server.port, f"http://127.0.0.1:{port}", tmp_path, every="1s")
     config.write_text(text)
-    agent = Agent(load_config(config, require_env=True), "t")
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     try:
         await asyncio.sleep(2.0)  # the first sync is now waiting on the silent platform

@@ -46,7 +46,7 @@ async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(tmp_path: 
     await server.start()
     devices = "".join(DEVICE % {"unit": u, "port": modem.a} for u in (1, 2, 3))
     (tmp_path / "agent.yaml").write_text(CONFIG % {"dir": tmp_path, "devices": devices})
-    agent = Agent(load_config(tmp_path / "agent.yaml"), None)
+    agent = Agent(load_config(tmp_path / "agent.yaml"))
     await agent.start()
     try:
         await asyncio.sleep(8.0)
@@ -72,7 +72,7 @@ async def test_an_offline_meter_that_answers_again_is_polled_every_turn(tmp_path
     (tmp_path / "agent.yaml").write_text(
         CONFIG % {"dir": tmp_path, "devices": DEVICE % {"unit": 3, "port": modem.a}}
     )
-    agent = Agent(load_config(tmp_path / "agent.yaml"), None)
+    agent = Agent(load_config(tmp_path / "agent.yaml"))
     await agent.start()
     try:
         await asyncio.sleep(3.0)

@@ -59,7 +59,7 @@ async def test_metrics_parse_and_count_what_the_daemon_does(tmp_path: Path) -> N
             values: dict = {}
             for _ in range(100):  # until the platform's absence has been counted
                 values = await scrape()
-                if values.get(("edge_agent_sync_failures_total", ())):
+                if values.get(("edge_agent_sync_failures_total", (("destination", "sync"),))):
                     break
                 await asyncio.sleep(0.2)
             health = await client.get("/healthz")
@@ -77,7 +77,7 @@ async def test_metrics_parse_and_count_what_the_daemon_does(tmp_path: Path) -> N
     assert values[("edge_agent_values_read_total", device)] > 0
     assert values[("edge_agent_device_up", device)] == 1
     assert ("edge_agent_polls_total", (("device", "compressor"),)) not in values
-    assert values[("edge_agent_sync_failures_total", ())] >= 1
+    assert values[("edge_agent_sync_failures_total", (("destination", "sync"),))] >= 1
     assert values[("edge_agent_buffer_bytes", ())] > 0
     assert ("edge_agent_backlog_rows", (("kind", "intervals"),)) in values
     assert values[("edge_agent_open_alarms", ())] == 0
@@ -91,7 +91,7 @@ async def test_healthz_says_what_is_wrong_with_503(tmp_path: Path) -> None:
     (tmp_path / "sync-token").write_text("t")
     config = tmp_path / "agent.yaml"
     config.write_text(agent_yaml(free_port(), tmp_path, devices=1))  # nothing listens there
-    agent = Agent(load_config(config, require_env=True), "t")
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     http = await serve_http(agent, Http(listen="127.0.0.1:0"))
     assert http is not None

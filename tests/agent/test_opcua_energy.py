@@ -38,7 +38,7 @@ async def test_subscribed_counter_changes_give_conserved_intervals(tmp_path: Pat
     path.write_text(
         CONFIG % {"dir": tmp_path, "endpoint": server.endpoint, "node": node_id("import_kwh")}
     )
-    agent = Agent(load_config(path), None)
+    agent = Agent(load_config(path))
     await agent.start()
     try:
         await asyncio.sleep(9.0)

@@ -95,16 +95,19 @@ async def test_reload_in_place_keeps_state_swaps_sync_and_refuses_a_moved_buffer
     config = tmp_path / "agent.yaml"
     try:
         await asyncio.sleep(2.0)
-        uploader, status = agent.uploader, agent.uploader.status
+        uploader, status = agent.destinations["sync"], agent.destinations["sync"].status
         states = {k: s.to_json() for k, s in agent.pipeline.states.items()}
         config.write_text(config.read_text().replace("every: 1s", "every: 3s"))
-        await reload.apply(agent, load_config(config, require_env=True), "t2")
+        await reload.apply(agent, load_config(config, require_env=True))
         kept = {k: agent.pipeline.states[k].to_json() for k in states}
-        swapped = (agent.uploader is not uploader, agent.uploader.status is status)
+        swapped = (
+            agent.destinations["sync"] is not uploader,
+            agent.destinations["sync"].status is status,
+        )
         moved = config.read_text().replace("buffer.db", "elsewhere.db")
         config.write_text(moved)
         with pytest.raises(ConfigInvalid) as refused:
-            await reload.apply(agent, load_config(config, require_env=True), "t2")
+            await reload.apply(agent, load_config(config, require_env=True))
         polled = set(agent.drivers)
     finally:
         await agent.stop()

@@ -27,7 +27,7 @@ COIL_5 = ModbusWrite(device="stack_light", coil=5, value=True)
 
 async def reload(agent: Agent, path: Path, text: str) -> None:
     path.write_text(text)
-    await apply(agent, load_config(path, require_env=True), "t")
+    await apply(agent, load_config(path, require_env=True))
 
 
 @contextlib.asynccontextmanager
@@ -242,14 +242,18 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
             agent = await start(tmp_path, text, TOKEN)
             try:
                 await wait_for(
-                    lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result
+                    lambda: (
+                        "CERTIFICATE_VERIFY_FAILED" in agent.destinations["sync"].status.last_result
+                    )
                 )
                 _write(ca_file, ca, ca_key)
-                await apply(agent, load_config(tmp_path / "agent.yaml", require_env=True), TOKEN)
-                await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
+                await apply(agent, load_config(tmp_path / "agent.yaml", require_env=True))
+                await wait_for(
+                    lambda: agent.destinations["sync"].status.last_success is not None, 20
+                )
             finally:
                 await agent.stop()
-    assert agent.uploader.status.last_success is not None
+    assert agent.destinations["sync"].status.last_success is not None
 
 
 async def test_status_shows_when_a_power_only_meter_was_last_committed(

@@ -84,7 +84,7 @@ async def start(tmp_path: Path, text: str, token: str = "t") -> Agent:
     (tmp_path / "sync-token").write_text(token)
     path = tmp_path / "agent.yaml"
     path.write_text(text)
-    agent = Agent(load_config(path, require_env=True), token)
+    agent = Agent(load_config(path, require_env=True))
     await agent.start()
     return agent
 

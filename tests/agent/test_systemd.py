@@ -101,7 +101,7 @@ async def start_in_process(tmp_path: Path, port: int) -> Agent:
     (tmp_path / "sync-token").write_text("t")
     config = tmp_path / "agent.yaml"
     config.write_text(agent_yaml(port, tmp_path, devices=1))
-    agent = Agent(load_config(config, require_env=True), "t")
+    agent = Agent(load_config(config, require_env=True))
     await agent.start()
     return agent
 

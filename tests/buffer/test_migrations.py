@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from buffer import SCHEMA_VERSION, AsyncStore, Store, schema
-from cloud_sync.uploader import Uploader
+from cloud_sync.http.uploader import Uploader
 from domain.errors import BufferTooNew, ConfigError
 from receiver import Receiver  # the one place this file names the receiver's home
 from tests.cloud_sync.batches import GATEWAY
@@ -203,7 +203,7 @@ async def drain(buffer: Path, url: str) -> list[tuple[str, str]]:
     up = Uploader(store, url=url, token=TOKEN, gateway=GATEWAY, factor_set="cn-mee-2022",
                   max_batch=10, client=client)  # fmt: skip
     try:
-        while await up.sync():
+        while await up.deliver():
             pass
         backlog = await store.backlog()
     finally:

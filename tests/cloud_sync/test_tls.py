@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from buffer import AsyncStore
-from cloud_sync.tls import TlsSetupError, client_tls
+from cloud_sync.http.tls import client_tls
+from domain.errors import TlsSetupError
 from receiver import Receiver
 from tests.cloud_sync.test_uploader import TOKEN, fill, uploader
 
@@ -126,7 +127,7 @@ async def test_a_private_ca_verifies_the_platform(
     await fill(store, 3)
     with Receiver(tmp_path / "c.db", TOKEN, tls=server_context(pki)) as receiver:
         up = uploader(store, receiver.url + "/api/v1/batches", verify=client_tls(str(pki.ca)))
-        assert await up.sync() == 3
+        assert await up.deliver() == 3
         await up.close()
     assert receiver.url.startswith("https://127.0.0.1:")
 
@@ -139,7 +140,7 @@ async def test_verification_is_on_by_default(
     with Receiver(tmp_path / "c.db", TOKEN, tls=server_context(pki)) as receiver:
         up = uploader(store, receiver.url + "/api/v1/batches", attempts=1)
         with caplog.at_level(logging.WARNING):
-            assert await up.sync() == 0
+            assert await up.deliver() == 0
         await up.close()
     assert "CERTIFICATE_VERIFY_FAILED" in up.status.last_result
     assert (await store.backlog())["intervals"] == 3
@@ -154,12 +155,12 @@ async def test_mutual_tls_needs_the_client_certificate(
     with Receiver(tmp_path / "c.db", TOKEN, tls=server_context(pki, mutual=True)) as receiver:
         url = receiver.url + "/api/v1/batches"
         without = uploader(store, url, attempts=1, verify=client_tls(str(pki.ca)))
-        assert await without.sync() == 0
+        assert await without.deliver() == 0
         await without.close()
         assert (await store.backlog())["intervals"] == 3
         verify = client_tls(str(pki.ca), str(pki.client_cert), str(pki.client_key))
         up = uploader(store, url, verify=verify)
-        assert await up.sync() == 3
+        assert await up.deliver() == 3
         await up.close()
 
 
@@ -190,7 +191,7 @@ async def test_the_daemon_refuses_a_ca_file_it_cannot_read_naming_the_field(
     text = demo_config(5020, "https://127.0.0.1:9", tmp_path)
     config = tmp_path / "agent.yaml"
     config.write_text(text.replace("sync:\n", f"sync:\n  ca_file: {tmp_path / 'ca.pem'}\n"))
-    agent = Agent(load_config(config, require_env=True), TOKEN)
+    agent = Agent(load_config(config, require_env=True))
     with pytest.raises(ConfigInvalid) as error:
         await agent.start()
     [problem] = error.value.problems

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buffer import AsyncStore
-from cloud_sync.uploader import REJECT_LIMIT, Uploader
+from cloud_sync.http.uploader import REJECT_LIMIT, Uploader
 from domain.records import Commit, IntervalRow
 from receiver import Receiver
 from tests.cloud_sync.batches import GATEWAY, series
@@ -76,7 +76,7 @@ async def test_backlog_reaches_the_receiver_exactly_once(store: AsyncStore, tmp_
     sent = await fill(store, 25)
     with Receiver(tmp_path / "central.db", TOKEN) as receiver:
         up = uploader(store, receiver.url + "/api/v1/batches")
-        assert await up.sync() == 25
+        assert await up.deliver() == 25
         await up.close()
         stored = httpx.get(
             receiver.url + "/api/v1/intervals", headers={"Authorization": f"Bearer {TOKEN}"}
@@ -101,7 +101,7 @@ async def test_a_batch_resent_after_a_crash_is_a_duplicate_not_a_double(
                    "Idempotency-Key": f"{GATEWAY['id']}:{batch.seq}"}  # fmt: skip
         first = httpx.post(url, content=up.payload(batch), headers=headers)
         assert first.json()["status"] == "stored"
-        assert await up.sync() == 5  # the "restarted" agent re-sends the pending batch
+        assert await up.deliver() == 5  # the "restarted" agent re-sends the pending batch
         await up.close()
         assert up.status.last_result == "duplicate"
         stored = httpx.get(
@@ -122,7 +122,7 @@ async def test_busy_answers_are_retried_with_the_same_key_and_bytes(store: Async
         seen,
     )
     up = uploader(store, "https://central.invalid/api/v1/batches", client)
-    assert await up.sync() == 3
+    assert await up.deliver() == 3
     await up.close()
     assert len(seen) == 2
     assert seen[0].headers["Idempotency-Key"] == seen[1].headers["Idempotency-Key"]
@@ -135,7 +135,7 @@ async def test_a_platform_that_stays_down_keeps_the_batch_pending(store: AsyncSt
     await fill(store, 3)
     seen: list[httpx.Request] = []
     up = uploader(store, "https://central.invalid/b", mock([httpx.Response(500)], seen), attempts=2)
-    assert await up.sync() == 0
+    assert await up.deliver() == 0
     assert len(seen) == 2
     assert (await store.backlog())["intervals"] == 3
     await up.close()
@@ -145,7 +145,7 @@ async def test_a_platform_that_stays_down_keeps_the_batch_pending(store: AsyncSt
         "https://central.invalid/b",
         mock([httpx.Response(200, json={"status": "stored"})], seen2),
     )
-    assert await up2.sync() == 3
+    assert await up2.deliver() == 3
     await up2.close()
     assert seen2[0].headers["Idempotency-Key"] == seen[0].headers["Idempotency-Key"]
 
@@ -171,8 +171,8 @@ async def test_a_rejected_record_is_found_quarantined_alone_and_the_rest_flows(
         "https://central.invalid/b",
         httpx.AsyncClient(transport=httpx.MockTransport(handler)),
     )
-    await up.sync()  # finds the bad record and quarantines it; this run ends there
-    await up.sync()  # the rest, and the event about the rejection
+    await up.deliver()  # finds the bad record and quarantines it; this run ends there
+    await up.deliver()  # the rest, and the event about the rejection
     await up.close()
     assert sorted(delivered) == sorted(r["start"] for r in records if r["start"] != bad)
     backlog = await store.backlog()
@@ -193,7 +193,7 @@ async def test_unauthorized_keeps_everything_and_says_why(store: AsyncStore, cap
         mock([httpx.Response(401, json={"reason": "bad token"})], seen),
     )
     with caplog.at_level(logging.DEBUG):
-        assert await up.sync() == 0
+        assert await up.deliver() == 0
     await up.close()
     assert len(seen) == 1  # not retried in a loop
     assert "check the sync token" in up.status.last_result
@@ -217,11 +217,11 @@ async def test_after_a_refusal_the_uploader_backs_off_and_keeps_one_event(
         "https://central.invalid/b",
         mock([httpx.Response(403, json={"reason": "revoked"})] * 5, seen),
     )
-    assert await up.sync() == 0
-    assert await up.sync() == 0  # inside the pause: nothing sent
+    assert await up.deliver() == 0
+    assert await up.deliver() == 0  # inside the pause: nothing sent
     assert len(seen) == 1
     up.hold_until = 0.0  # the pause is over
-    assert await up.sync() == 0
+    assert await up.deliver() == 0
     assert len(seen) == 2
     await up.close()
     kinds = await store.run(
@@ -244,7 +244,7 @@ async def test_too_large_splits_the_batch_until_it_fits(store: AsyncStore) -> No
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     up = uploader(store, "https://central.invalid/b", client)
-    assert await up.sync() == 10
+    assert await up.deliver() == 10
     await up.close()
     delivered = [
         i["start"] for r in seen if len(body(r)["intervals"]) <= 4 for i in body(r)["intervals"]
@@ -262,10 +262,10 @@ async def test_a_receiver_that_is_down_then_up_gets_everything(
     url = receiver.url + "/api/v1/batches"
     receiver.stop()
     up = uploader(store, url, attempts=1)
-    assert await up.sync() == 0
+    assert await up.deliver() == 0
     receiver.start()
     try:
-        assert await up.sync() == 4
+        assert await up.deliver() == 4
     finally:
         await up.close()
         receiver.stop()
@@ -298,7 +298,7 @@ async def test_a_wrong_url_keeps_every_batch_pending(store: AsyncStore) -> None:
     for reply in (httpx.Response(404), httpx.Response(301, headers={"Location": "/x"})):
         client, seen = answers(reply)
         up = uploader(store, "https://central.invalid/wrong", client)
-        assert await up.sync() == 0
+        assert await up.deliver() == 0
         await up.close()
         assert len(seen) == 1
         assert "check sync.url" in up.status.last_result
@@ -314,7 +314,7 @@ async def test_a_platform_rejecting_everything_stops_quarantining_and_holds(
     client, _ = answers(httpx.Response(422, json={"reason": "schema"}))
     up = uploader(store, "https://central.invalid/b", client)
     for _ in range(5):
-        assert await up.sync() == 0
+        assert await up.deliver() == 0
     await up.close()
     rejected = store.store.db.execute(
         "SELECT count(*) FROM batches WHERE status = 'rejected'"
@@ -332,8 +332,8 @@ async def test_a_rejected_batch_of_rejection_notices_raises_no_new_notice(
     await fill(store, 1)
     client, _ = answers(httpx.Response(400, json={"reason": "no"}))
     up = uploader(store, "https://central.invalid/b", client)
-    await up.sync()  # the interval batch: rejected, one notice
-    await up.sync()  # the notice batch: rejected, no notice
+    await up.deliver()  # the interval batch: rejected, one notice
+    await up.deliver()  # the notice batch: rejected, no notice
     await up.close()
     assert (await store.backlog())["events"] == 0
     kinds = [k for (k,) in store.store.db.execute("SELECT kind FROM events").fetchall()]
@@ -347,7 +347,7 @@ async def test_a_key_taken_by_another_batch_is_resent_under_a_new_key(store: Asy
     await fill(store, 2)
     client, seen = answers(httpx.Response(409, json={"reason": "taken"}), httpx.Response(200))
     up = uploader(store, "https://central.invalid/b", client)
-    assert await up.sync() == 2
+    assert await up.deliver() == 2
     await up.close()
     first, second = (r.headers["Idempotency-Key"] for r in seen)
     assert first != second
@@ -370,7 +370,7 @@ async def test_retry_after_is_waited_for(store: AsyncStore) -> None:
         "https://central.invalid/b",
         httpx.AsyncClient(transport=httpx.MockTransport(handler)),
     )
-    assert await up.sync() == 1
+    assert await up.deliver() == 1
     await up.close()
     assert times[1] - times[0] >= 0.95
 
@@ -380,13 +380,13 @@ async def test_the_key_follows_the_batch_not_a_renamed_gateway(store: AsyncStore
     await fill(store, 2)
     first, seen = answers(httpx.Response(503, headers={"Retry-After": "0"}))
     up = uploader(store, "https://central.invalid/b", first, attempts=1)
-    await up.sync()
+    await up.deliver()
     await up.close()
     renamed = {**GATEWAY, "id": "cd-plant07-gw2"}
     second, seen2 = answers(httpx.Response(200, json={"status": "stored"}))
     up2 = Uploader(store, url="https://central.invalid/b", token=TOKEN, gateway=renamed,
                    factor_set="cn-mee-2022", client=second)  # fmt: skip
-    assert await up2.sync() == 2
+    assert await up2.deliver() == 2
     await up2.close()
     assert seen2[0].headers["Idempotency-Key"] == seen[0].headers["Idempotency-Key"]
     assert body(seen2[0])["gateway"]["id"] == GATEWAY["id"]
@@ -397,7 +397,7 @@ async def test_a_platform_answering_409_forever_is_not_flooded(store: AsyncStore
     await fill(store, 2)
     client, seen = answers(httpx.Response(409, json={"reason": "taken"}))
     up = uploader(store, "https://central.invalid/b", client)
-    assert await up.sync() == 0
+    assert await up.deliver() == 0
     await up.close()
     assert len(seen) == 2
     assert "again under a new key" in up.status.last_result
@@ -411,7 +411,7 @@ def test_waits_follow_the_servers_hint_or_back_off_exponentially_with_a_cap(
     """Retry-After is obeyed (up to 5 min); without one, 1, 2, 4 ... s plus jitter, at most 60 s."""
     from types import SimpleNamespace
 
-    from cloud_sync.uploader import _server_hint_or_backoff
+    from cloud_sync.http.uploader import _server_hint_or_backoff
     from domain.errors import SyncRetryable
 
     error = SyncRetryable("HTTP 503 busy", hint)

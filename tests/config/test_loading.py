@@ -214,8 +214,8 @@ def test_an_error_in_a_merged_value_points_at_its_anchor(problems: Problems) -> 
         "    points: [{name: energy_kwh, address: 0}]\n"
     )
     assert problems(text) == [
-        "agent.yaml:8:1: x-defaults: unknown key (allowed keys: gateway, buffer, sync, destinations, "
-        "emissions, devices, rules, http)",
+        "agent.yaml:8:1: x-defaults: unknown key (allowed keys: gateway, buffer, sync, "
+        "destinations, emissions, devices, rules, http)",
         "agent.yaml:8:30: devices[0].poll: must be a duration like 500ms, 5s, 2m or 24h "
         "(got 5, a number)",
     ]

@@ -1,0 +1,122 @@
+"""The agent's destinations: made from the config, each run on its own schedule.
+
+`sync:` is the destination named "sync"; each `destinations:` entry is one
+more, of a kind from cloud_sync/registry.py. Each is made by its kind's
+factory, which reads its credential files at once: one that cannot be used is
+a config problem at its field (exit 78 at start, a refused reload later).
+Each delivers in its own job, so one that is down or slow never holds up
+another, and each keeps its own status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cloud_sync.base import Destination, Identity
+from cloud_sync.http.settings import SPEC as HTTP
+from cloud_sync.registry import kind_of
+from cloud_sync.spec import DestinationSpec
+from config import LoadedConfig
+from config.base import NodePath
+from config.errors import format_path
+from config.models import Config
+from domain.errors import ConfigInvalid, SettingUnusable
+
+log = logging.getLogger(__name__)
+
+CENTRAL = "sync"  # the destination of the `sync:` section
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A destination as the config describes it."""
+
+    name: str
+    spec: DestinationSpec
+    settings: Any  # the kind's settings model
+    max_age: float | None
+    at: NodePath  # where its settings are in the file: ("sync",), ("destinations", 1, "http")
+
+    @property
+    def every(self) -> float:
+        return float(self.settings.every)
+
+
+def wanted(config: Config) -> dict[str, Wanted]:
+    """Every destination the config asks for, the central one first."""
+    found = {CENTRAL: Wanted(CENTRAL, HTTP, config.sync, None, ("sync",))}
+    for i, entry in enumerate(config.destinations):
+        kind = kind_of(entry)
+        at = ("destinations", i, kind.key)
+        found[entry.name] = Wanted(entry.name, kind, kind.settings_of(entry), entry.max_age, at)
+    return found
+
+
+def ages(config: Config) -> dict[str, float | None]:
+    """What the buffer must know of them: each name and its age limit."""
+    return {name: want.max_age for name, want in wanted(config).items()}
+
+
+def make(loaded: LoadedConfig, want: Wanted) -> Destination:
+    """The destination, not yet attached to the buffer; ConfigInvalid at the field of a
+    file it cannot use."""
+    config = loaded.config
+    identity = Identity(config.gateway.model_dump(), config.emissions.factor_set)
+    factory = want.spec.factory()
+    try:
+        destination: Destination = factory(
+            want.name, want.settings, identity, setting=format_path(want.at)
+        )
+    except SettingUnusable as exc:
+        raise ConfigInvalid([loaded.problem_at((*want.at, exc.field), str(exc))]) from exc
+    return destination
+
+
+def changed(old: Config, new: Config, name: str, destination: Destination) -> bool:
+    """Whether a reload must make `name` afresh: its settings, the tags every batch
+    carries, or the files it read (a rotated token or certificate) changed."""
+    before, after = wanted(old).get(name), wanted(new)[name]
+    if before is None or (before.spec, before.settings) != (after.spec, after.settings):
+        return True
+    if (old.gateway, old.emissions.factor_set) != (new.gateway, new.emissions.factor_set):
+        return True
+    return destination.stale()
+
+
+async def run(destination: Destination, deadline: float) -> None:
+    """One delivery run: never raises but for a cancel (the agent is stopping)."""
+    started = time.monotonic()
+    try:
+        await destination.deliver(deadline=deadline)
+    except asyncio.CancelledError:  # stopping: the batch stays pending
+        raise
+    except Exception:
+        log.exception("%s: delivery failed", destination.name)
+    destination.status.last_run_seconds = time.monotonic() - started
+
+
+async def last_runs(destinations: list[Destination], timeout: float) -> None:
+    """At a stop: one try per batch for every destination at once, cut at `timeout`."""
+
+    async def one(destination: Destination) -> None:
+        try:
+            await destination.deliver(last=True)
+        except Exception as exc:  # the drivers and the buffer must still be closed
+            log.error(
+                "stop: last delivery to %s failed (%s); the backlog stays buffered",
+                destination.name, exc,
+            )  # fmt: skip
+
+    tasks = [asyncio.create_task(one(d), name=f"last {d.name}") for d in destinations]
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=timeout)
+    for task in late:
+        task.cancel()
+    if late:
+        await asyncio.wait(late)
+        log.warning("stop: last sync cut after %gs; the backlog stays buffered", timeout)
