@@ -37,10 +37,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from agent import actions, logs, systemd, uplinks
 from agent.health import Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
-from agent.pipeline import Pipeline
+from agent.pipeline import Pipeline, derive
 from buffer import AsyncStore
 from cloud_sync.base import Destination
-from config import LoadedConfig, load_factor_set, province_for
+from config import LoadedConfig
 from config.base import DeviceBase
 from config.models import Config
 from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable
@@ -54,24 +54,6 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # polls are aligned to whole periods 
 SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audits
 STOP_DEADLINE = 10.0
 FIRST_REPORT = 5.0  # s after start: the first polls are done, `status` has something to show
-
-
-def derive(config: Config, states: dict[str, dict]) -> Pipeline:
-    """Everything computed from the config, built in one place for start and reload.
-
-    `states` are the counters' saved states (device/counter -> JSON); a reload
-    passes what the running pipeline would persist (counters of the devices that
-    remain, rule states, tallies), so a reload neither re-raises nor loses them.
-    """
-    factors = load_factor_set(config.emissions.factor_set)
-    province = config.emissions.grid or province_for(config.gateway.region_code)
-    assert province is not None  # config checks refuse a region without a factor
-    grid = factors.grid(province)
-    log.info(
-        "factor set %s: grid factor %s %g %s (%s)",
-        factors.name, province, grid.value, grid.unit, grid.verification,
-    )  # fmt: skip
-    return Pipeline(config, factors, province, states)
 
 
 @dataclass(slots=True)
@@ -136,7 +118,7 @@ class Agent:
             config.buffer.path,
             config.sync.url,
             config.sync.every,
-            "".join(f"; {name} every {want.every:g}s" for name, want in _more(config)),
+            "".join(f"; {name} every {want.every:g}s" for name, want in uplinks.more(config)),
         )
 
     async def stop(self) -> None:
@@ -381,22 +363,8 @@ class Agent:
 
     def snapshot(self) -> dict:
         """What `edge-agent status` shows of the daemon's memory: plain JSON."""
-        devices = {}
-        for device in self.loaded.config.devices:
-            s = self.health.devices.get(device.name)
-            if s is None:
-                s = self.health.add(device.name)
-            devices[device.name] = {
-                "state": s.state(device.name in self.drivers),
-                "polls": s.polls,
-                "failed_polls": s.failed_polls,
-                "skipped": s.skipped,
-                "last_poll": s.last_poll,
-                "last_good": s.last_good,
-                "good_points": s.good_points,
-                "points": s.points,
-                "last_error": s.last_error,
-            }
+        names = [device.name for device in self.loaded.config.devices]
+        devices = {name: self.health.report(name, name in self.drivers) for name in names}
         sent = {name: d.status.as_json() for name, d in self.destinations.items()}
         return {
             "written": time.time(),
@@ -446,8 +414,3 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
             ("buffer", "path"), f"cannot open the buffer at {buffer.path}: {exc}"
         )
         raise ConfigInvalid([problem]) from exc
-
-
-def _more(config: Config) -> list[tuple[str, uplinks.Wanted]]:
-    """The destinations besides the central one, for the log."""
-    return [(n, w) for n, w in uplinks.wanted(config).items() if n != uplinks.CENTRAL]

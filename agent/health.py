@@ -148,6 +148,21 @@ class Health:
             self.take_events(name, work)
         return work
 
+    def report(self, name: str, polled: bool) -> dict[str, object]:
+        """A device's figures as `edge-agent status` shows them (plain JSON)."""
+        s = self.devices.get(name) or self.add(name)
+        return {
+            "state": s.state(polled),
+            "polls": s.polls,
+            "failed_polls": s.failed_polls,
+            "skipped": s.skipped,
+            "last_poll": s.last_poll,
+            "last_good": s.last_good,
+            "good_points": s.good_points,
+            "points": s.points,
+            "last_error": s.last_error,
+        }
+
     def problems(self, polled: list[str]) -> list[str]:
         """For /healthz: every polled device failing is worth a look."""
         failing = [self.devices[name] for name in polled if self.devices[name].failing_since]

@@ -23,7 +23,7 @@ from agent.intensity import PRODUCTION, Intensity, add_production
 from agent.intervals import DAY
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
-from config import FactorSet
+from config import FactorSet, load_factor_set, province_for
 from config.base import Density, DeviceBase
 from config.carriers import conversion, needs_density, rate_conversion, reported_unit
 from config.models import Config, Rule
@@ -373,3 +373,21 @@ class Pipeline:
             return None
         density = meter.density.value if meter.density else None
         return current.quantity * (conversion(meter.carrier, meter.unit, density) or 1.0)
+
+
+def derive(config: Config, states: dict[str, dict]) -> Pipeline:
+    """Everything computed from the config, built in one place for start and reload.
+
+    `states` are the counters' saved states (device/counter -> JSON); a reload
+    passes what the running pipeline would persist (counters of the devices that
+    remain, rule states, tallies), so a reload neither re-raises nor loses them.
+    """
+    factors = load_factor_set(config.emissions.factor_set)
+    province = config.emissions.grid or province_for(config.gateway.region_code)
+    assert province is not None  # config checks refuse a region without a factor
+    grid = factors.grid(province)
+    log.info(
+        "factor set %s: grid factor %s %g %s (%s)",
+        factors.name, province, grid.value, grid.unit, grid.verification,
+    )  # fmt: skip
+    return Pipeline(config, factors, province, states)

@@ -16,8 +16,8 @@ import logging
 import time
 
 from agent import actions, rules, uplinks
-from agent.daemon import STOP_DEADLINE, Agent, derive
-from agent.pipeline import Pipeline
+from agent.daemon import STOP_DEADLINE, Agent
+from agent.pipeline import Pipeline, derive
 from agent.rules import RULE_KEY, RuleState
 from cloud_sync.base import Destination
 from config import LoadedConfig

@@ -56,6 +56,11 @@ def wanted(config: Config) -> dict[str, Wanted]:
     return found
 
 
+def more(config: Config) -> list[tuple[str, Wanted]]:
+    """The destinations besides the central one, for the log."""
+    return [(n, w) for n, w in wanted(config).items() if n != CENTRAL]
+
+
 def ages(config: Config) -> dict[str, float | None]:
     """What the buffer must know of them: each name and its age limit."""
     return {name: want.max_age for name, want in wanted(config).items()}

@@ -22,9 +22,19 @@ PACKAGES = ("agent", "buffer", "cloud_sync", "config", "domain", "drivers", "rec
 # bottom first; a module may import its own floor and the floors below it
 FLOORS: list[tuple[str, list[str]]] = [
     ("domain", [r"domain(\..*)?"]),
-    # a protocol's declarations (its settings models, the registry) are read by the config
-    # root, so they sit on the config floor although they live in the protocol's folder
-    ("config", [r"config(\..*)?", r"drivers\.(base|registry|spec)", r"drivers\.\w+\.settings"]),
+    # a protocol's or an uplink kind's declarations (its settings models, the registries)
+    # are read by the config root, so they sit on the config floor although they live in
+    # the protocol's or the uplink's folder
+    (
+        "config",
+        [
+            r"config(\..*)?",
+            r"drivers\.(base|registry|spec)",
+            r"drivers\.\w+\.settings",
+            r"cloud_sync\.(registry|spec)",
+            r"cloud_sync\.\w+\.settings",
+        ],
+    ),
     ("drivers, buffer", [r"drivers(\..*)?", r"buffer(\..*)?"]),
     ("uplinks, receiver", [r"cloud_sync(\..*)?", r"receiver(\..*)?"]),
     ("agent", [r"agent(\..*)?"]),
