@@ -39,6 +39,22 @@ def test_yaml_examples_pass_check(snippet: str, tmp_path: Path) -> None:
     assert load_config(path).config.devices
 
 
+@pytest.mark.parametrize(
+    "doc, snippet",
+    [
+        (doc.name, snippet)
+        for doc in sorted((ROOT / "docs").glob("*.md"))
+        for snippet in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)
+    ],
+)
+def test_yaml_examples_in_docs_pass_check(doc: str, snippet: str, tmp_path: Path) -> None:
+    """A section shown in docs/ (destinations:, devices: ...) passes check in a minimal file."""
+    path = tmp_path / "agent.yaml"
+    head = BASE.removesuffix("devices:\n")
+    path.write_text(snippet if snippet.startswith("gateway:") else head + snippet)
+    load_config(path)
+
+
 def test_commands_in_the_readme_exist() -> None:
     """Every `edge-agent ...` line in a shell example parses with the real CLI."""
     lines = [
