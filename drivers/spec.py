@@ -91,6 +91,7 @@ class ProtocolSpec:
     family: str  # which profiles serve it: "modbus" for modbus_tcp and modbus_rtu
     driver: str  # "drivers.modbus.tcp:ModbusTcpDriver", imported only when a device uses it
     summary: str  # one line for the docs
+    example: Mapping[str, Any]  # a link that validates, shown in the docs, used by the tests
     init: InitSpec
     serial_line: Callable[[Any], SerialLine | None] = _no_line
     path_fields: tuple[str, ...] = ()  # settings fields where ${VAR} is expanded

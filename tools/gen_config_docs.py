@@ -55,7 +55,10 @@ def render() -> str:
     """The whole reference, one section per mapping, in the order a file reads."""
     schema = config_json_schema()
     defs = schema["$defs"]
-    protocols = "\n".join(f"- `{key}:` {spec.summary}" for key, spec in PROTOCOLS.items())
+    protocols = "\n".join(
+        f"- `{key}:` {spec.summary} For example `{key}: {_flow(spec.example)}`"
+        for key, spec in PROTOCOLS.items()
+    )
     profiles = ", ".join(f"`{p}`" for p in list_profiles())
     lines = [HEADER.format(profiles=profiles, protocols=protocols)]
     done: set[str] = set()
@@ -141,5 +144,12 @@ def main() -> int:
     return 0
 
 
+def _flow(fields: object) -> str:
+    """A mapping in YAML's flow style, as the examples in the docs write a link."""
+    assert isinstance(fields, dict)
+    return "{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in fields.items()) + "}"
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

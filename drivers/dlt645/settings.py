@@ -102,6 +102,7 @@ DLT645 = ProtocolSpec(
     family="dlt645",
     driver="drivers.dlt645.driver:Dlt645Driver",
     summary="DL/T 645-2007: Chinese electricity meters on an RS-485 bus.",
+    example={"port": "/dev/ttyUSB1", "address": "000012345678"},
     init=InitSpec(
         "--dlt645", "PORT", "a DL/T 645 meter on /dev/ttyUSB1 ...", _fields, "dlt645-2007-energy"
     ),

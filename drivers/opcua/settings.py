@@ -113,6 +113,7 @@ OPCUA = ProtocolSpec(
     family="opcua",
     driver="drivers.opcua.driver:OpcUaDriver",
     summary="OPC UA: a server's variables, read every poll or subscribed to.",
+    example={"endpoint": "opc.tcp://10.0.0.5:4840"},
     init=InitSpec(
         "--opcua", "URL", "an OPC UA server, opc.tcp://host:4840", _fields, "opcua-energy-meter"
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,12 +10,12 @@ import pytest
 from config import list_profiles, load_profile
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusPoint
+from drivers.registry import PROTOCOLS
 from tests.config.samples import GATEWAY, Load, Problems, Write
 
+# a device of each profile family, linked as its protocol's spec shows in the docs
 TRANSPORTS = {
-    "modbus": "modbus_tcp: {host: 10.0.0.1}",
-    "dlt645": 'dlt645: {port: /dev/ttyUSB1, address: "000012345678"}',
-    "opcua": "opcua: {endpoint: 'opc.tcp://10.0.0.5:4840'}",
+    spec.family: f"{key}: {json.dumps(dict(spec.example))}" for key, spec in PROTOCOLS.items()
 }
 
 

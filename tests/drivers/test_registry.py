@@ -78,6 +78,7 @@ SPECS = (
         family="fake",
         driver="drivers.fake.driver:FakeDriver",
         summary="Fake: points that always read the same.",
+        example={"host": "fake.example"},
         init=InitSpec("--fake", "HOST", "a pretend meter", _fields, "fake-meter"),
     ),
 )
@@ -284,3 +285,10 @@ def test_the_config_loads_no_driver_and_no_protocol_library() -> None:
     allowed |= {f"drivers.{folder}" for folder in ("modbus", "opcua", "dlt645")}
     allowed |= {f"drivers.{folder}.settings" for folder in ("modbus", "opcua", "dlt645")}
     assert set(result.stdout.split()) == allowed
+
+
+@pytest.mark.parametrize("key", list(PROTOCOLS))
+def test_each_protocols_example_link_is_valid(key: str) -> None:
+    """The example the docs show for a protocol's link passes its settings model."""
+    spec = PROTOCOLS[key]
+    assert spec.settings.model_validate(dict(spec.example), strict=True)
