@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from config.base import ENV_VAR, DeviceBase, Energy, PointBase
+from config.base import ENV_VAR, Carrier, DeviceBase, Energy, PointBase
 from config.carriers import (
     ELECTRICAL,
     accepted_rates,
@@ -349,7 +349,7 @@ def _energy_unit(
     doc: Document, at: NodePath, energy: Energy, points: Mapping[str, PointBase]
 ) -> Iterator[Problem]:
     """The counter's unit must convert to the carrier's: the carbon step never guesses."""
-    point = points.get(energy.counter)
+    point = None if energy.counter is None else points.get(energy.counter)
     if point is None or point.kind != "counter":
         return  # reported by _counter
     if conversion(energy.carrier, point.unit) is None and not needs_density(
@@ -434,7 +434,7 @@ def _unconfirmed(
     once per carrier metered, unless the plant overrides it with its own source."""
     emissions = parts.emissions
     assert emissions is not None
-    metered: dict[str, NodePath] = {}
+    metered: dict[Carrier, NodePath] = {}
     for i, device in parts.devices.items():
         if device.model.energy is not None:
             metered.setdefault(device.model.energy.carrier, ("devices", i, "energy", "carrier"))

@@ -67,7 +67,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
-_SECTIONS = {
+_SECTIONS: dict[str, TypeAdapter[Any]] = {
     "gateway": TypeAdapter(Gateway),
     "buffer": TypeAdapter(Buffer),
     "sync": TypeAdapter(Sync),
@@ -165,13 +165,13 @@ def load_config_apart(path: str | Path, require_env: bool = False) -> LoadedConf
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
     try:
-        result = pickle.loads(data) if status == 0 else None
+        answer = pickle.loads(data) if status == 0 else None
     except Exception:
-        result = None
-    if isinstance(result, ConfigInvalid):
-        raise result
-    if isinstance(result, LoadedConfig):
-        return result
+        answer = None
+    if isinstance(answer, ConfigInvalid):
+        raise answer
+    if isinstance(answer, LoadedConfig):
+        return answer
     return load_config(path, require_env)  # the child failed: do it here after all
 
 
@@ -419,9 +419,9 @@ class _Builder:
             return None
         self._open.add(id(node))
         try:
-            if isinstance(node, yaml.SequenceNode):
-                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-            return self.mapping(node, path)
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         finally:
             self._open.discard(id(node))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 import zoneinfo
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator
 
@@ -196,15 +196,20 @@ def _protocol_of(value: Any) -> str | None:
     return TAG_PREFIX + present[0] if len(present) == 1 else None
 
 
-_TAGGED = [Annotated[spec.device, Tag(TAG_PREFIX + key)] for key, spec in PROTOCOLS.items()]
-Device = Annotated[
-    functools.reduce(operator.or_, _TAGGED),
-    Discriminator(
-        _protocol_of,
-        custom_error_type="device_protocol",
-        custom_error_message=f"a device needs exactly one of {', '.join(PROTOCOLS)}",
-    ),
-]
+if TYPE_CHECKING:
+    # built from the registry at run time: to a type checker a device is what every
+    # device has, and a protocol's own fields are reached by narrowing to its model
+    Device: TypeAlias = DeviceBase
+else:
+    _TAGGED = [Annotated[spec.device, Tag(TAG_PREFIX + key)] for key, spec in PROTOCOLS.items()]
+    Device = Annotated[
+        functools.reduce(operator.or_, _TAGGED),
+        Discriminator(
+            _protocol_of,
+            custom_error_type="device_protocol",
+            custom_error_message=f"a device needs exactly one of {', '.join(PROTOCOLS)}",
+        ),
+    ]
 
 
 def protocol_of(device: DeviceBase) -> str:
@@ -230,16 +235,19 @@ class _Writes(Strict):
         return given[0][1] if len(given) == 1 else None
 
 
-RuleAction = create_model(
-    "RuleAction",
-    __base__=_Writes,
-    __module__=__name__,
-    __doc__="What to do locally when the alarm is raised: exactly one of the writes.",
-    **{
-        key: (w.model | None, Field(default=None, description=w.description))
-        for key, w in WRITES.items()
-    },
-)
+if TYPE_CHECKING:
+    RuleAction: TypeAlias = _Writes  # its fields come from the registry at run time
+else:
+    RuleAction = create_model(
+        "RuleAction",
+        __base__=_Writes,
+        __module__=__name__,
+        __doc__="What to do locally when the alarm is raised: exactly one of the writes.",
+        **{
+            key: (w.model | None, Field(default=None, description=w.description))
+            for key, w in WRITES.items()
+        },
+    )
 
 
 class Rule(Strict):

@@ -415,7 +415,8 @@ class Store:
     ) -> tuple[list[str], bool]:
         """Interval records as received (JSON text) with their `gateway`, and whether `limit`
         cut the list short."""
-        where, parameters = [], []
+        where: list[str] = []
+        parameters: list[str | float] = []
         if gateway is not None:
             where.append("gateway = ?")
             parameters.append(gateway)
@@ -447,7 +448,7 @@ class Store:
         the inclusive ('YYYY-MM-DD', 'YYYY-MM-DD') ranges.
         """
         column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
-        where, parameters = "", []
+        where, parameters = "", list[str]()
         if dates is not None:
             where = "WHERE " + " OR ".join("i.local_date BETWEEN ? AND ?" for _ in dates)
             parameters.extend(bound for pair in dates for bound in pair)
