@@ -12,6 +12,13 @@ pruned number is never reused). Each destination reads and acknowledges
 through its own Outbox (buffer._outbox) with its own cursor; a record is
 synced, and may go, only once no active destination waits for it
 (buffer._cursors). The schema and its migrations are in buffer.schema.
+
+The module is long because it is one class around one connection: every write
+(the poll path's commits, the outboxes' batch rows and cursors, housekeeping)
+goes through `Store._fit`, the one transaction that makes room when the file
+is full and tells what that cost, so its parts share that path and the cap.
+What stands apart already lives beside it: schema, _outbox, _cursors, _room,
+_recover.
 """
 
 from __future__ import annotations

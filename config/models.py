@@ -3,7 +3,7 @@
 Each field's description is what `edge-agent schema` publishes, so an editor
 shows it as the technician types; keep them short and practical.
 Cross-field rules (a counter must name a point of its device, and so on) live
-in `config/checks.py`, where they can point at the exact YAML node.
+in `config/checks/`, where they can point at the exact YAML node.
 
 A device's model and a rule's writes come from the protocols in
 drivers/registry.py; what every device has is in config/base.py (its names
