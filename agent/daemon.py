@@ -168,7 +168,10 @@ class Agent:
                 continue
             task = asyncio.create_task(self._poll(name, period), name=f"poll {name}")
             self.polling[name] = task
-            task.add_done_callback(lambda _, name=name: self.polling.pop(name, None))
+            task.add_done_callback(functools.partial(self._polled, name))
+
+    def _polled(self, name: str, _: asyncio.Task[None]) -> None:
+        self.polling.pop(name, None)
 
     async def _poll(self, name: str, period: float) -> None:
         if self.health.resting(name):

@@ -56,12 +56,14 @@ RESOLUTION_KWH = 0.01  # the coarsest energy register above
 
 def demo_meters() -> dict[str, SimulatedMeter]:
     """The three simulated meters, with load curves starting now."""
-    profile = [sourced.point for sourced in load_profile("eastron-sdm630").points]
+    profile = [
+        s.point for s in load_profile("eastron-sdm630").points if isinstance(s.point, ModbusPoint)
+    ]
     meters = {}
     for name, unit, (base, swing, period, phase), raw in _METERS:
-        points = profile if raw is None else [ModbusPoint(**p) for p in raw]
+        points = profile if raw is None else [ModbusPoint.model_validate(p) for p in raw]
         curve = LoadCurve(base_kw=base, swing_kw=swing, period_s=period, phase=phase)
-        counter = "import_kwh" if raw is None else raw[-1]["name"]
+        counter = "import_kwh" if raw is None else points[-1].name
         meters[name] = SimulatedMeter(unit, points, curve, counter=counter)
     return meters
 

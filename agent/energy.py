@@ -232,9 +232,10 @@ def _judge(judge: _Judge, a: Sample, s: Sample, c: Sample) -> None:
     """Decide what `s` is, now that `c` came after it (`a`: the value counting goes on from)."""
     state = judge.state
     if state.suspect is not None:
-        a = _resolve_suspect(judge, a, s, c)
-        if a is None:
+        resolved = _resolve_suspect(judge, a, s, c)
+        if resolved is None:
             return
+        a = resolved
     if s.value >= a.value - _noise(a.value):  # a rise, or no change
         back = state.reset is not None and s.value >= state.reset.before.value
         if judge.implausible(state.reset.before if back and state.reset else a, s):

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 PRIORITIES = {"DEBUG": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 REPEAT_WINDOW = 600.0  # seconds a repeated message stays quiet before its count is logged
@@ -59,7 +60,9 @@ class RepeatFilter(logging.Filter):
     of messages that have gone quiet, so a count is never lost.
     """
 
-    def __init__(self, window: float = REPEAT_WINDOW, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, window: float = REPEAT_WINDOW, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.window = window
         self.clock = clock

@@ -145,7 +145,7 @@ class Outbox:
             else:
                 intervals_hi = self._nth("intervals", row["intervals_lo"], keep - events, cut)
                 update = {"intervals_hi": intervals_hi}
-            store.db["batches"].update(seq, update)
+            store.db.table("batches").update(seq, update)
         return True
 
     def backlog(self) -> dict:
@@ -189,7 +189,7 @@ class Outbox:
             "finished": None,
             "reason": None,
         }
-        store.db["batches"].insert(row)
+        store.db.table("batches").insert(row)
         return row
 
     def _finish(self, seq: int, status: str, reason: str | None) -> bool:

@@ -12,6 +12,13 @@ pruned number is never reused). Each destination reads and acknowledges
 through its own Outbox (buffer._outbox) with its own cursor; a record is
 synced, and may go, only once no active destination waits for it
 (buffer._cursors). The schema and its migrations are in buffer.schema.
+
+The module is long because it is one class around one connection: every write
+(the poll path's commits, the outboxes' batch rows and cursors, housekeeping)
+goes through `Store._fit`, the one transaction that makes room when the file
+is full and tells what that cost, so its parts share that path and the cap.
+What stands apart already lives beside it: schema, _outbox, _cursors, _room,
+_recover.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import TypeVar
 import sqlite_utils
 
 from buffer import _cursors, _recover, schema
+from buffer._cursors import Cursor
 from buffer._outbox import Outbox, PendingBatch
 from buffer._room import (
     CHUNK,
@@ -255,10 +263,10 @@ class Store:
     def last_batch(self) -> dict | None:
         return self._one("SELECT * FROM batches WHERE status != 'pending' ORDER BY seq DESC")
 
-    def _cursors(self) -> list[_cursors.Cursor]:
+    def _cursors(self) -> list[Cursor]:
         return _cursors.read(self.db.conn, self.active, self.version)
 
-    def _waiting(self, cursors: list[_cursors.Cursor], now: float) -> dict:
+    def _waiting(self, cursors: list[Cursor], now: float) -> dict:
         intervals = self._one(
             "SELECT count(*) AS n, min(start) AS oldest FROM intervals WHERE "
             + _cursors.owed_to_any(cursors, "intervals", now)
@@ -367,9 +375,9 @@ class Store:
                 f"; {room.refused} writes were refused for "
                 f"{time.time() - room.full_since:.0f}s and held by the agent until now"
             )
-        dropped = freed is not None and bool(freed)
+        dropped = bool(freed)
         if not note and not (dropped and time.time() - room.last_report >= REPORT_EVERY):
-            if dropped:
+            if freed:
                 log.info("buffer full: dropped %s (counted; told hourly)", freed.describe())
             return False
         lost = room.unreported
@@ -394,9 +402,10 @@ class Store:
         raise BufferFull(f"buffer full ({self._limit()}): {exc}") from exc
 
     def _limit(self) -> str:
-        if disk_full(self.db.conn, self.room):
+        max_size = self.room.max_size
+        if max_size is None or disk_full(self.db.conn, self.room):  # no cap: only the disk
             return "the disk is full"
-        return f"max_size {self.room.max_size / 1e6:g} MB"
+        return f"max_size {max_size / 1e6:g} MB"
 
     def _watch_level(self) -> None:
         """A buffer_near_full event when the buffer crosses 90% of max_size, once."""

@@ -18,12 +18,12 @@ if TYPE_CHECKING:
     from config.loader import (
         LoadedConfig,
         LoadedProfile,
-        config_json_schema,
         load_config,
         load_config_apart,
         load_profile,
     )
     from config.profiles import list_profiles
+    from config.schema import config_json_schema
 
 _FROM = {
     "Factor": "config.factors",
@@ -33,7 +33,7 @@ _FROM = {
     "province_for": "config.factors",
     "LoadedConfig": "config.loader",
     "LoadedProfile": "config.loader",
-    "config_json_schema": "config.loader",
+    "config_json_schema": "config.schema",
     "load_config": "config.loader",
     "load_config_apart": "config.loader",
     "load_profile": "config.loader",

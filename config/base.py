@@ -8,7 +8,7 @@ models (config/models.py), which are themselves built from the protocols.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -181,7 +181,10 @@ class DeviceBase(Strict):
         description="The meter is wired backwards: powers change sign and import and export "
         "counters swap (import_* <-> export_*).",
     )
-    points: list[PointBase] = Field(default=[], description="Own points; replace the profile's.")
+    # a Sequence here, so that a protocol's device may narrow it to a list of its own points
+    points: Sequence[PointBase] = Field(
+        default=[], description="Own points; replace the profile's."
+    )
 
 
 class DestinationBase(Strict):

@@ -14,11 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from config.carriers import reported_unit
+
+if TYPE_CHECKING:
+    from config.base import Carrier
+    from config.models import FactorOverride
 
 FACTORS_FILE = Path(__file__).parent / "factors" / "cn.yaml"
 FUELS = ("natural_gas", "raw_coal", "diesel", "gasoline", "lpg", "fuel_oil")
@@ -64,7 +68,7 @@ class FactorSet:
     standard_coal_factors: Mapping[str, Factor] = field(repr=False)
     co2_factors: Mapping[str, Factor] = field(repr=False)
 
-    def overridden(self, overrides: Mapping[str, Any]) -> FactorSet:
+    def overridden(self, overrides: Mapping[Carrier, FactorOverride]) -> FactorSet:
         """This set with a plant's own factors (config `emissions.overrides`): each keeps
         its source note and is marked verification 'plant'. An electricity co2 override
         replaces the grid factor of every province."""

@@ -1,13 +1,10 @@
 """From a YAML file to a validated, resolved `Config`, or to every problem in it.
 
-The YAML is composed into nodes (SafeLoader) and turned into plain data by
-hand, so that every value and key keeps its line and column: an error is
-reported where the technician has to fix it, never at "somewhere in devices".
-
-The whole file is validated for its schema errors, and each section, device
-and rule once more on its own: the cross-field checks run on every part that
-validated, so one run reports every problem, not a second batch after the
-first is fixed.
+The file is read into a Document that knows where every value was written
+(config/parse.py). The whole file is validated for its schema errors, and each
+section, device and rule once more on its own: the cross-field checks
+(config/checks/) run on every part that validated, so one run reports every
+problem, not a second batch after the first is fixed.
 """
 
 from __future__ import annotations
@@ -20,33 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from yaml.constructor import SafeConstructor
 
 from cloud_sync.http.settings import HttpSettings
 from config import checks
 from config.base import DeviceBase
 from config.checks import Parts, ValidDevice
-from config.errors import (
-    TOP,
-    Document,
-    NodePath,
-    format_path,
-    line_col,
-    translate,
-    unknown,
-    yaml_error,
-)
-from config.models import (
-    Buffer,
-    Config,
-    Destination,
-    Device,
-    Emissions,
-    Gateway,
-    Rule,
-)
+from config.errors import TOP, Document, NodePath, translate, unknown
+from config.models import Buffer, Config, Destination, Device, Emissions, Gateway, Rule
+from config.parse import parse_document, read_document, read_text
 from config.profiles import (
     Profile,
     Sourced,
@@ -55,20 +34,10 @@ from config.profiles import (
     profile_model,
     profile_path,
 )
-from config.units import Duration, Size, format_duration
 from domain.errors import ConfigInvalid, Problem, Severity
 from drivers.registry import PROTOCOLS, spec_of
 
-MAX_VALUES = 100_000
-"""More values than this means aliases expanding without end ("billion laughs")."""
-
-# libyaml composes ten times faster and in half the memory (200 meters' points: 0.5 s
-# and 13 MiB instead of 4 s and 23 MiB); the pure-Python loader is the fallback.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
-_MERGE = "tag:yaml.org,2002:merge"
-_SECTIONS = {
+_SECTIONS: dict[str, TypeAdapter[Any]] = {
     "gateway": TypeAdapter(Gateway),
     "buffer": TypeAdapter(Buffer),
     "sync": TypeAdapter(HttpSettings),
@@ -167,13 +136,13 @@ def load_config_apart(path: str | Path, require_env: bool = False) -> LoadedConf
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
     try:
-        result = pickle.loads(data) if status == 0 else None
+        answer = pickle.loads(data) if status == 0 else None
     except Exception:
-        result = None
-    if isinstance(result, ConfigInvalid):
-        raise result
-    if isinstance(result, LoadedConfig):
-        return result
+        answer = None
+    if isinstance(answer, ConfigInvalid):
+        raise answer
+    if isinstance(answer, LoadedConfig):
+        return answer
     return load_config(path, require_env)  # the child failed: do it here after all
 
 
@@ -333,177 +302,3 @@ def _display(path: Path) -> str:
     if cwd == Path(cwd.anchor) or not path.is_relative_to(cwd):
         return str(path)
     return str(path.relative_to(cwd))
-
-
-# --- YAML with positions ----------------------------------------------------
-
-
-def read_document(path: Path, file: str) -> Document:
-    """Parse a YAML file into a Document; ConfigInvalid with the position of a syntax error."""
-    return parse_document(read_text(path, file), file)
-
-
-def read_text(path: Path, file: str) -> str:
-    """A config file's text; ConfigInvalid if it cannot be read or is not UTF-8."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigInvalid([Problem(file, 1, 1, TOP, f"cannot read: {exc.strerror}")]) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line, col = line_col(raw, exc.start)
-        message = f"not UTF-8 text (byte {raw[exc.start]:#04x})"
-        raise ConfigInvalid([Problem(file, line, col, "yaml", message)]) from None
-    return text
-
-
-def parse_document(text: str, file: str) -> Document:
-    """Parse YAML text into a Document (see read_document)."""
-    try:
-        root = yaml.compose(text, Loader=_LOADER)
-    except (yaml.YAMLError, RecursionError):
-        # PyYAML's own parser words syntax errors better than libyaml: ask it
-        root = _compose_python(text, file)
-    if root is None:
-        return Document(file, None, {}, {})
-    builder = _Builder(file)
-    try:
-        data = builder.build(root, ())
-    except _TooLarge:
-        message = f"more than {MAX_VALUES} values once aliases are expanded"
-        raise ConfigInvalid([Problem(file, 1, 1, "yaml", message)]) from None
-    doc = Document(file, data, builder.values, builder.keys)
-    if builder.problems:
-        raise ConfigInvalid(builder.problems)
-    return doc
-
-
-def _compose_python(text: str, file: str) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigInvalid([yaml_error(file, text, exc)]) from None
-    except RecursionError:
-        raise ConfigInvalid([Problem(file, 1, 1, "yaml", "nested too deeply")]) from None
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _short(tag: str) -> str:
-    return tag.replace("tag:yaml.org,2002:", "!!")
-
-
-class _Builder:
-    """Plain data from a node tree, recording the node of each value and key by path."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.values: dict[NodePath, yaml.Node] = {}
-        self.keys: dict[NodePath, yaml.Node] = {}
-        self.problems: list[Problem] = []
-        self._constructor = SafeConstructor()
-        self._open: set[int] = set()  # collections being built: an alias to one is a loop
-
-    def problem(self, node: yaml.Node, message: str, path: NodePath | None = None) -> None:
-        mark = node.start_mark
-        where = "yaml" if path is None else format_path(path)
-        self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, where, message))
-
-    def build(self, node: yaml.Node, path: NodePath) -> Any:
-        if len(self.values) >= MAX_VALUES:
-            raise _TooLarge
-        self.values[path] = node
-        if isinstance(node, yaml.ScalarNode):
-            if node.style == "":  # libyaml's plain style; PyYAML's is None
-                node.style = None
-            return self.scalar(node, path)
-        if id(node) in self._open:
-            self.problem(node, "an alias refers to the collection that contains it", path)
-            return None
-        if node.tag not in (_MAP, _SEQ):
-            self.problem(node, f"tag {_short(node.tag)} is not supported here", path)
-            return None
-        self._open.add(id(node))
-        try:
-            if isinstance(node, yaml.SequenceNode):
-                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-            return self.mapping(node, path)
-        finally:
-            self._open.discard(id(node))
-
-    def scalar(self, node: yaml.ScalarNode, path: NodePath) -> Any:
-        try:
-            return self._constructor.construct_object(node)
-        except yaml.constructor.ConstructorError:
-            self.problem(node, f"tag {_short(node.tag)} is not supported", path)
-        except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            self.problem(node, f"cannot read {node.value!r} as {_short(node.tag)}: {exc}", path)
-        return None
-
-    def mapping(self, node: yaml.MappingNode, path: NodePath) -> dict[str, Any]:
-        """Keys written in the mapping win over keys merged in with `<<`."""
-        out: dict[str, Any] = {}
-        merges = [v for k, v in node.value if k.tag == _MERGE]
-        for source in reversed(merges):  # the first source merged wins among sources
-            for entry in source.value if isinstance(source, yaml.SequenceNode) else [source]:
-                if not isinstance(entry, yaml.MappingNode) or entry.tag != _MAP:
-                    self.problem(entry, "<< merges a mapping or a list of mappings", path)
-                elif id(entry) in self._open:
-                    self.problem(entry, "an alias refers to the collection that contains it", path)
-                else:
-                    self._open.add(id(entry))
-                    out.update(self.mapping(entry, path))
-                    self._open.discard(id(entry))
-        first: dict[str, yaml.Node] = {}
-        for key, value in node.value:
-            if key.tag == _MERGE:
-                continue
-            if not isinstance(key, yaml.ScalarNode):
-                self.problem(key, "a key must be a plain name, not a list or a mapping", path)
-                continue
-            name = key.value
-            if name in first:
-                line = first[name].start_mark.line + 1
-                message = f"duplicate key '{name}' (first at line {line})"
-                self.problem(key, message, (*path, name))
-                continue
-            first[name] = key
-            self.keys[(*path, name)] = key
-            out[name] = self.build(value, (*path, name))
-        return out
-
-
-# --- JSON Schema for editors ---------------------------------------------------
-
-_DURATION = TypeAdapter(Duration).json_schema()["pattern"]
-_SIZE = TypeAdapter(Size).json_schema()["pattern"]
-_SIZES = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3), ("B", 1))
-
-
-def config_json_schema() -> dict[str, Any]:
-    """The JSON Schema of agent.yaml (`edge-agent schema`), defaults written as in YAML."""
-    schema = Config.model_json_schema(mode="validation")
-    for definition in [schema, *schema["$defs"].values()]:
-        for name, prop in definition.get("properties", {}).items():
-            if isinstance(prop.get("default"), dict):  # a section: its fields say their defaults
-                del prop["default"]
-            elif isinstance(prop.get("default"), list):
-                prop["default"] = [_as_written(prop["items"], v) for v in prop["default"]]
-            elif "default" in prop:
-                prop["default"] = _as_written(prop, prop["default"])
-            if name == "profile":
-                prop["examples"] = list_profiles()
-    schema["title"] = "edge-agent configuration (agent.yaml)"
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-def _as_written(prop: dict[str, Any], value: Any) -> Any:
-    """A duration or size default as YAML spells it: 60.0 -> "1m", 2e9 -> "2GB"."""
-    if prop.get("pattern") == _DURATION and isinstance(value, int | float):
-        return format_duration(value) if value else "0s"
-    if prop.get("pattern") == _SIZE and isinstance(value, int):
-        return next(f"{value // n}{unit}" for unit, n in _SIZES if value % n == 0)
-    return value

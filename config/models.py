@@ -3,7 +3,7 @@
 Each field's description is what `edge-agent schema` publishes, so an editor
 shows it as the technician types; keep them short and practical.
 Cross-field rules (a counter must name a point of its device, and so on) live
-in `config/checks.py`, where they can point at the exact YAML node.
+in `config/checks/`, where they can point at the exact YAML node.
 
 A device's model and a rule's writes come from the protocols in
 drivers/registry.py; what every device has is in config/base.py (its names
@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import operator
 import zoneinfo
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator
 
@@ -169,15 +169,20 @@ def _protocol_of(value: Any) -> str | None:
     return TAG_PREFIX + present[0] if len(present) == 1 else None
 
 
-_TAGGED = [Annotated[spec.device, Tag(TAG_PREFIX + key)] for key, spec in PROTOCOLS.items()]
-Device = Annotated[
-    functools.reduce(operator.or_, _TAGGED),
-    Discriminator(
-        _protocol_of,
-        custom_error_type="device_protocol",
-        custom_error_message=f"a device needs exactly one of {', '.join(PROTOCOLS)}",
-    ),
-]
+if TYPE_CHECKING:
+    # built from the registry at run time: to a type checker a device is what every
+    # device has, and a protocol's own fields are reached by narrowing to its model
+    Device: TypeAlias = DeviceBase
+else:
+    _TAGGED = [Annotated[spec.device, Tag(TAG_PREFIX + key)] for key, spec in PROTOCOLS.items()]
+    Device = Annotated[
+        functools.reduce(operator.or_, _TAGGED),
+        Discriminator(
+            _protocol_of,
+            custom_error_type="device_protocol",
+            custom_error_message=f"a device needs exactly one of {', '.join(PROTOCOLS)}",
+        ),
+    ]
 
 
 def protocol_of(device: DeviceBase) -> str:
@@ -200,15 +205,18 @@ def _kind_of(value: Any) -> str | None:
     return KIND_PREFIX + present[0] if len(present) == 1 else None
 
 
-_KINDS_TAGGED = [Annotated[spec.destination, Tag(KIND_PREFIX + k)] for k, spec in KINDS.items()]
-Destination = Annotated[
-    functools.reduce(operator.or_, _KINDS_TAGGED),
-    Discriminator(
-        _kind_of,
-        custom_error_type="destination_kind",
-        custom_error_message=f"a destination needs exactly one of {', '.join(KINDS)}",
-    ),
-]
+if TYPE_CHECKING:
+    Destination: TypeAlias = DestinationBase  # from the registry at run time, as Device
+else:
+    _KINDS = [Annotated[spec.destination, Tag(KIND_PREFIX + k)] for k, spec in KINDS.items()]
+    Destination = Annotated[
+        functools.reduce(operator.or_, _KINDS),
+        Discriminator(
+            _kind_of,
+            custom_error_type="destination_kind",
+            custom_error_message=f"a destination needs exactly one of {', '.join(KINDS)}",
+        ),
+    ]
 
 
 def destination_kind(entry: DestinationBase) -> str:
@@ -234,16 +242,19 @@ class _Writes(Strict):
         return given[0][1] if len(given) == 1 else None
 
 
-RuleAction = create_model(
-    "RuleAction",
-    __base__=_Writes,
-    __module__=__name__,
-    __doc__="What to do locally when the alarm is raised: exactly one of the writes.",
-    **{
-        key: (w.model | None, Field(default=None, description=w.description))
-        for key, w in WRITES.items()
-    },
-)
+if TYPE_CHECKING:
+    RuleAction: TypeAlias = _Writes  # its fields come from the registry at run time
+else:
+    RuleAction = create_model(
+        "RuleAction",
+        __base__=_Writes,
+        __module__=__name__,
+        __doc__="What to do locally when the alarm is raised: exactly one of the writes.",
+        **{
+            key: (w.model | None, Field(default=None, description=w.description))
+            for key, w in WRITES.items()
+        },
+    )
 
 
 class Rule(Strict):

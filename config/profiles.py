@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import Field, create_model
 
@@ -42,26 +42,32 @@ class Profile(Strict):
     points: list[PointBase] = Field(min_length=1)
 
 
-Family = Literal[tuple(FAMILIES)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    Family: TypeAlias = str  # the families of drivers.registry, known at run time
+else:
+    Family = Literal[tuple(FAMILIES)]
 
 
 class ProfileHeader(Profile):
     """What every profile has; used to report a missing or unknown protocol."""
 
     protocol: Family
-    points: list[Any] = Field(min_length=1)  # type: ignore[assignment]
+    points: list[Any] = Field(min_length=1)
 
 
-_MODELS: dict[str, type[Profile]] = {
-    family: create_model(
-        f"{family.capitalize()}Profile",
-        __base__=Profile,
-        __module__=__name__,
-        protocol=(Literal[family], ...),
-        points=(list[point], Field(min_length=1)),  # type: ignore[valid-type]
+def _model(family: str, point: type[PointBase]) -> type[Profile]:
+    """The profile model of one family: its name as `protocol`, its points."""
+    fields: dict[str, Any] = {
+        "protocol": (Literal[family], ...),
+        # a point model chosen at run time, which a type checker sees as a variable
+        "points": (list[point], Field(min_length=1)),  # type: ignore[valid-type]
+    }
+    return create_model(
+        f"{family.capitalize()}Profile", __base__=Profile, __module__=__name__, **fields
     )
-    for family, point in FAMILIES.items()
-}
+
+
+_MODELS: dict[str, type[Profile]] = {family: _model(family, p) for family, p in FAMILIES.items()}
 
 
 def profile_model(data: Any) -> type[Profile]:

@@ -1,7 +1,7 @@
 """What a rule can watch besides a point of its device: one table for all of it.
 
 `RULE_QUANTITIES` drives the `Rule.quantity` description (so the JSON Schema
-and docs/configuration.md), the checks of config/checks.py, and the evaluation:
+and docs/configuration.md), the checks of config/checks/_rules.py, and the evaluation:
 agent/rules.py has one function per name, in a table a test holds to exactly
 these keys. Any other name is a point of the rule's device; a rule of the
 whole site must name one of these.

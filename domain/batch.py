@@ -21,7 +21,7 @@ sender that added fields of its own under version 1 is now told which ones.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -159,7 +159,7 @@ class Batch(_Record):
     samples: list[Sample] = []
 
 
-def batch_json_schema() -> dict:
+def batch_json_schema() -> dict[str, Any]:
     """The JSON Schema served by the receiver, with its version in the id."""
     schema = Batch.model_json_schema()
     schema["$id"] = f"https://edge-agent.invalid/schemas/batch/v{SCHEMA_VERSION}.json"

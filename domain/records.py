@@ -146,12 +146,16 @@ class EventRow:
     message: str
 
 
+SampleRow = tuple[str, str, float, float | None, str, str]
+"""A raw sample as the buffer stores it: device, point, ts, value, unit, quality."""
+
+
 @dataclass(frozen=True, slots=True)
 class IntervalRow:
     device: str
     start: float
     length: float
-    body: dict  # the record's JSON (IntervalRecord.to_json() for the pipeline's records)
+    body: dict[str, Any]  # the record's JSON (IntervalRecord.to_json() for the pipeline's records)
 
 
 @dataclass(slots=True)
@@ -160,8 +164,8 @@ class Commit:
 
     intervals: list[IntervalRow] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
-    counters: dict[str, dict] = field(default_factory=dict)
-    samples: list[tuple] = field(default_factory=list)
+    counters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    samples: list[SampleRow] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.intervals or self.events or self.counters or self.samples)

@@ -83,7 +83,7 @@ class ReceiverServer(ThreadingHTTPServer):
         # HTTPServer.server_bind looks up the host's FQDN, which may wait on
         # DNS; nothing here needs the name.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.socket.getsockname()[:2]
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -141,7 +141,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._started = time.monotonic()
-        self._body = None
         self._note = ""
         status, payload, headers = self._answer()
         if not self.close_connection and self._body is not None and not self._body.settle():
@@ -155,6 +154,7 @@ class Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def _answer(self) -> tuple[int, Payload, dict[str, str]]:
+        self._body = None
         try:
             self._body = Body(self.rfile, self.headers, self.server.max_body)
             url = urlsplit(self.path)
@@ -180,8 +180,8 @@ class Handler(BaseHTTPRequestHandler):
             # the sender should try again later.
             logger.warning("store unavailable: %s", exc)
             self._note = f"store unavailable: {exc}"
-            refused = Refused(503, "store unavailable", headers={"Retry-After": "5"})
-            return refused.status, refused.payload(), refused.headers
+            unavailable = Refused(503, "store unavailable", headers={"Retry-After": "5"})
+            return unavailable.status, unavailable.payload(), unavailable.headers
         except Exception:
             logger.exception("unexpected error answering %s %s", self.command, self.path)
             self._note = "internal error"

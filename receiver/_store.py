@@ -6,7 +6,8 @@ has its own natural key, so a record that reaches us in two different batches
 (an agent that re-batched its backlog after a crash) is still counted once.
 
 Writes go through one connection and one lock; reads open their own short-lived
-connection, which WAL lets run beside a write.
+connection, which WAL lets run beside a write. The summary's totals count each
+device's energy once across interval lengths (receiver._totals).
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import groupby
-from operator import itemgetter
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from domain.batch import Batch
+from receiver._totals import Totals, add_up
 
 GroupBy = Literal["region", "industry", "enterprise", "gateway"]
 Period = Literal["day", "month"]
@@ -111,66 +111,6 @@ _GROUP_COLUMN: dict[str, str] = {
 }
 _PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
 
-# Each device's energy is counted once, although a gateway may report the same
-# energy at several interval lengths (emissions.intervals: 1m and 15m, say) and
-# the lengths it reports may change at a restart. Intervals are aligned to the
-# local clock, so they nest: a 1-minute interval lies inside a 15-minute one,
-# which lies inside an hour, which lies inside a local day. Per gateway, device
-# and carrier, an interval adds what it holds beyond the intervals nested in it:
-# its own value less what is counted inside it, never below zero. What is counted
-# inside it is the total of the largest intervals nested in it, each with its own
-# nested ones, so nothing is taken off twice. A span reported at 1 and 15 minutes
-# is counted from the 1-minute intervals; a 15-minute interval of which only the
-# last 8 minutes were also reported per minute adds its value less those 8; an
-# interval with nothing nested in it counts whole. kWh, tce and CO2 each follow
-# this rule on their own. Every interval's share goes to the local period of its
-# start; aligned intervals never cross local midnight, so a period's intervals
-# are counted from that period's rows alone.
-Measures = tuple[float | None, float | None, float | None]  # kwh, tce_kg, co2_kg
-
-
-@dataclass(slots=True)
-class _Nesting:
-    """An interval whose nested intervals are still being read."""
-
-    end: float
-    place: tuple[str, str]  # (group, local period)
-    own: Measures
-    inside: list[float]  # what the intervals nested in it count, so far
-
-
-def _shares(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[tuple[str, str], Measures]]:
-    """What each interval of one device and carrier adds to the total of its (group, period).
-
-    `rows` are (end_s, group, period, kwh, tce_kg, co2_kg), ordered by start and
-    then longest first, so an interval comes after every interval it is nested
-    in. Those still open are a stack, each nested in the one below it. An
-    interval that overlaps the top without nesting in it (not clock-aligned:
-    the agent never sends one) is counted beside it, not inside it.
-    """
-    stack: list[_Nesting] = []
-    for end, group, period, kwh, tce_kg, co2_kg in rows:
-        while stack and stack[-1].end < end:
-            yield _close(stack)
-        stack.append(_Nesting(end, (group, period), (kwh, tce_kg, co2_kg), [0.0, 0.0, 0.0]))
-    while stack:
-        yield _close(stack)
-
-
-def _close(stack: list[_Nesting]) -> tuple[tuple[str, str], Measures]:
-    """Take the top interval off the stack: what it adds, and its total to the one it is in."""
-    done = stack.pop()
-    kwh, tce_kg, co2_kg = (
-        None if own is None else max(0.0, own - inside)
-        for own, inside in zip(done.own, done.inside, strict=True)
-    )
-    adds = (kwh, tce_kg, co2_kg)
-    if stack:
-        outer = stack[-1].inside
-        for n, add in enumerate(adds):
-            outer[n] += done.inside[n] + (add or 0.0)
-    return done.place, adds
-
 
 class KeyConflict(Exception):
     """A known Idempotency-Key with a different body: two batches claim one key."""
@@ -184,13 +124,6 @@ class Stored:
     events: int
     samples: int
     duplicate_records: int
-
-
-@dataclass(frozen=True)
-class Totals:
-    kwh: float | None
-    tce_kg: float | None
-    co2_kg: float | None
 
 
 def _json(record: Any) -> str:
@@ -415,7 +348,8 @@ class Store:
     ) -> tuple[list[str], bool]:
         """Interval records as received (JSON text) with their `gateway`, and whether `limit`
         cut the list short."""
-        where, parameters = [], []
+        where: list[str] = []
+        parameters: list[str | float] = []
         if gateway is not None:
             where.append("gateway = ?")
             parameters.append(gateway)
@@ -447,7 +381,8 @@ class Store:
         the inclusive ('YYYY-MM-DD', 'YYYY-MM-DD') ranges.
         """
         column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
-        where, parameters = "", []
+        where = ""
+        parameters: list[str] = []
         if dates is not None:
             where = "WHERE " + " OR ".join("i.local_date BETWEEN ? AND ?" for _ in dates)
             parameters.extend(bound for pair in dates for bound in pair)
@@ -457,11 +392,4 @@ class Store:
             " ORDER BY i.gateway, i.device, i.carrier, i.start_s, i.end_s DESC",
             parameters,
         )
-        sums: dict[tuple[str, str], list[float | None]] = {}
-        for _, meter in groupby(rows, key=itemgetter(0, 1, 2)):
-            for place, adds in _shares(row[3:] for row in meter):
-                total = sums.setdefault(place, [None, None, None])
-                for n, add in enumerate(adds):
-                    if add is not None:
-                        total[n] = (total[n] or 0.0) + add
-        return {place: Totals(*sums[place]) for place in sorted(sums)}
+        return add_up(rows)

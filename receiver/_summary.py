@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from receiver._store import GroupBy, Period, Store, Totals
+from receiver._store import GroupBy, Period, Store
+from receiver._totals import Totals
 
 
 def label(period: Period, day: date) -> str:

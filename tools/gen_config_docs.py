@@ -152,4 +152,3 @@ def _flow(fields: object) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-

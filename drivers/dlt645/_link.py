@@ -170,10 +170,10 @@ class Link:
                 self._garbled = max(self._garbled - used, 0)
                 if not found.is_reply:
                     continue  # our own request, echoed by a half-duplex adapter
-                why = mismatch(request, found)
-                if why is None:
+                wrong = mismatch(request, found)
+                if wrong is None:
                     return found
-                _note(heard, why, why)
+                _note(heard, wrong, wrong)
                 continue
             if self._failure is not None:
                 raise self._failure

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 
@@ -161,7 +161,7 @@ class ModbusDriver:
 
     # --- the seam to pymodbus --------------------------------------------------
 
-    async def _execute(self, request: Request) -> list[int] | list[bool]:
+    async def _execute(self, request: Request) -> Sequence[int] | Sequence[bool]:
         where = f"{self.device} unit {self.unit} {request}"
         client = self.link.client
         call = {
@@ -204,14 +204,16 @@ class ModbusDriver:
         _raise_if_refused(reply, where)
         return reply
 
-    def _values(self, request: Request, reply: ModbusPDU, where: str) -> list[int] | list[bool]:
+    def _values(
+        self, request: Request, reply: ModbusPDU, where: str
+    ) -> Sequence[int] | Sequence[bool]:
         """The reply's values, if it answers this request: same function, same size."""
         expected = _FUNCTION_CODES[request.function]
         if reply.function_code != expected:
             self.link.lost()
             raise OutOfStep(f"{where}: reply to function {reply.function_code}, not {expected}")
         if request.function in ("coil", "discrete"):
-            values: list[int] | list[bool] = reply.bits
+            values: Sequence[int] | Sequence[bool] = reply.bits
             size = 8 * ((request.count + 7) // 8)  # bits come in whole bytes
         else:
             values, size = reply.registers, request.count
@@ -230,7 +232,7 @@ class ModbusDriver:
 
     # --- readings -----------------------------------------------------------------
 
-    def _decoded(self, request: Request, values: list[int] | list[bool]) -> list[Reading]:
+    def _decoded(self, request: Request, values: Sequence[int] | Sequence[bool]) -> list[Reading]:
         now = time.time()
         device = self.device
         readings = []

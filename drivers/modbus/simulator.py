@@ -8,6 +8,7 @@ served, so "what the meter advanced" is known independently of the agent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -151,8 +152,8 @@ class MeterServer:
 
     async def start(self) -> None:
         await self._server.serve_forever(background=True)
-        transport = self._server.transport
-        if transport is not None and self.port == 0:
+        transport = self._server.transport  # typed a BaseTransport; a listener's is a Server
+        if isinstance(transport, asyncio.Server) and self.port == 0:
             self.port = transport.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

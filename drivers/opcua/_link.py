@@ -170,7 +170,7 @@ async def open_client(link: OpcUa, where: str) -> Client:
         ) from exc
     except DeviceRejected as exc:
         client.disconnect_socket()
-        if ua.StatusCode(exc.code).name not in _LOGIN_REFUSED:
+        if ua.StatusCode(exc.code).name not in _LOGIN_REFUSED:  # type: ignore[arg-type]  # a plain int
             raise
         who = link.username or "anonymous"
         reason = str(exc).removeprefix(f"{where}: ")

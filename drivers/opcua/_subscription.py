@@ -132,7 +132,8 @@ class Feed:
                     subscription.subscribe_data_change(
                         [client.get_node(n) for n in nodes],
                         queuesize=size,
-                        sampling_interval=every * 1000,
+                        # asyncua annotates ua.Double, its own float subclass; a float it is
+                        sampling_interval=every * 1000,  # type: ignore[arg-type]
                     ),
                     timeout,
                 )

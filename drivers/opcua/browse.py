@@ -22,8 +22,10 @@ from drivers.opcua.settings import OpcUa, OpcUaDevice
 __all__ = ["Variable", "browse", "table"]
 
 CHUNK = 200  # nodes per Browse or Read request: within what servers commonly accept
-_OBJECTS = ua.NodeId(ua.ObjectIds.ObjectsFolder)
-_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
+# asyncua annotates identifiers as its own int subclass (ua.Int32) but takes a plain int
+_OBJECTS = ua.NodeId(ua.ObjectIds.ObjectsFolder)  # type: ignore[arg-type]
+_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)  # type: ignore[arg-type]
+_HIERARCHICAL = ua.NodeId(ua.ObjectIds.HierarchicalReferences)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ async def _browse(
     params.NodesToBrowse = [
         ua.BrowseDescription(
             NodeId=n,
-            ReferenceTypeId=ua.NodeId(ua.ObjectIds.HierarchicalReferences),
+            ReferenceTypeId=_HIERARCHICAL,
             IncludeSubtypes=True,
             NodeClassMask=ua.NodeClass.Object | ua.NodeClass.Variable,
             ResultMask=ua.BrowseResultMask.All,
@@ -146,7 +148,7 @@ async def _describe(
     type_ids = {t.Value.Value for t in types if t.Value is not None and t.Value.Value is not None}
     names = await _type_names(client, type_ids, where, timeout)
     return [
-        Variable(node.to_string(), path, names.get(_type_of(kind), "?"), _shown(value))
+        Variable(node.to_string(), path, _type_name(kind, names), _shown(value))
         for (node, path), value, kind in zip(found, values, types, strict=True)
     ]
 
@@ -155,7 +157,7 @@ async def _type_names(
     client: Client, type_ids: set[ua.NodeId], where: str, timeout: float
 ) -> dict[ua.NodeId, str]:
     """Standard types by their names; the server's own types by their browse names."""
-    names = {t: ua.ObjectIdNames[t.Identifier] for t in type_ids if _standard(t)}
+    names = {t: name for t in type_ids if (name := _standard_name(t)) is not None}
     custom = [t for t in type_ids if t not in names]
     if custom:
         nodes = [client.get_node(t) for t in custom]
@@ -166,12 +168,17 @@ async def _type_names(
     return names
 
 
-def _standard(type_id: ua.NodeId) -> bool:
-    return type_id.NamespaceIndex == 0 and type_id.Identifier in ua.ObjectIdNames
+def _standard_name(type_id: ua.NodeId) -> str | None:
+    """The name of a standard type (namespace 0); None for the server's own types."""
+    if type_id.NamespaceIndex != 0 or not isinstance(type_id.Identifier, int):
+        return None
+    return ua.ObjectIdNames.get(type_id.Identifier)
 
 
-def _type_of(answer: ua.DataValue) -> ua.NodeId | None:
-    return answer.Value.Value if answer.Value is not None else None
+def _type_name(answer: ua.DataValue, names: dict[ua.NodeId, str]) -> str:
+    """The name of the data type a Read of DataType answered, '?' without one."""
+    type_id = answer.Value.Value if answer.Value is not None else None
+    return "?" if type_id is None else names.get(type_id, "?")
 
 
 def _shown(answer: ua.DataValue) -> str:

@@ -51,7 +51,8 @@ _PLAIN = {
 
 def explain(status: ua.StatusCode | int) -> str:
     """'BadNodeIdUnknown (node does not exist)': the code's name and what it means."""
-    code = status if isinstance(status, ua.StatusCode) else ua.StatusCode(status)
+    # asyncua annotates its own int subclass (ua.UInt32) but takes a plain int
+    code = status if isinstance(status, ua.StatusCode) else ua.StatusCode(status)  # type: ignore[arg-type]
     name = code.name
     plain = _PLAIN.get(name)
     if plain is None:

@@ -285,9 +285,7 @@ class OpcUaDriver:
                 before_sleep=self._attempt_failed,
                 reraise=True,
             )
-            async for attempt in retrying:
-                with attempt:
-                    client = await self._open()
+            client: Client = await retrying(self._open)
             await self._watch(client)
             await _link.close_client(client, self._link.timeout)
 

@@ -25,6 +25,7 @@ from typing import Any
 from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
 
 from drivers.modbus.simulator import LoadCurve
 from drivers.opcua import security
@@ -63,7 +64,7 @@ def node_id(name: str) -> str:
     return f"ns=2;s={FOLDER}.{VARIABLES.get(name, name)}"
 
 
-class _Users:
+class _Users(UserManager):
     """Accepts exactly the configured user names and passwords."""
 
     def __init__(self, users: dict[str, str]) -> None:
@@ -129,16 +130,16 @@ class MeterServer:
             self.certificate = cert
         index = await server.register_namespace(NAMESPACE)
         assert index == 2, f"the meter's namespace is {index}, not 2"
-        meter = await server.nodes.objects.add_object(ua.NodeId(FOLDER, index), FOLDER)
+        meter = await server.nodes.objects.add_object(f"ns={index};s={FOLDER}", FOLDER)
         values = self.values(self.clock())
         for name, browse in VARIABLES.items():
             initial = ua.Variant(values[name], ua.VariantType.Double)
-            node = ua.NodeId(f"{FOLDER}.{browse}", index)
+            node = f"ns={index};s={FOLDER}.{browse}"
             self._nodes[name] = await meter.add_variable(node, browse, initial)
         for browse, value in EXTRA.items():
-            await meter.add_variable(ua.NodeId(f"{FOLDER}.{browse}", index), browse, value)
+            await meter.add_variable(f"ns={index};s={FOLDER}.{browse}", browse, value)
         for browse, value in self.outputs.items():
-            node = ua.NodeId(f"{FOLDER}.{browse}", index)
+            node = f"ns={index};s={FOLDER}.{browse}"
             await (await meter.add_variable(node, browse, value)).set_writable()
         server.subscribe_server_callback(CallbackType.PreRead, self._count_read)
         await server.start()
@@ -190,8 +191,11 @@ class MeterServer:
         """
         assert self._server is not None
         taken = time.time() if source_time is None else source_time
+        # asyncua annotates its own subclasses (ua.DateTime) and no default of None, but
+        # takes a plain datetime and guesses the variant type from None itself
         data = ua.DataValue(
-            ua.Variant(value, variant), SourceTimestamp=datetime.fromtimestamp(taken, UTC)
+            ua.Variant(value, variant),  # type: ignore[arg-type]
+            SourceTimestamp=datetime.fromtimestamp(taken, UTC),  # type: ignore[arg-type]
         )
         await self._server.get_node(node_id(name)).write_value(data)
 
