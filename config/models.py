@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator
 
 from cloud_sync.http.settings import HttpSettings
-from cloud_sync.registry import KINDS, kind_of
+from cloud_sync.registry import KINDS
 from config.base import Carrier, DestinationBase, DeviceBase, Name, Strict
 from config.quantities import described
 from config.units import Duration, Size
@@ -152,76 +152,50 @@ class Emissions(Strict):
     )
 
 
-# --- devices: one model per protocol, from drivers.registry ---------------------
-
-# Tags appear in validation error paths; they contain '=' so they can never be
-# mistaken for a YAML key when errors are mapped back to positions.
-TAG_PREFIX = "protocol="
+# --- devices and destinations: one model per protocol or kind, from the registries ----
 
 
-def _protocol_of(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        present = [p for p in PROTOCOLS if getattr(value, p, None) is not None]
-    elif isinstance(value, dict):
-        present = [p for p in PROTOCOLS if p in value]
-    else:
-        return None
-    return TAG_PREFIX + present[0] if len(present) == 1 else None
+def _keyed(models: dict[str, type[BaseModel]], error: str, what: str) -> Any:
+    """A union of `models` chosen by which of their keys an item has: a device by its
+    protocol's key (modbus_tcp: ...), a destination by its kind's (http: ...). Anything
+    but exactly one key is the `error` (config/errors.py words it). The tags contain '='
+    so that in an error's path they are never mistaken for a YAML key."""
 
+    def key_of(value: Any) -> str | None:
+        if isinstance(value, BaseModel):
+            present = [k for k in models if getattr(value, k, None) is not None]
+        elif isinstance(value, dict):
+            present = [k for k in models if k in value]
+        else:
+            return None
+        return f"key={present[0]}" if len(present) == 1 else None
 
-if TYPE_CHECKING:
-    # built from the registry at run time: to a type checker a device is what every
-    # device has, and a protocol's own fields are reached by narrowing to its model
-    Device: TypeAlias = DeviceBase
-else:
-    _TAGGED = [Annotated[spec.device, Tag(TAG_PREFIX + key)] for key, spec in PROTOCOLS.items()]
-    Device = Annotated[
-        functools.reduce(operator.or_, _TAGGED),
+    tagged = [Annotated[model, Tag(f"key={key}")] for key, model in models.items()]
+    return Annotated[
+        functools.reduce(operator.or_, tagged),
         Discriminator(
-            _protocol_of,
-            custom_error_type="device_protocol",
-            custom_error_message=f"a device needs exactly one of {', '.join(PROTOCOLS)}",
+            key_of,
+            custom_error_type=error,
+            custom_error_message=f"{what} needs exactly one of {', '.join(models)}",
         ),
     ]
+
+
+# built from the registries at run time: to a type checker a device (a destination) is
+# what every device has, and a protocol's own fields are reached by narrowing to its model
+if TYPE_CHECKING:
+    Device: TypeAlias = DeviceBase
+    Destination: TypeAlias = DestinationBase
+else:
+    Device = _keyed({k: s.device for k, s in PROTOCOLS.items()}, "device_protocol", "a device")
+    Destination = _keyed(
+        {k: s.destination for k, s in KINDS.items()}, "destination_kind", "a destination"
+    )
 
 
 def protocol_of(device: DeviceBase) -> str:
     """The device's protocol key: 'modbus_tcp', 'opcua' ... (see drivers.registry)."""
     return spec_of(device).key
-
-
-# --- destinations: one model per kind, from cloud_sync.registry -------------------
-
-KIND_PREFIX = "kind="  # a tag, like TAG_PREFIX: never mistaken for a YAML key
-
-
-def _kind_of(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        present = [k for k in KINDS if getattr(value, k, None) is not None]
-    elif isinstance(value, dict):
-        present = [k for k in KINDS if k in value]
-    else:
-        return None
-    return KIND_PREFIX + present[0] if len(present) == 1 else None
-
-
-if TYPE_CHECKING:
-    Destination: TypeAlias = DestinationBase  # from the registry at run time, as Device
-else:
-    _KINDS = [Annotated[spec.destination, Tag(KIND_PREFIX + k)] for k, spec in KINDS.items()]
-    Destination = Annotated[
-        functools.reduce(operator.or_, _KINDS),
-        Discriminator(
-            _kind_of,
-            custom_error_type="destination_kind",
-            custom_error_message=f"a destination needs exactly one of {', '.join(KINDS)}",
-        ),
-    ]
-
-
-def destination_kind(entry: DestinationBase) -> str:
-    """The entry's kind key: 'http' ... (see cloud_sync.registry)."""
-    return kind_of(entry).key
 
 
 # --- rules (evaluated by agent/rules.py) ---------------------------------------
