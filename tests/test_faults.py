@@ -15,7 +15,7 @@ import pytest
 from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, delivered, energy_check
 from config import load_config
-from tests.test_end_to_end import start_agent, start_plant, wait_for
+from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "fault-token"
@@ -111,7 +111,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
     central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
     rng = random.Random(20261126)
-    agent = await start_agent(config, log)
+    agent = await spawn_agent(config, log)
     kills = 0
     try:
         for _ in range(20):
@@ -119,7 +119,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
             agent.send_signal(signal.SIGKILL)
             assert await agent.wait() == -signal.SIGKILL
             kills += 1
-            agent = await start_agent(config, log)
+            agent = await spawn_agent(config, log)
         receiver.stop()
         receiver.fail_rate = 0.0
         receiver.start()
@@ -129,7 +129,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
             return unsent == 0 and len(keys) >= 3 * 6
 
         await asyncio.sleep(INTERVAL + 0.5)  # at least one boundary after the last restart
-        await wait_for(drained, 40)
+        await wait_for_async(drained, 40)
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 20) == 0
     finally:
@@ -259,14 +259,14 @@ async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path
     )
     central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
-    agent = await start_agent(config, log)
+    agent = await spawn_agent(config, log)
     try:
 
         async def flowing() -> bool:
             rows, _ = _receiver_view(central)
             return len(rows) >= 3
 
-        await wait_for(flowing, 30)
+        await wait_for_async(flowing, 30)
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 20) == 0
     finally:

@@ -12,7 +12,7 @@ from agent.health import OFFLINE_AFTER
 from config import load_config
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
-from tests.drivers.serial_pair import NullModem
+from tests.fixtures.serial import NullModem
 
 pytestmark = pytest.mark.timeout(60)
 

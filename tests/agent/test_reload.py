@@ -16,8 +16,8 @@ from agent.demo import demo_meters
 from config import load_config
 from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
-from tests.agent.test_rule_actions import start
+from tests.fixtures.daemon import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
+from tests.fixtures.plant import start_agent
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2.0
@@ -91,7 +91,7 @@ async def test_reload_in_place_keeps_state_swaps_sync_and_refuses_a_moved_buffer
     devices that stay are the same objects' values; a moved buffer.path is refused, unchanged."""
     server = MeterServer(list(demo_meters().values()))
     await server.start()
-    agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
+    agent = await start_agent(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
     config = tmp_path / "agent.yaml"
     try:
         await asyncio.sleep(2.0)

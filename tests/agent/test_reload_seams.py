@@ -17,9 +17,9 @@ from agent.reload import apply
 from config import load_config
 from drivers.modbus.settings import ModbusWrite
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import agent_yaml, free_port
-from tests.agent.test_rule_actions import StackLight, config_text, events, start, wait_for
-from tests.drivers.peers import raw_server
+from tests.fixtures.daemon import agent_yaml, free_port
+from tests.fixtures.peers import StackLight, raw_server
+from tests.fixtures.plant import config_text, events, start_agent, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 COIL_5 = ModbusWrite(device="stack_light", coil=5, value=True)
@@ -47,7 +47,7 @@ async def lit(tmp_path: Path, light: StackLight) -> AsyncIterator[tuple[Agent, s
     the config text it runs; the agent is stopped before the light and the meters."""
     async with meters() as server, raw_server(light) as port:
         text = config_text(tmp_path, server.port, port)
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         try:
             yield agent, text
         finally:
@@ -61,7 +61,9 @@ async def test_a_device_offline_and_fixed_by_a_reload_is_reported_back_online(
     port and reloads; the first good poll says it is back online, once."""
     async with meters() as server:
         good = agent_yaml(server.port, tmp_path, devices=1)
-        agent = await start(tmp_path, good.replace(f"port: {server.port}", f"port: {free_port()}"))
+        agent = await start_agent(
+            tmp_path, good.replace(f"port: {server.port}", f"port: {free_port()}")
+        )
         try:
             await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
             await reload(agent, tmp_path / "agent.yaml", good)
@@ -115,7 +117,7 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
         small = agent_yaml(server.port, tmp_path, devices=3).replace(
             "buffer:\n", "buffer:\n  max_size: 100kB\n", 1
         )
-        agent = await start(tmp_path, small)
+        agent = await start_agent(tmp_path, small)
         try:
             await wait_for(lambda: agent.unwritten, 20)
             full = agent.problems()
@@ -136,7 +138,9 @@ async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: P
 
     light = StackLight(delay=0.3)
     async with meters() as server, raw_server(light) as port:
-        agent = await start(tmp_path, config_text(tmp_path, server.port, port).split("rules:\n")[0])
+        agent = await start_agent(
+            tmp_path, config_text(tmp_path, server.port, port).split("rules:\n")[0]
+        )
         await asyncio.sleep(1.0)
         agent.pipeline.actions.append(Action("lamp-test", "stack_light", COIL_5, True))
         agent.start_actions()  # what a poll does after its ingest
@@ -151,7 +155,7 @@ async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stop
     """A transition whose poll failed after seeing it is written at stop, not lost; the
     backlog the status file shows at stop is read at stop, not the last 30 s report's."""
     async with meters() as server:
-        agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
+        agent = await start_agent(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
         try:
             await wait_for(lambda: interval_rows(tmp_path) >= 2, 20)
             agent.health.event("main_incomer", "device_online", "info", "main_incomer: back")
@@ -171,7 +175,7 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
     light = StackLight(delay=0.3)
     async with meters() as server, raw_server(light) as port:
         text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         try:
             await asyncio.sleep(1.0)
             agent.pipeline.actions.append(Action("lamp-test", "stack_light", COIL_5, True))
@@ -201,7 +205,9 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
     store.close()
     async with meters() as server:
         text = agent_yaml(server.port, tmp_path, devices=3)
-        agent = await start(tmp_path, text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1))
+        agent = await start_agent(
+            tmp_path, text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1)
+        )
         try:
             await wait_for(lambda: agent.unwritten, 20)
             agent.scheduler.pause()  # no poll writes the held work before the stop does
@@ -221,30 +227,30 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from receiver import Receiver
-    from tests.cloud_sync.test_tls import Pki, _issue, _write, server_context
-    from tests.cloud_sync.test_uploader import TOKEN
+    from tests.fixtures.pki import Pki, issue, server_context, write_pem
+    from tests.fixtures.uplink import TOKEN
 
     pki_dir = tmp_path / "pki"
     pki_dir.mkdir()
     ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    ca = _issue("plant CA 2027", ca_key, None, ca=True)
-    _write(pki_dir / "server.pem", _issue("central", server_key, (ca.subject, ca_key),
+    ca = issue("plant CA 2027", ca_key, None, ca=True)
+    write_pem(pki_dir / "server.pem", issue("central", server_key, (ca.subject, ca_key),
                                           ip="127.0.0.1"), server_key)  # fmt: skip
     pki = Pki(pki_dir / "x", pki_dir / "server.pem", pki_dir / "server.key", pki_dir, pki_dir)
     ca_file = tmp_path / "platform-ca.pem"
-    _write(ca_file, _issue("plant CA 2026", other_key, None, ca=True), other_key)
+    write_pem(ca_file, issue("plant CA 2026", other_key, None, ca=True), other_key)
     with Receiver(tmp_path / "central.db", TOKEN, tls=server_context(pki)) as receiver:
         async with meters() as server:
             text = agent_yaml(server.port, tmp_path, devices=1)
             text = text.replace("http://127.0.0.1:9", receiver.url).replace(
                 "sync:\n", f"sync:\n  ca_file: {ca_file}\n", 1
             )
-            agent = await start(tmp_path, text, TOKEN)
+            agent = await start_agent(tmp_path, text, TOKEN)
             try:
                 await wait_for(
                     lambda: "CERTIFICATE_VERIFY_FAILED" in agent.uploader.status.last_result
                 )
-                _write(ca_file, ca, ca_key)
+                write_pem(ca_file, ca, ca_key)
                 await apply(agent, load_config(tmp_path / "agent.yaml", require_env=True), TOKEN)
                 await wait_for(lambda: agent.uploader.status.last_success is not None, 20)
             finally:
@@ -265,7 +271,7 @@ async def test_status_shows_when_a_power_only_meter_was_last_committed(
             "energy: {carrier: electricity, power: power_kw}",
         )
         assert "power: power_kw" in text
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         try:
             await wait_for(lambda: interval_rows(tmp_path) >= 4, 20)
         finally:
@@ -298,7 +304,7 @@ async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(tmp_path:
     """The buffer refuses the batch row the last sync needs (a SQLite error, injected with a
     trigger): the stop still closes the drivers and the buffer and returns."""
     async with meters() as server:
-        agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=1))
+        agent = await start_agent(tmp_path, agent_yaml(server.port, tmp_path, devices=1))
         try:
             await wait_for(lambda: interval_rows(tmp_path) >= 1, 20)
             with sqlite3.connect(tmp_path / "buffer.db") as db:

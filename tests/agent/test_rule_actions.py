@@ -4,96 +4,21 @@ output reported, a meter going offline and back online, each as an event in the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
-import struct
 import time
 from pathlib import Path
 
 import pytest
 from asyncua import ua
 
-from agent.daemon import Agent
 from agent.demo import demo_config, demo_meters
-from config import load_config
 from drivers.modbus.simulator import LoadCurve, MeterServer
 from drivers.opcua import simulator as opcua_sim
-from tests.drivers.peers import raw_server
+from tests.fixtures.peers import StackLight, raw_server
+from tests.fixtures.plant import config_text, events, start_agent, wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class StackLight:
-    """A Modbus TCP output written by hand (not pymodbus): answers coil reads, records
-    coil (FC5) and register (FC6) writes, or refuses writes with exception 0x04."""
-
-    def __init__(self, refuse: bool = False, delay: float = 0.0) -> None:
-        self.writes: list[tuple[int, int, int]] = []  # (function, address, value)
-        self.refuse = refuse
-        self.delay = delay  # a slow PLC: seconds before a write is done and answered
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError):  # the client hung up
-            await self.serve(reader, writer)
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while head := await reader.readexactly(8):
-            tid, _, length, unit, function = struct.unpack(">HHHBB", head)
-            body = await reader.readexactly(length - 2)
-            if function == 1:  # read coils: all off
-                count = struct.unpack(">HH", body)[1]
-                data = bytes((count + 7) // 8)
-                pdu = struct.pack(">BB", 1, len(data)) + data
-            elif self.refuse:
-                pdu = struct.pack(">BB", function | 0x80, 4)
-            else:
-                await asyncio.sleep(self.delay)
-                self.writes.append((function, *struct.unpack(">HH", body)))
-                pdu = struct.pack(">B", function) + body  # a write is answered by its echo
-            writer.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
-            await writer.drain()
-
-
-def config_text(tmp_path: Path, meters_port: int, light_port: int) -> str:
-    text = demo_config(meters_port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
-    return (
-        text
-        + "  - name: stack_light\n"
-        + f"    modbus_tcp: {{host: 127.0.0.1, port: {light_port}, unit: 1, timeout: 500ms}}\n"
-        + "    poll: 250ms\n"
-        + "    points: [{name: lamp, address: 5, function: coil}]\n"
-        + "rules:\n"
-        + "  - name: incomer-on\n"
-        + "    device: main_incomer\n"
-        + "    quantity: power_kw\n"
-        + "    above: 1\n"
-        + "    severity: critical\n"
-        + "    action: {modbus_write: {device: stack_light, coil: 5, value: true}}\n"
-    )
-
-
-def events(tmp_path: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(tmp_path / "buffer.db") as db:
-        rows = db.execute("SELECT device, kind, message FROM events ORDER BY seq").fetchall()
-    return rows
-
-
-async def start(tmp_path: Path, text: str, token: str = "t") -> Agent:
-    """The agent in process on `text`, written to tmp_path/agent.yaml."""
-    (tmp_path / "sync-token").write_text(token)
-    path = tmp_path / "agent.yaml"
-    path.write_text(text)
-    agent = Agent(load_config(path, require_env=True), token)
-    await agent.start()
-    return agent
-
-
-async def wait_for(predicate, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
 
 
 async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) -> None:
@@ -106,12 +31,12 @@ async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) ->
     try:
         async with raw_server(light) as port:
             text = config_text(tmp_path, server.port, port)
-            agent = await start(tmp_path, text)
+            agent = await start_agent(tmp_path, text)
             await wait_for(lambda: light.writes)
             await asyncio.sleep(1.0)
             await agent.stop()
             assert light.writes == [(5, 5, 0xFF00)]
-            agent = await start(tmp_path, text)
+            agent = await start_agent(tmp_path, text)
             await wait_for(lambda: len(light.writes) > 1)
             await asyncio.sleep(1.0)
             await agent.stop()
@@ -131,7 +56,7 @@ async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -
     await server.start()
     try:
         async with raw_server(light) as port:
-            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            agent = await start_agent(tmp_path, config_text(tmp_path, server.port, port))
             await wait_for(lambda: agent.status["main_incomer"].polls > 3)
             await asyncio.sleep(1.0)
             polls = agent.status["main_incomer"].polls
@@ -177,7 +102,9 @@ async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path)
     await plc.start()
     lamp = opcua_sim.node_id("AlarmLamp")
     try:
-        agent = await start(tmp_path, opcua_config_text(tmp_path, server.port, plc.endpoint, lamp))
+        agent = await start_agent(
+            tmp_path, opcua_config_text(tmp_path, server.port, plc.endpoint, lamp)
+        )
         seen: list[ua.Variant] = []
 
         async def lamp_is(value: bool) -> bool:
@@ -215,7 +142,7 @@ async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
     await plc.start()
     try:
         text = opcua_config_text(tmp_path, server.port, plc.endpoint, "ns=2;s=Line1.NoLamp")
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         await wait_for(lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
         polls = agent.status["main_incomer"].polls
         await asyncio.sleep(1.0)
@@ -240,7 +167,7 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     await server.start()
     try:
         text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         await asyncio.sleep(0.8)
         meters["press_line_2"].offline = True
         await wait_for(lambda: agent.status["press_line_2"].failing_since >= 3)
@@ -263,7 +190,7 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
     await server.start()
     try:
         text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         meters["press_line_2"].offline = True
         await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
         await agent.stop()
@@ -272,7 +199,7 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
                 "SELECT state FROM counters WHERE key = '#offline/press_line_2'"
             ).fetchone()
         assert json.loads(flag[0]) == {"offline": True}
-        agent = await start(tmp_path, text)
+        agent = await start_agent(tmp_path, text)
         await wait_for(lambda: agent.status["press_line_2"].failed_polls >= 2)
         assert agent.status["press_line_2"].failed_polls >= 2  # failed polls after the start
         meters["press_line_2"].offline = False
@@ -295,7 +222,7 @@ async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> No
     await server.start()
     try:
         async with raw_server(light) as port:
-            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            agent = await start_agent(tmp_path, config_text(tmp_path, server.port, port))
             await wait_for(lambda: light.writes)
             await agent.stop()
     finally:

@@ -19,7 +19,7 @@ from agent.demo import demo_meters
 from agent.lifecycle import watchdog
 from config import load_config
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import (
+from tests.fixtures.daemon import (
     NotifySocket,
     agent_yaml,
     free_port,

@@ -9,7 +9,7 @@ import pytest
 from config import list_profiles, load_profile
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusPoint
-from tests.config.samples import GATEWAY, Load, Problems, Write
+from tests.fixtures.config import GATEWAY, Load, Problems, Write
 
 TRANSPORTS = {
     "modbus": "modbus_tcp: {host: 10.0.0.1}",

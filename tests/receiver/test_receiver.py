@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from receiver import Receiver
-from tests.cloud_sync.batches import (
+from tests.fixtures.batches import (
     CHONGQING,
     GATEWAY,
     batch,

@@ -10,8 +10,8 @@ import pytest
 from domain.reading import Quality
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer, node_id
-from tests.drivers.opcua.conftest import POINTS, all_good, delayed, device, polls_until
-from tests.drivers.peers import raw_server, silent
+from tests.fixtures.opcua import POINTS, all_good, device, polls_until
+from tests.fixtures.peers import delayed, raw_server, silent
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 
