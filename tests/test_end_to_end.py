@@ -21,6 +21,7 @@ INTERVAL = 5
 TOKEN = "e2e-token"
 
 
+@pytest.mark.slow
 def test_demo_delivers_what_the_meters_advanced() -> None:
     """`edge-agent demo --duration --json` ends with energy delivered = energy metered."""
     run = subprocess.run(
@@ -39,6 +40,7 @@ def test_demo_delivers_what_the_meters_advanced() -> None:
         assert device["delivered_kwh"] > 0
 
 
+@pytest.mark.slow
 def test_demo_stops_cleanly_on_ctrl_c() -> None:
     """Ctrl-C (SIGINT) ends the demo with exit 0 and its summary, leaving nothing running."""
     demo = subprocess.Popen(
@@ -66,6 +68,7 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
     assert "delivered" in rest and "the meters advanced" in rest
 
 
+@pytest.mark.slow
 async def test_sigkill_and_restart_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> None:
     """Kill -9 mid-interval, down across boundaries, restart: each interval once, energy kept."""
     meters, server, receiver, config = await start_plant(

@@ -1,9 +1,11 @@
 """The daemon around the rules: a stack light written over Modbus or OPC UA, a failing
-output reported, a meter going offline and back online, each as an event in the buffer."""
+output reported, a meter going offline and back online, each as an event in the buffer.
+
+The agent runs under time travel (tests/fixtures/clock.py): the test moves the wall
+clock and the polls due run at once; the outputs, meters and PLC answer in real time."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
@@ -12,16 +14,23 @@ from pathlib import Path
 import pytest
 from asyncua import ua
 
+from agent.daemon import Agent
 from agent.demo import demo_config, demo_meters
 from drivers.modbus.simulator import LoadCurve, MeterServer
 from drivers.opcua import simulator as opcua_sim
+from tests.fixtures.clock import Clock, ManualScheduler
 from tests.fixtures.peers import StackLight, raw_server
-from tests.fixtures.plant import config_text, events, start_agent, wait_for
+from tests.fixtures.plant import config_text, events, start_agent
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) -> None:
+async def start(tmp_path: Path, text: str) -> Agent:
+    """The agent in process on `text`, its jobs run by the test's clock."""
+    return await start_agent(tmp_path, text, scheduler=ManualScheduler())
+
+
+async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path, clock: Clock) -> None:
     """The incomer draws power: one alarm_raised event and an FC5 write of coil 5 = ON
     (0xFF00); a restart finds the rule raised: no second event, and the output is
     written once more (the write may not have happened before a crash)."""
@@ -31,14 +40,14 @@ async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) ->
     try:
         async with raw_server(light) as port:
             text = config_text(tmp_path, server.port, port)
-            agent = await start_agent(tmp_path, text)
-            await wait_for(lambda: light.writes)
-            await asyncio.sleep(1.0)
+            agent = await start(tmp_path, text)
+            await clock.run_until(agent, lambda: light.writes)
+            await clock.run(agent, 1.0)
             await agent.stop()
             assert light.writes == [(5, 5, 0xFF00)]
-            agent = await start_agent(tmp_path, text)
-            await wait_for(lambda: len(light.writes) > 1)
-            await asyncio.sleep(1.0)
+            agent = await start(tmp_path, text)
+            await clock.run_until(agent, lambda: len(light.writes) > 1)
+            await clock.run(agent, 1.0)
             await agent.stop()
     finally:
         await server.stop()
@@ -48,7 +57,9 @@ async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) ->
     assert raised[0][0] == "main_incomer" and "rule incomer-on: power_kw" in raised[0][2]
 
 
-async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -> None:
+async def test_a_refused_write_is_an_event_and_polling_goes_on(
+    tmp_path: Path, clock: Clock
+) -> None:
     """The output answers exception 0x04: an action_failed event names the output and
     the exception; the meters keep being polled."""
     server = MeterServer(list(demo_meters().values()))
@@ -56,11 +67,11 @@ async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -
     await server.start()
     try:
         async with raw_server(light) as port:
-            agent = await start_agent(tmp_path, config_text(tmp_path, server.port, port))
-            await wait_for(lambda: agent.status["main_incomer"].polls > 3)
-            await asyncio.sleep(1.0)
+            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            await clock.run_until(agent, lambda: agent.status["main_incomer"].polls > 3)
+            await clock.run(agent, 1.0)
             polls = agent.status["main_incomer"].polls
-            await asyncio.sleep(0.6)
+            await clock.run(agent, 0.6)
             assert agent.status["main_incomer"].polls > polls
             await agent.stop()
     finally:
@@ -93,7 +104,9 @@ def plc_server() -> opcua_sim.MeterServer:
     return opcua_sim.MeterServer(curve, outputs={"AlarmLamp": False})
 
 
-async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path) -> None:
+async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(
+    tmp_path: Path, clock: Clock
+) -> None:
     """The incomer draws power: the PLC's Boolean node becomes true; the load stops (the
     counter kept where it was): the rule clears and the node is written false, a Boolean."""
     meters = demo_meters()
@@ -102,26 +115,18 @@ async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path)
     await plc.start()
     lamp = opcua_sim.node_id("AlarmLamp")
     try:
-        agent = await start_agent(
-            tmp_path, opcua_config_text(tmp_path, server.port, plc.endpoint, lamp)
-        )
+        agent = await start(tmp_path, opcua_config_text(tmp_path, server.port, plc.endpoint, lamp))
         seen: list[ua.Variant] = []
 
         async def lamp_is(value: bool) -> bool:
             seen.append(await plc.read("AlarmLamp"))
             return seen[-1].Value is value
 
-        for _ in range(100):
-            if await lamp_is(True):
-                break
-            await asyncio.sleep(0.1)
+        await clock.run_until(agent, lambda: lamp_is(True), within=10)
         incomer = meters["main_incomer"]
         now = time.time()
         incomer.curve = LoadCurve(0.0, 0.0, start_kwh=incomer.curve.energy_kwh(now), t0=now)
-        for _ in range(100):
-            if await lamp_is(False):
-                break
-            await asyncio.sleep(0.1)
+        await clock.run_until(agent, lambda: lamp_is(False), within=10)
         await agent.stop()
     finally:
         await plc.close()
@@ -133,7 +138,7 @@ async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path)
 
 
 async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """The node is not on the server: one action_failed naming the node and the server's
     BadNodeIdUnknown (not retried: it would fail the same way); the meters keep polling."""
@@ -142,10 +147,10 @@ async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
     await plc.start()
     try:
         text = opcua_config_text(tmp_path, server.port, plc.endpoint, "ns=2;s=Line1.NoLamp")
-        agent = await start_agent(tmp_path, text)
-        await wait_for(lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
+        agent = await start(tmp_path, text)
+        await clock.run_until(agent, lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
         polls = agent.status["main_incomer"].polls
-        await asyncio.sleep(1.0)
+        await clock.run(agent, 1.0)
         assert agent.status["main_incomer"].polls > polls
         assert agent.status["plc"].polls > 0
         await agent.stop()
@@ -159,7 +164,7 @@ async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
     assert "BadNodeIdUnknown (node does not exist)" in failed[0][2]
 
 
-async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> None:
+async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path, clock: Clock) -> None:
     """A meter that stops answering: device_offline after 3 failed polls, device_online
     when it answers again."""
     meters = demo_meters()
@@ -167,13 +172,13 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     await server.start()
     try:
         text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
-        agent = await start_agent(tmp_path, text)
-        await asyncio.sleep(0.8)
+        agent = await start(tmp_path, text)
+        await clock.run(agent, 0.8)
         meters["press_line_2"].offline = True
-        await wait_for(lambda: agent.status["press_line_2"].failing_since >= 3)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since >= 3)
         meters["press_line_2"].offline = False
-        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
-        await asyncio.sleep(0.3)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since == 0)
+        await clock.run(agent, 0.3)
         await agent.stop()
     finally:
         await server.stop()
@@ -182,7 +187,9 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     assert "offline after 3 failed polls" in mine[0][1]
 
 
-async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_path: Path) -> None:
+async def test_a_meter_offline_across_a_restart_is_reported_offline_once(
+    tmp_path: Path, clock: Clock
+) -> None:
     """Offline before a stop and still offline after the start: no second device_offline
     (the flag is committed with the event); its first good poll gives one device_online."""
     meters = demo_meters()
@@ -190,21 +197,23 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
     await server.start()
     try:
         text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
-        agent = await start_agent(tmp_path, text)
+        agent = await start(tmp_path, text)
         meters["press_line_2"].offline = True
-        await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
+        await clock.run_until(
+            agent, lambda: any(e[1] == "device_offline" for e in events(tmp_path))
+        )
         await agent.stop()
         with sqlite3.connect(tmp_path / "buffer.db") as db:
             flag = db.execute(
                 "SELECT state FROM counters WHERE key = '#offline/press_line_2'"
             ).fetchone()
         assert json.loads(flag[0]) == {"offline": True}
-        agent = await start_agent(tmp_path, text)
-        await wait_for(lambda: agent.status["press_line_2"].failed_polls >= 2)
+        agent = await start(tmp_path, text)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failed_polls >= 2)
         assert agent.status["press_line_2"].failed_polls >= 2  # failed polls after the start
         meters["press_line_2"].offline = False
-        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
-        await asyncio.sleep(0.3)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since == 0)
+        await clock.run(agent, 0.3)
         await agent.stop()
     finally:
         await server.stop()
@@ -213,7 +222,7 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
     assert [e[1] for e in events(tmp_path) if e[0] == "main_incomer"] == []
 
 
-async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> None:
+async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys, clock: Clock) -> None:
     """`edge-agent status` reads the rule states from the buffer: raised, and since when."""
     from agent.cli import main
 
@@ -222,8 +231,8 @@ async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> No
     await server.start()
     try:
         async with raw_server(light) as port:
-            agent = await start_agent(tmp_path, config_text(tmp_path, server.port, port))
-            await wait_for(lambda: light.writes)
+            agent = await start(tmp_path, config_text(tmp_path, server.port, port))
+            await clock.run_until(agent, lambda: light.writes)
             await agent.stop()
     finally:
         await server.stop()
