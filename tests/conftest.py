@@ -1,5 +1,17 @@
-"""Fixtures every test folder may use; the helpers behind them are in tests/fixtures."""
+"""Fixtures every test folder may use (the helpers behind them are in tests/fixtures), and
+the suite's settings for running in parallel (make test: 4 pytest-xdist workers).
+
+Hypothesis's per-example deadline is off: with four workers on two cores an example
+can wait for the CPU, and a slow example is load, not a bug. The search itself is
+unchanged (each test's max_examples and strategies), and so is its example database
+(.hypothesis/, safe for several processes to share).
+"""
+
+from hypothesis import settings
 
 from tests.fixtures.clock import clock
 
 __all__ = ["clock"]
+
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")

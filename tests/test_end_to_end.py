@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from agent.demo import RESOLUTION_KWH, delivered, energy_check
 from tests.fixtures.plant import epoch, spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(180)
-INTERVAL = 5
+INTERVAL = 2  # s: short intervals, so the run crosses many boundaries in little time
 TOKEN = "e2e-token"
 
 
@@ -82,7 +83,7 @@ async def test_sigkill_and_restart_lose_nothing_and_count_nothing_twice(tmp_path
             return len(await delivered(receiver.url, TOKEN)) >= 3 * 3
 
         await wait_for_async(some_delivered, 60)
-        await asyncio.sleep(2.2)  # into the middle of an interval
+        await asyncio.sleep((INTERVAL / 2 - time.time()) % INTERVAL)  # to mid-interval
         agent.send_signal(signal.SIGKILL)
         assert await agent.wait() == -signal.SIGKILL
         before = len(await delivered(receiver.url, TOKEN))

@@ -9,7 +9,9 @@ The devices and waiting helpers are in tests/fixtures/opcua.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from drivers.opcua.simulator import LoadCurve, MeterServer
@@ -22,3 +24,12 @@ async def meter() -> AsyncIterator[MeterServer]:
     await sim.start()
     yield sim
     await sim.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each module of this folder on one xdist worker: its simulated meter (module-scoped,
+    about a second to build, several under load) is built once, not once per worker."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here:
+            item.add_marker(pytest.mark.xdist_group(f"opcua-{item.path.stem}"))
