@@ -7,6 +7,7 @@ unchanged (each test's max_examples and strategies), and so is its example datab
 (.hypothesis/, safe for several processes to share).
 """
 
+import pytest
 from hypothesis import settings
 
 from tests.fixtures.clock import clock
@@ -15,3 +16,9 @@ __all__ = ["clock"]
 
 settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first (otherwise in collection order): in parallel they start
+    at once on the workers, instead of last, with the suite waiting on them alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
