@@ -7,7 +7,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+# The suite in 4 worker processes (pytest-xdist) on a 2-core machine: most tests wait on
+# sockets, subprocesses and serial lines, not on the CPU. Tests that must not overlap
+# carry @pytest.mark.xdist_group (--dist loadgroup keeps a group on one worker).
+PARALLEL ?= -n 4 --dist loadgroup
+
+.PHONY: demo test quick lint bench clean
 
 $(STAMP): pyproject.toml tools/ensure_venv.py
 	$(PYTHON) tools/ensure_venv.py $(VENV)
@@ -20,7 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
+
+# the same without the real-time end-to-end runs marked slow (the demo, kill -9, systemd timing)
+quick: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

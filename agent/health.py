@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -40,7 +41,7 @@ class DeviceStatus:
     points: int = 0
     good_points: int = 0
     skipped: int = 0  # turns missed because the previous poll was still running
-    offline_until: float = 0.0  # monotonic time before which a dead device is not polled
+    offline_until: float = 0.0  # Health.clock time before which a dead device is not polled
 
     def state(self, polled: bool) -> str:
         """The word `status` shows: not polled, offline, failing, ok or waiting."""
@@ -55,9 +56,15 @@ class DeviceStatus:
 
 @dataclass(slots=True)
 class Health:
-    """Every device's status, and the transitions waiting for their poll's commit."""
+    """Every device's status, and the transitions waiting for their poll's commit.
+
+    `clock` measures the back-off: monotonic, so a wall clock set back or forward
+    never keeps a dead meter waiting; a test moving the wall clock instead of
+    waiting (tests/fixtures/clock.py) passes time.time so the back-off moves with it.
+    """
 
     devices: dict[str, DeviceStatus] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
     _events: dict[str, list[EventRow]] = field(default_factory=dict)
 
     def add(self, name: str, states: dict[str, dict] | None = None) -> DeviceStatus:
@@ -74,7 +81,7 @@ class Health:
 
     def resting(self, name: str) -> bool:
         """An offline device waits out its back-off instead of being polled this turn."""
-        return self.devices[name].offline_until > time.monotonic()
+        return self.devices[name].offline_until > self.clock()
 
     def note(self, name: str, readings: list[Reading], poll: float) -> None:
         """Count the poll; log a device's failures on transitions, not on every poll."""
@@ -115,7 +122,7 @@ class Health:
         here, at its backed-off pace, never per poll."""
         wait = wait_exponential_jitter(multiplier=poll, max=MAX_OFFLINE_WAIT, jitter=poll)
         attempt = SimpleNamespace(attempt_number=status.failing_since - OFFLINE_AFTER + 1)
-        status.offline_until = time.monotonic() + wait(attempt)  # type: ignore[arg-type]
+        status.offline_until = self.clock() + wait(attempt)  # type: ignore[arg-type]
         if status.failing_since == OFFLINE_AFTER:
             log.warning(
                 "%s: offline after %d failed polls; polled less often until it answers",

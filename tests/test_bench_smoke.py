@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_polling_bench_prints_a_row_per_size() -> None:
     """bench/polling.py with 2 meters for 2 s prints its header and one row."""
@@ -25,6 +26,7 @@ def test_polling_bench_prints_a_row_per_size() -> None:
     assert row.split()[0] == "2"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_startup_bench_reaches_ready_and_reads_idle_memory() -> None:
     """bench/startup.py with one device prints the time to READY=1 and the idle RSS."""

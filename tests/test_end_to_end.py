@@ -8,21 +8,21 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import defaultdict
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from agent.demo import RESOLUTION_KWH, delivered, demo_config, demo_meters, energy_check
-from drivers.modbus.simulator import MeterServer
-from receiver import Receiver
+from agent.demo import RESOLUTION_KWH, delivered, energy_check
+from tests.fixtures.plant import epoch, spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(180)
-INTERVAL = 5
+INTERVAL = 2  # s: short intervals, so the run crosses many boundaries in little time
 TOKEN = "e2e-token"
 
 
+@pytest.mark.slow
 def test_demo_delivers_what_the_meters_advanced() -> None:
     """`edge-agent demo --duration --json` ends with energy delivered = energy metered."""
     run = subprocess.run(
@@ -41,6 +41,7 @@ def test_demo_delivers_what_the_meters_advanced() -> None:
         assert device["delivered_kwh"] > 0
 
 
+@pytest.mark.slow
 def test_demo_stops_cleanly_on_ctrl_c() -> None:
     """Ctrl-C (SIGINT) ends the demo with exit 0 and its summary, leaving nothing running."""
     demo = subprocess.Popen(
@@ -68,68 +69,31 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
     assert "delivered" in rest and "the meters advanced" in rest
 
 
-async def start_agent(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent", "run", "-c", str(config),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
-async def wait_for(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.25)
-
-
-async def start_plant(
-    tmp_path: Path, token: str, *, interval: float, poll: str, every: str, fail_rate: float = 0.0
-) -> tuple[dict, MeterServer, Receiver, Path]:
-    """The demo meters and a receiver (its database `central.db`) on loopback, the sync
-    token, and `agent.yaml` polling them: the meters, their server, the receiver, the config."""
-    (tmp_path / "sync-token").write_text(token)
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    receiver = Receiver(tmp_path / "central.db", token, fail_rate=fail_rate)
-    receiver.start()
-    config = tmp_path / "agent.yaml"
-    config.write_text(
-        demo_config(server.port, receiver.url, tmp_path, interval=interval, poll=poll, every=every)
-    )
-    return meters, server, receiver, config
-
-
-def epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp).timestamp()
-
-
+@pytest.mark.slow
 async def test_sigkill_and_restart_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> None:
     """Kill -9 mid-interval, down across boundaries, restart: each interval once, energy kept."""
     meters, server, receiver, config = await start_plant(
         tmp_path, TOKEN, interval=INTERVAL, poll="500ms", every="1s"
     )
     log = tmp_path / "agent.log"
-    agent = await start_agent(config, log)
+    agent = await spawn_agent(config, log)
     try:
 
         async def some_delivered() -> bool:
             return len(await delivered(receiver.url, TOKEN)) >= 3 * 3
 
-        await wait_for(some_delivered, 60)
-        await asyncio.sleep(2.2)  # into the middle of an interval
+        await wait_for_async(some_delivered, 60)
+        await asyncio.sleep((INTERVAL / 2 - time.time()) % INTERVAL)  # to mid-interval
         agent.send_signal(signal.SIGKILL)
         assert await agent.wait() == -signal.SIGKILL
         before = len(await delivered(receiver.url, TOKEN))
         await asyncio.sleep(2 * INTERVAL + 1)  # down across at least two boundaries
-        agent = await start_agent(config, log)
+        agent = await spawn_agent(config, log)
 
         async def more_delivered() -> bool:
             return len(await delivered(receiver.url, TOKEN)) >= before + 5 * 3
 
-        await wait_for(more_delivered, 60)
+        await wait_for_async(more_delivered, 60)
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 30) == 0
         stored = await delivered(receiver.url, TOKEN)

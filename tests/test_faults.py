@@ -1,4 +1,10 @@
-"""Faults on the uplink: a platform that fails often and goes away; the invariants still hold."""
+"""Faults on the uplink: a platform that fails often and goes away; the invariants still hold.
+
+The agents run in process under time travel (tests/fixtures/clock.py: the test moves
+the wall clock, polls run when due, the uplink works beside them in real time), except
+the kill -9 and damaged-buffer runs: a process cannot be time-travelled, so those are
+real-time and marked slow.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import random
 import signal
 import sqlite3
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,31 +22,38 @@ import pytest
 from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, delivered, energy_check
 from config import load_config
-from tests.test_end_to_end import start_agent, start_plant, wait_for
+from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "fault-token"
 INTERVAL = 2
 
 
-async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: Path) -> None:
+async def test_a_flaky_then_absent_platform_gets_every_interval_once(
+    tmp_path: Path, clock: Clock
+) -> None:
     """503s at random and a 4 s outage: in the end every interval arrives once, energy conserved."""
     meters, server, receiver, config = await start_plant(
         tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms", fail_rate=0.4
     )
-    agent = Agent(load_config(config, require_env=True))
+    agent = Agent(load_config(config, require_env=True), scheduler=ManualScheduler())
     await agent.start()
     try:
-        await asyncio.sleep(6)
+        await clock.run(agent, 6)
         receiver.stop()  # the platform is gone
-        await asyncio.sleep(4)
+        await clock.run(agent, 4)
+        await clock.run_until(
+            agent, failed(agent, since=agent.destinations["sync"].status.failures)
+        )
         receiver.fail_rate = 0.0
         receiver.start()
-        for _ in range(120):
-            await asyncio.sleep(0.25)
+
+        async def drained() -> bool:
             backlog = await agent.store.backlog()
-            if backlog["intervals"] == 0 and agent.destinations["sync"].status.failures:
-                break
+            return backlog["intervals"] == 0 and agent.destinations["sync"].status.failures > 0
+
+        await clock.run_until(agent, drained)
         assert agent.destinations["sync"].status.failures > 0  # the faults did happen
     finally:
         await agent.stop()
@@ -62,6 +76,16 @@ async def test_a_flaky_then_absent_platform_gets_every_interval_once(tmp_path: P
         assert device["delivered_kwh"] == pytest.approx(
             device["metered_kwh"], abs=2 * RESOLUTION_KWH
         )
+
+
+def failed(agent: Agent, since: int) -> Callable[[], Awaitable[bool]]:
+    """A check for Clock.run_until: a sync run failed since the count was `since` (a sync
+    runs beside the polls in real time: wall seconds of outage may pass before it tries)."""
+
+    async def check() -> bool:
+        return agent.destinations["sync"].status.failures > since
+
+    return check
 
 
 def _receiver_view(central: Path) -> tuple[list[tuple], int]:
@@ -98,6 +122,7 @@ def _in_time_order(rows: list[tuple]) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_nothing(
     tmp_path: Path,
@@ -111,7 +136,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
     central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
     rng = random.Random(20261126)
-    agent = await start_agent(config, log)
+    agent = await spawn_agent(config, log)
     kills = 0
     try:
         for _ in range(20):
@@ -119,7 +144,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
             agent.send_signal(signal.SIGKILL)
             assert await agent.wait() == -signal.SIGKILL
             kills += 1
-            agent = await start_agent(config, log)
+            agent = await spawn_agent(config, log)
         receiver.stop()
         receiver.fail_rate = 0.0
         receiver.start()
@@ -129,7 +154,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
             return unsent == 0 and len(keys) >= 3 * 6
 
         await asyncio.sleep(INTERVAL + 0.5)  # at least one boundary after the last restart
-        await wait_for(drained, 40)
+        await wait_for_async(drained, 40)
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 20) == 0
     finally:
@@ -166,7 +191,7 @@ def _iso(ts: float) -> str:
 
 
 async def test_after_a_long_outage_the_backlog_drains_in_order_and_live_data_follows(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """The platform is away for 10 s (5 intervals, small batches): polling never pauses, the
     backlog arrives oldest first per device, and intervals closed after the return arrive too."""
@@ -176,21 +201,24 @@ async def test_after_a_long_outage_the_backlog_drains_in_order_and_live_data_fol
     central = tmp_path / "central.db"
     text = config.read_text()
     config.write_text(text.replace("  every: 500ms\n", "  every: 500ms\n  max_batch: 4\n"))
-    agent = Agent(load_config(config, require_env=True))
+    agent = Agent(load_config(config, require_env=True), scheduler=ManualScheduler())
     await agent.start()
     try:
-        await asyncio.sleep(3)
+        await clock.run(agent, 3)
         receiver.stop()
-        await asyncio.sleep(10)
+        failures = agent.destinations["sync"].status.failures
+        await clock.run(agent, 10)
+        await clock.run_until(agent, failed(agent, since=failures))  # it tried, in vain
         assert (await agent.store.backlog())["intervals"] >= 3 * 4  # it piled up
         receiver.start()
         back = datetime.now(UTC).timestamp()
-        for _ in range(160):
-            await asyncio.sleep(0.25)
+
+        async def caught_up() -> bool:
             rows, _ = _receiver_view(central)
             live = [r for r in rows if r[1] >= back]
-            if (await agent.store.backlog())["intervals"] == 0 and len(live) >= 3 * 2:
-                break
+            return (await agent.store.backlog())["intervals"] == 0 and len(live) >= 3 * 2
+
+        await clock.run_until(agent, caught_up, within=40)
     finally:
         await agent.stop()
         await server.stop()
@@ -208,7 +236,7 @@ async def test_after_a_long_outage_the_backlog_drains_in_order_and_live_data_fol
 
 
 async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """buffer.max_size reached by raw samples: the oldest go, a buffer_full event reaches
     the platform, the loss is counted, and every interval is still delivered once."""
@@ -221,20 +249,22 @@ async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
     config.write_text(
         text.replace(path_line, path_line + "  max_size: 200KB\n  raw_retention: 24h\n")
     )
-    agent = Agent(load_config(config, require_env=True))
+    agent = Agent(load_config(config, require_env=True), scheduler=ManualScheduler())
     await agent.start()
+    backlog: dict = {}
     try:
-        for _ in range(120):
-            await asyncio.sleep(0.25)
-            backlog = await agent.store.backlog()
-            if backlog["dropped_samples"] and backlog["intervals"] == 0:
-                break
-        await asyncio.sleep(INTERVAL)
-        for _ in range(40):
-            await asyncio.sleep(0.25)
-            backlog = await agent.store.backlog()
-            if backlog["intervals"] == backlog["events"] == 0:
-                break
+
+        async def full_and_sent() -> bool:
+            backlog.update(await agent.store.backlog())
+            return bool(backlog["dropped_samples"]) and backlog["intervals"] == 0
+
+        async def all_sent() -> bool:
+            backlog.update(await agent.store.backlog())
+            return backlog["intervals"] == backlog["events"] == 0
+
+        await clock.run_until(agent, full_and_sent, step=0.1)
+        await clock.run(agent, INTERVAL)
+        await clock.run_until(agent, all_sent, step=0.1, within=10)
     finally:
         await agent.stop()
         await server.stop()
@@ -250,6 +280,7 @@ async def test_a_full_buffer_gives_up_raw_samples_and_says_so_never_intervals(
     assert {"buffer_full", "buffer_near_full"} <= kinds
 
 
+@pytest.mark.slow
 async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path: Path) -> None:
     """Garbage where the buffer should be: moved aside, a fresh buffer, the platform hears of
     it as a buffer_replaced event, and intervals flow."""
@@ -259,14 +290,14 @@ async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path
     )
     central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
-    agent = await start_agent(config, log)
+    agent = await spawn_agent(config, log)
     try:
 
         async def flowing() -> bool:
             rows, _ = _receiver_view(central)
             return len(rows) >= 3
 
-        await wait_for(flowing, 30)
+        await wait_for_async(flowing, 30)
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 20) == 0
     finally:

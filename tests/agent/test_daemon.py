@@ -1,4 +1,8 @@
-"""The daemon around the pipeline: a clean restart mid-interval, a buffer that fails a while."""
+"""The daemon around the pipeline: a clean restart mid-interval, a buffer that fails a while.
+
+The first two run under time travel (tests/fixtures/clock.py): wall time moves in the
+test's hands and the agent's jobs run when due, so 2 s intervals close without waiting.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, demo_config, demo_meters
 from config import load_config
 from drivers.modbus.simulator import MeterServer
+from tests.fixtures.clock import Clock, ManualScheduler
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2
@@ -24,7 +29,7 @@ async def start(tmp_path: Path, server: MeterServer) -> Agent:
     # the platform is unreachable: these tests read what the agent buffered
     text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=INTERVAL, poll="250ms")
     config.write_text(text)
-    agent = Agent(load_config(config, require_env=True))
+    agent = Agent(load_config(config, require_env=True), scheduler=ManualScheduler())
     await agent.start()
     return agent
 
@@ -51,7 +56,7 @@ def check_conserved(tmp_path: Path, meters: dict) -> None:
 
 
 async def test_a_clean_restart_mid_interval_closes_that_interval_once_and_whole(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """Stop at mid-interval, start again: the interval across the stop closes once, whole."""
     meters = demo_meters()
@@ -59,14 +64,12 @@ async def test_a_clean_restart_mid_interval_closes_that_interval_once_and_whole(
     await server.start()
     try:
         agent = await start(tmp_path, server)
-        await asyncio.sleep(5.0)
-        loop = asyncio.get_running_loop()
-        while (loop.time() * 1000) % (INTERVAL * 1000) < 900:  # into the middle of one
-            await asyncio.sleep(0.05)
+        await clock.run(agent, 5.0)  # from a whole minute: the middle of an interval
         stopped = datetime.now().timestamp()
         await agent.stop()
+        clock.shift(0.75)  # the restart takes a moment: three polls missed, a gap
         agent = await start(tmp_path, server)
-        await asyncio.sleep(5.0)
+        await clock.run(agent, 5.0)
         await agent.stop()
     finally:
         await server.stop()
@@ -77,14 +80,16 @@ async def test_a_clean_restart_mid_interval_closes_that_interval_once_and_whole(
     assert across[0][3] in ("good", "estimated") and across[0][2] > 0.5
 
 
-async def test_a_buffer_that_fails_for_a_while_loses_no_interval(tmp_path: Path) -> None:
+async def test_a_buffer_that_fails_for_a_while_loses_no_interval(
+    tmp_path: Path, clock: Clock
+) -> None:
     """'database or disk is full' for two seconds: the work is kept and written after."""
     meters = demo_meters()
     server = MeterServer(list(meters.values()))
     await server.start()
     try:
         agent = await start(tmp_path, server)
-        await asyncio.sleep(3.0)
+        await clock.run(agent, 3.0)
         real = agent.store.store.commit_all
 
         def full(works: list) -> None:
@@ -92,10 +97,11 @@ async def test_a_buffer_that_fails_for_a_while_loses_no_interval(tmp_path: Path)
 
         agent.store.store.commit_all = full  # type: ignore[method-assign]
         agent.store.store.commit = full  # type: ignore[method-assign]
-        await asyncio.sleep(2.5)
+        await clock.run(agent, 2.5)
+        assert agent.unwritten  # the work of these seconds was held
         agent.store.store.commit_all = real  # type: ignore[method-assign]
         del agent.store.store.commit
-        await asyncio.sleep(3.0)
+        await clock.run(agent, 3.0)
         await agent.stop()
     finally:
         await server.stop()

@@ -24,8 +24,8 @@ from config import load_config
 from domain.errors import ConfigInvalid
 from domain.records import Commit, EventRow, IntervalRow
 from receiver import Receiver
-from tests.agent.daemon_proc import free_port
-from tests.cloud_sync.batches import series
+from tests.fixtures.batches import series
+from tests.fixtures.daemon import free_port
 
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "t0k3n"

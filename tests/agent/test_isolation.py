@@ -1,18 +1,24 @@
-"""A dead meter on a shared RS-485 bus is isolated; its neighbours keep their pace."""
+"""A dead meter on a shared RS-485 bus is isolated; its neighbours keep their pace.
+
+Under time travel (tests/fixtures/clock.py): the test moves the wall clock a turn at a
+time and the turn's polls run over a real null-modem; the dead meter's back-off is
+measured on the same moved clock (Health(clock=time.time)), its timeouts in real time.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.daemon import Agent
-from agent.health import OFFLINE_AFTER
+from agent.health import OFFLINE_AFTER, Health
 from config import load_config
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
-from tests.drivers.serial_pair import NullModem
+from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.serial import NullModem
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,7 +40,15 @@ DEVICE = """\
 """
 
 
-async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(tmp_path: Path) -> None:
+def travelling(path: Path) -> Agent:
+    """The agent on `path` with its jobs and the devices' back-off on the test's clock."""
+    (path.parent / "sync-token").write_text("t")
+    return Agent(load_config(path), scheduler=ManualScheduler(), health=Health(clock=time.time))
+
+
+async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(
+    tmp_path: Path, clock: Clock
+) -> None:
     """After a few failed polls meter 3 is polled at a backed-off pace; 1 and 2 every turn."""
     modem = NullModem()
     modem.start()
@@ -46,10 +60,10 @@ async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(tmp_path: 
     await server.start()
     devices = "".join(DEVICE % {"unit": u, "port": modem.a} for u in (1, 2, 3))
     (tmp_path / "agent.yaml").write_text(CONFIG % {"dir": tmp_path, "devices": devices})
-    agent = Agent(load_config(tmp_path / "agent.yaml"))
+    agent = travelling(tmp_path / "agent.yaml")
     await agent.start()
     try:
-        await asyncio.sleep(8.0)
+        await clock.run(agent, 8.0)
     finally:
         await agent.stop()
         await server.stop()
@@ -61,7 +75,9 @@ async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(tmp_path: 
     assert agent.status["meter3"].failing_since >= OFFLINE_AFTER
 
 
-async def test_an_offline_meter_that_answers_again_is_polled_every_turn(tmp_path: Path) -> None:
+async def test_an_offline_meter_that_answers_again_is_polled_every_turn(
+    tmp_path: Path, clock: Clock
+) -> None:
     """Dead for a while, then back: once it answers, it is polled at its own pace again."""
     modem = NullModem()
     modem.start()
@@ -72,15 +88,15 @@ async def test_an_offline_meter_that_answers_again_is_polled_every_turn(tmp_path
     (tmp_path / "agent.yaml").write_text(
         CONFIG % {"dir": tmp_path, "devices": DEVICE % {"unit": 3, "port": modem.a}}
     )
-    agent = Agent(load_config(tmp_path / "agent.yaml"))
+    agent = travelling(tmp_path / "agent.yaml")
     await agent.start()
     try:
-        await asyncio.sleep(3.0)
+        await clock.run(agent, 3.0)
         assert agent.status["meter3"].failing_since >= OFFLINE_AFTER
         modem.silent_units.clear()  # the meter is back
-        await asyncio.sleep(6.0)
+        await clock.run(agent, 6.0)
         before = modem.requests[3]
-        await asyncio.sleep(2.0)
+        await clock.run(agent, 2.0)
         after = modem.requests[3]
     finally:
         await agent.stop()

@@ -16,7 +16,7 @@ from config import load_config
 from config.models import Http
 from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import (
+from tests.fixtures.daemon import (
     NotifySocket,
     agent_yaml,
     free_port,

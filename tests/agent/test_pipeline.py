@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from agent.pipeline import Pipeline
-from config import load_config, load_factor_set
+from config import load_config
 from domain.reading import Quality, Reading
+from tests.fixtures.pipeline import built
 
 T0 = 1_789_999_200.0  # a whole hour
 
@@ -26,15 +27,6 @@ devices:
       - {name: p, address: 2, type: float32, unit: kW}
     energy: {carrier: electricity, counter: e}
 """
-
-
-def built(tmp_path: Path, text: str, states: dict | None = None) -> Pipeline:
-    """The pipeline of the config `text`, loaded from a file as the daemon loads it, on
-    cn-mee-2022's Sichuan grid factor; `states` as the buffer would hand them back."""
-    path = tmp_path / "agent.yaml"
-    path.write_text(text)
-    config = load_config(path).config
-    return Pipeline(config, load_factor_set("cn-mee-2022"), "sichuan", states or {})
 
 
 def pipeline(tmp_path: Path, raw: str = "0s", states: dict | None = None) -> Pipeline:

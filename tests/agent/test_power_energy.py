@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent.energy import Counter, CounterState, Sample, integrate
 from domain.reading import Reading
-from tests.agent.test_pipeline import built
+from tests.fixtures.pipeline import built
 
 T0 = 1_789_999_200.0  # a whole hour
 TZ = ZoneInfo("Asia/Shanghai")

@@ -11,8 +11,8 @@ from agent.probe import probe
 from config import load_config
 from drivers.dlt645.simulator import SimulatedBus
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
-from tests.drivers.dlt645.helpers import ADDRESS, meter
-from tests.drivers.modbus.test_tcp import POINTS
+from tests.fixtures.dlt645 import ADDRESS, meter
+from tests.fixtures.modbus import POINTS
 
 pytestmark = pytest.mark.timeout(30)
 GATEWAY = """\

@@ -12,7 +12,7 @@ from pathlib import Path
 from agent.pipeline import Pipeline
 from domain.batch import Interval
 from domain.reading import Reading
-from tests.agent.test_pipeline import built
+from tests.fixtures.pipeline import built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import sqlite3
@@ -16,8 +15,9 @@ from agent.demo import demo_meters
 from config import load_config
 from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
-from tests.agent.test_rule_actions import start
+from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.daemon import NotifySocket, agent_yaml, start_daemon, stop_daemon, wait_until
+from tests.fixtures.plant import start_agent
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2.0
@@ -32,6 +32,7 @@ def intervals(tmp_path: Path, device: str) -> list[float]:
     return [r[0] for r in rows]
 
 
+@pytest.mark.slow
 async def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_path: Path) -> None:
     """A device added by reload is polled; a broken file is refused with file:line and the
     old config keeps polling; the intervals of the device that stayed run on without a gap."""
@@ -85,16 +86,17 @@ async def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_path: Path
 
 
 async def test_reload_in_place_keeps_state_swaps_sync_and_refuses_a_moved_buffer(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """New sync settings get a new uploader with the old one's record; counter states of the
     devices that stay are the same objects' values; a moved buffer.path is refused, unchanged."""
     server = MeterServer(list(demo_meters().values()))
     await server.start()
-    agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
+    text = agent_yaml(server.port, tmp_path, devices=2)
+    agent = await start_agent(tmp_path, text, scheduler=ManualScheduler())
     config = tmp_path / "agent.yaml"
     try:
-        await asyncio.sleep(2.0)
+        await clock.run(agent, 2.0)  # time travel: tests/fixtures/clock.py
         uploader, status = agent.destinations["sync"], agent.destinations["sync"].status
         states = {k: s.to_json() for k, s in agent.pipeline.states.items()}
         config.write_text(config.read_text().replace("every: 1s", "every: 3s"))

@@ -1,5 +1,8 @@
 """Reload and stop where the rules, the device events, the bounded buffer and the
-lifecycle meet: each test here is a defect found when the three were merged."""
+lifecycle meet: each test here is a defect found when the three were merged.
+
+The agent runs under time travel (tests/fixtures/clock.py): the test moves the wall
+clock and the polls due run at once; outputs, meters and the uplink answer in real time."""
 
 from __future__ import annotations
 
@@ -17,12 +20,18 @@ from agent.reload import apply
 from config import load_config
 from drivers.modbus.settings import ModbusWrite
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import agent_yaml, free_port
-from tests.agent.test_rule_actions import StackLight, config_text, events, start, wait_for
-from tests.drivers.peers import raw_server
+from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.daemon import agent_yaml, free_port
+from tests.fixtures.peers import StackLight, raw_server
+from tests.fixtures.plant import config_text, events, start_agent
 
 pytestmark = pytest.mark.timeout(60)
 COIL_5 = ModbusWrite(device="stack_light", coil=5, value=True)
+
+
+async def start(tmp_path: Path, text: str, token: str = "t") -> Agent:
+    """The agent in process on `text`, its jobs run by the test's clock."""
+    return await start_agent(tmp_path, text, token, scheduler=ManualScheduler())
 
 
 async def reload(agent: Agent, path: Path, text: str) -> None:
@@ -55,7 +64,7 @@ async def lit(tmp_path: Path, light: StackLight) -> AsyncIterator[tuple[Agent, s
 
 
 async def test_a_device_offline_and_fixed_by_a_reload_is_reported_back_online(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """The meter's address was wrong: it goes offline (one event); the technician fixes the
     port and reloads; the first good poll says it is back online, once."""
@@ -63,9 +72,13 @@ async def test_a_device_offline_and_fixed_by_a_reload_is_reported_back_online(
         good = agent_yaml(server.port, tmp_path, devices=1)
         agent = await start(tmp_path, good.replace(f"port: {server.port}", f"port: {free_port()}"))
         try:
-            await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
+            await clock.run_until(
+                agent, lambda: any(e[1] == "device_offline" for e in events(tmp_path))
+            )
             await reload(agent, tmp_path / "agent.yaml", good)
-            await wait_for(lambda: any(e[1] == "device_online" for e in events(tmp_path)))
+            await clock.run_until(
+                agent, lambda: any(e[1] == "device_online" for e in events(tmp_path))
+            )
         finally:
             await agent.stop()
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("device_")]
@@ -73,19 +86,19 @@ async def test_a_device_offline_and_fixed_by_a_reload_is_reported_back_online(
 
 
 async def test_a_reload_keeps_a_raised_rule_raised_and_clears_one_it_removes(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """A reload keeps the raised rule raised (no second alarm_raised); a reload that removes
     it clears it once: an alarm_cleared event, the stack light written off, no open alarm."""
     light = StackLight()
     path = tmp_path / "agent.yaml"
     async with lit(tmp_path, light) as (agent, text):
-        await wait_for(lambda: light.writes)
+        await clock.run_until(agent, lambda: light.writes)
         await reload(agent, path, text.replace("severity: critical", "severity: warning"))
-        await asyncio.sleep(1.0)
+        await clock.run(agent, 1.0)
         still_open = agent.open_alarms()
         await reload(agent, path, text.split("rules:\n")[0])
-        await wait_for(lambda: light.writes[-1] == (5, 5, 0))
+        await clock.run_until(agent, lambda: light.writes[-1] == (5, 5, 0))
         after = agent.open_alarms()
     assert still_open == 1 and after == 0
     kinds = [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")]
@@ -99,7 +112,7 @@ def interval_rows(tmp_path: Path) -> int:
 
 
 async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_reload(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """The refusal tells the technician to raise buffer.max_size; a reload that does so
     lets the held intervals in (it used to keep the old cap until a restart), and
@@ -117,11 +130,13 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
         )
         agent = await start(tmp_path, small)
         try:
-            await wait_for(lambda: agent.unwritten, 20)
+            await clock.run_until(agent, lambda: agent.unwritten, within=20)
             full = agent.problems()
             bigger = small.replace("max_size: 100kB", "max_size: 10MB")
             await reload(agent, tmp_path / "agent.yaml", bigger)
-            await wait_for(lambda: not agent.unwritten and interval_rows(tmp_path) > 0, 20)
+            await clock.run_until(
+                agent, lambda: not agent.unwritten and interval_rows(tmp_path) > 0, within=20
+            )
             healthy = agent.problems()
         finally:
             await agent.stop()
@@ -129,7 +144,9 @@ async def test_a_full_buffer_holding_work_is_unblocked_by_raising_max_size_on_re
     assert interval_rows(tmp_path) > 0 and healthy == []
 
 
-async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: Path) -> None:
+async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(
+    tmp_path: Path, clock: Clock
+) -> None:
     """A stop that comes just after a poll asked for a write (the task not yet running)
     waits for it: the slow stack light is switched on, not left as the rule was."""
     from agent.rules import Action
@@ -137,7 +154,7 @@ async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: P
     light = StackLight(delay=0.3)
     async with meters() as server, raw_server(light) as port:
         agent = await start(tmp_path, config_text(tmp_path, server.port, port).split("rules:\n")[0])
-        await asyncio.sleep(1.0)
+        await clock.run(agent, 1.0)
         agent.pipeline.actions.append(Action("lamp-test", "stack_light", COIL_5, True))
         agent.start_actions()  # what a poll does after its ingest
         await agent.stop()
@@ -146,14 +163,14 @@ async def test_stop_lets_the_actions_the_last_polls_asked_for_finish(tmp_path: P
 
 
 async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stops(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """A transition whose poll failed after seeing it is written at stop, not lost; the
     backlog the status file shows at stop is read at stop, not the last 30 s report's."""
     async with meters() as server:
         agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
         try:
-            await wait_for(lambda: interval_rows(tmp_path) >= 2, 20)
+            await clock.run_until(agent, lambda: interval_rows(tmp_path) >= 2, within=20)
             agent.health.event("main_incomer", "device_online", "info", "main_incomer: back")
         finally:
             await agent.stop()
@@ -162,7 +179,7 @@ async def test_stop_writes_held_device_events_and_reports_the_backlog_as_it_stop
 
 
 async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """A write under way when a reload changes the output's device is done before its
     driver is closed: it is not cut and reported failed."""
@@ -173,14 +190,14 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
         text = config_text(tmp_path, server.port, port).split("rules:\n")[0]
         agent = await start(tmp_path, text)
         try:
-            await asyncio.sleep(1.0)
+            await clock.run(agent, 1.0)
             agent.pipeline.actions.append(Action("lamp-test", "stack_light", COIL_5, True))
             agent.start_actions()  # what a poll does after its ingest
-            await asyncio.sleep(0.1)  # the write is on the wire
+            await asyncio.sleep(0.1)  # the write is on the wire (real time: a slow PLC)
             changed = text.replace("unit: 1, timeout: 500ms", "unit: 1, timeout: 400ms")
             assert changed != text
             await reload(agent, tmp_path / "agent.yaml", changed)
-            await asyncio.sleep(1.0)
+            await clock.run(agent, 1.0)
         finally:
             await agent.stop()
     assert light.writes == [(5, 5, 0xFF00)]
@@ -188,7 +205,7 @@ async def test_a_reload_that_changes_the_output_device_lets_its_write_finish(
 
 
 async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_after_it(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """Room is made while the agent holds work; the stop writes it: the status it leaves
     says no problem (it said the buffer was full, with nothing held any more)."""
@@ -203,9 +220,9 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
         text = agent_yaml(server.port, tmp_path, devices=3)
         agent = await start(tmp_path, text.replace("buffer:\n", "buffer:\n  max_size: 100kB\n", 1))
         try:
-            await wait_for(lambda: agent.unwritten, 20)
+            await clock.run_until(agent, lambda: agent.unwritten, within=20)
             agent.scheduler.pause()  # no poll writes the held work before the stop does
-            await asyncio.sleep(1.0)
+            await clock.settle(agent)
             with sqlite3.connect(tmp_path / "buffer.db") as db:
                 db.execute("DELETE FROM intervals WHERE device = 'x'")
             held = bool(agent.unwritten)
@@ -215,24 +232,26 @@ async def test_work_held_by_a_full_buffer_and_written_at_stop_is_no_problem_afte
     assert agent.problems() == []
 
 
-async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path) -> None:
+async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(
+    tmp_path: Path, clock: Clock
+) -> None:
     """The platform's CA is replaced in place (the usual rotation) and the service reloaded:
     the uplink verifies with the new file (it kept the one read at start)."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from receiver import Receiver
-    from tests.cloud_sync.test_tls import Pki, _issue, _write, server_context
-    from tests.cloud_sync.test_uploader import TOKEN
+    from tests.fixtures.pki import Pki, issue, server_context, write_pem
+    from tests.fixtures.uplink import TOKEN
 
     pki_dir = tmp_path / "pki"
     pki_dir.mkdir()
     ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    ca = _issue("plant CA 2027", ca_key, None, ca=True)
-    _write(pki_dir / "server.pem", _issue("central", server_key, (ca.subject, ca_key),
+    ca = issue("plant CA 2027", ca_key, None, ca=True)
+    write_pem(pki_dir / "server.pem", issue("central", server_key, (ca.subject, ca_key),
                                           ip="127.0.0.1"), server_key)  # fmt: skip
     pki = Pki(pki_dir / "x", pki_dir / "server.pem", pki_dir / "server.key", pki_dir, pki_dir)
     ca_file = tmp_path / "platform-ca.pem"
-    _write(ca_file, _issue("plant CA 2026", other_key, None, ca=True), other_key)
+    write_pem(ca_file, issue("plant CA 2026", other_key, None, ca=True), other_key)
     with Receiver(tmp_path / "central.db", TOKEN, tls=server_context(pki)) as receiver:
         async with meters() as server:
             text = agent_yaml(server.port, tmp_path, devices=1)
@@ -241,15 +260,18 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
             )
             agent = await start(tmp_path, text, TOKEN)
             try:
-                await wait_for(
+                await clock.run_until(
+                    agent,
                     lambda: (
                         "CERTIFICATE_VERIFY_FAILED" in agent.destinations["sync"].status.last_result
-                    )
+                    ),
                 )
-                _write(ca_file, ca, ca_key)
+                write_pem(ca_file, ca, ca_key)
                 await apply(agent, load_config(tmp_path / "agent.yaml", require_env=True))
-                await wait_for(
-                    lambda: agent.destinations["sync"].status.last_success is not None, 20
+                await clock.run_until(
+                    agent,
+                    lambda: agent.destinations["sync"].status.last_success is not None,
+                    within=20,
                 )
             finally:
                 await agent.stop()
@@ -257,7 +279,7 @@ async def test_a_reload_reads_a_rotated_ca_file_at_the_same_path(tmp_path: Path)
 
 
 async def test_status_shows_when_a_power_only_meter_was_last_committed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], clock: Clock
 ) -> None:
     """A meter counted from power alone (no counter) has its last committed sample in the
     status table too, and no power figure shown as if it were a counter reading."""
@@ -271,7 +293,7 @@ async def test_status_shows_when_a_power_only_meter_was_last_committed(
         assert "power: power_kw" in text
         agent = await start(tmp_path, text)
         try:
-            await wait_for(lambda: interval_rows(tmp_path) >= 4, 20)
+            await clock.run_until(agent, lambda: interval_rows(tmp_path) >= 4, within=20)
         finally:
             await agent.stop()
     assert main(["status", "-c", str(tmp_path / "agent.yaml")]) == 0
@@ -280,17 +302,17 @@ async def test_status_shows_when_a_power_only_meter_was_last_committed(
 
 
 async def test_a_raised_rule_moved_to_another_output_switches_the_old_one_off(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """The rule stays raised but now writes coil 6: coil 5 is written off, coil 6 on;
     still one alarm_raised and no alarm_cleared."""
     light = StackLight()
     async with lit(tmp_path, light) as (agent, text):
-        await wait_for(lambda: light.writes)
+        await clock.run_until(agent, lambda: light.writes)
         moved = text.replace("coil: 5, value", "coil: 6, value")
         assert moved != text
         await reload(agent, tmp_path / "agent.yaml", moved)
-        await wait_for(lambda: {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes))
+        await clock.run_until(agent, lambda: {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes))
         still_open = agent.open_alarms()
     assert {(5, 5, 0), (5, 6, 0xFF00)} <= set(light.writes) and still_open == 1
     assert light.writes[-1] != (5, 5, 0xFF00)
@@ -298,13 +320,15 @@ async def test_a_raised_rule_moved_to_another_output_switches_the_old_one_off(
     assert kinds == ["alarm_raised"]
 
 
-async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(tmp_path: Path) -> None:
+async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(
+    tmp_path: Path, clock: Clock
+) -> None:
     """The buffer refuses the batch row the last sync needs (a SQLite error, injected with a
     trigger): the stop still closes the drivers and the buffer and returns."""
     async with meters() as server:
         agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=1))
         try:
-            await wait_for(lambda: interval_rows(tmp_path) >= 1, 20)
+            await clock.run_until(agent, lambda: interval_rows(tmp_path) >= 1, within=20)
             with sqlite3.connect(tmp_path / "buffer.db") as db:
                 db.execute("DELETE FROM batches")  # the next sync must assign a new batch
                 db.execute(
@@ -312,7 +336,7 @@ async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(tmp_path:
                     " BEGIN SELECT RAISE(FAIL, 'disk I/O error (injected)'); END"
                 )
             agent.scheduler.pause()
-            await asyncio.sleep(0.5)
+            await clock.settle(agent)
         finally:
             await asyncio.wait_for(agent.stop(), 20)
     with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed

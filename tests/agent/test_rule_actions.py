@@ -1,13 +1,13 @@
 """The daemon around the rules: a stack light written over Modbus or OPC UA, a failing
-output reported, a meter going offline and back online, each as an event in the buffer."""
+output reported, a meter going offline and back online, each as an event in the buffer.
+
+The agent runs under time travel (tests/fixtures/clock.py): the test moves the wall
+clock and the polls due run at once; the outputs, meters and PLC answer in real time."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sqlite3
-import struct
 import time
 from pathlib import Path
 
@@ -16,87 +16,21 @@ from asyncua import ua
 
 from agent.daemon import Agent
 from agent.demo import demo_config, demo_meters
-from config import load_config
 from drivers.modbus.simulator import LoadCurve, MeterServer
 from drivers.opcua import simulator as opcua_sim
-from tests.drivers.peers import raw_server
+from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.peers import StackLight, raw_server
+from tests.fixtures.plant import config_text, events, start_agent
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class StackLight:
-    """A Modbus TCP output written by hand (not pymodbus): answers coil reads, records
-    coil (FC5) and register (FC6) writes, or refuses writes with exception 0x04."""
-
-    def __init__(self, refuse: bool = False, delay: float = 0.0) -> None:
-        self.writes: list[tuple[int, int, int]] = []  # (function, address, value)
-        self.refuse = refuse
-        self.delay = delay  # a slow PLC: seconds before a write is done and answered
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(asyncio.IncompleteReadError):  # the client hung up
-            await self.serve(reader, writer)
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while head := await reader.readexactly(8):
-            tid, _, length, unit, function = struct.unpack(">HHHBB", head)
-            body = await reader.readexactly(length - 2)
-            if function == 1:  # read coils: all off
-                count = struct.unpack(">HH", body)[1]
-                data = bytes((count + 7) // 8)
-                pdu = struct.pack(">BB", 1, len(data)) + data
-            elif self.refuse:
-                pdu = struct.pack(">BB", function | 0x80, 4)
-            else:
-                await asyncio.sleep(self.delay)
-                self.writes.append((function, *struct.unpack(">HH", body)))
-                pdu = struct.pack(">B", function) + body  # a write is answered by its echo
-            writer.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
-            await writer.drain()
+async def start(tmp_path: Path, text: str) -> Agent:
+    """The agent in process on `text`, its jobs run by the test's clock."""
+    return await start_agent(tmp_path, text, scheduler=ManualScheduler())
 
 
-def config_text(tmp_path: Path, meters_port: int, light_port: int) -> str:
-    text = demo_config(meters_port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
-    return (
-        text
-        + "  - name: stack_light\n"
-        + f"    modbus_tcp: {{host: 127.0.0.1, port: {light_port}, unit: 1, timeout: 500ms}}\n"
-        + "    poll: 250ms\n"
-        + "    points: [{name: lamp, address: 5, function: coil}]\n"
-        + "rules:\n"
-        + "  - name: incomer-on\n"
-        + "    device: main_incomer\n"
-        + "    quantity: power_kw\n"
-        + "    above: 1\n"
-        + "    severity: critical\n"
-        + "    action: {modbus_write: {device: stack_light, coil: 5, value: true}}\n"
-    )
-
-
-def events(tmp_path: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(tmp_path / "buffer.db") as db:
-        rows = db.execute("SELECT device, kind, message FROM events ORDER BY seq").fetchall()
-    return rows
-
-
-async def start(tmp_path: Path, text: str, token: str = "t") -> Agent:
-    """The agent in process on `text`, written to tmp_path/agent.yaml."""
-    (tmp_path / "sync-token").write_text(token)
-    path = tmp_path / "agent.yaml"
-    path.write_text(text)
-    agent = Agent(load_config(path, require_env=True))
-    await agent.start()
-    return agent
-
-
-async def wait_for(predicate, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-
-
-async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) -> None:
+async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path, clock: Clock) -> None:
     """The incomer draws power: one alarm_raised event and an FC5 write of coil 5 = ON
     (0xFF00); a restart finds the rule raised: no second event, and the output is
     written once more (the write may not have happened before a crash)."""
@@ -107,13 +41,13 @@ async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) ->
         async with raw_server(light) as port:
             text = config_text(tmp_path, server.port, port)
             agent = await start(tmp_path, text)
-            await wait_for(lambda: light.writes)
-            await asyncio.sleep(1.0)
+            await clock.run_until(agent, lambda: light.writes)
+            await clock.run(agent, 1.0)
             await agent.stop()
             assert light.writes == [(5, 5, 0xFF00)]
             agent = await start(tmp_path, text)
-            await wait_for(lambda: len(light.writes) > 1)
-            await asyncio.sleep(1.0)
+            await clock.run_until(agent, lambda: len(light.writes) > 1)
+            await clock.run(agent, 1.0)
             await agent.stop()
     finally:
         await server.stop()
@@ -123,7 +57,9 @@ async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path) ->
     assert raised[0][0] == "main_incomer" and "rule incomer-on: power_kw" in raised[0][2]
 
 
-async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -> None:
+async def test_a_refused_write_is_an_event_and_polling_goes_on(
+    tmp_path: Path, clock: Clock
+) -> None:
     """The output answers exception 0x04: an action_failed event names the output and
     the exception; the meters keep being polled."""
     server = MeterServer(list(demo_meters().values()))
@@ -132,10 +68,10 @@ async def test_a_refused_write_is_an_event_and_polling_goes_on(tmp_path: Path) -
     try:
         async with raw_server(light) as port:
             agent = await start(tmp_path, config_text(tmp_path, server.port, port))
-            await wait_for(lambda: agent.status["main_incomer"].polls > 3)
-            await asyncio.sleep(1.0)
+            await clock.run_until(agent, lambda: agent.status["main_incomer"].polls > 3)
+            await clock.run(agent, 1.0)
             polls = agent.status["main_incomer"].polls
-            await asyncio.sleep(0.6)
+            await clock.run(agent, 0.6)
             assert agent.status["main_incomer"].polls > polls
             await agent.stop()
     finally:
@@ -168,7 +104,9 @@ def plc_server() -> opcua_sim.MeterServer:
     return opcua_sim.MeterServer(curve, outputs={"AlarmLamp": False})
 
 
-async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path) -> None:
+async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(
+    tmp_path: Path, clock: Clock
+) -> None:
     """The incomer draws power: the PLC's Boolean node becomes true; the load stops (the
     counter kept where it was): the rule clears and the node is written false, a Boolean."""
     meters = demo_meters()
@@ -184,17 +122,11 @@ async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path)
             seen.append(await plc.read("AlarmLamp"))
             return seen[-1].Value is value
 
-        for _ in range(100):
-            if await lamp_is(True):
-                break
-            await asyncio.sleep(0.1)
+        await clock.run_until(agent, lambda: lamp_is(True), within=10)
         incomer = meters["main_incomer"]
         now = time.time()
         incomer.curve = LoadCurve(0.0, 0.0, start_kwh=incomer.curve.energy_kwh(now), t0=now)
-        for _ in range(100):
-            if await lamp_is(False):
-                break
-            await asyncio.sleep(0.1)
+        await clock.run_until(agent, lambda: lamp_is(False), within=10)
         await agent.stop()
     finally:
         await plc.close()
@@ -206,7 +138,7 @@ async def test_a_rule_writes_an_opcua_boolean_on_raise_and_clear(tmp_path: Path)
 
 
 async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
-    tmp_path: Path,
+    tmp_path: Path, clock: Clock
 ) -> None:
     """The node is not on the server: one action_failed naming the node and the server's
     BadNodeIdUnknown (not retried: it would fail the same way); the meters keep polling."""
@@ -216,9 +148,9 @@ async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
     try:
         text = opcua_config_text(tmp_path, server.port, plc.endpoint, "ns=2;s=Line1.NoLamp")
         agent = await start(tmp_path, text)
-        await wait_for(lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
+        await clock.run_until(agent, lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
         polls = agent.status["main_incomer"].polls
-        await asyncio.sleep(1.0)
+        await clock.run(agent, 1.0)
         assert agent.status["main_incomer"].polls > polls
         assert agent.status["plc"].polls > 0
         await agent.stop()
@@ -232,7 +164,7 @@ async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
     assert "BadNodeIdUnknown (node does not exist)" in failed[0][2]
 
 
-async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> None:
+async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path, clock: Clock) -> None:
     """A meter that stops answering: device_offline after 3 failed polls, device_online
     when it answers again."""
     meters = demo_meters()
@@ -241,12 +173,12 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     try:
         text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
         agent = await start(tmp_path, text)
-        await asyncio.sleep(0.8)
+        await clock.run(agent, 0.8)
         meters["press_line_2"].offline = True
-        await wait_for(lambda: agent.status["press_line_2"].failing_since >= 3)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since >= 3)
         meters["press_line_2"].offline = False
-        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
-        await asyncio.sleep(0.3)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since == 0)
+        await clock.run(agent, 0.3)
         await agent.stop()
     finally:
         await server.stop()
@@ -255,7 +187,9 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path) -> 
     assert "offline after 3 failed polls" in mine[0][1]
 
 
-async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_path: Path) -> None:
+async def test_a_meter_offline_across_a_restart_is_reported_offline_once(
+    tmp_path: Path, clock: Clock
+) -> None:
     """Offline before a stop and still offline after the start: no second device_offline
     (the flag is committed with the event); its first good poll gives one device_online."""
     meters = demo_meters()
@@ -265,7 +199,9 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
         text = demo_config(server.port, "http://127.0.0.1:9", tmp_path, interval=2, poll="250ms")
         agent = await start(tmp_path, text)
         meters["press_line_2"].offline = True
-        await wait_for(lambda: any(e[1] == "device_offline" for e in events(tmp_path)))
+        await clock.run_until(
+            agent, lambda: any(e[1] == "device_offline" for e in events(tmp_path))
+        )
         await agent.stop()
         with sqlite3.connect(tmp_path / "buffer.db") as db:
             flag = db.execute(
@@ -273,11 +209,11 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
             ).fetchone()
         assert json.loads(flag[0]) == {"offline": True}
         agent = await start(tmp_path, text)
-        await wait_for(lambda: agent.status["press_line_2"].failed_polls >= 2)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failed_polls >= 2)
         assert agent.status["press_line_2"].failed_polls >= 2  # failed polls after the start
         meters["press_line_2"].offline = False
-        await wait_for(lambda: agent.status["press_line_2"].failing_since == 0)
-        await asyncio.sleep(0.3)
+        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since == 0)
+        await clock.run(agent, 0.3)
         await agent.stop()
     finally:
         await server.stop()
@@ -286,7 +222,7 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(tmp_pat
     assert [e[1] for e in events(tmp_path) if e[0] == "main_incomer"] == []
 
 
-async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> None:
+async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys, clock: Clock) -> None:
     """`edge-agent status` reads the rule states from the buffer: raised, and since when."""
     from agent.cli import main
 
@@ -296,7 +232,7 @@ async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys) -> No
     try:
         async with raw_server(light) as port:
             agent = await start(tmp_path, config_text(tmp_path, server.port, port))
-            await wait_for(lambda: light.writes)
+            await clock.run_until(agent, lambda: light.writes)
             await agent.stop()
     finally:
         await server.stop()

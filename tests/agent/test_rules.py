@@ -16,7 +16,7 @@ from agent.rules import FIGURES, SITE, Limit, RuleState, figure, judge
 from config.models import Rule
 from config.quantities import RULE_QUANTITIES
 from domain.reading import Quality, Reading
-from tests.agent.test_pipeline import built
+from tests.fixtures.pipeline import built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00, a whole hour
 

@@ -11,7 +11,7 @@ import pytest
 from agent.cli import main
 from agent.demo import demo_meters
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import (
+from tests.fixtures.daemon import (
     NotifySocket,
     agent_yaml,
     free_port,

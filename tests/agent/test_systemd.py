@@ -19,7 +19,7 @@ from agent.demo import demo_meters
 from agent.lifecycle import watchdog
 from config import load_config
 from drivers.modbus.simulator import MeterServer
-from tests.agent.daemon_proc import (
+from tests.fixtures.daemon import (
     NotifySocket,
     agent_yaml,
     free_port,
@@ -64,6 +64,7 @@ def test_watchdog_timeout_comes_from_watchdog_usec_for_this_pid(
     assert systemd.watchdog_seconds() is None
 
 
+@pytest.mark.slow
 async def test_the_daemon_says_ready_status_watchdog_and_stopping(tmp_path: Path) -> None:
     """Under a NOTIFY_SOCKET the daemon says READY=1 with a STATUS=, pings the watchdog,
     updates STATUS= after syncs, and says STOPPING=1 on SIGTERM, then exits 0; with
@@ -106,6 +107,7 @@ async def start_in_process(tmp_path: Path, port: int) -> Agent:
     return agent
 
 
+@pytest.mark.slow
 async def test_pings_stop_while_the_loop_is_blocked_and_while_jobs_stop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,6 +146,7 @@ async def test_pings_stop_while_the_loop_is_blocked_and_while_jobs_stop(
     assert pings[-1] > time.monotonic() - 1.0  # resumed once the jobs ran again
 
 
+@pytest.mark.slow
 async def test_unreachable_meters_never_stop_the_pings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,7 +22,7 @@ from buffer import SCHEMA_VERSION, AsyncStore, Store, schema
 from cloud_sync.http.uploader import Uploader
 from domain.errors import BufferTooNew, ConfigError
 from receiver import Receiver  # the one place this file names the receiver's home
-from tests.cloud_sync.batches import GATEWAY
+from tests.fixtures.batches import GATEWAY
 
 pytestmark = pytest.mark.timeout(60)
 V1 = Path(__file__).with_name("data") / "buffer-v1.db"

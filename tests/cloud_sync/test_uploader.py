@@ -7,7 +7,6 @@ import gzip
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -17,12 +16,11 @@ from hypothesis import strategies as st
 
 from buffer import AsyncStore
 from cloud_sync.http.uploader import REJECT_LIMIT, Uploader
-from domain.records import Commit, IntervalRow
 from receiver import Receiver
-from tests.cloud_sync.batches import GATEWAY, series
+from tests.fixtures.batches import GATEWAY
+from tests.fixtures.uplink import TOKEN, fill, uploader
 
 pytestmark = pytest.mark.timeout(60)
-TOKEN = "t0k3n-never-logged"
 
 
 @pytest.fixture
@@ -30,31 +28,6 @@ async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
     s = AsyncStore(tmp_path / "buffer.db")
     yield s
     s.close()
-
-
-async def fill(store: AsyncStore, count: int, device: str = "main_incomer") -> list[dict]:
-    records = series(device, "2026-11-26T08:00:00+08:00", 1, count)
-    rows = [
-        IntervalRow(device, datetime.fromisoformat(r["start"]).timestamp(), 60.0, r)
-        for r in records
-    ]
-    await store.commit(Commit(intervals=rows))
-    return records
-
-
-def uploader(
-    store: AsyncStore, url: str, client: httpx.AsyncClient | None = None, **kw
-) -> Uploader:
-    options = {"max_batch": 10, "attempts": 3, "budget": 10.0} | kw
-    return Uploader(
-        store,
-        url=url,
-        token=TOKEN,
-        gateway=GATEWAY,
-        factor_set="cn-mee-2022",
-        client=client,
-        **options,
-    )
 
 
 def mock(answers: list[httpx.Response], seen: list[httpx.Request]) -> httpx.AsyncClient:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config import list_profiles
-from tests.config.samples import GATEWAY, METER, Load, Problems
+from tests.fixtures.config import GATEWAY, METER, Load, Problems
 
 TZ = ZoneInfo("Asia/Shanghai")
 RULES_DEVICES = """\

@@ -12,7 +12,7 @@ import pytest
 from config import LoadedConfig, load_config, load_config_apart, loader
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusTcpDevice
-from tests.config.samples import GATEWAY, METER, Load, Problems, Write
+from tests.fixtures.config import GATEWAY, METER, Load, Problems, Write
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from config import list_profiles, load_profile
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusPoint
 from drivers.registry import PROTOCOLS
-from tests.config.samples import GATEWAY, Load, Problems, Write
+from tests.fixtures.config import GATEWAY, Load, Problems, Write
 
 # a device of each profile family, linked as its protocol's spec shows in the docs
 TRANSPORTS = {

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from receiver import Receiver
-from tests.cloud_sync.batches import (
+from tests.fixtures.batches import (
     CHONGQING,
     GATEWAY,
     batch,
@@ -268,6 +268,7 @@ def test_an_idempotency_key_that_does_not_name_the_batch_is_400(
         (gzip.compress(b'{"schema_version": 1,'), "body is not valid JSON"),
         (gzip.compress(b"{}")[:-6], "gzip body is truncated"),
     ],
+    ids=["not-gzip", "not-json", "truncated"],  # gzip's header holds the time: ids must not
 )
 def test_a_body_that_is_not_gzip_json_is_400(
     client: httpx.Client, content: bytes, reason: str

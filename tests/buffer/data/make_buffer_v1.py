@@ -31,7 +31,7 @@ import buffer.store
 from buffer.store import Store
 from cloud_sync.batch import SCHEMA_VERSION
 from domain.records import Commit, EventRow, IntervalRow
-from tests.cloud_sync.batches import GATEWAY, series
+from tests.fixtures.batches import GATEWAY, series
 
 HEADER = {"schema_version": SCHEMA_VERSION, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
 DEVICES = ("main_incomer", "press_line_2")

@@ -9,7 +9,7 @@ import pytest
 from config import LoadedConfig, load_config, load_profile
 from domain.errors import ConfigInvalid
 from drivers.dlt645.settings import Dlt645Device
-from tests.config.samples import GATEWAY as HEAD
+from tests.fixtures.config import GATEWAY as HEAD
 
 GATEWAY = (
     HEAD

@@ -20,7 +20,7 @@ from drivers.dlt645.driver import Dlt645Driver
 from drivers.dlt645.settings import Dlt645Device, Dlt645Point
 from drivers.dlt645.simulator import SimulatedBus
 from drivers.registry import make_driver
-from tests.drivers.dlt645.helpers import ADDRESS, CURVE, PROFILE, T0, bus, device, driver, meter
+from tests.fixtures.dlt645 import ADDRESS, CURVE, PROFILE, T0, bus, device, driver, meter
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,7 +11,7 @@ from domain.reading import Quality
 from drivers.modbus.rtu import ModbusRtuDriver
 from drivers.modbus.settings import ModbusPoint, ModbusRtuDevice
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
-from tests.drivers.serial_pair import NullModem
+from tests.fixtures.serial import NullModem
 
 pytestmark = pytest.mark.timeout(60)
 

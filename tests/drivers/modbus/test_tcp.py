@@ -14,16 +14,10 @@ from domain.reading import Quality
 from drivers.modbus.settings import ModbusPoint, ModbusTcpDevice
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from drivers.modbus.tcp import ModbusTcpDriver
-from tests.drivers.peers import raw_server, silent
+from tests.fixtures.modbus import POINTS
+from tests.fixtures.peers import raw_server, silent
 
 pytestmark = pytest.mark.timeout(30)
-
-POINTS = [
-    ModbusPoint(name="power_kw", address=0, type="float32", function="input", unit="kW"),
-    ModbusPoint(
-        name="energy_kwh", address=10, type="uint32", scale=0.01, unit="kWh", kind="counter"
-    ),
-]
 
 
 def device(port: int, unit: int = 1, timeout: str = "500ms", points=POINTS) -> ModbusTcpDevice:

@@ -8,7 +8,7 @@ from domain.errors import Disconnected, PermanentError
 from drivers.opcua.browse import Variable, browse, table
 from drivers.opcua.settings import OpcUa
 from drivers.opcua.simulator import VARIABLES, MeterServer, node_id
-from tests.drivers.opcua.conftest import device
+from tests.fixtures.opcua import device
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 

@@ -10,8 +10,8 @@ import pytest
 from domain.reading import Quality
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer, node_id
-from tests.drivers.opcua.conftest import POINTS, all_good, delayed, device, polls_until
-from tests.drivers.peers import raw_server, silent
+from tests.fixtures.opcua import POINTS, all_good, device, polls_until
+from tests.fixtures.peers import delayed, raw_server, silent
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 
@@ -164,11 +164,13 @@ async def test_a_server_that_never_answers_costs_at_most_a_timeout_per_poll() ->
 async def test_the_first_read_waits_for_a_connection_that_takes_several_timeouts(
     meter: MeterServer, mode: str
 ) -> None:
-    """150 ms each way, timeout 500 ms: each request answers in time, but connecting (and
-    subscribing) takes many of them. The first read, all a probe does, waits and is good."""
+    """150 ms each way, timeout 1 s: each request answers in time (with room for a machine
+    busy with other tests), but connecting (and subscribing) takes many of them. The first
+    read, all a probe does, waits and is good."""
     async with delayed(meter.port, 0.15) as port:
         endpoint = f"opc.tcp://127.0.0.1:{port}/"
-        driver = OpcUaDriver(device(endpoint, mode=mode, publishing_interval="200ms"))
+        options = {"mode": mode, "publishing_interval": "200ms", "timeout": "1s"}
+        driver = OpcUaDriver(device(endpoint, **options))
         try:
             start = time.monotonic()
             first = await driver.read()

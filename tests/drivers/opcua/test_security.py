@@ -19,7 +19,7 @@ from domain.reading import Quality, Reading
 from drivers.opcua import security
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import LoadCurve, MeterServer
-from tests.drivers.opcua.conftest import all_good, device
+from tests.fixtures.opcua import all_good, device
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 

@@ -16,7 +16,7 @@ from domain.reading import Quality
 from drivers.opcua._subscription import Feed
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.simulator import MeterServer
-from tests.drivers.opcua.conftest import POINTS, all_good, device, polls_until, until
+from tests.fixtures.opcua import POINTS, all_good, device, polls_until, until
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 

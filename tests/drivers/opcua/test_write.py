@@ -12,8 +12,8 @@ from domain.errors import BadReply, DeviceRejected, Disconnected, PermanentError
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.settings import OpcUaWrite
 from drivers.opcua.simulator import LoadCurve, MeterServer, node_id
-from tests.drivers.opcua.conftest import device
-from tests.drivers.peers import raw_server, silent
+from tests.fixtures.opcua import device
+from tests.fixtures.peers import raw_server, silent
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(30)]
 OUTPUTS = {
