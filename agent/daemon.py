@@ -1,16 +1,13 @@
-"""The agent: start everything, poll and sync on schedule, commit, stop cleanly.
+"""The agent: start everything, poll and deliver on schedule, commit, stop cleanly.
 
-One `Agent` holds the running daemon's parts: the buffer, the pipeline, one
-driver per device, the destinations, the scheduler. Device health lives in
-agent/health.py, the destinations in agent/uplinks.py, applying a new config
-in agent/reload.py, and the process around it (signals, sd_notify, watchdog,
-/metrics) in agent/service.py.
-
-A clean stop persists every counter's state (so the interval in progress
-resumes after a restart and closes once, whole), tries one last sync within a
+One `Agent` holds the daemon's parts: the buffer, the pipeline, a driver per
+device, the destinations, the scheduler. Device health is in agent/health.py,
+the destinations in agent/uplinks.py, a new config in agent/reload.py, and the
+process around it (signals, sd_notify, watchdog, /metrics) in agent/service.py.
+A clean stop persists every counter's state (the interval in progress resumes
+after a restart and closes once, whole), tries a last delivery within a
 deadline, and closes the links.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -63,6 +60,7 @@ class Agent:
     pipeline: Pipeline = field(init=False)
     drivers: dict[str, Driver] = field(default_factory=dict)
     destinations: dict[str, Destination] = field(default_factory=dict)
+    feeds: dict[str, Subscribes] = field(default_factory=dict)  # drivers told of changes
     health: Health = field(default_factory=Health)
     scheduler: AsyncIOScheduler = field(default_factory=AsyncIOScheduler)
     progress: Progress = field(default_factory=Progress)  # for the watchdog and /healthz
@@ -180,7 +178,8 @@ class Agent:
             try:
                 driver = self.drivers[name]
                 # a subscription's counter changes since the last poll, then the poll itself
-                changes = driver.drain_changes() if isinstance(driver, Subscribes) else []
+                feed = self.feeds.get(name)
+                changes = feed.drain_changes() if feed is not None else []
                 readings = await driver.read()
                 self.health.note(name, readings, period)
                 readings = changes + readings
@@ -299,6 +298,8 @@ class Agent:
             status.last_error = str(exc)
             return
         self.drivers[device.name] = driver
+        if isinstance(driver, Subscribes):
+            self.feeds[device.name] = driver
         log.info("%s, every %gs", driver.describe(), device.poll)
 
     def schedule(self, config: Config) -> None:

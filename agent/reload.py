@@ -126,6 +126,7 @@ async def _resize_buffer(agent: Agent, config: Config) -> None:
 
 async def _detach(agent: Agent, name: str, *, gone: bool) -> None:
     driver = agent.drivers.pop(name, None)
+    agent.feeds.pop(name, None)
     if driver is not None:
         await driver.close()
     if gone:

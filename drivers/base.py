@@ -2,7 +2,9 @@
 
 An ability only some drivers have is a small Protocol here, and the agent asks
 `isinstance(driver, Writes)`, never `getattr`: what a driver can do is written
-down in one place, and a driver declares it by having the method.
+down in one place, and a driver declares it by having the method. (typing's
+isinstance takes some microseconds: the poll path asks once per driver, when
+it is made, not on every poll.)
 """
 
 from __future__ import annotations
@@ -14,23 +16,6 @@ from config.base import PointBase
 from domain.reading import Reading
 
 __all__ = ["Browses", "Driver", "Identifies", "Plans", "Subscribes", "Writes"]
-
-
-_SEEN: dict[tuple[type, type], bool] = {}  # (ability, driver class) -> has it
-
-
-class _Ability(type(Protocol)):  # type: ignore[misc]
-    """isinstance answered once per class: an ability is a method, which a driver's class
-    has or lacks. (typing's own check takes about 7 us on Python 3.11; the daemon asks
-    whether a driver Subscribes on every poll.) Nothing may be annotated here: typing
-    would take it for a member of every ability."""
-
-    def __instancecheck__(cls, instance: object) -> bool:
-        key = (cls, type(instance))
-        found = _SEEN.get(key)
-        if found is None:
-            found = _SEEN[key] = super().__instancecheck__(instance)
-        return found
 
 
 @runtime_checkable
@@ -63,7 +48,7 @@ class Plans(Protocol):
 
 
 @runtime_checkable
-class Subscribes(Protocol, metaclass=_Ability):
+class Subscribes(Protocol):
     """Is told of changes between polls (OPC UA subscribe)."""
 
     def drain_changes(self) -> list[Reading]:
@@ -72,7 +57,7 @@ class Subscribes(Protocol, metaclass=_Ability):
 
 
 @runtime_checkable
-class Writes(Protocol, metaclass=_Ability):
+class Writes(Protocol):
     """Serves a rule action: `write` is the protocol's own write model (its spec's
     WriteSpec.model) from the rule, `value` the value to write now. Raises
     domain.errors; a TransientError is worth retrying."""
@@ -81,14 +66,14 @@ class Writes(Protocol, metaclass=_Ability):
 
 
 @runtime_checkable
-class Identifies(Protocol, metaclass=_Ability):
+class Identifies(Protocol):
     """Can ask the one meter on its line who it is (`probe --identify`)."""
 
     async def identify(self) -> str: ...
 
 
 @runtime_checkable
-class Browses(Protocol, metaclass=_Ability):
+class Browses(Protocol):
     """Can list what its server holds (`probe --browse`), as a table to print."""
 
     async def browse(self, node: str | None) -> str: ...
