@@ -8,6 +8,7 @@ A clean stop persists every counter's state (the interval in progress resumes
 after a restart and closes once, whole), tries a last delivery within a
 deadline, and closes the links.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -81,14 +82,13 @@ class Agent:
 
     async def start(self) -> None:
         config = self.loaded.config
-        try:  # first: a token or certificate file that cannot be used stops it here
-            for name, want in uplinks.wanted(config).items():
-                self.destinations[name] = uplinks.make(self.loaded, want)
-        except ConfigInvalid:
-            for destination in self.destinations.values():
-                await destination.close()
+        # first: a token or certificate file that cannot be used stops it here
+        self.destinations = await uplinks.make_all(self.loaded)
+        try:
+            self.store = _open_buffer(self.loaded)
+        except BaseException:
+            await uplinks.close_all(self.destinations.values())
             raise
-        self.store = _open_buffer(self.loaded)
         for destination in self.destinations.values():
             destination.attach(self.store)
         states = await self.store.run(self.store.store.counters)
@@ -142,8 +142,7 @@ class Agent:
             self.buffer_failing = None
         # one try per batch now, every destination at once; the backlog waits for the next start
         await uplinks.last_runs(list(self.destinations.values()), STOP_DEADLINE / 2)
-        for destination in self.destinations.values():
-            await destination.close()
+        await uplinks.close_all(self.destinations.values())
         for task in self.acting:  # past the deadline: a raised rule writes again at start
             task.cancel()
         for driver in self.drivers.values():

@@ -44,6 +44,7 @@ async def apply(agent: Agent, loaded: LoadedConfig) -> None:
         raise ConfigInvalid([problem])
     fresh = await _fresh_destinations(agent, loaded)  # may raise: nothing is changed yet
     agent.scheduler.pause()
+    swapped = False
     try:
         if agent.polling:  # let running polls finish against the pipeline they began with
             await asyncio.wait(list(agent.polling.values()), timeout=STOP_DEADLINE / 2)
@@ -58,12 +59,14 @@ async def apply(agent: Agent, loaded: LoadedConfig) -> None:
         pipeline = derive(new, states)  # may raise: nothing is changed yet
         pipeline.latest = {k: v for k, v in agent.pipeline.latest.items() if k in wanted}
         cleared = _clear_removed_rules(agent, new, pipeline)
+        await agent.store.register(uplinks.ages(new))  # may raise: nothing is changed yet
         if (new.buffer.max_size, new.buffer.drop_synced) != (
             old.buffer.max_size, old.buffer.drop_synced
         ):  # fmt: skip
             await _resize_buffer(agent, new)
         agent.pipeline = pipeline
         await _swap_destinations(agent, new, fresh)
+        swapped = True
         for device in old.devices:
             if wanted.get(device.name) != device:
                 await _detach(agent, device.name, gone=device.name not in wanted)
@@ -78,6 +81,10 @@ async def apply(agent: Agent, loaded: LoadedConfig) -> None:
             except Exception as exc:  # logged above; a restart ignores the rule anyway
                 log.error("alarm_cleared of removed rules not buffered (%s)", exc)
         agent.start_actions()
+    except BaseException:
+        if not swapped:  # made for nothing: the running destinations stay
+            await uplinks.close_all(fresh.values())
+        raise
     finally:
         agent.scheduler.resume()
     log.info(
@@ -150,17 +157,15 @@ async def _fresh_destinations(agent: Agent, loaded: LoadedConfig) -> dict[str, D
             if running is None or uplinks.changed(old, new, name, running):
                 fresh[name] = uplinks.make(loaded, want)
     except ConfigInvalid:
-        for destination in fresh.values():
-            await destination.close()
+        await uplinks.close_all(fresh.values())
         raise
     return fresh
 
 
 async def _swap_destinations(agent: Agent, new: Config, fresh: dict[str, Destination]) -> None:
     """Cut the runs of what is replaced or removed (their batches stay pending in the
-    buffer), let the buffer know who is owed what, and put the fresh ones in place.
+    buffer), and put the fresh ones in place.
     A replaced destination keeps its status: its figures go on."""
-    await agent.store.register(uplinks.ages(new))
     names = set(uplinks.wanted(new))
     for name in [n for n in agent.destinations if n in fresh or n not in names]:
         task = agent.delivering.get(name)

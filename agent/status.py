@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from agent import uplinks
 from agent.lifecycle import SNAPSHOT_EVERY, find_snapshot
 from agent.rules import RULE_KEY
 from buffer import SCHEMA_VERSION, Store
@@ -58,7 +59,8 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     tz = ZoneInfo(config.gateway.timezone)
     now = time.time()
     try:
-        store = Store(config.buffer.path, readonly=True)  # an older file is read as it is
+        # an older file is read as it is; the backlog is each configured destination's
+        store = Store(config.buffer.path, readonly=True, destinations=uplinks.ages(config))
         counters = store.counters()
         backlog = store.backlog()
         last = store.last_batch()
@@ -139,8 +141,9 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
                 f", {sent['failures']} failed runs since start"
             )
     if last:
+        whose = f" to {last['destination']}" if last.get("destination", "sync") != "sync" else ""
         print(
-            f"last batch: #{last['seq']} {last['status']} at {_when(last['finished'], tz)}"
+            f"last batch{whose}: #{last['seq']} {last['status']} at {_when(last['finished'], tz)}"
             + (f" ({last['reason']})" if last["reason"] else "")
         )
     else:

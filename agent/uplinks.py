@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,23 @@ def make(loaded: LoadedConfig, want: Wanted) -> Destination:
     except SettingUnusable as exc:
         raise ConfigInvalid([loaded.problem_at((*want.at, exc.field), str(exc))]) from exc
     return destination
+
+
+async def make_all(loaded: LoadedConfig) -> dict[str, Destination]:
+    """Every destination the config asks for; ConfigInvalid with none of them left open."""
+    made: dict[str, Destination] = {}
+    try:
+        for name, want in wanted(loaded.config).items():
+            made[name] = make(loaded, want)
+    except ConfigInvalid:
+        await close_all(made.values())
+        raise
+    return made
+
+
+async def close_all(destinations: Iterable[Destination]) -> None:
+    for destination in destinations:
+        await destination.close()
 
 
 def changed(old: Config, new: Config, name: str, destination: Destination) -> bool:

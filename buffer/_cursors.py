@@ -25,7 +25,10 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TIME = {"intervals": "start", "events": "ts"}  # the time of a record, for the age limits
+# where a record's age counts from, for the age limits: an interval is committed when it
+# ends, so its age counts from its end (from its start, a limit shorter than the interval
+# would skip every one of them)
+TIME = {"intervals": "(start + length)", "events": "ts"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +135,19 @@ def register(conn: sqlite3.Connection, names: list[str], now: float) -> list[str
     it is sent what is committed from now on (in a new buffer, everything). Returns the
     names added. Starting at the end, not at the oldest record kept, means adding an uplink
     neither floods a platform with a week of history it did not ask for nor holds back the
-    retention of records every other destination already has."""
+    retention of records every other destination already has.
+
+    A destination no longer named gives up its pending batch (status `abandoned`): its
+    records no longer wait for it and may be pruned, so named again later it must not
+    resend that batch's key with part of its records gone. It resumes at its cursor, with
+    new batches under new keys (a platform stores an interval once, whatever the key)."""
     known = {r[0] for r in conn.execute("SELECT name FROM destinations")}
+    conn.executemany(
+        "UPDATE batches SET status = 'abandoned', finished = ?,"
+        " reason = 'its destination was removed from the config'"
+        " WHERE destination = ? AND status = 'pending'",
+        [(now, name) for name in known - set(names)],
+    )
     added = [n for n in names if n not in known]
     conn.executemany(
         "INSERT INTO destinations (name, events_acked, intervals_acked, added) VALUES (?, ?, ?, ?)",

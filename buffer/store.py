@@ -308,7 +308,8 @@ class Store:
                     [synced_before, limit],
                 ).rowcount
             self.db.execute(
-                "DELETE FROM batches WHERE status = 'acked' AND finished < ?", [synced_before]
+                "DELETE FROM batches WHERE status IN ('acked', 'abandoned') AND finished < ?",
+                [synced_before],
             )
         return removed
 

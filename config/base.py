@@ -191,10 +191,10 @@ class DestinationBase(Strict):
     """What every entry of `destinations:` has; its kind adds its settings under one key
     named after the kind (cloud_sync/registry.py)."""
 
-    name: Name = Field(
-        description="The destination's name in status, metrics and logs; the buffer keeps "
-        "its own cursor under it (renaming it starts it afresh at the end of the buffer)."
-    )
+    # the name in status, metrics and logs; the buffer keeps the destination's cursor under
+    # it (renaming it starts it afresh at the end of the buffer). No description of its
+    # own: a wrong name is then told the form a Name takes
+    name: Name
     max_age: Duration | None = Field(
         default=None,
         gt=0,

@@ -46,8 +46,23 @@ def check_destinations(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield doc.problem((*at, "name"), message)
         seen.setdefault(entry.name, i)
         kind = kind_of(entry)
+        settings = kind.settings_of(entry)
+        every = getattr(settings, "every", None)
+        if entry.max_age is not None and every is not None and entry.max_age < 2 * every:
+            message = (
+                f"records older than {format_duration(entry.max_age)} are not sent to "
+                f"'{entry.name}', which sends every {format_duration(every)}: some would "
+                "age out before their first try; make max_age at least twice every"
+            )
+            yield doc.problem((*at, "max_age"), message, severity="warning")
+        if parts.sync is not None and getattr(settings, "url", None) == parts.sync.url:
+            message = (
+                "the same endpoint as sync.url: every record would reach that platform "
+                "twice, under two batch keys"
+            )
+            yield doc.problem((*at, kind.key, "url"), message, severity="warning")
         if kind.check is not None:
-            yield from kind.check(kind.settings_of(entry), (*at, kind.key), doc)
+            yield from kind.check(settings, (*at, kind.key), doc)
 
 
 def check_emissions(parts: Parts, doc: Document) -> Iterator[Problem]:

@@ -141,7 +141,7 @@ def parse_node(text: str) -> ua.NodeId:
 
 
 async def call(where: str, operation: Awaitable[T], timeout: float) -> T:
-    """Await one asyncua operation within `timeout`; failures come out as agent errors."""
+    """Await one asyncua operation within `timeout`; failures come out as domain.errors."""
     try:
         async with asyncio.timeout(timeout):
             return await operation
@@ -150,7 +150,7 @@ async def call(where: str, operation: Awaitable[T], timeout: float) -> T:
 
 
 async def open_client(link: OpcUa, where: str) -> Client:
-    """A connected, activated client as `link` says; agent errors only.
+    """A connected, activated client as `link` says; domain.errors only.
 
     The server's endpoints are asked first, so a server that offers no endpoint
     with the configured security gets a message listing what it does offer.

@@ -98,7 +98,7 @@ class Feed:
         on_refused: OnRefused,
         on_dead: OnDead,
     ) -> Feed:
-        """Create the subscription and its monitored items; agent errors only.
+        """Create the subscription and its monitored items; domain.errors only.
 
         Counters are sampled every `sampling` seconds with a queue that holds a
         publishing interval's worth of changes; gauges once per publishing

@@ -59,7 +59,7 @@ async def browse(
 ) -> list[Variable]:
     """The variables under `node` (default: Objects), `depth` levels deep, at most `limit`.
 
-    Raises agent errors (Disconnected, DeviceRejected, PermanentError ...) when
+    Raises domain.errors (Disconnected, DeviceRejected, PermanentError ...) when
     the server cannot be reached or refuses the session: their message says why.
     """
     link = target.opcua if isinstance(target, OpcUaDevice) else target

@@ -6,6 +6,7 @@ run by hand (the job the scheduler would run), so nothing waits for a clock.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from agent.cli import EX_CONFIG
 from agent.daemon import Agent
 from agent.reload import apply
+from agent.status import status
 from config import load_config
 from domain.errors import ConfigInvalid
 from domain.records import Commit, EventRow, IntervalRow
@@ -174,6 +176,11 @@ def test_check_names_each_destination_once_and_knows_the_kinds(tmp_path: Path) -
         '    http: {url: "http://10.0.0.9/b"}\n'
         "  - name: epb\n"
         '    htp: {url: "https://d.example/b"}\n'
+        "  - name: fast\n"
+        "    max_age: 1m\n"
+        '    http: {url: "https://e.example/b", every: 5m}\n'
+        "  - name: twice\n"
+        '    http: {url: "https://a.example/api/v1/batches"}\n'
     )
     path = tmp_path / "agent.yaml"
     path.write_text(text)
@@ -231,3 +238,26 @@ async def test_a_reload_with_an_unreadable_token_file_keeps_every_destination_ru
     assert "destinations[1].http.token_file: cannot read /no/t" in str(refused.value)
     assert after == before  # the same objects: nothing was swapped
     assert len(await stored(central)) == 2
+
+
+async def test_status_shows_what_each_destination_is_still_owed(
+    tmp_path: Path, receivers: tuple[Receiver, Receiver], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`edge-agent status` counts each configured destination's backlog, not only sync's."""
+    central, group = receivers
+    agent = await start(tmp_path, config_text(tmp_path, central.url, group.url))
+    try:
+        await fill(agent, 30)
+        await agent._deliver("sync")
+        await agent._deliver("group")  # nothing listens there
+        await agent._report()  # the status file, as the daemon writes it every 30 s
+    finally:
+        await agent.stop()
+    loaded = load_config(tmp_path / "agent.yaml")
+    capsys.readouterr()
+    assert status(loaded, as_json=True) == 0
+    owed = json.loads(capsys.readouterr().out)["backlog"]["destinations"]
+    assert owed["sync"]["intervals"] == 0 and owed["group"]["intervals"] == 30
+    assert status(loaded, as_json=False) == 0
+    text = capsys.readouterr().out
+    assert "backlog to group" in text and "last delivery to group" in text

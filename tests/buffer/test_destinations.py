@@ -221,6 +221,18 @@ def test_a_pending_batch_keeps_its_records_when_they_age_past_the_limit(
     store.close()
 
 
+def test_an_intervals_age_counts_from_its_end(tmp_path: Path) -> None:
+    """An interval is committed when it closes, its start already a length in the past: a
+    limit shorter than the interval still gets each one that just closed."""
+    store = Store(tmp_path / "b.db", destinations={"sync": None, "epb": 30.0})
+    now = time.time()
+    rows = [IntervalRow("m1", now - 900.0, 900.0, {"id": "just-closed"})]
+    rows.append(IntervalRow("m1", now - 3600.0, 900.0, {"id": "long-ago"}))
+    store.commit(Commit(intervals=rows))
+    assert drain(store.outbox("epb")) == ["just-closed"]
+    store.close()
+
+
 # --- registration and retention ----------------------------------------------------------
 
 
@@ -253,6 +265,24 @@ def test_a_destination_no_longer_declared_holds_nothing_back_and_resumes_when_ba
     store.register(TWO)
     assert drain(store.outbox("epb")) == fresh  # the three pruned ones are gone for it
     assert drain(store.outbox("sync")) == fresh
+
+
+def test_a_removed_destination_gives_up_its_pending_batch(store: Store) -> None:
+    """Its pending batch is abandoned when it leaves the config: declared again after its
+    records were pruned, it never resends that key with part of the batch gone."""
+    plant = Plant(store)
+    plant.commit(3, age=WEEK_AGO)
+    assigned = store.outbox("epb").pending_batch(10, HEADER)
+    assert assigned is not None and assigned.size == 3
+    store.register({"sync": None})
+    given_up = store.db.execute("SELECT status FROM batches WHERE seq = ?", [assigned.seq])
+    assert given_up.fetchone()[0] == "abandoned"
+    drain(store.outbox("sync"))
+    assert store.prune(raw_before=0, synced_before=FUTURE) == 3
+    fresh = plant.commit(2)
+    store.register(TWO)
+    batch = store.outbox("epb").pending_batch(10, HEADER)
+    assert batch is not None and batch.seq != assigned.seq and ids(batch) == fresh
 
 
 def test_with_no_destination_declared_nothing_counts_as_synced(store: Store) -> None:

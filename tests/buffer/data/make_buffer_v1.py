@@ -1,8 +1,9 @@
 """Write buffer-v1.db: a buffer as the release before schema versions left it (version 1).
 
 It was made with the code at commit b95e8ae (main before per-destination
-cursors), so the migration tests open a file the old code really wrote, not
-one the new code imagines. To make it again:
+cursors; its buffer schema is the last release's, 467ab6f, table for table), so
+the migration tests open a file the old code really wrote, not one the new code
+imagines. The script needs nothing of the tests but itself. To make it again:
 
     git worktree add /tmp/v1tree b95e8ae
     PYTHONPATH=/tmp/v1tree .venv/bin/python tests/buffer/data/make_buffer_v1.py \
@@ -24,18 +25,46 @@ What it holds (tests/buffer/test_migrations.py relies on these numbers):
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import buffer.store
 from buffer.store import Store
 from cloud_sync.batch import SCHEMA_VERSION
 from domain.records import Commit, EventRow, IntervalRow
-from tests.fixtures.batches import GATEWAY, series
 
+GATEWAY = {
+    "id": "cd-plant07-gw1",
+    "enterprise_id": "91510100MA61234567",
+    "region_code": "510100",
+    "industry_code": "C3011",
+    "timezone": "Asia/Shanghai",
+}
+FACTOR = {
+    "id": "test-grid",
+    "value": 0.5,
+    "unit": "kgCO2/kWh",
+    "source": "made up for tests",
+    "year": 2022,
+}
 HEADER = {"schema_version": SCHEMA_VERSION, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
 DEVICES = ("main_incomer", "press_line_2")
 T0 = "2026-11-26T08:00:00+08:00"
+
+
+def series(device: str, start: str, minutes: int, count: int) -> list[dict]:
+    """`count` back-to-back electricity intervals of 1 kWh (as the tests' batches make)."""
+    begin = datetime.fromisoformat(start)
+    out = []
+    for n in range(count):
+        at = begin + timedelta(minutes=minutes * n)
+        out.append({
+            "device": device, "carrier": "electricity", "start": at.isoformat(),
+            "end": (at + timedelta(minutes=minutes)).isoformat(), "quantity": 1.0,
+            "unit": "kWh", "kwh": 1.0, "tce_kg": 0.1, "co2_kg": 0.5, "scope": 2,
+            "factor": FACTOR, "coverage": 1.0, "quality": "good",
+        })  # fmt: skip
+    return out
 
 
 def rows(first: int, last: int) -> list[IntervalRow]:
