@@ -128,7 +128,7 @@ def test_the_receiver_command_serves_mutual_tls(pki: Pki, tmp_path: Path) -> Non
         "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
         "--tls-client-ca", str(pki.ca),
     ]  # fmt: skip
-    root = Path(__file__).parents[2]
+    root = Path(__file__).parents[3]  # the repository: `python -m agent` from there
     with subprocess.Popen(
         command, cwd=root, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
     ) as process:
