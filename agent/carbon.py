@@ -11,9 +11,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agent.intervals import ClosedInterval
-from config import FactorSet
 from config.base import Density
 from config.carriers import conversion, reported_unit
+from config.factors import FactorSet
 from domain.records import AppliedDensity, AppliedFactor, IntervalRecord
 
 KJ_PER_KGCE = 29_307.0  # GB/T 2589: 1 kgce = 29 307 kJ

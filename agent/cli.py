@@ -16,7 +16,8 @@ from pathlib import Path
 
 from agent import logs
 from agent.logs import priority
-from config import LoadedConfig, config_json_schema, load_config, load_config_apart
+from config.loader import LoadedConfig, load_config, load_config_apart
+from config.schema import config_json_schema
 from domain.errors import ConfigInvalid, InitError, Problem
 from drivers.registry import PROTOCOLS
 
@@ -59,7 +60,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from config import list_profiles, load_profile
+    from config.loader import load_profile
+    from config.profiles import list_profiles
 
     unknown = [n for n in args.name if n not in list_profiles()]
     if unknown:

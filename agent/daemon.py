@@ -38,8 +38,8 @@ from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snaps
 from agent.pipeline import Pipeline, derive
 from buffer import AsyncStore
 from cloud_sync.base import Destination
-from config import LoadedConfig
 from config.base import DeviceBase
+from config.loader import LoadedConfig
 from config.models import Config
 from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable
 from domain.records import Commit
@@ -74,11 +74,6 @@ class Agent:
     acting: set[asyncio.Task] = field(default_factory=set)  # rule actions under way
     _inflight: set[asyncio.Task] = field(default_factory=set)
     _outputs: actions.Locks = field(default_factory=dict)
-
-    @property
-    def status(self) -> dict:
-        """Each device's DeviceStatus, by name (metrics, demo, tests)."""
-        return self.health.devices
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -116,7 +111,11 @@ class Agent:
             config.buffer.path,
             config.sync.url,
             config.sync.every,
-            "".join(f"; {name} every {want.every:g}s" for name, want in uplinks.more(config)),
+            "".join(
+                f"; {name} every {d.every:g}s"
+                for name, d in self.destinations.items()
+                if name != uplinks.CENTRAL
+            ),
         )
 
     async def stop(self) -> None:
@@ -374,7 +373,6 @@ class Agent:
             "pid": os.getpid(),
             "buffer": self.loaded.config.buffer.path,
             "devices": devices,
-            "sync": sent.get(uplinks.CENTRAL),
             "destinations": sent,
             "backlog": self.backlog,
             "open_alarms": self.open_alarms(),

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from agent.daemon import Agent
-from config import load_config, load_profile
+from config.loader import load_config, load_profile
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from receiver import Receiver
@@ -176,7 +176,7 @@ def _table(agent: Agent, backlog: dict, stored: list[dict]) -> str:
         kw = f"{power.value:9.1f}" if power and power.value is not None else f"{'-':>9}"
         energy = agent.pipeline.open_energy(name)
         kwh = f"{energy:15.3f}" if energy is not None else f"{'-':>15}"
-        quality = "bad" if agent.status[name].failing_since else "good"
+        quality = "bad" if agent.health.devices[name].failing_since else "good"
         lines.append(f"{name:<14}{kw}{kwh}{co2.get(name, 0.0):13.3f}{quality:>9}")
     sync = agent.destinations["sync"].status
     lines.append(

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from config import list_profiles, load_config, load_profile
+from config.loader import load_config, load_profile
+from config.profiles import list_profiles
 from domain.errors import ConfigInvalid, InitError
 from drivers.registry import PROTOCOLS
 

@@ -57,7 +57,7 @@ class AgentCollector(Collector):
             labels=["device"],
         )
         for name in names:
-            status = agent.status.get(name)
+            status = agent.health.devices.get(name)
             if status is None:
                 continue
             polls.add_metric([name], status.polls)

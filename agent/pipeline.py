@@ -23,9 +23,9 @@ from agent.intensity import PRODUCTION, Intensity, add_production
 from agent.intervals import DAY
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.wiring import Wiring, factor
-from config import FactorSet, load_factor_set, province_for
 from config.base import Density, DeviceBase
 from config.carriers import conversion, needs_density, rate_conversion, reported_unit
+from config.factors import FactorSet, load_factor_set, province_for
 from config.models import Config, Rule
 from domain.reading import Reading
 from domain.records import Commit, EventRow, IntervalRecord, IntervalRow

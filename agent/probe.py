@@ -10,7 +10,7 @@ import json
 import sys
 
 from agent.wiring import Wiring
-from config import LoadedConfig
+from config.loader import LoadedConfig
 from domain.errors import DriverUnavailable, EdgeAgentError
 from drivers.base import Browses, Driver, Identifies, Plans
 from drivers.registry import make_driver

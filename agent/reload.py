@@ -20,7 +20,7 @@ from agent.daemon import STOP_DEADLINE, Agent
 from agent.pipeline import Pipeline, derive
 from agent.rules import RULE_KEY, RuleState
 from cloud_sync.base import Destination
-from config import LoadedConfig
+from config.loader import LoadedConfig
 from config.models import Config
 from domain.errors import ConfigInvalid
 from domain.records import Commit, EventRow
@@ -141,8 +141,8 @@ async def _detach(agent: Agent, name: str, *, gone: bool) -> None:
         if name in agent.unwritten:  # its held work is still written, in order
             await agent.commit(name, Commit())
         log.info("%s: removed", name)
-    elif name in agent.status:  # the new driver is tried at once; an offline device
-        agent.status[name].offline_until = 0.0  # stays offline until it answers (one event)
+    elif name in agent.health.devices:  # the new driver is tried at once; an offline device
+        agent.health.devices[name].offline_until = 0.0  # stays offline until it answers (one event)
 
 
 async def _fresh_destinations(agent: Agent, loaded: LoadedConfig) -> dict[str, Destination]:

@@ -17,7 +17,7 @@ from agent import reload, systemd
 from agent.daemon import Agent
 from agent.lifecycle import snapshot_path, watchdog, write_snapshot
 from agent.metrics import serve_http
-from config import LoadedConfig, load_config
+from config.loader import LoadedConfig, load_config
 from domain.errors import ConfigInvalid
 
 log = logging.getLogger(__name__)

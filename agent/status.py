@@ -19,7 +19,8 @@ from agent import uplinks
 from agent.lifecycle import SNAPSHOT_EVERY, find_snapshot
 from agent.rules import RULE_KEY
 from buffer import SCHEMA_VERSION, Store
-from config import LoadedConfig
+from config.loader import LoadedConfig
+from config.units import format_duration
 from domain.errors import BufferTooNew
 
 
@@ -91,6 +92,8 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     for rule in config.rules:
         state = counters.get(RULE_KEY + rule.name) or {}
         rules[rule.name] = {"raised": bool(state.get("raised")), "since": state.get("raised_at")}
+    # each destination's figures; a status file written by an older daemon has the sync's only
+    sent = (snap or {}).get("destinations") or {uplinks.CENTRAL: (snap or {}).get("sync")}
     report = {
         "gateway": config.gateway.id,
         "daemon": daemon_state(snap, now, tz),
@@ -99,8 +102,8 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         "backlog": backlog,
         "buffer_version": version,
         "last_batch": last,
-        "sync": (snap or {}).get("sync"),
-        "destinations": (snap or {}).get("destinations", {}),
+        "sync": sent.get(uplinks.CENTRAL),
+        "destinations": sent,
         "open_alarms": (snap or {}).get("open_alarms"),
         "problems": (snap or {}).get("problems", []),
     }
@@ -133,12 +136,13 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
             f"buffer schema: version {version}, migrated to {SCHEMA_VERSION} "
             "when the agent next starts"
         )
-    for name, sent in (report["destinations"] or {"sync": report["sync"]}).items():
-        if sent:  # the central one as it always read; the others by name
-            label = "last sync" if name == "sync" else f"last delivery to {name}"
+    for name, figures in sent.items():
+        if figures:  # the central one as it always read; the others by name
+            label = "last sync" if name == uplinks.CENTRAL else f"last delivery to {name}"
+            success = _ago(figures["last_success"], now)
             print(
-                f"{label}: {sent['last_result']}, last success {_ago(sent['last_success'], now)}"
-                f", {sent['failures']} failed runs since start"
+                f"{label}: {figures['last_result']}, last success {success}"
+                f", {figures['failures']} failed runs since start"
             )
     if last:
         whose = f" to {last['destination']}" if last.get("destination", "sync") != "sync" else ""
@@ -164,7 +168,7 @@ def _print_backlog(backlog: dict, now: float) -> None:
         return
     for name, waiting in destinations.items():
         limit = waiting.get("max_age")
-        note = f" (owed records up to {_span(limit)} old)" if limit else ""
+        note = f" (owed records up to {format_duration(limit)} old)" if limit else ""
         print(f"backlog to {name}{note}: {_waiting(waiting, now)}")
 
 
@@ -173,14 +177,6 @@ def _waiting(figures: dict, now: float) -> str:
     return f"{figures['intervals']} intervals, {figures['events']} events" + (
         f", oldest {_ago(oldest, now).removesuffix(' ago')} old" if oldest else ""
     )
-
-
-def _span(seconds: float) -> str:
-    if seconds % 86400 == 0:
-        return f"{seconds / 86400:g} d"
-    if seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds:g} s"
 
 
 def _print_buffer_use(backlog: dict, max_size: int) -> None:

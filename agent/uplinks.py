@@ -21,9 +21,9 @@ from cloud_sync.base import Destination, Identity
 from cloud_sync.http.settings import SPEC as HTTP
 from cloud_sync.registry import kind_of
 from cloud_sync.spec import DestinationSpec
-from config import LoadedConfig
 from config.base import NodePath
 from config.errors import format_path
+from config.loader import LoadedConfig
 from config.models import Config
 from domain.errors import ConfigInvalid, SettingUnusable
 
@@ -42,10 +42,6 @@ class Wanted:
     max_age: float | None
     at: NodePath  # where its settings are in the file: ("sync",), ("destinations", 1, "http")
 
-    @property
-    def every(self) -> float:
-        return float(self.settings.every)
-
 
 def wanted(config: Config) -> dict[str, Wanted]:
     """Every destination the config asks for, the central one first."""
@@ -55,11 +51,6 @@ def wanted(config: Config) -> dict[str, Wanted]:
         at = ("destinations", i, kind.key)
         found[entry.name] = Wanted(entry.name, kind, kind.settings_of(entry), entry.max_age, at)
     return found
-
-
-def more(config: Config) -> list[tuple[str, Wanted]]:
-    """The destinations besides the central one, for the log."""
-    return [(n, w) for n, w in wanted(config).items() if n != CENTRAL]
 
 
 def ages(config: Config) -> dict[str, float | None]:

@@ -43,10 +43,10 @@ class Cursor:
 
     def owed(self, table: str, now: float) -> str:
         """SQL: the records of `table` this destination still waits for."""
-        acked, inflight, ts = self.acked[table], self.inflight[table], TIME[table]
-        in_batch = f"seq <= {inflight}" + _at_least(ts, self.not_before)
-        later = f"seq > {inflight}" + _at_least(
-            ts, None if self.max_age is None else now - self.max_age
+        acked, inflight = self.acked[table], self.inflight[table]
+        in_batch = f"seq <= {inflight}" + young(table, self.not_before)
+        later = f"seq > {inflight}" + young(
+            table, None if self.max_age is None else now - self.max_age
         )
         if self.not_before is None and self.max_age is None:
             return f"seq > {acked}"
@@ -60,8 +60,9 @@ class Cursor:
         return self.acked[table] if self.not_before is None else self.inflight[table]
 
 
-def _at_least(column: str, cutoff: float | None) -> str:
-    return "" if cutoff is None else f" AND {column} >= {float(cutoff)!r}"
+def young(table: str, cutoff: float | None) -> str:
+    """SQL to AND to a condition: the records of `table` not older than `cutoff`."""
+    return "" if cutoff is None else f" AND {TIME[table]} >= {float(cutoff)!r}"
 
 
 def owed_to_any(cursors: list[Cursor], table: str, now: float) -> str:

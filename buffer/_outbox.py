@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from buffer._cursors import TIME
+from buffer._cursors import young
 from domain.records import EventRow
 
 if TYPE_CHECKING:
@@ -212,10 +212,9 @@ class Outbox:
 
     def _range(self, table: str, after: int, limit: int, cut: float | None) -> tuple[int, int, int]:
         """The next `limit` records after `after`, skipping those older than `cut`."""
-        young = "" if cut is None else f" AND {TIME[table]} >= {float(cut)!r}"
         row = self.store._one(
             f"SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM "
-            f"(SELECT seq FROM {table} WHERE seq > ?{young} ORDER BY seq LIMIT ?)",
+            f"(SELECT seq FROM {table} WHERE seq > ?{young(table, cut)} ORDER BY seq LIMIT ?)",
             [after, limit],
         )
         assert row is not None
@@ -239,5 +238,4 @@ class Outbox:
 
 def _within(table: str, cut: float | None) -> str:
     """SQL: the records of a batch's range (two parameters: lo, hi) it really holds."""
-    young = "" if cut is None else f" AND {TIME[table]} >= {float(cut)!r}"
-    return f"seq BETWEEN ? AND ?{young}"
+    return f"seq BETWEEN ? AND ?{young(table, cut)}"

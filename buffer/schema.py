@@ -178,16 +178,15 @@ def refuse_unknown(conn: sqlite3.Connection, path: Path) -> int:
     return found
 
 
-def upgrade(conn: sqlite3.Connection, path: Path, *, first_batch: int) -> int:
-    """Bring the open, writable buffer at `path` to SCHEMA_VERSION; returns the version
-    it had. A new file starts its batch numbers at `first_batch`."""
-    found = refuse_unknown(conn, path)
+def upgrade(conn: sqlite3.Connection, found: int, *, first_batch: int) -> None:
+    """Bring the open, writable buffer from version `found` (as `refuse_unknown` read it)
+    to SCHEMA_VERSION. A new file starts its batch numbers at `first_batch`. Each step
+    checks the version again inside its transaction."""
     if found == 0:
         _in_one_transaction(conn, 0, SCHEMA_VERSION, lambda c: _create(c, first_batch))
-        return found
+        return
     for version in range(found, SCHEMA_VERSION):
         _in_one_transaction(conn, version, version + 1, STEPS[version])
-    return found
 
 
 def _create(conn: sqlite3.Connection, first_batch: int) -> None:

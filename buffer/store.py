@@ -120,7 +120,8 @@ class Store:
         # Batch numbers start at the clock in ms when a buffer is created (first run, or a
         # corrupt one replaced) and only ever go up from there, so a new buffer never
         # reuses a key an earlier one of this gateway sent.
-        found = schema.upgrade(conn, self.path, first_batch=int(time.time() * 1000))
+        found = self.version
+        schema.upgrade(conn, found, first_batch=int(time.time() * 1000))
         if 0 < found < schema.SCHEMA_VERSION:
             log.info(
                 "buffer %s: schema version %d migrated to %d",

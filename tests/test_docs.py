@@ -11,7 +11,7 @@ import pytest
 
 from agent.cli import main, parser
 from agent.demo import energy_check
-from config import load_config
+from config.loader import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -21,7 +21,7 @@ import pytest
 
 from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, delivered, energy_check
-from config import load_config
+from config.loader import load_config
 from tests.fixtures.clock import Clock, ManualScheduler
 from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 

@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import TypeAdapter  # noqa: E402  (imports follow the path fix)
 
-from config import config_json_schema, list_profiles  # noqa: E402
+from config.profiles import list_profiles  # noqa: E402
+from config.schema import config_json_schema  # noqa: E402
 from config.units import Duration, Size  # noqa: E402
 from drivers.registry import PROTOCOLS  # noqa: E402
 

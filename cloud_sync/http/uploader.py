@@ -63,7 +63,7 @@ def make(name: str, settings: HttpSettings, identity: Identity, *, setting: str)
     """
     token = read_token(settings.token_file)
     verify = client_tls(settings.ca_file, settings.client_cert, settings.client_key)
-    uploader = Uploader(
+    return Uploader(
         None,
         url=settings.url,
         token=token,
@@ -75,9 +75,8 @@ def make(name: str, settings: HttpSettings, identity: Identity, *, setting: str)
         verify=verify,
         destination=name,
         setting=setting,
+        token_file=settings.token_file,
     )
-    uploader.files = (settings.token_file, token, bool(settings.ca_file or settings.client_cert))
-    return uploader
 
 
 def read_token(path: str | None) -> str | None:
@@ -124,6 +123,7 @@ class Uploader:
         verify: ssl.SSLContext | bool = True,
         destination: str = "sync",
         setting: str = "sync",
+        token_file: str | None = None,
     ) -> None:
         self.name = destination
         self.setting = setting  # where its settings are: sync, destinations[1].http
@@ -141,8 +141,8 @@ class Uploader:
         self.budget = budget
         self.client = client or httpx.AsyncClient(timeout=timeout, verify=verify)
         self.status = DestinationStatus()
-        # what make() read: the token file, its token, and whether TLS files are in use
-        self.files: tuple[str | None, str | None, bool] = (None, token, False)
+        self.token, self.token_file = token, token_file  # as read, for stale()
+        self.certificates = verify is not True  # client_tls read files: a CA, a certificate
         self.rejected_in_a_row = 0
         self.refusals = 0  # 401/403/404 answers in a row
         self.hold_until = 0.0  # monotonic time before which no batch is sent after those
@@ -164,11 +164,10 @@ class Uploader:
 
     def stale(self) -> bool:
         """Certificates may have been replaced at the same paths, or the token rotated."""
-        token_file, token, tls = self.files
-        if tls:
+        if self.certificates:
             return True
         try:
-            return read_token(token_file) != token
+            return read_token(self.token_file) != self.token
         except SettingUnusable:
             return True  # made afresh, the unreadable file is reported where it is set
 

@@ -8,8 +8,8 @@ import pytest
 
 from agent.carbon import interval_record
 from agent.intervals import ClosedInterval
-from config import load_factor_set
 from config.base import Density
+from config.factors import load_factor_set
 from domain.batch import Interval
 
 TZ = ZoneInfo("Asia/Shanghai")

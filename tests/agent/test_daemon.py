@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 
 from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, demo_config, demo_meters
-from config import load_config
+from config.loader import load_config
+from domain.records import EventRow
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.daemon import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2
@@ -108,9 +111,11 @@ async def test_a_buffer_that_fails_for_a_while_loses_no_interval(
     check_conserved(tmp_path, meters)
 
 
+@pytest.mark.slow  # the stop's last sync is cut after its real 5 s
 async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Path) -> None:
     """A sync stuck on a silent platform is cut at once: stop takes seconds, not minutes."""
-    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    heard: list[asyncio.StreamWriter] = []  # the platform accepts, reads, never answers
+    silent = await asyncio.start_server(lambda r, w: heard.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     meters = demo_meters()
     server = MeterServer(list(meters.values()))
@@ -121,8 +126,10 @@ async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Pa
     config.write_text(text)
     agent = Agent(load_config(config, require_env=True))
     await agent.start()
-    try:
-        await asyncio.sleep(2.0)  # the first sync is now waiting on the silent platform
+    try:  # something to send at once, before the first interval closes
+        await agent.store.add_events([EventRow(time.time(), None, "test", "info", "to send")])
+        # a sync is now waiting on the silent platform (it took the batch and never hears)
+        await wait_until(lambda: heard and "sync" in agent.delivering, 10)
         loop = asyncio.get_running_loop()
         started = loop.time()
         await agent.stop()
@@ -130,4 +137,6 @@ async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Pa
     finally:
         await server.stop()
         silent.close()
+        for writer in heard:
+            writer.close()
     assert took < 8.0  # the in-flight sync is cancelled; the last one is cut at 5 s

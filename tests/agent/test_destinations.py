@@ -22,7 +22,7 @@ from agent.cli import EX_CONFIG
 from agent.daemon import Agent
 from agent.reload import apply
 from agent.status import status
-from config import load_config
+from config.loader import load_config
 from domain.errors import ConfigInvalid
 from domain.records import Commit, EventRow, IntervalRow
 from receiver import Receiver

@@ -14,7 +14,7 @@ import pytest
 
 from agent.daemon import Agent
 from agent.health import OFFLINE_AFTER, Health
-from config import load_config
+from config.loader import load_config
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
 from tests.fixtures.clock import Clock, ManualScheduler
@@ -71,8 +71,8 @@ async def test_a_dead_meter_is_polled_less_and_its_neighbours_on_time(
     turns = 8.0 / 0.5
     assert modem.requests[1] >= turns - 3 and modem.requests[2] >= turns - 3
     assert OFFLINE_AFTER <= modem.requests[3] <= turns / 2
-    assert agent.status["meter1"].failing_since == 0
-    assert agent.status["meter3"].failing_since >= OFFLINE_AFTER
+    assert agent.health.devices["meter1"].failing_since == 0
+    assert agent.health.devices["meter3"].failing_since >= OFFLINE_AFTER
 
 
 async def test_an_offline_meter_that_answers_again_is_polled_every_turn(
@@ -92,7 +92,7 @@ async def test_an_offline_meter_that_answers_again_is_polled_every_turn(
     await agent.start()
     try:
         await clock.run(agent, 3.0)
-        assert agent.status["meter3"].failing_since >= OFFLINE_AFTER
+        assert agent.health.devices["meter3"].failing_since >= OFFLINE_AFTER
         modem.silent_units.clear()  # the meter is back
         await clock.run(agent, 6.0)
         before = modem.requests[3]
@@ -102,6 +102,6 @@ async def test_an_offline_meter_that_answers_again_is_polled_every_turn(
         await agent.stop()
         await server.stop()
         modem.close()
-    assert agent.status["meter3"].failing_since == 0
-    assert agent.status["meter3"].offline_until == 0.0
+    assert agent.health.devices["meter3"].failing_since == 0
+    assert agent.health.devices["meter3"].offline_until == 0.0
     assert after - before >= 3  # every 500 ms turn again

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.metrics import serve_http
-from config import load_config
+from config.loader import load_config
 from config.models import Http
 from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer

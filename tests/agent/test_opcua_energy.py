@@ -10,7 +10,7 @@ import pytest
 
 from agent.daemon import Agent
 from agent.probe import probe
-from config import load_config
+from config.loader import load_config
 from drivers.opcua.simulator import LoadCurve, MeterServer, node_id
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.pipeline import Pipeline
-from config import load_config
+from config.loader import load_config
 from domain.reading import Quality, Reading
 from tests.fixtures.pipeline import built
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.probe import probe
-from config import load_config
+from config.loader import load_config
 from drivers.dlt645.simulator import SimulatedBus
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from tests.fixtures.dlt645 import ADDRESS, meter

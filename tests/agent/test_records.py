@@ -12,15 +12,13 @@ from pathlib import Path
 from agent.pipeline import Pipeline
 from domain.batch import Interval
 from domain.reading import Reading
-from tests.fixtures.pipeline import built
+from tests.fixtures.pipeline import HEAD, built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00
 
-CONFIG = """\
-gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
-buffer: {path: %(dir)s/buffer.db}
-sync: {url: "https://central.example/api/v1/batches"}
-emissions: {factor_set: cn-mee-2022, intervals: [1m, 15m]}
+CONFIG = (
+    HEAD
+    + """\
 devices:
   - name: incomer
     modbus_tcp: {host: 127.0.0.1}
@@ -53,6 +51,7 @@ devices:
     points: [{name: units, address: 100, type: uint32, unit: piece, kind: counter}]
     production: {counter: units}
 """
+)
 POINTS = {  # device: (point, unit, value at poll i)
     "line": ("units", "piece", lambda i: 5000.0 + 10 * (i // 3)),  # some minutes make none
     "incomer": ("e", "kWh", lambda i: 100.0 + 2 * i),

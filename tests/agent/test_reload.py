@@ -12,7 +12,7 @@ import pytest
 
 from agent import reload
 from agent.demo import demo_meters
-from config import load_config
+from config.loader import load_config
 from domain.errors import ConfigInvalid
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler

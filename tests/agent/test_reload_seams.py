@@ -17,7 +17,7 @@ import pytest
 from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.reload import apply
-from config import load_config
+from config.loader import load_config
 from drivers.modbus.settings import ModbusWrite
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler

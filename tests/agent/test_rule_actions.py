@@ -16,6 +16,7 @@ from asyncua import ua
 
 from agent.daemon import Agent
 from agent.demo import demo_config, demo_meters
+from agent.health import DeviceStatus
 from drivers.modbus.simulator import LoadCurve, MeterServer
 from drivers.opcua import simulator as opcua_sim
 from tests.fixtures.clock import Clock, ManualScheduler
@@ -28,6 +29,11 @@ pytestmark = pytest.mark.timeout(60)
 async def start(tmp_path: Path, text: str) -> Agent:
     """The agent in process on `text`, its jobs run by the test's clock."""
     return await start_agent(tmp_path, text, scheduler=ManualScheduler())
+
+
+def press(agent: Agent) -> DeviceStatus:
+    """The press line's device figures, which these tests take offline and back."""
+    return agent.health.devices["press_line_2"]
 
 
 async def test_a_raised_rule_switches_the_stack_light_on_once(tmp_path: Path, clock: Clock) -> None:
@@ -68,11 +74,11 @@ async def test_a_refused_write_is_an_event_and_polling_goes_on(
     try:
         async with raw_server(light) as port:
             agent = await start(tmp_path, config_text(tmp_path, server.port, port))
-            await clock.run_until(agent, lambda: agent.status["main_incomer"].polls > 3)
+            await clock.run_until(agent, lambda: agent.health.devices["main_incomer"].polls > 3)
             await clock.run(agent, 1.0)
-            polls = agent.status["main_incomer"].polls
+            polls = agent.health.devices["main_incomer"].polls
             await clock.run(agent, 0.6)
-            assert agent.status["main_incomer"].polls > polls
+            assert agent.health.devices["main_incomer"].polls > polls
             await agent.stop()
     finally:
         await server.stop()
@@ -149,10 +155,10 @@ async def test_a_write_to_a_missing_opcua_node_is_one_event_and_polling_goes_on(
         text = opcua_config_text(tmp_path, server.port, plc.endpoint, "ns=2;s=Line1.NoLamp")
         agent = await start(tmp_path, text)
         await clock.run_until(agent, lambda: any(e[1] == "action_failed" for e in events(tmp_path)))
-        polls = agent.status["main_incomer"].polls
+        polls = agent.health.devices["main_incomer"].polls
         await clock.run(agent, 1.0)
-        assert agent.status["main_incomer"].polls > polls
-        assert agent.status["plc"].polls > 0
+        assert agent.health.devices["main_incomer"].polls > polls
+        assert agent.health.devices["plc"].polls > 0
         await agent.stop()
     finally:
         await plc.close()
@@ -175,9 +181,9 @@ async def test_a_meter_offline_and_back_gives_one_event_each(tmp_path: Path, clo
         agent = await start(tmp_path, text)
         await clock.run(agent, 0.8)
         meters["press_line_2"].offline = True
-        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since >= 3)
+        await clock.run_until(agent, lambda: press(agent).failing_since >= 3)
         meters["press_line_2"].offline = False
-        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since == 0)
+        await clock.run_until(agent, lambda: press(agent).failing_since == 0)
         await clock.run(agent, 0.3)
         await agent.stop()
     finally:
@@ -209,10 +215,10 @@ async def test_a_meter_offline_across_a_restart_is_reported_offline_once(
             ).fetchone()
         assert json.loads(flag[0]) == {"offline": True}
         agent = await start(tmp_path, text)
-        await clock.run_until(agent, lambda: agent.status["press_line_2"].failed_polls >= 2)
-        assert agent.status["press_line_2"].failed_polls >= 2  # failed polls after the start
+        await clock.run_until(agent, lambda: press(agent).failed_polls >= 2)
+        assert press(agent).failed_polls >= 2  # failed polls after the start
         meters["press_line_2"].offline = False
-        await clock.run_until(agent, lambda: agent.status["press_line_2"].failing_since == 0)
+        await clock.run_until(agent, lambda: press(agent).failing_since == 0)
         await clock.run(agent, 0.3)
         await agent.stop()
     finally:

@@ -16,7 +16,7 @@ from agent.rules import FIGURES, SITE, Limit, RuleState, figure, judge
 from config.models import Rule
 from config.quantities import RULE_QUANTITIES
 from domain.reading import Quality, Reading
-from tests.fixtures.pipeline import built
+from tests.fixtures.pipeline import HEAD, built
 
 T0 = 1_789_999_200.0  # 2026-09-21 22:00 +08:00, a whole hour
 
@@ -187,11 +187,9 @@ def test_a_device_without_a_tally_yet_has_no_largest_block() -> None:
 
 # --- in the pipeline ----------------------------------------------------------------
 
-CONFIG = """\
-gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
-buffer: {path: %(dir)s/buffer.db}
-sync: {url: "https://central.example/api/v1/batches"}
-emissions: {factor_set: cn-mee-2022, intervals: [1m, 15m]}
+CONFIG = (
+    HEAD
+    + """\
 devices:
   - name: m1
     modbus_tcp: {host: 127.0.0.1}
@@ -214,6 +212,7 @@ rules:
   - {name: site-demand, quantity: demand_15m_kw, above: 500, clear_below: 400}
   - {name: site-co2, quantity: co2_kg_today, above: 100}
 """
+)
 
 
 def make(tmp_path: Path, states: dict | None = None) -> Pipeline:

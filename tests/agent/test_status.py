@@ -93,7 +93,7 @@ def test_the_backlog_has_a_line_per_destination_when_there_are_several(capsys) -
     assert capsys.readouterr().out.splitlines() == [
         "backlog: 340 intervals, 2 events, oldest 3.0 h old",
         "backlog to sync: 340 intervals, 2 events, oldest 3.0 h old",
-        "backlog to epb (owed records up to 1 h old): 12 intervals, 0 events, oldest 30 min old",
+        "backlog to epb (owed records up to 1h old): 12 intervals, 0 events, oldest 30 min old",
     ]
     _print_backlog({**both, "destinations": {"sync": sync}}, now)
     assert capsys.readouterr().out.splitlines() == [

@@ -17,7 +17,7 @@ from agent import systemd
 from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.lifecycle import watchdog
-from config import load_config
+from config.loader import load_config
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.daemon import (
     NotifySocket,

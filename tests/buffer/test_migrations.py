@@ -280,18 +280,23 @@ def test_the_agent_refuses_a_newer_buffer_as_a_config_problem_exit_78(tmp_path: 
     assert path.read_bytes() == data
 
 
+def config_on(buffer: Path) -> str:
+    """An agent.yaml with no device on the buffer file `buffer`, for `status`."""
+    return (
+        "gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: '510100',"
+        " industry_code: C3011}\n"
+        f"buffer: {{path: {buffer}}}\n"
+        "sync: {url: 'https://central.example/api/v1/batches'}\n"
+        "devices: []\n"
+    )
+
+
 def test_status_reads_an_old_file_without_migrating_it(old: Path, capsys) -> None:
     """`edge-agent status` on a version 1 buffer shows its backlog and leaves it at 1."""
     from agent.cli import main
 
     config = old.with_name("agent.yaml")
-    config.write_text(
-        "gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: '510100',"
-        " industry_code: C3011}\n"
-        f"buffer: {{path: {old}}}\n"
-        "sync: {url: 'https://central.example/api/v1/batches'}\n"
-        "devices: []\n"
-    )
+    config.write_text(config_on(old))
     assert main(["status", "-c", str(config)]) == 0
     out = capsys.readouterr().out
     assert "backlog: 42 intervals, 3 events, oldest" in out
@@ -310,13 +315,7 @@ def test_status_refuses_a_newer_file_clearly(tmp_path: Path, capsys) -> None:
     path = tmp_path / "buffer.db"
     newer_file(path)
     config = tmp_path / "agent.yaml"
-    config.write_text(
-        "gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: '510100',"
-        " industry_code: C3011}\n"
-        f"buffer: {{path: {path}}}\n"
-        "sync: {url: 'https://central.example/api/v1/batches'}\n"
-        "devices: []\n"
-    )
+    config.write_text(config_on(path))
     assert main(["status", "-c", str(config)]) == 1
     out = capsys.readouterr().out
     assert "cannot read the buffer" in out and "newer than this edge-agent knows" in out

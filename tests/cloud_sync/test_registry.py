@@ -3,20 +3,14 @@ a copy of the source is checked, published and delivered to like the shipped one
 
 from __future__ import annotations
 
-import difflib
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cloud_sync.registry import KINDS
+from tests.fixtures.source import changes, copy_with, python
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("agent", "buffer", "cloud_sync", "config", "domain", "drivers", "receiver")
 REGISTRY = "cloud_sync/registry.py"
 LINE = '_SETTINGS = ("cloud_sync.http.settings",)\n'
 WITH_FAKE = '_SETTINGS = ("cloud_sync.http.settings", "cloud_sync.fake.settings")\n'
@@ -128,7 +122,7 @@ BAD = HEAD + "  - name: archive\n    fake: {pth: archive.jsonl}\n"
 DELIVER = """\
 import asyncio, time
 from agent.daemon import Agent
-from config import load_config
+from config.loader import load_config
 from domain.records import Commit, EventRow, IntervalRow
 
 async def main():
@@ -145,70 +139,34 @@ asyncio.run(main())
 """
 
 
-def _files(top: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(top)): path.read_bytes()
-        for package in PACKAGES
-        for path in (top / package).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
-    }
-
-
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The source with the fake kind added: its folder and its registry line."""
-    top = tmp_path_factory.mktemp("src")
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, top / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, text in FAKE.items():
-        (top / name).parent.mkdir(parents=True, exist_ok=True)
-        (top / name).write_text(text, encoding="utf-8")
-    registry = top / REGISTRY
-    text = registry.read_text(encoding="utf-8")
-    assert text.count(LINE) == 1
-    registry.write_text(text.replace(LINE, WITH_FAKE), encoding="utf-8")
-    return top
-
-
-def run(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python ARGS` in the copy's directory, with the copy on the path."""
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=copy,
-        env={**os.environ, "PYTHONPATH": str(copy)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return copy_with(tmp_path_factory.mktemp("src"), FAKE, REGISTRY, LINE, WITH_FAKE)
 
 
 def test_the_copy_differs_only_by_the_folder_and_the_registry_line(copy: Path) -> None:
     """Adding a kind touches nothing outside its folder but one line of the registry."""
-    ours, theirs = _files(ROOT), _files(copy)
-    changed = sorted(name for name in theirs if ours.get(name) != theirs[name])
+    changed, lines = changes(copy, REGISTRY)
     assert changed == sorted([REGISTRY, *FAKE])
-    diff = difflib.ndiff(
-        ours[REGISTRY].decode().splitlines(keepends=True),
-        theirs[REGISTRY].decode().splitlines(keepends=True),
-    )
-    assert [line for line in diff if line[:1] in "+-"] == ["- " + LINE, "+ " + WITH_FAKE]
+    assert lines == ["- " + LINE, "+ " + WITH_FAKE]
 
 
 def test_check_and_the_schema_know_the_new_kind(copy: Path) -> None:
     """`check` accepts a `fake:` destination and places a typo; `schema` publishes it."""
     (copy / "good.yaml").write_text(GOOD, encoding="utf-8")
-    good = run(copy, "-m", "agent", "check", "-c", "good.yaml")
+    good = python(copy, "-m", "agent", "check", "-c", "good.yaml")
     assert (good.returncode, good.stdout) == (0, "good.yaml: ok (0 devices, 0 rules)\n")
     (copy / "bad.yaml").write_text(BAD, encoding="utf-8")
-    bad = run(copy, "-m", "agent", "check", "-c", "bad.yaml")
+    bad = python(copy, "-m", "agent", "check", "-c", "bad.yaml")
     assert bad.returncode == 78
     assert "bad.yaml:6:12: destinations[0].fake.pth: unknown key (did you mean 'path'?)" in (
         bad.stderr
     )
     (copy / "none.yaml").write_text(HEAD + "  - {name: nowhere}\n", encoding="utf-8")
-    none = run(copy, "-m", "agent", "check", "-c", "none.yaml")
+    none = python(copy, "-m", "agent", "check", "-c", "none.yaml")
     assert "a destination needs exactly one of http, fake" in none.stderr
-    defs = json.loads(run(copy, "-m", "agent", "schema").stdout)["$defs"]
+    defs = json.loads(python(copy, "-m", "agent", "schema").stdout)["$defs"]
     assert set(defs["FakeSettings"]["properties"]) == {"path", "every"}
 
 
@@ -216,7 +174,7 @@ def test_the_agent_delivers_to_the_new_kind(copy: Path) -> None:
     """The agent makes, attaches, runs and stops it like any destination."""
     (copy / "good.yaml").write_text(GOOD, encoding="utf-8")
     (copy / "deliver.py").write_text(DELIVER, encoding="utf-8")
-    result = run(copy, "deliver.py")
+    result = python(copy, "deliver.py")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in (copy / "archive.jsonl").read_text().splitlines()]
     assert [line.get("n") for line in lines if "n" in line] == [0, 1]

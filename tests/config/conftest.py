@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from config import LoadedConfig, load_config
+from config.loader import LoadedConfig, load_config
 from domain.errors import ConfigInvalid
 
 

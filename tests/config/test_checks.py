@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from config import list_profiles
+from config.profiles import list_profiles
 from tests.fixtures.config import GATEWAY, METER, Load, Problems
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -639,7 +639,7 @@ def test_an_override_travels_with_its_source_into_the_records(tmp_path) -> None:
     factor says where 2.05 comes from; the tce stays GB/T 2589's 1.2143."""
     from agent.carbon import interval_record
     from agent.intervals import ClosedInterval
-    from config import load_factor_set
+    from config.factors import load_factor_set
     from config.models import FactorOverride
 
     own = {"natural_gas": FactorOverride(co2=2.05, source="supplier NCV analysis 2026-03")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import Factor, UnknownFactorSet, load_factor_set, province_for
+from config.factors import Factor, UnknownFactorSet, load_factor_set, province_for
 
 
 def test_a_grid_factor_carries_its_id_source_and_year() -> None:

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config import LoadedConfig, load_config
+from config.loader import LoadedConfig, load_config
 from config.models import Config, Rule
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusPoint, ModbusWrite

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from config import LoadedConfig, load_config, load_config_apart, loader
+from config import loader
+from config.loader import LoadedConfig, load_config, load_config_apart
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusTcpDevice
 from tests.fixtures.config import GATEWAY, METER, Load, Problems, Write

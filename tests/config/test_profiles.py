@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from config import list_profiles, load_profile
+from config.loader import load_profile
+from config.profiles import list_profiles
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusPoint
 from drivers.registry import PROTOCOLS

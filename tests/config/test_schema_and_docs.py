@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config import config_json_schema, list_profiles
+from config.profiles import list_profiles
+from config.schema import config_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

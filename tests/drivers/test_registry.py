@@ -3,11 +3,8 @@ copy of the source is checked, published, probed and initialised like a shipped 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +15,8 @@ from config.base import DeviceBase
 from domain.errors import DriverUnavailable
 from drivers.base import Writes
 from drivers.registry import PROTOCOLS, make_driver
+from tests.fixtures.source import ROOT, changes, copy_with, python
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("agent", "buffer", "cloud_sync", "config", "domain", "drivers")
 REGISTRY = "drivers/registry.py"
 LAST_LINE = '    "drivers.dlt645.settings",\n'
 FAKE_LINE = '    "drivers.fake.settings",\n'
@@ -147,56 +143,23 @@ BAD = (
 )
 
 
-def _files(top: Path) -> dict[str, bytes]:
-    """The source files under `top`'s packages, by path relative to `top`."""
-    return {
-        str(path.relative_to(top)): path.read_bytes()
-        for package in PACKAGES
-        for path in (top / package).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
-    }
-
-
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The source with the fake protocol added: its folder and its registry line."""
     top = tmp_path_factory.mktemp("src")
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, top / package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name, text in FAKE.items():
-        (top / name).parent.mkdir(parents=True, exist_ok=True)
-        (top / name).write_text(text, encoding="utf-8")
-    registry = top / REGISTRY
-    text = registry.read_text(encoding="utf-8")
-    assert text.count(LAST_LINE) == 1
-    registry.write_text(text.replace(LAST_LINE, LAST_LINE + FAKE_LINE), encoding="utf-8")
-    return top
+    return copy_with(top, FAKE, REGISTRY, LAST_LINE, LAST_LINE + FAKE_LINE)
 
 
 def agent(copy: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`edge-agent ARGS` run from the copy, in the copy's directory."""
-    env = {**os.environ, "PYTHONPATH": str(copy)}
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        cwd=copy,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return python(copy, "-m", "agent", *args)
 
 
 def test_the_copy_differs_only_by_the_folder_and_the_registry_line(copy: Path) -> None:
     """Adding a protocol touches nothing outside its folder but one line of the registry."""
-    ours, theirs = _files(ROOT), _files(copy)
-    changed = sorted(name for name in theirs if ours.get(name) != theirs[name])
-    assert set(ours) <= set(theirs)
+    changed, lines = changes(copy, REGISTRY)
     assert changed == sorted([REGISTRY, *FAKE])
-    diff = difflib.ndiff(
-        ours[REGISTRY].decode().splitlines(keepends=True),
-        theirs[REGISTRY].decode().splitlines(keepends=True),
-    )
-    assert [line for line in diff if line[:1] in "+-"] == ["+ " + FAKE_LINE]
+    assert lines == ["+ " + FAKE_LINE]
 
 
 def test_check_accepts_a_fake_device_and_places_a_mistake(copy: Path) -> None:

@@ -96,7 +96,7 @@ async def test_the_daemon_refuses_a_ca_file_it_cannot_read_naming_the_field(
     """sync.ca_file pointing nowhere: the agent does not start and the error has its line."""
     from agent.daemon import Agent
     from agent.demo import demo_config
-    from config import load_config
+    from config.loader import load_config
     from domain.errors import ConfigInvalid
 
     (tmp_path / "sync-token").write_text(TOKEN)

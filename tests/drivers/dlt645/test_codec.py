@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config import list_profiles, load_profile
+from config.loader import load_profile
+from config.profiles import list_profiles
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
 from drivers.dlt645.codec import (
     WILDCARD,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import LoadedConfig, load_config, load_profile
+from config.loader import LoadedConfig, load_config, load_profile
 from domain.errors import ConfigInvalid
 from drivers.dlt645.settings import Dlt645Device
 from tests.fixtures.config import GATEWAY as HEAD

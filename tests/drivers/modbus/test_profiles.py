@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from config import list_profiles, load_profile
+from config.loader import load_profile
+from config.profiles import list_profiles
 from drivers.modbus.codec import MAX_REGISTERS, decode_registers, encode_registers, plan
 from drivers.modbus.settings import ModbusPoint
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from config import load_profile
+from config.loader import load_profile
 from domain.reading import Quality
 from drivers.modbus.settings import ModbusPoint, ModbusTcpDevice
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
@@ -331,7 +331,7 @@ async def test_rtu_frames_over_tcp_for_a_transparent_converter() -> None:
 
 async def test_max_gap_decides_how_many_requests_a_device_sends() -> None:
     """The device's max_gap is the plan's: 0 reads the SDM630's two blocks as four requests."""
-    from config import load_profile
+    from config.loader import load_profile
 
     profile = [s.point for s in load_profile("eastron-sdm630").points]
 
