@@ -37,7 +37,7 @@ from agent.health import Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
 from agent.pipeline import Pipeline, derive
 from buffer import AsyncStore
-from cloud_sync.base import Destination
+from cloud_sync.base import Destination, SendsLive
 from config.base import DeviceBase
 from config.loader import LoadedConfig
 from config.models import Config
@@ -308,7 +308,7 @@ class Agent:
         """
         now = time.monotonic()
         for job in self.scheduler.get_jobs():
-            if job.id.startswith(("poll every ", "deliver to ")):
+            if job.id.startswith(("poll every ", "deliver to ", "live to ")):
                 job.remove()
                 self.progress.forget(job.id)
         by_period: dict[float, list[str]] = {}
@@ -339,6 +339,18 @@ class Agent:
                 next_run_time=datetime.now(UTC),
             )
             self.progress.expect(job, destination.allowance, now)
+            if isinstance(destination, SendsLive):
+                live = functools.partial(
+                    uplinks.schedule_live, self.scheduler, name, destination, self._send_live
+                )
+                destination.on_live_every(live)
+                live()
+
+    async def _send_live(self, name: str) -> None:
+        destination: object = self.destinations.get(name)  # None: removed by a reload
+        if isinstance(destination, SendsLive):
+            with self._tracked():
+                await uplinks.send_live(name, destination, self.pipeline.latest)
 
     # --- what the watchdog, /healthz, `status` and systemd see ----------------------
 
@@ -387,17 +399,7 @@ class Agent:
             if self.backlog
             else ""
         )
-        line = f"polling {len(self.drivers)} devices{backlog}"
-        for name, destination in self.destinations.items():
-            status = destination.status
-            last = (
-                datetime.fromtimestamp(status.last_success).strftime("%H:%M")
-                if status.last_success
-                else "never"
-            )
-            label = ", last sync" if name == uplinks.CENTRAL else f"; {name}"
-            line += f"{label} {last} ({status.last_result})"
-        return line
+        return f"polling {len(self.drivers)} devices{backlog}" + uplinks.summary(self.destinations)
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:

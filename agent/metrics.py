@@ -125,9 +125,26 @@ def _destinations(agent: Agent) -> Iterator[Metric]:
         "Records still owed to the destination.",
         labels=[*labels, "kind"],
     )
+    connected = GaugeMetricFamily(
+        "edge_agent_destination_connected",
+        "1 while a destination on a standing connection (HJ 212) is connected.",
+        labels=labels,
+    )
+    resends = CounterMetricFamily(
+        "edge_agent_destination_resends", "Frames sent again for want of an answer.", labels=labels
+    )
+    refused = CounterMetricFamily(
+        "edge_agent_destination_requests_refused",
+        "Platform requests refused or malformed.",
+        labels=labels,
+    )
     owed = (agent.backlog or {}).get("destinations", {})
     for name, destination in agent.destinations.items():
         status = destination.status
+        if status.connected is not None:
+            connected.add_metric([name], 1.0 if status.connected else 0.0)
+            resends.add_metric([name], status.resends)
+            refused.add_metric([name], status.refused)
         failures.add_metric([name], status.failures)
         batches.add_metric([name], status.batches_sent)
         records.add_metric([name], status.records_sent)
@@ -138,7 +155,7 @@ def _destinations(agent: Agent) -> Iterator[Metric]:
         for kind in ("intervals", "events"):
             if kind in owed.get(name, {}):
                 pending.add_metric([name, kind], owed[name][kind])
-    yield from (failures, batches, records, took, last, pending)
+    yield from (failures, batches, records, took, last, pending, connected, resends, refused)
 
 
 def _size(agent: Agent) -> float:

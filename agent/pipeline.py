@@ -20,9 +20,11 @@ from agent.carbon import interval_record
 from agent.demand import TALLY_KEY, Tally
 from agent.energy import Counter, CounterState, Sample, Step, advance, integrate
 from agent.intensity import PRODUCTION, Intensity, add_production
-from agent.intervals import DAY
+from agent.intervals import DAY, ClosedInterval
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
+from agent.statistics import Statistics
 from agent.wiring import Wiring, factor
+from cloud_sync.registry import kind_of
 from config.base import Density, DeviceBase
 from config.carriers import conversion, needs_density, rate_conversion, reported_unit
 from config.factors import FactorSet, load_factor_set, province_for
@@ -129,6 +131,18 @@ def meters_of(
     return meters
 
 
+def watched_points(config: Config) -> dict[str, frozenset[str]]:
+    """Device -> the points whose per-interval statistics some destination sends."""
+    devices = {d.name: d for d in config.devices}
+    watched: dict[str, set[str]] = {}
+    for entry in config.destinations:
+        kind = kind_of(entry)
+        if kind.statistics is not None:
+            for device, point in kind.statistics(kind.settings_of(entry), devices):
+                watched.setdefault(device, set()).add(point)
+    return {device: frozenset(points) for device, points in watched.items()}
+
+
 def producers_of(
     devices: list[DeviceBase], lengths: tuple[float, ...], tz: ZoneInfo
 ) -> dict[str, Meter]:
@@ -190,12 +204,14 @@ class Pipeline:
             state.open = {k: v for k, v in state.open.items() if k in self.lengths}
             self.states[key] = state
         self.latest: dict[str, dict[str, Reading]] = {}
+        self.statistics = Statistics(watched_points(config), self.lengths, self.tz, states)
 
     def ingest(self, device: str, readings: list[Reading]) -> Commit:
         """One poll's readings in, everything that must be persisted out."""
         work = Commit()
         readings = self.wiring[device].apply(readings)
         self.latest.setdefault(device, {}).update((r.point, r) for r in readings)
+        self.statistics.add(device, readings)
         if self.keep_raw:
             work.samples = [
                 (r.device, r.point, r.ts, r.value, r.unit, r.quality.value) for r in readings
@@ -271,20 +287,7 @@ class Pipeline:
             self._persist(meter, state, first, step, reading.ts, work)
             return
         records = [
-            _Closed(
-                length,
-                interval.start,
-                interval_record(
-                    meter.device,
-                    meter.carrier,
-                    meter.unit,
-                    interval,
-                    self.factors,
-                    self.province,
-                    self.tz,
-                    meter.density,
-                ),
-            )
+            _Closed(length, interval.start, self._record(meter, length, interval))
             for length, closed in step.closed.items()
             for interval in closed
         ]
@@ -298,6 +301,14 @@ class Pipeline:
             IntervalRow(meter.device, c.start, c.length, c.record.to_json()) for c in records
         ]
         self._persist(meter, state, first, step, reading.ts, work)
+
+    def _record(self, meter: Meter, length: float, interval: ClosedInterval) -> IntervalRecord:
+        record = interval_record(
+            meter.device, meter.carrier, meter.unit, interval, self.factors, self.province,
+            self.tz, meter.density,
+        )  # fmt: skip
+        stats = self.statistics.take(meter.device, length, interval.start)
+        return record if stats is None else replace(record, stats=stats)
 
     def _persist(
         self, meter: Meter, state: CounterState, first: bool, step: Step, ts: float, work: Commit
@@ -362,6 +373,7 @@ class Pipeline:
         counters |= {RULE_KEY + k: state.to_json() for k, state in self.rule_states.items()}
         if self.producers:
             counters[intensity.KEY] = self.intensity.to_json()
+        counters |= self.statistics.to_json()
         return Commit(counters=counters)
 
     def open_energy(self, device: str) -> float | None:

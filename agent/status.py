@@ -140,8 +140,15 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         if figures:  # the central one as it always read; the others by name
             label = "last sync" if name == uplinks.CENTRAL else f"last delivery to {name}"
             success = _ago(figures["last_success"], now)
+            link = ""
+            if "connected" in figures:  # a standing connection (HJ 212)
+                link = (
+                    f"{'connected' if figures['connected'] else 'NOT CONNECTED'}, "
+                    f"{figures['resends']} frames resent, {figures['refused']} requests "
+                    "refused; "
+                )
             print(
-                f"{label}: {figures['last_result']}, last success {success}"
+                f"{label}: {link}{figures['last_result']}, last success {success}"
                 f", {figures['failures']} failed runs since start"
             )
     if last:

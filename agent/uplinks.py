@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from cloud_sync.base import Destination, Identity
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from cloud_sync.base import Destination, Identity, Metered, SendsLive
 from cloud_sync.http.settings import SPEC as HTTP
 from cloud_sync.registry import kind_of
 from cloud_sync.spec import DestinationSpec
@@ -26,6 +30,7 @@ from config.errors import format_path
 from config.loader import LoadedConfig
 from config.models import Config
 from domain.errors import ConfigInvalid, SettingUnusable
+from domain.reading import Reading
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,12 @@ def make(loaded: LoadedConfig, want: Wanted) -> Destination:
     """The destination, not yet attached to the buffer; ConfigInvalid at the field of a
     file it cannot use."""
     config = loaded.config
-    identity = Identity(config.gateway.model_dump(), config.emissions.factor_set)
+    identity = Identity(
+        config.gateway.model_dump(),
+        config.emissions.factor_set,
+        plant_devices(config),
+        tuple(sorted(config.emissions.intervals)),
+    )
     factory = want.spec.factory()
     try:
         destination: Destination = factory(
@@ -71,6 +81,18 @@ def make(loaded: LoadedConfig, want: Wanted) -> Destination:
     except SettingUnusable as exc:
         raise ConfigInvalid([loaded.problem_at((*want.at, exc.field), str(exc))]) from exc
     return destination
+
+
+def plant_devices(config: Config) -> dict[str, Metered]:
+    """What a destination that sends per-device figures knows of each device."""
+    return {
+        d.name: Metered(
+            frozenset(p.name for p in d.points),
+            d.energy.counter if d.energy else None,
+            d.energy is not None,
+        )
+        for d in config.devices
+    }
 
 
 async def make_all(loaded: LoadedConfig) -> dict[str, Destination]:
@@ -98,7 +120,54 @@ def changed(old: Config, new: Config, name: str, destination: Destination) -> bo
         return True
     if (old.gateway, old.emissions.factor_set) != (new.gateway, new.emissions.factor_set):
         return True
+    if after.spec.statistics is not None and (
+        plant_devices(old) != plant_devices(new)
+        or sorted(old.emissions.intervals) != sorted(new.emissions.intervals)
+    ):  # a kind that sends per-device figures: what it sends may have changed
+        return True
     return destination.stale()
+
+
+def schedule_live(
+    scheduler: AsyncIOScheduler,
+    name: str,
+    destination: SendsLive,
+    send: Callable[[str], Awaitable[None]],
+) -> None:
+    """(Re)schedule a destination's real-time data at the interval it asks for now (its
+    platform may change it): `send(name)` every `live_every` seconds."""
+    job = f"live to {name}"
+    if scheduler.get_job(job) is not None:
+        scheduler.remove_job(job)
+    if destination.live_every:
+        trigger = IntervalTrigger(seconds=destination.live_every)
+        scheduler.add_job(send, trigger, args=[name], id=job, max_instances=1, coalesce=True)
+
+
+async def send_live(
+    name: str, destination: SendsLive, latest: Mapping[str, Mapping[str, Reading]]
+) -> None:
+    """One real-time send; never raises but for a cancel (the delivery runs reconnect)."""
+    try:
+        await destination.send_live(latest)
+    except (OSError, ConnectionError) as exc:
+        log.debug("%s: real-time data not sent: %s", name, exc)
+
+
+def summary(destinations: Mapping[str, Destination]) -> str:
+    """For the STATUS= line: `, last sync 14:02 (stored)`, and `; NAME 14:03 (stored)` for
+    each further destination."""
+    line = ""
+    for name, destination in destinations.items():
+        status = destination.status
+        last = (
+            datetime.fromtimestamp(status.last_success).strftime("%H:%M")
+            if status.last_success
+            else "never"
+        )
+        label = ", last sync" if name == CENTRAL else f"; {name}"
+        line += f"{label} {last} ({status.last_result})"
+    return line
 
 
 async def run(destination: Destination, deadline: float) -> None:

@@ -103,6 +103,15 @@ class AsyncStore:
         """The active destinations, on reload (see Store.register)."""
         await self.run(self.store.register, destinations)
 
+    async def counter(self, key: str) -> dict | None:
+        return await self.run(self.store.counter, key)
+
+    async def intervals_between(
+        self, devices: list[str], length: float, begin: float, end: float, limit: int
+    ) -> list[str]:
+        """See Store.intervals_between."""
+        return await self.run(self.store.intervals_between, devices, length, begin, end, limit)
+
     def outbox(self, name: str) -> AsyncOutbox:
         """Destination `name`'s view of the buffer (see Store.outbox)."""
         return AsyncOutbox(self, self.store.outbox(name))

@@ -202,6 +202,27 @@ class Store:
     def counters(self) -> dict[str, dict]:
         return {row["key"]: json.loads(row["state"]) for row in self.db["counters"].rows}
 
+    def counter(self, key: str) -> dict | None:
+        """One saved state (a destination's, say), or None."""
+        row = self._one("SELECT state FROM counters WHERE key = ?", [key])
+        return None if row is None else json.loads(row["state"])
+
+    def intervals_between(
+        self, devices: list[str], length: float, begin: float, end: float, limit: int
+    ) -> list[str]:
+        """The stored records of `devices` and `length` starting in [begin, end], oldest
+        first, as JSON text: what a platform asking for history is sent again. Records
+        pruned after delivery (buffer.synced_retention) are no longer there."""
+        marks = ",".join("?" * len(devices))
+        return [
+            row["body"]
+            for row in self.db.query(
+                f"SELECT body FROM intervals WHERE device IN ({marks}) AND length = ?"
+                " AND start BETWEEN ? AND ? ORDER BY start, seq LIMIT ?",
+                [*devices, length, begin, end, limit],
+            )
+        ]
+
     # --- the destinations ------------------------------------------------------
 
     def register(self, destinations: Mapping[str, float | None]) -> None:

@@ -8,11 +8,13 @@ never holds up another: the agent runs each on its own schedule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from buffer import AsyncStore
+    from domain.reading import Reading
 
 
 @dataclass(slots=True)
@@ -26,9 +28,13 @@ class DestinationStatus:
     records_sent: int = 0
     failures: int = 0
     last_run_seconds: float | None = None  # how long the last delivery run took
+    # a destination on a standing connection (HJ 212) says how it stands on it
+    connected: bool | None = None
+    resends: int = 0  # frames sent again for want of an answer
+    refused: int = 0  # platform commands refused or malformed
 
     def as_json(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "last_attempt": self.last_attempt,
             "last_success": self.last_success,
             "last_result": self.last_result,
@@ -36,14 +42,31 @@ class DestinationStatus:
             "batches_sent": self.batches_sent,
             "records_sent": self.records_sent,
         }
+        if self.connected is not None:
+            found |= {"connected": self.connected, "resends": self.resends,
+                      "refused": self.refused}  # fmt: skip
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Metered:
+    """What a destination that sends per-device figures knows of a device."""
+
+    points: frozenset[str]
+    counter: str | None  # the energy counter's point, if energy comes from a counter
+    energy: bool  # whether it has interval records at all
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who sends: the gateway's tags and the factor set, the same for every destination."""
+    """Who sends: the gateway's tags and the factor set, the same for every destination;
+    and the plant's devices and interval lengths, for a kind that sends per-device figures
+    (cloud_sync/hj212)."""
 
     gateway: dict[str, str]  # id, enterprise_id, region_code, industry_code, timezone
     factor_set: str
+    devices: Mapping[str, Metered] = field(default_factory=dict)
+    intervals: tuple[float, ...] = ()  # emissions.intervals, shortest first
 
 
 class Destination(Protocol):
@@ -80,3 +103,17 @@ class Destination(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SendsLive(Protocol):
+    """A destination that is also sent the latest readings on a schedule of its own (HJ 212
+    real-time data), which the platform may change: the agent runs `send_live` every
+    `live_every` seconds and reschedules when `on_live_every` is called."""
+
+    @property
+    def live_every(self) -> float | None: ...
+
+    def on_live_every(self, changed: Callable[[], None]) -> None: ...
+
+    async def send_live(self, latest: Mapping[str, Mapping[str, Reading]]) -> None: ...

@@ -13,7 +13,10 @@ import importlib
 from cloud_sync.spec import DestinationSpec
 from config.base import DestinationBase
 
-_SETTINGS = ("cloud_sync.http.settings",)
+_SETTINGS = (
+    "cloud_sync.http.settings",
+    "cloud_sync.hj212.settings",
+)
 
 
 def _collect() -> dict[str, DestinationSpec]:

@@ -10,10 +10,12 @@ configured, so declaring a kind never loads its libraries.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from config.base import Check, DestinationBase, Strict
+from config.base import Check, DestinationBase, DeviceBase, NodePath, Reporter, Strict
+from domain.errors import Problem
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,12 @@ class DestinationSpec:
     summary: str  # one line for the docs
     path_fields: tuple[str, ...] = ()  # settings fields where ${VAR} is expanded
     check: Check | None = None  # of its settings, at their path
+    # of its settings against the rest of the file (its devices, intervals): the file's
+    # parts that validated, a config.checks._parts.Parts, are the last argument
+    cross_check: Callable[[Any, NodePath, Reporter, Any], Iterable[Problem]] | None = None
+    # the (device, point) pairs whose per-interval average, minimum and maximum it sends
+    # (agent/statistics.py), from its settings and the devices by name
+    statistics: Callable[[Any, Mapping[str, DeviceBase]], Iterable[tuple[str, str]]] | None = None
 
     def settings_of(self, entry: DestinationBase) -> Any:
         """The entry's settings under this kind's key."""

@@ -87,6 +87,9 @@ class IntervalRecord:
     co2_kg_per_unit_day: float | None = None
     tce_kg_per_unit_day: float | None = None
     intensity_complete: bool | None = None
+    # point -> [avg, min, max, readings] of the interval, for destinations that send them
+    # (agent/statistics.py); HTTP batches (schema version 1) leave it out
+    stats: dict[str, list[float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record's JSON, as the buffer keeps it and a batch carries it."""
@@ -120,6 +123,8 @@ class IntervalRecord:
             out["tce_kg_per_unit_day"] = self.tce_kg_per_unit_day
         if self.intensity_complete is not None:
             out["intensity_complete"] = self.intensity_complete
+        if self.stats is not None:
+            out["stats"] = self.stats  # last: see cloud_sync/http/uploader.py
         return out
 
     @classmethod

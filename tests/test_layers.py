@@ -30,9 +30,9 @@ FLOORS: list[tuple[str, list[str]]] = [
         [
             r"config(\..*)?",
             r"drivers\.(base|registry|spec)",
-            r"drivers\.\w+\.settings",
+            r"drivers\.\w+\.settings(\..*)?",
             r"cloud_sync\.(registry|spec)",
-            r"cloud_sync\.\w+\.settings",
+            r"cloud_sync\.\w+\.settings(\..*)?",
         ],
     ),
     ("drivers, buffer", [r"drivers(\..*)?", r"buffer(\..*)?"]),

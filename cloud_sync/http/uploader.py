@@ -249,7 +249,8 @@ class Uploader:
         head = json.dumps(
             batch.header | {"events": events}, separators=(",", ":"), ensure_ascii=False
         )
-        body = f'{head[:-1]},"intervals":[{",".join(batch.intervals)}]}}'
+        intervals = ",".join(_version_1(text) for text in batch.intervals)
+        body = f'{head[:-1]},"intervals":[{intervals}]}}'
         return gzip.compress(body.encode(), compresslevel=5, mtime=0)
 
     async def _send_with_retries(self, batch: PendingBatch) -> str:
@@ -336,6 +337,16 @@ class Uploader:
         await self.outbox.reject_batch(batch.seq, reason, event)
         self.rejected_in_a_row += 1
         self.status.last_result = f"rejected: {reason}"
+
+
+def _version_1(text: str) -> str:
+    """A stored record as batch schema version 1 has it: without the interval statistics
+    kept for other destinations (domain/records.py), which a version 1 receiver refuses."""
+    if '"stats"' not in text:  # the buffer's records carry them only for an HJ 212 uplink
+        return text
+    record = json.loads(text)
+    record.pop("stats", None)
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 def _server_hint_or_backoff(state: RetryCallState) -> float:

@@ -63,6 +63,8 @@ def check_destinations(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield doc.problem((*at, kind.key, "url"), message, severity="warning")
         if kind.check is not None:
             yield from kind.check(settings, (*at, kind.key), doc)
+        if kind.cross_check is not None:
+            yield from kind.cross_check(settings, (*at, kind.key), doc, parts)
 
 
 def check_emissions(parts: Parts, doc: Document) -> Iterator[Problem]:

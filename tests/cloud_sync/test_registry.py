@@ -12,8 +12,9 @@ from cloud_sync.registry import KINDS
 from tests.fixtures.source import changes, copy_with, python
 
 REGISTRY = "cloud_sync/registry.py"
-LINE = '_SETTINGS = ("cloud_sync.http.settings",)\n'
-WITH_FAKE = '_SETTINGS = ("cloud_sync.http.settings", "cloud_sync.fake.settings")\n'
+LINE = '    "cloud_sync.hj212.settings",\n'
+FAKE_LINE = '    "cloud_sync.fake.settings",\n'
+WITH_FAKE = LINE + FAKE_LINE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,7 +150,7 @@ def test_the_copy_differs_only_by_the_folder_and_the_registry_line(copy: Path) -
     """Adding a kind touches nothing outside its folder but one line of the registry."""
     changed, lines = changes(copy, REGISTRY)
     assert changed == sorted([REGISTRY, *FAKE])
-    assert lines == ["- " + LINE, "+ " + WITH_FAKE]
+    assert lines == ["+ " + FAKE_LINE]
 
 
 def test_check_and_the_schema_know_the_new_kind(copy: Path) -> None:
@@ -165,7 +166,7 @@ def test_check_and_the_schema_know_the_new_kind(copy: Path) -> None:
     )
     (copy / "none.yaml").write_text(HEAD + "  - {name: nowhere}\n", encoding="utf-8")
     none = python(copy, "-m", "agent", "check", "-c", "none.yaml")
-    assert "a destination needs exactly one of http, fake" in none.stderr
+    assert "a destination needs exactly one of http, hj212, fake" in none.stderr
     defs = json.loads(python(copy, "-m", "agent", "schema").stdout)["$defs"]
     assert set(defs["FakeSettings"]["properties"]) == {"path", "every"}
 
@@ -182,4 +183,4 @@ def test_the_agent_delivers_to_the_new_kind(copy: Path) -> None:
 
 
 def test_the_shipped_kinds_are_registered() -> None:
-    assert list(KINDS) == ["http"]
+    assert list(KINDS) == ["http", "hj212"]

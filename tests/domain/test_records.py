@@ -33,8 +33,9 @@ BASE = IntervalRecord(
 )
 def test_the_typed_record_and_the_schema_have_the_same_fields(typed: type, model: type) -> None:
     """Neither can drift: a field added to one and not the other fails here, and what the
-    record always writes is what the schema requires."""
-    assert {f.name for f in fields(typed)} == set(model.model_fields)
+    record always writes is what the schema requires. The interval statistics stay in the
+    buffer for the destinations that send them: a batch does not carry them."""
+    assert {f.name for f in fields(typed)} - {"stats"} == set(model.model_fields)
     if typed is IntervalRecord:
         required = {f.name for f in fields(typed) if f.default is MISSING}
         assert required == {n for n, f in model.model_fields.items() if f.is_required()}

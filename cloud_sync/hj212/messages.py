@@ -1,0 +1,156 @@
+"""From the buffer's interval records to HJ 212 data messages, and from readings to
+real-time ones: which record goes under which MN and CN, with which items.
+
+Records of one MN, CN and interval start that come in one batch become one
+message, the devices' items side by side, in the order the buffer holds them
+(time order per device), so a platform gets each MN's data in order. A value's
+data flag (`-Flag`) is N only for an interval measured whole; an interval with
+a gap, or estimated over one, is B (communication error), so a gap never looks
+normal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from cloud_sync.base import Identity
+from cloud_sync.hj212.cp import number, stamp
+from cloud_sync.hj212.settings.figures import Sent, figures_of, mn_of
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from cloud_sync.hj212.settings import Hj212Settings
+    from domain.reading import Reading
+
+MINUTE, HOUR, DAY = "2051", "2061", "2031"
+REALTIME = "2011"
+WHOLE = 0.999  # coverage counted as the whole interval (as agent/intervals.py does)
+_ORDER = ("Cou", "Min", "Avg", "Max")  # the order of an item's fields in the standard's examples
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One data message: its MN and CN, its DataTime, and its CP items."""
+
+    mn: str
+    cn: str
+    data_time: str  # YYYYMMDDhhmmss, local
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What this destination sends, from its settings and the plant."""
+
+    mn: dict[str, str]  # device -> MN
+    sent: dict[str, list[Sent]]  # device -> its figures under their codes
+    cn: dict[float, str]  # interval length -> CN
+
+    @classmethod
+    def of(cls, settings: Hj212Settings, identity: Identity) -> Plan:
+        mn = mn_of(settings)
+        sent = {}
+        for device in mn:
+            facts = identity.devices.get(device)
+            if facts is not None and facts.energy:
+                sent[device] = figures_of(settings, device, facts.points, True)
+        cn = {}
+        shortest = identity.intervals[0] if identity.intervals else None
+        if "minute" in settings.data and shortest is not None and shortest < 3600:
+            cn[shortest] = MINUTE
+        if "hour" in settings.data:
+            cn[3600.0] = HOUR
+        if "day" in settings.data:
+            cn[86_400.0] = DAY
+        return cls(mn, sent, cn)
+
+    def length_of(self, cn: str) -> float | None:
+        return next((length for length, c in self.cn.items() if c == cn), None)
+
+    def devices_of(self, mn: str) -> list[str]:
+        return [device for device, m in self.mn.items() if m == mn]
+
+
+def _length(record: dict) -> float:
+    start = datetime.fromisoformat(record["start"]).timestamp()
+    length = datetime.fromisoformat(record["end"]).timestamp() - start
+    return 86_400.0 if length > 82_800 else length  # a day is 23 or 25 hours at a DST change
+
+
+def _flag(record: dict) -> str:
+    return "N" if record["quality"] == "good" and record["coverage"] >= WHOLE else "B"
+
+
+def items_of(record: dict, sent: list[Sent]) -> list[str]:
+    """The CP items of one interval record: each figure under its code, with its flag."""
+    flag = _flag(record)
+    stats = record.get("stats") or {}
+    out = []
+    for s in sent:
+        values: dict[str, float] = {}
+        if s.from_record:
+            value = record["quantity"] if s.figure == "energy" else record.get(s.figure)
+            if value is not None:
+                values["Cou"] = value
+        else:
+            if "Cou" in s.code.statistics:  # the energy counter: the interval's total
+                values["Cou"] = record["quantity"]
+            avg_min_max = stats.get(s.figure)
+            if avg_min_max is not None:
+                avg, low, high, _ = avg_min_max
+                values |= {"Avg": avg, "Min": low, "Max": high}
+        fields = [
+            f"{s.code.code}-{what}={number(values[what], s.code.decimals)}"
+            for what in _ORDER
+            if what in s.code.statistics and what in values
+        ]
+        if fields:
+            out.append(",".join([*fields, f"{s.code.code}-Flag={flag}"]))
+    return out
+
+
+def data_messages(bodies: Iterable[str], plan: Plan, tz: ZoneInfo) -> list[Message]:
+    """The data messages of a batch's interval records (JSON text, as stored); records of
+    devices, lengths or carriers this destination does not send are left out."""
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for body in bodies:
+        record = json.loads(body)
+        device = record.get("device")
+        sent = plan.sent.get(device)
+        if sent is None:  # not sent here, or a production record (no energy figures)
+            continue
+        cn = plan.cn.get(_length(record))
+        if cn is None:
+            continue
+        at = stamp(datetime.fromisoformat(record["start"]).timestamp(), tz)
+        items = grouped.setdefault((plan.mn[device], cn, at), [])
+        items += items_of(record, sent)
+    return [Message(mn, cn, at, tuple(items)) for (mn, cn, at), items in grouped.items() if items]
+
+
+def live_message(
+    mn: str,
+    plan: Plan,
+    latest: Mapping[str, Mapping[str, Reading]],
+    now: float,
+    tz: ZoneInfo,
+    stale_before: float,
+) -> Message | None:
+    """Real-time data of one MN: each point's latest reading under its code, as Rtd; a
+    reading older than `stale_before` (the meter stopped answering) is flagged B."""
+    items = []
+    for device in plan.devices_of(mn):
+        readings = latest.get(device, {})
+        for s in plan.sent.get(device, []):
+            reading = readings.get(s.figure)
+            if s.from_record or reading is None or reading.value is None:
+                continue
+            flag = "N" if reading.good and reading.ts >= stale_before else "B"
+            value = number(reading.value, s.code.decimals)
+            items.append(f"{s.code.code}-Rtd={value},{s.code.code}-Flag={flag}")
+    return Message(mn, REALTIME, stamp(now, tz), tuple(items)) if items else None

@@ -1,0 +1,220 @@
+"""Deliver the buffer to an HJ 212 platform: every interval at least once, in order per MN.
+
+The destination drains its own outbox like any other (cloud_sync/base.py): a
+batch of records becomes data messages (messages.py), each sent with the A
+flag and its 9014 answer awaited for `overtime` seconds; an unanswered frame
+is sent again under the same QN `recount` times, and if it still goes
+unanswered the batch stays pending and the run ends, so nothing is dropped
+and no later message of an MN overtakes it. A batch is acknowledged in the
+buffer only when every one of its messages was answered; after a crash it is
+sent again whole (the platform sees some messages twice, never a gap).
+Requests the platform sends on the same connection are answered by
+requests.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from cloud_sync.base import DestinationStatus, Identity
+from cloud_sync.hj212.cp import packets, qn
+from cloud_sync.hj212.frame import flag, pack, segment
+from cloud_sync.hj212.link import Link
+from cloud_sync.hj212.messages import Message, Plan, data_messages, live_message
+from cloud_sync.hj212.requests import Requests
+from domain.records import Commit
+
+if TYPE_CHECKING:
+    from buffer import AsyncOutbox, AsyncStore
+    from cloud_sync.hj212.settings import Hj212Settings
+    from domain.reading import Reading
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 2000  # records per batch: a few minutes of a large plant, answered frame by frame
+
+
+def make(name: str, settings: Hj212Settings, identity: Identity, *, setting: str) -> Hj212Uplink:
+    """The destination `name` (the registry's factory); it reads no file."""
+    return Hj212Uplink(name, settings, identity, setting)
+
+
+class Hj212Uplink:
+    def __init__(
+        self, name: str, settings: Hj212Settings, identity: Identity, setting: str
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.setting = setting
+        self.tz = ZoneInfo(identity.gateway["timezone"])
+        self.plan = Plan.of(settings, identity)
+        self.status = DestinationStatus(connected=False)
+        self.requests = Requests(self)
+        self.link = Link(
+            name, settings.host, settings.port, settings.overtime, self.requests.handle,
+            self.status,
+        )  # fmt: skip
+        self.live = settings.realtime  # as configured, until the platform's choice is read
+        self._live_changed: Callable[[], None] | None = None
+        self._restored = False
+        self._answered: dict[int, int] = {}  # batch seq -> messages answered, this process
+        self._last_qn = ""
+        self.store: AsyncStore | None = None
+
+    # --- what the agent asks of every destination -------------------------------
+
+    def attach(self, store: AsyncStore) -> None:
+        self.store = store
+        self.outbox: AsyncOutbox = store.outbox(self.name)
+
+    @property
+    def every(self) -> float:
+        return self.settings.every
+
+    @property
+    def allowance(self) -> float:
+        """A run stops at `every`, but the message in flight may wait out its tries."""
+        s = self.settings
+        return 2 * s.every + (s.recount + 2) * s.overtime + 30
+
+    def stale(self) -> bool:
+        return False  # it reads no file
+
+    async def close(self) -> None:
+        await self.link.close()
+
+    async def deliver(self, *, deadline: float | None = None, last: bool = False) -> int:
+        """Send what is pending until done, a message goes unanswered, or `deadline`.
+        Never raises for a network or platform failure."""
+        await self._restore()
+        if not await self._connect(attempts=1 if last else 3):
+            return 0
+        sent = 0
+        while deadline is None or time.monotonic() < deadline:
+            batch = await self.outbox.pending_batch(MAX_RECORDS, {"kind": "hj212"})
+            if batch is None:
+                break
+            self.status.last_attempt = time.time()
+            messages = data_messages(batch.intervals, self.plan, self.tz)
+            done = self._answered.get(batch.seq, 0)
+            for message in messages[done:]:
+                if not await self._send(message, tries=1 if last else self.settings.recount + 1):
+                    return sent
+                done = self._answered[batch.seq] = done + 1
+            await self.outbox.finish_batch(batch.seq, "acked")
+            self._answered.pop(batch.seq, None)
+            sent += batch.size
+            self.status.batches_sent += 1
+            self.status.records_sent += batch.size
+            self.status.last_success = time.time()
+            self.status.last_result = "answered"
+        return sent
+
+    # --- real-time data (cloud_sync.base.SendsLive) ---------------------------------
+
+    @property
+    def live_every(self) -> float | None:
+        return self.live
+
+    def on_live_every(self, changed: Callable[[], None]) -> None:
+        self._live_changed = changed
+
+    async def send_live(self, latest: Mapping[str, Mapping[str, Reading]]) -> None:
+        """The latest readings of every MN, unanswered (real-time data asks no answer)."""
+        await self._restore()
+        if not self.link.up:  # the delivery runs keep the connection; no reconnect here
+            return
+        now = time.time()
+        stale_before = now - 2 * (self.live or self.settings.every)
+        for mn in dict.fromkeys(self.plan.mn.values()):
+            message = live_message(mn, self.plan, latest, now, self.tz, stale_before)
+            if message is not None:
+                for frame, _ in self.frames(message, answer=False):
+                    await self.link.send(frame)
+
+    async def set_live(self, seconds: float) -> None:
+        """The platform's real-time interval (CN 1062), kept across restarts."""
+        self.live = seconds
+        if self.store is not None:
+            await self.store.commit(Commit(counters={self._state_key: {"realtime": seconds}}))
+        if self._live_changed is not None:
+            self._live_changed()
+
+    # --- internals -------------------------------------------------------------
+
+    @property
+    def _state_key(self) -> str:
+        return f"#hj212/{self.name}"
+
+    async def _restore(self) -> None:
+        """The real-time interval the platform set before a restart, once."""
+        if self._restored or self.store is None:
+            return
+        self._restored = True
+        saved = await self.store.counter(self._state_key)
+        if saved and saved.get("realtime") and saved["realtime"] != self.live:
+            self.live = float(saved["realtime"])
+            log.info("%s: real-time data every %gs, as the platform set it", self.name, self.live)
+            if self._live_changed is not None:
+                self._live_changed()
+
+    async def _connect(self, attempts: int) -> bool:
+        up = await self.link.connect(attempts)
+        if not up:
+            self.status.failures += 1
+            self.status.last_result = self.link.last_error or "not connected"
+        return up
+
+    def next_qn(self) -> str:
+        """A request number of our own: the time, made unique within this process."""
+        number = qn(time.time(), self.tz)
+        if number <= self._last_qn:
+            number = str(int(self._last_qn) + 1)
+        self._last_qn = number
+        return number
+
+    def frames(
+        self, message: Message, *, answer: bool, number: str | None = None
+    ) -> list[tuple[bytes, str]]:
+        """The frames of a message, with their QNs: one, or packets when its CP is long.
+        `number`: the QN of the platform's request being answered."""
+        bodies = packets([f"DataTime={message.data_time}"], list(message.items))
+        split = len(bodies) > 1
+        out = []
+        for i, body in enumerate(bodies, 1):
+            number_here = number or self.next_qn()
+            text = segment(
+                qn=number_here, st=self.settings.st, cn=message.cn, pw=self.settings.pw,
+                mn=message.mn, flag=flag(self.settings.version, answer=answer, split=split),
+                cp=body, pnum=len(bodies) if split else None, pno=i if split else None,
+            )  # fmt: skip
+            out.append((pack(text), number_here))
+        return out
+
+    async def _send(self, message: Message, tries: int) -> bool:
+        """A message's frames, each answered; False (and the reason in the status) if one
+        went unanswered `tries` times or the connection could not be kept."""
+        for frame, number in self.frames(message, answer=True):
+            for attempt in range(tries):
+                if attempt:
+                    self.status.resends += 1
+                if not await self._connect(attempts=1):
+                    return False
+                try:
+                    answer = await self.link.exchange(frame, number, self.settings.overtime)
+                except ConnectionError:
+                    continue  # hung up: connect again and resend under the same QN
+                if answer is not None:
+                    break
+            else:
+                self.status.failures += 1
+                why = f"no answer to {message.cn} of MN {message.mn} at {message.data_time}"
+                if self.status.last_result != why:
+                    log.warning("%s: %s after %d tries; it stays pending", self.name, why, tries)
+                self.status.last_result = why
+                return False
+        return True
