@@ -283,6 +283,8 @@ def _walk(root: Any, loc: tuple[str | int, ...]) -> tuple[Any, FieldInfo | None]
                     break
         elif get_origin(tp) is list and isinstance(part, int):
             tp = get_args(tp)[0]
+        elif get_origin(tp) is dict:  # a mapping's value, under any key
+            tp = get_args(tp)[1]
     return _strip(tp, None), field
 
 

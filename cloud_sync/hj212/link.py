@@ -66,7 +66,7 @@ class Link:
             return True
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(OSError),
-            wait=wait_exponential_jitter(initial=0.5, max=5),
+            wait=wait_exponential_jitter(multiplier=0.5, max=5),
             stop=stop_after_attempt(attempts),
             reraise=True,
         )

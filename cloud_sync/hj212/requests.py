@@ -4,7 +4,8 @@ a request answer (CN 9011, QnRtn), the data asked for, then the result (CN 9012,
 - 2051, 2061, 2031 with BeginTime/EndTime: that history, from the buffer;
 - 1011: the gateway's time; 1012 (set the time) is refused: the clock belongs to
   the system (NTP or the technician), never to one of its platforms;
-- 1061/1062: get or set the real-time data interval, kept across restarts.
+- 1061/1062: get or set the real-time data interval, kept across restarts;
+- 2011 starts real-time data (at the interval set), the notice 2012 stops it.
 
 Anything else, or a request with the wrong PW or an MN that is not ours, is
 refused with the standard's code, logged once per cause and counted.
@@ -16,9 +17,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from cloud_sync.hj212 import codes
 from cloud_sync.hj212.cp import fields, parse_stamp, stamp
 from cloud_sync.hj212.frame import Segment, flag, pack, segment
-from cloud_sync.hj212.messages import DAY, HOUR, MINUTE, data_messages
+from cloud_sync.hj212.messages import data_messages
 from domain.errors import FrameError
 
 if TYPE_CHECKING:
@@ -26,17 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "91"  # ST of the system's own answers
-REQUEST_ANSWER, RESULT = "9011", "9012"
-# QnRtn (table of request answers): 1 ready to execute; 2 refused; 3 PW wrong; 4 MN wrong
-READY, REFUSED, BAD_PW, BAD_MN = "1", "2", "3", "4"
-# ExeRtn (table of execution results): 1 done; 3 the request's conditions are wrong;
-# 100 no data
-DONE, BAD_CONDITION, NO_DATA = "1", "3", "100"
-HISTORY = (MINUTE, HOUR, DAY)
-GET_TIME, SET_TIME, GET_LIVE, SET_LIVE = "1011", "1012", "1061", "1062"
-LIVE_RANGE = (30, 3600)  # seconds, the real-time interval the standard allows
-MAX_HISTORY = 50_000  # records one history request may be sent
+READY, REFUSED, BAD_PW, BAD_MN = 1, 2, 3, 4  # QnRtn (table 7)
+BAD_CONDITION = 3  # ExeRtn (table 6): the request's conditions are wrong
+HISTORY = (codes.CN_MINUTE, codes.CN_HOUR, codes.CN_DAY)
+LIVE_RANGE = (30, 3600)  # seconds: RtdInterval's range (table 4)
+MAX_HISTORY = 50_000  # records one history request is sent at most
 
 
 class Requests:
@@ -54,20 +50,26 @@ class Requests:
             return await self._refuse(request, BAD_PW, "a request with another PW")
         if request.mn not in self.uplink.plan.mn.values():
             return await self._refuse(request, BAD_MN, f"a request for MN {request.mn}")
-        if request.cn in HISTORY:
+        cn = request.cn
+        if cn in HISTORY:
             return await self._history(request)
-        if request.cn == GET_TIME:
+        if cn == codes.CN_GET_TIME:
             cp = _polid(request) + f"SystemTime={stamp(time.time(), self.uplink.tz)}"
             return await self._run(request, [cp])
-        if request.cn == SET_TIME:
+        if cn == codes.CN_SET_TIME:
             why = "the gateway's clock belongs to the system (NTP), not to a platform"
             return await self._refuse(request, REFUSED, f"set time (1012) refused: {why}")
-        if request.cn == GET_LIVE:
-            live = self.uplink.live or self.uplink.settings.every
-            return await self._run(request, [f"RtdInterval={live:g}"])
-        if request.cn == SET_LIVE:
+        if cn == codes.CN_GET_RTD_INTERVAL:
+            return await self._run(request, [f"RtdInterval={self.uplink.live_interval:g}"])
+        if cn == codes.CN_SET_RTD_INTERVAL:
             return await self._set_live(request)
-        await self._refuse(request, REFUSED, f"an unknown request CN={request.cn}")
+        if cn == codes.CN_REALTIME:  # send real-time data (until 2012)
+            await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
+            return await self.uplink.pause_live(False)
+        if cn == codes.CN_STOP_REALTIME:  # a notice: answered with 9013
+            await self._answer(request, codes.CN_NOTICE_ANSWER, "")
+            return await self.uplink.pause_live(True)
+        await self._refuse(request, REFUSED, f"an unknown request CN={cn}")
 
     async def _history(self, request: Segment) -> None:
         uplink = self.uplink
@@ -80,14 +82,15 @@ class Requests:
             return await self._failed(request, f"history request without a valid time: {exc}")
         if length is None or end < begin or uplink.store is None:
             return await self._failed(request, f"no {request.cn} data are sent to this platform")
-        await self._answer(request, REQUEST_ANSWER, f"QnRtn={READY}")
+        await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
         devices = uplink.plan.devices_of(request.mn or "")
         bodies = await uplink.store.intervals_between(devices, length, begin, end, MAX_HISTORY)
-        messages = data_messages(bodies, uplink.plan, uplink.tz)
-        for message in messages:
-            for frame, _ in uplink.frames(message, answer=False, number=request.qn):
+        messages = [m for m in data_messages(bodies, uplink.plan, uplink.tz) if m.cn == request.cn]
+        for message in messages:  # each frame with a QN of its own (Appendix C, C.20)
+            for frame, _ in uplink.frames(message, answer=False):
                 await uplink.link.send(frame)
-        await self._answer(request, RESULT, f"ExeRtn={DONE if messages else NO_DATA}")
+        done = codes.EXE_RTN_DONE if messages else codes.EXE_RTN_NO_DATA
+        await self._answer(request, codes.CN_RESULT, f"ExeRtn={done}")
 
     async def _set_live(self, request: Segment) -> None:
         try:
@@ -97,27 +100,27 @@ class Requests:
         low, high = LIVE_RANGE
         if not low <= seconds <= high:
             return await self._failed(request, f"real-time interval outside {low}-{high}s")
-        await self._answer(request, REQUEST_ANSWER, f"QnRtn={READY}")
+        await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
         await self.uplink.set_live(seconds)
         log.info("%s: the platform set real-time data every %gs", self.uplink.name, seconds)
-        await self._answer(request, RESULT, f"ExeRtn={DONE}")
+        await self._answer(request, codes.CN_RESULT, f"ExeRtn={codes.EXE_RTN_DONE}")
 
     async def _run(self, request: Segment, answers: list[str]) -> None:
         """Ready, the data, done."""
-        await self._answer(request, REQUEST_ANSWER, f"QnRtn={READY}")
+        await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
         for cp in answers:
             await self._answer(request, request.cn or "", cp, st=self.uplink.settings.st)
-        await self._answer(request, RESULT, f"ExeRtn={DONE}")
+        await self._answer(request, codes.CN_RESULT, f"ExeRtn={codes.EXE_RTN_DONE}")
 
     async def _failed(self, request: Segment, why: str) -> None:
         """Taken, but its conditions are wrong."""
         self._refused(why)
-        await self._answer(request, REQUEST_ANSWER, f"QnRtn={READY}")
-        await self._answer(request, RESULT, f"ExeRtn={BAD_CONDITION}")
+        await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
+        await self._answer(request, codes.CN_RESULT, f"ExeRtn={BAD_CONDITION}")
 
-    async def _refuse(self, request: Segment, code: str, why: str) -> None:
+    async def _refuse(self, request: Segment, code: int, why: str) -> None:
         self._refused(why)
-        await self._answer(request, REQUEST_ANSWER, f"QnRtn={code}")
+        await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={code}")
 
     def _refused(self, why: str) -> None:
         self.uplink.status.refused += 1
@@ -125,7 +128,9 @@ class Requests:
             self._said.add(why)
             log.warning("%s: %s", self.uplink.name, why)
 
-    async def _answer(self, request: Segment, cn: str, cp: str, st: str = SYSTEM) -> None:
+    async def _answer(
+        self, request: Segment, cn: str, cp: str, st: str = codes.ST_INTERACTION
+    ) -> None:
         uplink = self.uplink
         text = segment(
             qn=request.qn, st=st, cn=cn, pw=uplink.settings.pw,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LIVE = 30.0  # seconds: real-time data asked for (2011) with no interval set
 MAX_RECORDS = 2000  # records per batch: a few minutes of a large plant, answered frame by frame
 
 
@@ -59,6 +60,7 @@ class Hj212Uplink:
             self.status,
         )  # fmt: skip
         self.live = settings.realtime  # as configured, until the platform's choice is read
+        self.live_paused = False
         self._live_changed: Callable[[], None] | None = None
         self._restored = False
         self._answered: dict[int, int] = {}  # batch seq -> messages answered, this process
@@ -118,7 +120,20 @@ class Hj212Uplink:
 
     @property
     def live_every(self) -> float | None:
-        return self.live
+        return None if self.live_paused else self.live
+
+    @property
+    def live_interval(self) -> float:
+        """The real-time interval as the platform sees it (1061), set or not."""
+        return self.live or DEFAULT_LIVE
+
+    async def pause_live(self, paused: bool) -> None:
+        """2012 stops real-time data, 2011 starts it again (at the default if none is set)."""
+        self.live_paused = paused
+        if not paused and self.live is None:
+            self.live = DEFAULT_LIVE
+        if self._live_changed is not None:
+            self._live_changed()
 
     def on_live_every(self, changed: Callable[[], None]) -> None:
         self._live_changed = changed
@@ -177,22 +192,20 @@ class Hj212Uplink:
         self._last_qn = number
         return number
 
-    def frames(
-        self, message: Message, *, answer: bool, number: str | None = None
-    ) -> list[tuple[bytes, str]]:
-        """The frames of a message, with their QNs: one, or packets when its CP is long.
-        `number`: the QN of the platform's request being answered."""
+    def frames(self, message: Message, *, answer: bool) -> list[tuple[bytes, str]]:
+        """A message's frames with their QNs: one, or packets when its CP is long, each
+        with a QN of its own and the DataTime repeated (Appendix C, C.49 and C.50)."""
         bodies = packets([f"DataTime={message.data_time}"], list(message.items))
         split = len(bodies) > 1
         out = []
         for i, body in enumerate(bodies, 1):
-            number_here = number or self.next_qn()
+            number = self.next_qn()
             text = segment(
-                qn=number_here, st=self.settings.st, cn=message.cn, pw=self.settings.pw,
+                qn=number, st=self.settings.st, cn=message.cn, pw=self.settings.pw,
                 mn=message.mn, flag=flag(self.settings.version, answer=answer, split=split),
                 cp=body, pnum=len(bodies) if split else None, pno=i if split else None,
             )  # fmt: skip
-            out.append((pack(text), number_here))
+            out.append((pack(text), number))
         return out
 
     async def _send(self, message: Message, tries: int) -> bool:

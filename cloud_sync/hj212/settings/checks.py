@@ -72,8 +72,9 @@ def _codes(settings: Hj212Settings, at: NodePath, doc: Reporter, parts: Parts) -
     valid = {d.model.name: d for d in parts.devices.values()}
     sent_devices = [n for p in settings.monitoring_points for n in p.devices if n in valid]
     used: set[str] = set()
+    codes: dict[str, dict[str, str]] = {}  # MN -> code -> what it was first given to
     for point in settings.monitoring_points:
-        taken: dict[str, str] = {}  # code -> key, within one MN
+        taken = codes.setdefault(point.mn, {})
         for name in point.devices:
             device = valid.get(name)
             if device is None or not device.complete:
