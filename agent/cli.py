@@ -117,6 +117,20 @@ def cmd_probe(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_ping(args: argparse.Namespace) -> int:
+    logs.setup(args.verbose, quiet=True)
+    loaded = _load(args.config, require_env=False)
+    if loaded is None:
+        return EX_CONFIG
+    from agent.ping import ping
+
+    try:
+        return asyncio.run(ping(loaded, args.destination))
+    except ConfigInvalid as exc:  # a credential file it cannot read
+        _print_problems(exc.problems)
+        return EX_CONFIG
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     loaded = _load(args.config, require_env=False)
     if loaded is None:
@@ -217,6 +231,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baudrate", type=int, help="serial speed (default 9600; DL/T 645: 2400)")
     p.add_argument("--parity", choices=["N", "E", "O"], help="serial parity (default N; 645: E)")
     p.add_argument("--address", help="DL/T 645 meter address, 12 digits as printed on it")
+    p = command("ping", cmd_ping, "try one destination's link: one harmless exchange")
+    p.add_argument("destination", help="destination name (an HJ 212 one)")
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)

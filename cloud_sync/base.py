@@ -117,3 +117,11 @@ class SendsLive(Protocol):
     def on_live_every(self, changed: Callable[[], None]) -> None: ...
 
     async def send_live(self, latest: Mapping[str, Mapping[str, Reading]]) -> None: ...
+
+
+@runtime_checkable
+class Pings(Protocol):
+    """A destination a technician can try by hand (`edge-agent ping NAME`): one harmless
+    exchange with the platform, each step said through `say`; True if it answered."""
+
+    async def ping(self, say: Callable[[str], None]) -> bool: ...

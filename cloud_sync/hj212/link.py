@@ -28,7 +28,7 @@ from domain.errors import FrameError
 
 log = logging.getLogger(__name__)
 
-ANSWER = "9014"  # 数据应答: the platform took a data frame
+ANSWERS = ("9013", "9014")  # the platform's answers to a notice and to data, by QN
 READ_SIZE = 4096
 
 
@@ -125,7 +125,7 @@ class Link:
                 for item in frames.feed(data):
                     if isinstance(item, FrameError):
                         self._malformed(str(item))
-                    elif item.cn == ANSWER and item.qn is not None:
+                    elif item.cn in ANSWERS and item.qn is not None:
                         answer = self.waiting.get(item.qn)
                         if answer is not None and not answer.done():
                             answer.set_result(item)

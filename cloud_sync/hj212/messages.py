@@ -60,12 +60,13 @@ class Plan:
             if facts is not None and facts.energy:
                 sent[device] = figures_of(settings, device, facts.points, True)
         cn = {}
-        shortest = identity.intervals[0] if identity.intervals else None
-        if "minute" in settings.data and shortest is not None and shortest < 3600:
-            cn[shortest] = MINUTE
-        if "hour" in settings.data:
+        lengths = identity.intervals
+        data = settings.data or ["minute", "hour", "day"]  # unset: whatever the lengths allow
+        if "minute" in data and lengths and lengths[0] < 3600:
+            cn[lengths[0]] = MINUTE
+        if "hour" in data and 3600.0 in lengths:
             cn[3600.0] = HOUR
-        if "day" in settings.data:
+        if "day" in data and 86_400.0 in lengths:
             cn[86_400.0] = DAY
         return cls(mn, sent, cn)
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from cloud_sync.base import DestinationStatus, Identity
+from cloud_sync.hj212 import codes
 from cloud_sync.hj212.cp import packets, qn
 from cloud_sync.hj212.frame import flag, pack, segment
 from cloud_sync.hj212.link import Link
@@ -158,6 +159,41 @@ class Hj212Uplink:
             await self.store.commit(Commit(counters={self._state_key: {"realtime": seconds}}))
         if self._live_changed is not None:
             self._live_changed()
+
+    # --- a technician's try (cloud_sync.base.Pings) --------------------------------
+
+    async def ping(self, say: Callable[[str], None]) -> bool:
+        """Per MN, the notice 1013 (the field unit asks for its time to be checked), which
+        the platform answers with 9013 (Appendix C.4): it shows the link works and the
+        platform takes this MN, PW and ST, and it stores nothing."""
+        s = self.settings
+        if not await self.link.connect(attempts=1):
+            say(f"cannot reach the platform: {self.link.last_error}")
+            return False
+        say(f"connected to {s.host}:{s.port}")
+        answered = True
+        for mn in dict.fromkeys(p.mn for p in s.monitoring_points):
+            number = self.next_qn()
+            text = segment(
+                qn=number, st=s.st, cn=codes.CN_TIME_CALIBRATION, pw=s.pw, mn=mn,
+                flag=flag(s.version, answer=True, split=False), cp="",
+            )  # fmt: skip
+            say(f"sent:     {text}")
+            started = time.monotonic()
+            try:
+                answer = await self.link.exchange(pack(text), number, s.overtime)
+            except ConnectionError:
+                answer = None
+            if answer is None:
+                answered = False
+                say(
+                    f"no answer within {s.overtime:g}s for MN {mn}: check the MN, PW and ST "
+                    "with the platform's operator"
+                )
+                continue
+            took = (time.monotonic() - started) * 1000
+            say(f"answered: CN={answer.cn} QN={answer.qn} MN={answer.mn} in {took:.0f} ms")
+        return answered
 
     # --- internals -------------------------------------------------------------
 

@@ -53,7 +53,7 @@ def test_a_good_destination_loads_with_its_figures(load: Load) -> None:
     settings = entry.hj212  # type: ignore[attr-defined]
     assert isinstance(settings, Hj212Settings)
     assert settings.codes["power_kw"].statistics == ("Avg", "Min", "Max")
-    assert settings.data == ["minute", "hour", "day"]
+    assert settings.data is None  # whatever emissions.intervals allow
     assert loaded.warnings == []
 
 
@@ -116,8 +116,11 @@ def test_cou_only_of_the_energy_counter_and_one_code_per_device(
     assert load(shared).warnings == []
 
 
-def test_the_intervals_must_hold_what_is_sent(problems: Problems) -> None:
+def test_the_intervals_must_hold_what_is_sent(problems: Problems, load: Load) -> None:
     text = (GATEWAY + DEVICES + GOOD).replace("intervals: [1m, 15m, 1h, 1d]", "intervals: [1h]")
+    (unset,) = load(text).warnings  # data unset: what the intervals allow, hour here
+    assert "hj212: no minute data: the shortest interval is 1h" in str(unset)
+    text = text.replace('st: "32"', 'st: "32"\n      data: [minute, hour, day]')
     found = "\n".join(problems(text))
     assert "data[0]: minute data come from the shortest interval, which is 1h" in found
     assert "data[2]: day data need 1d in emissions.intervals" in found

@@ -79,11 +79,12 @@ class Hj212Settings(Strict):
         "that has it), `device.point` for one device, or a record figure: energy (in the "
         "carrier's unit), kwh, co2_kg, tce_kg (also as `device.co2_kg`).",
     )
-    data: list[Data] = Field(
-        default=["minute", "hour", "day"],
+    data: list[Data] | None = Field(
+        default=None,
         min_length=1,
         description="What is sent: minute (CN 2051, from the shortest interval), hour "
-        "(CN 2061, needs 1h in emissions.intervals), day (CN 2031, needs 1d).",
+        "(CN 2061, needs 1h in emissions.intervals), day (CN 2031, needs 1d). Default: each "
+        "that emissions.intervals allows.",
     )
     realtime: Duration | None = Field(
         default=None,

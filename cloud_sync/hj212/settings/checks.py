@@ -127,8 +127,15 @@ def _data(settings: Hj212Settings, at: NodePath, doc: Reporter, parts: Parts) ->
     intervals = sorted(s for s in parts.emissions.intervals if s >= 1)
     if not intervals:
         return
+    if settings.data is None and intervals[0] >= HOUR:
+        message = (
+            "no minute data: the shortest interval is "
+            f"{format_duration(intervals[0])}; add a shorter one (e.g. 1m or 10m) to "
+            "emissions.intervals, or say data: [hour] or [day]"
+        )
+        yield doc.problem(at, message, severity="warning")
     needs = {"hour": HOUR, "day": DAY}
-    for i, what in enumerate(settings.data):
+    for i, what in enumerate(settings.data or []):
         here = (*at, "data", i)
         if what == "minute" and intervals[0] >= HOUR:
             message = (
