@@ -212,7 +212,7 @@ class Store:
     ) -> list[str]:
         """The stored records of `devices` and `length` starting in [begin, end], oldest
         first, as JSON text: what a platform asking for history is sent again. Records
-        pruned after delivery (buffer.synced_retention) are no longer there."""
+        pruned after delivery (7 days, see Store.prune) are no longer there."""
         marks = ",".join("?" * len(devices))
         return [
             row["body"]
