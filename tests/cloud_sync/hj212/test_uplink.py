@@ -4,8 +4,13 @@ platform, and how the platform's requests are answered."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud_sync.hj212.cp import stamp
 from tests.fixtures.hj212 import Platform, frame, segment
@@ -196,3 +201,53 @@ async def test_a_long_message_is_split_into_packets(
     assert message.values["pumpenergykwh-Cou"] == "1.000000"
     assert message.values["incomerpower-Max"] == "70.000000"
     assert len([k for k in message.values if k.endswith("-Flag")]) == 18
+
+
+_CNS = st.sampled_from(["1011", "1012", "1061", "1062", "2011", "2012", "2051", "2061",
+                        "2031", "9014", "9013", "3020", "0000", "9999"])  # fmt: skip
+_CP = st.one_of(
+    st.text(alphabet="=;,&BeginTimEndRtdIvalPolI0123456789-x ", max_size=80),
+    st.builds(
+        "BeginTime={};EndTime={}".format,
+        st.from_regex(r"\A[0-9]{14}\Z"),
+        st.from_regex(r"\A[0-9]{14}\Z"),
+    ),
+    st.builds("RtdInterval={}".format, st.integers(-10, 10_000)),
+)
+_SENT = st.lists(
+    st.one_of(
+        st.builds(lambda cn, cp: frame(segment(cn, cp, mn=MN_A)), _CNS, _CP),
+        st.binary(max_size=60),
+        st.builds(lambda cn, cp: frame(segment(cn, cp, mn=MN_A))[:-5] + b"0000\r\n", _CNS, _CP),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=25)
+@given(sent=_SENT)
+def test_nothing_a_platform_sends_crashes_the_uplink_or_touches_the_buffer(
+    sent: list[bytes], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Requests of any CN with any CP, broken frames and plain garbage: the uplink answers
+    or refuses, keeps its connection, still delivers; the buffer's records are as they
+    were, and only a valid 1062 changes the one state the platform may set."""
+
+    async def run() -> None:
+        path = tmp_path_factory.mktemp("fuzz") / "b.db"
+        async with Platform() as platform, uplink_on(path, platform.port) as (uplink, store):
+            await commit(store, minutes("incomer", 2))
+            await drain(uplink)
+            stored = await store.intervals_between(["incomer"], 60, T0, T0 + 600, 100)
+            for data in sent:
+                await platform.send_raw(data, mn=MN_A)
+            await commit(store, [record("incomer", T0 + 120, 60, 9.0)])
+            await drain(uplink)  # reconnects if the garbage made the platform hang up
+            assert values(platform, MN_A)[stamp(T0 + 120, TZ)]["e10101-Cou"] == "9.00"
+            now = await store.intervals_between(["incomer"], 60, T0, T0 + 600, 100)
+            assert now[:-1] == stored and len(now) == 3
+            saved = await store.counter("#hj212/epb")
+            assert saved is None or 30 <= saved["realtime"] <= 3600
+
+    asyncio.run(run())
