@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud_sync.hj212.cp import stamp
+from domain.reading import Quality, Reading
 from tests.fixtures.hj212 import Platform, frame, segment
 from tests.fixtures.hj212_uplink import MN_A, MN_B, TZ, commit, record, uplink_on
 
@@ -251,3 +252,33 @@ def test_nothing_a_platform_sends_crashes_the_uplink_or_touches_the_buffer(
             assert saved is None or 30 <= saved["realtime"] <= 3600
 
     asyncio.run(run())
+
+
+async def test_real_time_data_are_the_latest_readings(
+    hj212_platform: Platform, tmp_path: Path
+) -> None:
+    """2011 carries each sent point's latest reading as Rtd; one older than two intervals
+    (the meter stopped answering) or a bad one is flagged B; record figures have no Rtd."""
+    now = time.time()
+    latest = {
+        "incomer": {"power_kw": Reading("incomer", "power_kw", now - 1, 42.5, "kW")},
+        "fan": {"power_kw": Reading("fan", "power_kw", now - 3600, 7.0, "kW")},
+        "pump": {
+            "power_kw": Reading("pump", "power_kw", now, None, "kW", Quality.BAD),
+            "energy_kwh": Reading("pump", "energy_kwh", now, 123.0, "kWh"),
+        },
+    }
+    async with uplink_on(tmp_path / "b.db", hj212_platform.port, realtime="60s") as (uplink, _):
+        assert uplink.live_every == 60.0
+        await uplink.send_live(latest)  # not connected yet: nothing, no error
+        await uplink.deliver(deadline=time.monotonic() + 2)
+        await uplink.send_live(latest)
+        await hj212_platform.wait_for(lambda: len(hj212_platform.data("2011")) == 2)
+    a, b = (values(hj212_platform, mn, "2011") for mn in (MN_A, MN_B))
+    (sent_a,) = a.values()
+    assert sent_a["e10201-Rtd"] == "42.50" and sent_a["e10201-Flag"] == "N"
+    assert set(sent_a) == {"DataTime", "e10201-Rtd", "e10201-Flag"}
+    (sent_b,) = b.values()
+    assert sent_b["e10201-Rtd"] == "7.00" and sent_b["e10201-Flag"] == "B"  # stale
+    assert "e10202-Rtd" not in sent_b  # no value: the bad reading is not sent
+    assert hj212_platform.errors == []
