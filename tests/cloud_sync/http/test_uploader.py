@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -16,8 +17,10 @@ from hypothesis import strategies as st
 
 from buffer import AsyncStore
 from cloud_sync.http.uploader import REJECT_LIMIT, Uploader
+from domain.batch import Batch
+from domain.records import Commit, IntervalRow
 from receiver import Receiver
-from tests.fixtures.batches import GATEWAY
+from tests.fixtures.batches import GATEWAY, series
 from tests.fixtures.uplink import TOKEN, fill, uploader
 
 pytestmark = pytest.mark.timeout(60)
@@ -395,3 +398,25 @@ def test_waits_follow_the_servers_hint_or_back_off_exponentially_with_a_cap(
         assert wait == min(hint, 300.0)
     else:
         assert min(2.0 ** (attempt - 1), 60.0) <= wait <= 60.0
+
+
+async def test_a_batch_leaves_out_the_statistics_kept_for_other_destinations(
+    store: AsyncStore,
+) -> None:
+    """Records carrying interval statistics (for an HJ 212 uplink) go out as batch schema
+    version 1 has them: without `stats`, and the batch validates; the rest byte for byte."""
+    plain = series("main_incomer", "2026-11-26T08:00:00+08:00", 1, 2)
+    with_stats = [r | {"stats": {"power_kw": [1.5, 1.0, 2.0, 6]}} for r in plain]
+    rows = [
+        IntervalRow("main_incomer", datetime.fromisoformat(r["start"]).timestamp(), 60.0, r)
+        for r in with_stats
+    ]
+    await store.commit(Commit(intervals=rows))
+    up = uploader(store, "https://central.invalid/b")
+    header = {"schema_version": 1, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
+    batch = await store.outbox("sync").pending_batch(10, header)
+    assert batch is not None and all('"stats"' in text for text in batch.intervals)
+    sent = json.loads(gzip.decompress(up.payload(batch)))
+    assert sent["intervals"] == json.loads(json.dumps(plain))
+    Batch.model_validate(sent)
+    await up.close()
