@@ -19,8 +19,13 @@ from yaml.constructor import SafeConstructor
 from config.errors import TOP, Document, NodePath, format_path, line_col, yaml_error
 from domain.errors import ConfigInvalid, Problem
 
-MAX_VALUES = 100_000
-"""More values than this means aliases expanding without end ("billion laughs")."""
+EXPANSION = 10
+SLACK = 100_000
+"""Aliases may make the data at most EXPANSION times the values written, plus SLACK:
+a file of 5,000 meters written point by point (a million values) is its own size,
+while a "billion laughs" file of a few lines expands a thousandfold within ten
+lines and is stopped before it takes the memory. The document's size is not
+limited here: it is read by then."""
 
 # libyaml composes ten times faster and in half the memory (200 meters' points: 0.5 s
 # and 13 MiB instead of 4 s and 23 MiB); the pure-Python loader is the fallback.
@@ -59,12 +64,16 @@ def parse_document(text: str, file: str) -> Document:
         root = _compose_python(text, file)
     if root is None:
         return Document(file, None, {}, {})
-    builder = _Builder(file)
+    written = _count(root)
+    builder = _Builder(file, EXPANSION * written + SLACK)
     try:
         data = builder.build(root, ())
-    except _TooLarge:
-        message = f"more than {MAX_VALUES} values once aliases are expanded"
-        raise ConfigInvalid([Problem(file, 1, 1, "yaml", message)]) from None
+    except _TooLarge as exc:
+        message = (
+            f"aliases expand {written} written values to more than {builder.limit} "
+            '(a file that makes copies of copies, "billion laughs"?)'
+        )
+        raise ConfigInvalid([Problem(file, *exc.at, "yaml", message)]) from None
     doc = Document(file, data, builder.values, builder.keys)
     if builder.problems:
         raise ConfigInvalid(builder.problems)
@@ -80,8 +89,25 @@ def _compose_python(text: str, file: str) -> yaml.Node | None:
         raise ConfigInvalid([Problem(file, 1, 1, "yaml", "nested too deeply")]) from None
 
 
+def _count(root: yaml.Node) -> int:
+    """The values written in the file: every node once, however often an alias uses it."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(value for _, value in node.value)
+    return len(seen)
+
+
 class _TooLarge(Exception):
-    pass
+    def __init__(self, node: yaml.Node) -> None:
+        self.at = (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _short(tag: str) -> str:
@@ -91,8 +117,9 @@ def _short(tag: str) -> str:
 class _Builder:
     """Plain data from a node tree, recording the node of each value and key by path."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, limit: int) -> None:
         self.file = file
+        self.limit = limit
         self.values: dict[NodePath, yaml.Node] = {}
         self.keys: dict[NodePath, yaml.Node] = {}
         self.problems: list[Problem] = []
@@ -105,8 +132,8 @@ class _Builder:
         self.problems.append(Problem(self.file, mark.line + 1, mark.column + 1, where, message))
 
     def build(self, node: yaml.Node, path: NodePath) -> Any:
-        if len(self.values) >= MAX_VALUES:
-            raise _TooLarge
+        if len(self.values) >= self.limit:
+            raise _TooLarge(node)
         self.values[path] = node
         if isinstance(node, yaml.ScalarNode):
             if node.style == "":  # libyaml's plain style; PyYAML's is None

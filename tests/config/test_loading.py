@@ -401,3 +401,32 @@ def test_meters_of_one_type_share_one_set_of_points(write: Write) -> None:
         assert [d.modbus_tcp.host for d in loaded.config.devices] == [
             "10.0.0.1", "10.0.0.2", "10.0.0.3"
         ]  # fmt: skip
+
+
+def test_aliases_that_expand_without_end_are_stopped_at_the_copy(problems: Problems) -> None:
+    """A "billion laughs" file (nine lines, 10^9 values once expanded) is refused at the
+    alias where the copies pass ten times what is written, quickly and in little memory."""
+    lines = ['a0: &a0 ["lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    (found,) = problems("\n".join(lines) + "\n")
+    assert found.startswith("agent.yaml:")
+    assert "aliases expand 12 written values to more than 100120" in found
+
+
+def test_a_large_plant_written_out_is_not_taken_for_an_alias_bomb(
+    write: Write, tmp_path: Path
+) -> None:
+    """1,000 meters written point by point (no alias at all; 130,000 values, where a
+    fixed cap of 100,000 used to refuse 770 meters) load: the guard limits what aliases
+    add, not the size of the file."""
+    meters = "".join(
+        f"  - name: m{i}\n    modbus_tcp: {{host: 127.0.0.1, unit: {i % 247 + 1}}}\n"
+        "    points:\n"
+        + "".join(
+            f"      - {{name: p{j}, address: {2 * j}, type: float32, unit: kW}}\n"
+            for j in range(20)
+        )
+        for i in range(1000)
+    )
+    loaded = load_config(write(GATEWAY + "devices:\n" + meters))
+    assert len(loaded.config.devices) == 1000
