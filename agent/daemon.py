@@ -269,20 +269,21 @@ class Agent:
             log.info("housekeeping: %d old records removed", removed)
 
     async def _report(self) -> None:
-        """Every SNAPSHOT_EVERY s: the backlog figures, the status file, systemd's STATUS=."""
-        try:
-            self.backlog = await self.store.backlog()
-        except Exception as exc:  # the poll path logs buffer failures; keep the last figures
-            log.debug("backlog not read: %s", exc)
-        path = snapshot_path(self.loaded.config.buffer.path)
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, write_snapshot, path, self.snapshot()
-            )
-        except OSError as exc:
-            log.warning("status file %s not written: %s", path, exc)
-        logs.flush_repeats()
-        systemd.notify(f"STATUS={self.summary()}")
+        """Every SNAPSHOT_EVERY s: the backlog, the status file, STATUS=; a stop lets it end."""
+        with self._tracked():  # (cut by the loop's end, it logged an ERROR at 3,000 meters)
+            try:
+                self.backlog = await self.store.backlog()
+            except Exception as exc:  # the poll path logs buffer failures; keep the last ones
+                log.debug("backlog not read: %s", exc)
+            path = snapshot_path(self.loaded.config.buffer.path)
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, write_snapshot, path, self.snapshot()
+                )
+            except OSError as exc:
+                log.warning("status file %s not written: %s", path, exc)
+            logs.flush_repeats()
+            systemd.notify(f"STATUS={self.summary()}")
 
     # --- devices and jobs from the config -------------------------------------------
 

@@ -140,3 +140,30 @@ async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Pa
         for writer in heard:
             writer.close()
     assert took < 8.0  # the in-flight sync is cancelled; the last one is cut at 5 s
+
+
+async def test_a_stop_lets_the_status_report_in_flight_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report writing the status file when the stop comes (slow at 3,000 meters) ends
+    before the buffer closes, not cut by the loop's end (an ERROR traceback before)."""
+    import agent.daemon as daemon
+
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    agent = await start(tmp_path, server)
+    write = daemon.write_snapshot
+
+    def slow(path: Path, snapshot: dict) -> None:
+        time.sleep(0.5)  # the executor thread, as a large status file takes
+        write(path, snapshot)
+
+    monkeypatch.setattr(daemon, "write_snapshot", slow)
+    try:
+        report = asyncio.create_task(agent._report())
+        await asyncio.sleep(0.1)  # it is writing
+        await agent.stop()
+        assert report.done() and report.exception() is None
+    finally:
+        await server.stop()
