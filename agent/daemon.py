@@ -33,9 +33,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import actions, logs, systemd, uplinks
-from agent.health import Health
+from agent.health import OFFLINE_KEY, Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
 from agent.pipeline import Pipeline, derive
+from agent.rules import RULE_KEY
 from buffer import AsyncStore
 from cloud_sync.base import Destination
 from config.base import DeviceBase
@@ -201,11 +202,8 @@ class Agent:
     async def _act(self, action: actions.Action) -> None:
         with self._tracked():
             failed = await actions.run(action, self.drivers.get(action.device), self._outputs)
-            if failed is not None:
-                try:
-                    await self.store.add_events([failed])
-                except Exception as exc:  # the failure is logged already; never fatal
-                    log.error("action_failed event not buffered (%s)", exc)
+            if failed is not None:  # kept like a poll's events, also when the buffer is full
+                await self.commit(action.device, Commit(events=[failed]))
 
     async def commit(self, name: str, work: Commit) -> None:
         """Write a poll's work; if the buffer fails, keep it and write it with the next.
@@ -220,10 +218,12 @@ class Agent:
         merged = held.then(work) if held else work
         try:
             await self.store.commit(merged)
-        except Exception as exc:
+        except Exception as exc:  # what the buffer did write (events) has left `merged`
             self.records_dropped += len(merged.samples)
             merged.samples = []
-            self.unwritten[name] = merged
+            later = self.unwritten.pop(name, None)  # an action's event, held meanwhile
+            if keep := merged.then(later) if later else merged:
+                self.unwritten[name] = keep
             if not self.buffer_failing:
                 log.error("buffer write failed (%s); work kept in memory and retried", exc)
             self.buffer_failing = str(exc)
@@ -409,6 +409,7 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
             max_size=buffer.max_size,
             drop_synced=buffer.drop_synced,
             destinations=uplinks.ages(loaded.config),
+            event_state=(RULE_KEY, OFFLINE_KEY),  # written with their events, even when full
         )
     except (OSError, sqlite3.Error, BufferTooNew) as exc:
         problem = loaded.problem_at(

@@ -9,6 +9,7 @@ real-time and marked slow.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import sqlite3
@@ -20,9 +21,12 @@ from pathlib import Path
 import pytest
 
 from agent.daemon import Agent
-from agent.demo import RESOLUTION_KWH, delivered, energy_check
+from agent.demo import RESOLUTION_KWH, delivered, demo_meters, energy_check
 from config.loader import load_config
+from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.daemon import agent_yaml
+from tests.fixtures.full_buffer import fill
 from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(120)
@@ -312,3 +316,53 @@ async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path
         [(message,)] = db.execute("SELECT message FROM events WHERE kind = 'buffer_replaced'")
     assert aside[0].name in message
     assert "moved to" in log.read_text()
+
+
+def _alarm_config(config: Path, meters_port: int, workdir: Path, max_size: str) -> None:
+    """One meter drawing power, a rule raised by it at once, a buffer capped at `max_size`
+    and a platform that is not there."""
+    text = agent_yaml(meters_port, workdir, devices=1)
+    config.write_text(
+        text.replace("buffer:\n", f"buffer:\n  max_size: {max_size}\n", 1)
+        + "rules:\n"
+        + "  - {name: incomer-on, device: main_incomer, quantity: power_kw, above: 1,"
+        + " severity: critical}\n"
+    )
+
+
+@pytest.mark.slow
+async def test_an_alarm_raised_while_the_buffer_is_full_survives_a_kill_9(tmp_path: Path) -> None:
+    """A buffer at its cap with nothing it may drop (a long outage): the alarm the first poll
+    raises is refused with the poll's work, yet after kill -9 it is in the buffer, and so is
+    the rule's raised state (a restart does not raise it again)."""
+    fill(tmp_path / "buffer.db", 256_000)
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text(TOKEN)
+    config, log = tmp_path / "agent.yaml", tmp_path / "agent.log"
+    _alarm_config(config, server.port, tmp_path, "256kB")
+    agent = await spawn_agent(config, log)
+    try:
+        await wait_for_async(async_true(lambda: "rule incomer-on:" in log.read_text()), 30)
+        await asyncio.sleep(1.0)  # four more polls: the alarm's own commit is long done
+        agent.send_signal(signal.SIGKILL)
+        assert await agent.wait() == -signal.SIGKILL
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        await server.stop()
+    text = log.read_text()
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        alarms = db.execute("SELECT message FROM events WHERE kind = 'alarm_raised'").fetchall()
+        state = db.execute("SELECT state FROM counters WHERE key = '#rule/incomer-on'").fetchone()
+    assert "buffer full (max_size 0.256 MB) and nothing more may be dropped" in text  # refused
+    assert len(alarms) == 1 and "rule incomer-on: power_kw of main_incomer" in alarms[0][0]
+    assert state is not None and json.loads(state[0])["raised"] is True
+
+
+def async_true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
