@@ -341,3 +341,51 @@ async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(
             await asyncio.wait_for(agent.stop(), 20)
     with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed
         agent.store.store.db.conn.execute("SELECT 1")
+
+
+async def test_a_raised_rule_redefined_by_a_reload_is_judged_afresh(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The raised rule now watches the press line: the incomer's alarm is cleared (its event
+    says why, the light goes off) and the press line's figure raises the rule anew, with
+    its own event and write; one alarm open, the new one."""
+    light = StackLight()
+    async with lit(tmp_path, light) as (agent, text):
+        await clock.run_until(agent, lambda: light.writes)
+        moved = text.replace("    device: main_incomer\n", "    device: press_line_2\n")
+        assert moved != text
+        await reload(agent, tmp_path / "agent.yaml", moved)
+        await clock.run_until(agent, lambda: len(light.writes) >= 3)
+        still_open = agent.open_alarms()
+    alarms = [(e[0], e[1], e[2]) for e in events(tmp_path) if e[1].startswith("alarm_")]
+    assert [(device, kind) for device, kind, _ in alarms] == [
+        ("main_incomer", "alarm_raised"),
+        ("main_incomer", "alarm_cleared"),
+        ("press_line_2", "alarm_raised"),
+    ]
+    assert alarms[1][2] == "rule incomer-on cleared: redefined by a reload"
+    assert light.writes == [(5, 5, 0xFF00), (5, 5, 0), (5, 5, 0xFF00)] and still_open == 1
+
+
+async def test_a_rule_whose_limit_a_reload_changes_starts_its_wait_again(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A rule past its limit and waiting out its `for` is redefined with another limit, still
+    passed: the wait starts again at the reload, it does not count the old limit's time."""
+    async with meters() as server:
+        base = agent_yaml(server.port, tmp_path, devices=1) + (
+            "rules:\n  - {name: big, device: main_incomer, quantity: power_kw, above: 1,"
+            " for: 10s}\n"
+        )
+        agent = await start(tmp_path, base)
+        try:
+            await clock.run(agent, 6.0)
+            await reload(agent, tmp_path / "agent.yaml", base.replace("above: 1,", "above: 2,"))
+            await clock.run(agent, 6.0)  # 12 s past 1 kW, only 6 s past 2 kW
+            early = agent.open_alarms()
+            await clock.run(agent, 5.0)
+            late = agent.open_alarms()
+        finally:
+            await agent.stop()
+    assert (early, late) == (0, 1)
+    assert [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")] == ["alarm_raised"]
