@@ -145,8 +145,8 @@ class Agent:
         await uplinks.close_all(self.destinations.values())
         for task in self.acting:  # past the deadline: a raised rule writes again at start
             task.cancel()
-        for driver in self.drivers.values():
-            await driver.close()
+        for name, driver in self.drivers.items():
+            await close_driver(name, driver)
         with contextlib.suppress(Exception):  # the status file written at stop shows it
             self.backlog = await self.store.backlog()
         self.store.close()
@@ -398,6 +398,15 @@ class Agent:
             label = ", last sync" if name == uplinks.CENTRAL else f"; {name}"
             line += f"{label} {last} ({status.last_result})"
         return line
+
+
+async def close_driver(name: str, driver: Driver) -> None:
+    """Release a device's link. A driver that fails to is logged, once, and never stops
+    a stop or a reload: the other links, the buffer and the new drivers come first."""
+    try:
+        await driver.close()
+    except Exception as exc:
+        log.warning("%s: closing its driver failed (%r); going on without it", name, exc)
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:

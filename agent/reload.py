@@ -20,7 +20,7 @@ import logging
 import time
 
 from agent import actions, rules, uplinks
-from agent.daemon import STOP_DEADLINE, Agent
+from agent.daemon import STOP_DEADLINE, Agent, close_driver
 from agent.pipeline import Pipeline, derive
 from agent.rules import RULE_KEY, Limit, RuleState
 from cloud_sync.base import Destination
@@ -158,7 +158,7 @@ async def _detach(agent: Agent, name: str, *, gone: bool) -> None:
     driver = agent.drivers.pop(name, None)
     agent.feeds.pop(name, None)
     if driver is not None:
-        await driver.close()
+        await close_driver(name, driver)
     if gone:
         agent.health.forget(name)
         if name in agent.unwritten:  # its held work is still written, in order

@@ -18,6 +18,8 @@ from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.reload import apply
 from config.loader import load_config
+from domain.reading import Reading
+from drivers.base import Driver
 from drivers.modbus.settings import ModbusWrite
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
@@ -389,3 +391,74 @@ async def test_a_rule_whose_limit_a_reload_changes_starts_its_wait_again(
             await agent.stop()
     assert (early, late) == (0, 1)
     assert [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")] == ["alarm_raised"]
+
+
+class Closing:
+    """A device's real driver, its close counted; with `fails`, the close raises after
+    releasing the link (a driver whose link was torn down under it)."""
+
+    def __init__(self, driver: Driver, fails: bool) -> None:
+        self.driver, self.device, self.fails, self.closes = driver, driver.device, fails, 0
+
+    def describe(self) -> str:
+        return self.driver.describe()
+
+    async def read(self) -> list[Reading]:
+        return await self.driver.read()
+
+    async def close(self) -> None:
+        self.closes += 1
+        await self.driver.close()
+        if self.fails:
+            raise OSError(9, "Bad file descriptor")
+
+
+def close_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "closing its driver failed" in r.message]
+
+
+async def test_a_driver_that_fails_to_close_does_not_stop_the_stop(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first driver's close raises: it is logged once, the next driver is still closed,
+    the buffer too, and the stop returns."""
+    async with meters() as server:
+        agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
+        broken = Closing(agent.drivers["main_incomer"], fails=True)
+        sound = Closing(agent.drivers["press_line_2"], fails=False)
+        agent.drivers.update(main_incomer=broken, press_line_2=sound)
+        await clock.run(agent, 1.0)
+        await asyncio.wait_for(agent.stop(), 20)
+    assert (broken.closes, sound.closes) == (1, 1)
+    with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed: the stop ran through
+        agent.store.store.db.conn.execute("SELECT 1")
+    assert close_failures(caplog) == [
+        "main_incomer: closing its driver failed (OSError(9, 'Bad file descriptor'));"
+        " going on without it"
+    ]
+
+
+async def test_a_driver_that_fails_to_close_does_not_stop_the_reload(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload replaces the incomer's driver, whose close raises: logged once, the reload
+    completes and the new driver polls."""
+    async with meters() as server:
+        text = agent_yaml(server.port, tmp_path, devices=2)
+        agent = await start(tmp_path, text)
+        try:
+            broken = Closing(agent.drivers["main_incomer"], fails=True)
+            agent.drivers["main_incomer"] = broken
+            await clock.run(agent, 1.0)
+            changed = text.replace("unit: 1, timeout: 1s", "unit: 1, timeout: 2s")
+            assert changed != text
+            await reload(agent, tmp_path / "agent.yaml", changed)
+            polls = agent.health.devices["main_incomer"].polls
+            await clock.run(agent, 1.0)
+            fresh, polled = agent.drivers["main_incomer"], agent.health.devices["main_incomer"]
+        finally:
+            await agent.stop()
+    assert broken.closes == 1 and fresh is not broken
+    assert polled.polls > polls and polled.failing_since == 0
+    assert agent.loaded.config.devices[0].modbus_tcp.timeout == 2.0
+    assert len(close_failures(caplog)) == 1
