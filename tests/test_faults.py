@@ -18,14 +18,16 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, delivered, demo_meters, energy_check
 from config.loader import load_config
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
-from tests.fixtures.daemon import agent_yaml
+from tests.fixtures.daemon import agent_yaml, free_port
 from tests.fixtures.full_buffer import fill
 from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 
@@ -366,3 +368,78 @@ def async_true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return checked
+
+
+def _device_events(buffer: Path, device: str) -> list[str]:
+    if not buffer.exists():  # the agent has not opened it yet
+        return []
+    with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT kind FROM events WHERE device = ? AND kind LIKE 'device_%' ORDER BY seq",
+            [device],
+        ).fetchall()
+    return [kind for (kind,) in rows]
+
+
+def _offline_flag(buffer: Path, device: str) -> dict | None:
+    with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT state FROM counters WHERE key = ?", [f"#offline/{device}"])
+        found = row.fetchone()
+    return json.loads(found[0]) if found else None
+
+
+@pytest.mark.slow
+async def test_a_device_offline_across_a_kill_9_is_reported_offline_once(tmp_path: Path) -> None:
+    """The press line stops answering: device_offline, then kill -9. The flag is on disk
+    with the event; the restarted agent polls the dead meter without a second
+    device_offline, and says device_online once when it answers; a kill -9 after that
+    leaves the flag cleared."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text(TOKEN)
+    config, log, buffer = tmp_path / "agent.yaml", tmp_path / "agent.log", tmp_path / "buffer.db"
+    port = free_port()
+    config.write_text(agent_yaml(server.port, tmp_path, devices=2, http_port=port))
+    meters["press_line_2"].offline = True
+
+    async def metric(name: str) -> float | None:
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                text = (await client.get("/metrics")).text
+        except httpx.TransportError:  # not listening yet
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels.get("device") == "press_line_2":
+                    return sample.value
+        return None
+
+    async def polled_again() -> bool:
+        return (await metric("edge_agent_polls_total") or 0) >= 2
+
+    async def killed(agent: asyncio.subprocess.Process) -> None:
+        agent.send_signal(signal.SIGKILL)
+        assert await agent.wait() == -signal.SIGKILL
+
+    agent = await spawn_agent(config, log)
+    try:
+        await wait_for_async(async_true(lambda: bool(_device_events(buffer, "press_line_2"))), 30)
+        await killed(agent)
+        flag_after_first_kill = _offline_flag(buffer, "press_line_2")
+        agent = await spawn_agent(config, log)
+        await wait_for_async(polled_again, 30)  # polled, and still failing, by the new process
+        up_while_dead = await metric("edge_agent_device_up")
+        meters["press_line_2"].offline = False
+        back = async_true(lambda: len(_device_events(buffer, "press_line_2")) > 1)
+        await wait_for_async(back, 30)
+        await killed(agent)
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        await server.stop()
+    assert flag_after_first_kill == {"offline": True} and up_while_dead == 0
+    assert _device_events(buffer, "press_line_2") == ["device_offline", "device_online"]
+    assert _offline_flag(buffer, "press_line_2") == {"offline": False}
+    assert _device_events(buffer, "main_incomer") == []
