@@ -32,11 +32,10 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import actions, logs, systemd, uplinks
+from agent import actions, lifecycle, logs, rules, systemd, uplinks
 from agent.health import OFFLINE_KEY, Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
 from agent.pipeline import Pipeline, derive
-from agent.rules import RULE_KEY
 from buffer import AsyncStore
 from cloud_sync.base import Destination
 from config.base import DeviceBase
@@ -146,7 +145,7 @@ class Agent:
         for task in self.acting:  # past the deadline: a raised rule writes again at start
             task.cancel()
         for name, driver in self.drivers.items():
-            await close_driver(name, driver)
+            await lifecycle.close_driver(name, driver)
         with contextlib.suppress(Exception):  # the status file written at stop shows it
             self.backlog = await self.store.backlog()
         self.store.close()
@@ -400,15 +399,6 @@ class Agent:
         return line
 
 
-async def close_driver(name: str, driver: Driver) -> None:
-    """Release a device's link. A driver that fails to is logged, once, and never stops
-    a stop or a reload: the other links, the buffer and the new drivers come first."""
-    try:
-        await driver.close()
-    except Exception as exc:
-        log.warning("%s: closing its driver failed (%r); going on without it", name, exc)
-
-
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
     """The buffer, capped at buffer.max_size; a damaged one is replaced (buffer._recover)."""
     buffer = loaded.config.buffer
@@ -418,7 +408,7 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
             max_size=buffer.max_size,
             drop_synced=buffer.drop_synced,
             destinations=uplinks.ages(loaded.config),
-            event_state=(RULE_KEY, OFFLINE_KEY),  # written with their events, even when full
+            event_state=(rules.RULE_KEY, OFFLINE_KEY),  # written with their events, even when full
         )
     except (OSError, sqlite3.Error, BufferTooNew) as exc:
         problem = loaded.problem_at(

@@ -20,7 +20,8 @@ import logging
 import time
 
 from agent import actions, rules, uplinks
-from agent.daemon import STOP_DEADLINE, Agent, close_driver
+from agent.daemon import STOP_DEADLINE, Agent
+from agent.lifecycle import close_driver
 from agent.pipeline import Pipeline, derive
 from agent.rules import RULE_KEY, Limit, RuleState
 from cloud_sync.base import Destination
