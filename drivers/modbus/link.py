@@ -137,6 +137,7 @@ class Link:
 
     def lost(self) -> None:
         """The link broke mid-poll: the next `ensure` connects afresh."""
+        self._stale = False  # a new connection carries no late reply
         self.client.close()
 
     async def close(self) -> None:
