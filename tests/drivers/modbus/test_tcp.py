@@ -390,7 +390,7 @@ async def test_a_late_reply_is_never_taken_for_the_next_request(framer: str) -> 
         sim.delay = 0.5  # past the 0.3 s timeout
         [first] = await driver.read()
         asked_late = sim.last_served
-        sim.delay = 0.2  # in time; the late reply lands at 0.5 s, while this request waits
+        sim.delay = 0.15  # in time; the late reply lands at 0.5 s, while this request waits
         await asyncio.sleep(0.1)
         [second] = await driver.read()
         asked_now = sim.last_served
