@@ -371,13 +371,14 @@ def async_true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
 
 
 def _device_events(buffer: Path, device: str) -> list[str]:
-    if not buffer.exists():  # the agent has not opened it yet
+    try:
+        with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT kind FROM events WHERE device = ? AND kind LIKE 'device_%' ORDER BY seq",
+                [device],
+            ).fetchall()
+    except sqlite3.OperationalError:  # not made yet, or its schema not yet committed
         return []
-    with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT kind FROM events WHERE device = ? AND kind LIKE 'device_%' ORDER BY seq",
-            [device],
-        ).fetchall()
     return [kind for (kind,) in rows]
 
 

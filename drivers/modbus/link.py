@@ -6,7 +6,7 @@ neighbours. Reconnection runs under tenacity (exponential backoff with
 jitter): a dead peer costs one failed connect per backoff step, never a
 stalled poll.
 
-A late reply must never answer a later request. pymodbus 3.16 (the version this
+A late reply must never answer a later request. pymodbus 3.16.1 (the version this
 was read in) pairs a Modbus TCP reply with the waiting request by transaction
 id and unit (pymodbus/framer/base.py `handleFrame` skips other frames) and
 drops a reply that comes while no request waits (pymodbus/transaction/
