@@ -1,9 +1,10 @@
 """From the buffer's interval records to HJ 212 data messages, and from readings to
 real-time ones: which record goes under which MN and CN, with which items.
 
-Records of one MN, CN and interval start that come in one batch become one
-message, the devices' items side by side, in the order the buffer holds them
-(time order per device), so a platform gets each MN's data in order. A value's
+Records of one MN, CN and interval start become one message, the devices' items
+side by side, in the order the buffer holds them (time order per device), so a
+platform gets each MN's data in order; the uplink completes a message whose
+records a batch holds only part of (uplink.py, `_wholes`). A value's
 data flag (`-Flag`) is N only for an interval measured whole; an interval with
 a gap, or estimated over one, is B (communication error), so a gap never looks
 normal.
@@ -76,6 +77,10 @@ class Plan:
     def devices_of(self, mn: str) -> list[str]:
         return [device for device, m in self.mn.items() if m == mn]
 
+    def sent_of(self, mn: str) -> set[str]:
+        """The devices of `mn` that have figures to send: what one of its messages holds."""
+        return {device for device in self.devices_of(mn) if self.sent.get(device)}
+
 
 def _length(record: dict) -> float:
     start = datetime.fromisoformat(record["start"]).timestamp()
@@ -115,23 +120,40 @@ def items_of(record: dict, sent: list[Sent]) -> list[str]:
     return out
 
 
-def data_messages(bodies: Iterable[str], plan: Plan, tz: ZoneInfo) -> list[Message]:
-    """The data messages of a batch's interval records (JSON text, as stored); records of
-    devices, lengths or carriers this destination does not send are left out."""
-    grouped: dict[tuple[str, str, str], list[str]] = {}
+Key = tuple[str, str, float]  # MN, CN, interval start: what one message is about
+
+
+def grouped(bodies: Iterable[str], plan: Plan) -> dict[Key, list[dict]]:
+    """Interval records (JSON text, as stored) by the message they go in, in order of
+    first appearance; records of devices, lengths or carriers this destination does not
+    send are left out."""
+    found: dict[Key, list[dict]] = {}
     for body in bodies:
         record = json.loads(body)
         device = record.get("device")
-        sent = plan.sent.get(device)
-        if sent is None:  # not sent here, or a production record (no energy figures)
+        if device not in plan.sent:  # not sent here, or a production record (no energy)
             continue
         cn = plan.cn.get(_length(record))
         if cn is None:
             continue
-        at = stamp(datetime.fromisoformat(record["start"]).timestamp(), tz)
-        items = grouped.setdefault((plan.mn[device], cn, at), [])
-        items += items_of(record, sent)
-    return [Message(mn, cn, at, tuple(items)) for (mn, cn, at), items in grouped.items() if items]
+        start = datetime.fromisoformat(record["start"]).timestamp()
+        found.setdefault((plan.mn[device], cn, start), []).append(record)
+    return found
+
+
+def message_of(key: Key, records: Iterable[dict], plan: Plan, tz: ZoneInfo) -> Message | None:
+    """The message of one MN, CN and start: each record's items (None if there are none)."""
+    mn, cn, start = key
+    items = [item for record in records for item in items_of(record, plan.sent[record["device"]])]
+    return Message(mn, cn, stamp(start, tz), tuple(items)) if items else None
+
+
+def data_messages(bodies: Iterable[str], plan: Plan, tz: ZoneInfo) -> list[Message]:
+    """The data messages of interval records (JSON text, as stored)."""
+    messages = (
+        message_of(key, records, plan, tz) for key, records in grouped(bodies, plan).items()
+    )
+    return [message for message in messages if message is not None]
 
 
 def live_message(

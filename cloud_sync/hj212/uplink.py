@@ -7,16 +7,20 @@ is sent again under the same QN `recount` times, and if it still goes
 unanswered the batch stays pending and the run ends, so nothing is dropped
 and no later message of an MN overtakes it. A batch is acknowledged in the
 buffer only when every one of its messages was answered; after a crash it is
-sent again whole (the platform sees some messages twice, never a gap).
+sent again whole (the platform sees some messages twice, never a gap). A
+message holds every device of its MN that the buffer has for its time: what a
+batch lacks is read from the buffer (`_wholes`).
 Requests the platform sends on the same connection are answered by
 requests.py.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -25,7 +29,7 @@ from cloud_sync.hj212 import codes
 from cloud_sync.hj212.cp import packets, qn
 from cloud_sync.hj212.frame import flag, pack, segment
 from cloud_sync.hj212.link import Link
-from cloud_sync.hj212.messages import Message, Plan, data_messages, live_message
+from cloud_sync.hj212.messages import Key, Message, Plan, grouped, live_message, message_of
 from cloud_sync.hj212.requests import Requests
 from domain.records import Commit
 
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIVE = 30.0  # seconds: real-time data asked for (2011) with no interval set
 MAX_RECORDS = 2000  # records per batch: a few minutes of a large plant, answered frame by frame
+MAX_WAIT = 60.0  # s past its interval's end a message waits at most for a device of its MN
+MAX_COMPLETED = 4096  # messages completed from the buffer, remembered (see _complete)
 
 
 def make(name: str, settings: Hj212Settings, identity: Identity, *, setting: str) -> Hj212Uplink:
@@ -64,7 +70,8 @@ class Hj212Uplink:
         self.live_paused = False
         self._live_changed: Callable[[], None] | None = None
         self._restored = False
-        self._answered: dict[int, int] = {}  # batch seq -> messages answered, this process
+        self._answered: dict[int, set[int]] = {}  # batch seq -> messages answered (this process)
+        self._completed: dict[Key, frozenset[str]] = {}  # see _complete
         self._last_qn = ""
         self.store: AsyncStore | None = None
 
@@ -102,14 +109,32 @@ class Hj212Uplink:
             if batch is None:
                 break
             self.status.last_attempt = time.time()
-            messages = data_messages(batch.intervals, self.plan, self.tz)
-            done = self._answered.get(batch.seq, 0)
-            for message in messages[done:]:
-                if not await self._send(message, tries=1 if last else self.settings.recount + 1):
-                    return sent
-                done = self._answered[batch.seq] = done + 1
+            done = self._answered.setdefault(batch.seq, set())
+            groups = {
+                i: group
+                for i, group in enumerate(grouped(batch.intervals, self.plan).items())
+                if i not in done
+            }
+            wholes = await self._wholes(groups)
+            held: set[str] = set()  # MNs waiting for a late device: their later messages too
+            for i, (key, records) in groups.items():
+                whole = wholes[i]
+                if key[0] in held or (not last and self._waits(key, whole)):
+                    held.add(key[0])  # the next run; other MNs go on meanwhile
+                    continue
+                devices = frozenset(record["device"] for record in whole)
+                if not devices <= self._completed.get(key, frozenset()):  # else sent whole
+                    message = message_of(key, whole, self.plan, self.tz)
+                    tries = 1 if last else self.settings.recount + 1
+                    if message is not None and not await self._send(message, tries):
+                        return sent
+                    if len(whole) > len(records):
+                        self._complete(key, devices)
+                done.add(i)
                 if deadline is not None and time.monotonic() >= deadline:
                     return sent  # a slow platform: the next run goes on from here
+            if held:
+                return sent
             await self.outbox.finish_batch(batch.seq, "acked")
             self._answered.pop(batch.seq, None)
             sent += batch.size
@@ -214,6 +239,59 @@ class Hj212Uplink:
             log.info("%s: real-time data every %gs, as the platform set it", self.name, self.live)
             if self._live_changed is not None:
                 self._live_changed()
+
+    async def _wholes(self, groups: Mapping[int, tuple[Key, list[dict]]]) -> dict[int, list[dict]]:
+        """The records of each message, every device of its MN. A platform keys minute,
+        hour and day data by MN and DataTime and may take a second message of the same
+        time as a re-upload replacing the first, so a message never holds part of its MN
+        when the buffer has the rest: the devices of one MN close their intervals at
+        different polls, so a batch may begin or end between them, and a device back
+        from an outage brings its intervals long after its neighbours'. What a batch
+        lacks is read from the buffer, one query per CN."""
+        lacking: dict[str, tuple[set[str], float, float]] = {}  # CN -> devices, first, last
+        for (mn, cn, start), records in groups.values():
+            missing = self.plan.sent_of(mn) - {record["device"] for record in records}
+            if missing:
+                devices, first, final = lacking.get(cn, (set(), start, start))
+                lacking[cn] = (devices | missing, min(first, start), max(final, start))
+        found: dict[tuple[str, str, float], dict] = {}  # (device, CN, start) -> its record
+        for cn, (devices, first, final) in lacking.items():
+            length = self.plan.length_of(cn)
+            if length is None or self.store is None:
+                continue
+            most = len(devices) * (int((final - first) / length) + 2)
+            for body in await self.store.intervals_between(
+                sorted(devices), length, first, final, most
+            ):
+                record = json.loads(body)
+                start = datetime.fromisoformat(record["start"]).timestamp()
+                found[record["device"], cn, start] = record
+        wholes = {}
+        for i, ((mn, cn, start), records) in groups.items():
+            have = {record["device"] for record in records}
+            more = sorted(self.plan.sent_of(mn) - have)
+            wholes[i] = records + [found[d, cn, start] for d in more if (d, cn, start) in found]
+        return wholes
+
+    def _waits(self, key: Key, records: list[dict]) -> bool:
+        """Whether a message lacking a device of its MN waits for it (the next run): a
+        record closes a poll or two after its interval's end, and a meter polled less
+        than twice an interval is no meter for it, so for half an interval past the end
+        (MAX_WAIT at most). Then it goes with what there is (an offline device holds up
+        no other for longer), and goes again, whole, with the batch that brings the rest."""
+        mn, cn, _ = key
+        length = self.plan.length_of(cn)
+        if length is None or {record["device"] for record in records} >= self.plan.sent_of(mn):
+            return False
+        ends = max(datetime.fromisoformat(record["end"]).timestamp() for record in records)
+        return time.time() < ends + min(length / 2, MAX_WAIT)
+
+    def _complete(self, key: Key, devices: frozenset[str]) -> None:
+        """A message completed from the buffer was answered: the batch that brings the
+        rest of it need not send it again (in this process; after a restart it does)."""
+        self._completed[key] = devices
+        while len(self._completed) > MAX_COMPLETED:
+            del self._completed[next(iter(self._completed))]
 
     async def _connect(self, attempts: int) -> bool:
         up = await self.link.connect(attempts)
