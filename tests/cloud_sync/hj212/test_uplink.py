@@ -282,3 +282,31 @@ async def test_real_time_data_are_the_latest_readings(
     assert sent_b["e10201-Rtd"] == "7.00" and sent_b["e10201-Flag"] == "B"  # stale
     assert "e10202-Rtd" not in sent_b  # no value: the bad reading is not sent
     assert hj212_platform.errors == []
+
+
+async def test_a_message_carries_every_device_of_its_mn(
+    hj212_platform: Platform, tmp_path: Path
+) -> None:
+    """fan and pump share MN_B. A fresh interval of fan alone waits for pump's (it closes
+    a poll later) and goes as one message; an old one goes without the missing device and
+    again, whole, once its record is in, so the platform's last upload of each time has
+    both."""
+    async with uplink_on(tmp_path / "b.db", hj212_platform.port) as (uplink, store):
+        now = time.time()
+        fresh = now - now % 60 - 60  # the minute just closed
+        await commit(store, [record("fan", fresh, 60, 2.0)])
+        await uplink.deliver(deadline=time.monotonic() + 2)
+        assert hj212_platform.data("2051", MN_B) == []  # waiting for pump
+        await commit(store, [record("pump", fresh, 60, 3.0)])
+        await drain(uplink)
+        (both,) = hj212_platform.data("2051", MN_B)
+        assert both.values["e10101-Cou"] == "2.00" and both.values["e10102-Cou"] == "3.00"
+
+        await commit(store, [record("fan", T0, 60, 4.0)])  # long past: no waiting
+        await drain(uplink)
+        assert "e10102-Cou" not in values(hj212_platform, MN_B)[stamp(T0, TZ)]
+        await commit(store, [record("pump", T0, 60, 5.0)])
+        await drain(uplink)
+        last = values(hj212_platform, MN_B)[stamp(T0, TZ)]
+        assert (last["e10101-Cou"], last["e10102-Cou"]) == ("4.00", "5.00")
+    assert hj212_platform.errors == []
