@@ -12,6 +12,7 @@ import pytest
 from agent.cli import main, parser
 from agent.demo import energy_check
 from config.loader import load_config
+from config.models import uscc_check_digit
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -92,3 +93,14 @@ def test_the_demo_summary_shown_has_the_real_keys() -> None:
     """The JSON line shown for the demo uses the keys the demo prints."""
     shown = json.loads(blocks("json")[0].replace(", ...}", "}"))
     assert set(shown) <= set(energy_check([], {}))
+
+
+def test_every_enterprise_id_shown_has_its_check_digit() -> None:
+    """A unified social credit code in the README, docs/ or examples/ passes GB 32100's check
+    digit: a technician copies them, and `check` would warn about every copy."""
+    texts = [README, *(p.read_text() for p in (ROOT / "docs").glob("*.md"))]
+    texts += [p.read_text() for p in (ROOT / "examples").glob("*.yaml")]
+    codes = {c for text in texts for c in re.findall(r"enterprise_id: \"?(\w{18})\b", text)}
+    assert codes
+    wrong = sorted(c for c in codes if uscc_check_digit(c) != c[17])
+    assert wrong == []
