@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import faulthandler
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -255,9 +256,25 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code: int = args.handler(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone by then is caught below
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _reader_gone() -> int:
+    """`edge-agent status | head`: the reader has what it wanted; stop without a traceback.
+
+    Output still buffered goes to /dev/null so the flush at exit finds a reader
+    (the recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
 
 
 if __name__ == "__main__":
