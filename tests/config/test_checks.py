@@ -490,6 +490,33 @@ def test_devices_on_one_serial_port_must_share_protocol_and_settings(problems) -
     assert "modbus_rtu 9600 N1" in problem and "got modbus_rtu 19200 N1" in problem
 
 
+def test_every_problem_of_a_serial_line_is_reported_at_once(problems) -> None:
+    """Another speed and a unit id already taken are both said, and a device with an error
+    elsewhere still counts on its line: one run lists all of it."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: a\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 9600, unit: 3}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "  - name: b\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 19200, unit: 3}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "  - name: c\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 9600, unit: 3}\n"
+        "    points: [{name: e, adress: 0, type: uint32, unit: kWh, kind: counter}]\n"
+    )
+    found = problems(text)
+    assert [p.split(": ", 2)[:2] for p in found] == [
+        ["agent.yaml:13:17", "devices[1].modbus_rtu"],
+        ["agent.yaml:13:61", "devices[1].modbus_rtu.unit"],
+        ["agent.yaml:16:60", "devices[2].modbus_rtu.unit"],
+        ["agent.yaml:17:14", "devices[2].points[0]"],
+        ["agent.yaml:17:24", "devices[2].points[0].adress"],
+    ]
+    assert found[1].endswith("'a' (devices[0]) already has unit 3 on /dev/ttyUSB0")
+    assert found[2].endswith("'a' (devices[0]) already has unit 3 on /dev/ttyUSB0")
+
+
 def test_reverse_needs_both_directions_to_swap(problems, load: Load) -> None:
     """reverse: true on a meter read for import only cannot swap anything: an error, said
     once; another import_* counter without its export_* is only a warning."""
