@@ -74,7 +74,7 @@ def test_the_check_output_shown_is_what_check_prints(tmp_path: Path, capsys, mon
     plant = (ROOT / "examples" / "plant.yaml").read_text()
     broken = plant.replace(
         "{name: power_kw, address: 0x0034, function: input, type: float32, scale: 0.001",
-        '{name: power_kw, adress: 0x0034, function: input, type: float32, scale: "0,01"',
+        "{name: power_kw, adress: 0x0034, function: input, type: float32, scale: 0,01",
     )
     assert broken != plant
     (tmp_path / "agent.yaml").write_text(broken)
