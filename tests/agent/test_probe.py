@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import serial
 
 from agent.probe import probe
 from config.loader import load_config
@@ -181,3 +183,31 @@ async def test_the_table_shows_a_counter_in_full(tmp_path: Path, capsys) -> None
     shown = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
     assert code == 0
     assert shown == {"import_kwh": "12345.67", "voltage_l1_v": "230"}
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["modbus_rtu: {port: PORT, unit: 1, timeout: 300ms}", "dlt645: {port: PORT, parity: N}"],
+    ids=["modbus_rtu", "dlt645"],
+)
+async def test_a_port_the_daemon_holds_is_said_to_be_in_use(
+    link: str, tmp_path: Path, capsys
+) -> None:
+    """probe on a serial port another program holds (the running daemon) gives the reason,
+    whatever the protocol: 'in use by another program'."""
+    controller, port = os.openpty()
+    name = os.ttyname(port)
+    held = serial.Serial(name, 9600, exclusive=True)  # as the daemon's driver holds it
+    try:
+        profile = "eastron-sdm630" if link.startswith("modbus") else "dlt645-2007-energy"
+        devices = f"  - name: m\n    {link.replace('PORT', name)}\n    profile: {profile}\n"
+        if link.startswith("dlt645"):
+            devices = devices.replace("parity: N}", f"parity: N, address: '{ADDRESS}'}}")
+        code = await probe(config(tmp_path, devices), "m", as_json=True, plan_only=False)
+    finally:
+        held.close()
+        os.close(controller)
+        os.close(port)
+    reasons = {p["reason"] for p in json.loads(capsys.readouterr().out)["points"].values()}
+    assert code == 1
+    assert all("in use by another program" in reason for reason in reasons), reasons
