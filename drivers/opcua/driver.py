@@ -24,7 +24,6 @@ import logging
 import re
 import time
 from collections import deque
-from dataclasses import dataclass
 
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
@@ -37,6 +36,7 @@ from drivers.opcua._link import parse_node
 from drivers.opcua._subscription import Feed
 from drivers.opcua.browse import browse, table
 from drivers.opcua.codec import decode
+from drivers.opcua.plan import plan
 from drivers.opcua.settings import OpcUaDevice, OpcUaPoint, OpcUaWrite
 
 log = logging.getLogger(__name__)
@@ -44,17 +44,6 @@ log = logging.getLogger(__name__)
 MAX_CHANGES = 100_000  # counter changes kept for drain_changes(); the oldest go first
 WATCH_EVERY = 1.0  # seconds between looks at the link (local state only, no traffic)
 SUBSCRIBE_STEPS = 4  # requests to set up a subscription: create it, two item groups, one Read
-
-
-@dataclass(frozen=True, slots=True)
-class NodeRequest:
-    """One node of the plan, as `probe --plan` prints it, and the points it serves."""
-
-    text: str  # read ns=2;s=Boiler.GasVolume
-    points: tuple[OpcUaPoint, ...]
-
-    def __str__(self) -> str:
-        return self.text
 
 
 class OpcUaDriver:
@@ -74,8 +63,8 @@ class OpcUaDriver:
                 self._nodes[point.name] = parse_node(point.node)
             except DecodeError as exc:
                 self._invalid[point.name] = f"{self.device} {point.node}: {exc}"
-        self._bad_ids = {p.node for p in self._points if p.name in self._invalid}
         self._by_name = {p.name: p for p in self._points}
+        self.requests = plan(self._points, self._link.mode)  # what `probe --plan` lists
         self._targets: dict[ua.NodeId, list[OpcUaPoint]] = {}
         for point in self._points:
             if point.name in self._nodes:
@@ -107,19 +96,6 @@ class OpcUaDriver:
             f"{self.device}: {len(self._points)} nodes on {self._endpoint}, "
             f"{self._link.mode}, {self._link.security}"
         )
-
-    @property
-    def requests(self) -> list[NodeRequest]:
-        """What `probe --plan` lists: each node, read or monitored, and its points."""
-        verb = "read" if self._link.mode == "read" else "monitor"
-        nodes: dict[str, list[OpcUaPoint]] = {}
-        for point in self._points:
-            nodes.setdefault(point.node, []).append(point)
-        return [
-            NodeRequest(f"{verb} {node}" + (" (not a node id)" if node in self._bad_ids else ""),
-                        tuple(points))
-            for node, points in nodes.items()
-        ]  # fmt: skip
 
     async def read(self) -> list[Reading]:
         """Every point once: read now (read mode) or the latest notified (subscribe mode)."""
