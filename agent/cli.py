@@ -1,7 +1,8 @@
 """`edge-agent`: the commands a technician types.
 
 Exit codes follow sysexits: 0 ok, 78 (EX_CONFIG) for a configuration problem,
-so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file.
+so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file;
+64 (EX_USAGE) when `check --for-systemd` finds no unit to read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import faulthandler
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import logs
@@ -23,6 +24,7 @@ from domain.errors import ConfigInvalid, InitError, Problem
 from drivers.registry import PROTOCOLS
 
 EX_OK = 0
+EX_USAGE = 64
 EX_CONFIG = 78
 
 
@@ -33,22 +35,54 @@ def _print_problems(problems: Sequence[Problem]) -> None:
         print(f"{level}{'warning: ' if warning else ''}{problem}", file=sys.stderr)
 
 
-def _load(path: str, *, require_env: bool, apart: bool = False) -> LoadedConfig | None:
+def _print_total(path: str, problems: Sequence[Problem]) -> None:
+    errors = sum(1 for p in problems if p.severity != "warning")
+    total = f"{path}: {errors} error{'s' if errors != 1 else ''}"
+    print(f"{priority('ERROR')}{total}", file=sys.stderr)
+
+
+def _load(
+    path: str,
+    *,
+    require_env: bool,
+    apart: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig | None:
     try:
-        loaded = (load_config_apart if apart else load_config)(path, require_env)
+        if apart:
+            loaded = load_config_apart(path, require_env)
+        else:
+            loaded = load_config(path, require_env, environ=environ)
     except ConfigInvalid as exc:
         _print_problems(exc.problems)
-        errors = sum(1 for p in exc.problems if p.severity != "warning")
-        total = f"{path}: {errors} error{'s' if errors != 1 else ''}"
-        print(f"{priority('ERROR')}{total}", file=sys.stderr)
+        _print_total(path, exc.problems)
         return None
     _print_problems(loaded.warnings)
     return loaded
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    loaded = _load(args.config, require_env=False)
+    """The file as `run` will start with it: valid, every ${VAR} set, and every file it
+    opens at start usable; with --for-systemd, as the service will see them."""
+    from agent.preflight import preflight
+    from agent.systemd_unit import ServiceView, UnitNotFound, find_unit, read_unit
+
+    service: ServiceView | None = None
+    environ = None
+    if args.for_systemd is not None:
+        try:
+            service = read_unit(find_unit(args.for_systemd or None))
+        except (UnitNotFound, OSError) as exc:
+            print(f"check --for-systemd: {exc}", file=sys.stderr)
+            return EX_USAGE
+        environ = {**os.environ, **service.environ}
+    loaded = _load(args.config, require_env=True, environ=environ)
     if loaded is None:
+        return EX_CONFIG
+    problems = asyncio.run(preflight(loaded, service))
+    _print_problems(problems)
+    if any(p.severity != "warning" for p in problems):
+        _print_total(args.config, problems)
         return EX_CONFIG
     config = loaded.config
     print(f"{args.config}: ok ({len(config.devices)} devices, {len(config.rules)} rules)")
@@ -200,7 +234,16 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     command("run", cmd_run, "run the daemon")
-    command("check", cmd_check, "validate a config file (exit 0, or 78 with the problems)")
+    p = command("check", cmd_check, "validate a config file (exit 0, or 78 with the problems)")
+    p.add_argument(
+        "--for-systemd",
+        nargs="?",
+        const="",
+        metavar="UNIT",
+        help="check as the service will start: ${CREDENTIALS_DIRECTORY} and the other "
+        "directories as the unit sets them, each credential read from where the unit loads "
+        "it (UNIT: the unit file, default the installed edge-agent.service)",
+    )
     command("schema", cmd_schema, "print the JSON Schema of the config file", config=False)
     p = command("profiles", cmd_profiles, "list the meter profiles and what each reads", False)
     p.add_argument("name", nargs="*", help="show these profiles in full (source, caveats)")

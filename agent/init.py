@@ -65,8 +65,9 @@ def starter(meter: Meter) -> str:
     profile, counter = _profile(meter)
     energy = f"    energy: {{carrier: electricity, counter: {counter}}}\n" if counter else ""
     return f"""\
-# Written by `edge-agent init`. Replace every CHANGE below, then run
-#   edge-agent check -c THIS_FILE
+# Written by `edge-agent init`. Replace every CHANGE below, put the sync token in
+# /etc/edge-agent/sync-token, then check the file as the service will start with it:
+#   sudo edge-agent check --for-systemd -c THIS_FILE
 # The reference of every field: docs/configuration.md (or `edge-agent schema`).
 gateway:
   id: plant-gw1                          # CHANGE: this gateway's id on the platform
@@ -119,6 +120,6 @@ def write_starter(path: Path, meter: Meter, *, force: bool) -> str:
     return (
         f"{path}: written ({device.name}: {meter.protocol} {meter.target}, "
         f"profile {device.profile})\n"
-        f"next: replace the CHANGE lines, then `edge-agent check -c {path}` and "
-        f"`edge-agent probe -c {path} {device.name}`"
+        f"next: replace the CHANGE lines, then `edge-agent check --for-systemd -c {path}` "
+        f"and `edge-agent probe -c {path} {device.name}`"
     )

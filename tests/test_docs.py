@@ -79,7 +79,8 @@ def test_the_check_output_shown_is_what_check_prints(tmp_path: Path, capsys, mon
     assert broken != plant
     (tmp_path / "agent.yaml").write_text(broken)
     monkeypatch.chdir(tmp_path)
-    assert main(["check", "-c", "agent.yaml"]) == 78
+    unit = str(ROOT / "systemd" / "edge-agent.service")  # as --for-systemd finds it installed
+    assert main(["check", "--for-systemd", unit, "-c", "agent.yaml"]) == 78
     printed = [
         line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning:")
     ]

@@ -25,9 +25,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_init_writes_a_config_that_passes_check(case: str, tmp_path: Path, capsys) -> None:
-    """Each protocol's starter passes `check` exactly as written, with the meter it was told."""
+def test_init_writes_a_config_that_passes_check(
+    case: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each protocol's starter passes `check` exactly as written, with the meter it was told,
+    once its sync token is where systemd's credential puts it."""
     path = tmp_path / "etc" / "agent.yaml"
+    (tmp_path / "sync-token").write_text("t0ken")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     assert main(["init", "-c", str(path), *CASES[case]]) == 0
     assert main(["check", "-c", str(path)]) == 0
     assert f"{path}: ok (1 devices, 0 rules)" in capsys.readouterr().out

@@ -347,14 +347,16 @@ def test_an_opcua_certificate_needs_its_key(problems: Problems) -> None:
     )
 
 
-def test_an_unset_variable_is_a_warning_for_check(load: Load) -> None:
-    """`check` on a workstation warns and leaves the text as written."""
+def test_an_unset_variable_is_a_warning_where_no_path_is_opened(load: Load) -> None:
+    """Without require_env (probe, status: they open none of these paths) an unset variable
+    is a warning, the text left as written; the hint says how to check as under systemd."""
     text = GATEWAY + "  token_file: ${CREDENTIALS_DIRECTORY}/sync-token\n" + METER
     loaded = load(text, environ={})
     assert loaded.config.sync.token_file == "${CREDENTIALS_DIRECTORY}/sync-token"
     assert [str(w) for w in loaded.warnings] == [
         "agent.yaml:8:15: sync.token_file: ${CREDENTIALS_DIRECTORY} is not set "
-        "(systemd sets it with LoadCredential=)"
+        "(systemd sets it with LoadCredential=; `edge-agent check --for-systemd` checks the "
+        "file as the service will see it)"
     ]
 
 

@@ -27,7 +27,8 @@ def test_the_example_plant_loads_with_only_warnings(monkeypatch: pytest.MonkeyPa
     loaded = load_config("examples/plant.yaml", environ={})
     assert [str(w) for w in loaded.warnings] == [
         "examples/plant.yaml:15:15: sync.token_file: ${CREDENTIALS_DIRECTORY} is not set "
-        "(systemd sets it with LoadCredential=)",
+        "(systemd sets it with LoadCredential=; `edge-agent check --for-systemd` checks the "
+        "file as the service will see it)",
     ]
     assert [d.name for d in loaded.config.devices] == [
         "main_incomer",
