@@ -2,7 +2,8 @@
 
 Exit codes follow sysexits: 0 ok, 78 (EX_CONFIG) for a configuration problem,
 so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file;
-64 (EX_USAGE) when `check --for-systemd` finds no unit to read.
+64 (EX_USAGE) when `check --for-systemd` finds no unit to read; 69
+(EX_UNAVAILABLE) when `init` cannot ask the server it was to browse.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from agent import logs
 from agent.logs import priority
 from config.loader import LoadedConfig, load_config, load_config_apart
 from config.schema import config_json_schema
-from domain.errors import ConfigInvalid, InitError, Problem
+from domain.errors import ConfigInvalid, EdgeAgentError, InitError, Problem
 from drivers.registry import PROTOCOLS
 
 EX_OK = 0
 EX_USAGE = 64
+EX_UNAVAILABLE = 69
 EX_CONFIG = 78
 
 
@@ -176,18 +178,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from agent.init import Meter, write_starter
+    from agent.init import Meter, make_starter
 
     protocol, target = next(
         (key, value) for key in PROTOCOLS if (value := getattr(args, key)) is not None
     )
     options = {name: getattr(args, name) for name in ("unit", "baudrate", "parity", "address")}
     meter = Meter(protocol, target, profile=args.profile, name=args.name, options=options)
+    starter = make_starter(Path(args.config), meter, force=args.force, offline=args.offline)
     try:
-        print(write_starter(Path(args.config), meter, force=args.force))
+        print(asyncio.run(starter))
     except InitError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except EdgeAgentError as exc:  # the server to browse is not there, or refuses
+        print(
+            f"{args.config}: not written: {exc}; --offline writes the profile's points "
+            "instead, each marked # CHANGE",
+            file=sys.stderr,
+        )
+        return EX_UNAVAILABLE
     return EX_OK
 
 
@@ -275,6 +285,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baudrate", type=int, help="serial speed (default 9600; DL/T 645: 2400)")
     p.add_argument("--parity", choices=["N", "E", "O"], help="serial parity (default N; 645: E)")
     p.add_argument("--address", help="DL/T 645 meter address, 12 digits as printed on it")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="ask nothing (--opcua browses the server for its node ids; offline, the "
+        "generic profile's are written, each marked # CHANGE)",
+    )
     p = command("ping", cmd_ping, "try one destination's link: one harmless exchange")
     p.add_argument("destination", help="destination name (an HJ 212 one)")
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
