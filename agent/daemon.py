@@ -32,8 +32,8 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent import actions, logs, systemd, uplinks
-from agent.health import Health
+from agent import actions, lifecycle, logs, rules, systemd, uplinks
+from agent.health import OFFLINE_KEY, Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
 from agent.pipeline import Pipeline, derive
 from buffer import AsyncStore
@@ -144,8 +144,8 @@ class Agent:
         await uplinks.close_all(self.destinations.values())
         for task in self.acting:  # past the deadline: a raised rule writes again at start
             task.cancel()
-        for driver in self.drivers.values():
-            await driver.close()
+        for name, driver in self.drivers.items():
+            await lifecycle.close_driver(name, driver)
         with contextlib.suppress(Exception):  # the status file written at stop shows it
             self.backlog = await self.store.backlog()
         self.store.close()
@@ -201,11 +201,8 @@ class Agent:
     async def _act(self, action: actions.Action) -> None:
         with self._tracked():
             failed = await actions.run(action, self.drivers.get(action.device), self._outputs)
-            if failed is not None:
-                try:
-                    await self.store.add_events([failed])
-                except Exception as exc:  # the failure is logged already; never fatal
-                    log.error("action_failed event not buffered (%s)", exc)
+            if failed is not None:  # kept like a poll's events, also when the buffer is full
+                await self.commit(action.device, Commit(events=[failed]))
 
     async def commit(self, name: str, work: Commit) -> None:
         """Write a poll's work; if the buffer fails, keep it and write it with the next.
@@ -220,10 +217,12 @@ class Agent:
         merged = held.then(work) if held else work
         try:
             await self.store.commit(merged)
-        except Exception as exc:
+        except Exception as exc:  # what the buffer did write (events) has left `merged`
             self.records_dropped += len(merged.samples)
             merged.samples = []
-            self.unwritten[name] = merged
+            later = self.unwritten.pop(name, None)  # an action's event, held meanwhile
+            if keep := merged.then(later) if later else merged:
+                self.unwritten[name] = keep
             if not self.buffer_failing:
                 log.error("buffer write failed (%s); work kept in memory and retried", exc)
             self.buffer_failing = str(exc)
@@ -412,6 +411,7 @@ def _open_buffer(loaded: LoadedConfig) -> AsyncStore:
             max_size=buffer.max_size,
             drop_synced=buffer.drop_synced,
             destinations=uplinks.ages(loaded.config),
+            event_state=(rules.RULE_KEY, OFFLINE_KEY),  # written with their events, even when full
         )
     except (OSError, sqlite3.Error, BufferTooNew) as exc:
         problem = loaded.problem_at(

@@ -5,7 +5,8 @@ sync job get scheduled and finish. It does not mean that meters answer or that
 the platform is up: a dead meter or a down uplink must never get the service
 restarted (that would only lose the interval in progress). A loop stuck in a
 blocking call runs no job and no watchdog task either, so the pings stop and
-systemd restarts the service (WatchdogSec=).
+systemd restarts the service (WatchdogSec=). A stop or a reload goes on past a
+driver that fails to close.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import systemd
+from drivers.base import Driver
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +131,12 @@ def read_snapshot(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+async def close_driver(name: str, driver: Driver) -> None:
+    """Release a device's link. A driver that fails to is logged, once, and never stops
+    a stop or a reload: the other links, the buffer and the new drivers come first."""
+    try:
+        await driver.close()
+    except Exception as exc:
+        log.warning("%s: closing its driver failed (%r); going on without it", name, exc)

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from config.models import Http
+from drivers.base import CountsLateReplies
 
 if TYPE_CHECKING:
     from agent.daemon import Agent
@@ -56,7 +57,15 @@ class AgentCollector(Collector):
             "When the device last answered with a good value.",
             labels=["device"],
         )
+        late = CounterMetricFamily(
+            "edge_agent_late_replies",
+            "Replies that came after their request was given up, thrown away.",
+            labels=["device"],
+        )
         for name in names:
+            driver: object = agent.drivers.get(name)  # typed Driver, mypy finds no overlap
+            if isinstance(driver, CountsLateReplies):
+                late.add_metric([name], driver.late_replies)
             status = agent.health.devices.get(name)
             if status is None:
                 continue
@@ -67,7 +76,7 @@ class AgentCollector(Collector):
             up.add_metric([name], 1.0 if status.last_good and not status.failing_since else 0.0)
             if status.last_good:
                 last_good.add_metric([name], status.last_good)
-        yield from (polls, errors, skipped, values, up, last_good)
+        yield from (polls, errors, skipped, values, up, last_good, late)
 
         backlog = agent.backlog or {}
         rows = GaugeMetricFamily(

@@ -5,7 +5,11 @@ carry over, so their interval in progress closes whole. A device whose
 settings changed gets a fresh driver; the others keep theirs. A raised rule
 that stays stays raised; one the reload removes is cleared (its event and its
 clear write). What cannot change live (the buffer's path) is refused before
-anything is changed.
+anything is changed. A rule kept under its name but judged differently now
+(another device, quantity, limit, clear level or `for`) is a new rule: judged
+afresh from the next figure, and if the old one was raised it is cleared first
+(its event, its clear write), so the open alarm never shows a definition that
+is gone and the new one raises with its own figures.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import time
 
 from agent import actions, rules, uplinks
 from agent.daemon import STOP_DEADLINE, Agent
+from agent.lifecycle import close_driver
 from agent.pipeline import Pipeline, derive
-from agent.rules import RULE_KEY, RuleState
+from agent.rules import RULE_KEY, Limit, RuleState
 from cloud_sync.base import Destination
 from config.loader import LoadedConfig
-from config.models import Config
+from config.models import Config, Rule
 from domain.errors import ConfigInvalid
 from domain.records import Commit, EventRow
 
@@ -51,14 +56,16 @@ async def apply(agent: Agent, loaded: LoadedConfig) -> None:
         if agent.acting:  # and rule actions against the drivers they began with
             await asyncio.wait(list(agent.acting), timeout=STOP_DEADLINE / 2)
         wanted = {device.name: device for device in new.devices}
+        redefined = _redefined(old, new)
+        afresh = {RULE_KEY + name for name in redefined}
         states = {  # counters of the devices that stay; rules and tallies sort themselves
             key: state
             for key, state in agent.pipeline.flush().counters.items()
-            if key.startswith("#") or key.split("/", 1)[0] in wanted
+            if (key.startswith("#") or key.split("/", 1)[0] in wanted) and key not in afresh
         }
         pipeline = derive(new, states)  # may raise: nothing is changed yet
         pipeline.latest = {k: v for k, v in agent.pipeline.latest.items() if k in wanted}
-        cleared = _clear_removed_rules(agent, new, pipeline)
+        cleared = _clear_removed_rules(agent, new, pipeline, redefined)
         await agent.store.register(uplinks.ages(new))  # may raise: nothing is changed yet
         if (new.buffer.max_size, new.buffer.drop_synced) != (
             old.buffer.max_size, old.buffer.drop_synced
@@ -93,17 +100,33 @@ async def apply(agent: Agent, loaded: LoadedConfig) -> None:
     )  # fmt: skip
 
 
-def _clear_removed_rules(agent: Agent, new: Config, pipeline: Pipeline) -> Commit:
-    """A raised rule that a reload removes is cleared, once: its event, its state and
-    its clear write (the stack light goes off); else the alarm stays open for good.
-    A raised rule that stays but writes elsewhere now switches its old output off."""
+def _redefined(old: Config, new: Config) -> set[str]:
+    """The rules kept under their name whose judging changed: a device, a quantity, a
+    limit, a clear level or a `for` (severity and action are not judging)."""
+
+    def judging(rule: Rule) -> tuple[str | None, str, Limit]:
+        return rule.device, rule.quantity, Limit.of(rule)
+
+    before = {rule.name: judging(rule) for rule in old.rules}
+    return {r.name for r in new.rules if r.name in before and before[r.name] != judging(r)}
+
+
+def _clear_removed_rules(
+    agent: Agent, new: Config, pipeline: Pipeline, redefined: set[str]
+) -> Commit:
+    """A raised rule that a reload removes or redefines is cleared, once: its event, its
+    state and its clear write (the stack light goes off); else the alarm stays open for
+    good, or open under a definition that is gone. A raised rule that stays but writes
+    elsewhere now switches its old output off."""
     kept = {rule.name: rule for rule in new.rules}
     work = Commit()
     for rule in agent.loaded.config.rules:
         state = agent.pipeline.rule_states.get(rule.name)
+        if rule.name in redefined:  # on disk too: a restart must not judge with the old state
+            work.counters[RULE_KEY + rule.name] = RuleState().to_json()
         if state is None or not state.raised:
             continue
-        if rule.name in kept:
+        if rule.name in kept and rule.name not in redefined:
             old, now = (
                 rules.action_for(rule, "cleared"),
                 rules.action_for(kept[rule.name], "cleared"),
@@ -111,7 +134,8 @@ def _clear_removed_rules(agent: Agent, new: Config, pipeline: Pipeline) -> Commi
             if old is not None and (now is None or actions.target(old) != actions.target(now)):
                 pipeline.actions.append(old)
             continue
-        message = f"rule {rule.name} cleared: removed from the config by a reload"
+        why = "redefined" if rule.name in kept else "removed from the config"
+        message = f"rule {rule.name} cleared: {why} by a reload"
         log.info("%s", message)
         work.events.append(EventRow(time.time(), rule.device, "alarm_cleared", "info", message))
         work.counters[RULE_KEY + rule.name] = RuleState().to_json()
@@ -135,7 +159,7 @@ async def _detach(agent: Agent, name: str, *, gone: bool) -> None:
     driver = agent.drivers.pop(name, None)
     agent.feeds.pop(name, None)
     if driver is not None:
-        await driver.close()
+        await close_driver(name, driver)
     if gone:
         agent.health.forget(name)
         if name in agent.unwritten:  # its held work is still written, in order

@@ -46,11 +46,15 @@ class AsyncStore:
         max_size: int | None = None,
         drop_synced: bool = False,
         destinations: Mapping[str, float | None] = DEFAULT_DESTINATIONS,
+        event_state: tuple[str, ...] = (),
     ) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="buffer")
         opened = self._executor.submit(
-            Store, path, max_size=max_size, drop_synced=drop_synced, destinations=destinations
-        )
+            functools.partial(
+                Store, path, max_size=max_size, drop_synced=drop_synced,
+                destinations=destinations, event_state=event_state,
+            )
+        )  # fmt: skip
         try:
             self.store = opened.result()
         except BaseException:

@@ -6,7 +6,13 @@ oldest first; then, only with `buffer.drop_synced`, the oldest records every
 active destination already has (see buffer._cursors); unsynced intervals and
 events never. Whatever is dropped is counted in the `losses` table in the
 transaction that drops it, and a `buffer_full` event says so with the next
-write.
+write. When nothing more may go, the write is refused and the agent holds it
+in memory, except its events: an alarm raised then must survive a kill, so
+events (with the counter state that records what they did) get a small room
+beyond the cap, EVENT_PAGES; the sync path's reserve lies beyond that. Pages
+either gains stay in the file (SQLite never sets the cap below the file's
+size), so later writes may use what they have left: the file still never
+grows past the cap and the two reserves.
 
 Space freed by a delete goes to SQLite's freelist and is reused by the next
 inserts; the file does not shrink (no VACUUM: rewriting gigabytes on an
@@ -33,7 +39,8 @@ NEAR_FULL_CLEARED = 0.5  # ... and below which it may warn again (dropping frees
 FREE_SHARE = 0.1  # a full buffer frees this share of its pages at once, not a page per write
 BALLAST = 4 << 20  # disk kept in reserve for a full disk: one WAL's worth (1000 pages)
 SMALL_WAL_PAGES = 64  # WAL checkpoint interval once the disk was found full
-RESERVE_PAGES = 64  # beyond the cap, for the sync path only (256 KB with 4 KB pages)
+EVENT_PAGES = 32  # beyond the cap, for events a full buffer refused (128 KB: hundreds)
+RESERVE_PAGES = 64  # beyond those, for the sync path only (256 KB with 4 KB pages)
 CHUNK = 2000  # rows per delete: short transactions, so polls never wait long behind one
 MAX_CHUNKS = 25  # per attempt to make room: the writer thread is back to the polls soon
 REPORT_EVERY = 3600.0  # a buffer dropping samples steadily says so hourly, not per delete

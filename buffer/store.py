@@ -39,6 +39,7 @@ from buffer._cursors import Cursor
 from buffer._outbox import Outbox, PendingBatch
 from buffer._room import (
     CHUNK,
+    EVENT_PAGES,
     KEPT,
     NEAR_FULL,
     NEAR_FULL_CLEARED,
@@ -74,6 +75,8 @@ class Store:
     is full); `drop_synced` lets acknowledged records go too, oldest first.
     `destinations` are the active uplinks (see `register`). `readonly` opens
     for `edge-agent status`: an older file is read as it is, never migrated.
+    `event_state` are the prefixes of the counter keys that record what an event did
+    (a rule raised, a device offline): they go with their events (see `commit_all`).
     """
 
     def __init__(
@@ -84,9 +87,11 @@ class Store:
         max_size: int | None = None,
         drop_synced: bool = False,
         destinations: Mapping[str, float | None] = DEFAULT_DESTINATIONS,
+        event_state: tuple[str, ...] = (),
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self.event_state = event_state
         self.room = Room(max_size, drop_synced)
         self.active: dict[str, float | None] = _checked(destinations)
         self.replaced: Path | None = None  # where a damaged buffer was moved at start
@@ -153,7 +158,13 @@ class Store:
         self.commit_all([work])
 
     def commit_all(self, works: list[Commit]) -> None:
-        """Several polls' work in one transaction: one fsync for all of them."""
+        """Several polls' work in one transaction: one fsync for all of them.
+
+        A full buffer with nothing left to drop refuses the work (BufferFull: the
+        agent holds it and tries again) but not its events: they and their state go
+        into the room kept for events, and are taken out of `works`, so what the
+        caller holds is what was not written. If that was all, nothing is refused.
+        """
         works = [w for w in works if w]
         if not works:
             return
@@ -162,7 +173,14 @@ class Store:
             self._write(works)
             self._watch_level()
 
-        self._with_room(write)
+        try:
+            if all(self._events_only(w) for w in works):  # a failed action, a refused batch:
+                self._fit(write, poll_path=False)  # no poll work the agent would have to hold
+            else:
+                self._with_room(write)
+        except BufferFull:
+            if not self._keep_events(works):
+                raise
 
     def _write(self, works: list[Commit]) -> None:
         """All the works' rows, one `executemany` per table, in order (later counter
@@ -179,14 +197,7 @@ class Store:
         events = [e for w in works for e in w.events]
         if events:
             self._insert_events(events)
-        now = time.time()
-        counters = [(k, _compact(v), now) for w in works for k, v in w.counters.items()]
-        if counters:
-            conn.executemany(
-                "INSERT INTO counters (key, state, updated) VALUES (?, ?, ?) ON CONFLICT (key)"
-                " DO UPDATE SET state = excluded.state, updated = excluded.updated",
-                counters,
-            )
+        self._set_counters([(k, v) for w in works for k, v in w.counters.items()])
         samples = [s for w in works for s in w.samples]
         if samples:
             conn.executemany(
@@ -196,8 +207,8 @@ class Store:
             )
 
     def add_events(self, events: Iterable[EventRow]) -> None:
-        rows = list(events)
-        self._with_room(lambda: self._insert_events(rows))
+        """Events on their own (a refused batch, a failed action), kept like a poll's."""
+        self.commit_all([Commit(events=list(events))])
 
     def counters(self) -> dict[str, dict]:
         return {row["key"]: json.loads(row["state"]) for row in self.db["counters"].rows}
@@ -344,15 +355,55 @@ class Store:
         return int(row["next_batch"])
 
     def _with_room(self, write: Callable[[], T], *, poll_path: bool = True) -> T:
-        """The sync path's small writes (a batch row, a cursor) get a reserve beyond the cap:
-        a buffer full of unsent intervals must still be able to send them."""
+        """The sync path's small writes (a batch row, a cursor) get a reserve beyond the cap
+        (and beyond the events' room): a buffer full of unsent intervals must still be
+        able to send them."""
         if poll_path or self.room.max_pages is None:
             return self._fit(write, poll_path)
-        self.db.conn.execute(f"PRAGMA max_page_count = {self.room.max_pages + RESERVE_PAGES}")
+        return self._beyond_cap(EVENT_PAGES + RESERVE_PAGES, lambda: self._fit(write, False))
+
+    def _beyond_cap(self, pages: int, write: Callable[[], T]) -> T:
+        """`write` with the cap raised by `pages` (SQLite keeps it at least at the size the
+        file has reached when it is set back)."""
+        assert self.room.max_pages is not None
+        self.db.conn.execute(f"PRAGMA max_page_count = {self.room.max_pages + pages}")
         try:
-            return self._fit(write, poll_path)
+            return write()
         finally:
             self.db.conn.execute(f"PRAGMA max_page_count = {self.room.max_pages}")
+
+    def _events_only(self, work: Commit) -> bool:
+        """Events and the counter state that says what they did, nothing else."""
+        counters = all(key.startswith(self.event_state) for key in work.counters)
+        return not work.intervals and not work.samples and counters
+
+    def _keep_events(self, works: list[Commit]) -> bool:
+        """The refused works' events, and the counter state that says what they did (later
+        wins), written in the events' room beyond the cap and taken out of `works`; whether
+        nothing else is left. A full disk (no cap) has no such room: the agent holds them."""
+        events = [e for w in works for e in w.events]
+        if not events or self.room.max_pages is None:
+            return False
+        state = [
+            (k, v) for w in works for k, v in w.counters.items() if k.startswith(self.event_state)
+        ]
+
+        def write() -> None:
+            with self.db.atomic():
+                self._insert_events(events)
+                self._set_counters(state)
+
+        try:
+            self._beyond_cap(EVENT_PAGES, write)
+        except (sqlite3.Error, OSError) as exc:
+            if not is_full(exc):
+                raise
+            return False  # the room is used up too
+        for work in works:
+            work.events = []
+            for key, _ in state:
+                work.counters.pop(key, None)
+        return not any(works)
 
     def _fit(self, write: Callable[[], T], poll_path: bool) -> T:
         """Run `write` in one transaction; if the buffer is full, make room and try once more.
@@ -417,7 +468,8 @@ class Store:
             self.room.full_since = time.time()
             log.error(
                 "buffer full (%s) and nothing more may be dropped (dropped %s): "
-                "new intervals and events are held in memory until there is room; "
+                "new intervals are held in memory until there is room (events go to a "
+                "room kept for them); "
                 "free disk space, raise buffer.max_size or set buffer.drop_synced",
                 self._limit(), freed.describe(),
             )  # fmt: skip
@@ -445,6 +497,15 @@ class Store:
             log.warning("%s", message)
             self._insert_events(
                 [EventRow(time.time(), None, "buffer_near_full", "warning", message)]
+            )
+
+    def _set_counters(self, states: list[tuple[str, dict]]) -> None:
+        if states:
+            now = time.time()
+            self.db.conn.executemany(
+                "INSERT INTO counters (key, state, updated) VALUES (?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET state = excluded.state, updated = excluded.updated",
+                [(key, _compact(state), now) for key, state in states],
             )
 
     def _insert_events(self, events: list[EventRow]) -> None:

@@ -94,8 +94,9 @@ class Buffer(Strict):
         ge=100_000,
         description="Upper bound of the buffer file on disk (its WAL adds a few MB). When it "
         "is full, the oldest raw samples go first, then (with drop_synced) the oldest "
-        "acknowledged records; unsent intervals and events never: new ones are held in "
-        "memory until there is room, and a buffer_full event says what was dropped.",
+        "acknowledged records; unsent intervals and events never: new intervals are held "
+        "in memory until there is room (events go to a small room beyond it), and a "
+        "buffer_full event says what was dropped.",
     )
     drop_synced: bool = Field(
         default=False,

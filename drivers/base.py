@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from config.base import PointBase
 from domain.reading import Reading
 
-__all__ = ["Browses", "Driver", "Identifies", "Plans", "Subscribes", "Writes"]
+__all__ = ["Browses", "CountsLateReplies", "Driver", "Identifies", "Plans", "Subscribes", "Writes"]
 
 
 @runtime_checkable
@@ -77,3 +77,12 @@ class Browses(Protocol):
     """Can list what its server holds (`probe --browse`), as a table to print."""
 
     async def browse(self, node: str | None) -> str: ...
+
+
+@runtime_checkable
+class CountsLateReplies(Protocol):
+    """Throws away replies that came after their request was given up, and counts them
+    (/metrics): many mean the device's timeout is shorter than its meter or gateway needs."""
+
+    @property
+    def late_replies(self) -> int: ...

@@ -9,6 +9,7 @@ real-time and marked slow.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import sqlite3
@@ -17,12 +18,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent.daemon import Agent
-from agent.demo import RESOLUTION_KWH, delivered, energy_check
+from agent.demo import RESOLUTION_KWH, delivered, demo_meters, energy_check
 from config.loader import load_config
+from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.daemon import agent_yaml, free_port
+from tests.fixtures.full_buffer import fill
 from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(120)
@@ -312,3 +318,129 @@ async def test_a_damaged_buffer_at_start_is_replaced_and_the_agent_runs(tmp_path
         [(message,)] = db.execute("SELECT message FROM events WHERE kind = 'buffer_replaced'")
     assert aside[0].name in message
     assert "moved to" in log.read_text()
+
+
+def _alarm_config(config: Path, meters_port: int, workdir: Path, max_size: str) -> None:
+    """One meter drawing power, a rule raised by it at once, a buffer capped at `max_size`
+    and a platform that is not there."""
+    text = agent_yaml(meters_port, workdir, devices=1)
+    config.write_text(
+        text.replace("buffer:\n", f"buffer:\n  max_size: {max_size}\n", 1)
+        + "rules:\n"
+        + "  - {name: incomer-on, device: main_incomer, quantity: power_kw, above: 1,"
+        + " severity: critical}\n"
+    )
+
+
+@pytest.mark.slow
+async def test_an_alarm_raised_while_the_buffer_is_full_survives_a_kill_9(tmp_path: Path) -> None:
+    """A buffer at its cap with nothing it may drop (a long outage): the alarm the first poll
+    raises is refused with the poll's work, yet after kill -9 it is in the buffer, and so is
+    the rule's raised state (a restart does not raise it again)."""
+    fill(tmp_path / "buffer.db", 256_000)
+    server = MeterServer(list(demo_meters().values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text(TOKEN)
+    config, log = tmp_path / "agent.yaml", tmp_path / "agent.log"
+    _alarm_config(config, server.port, tmp_path, "256kB")
+    agent = await spawn_agent(config, log)
+    try:
+        await wait_for_async(async_true(lambda: "rule incomer-on:" in log.read_text()), 30)
+        await asyncio.sleep(1.0)  # four more polls: the alarm's own commit is long done
+        agent.send_signal(signal.SIGKILL)
+        assert await agent.wait() == -signal.SIGKILL
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        await server.stop()
+    text = log.read_text()
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        alarms = db.execute("SELECT message FROM events WHERE kind = 'alarm_raised'").fetchall()
+        state = db.execute("SELECT state FROM counters WHERE key = '#rule/incomer-on'").fetchone()
+    assert "buffer full (max_size 0.256 MB) and nothing more may be dropped" in text  # refused
+    assert len(alarms) == 1 and "rule incomer-on: power_kw of main_incomer" in alarms[0][0]
+    assert state is not None and json.loads(state[0])["raised"] is True
+
+
+def async_true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
+
+
+def _device_events(buffer: Path, device: str) -> list[str]:
+    try:
+        with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT kind FROM events WHERE device = ? AND kind LIKE 'device_%' ORDER BY seq",
+                [device],
+            ).fetchall()
+    except sqlite3.OperationalError:  # not made yet, or its schema not yet committed
+        return []
+    return [kind for (kind,) in rows]
+
+
+def _offline_flag(buffer: Path, device: str) -> dict | None:
+    with sqlite3.connect(f"file:{buffer}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT state FROM counters WHERE key = ?", [f"#offline/{device}"])
+        found = row.fetchone()
+    return json.loads(found[0]) if found else None
+
+
+@pytest.mark.slow
+async def test_a_device_offline_across_a_kill_9_is_reported_offline_once(tmp_path: Path) -> None:
+    """The press line stops answering: device_offline, then kill -9. The flag is on disk
+    with the event; the restarted agent polls the dead meter without a second
+    device_offline, and says device_online once when it answers; a kill -9 after that
+    leaves the flag cleared."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    (tmp_path / "sync-token").write_text(TOKEN)
+    config, log, buffer = tmp_path / "agent.yaml", tmp_path / "agent.log", tmp_path / "buffer.db"
+    port = free_port()
+    config.write_text(agent_yaml(server.port, tmp_path, devices=2, http_port=port))
+    meters["press_line_2"].offline = True
+
+    async def metric(name: str) -> float | None:
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                text = (await client.get("/metrics")).text
+        except httpx.TransportError:  # not listening yet
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels.get("device") == "press_line_2":
+                    return sample.value
+        return None
+
+    async def polled_again() -> bool:
+        return (await metric("edge_agent_polls_total") or 0) >= 2
+
+    async def killed(agent: asyncio.subprocess.Process) -> None:
+        agent.send_signal(signal.SIGKILL)
+        assert await agent.wait() == -signal.SIGKILL
+
+    agent = await spawn_agent(config, log)
+    try:
+        await wait_for_async(async_true(lambda: bool(_device_events(buffer, "press_line_2"))), 30)
+        await killed(agent)
+        flag_after_first_kill = _offline_flag(buffer, "press_line_2")
+        agent = await spawn_agent(config, log)
+        await wait_for_async(polled_again, 30)  # polled, and still failing, by the new process
+        up_while_dead = await metric("edge_agent_device_up")
+        meters["press_line_2"].offline = False
+        back = async_true(lambda: len(_device_events(buffer, "press_line_2")) > 1)
+        await wait_for_async(back, 30)
+        await killed(agent)
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+        await server.stop()
+    assert flag_after_first_kill == {"offline": True} and up_while_dead == 0
+    assert _device_events(buffer, "press_line_2") == ["device_offline", "device_online"]
+    assert _offline_flag(buffer, "press_line_2") == {"offline": False}
+    assert _device_events(buffer, "main_incomer") == []

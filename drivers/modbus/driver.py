@@ -65,6 +65,11 @@ class ModbusDriver:
         self._points = {p.name: p for p in points}
         self.requests = plan(points, max_gap)
 
+    @property
+    def late_replies(self) -> int:
+        """Replies to this meter that came after their request was given up, thrown away."""
+        return self.link.late[self.unit]
+
     def describe(self) -> str:
         registers = sum(r.count for r in self.requests)
         return (
@@ -153,7 +158,11 @@ class ModbusDriver:
             assert write.register_ is not None  # config checks ask for exactly one
             word = int(value) & 0xFFFF  # -1 is 0xFFFF on the wire
             send = partial(client.write_register, write.register_, word, device_id=self.unit)
-        await self._call(where, send)
+        reply = await self._call(where, send)
+        expected = 5 if write.coil is not None else 6
+        if reply.function_code != expected:
+            self.link.lost()
+            raise OutOfStep(f"{where}: reply to function {reply.function_code}, not {expected}")
 
     def _turn(self) -> AbstractAsyncContextManager[None]:
         """Held for one request and its reply; a serial line allows one at a time."""
@@ -201,6 +210,12 @@ class ModbusDriver:
             raise Disconnected(f"{where}: {exc}") from exc
         except ModbusException as exc:
             raise BadReply(f"{where}: {exc}") from exc
+        asked = client.ctx.request_transaction_id
+        if not self.link.rtu and reply.transaction_id != asked:
+            # pymodbus lets a reply with transaction id 0 answer any request (framer/base.py)
+            raise BadReply(
+                f"{where}: reply with transaction id {reply.transaction_id}, not {asked}"
+            )
         _raise_if_refused(reply, where)
         return reply
 
@@ -224,8 +239,10 @@ class ModbusDriver:
 
     def _silence(self, where: str) -> DeviceTimeout:
         """No reply: say what was heard instead; bytes that fit no frame mean the link
-        is out of step, so it starts afresh."""
+        is out of step, so it starts afresh (a TCP link does anyway before its next
+        request: the reply may still come, see drivers/modbus/link.py)."""
         why = self.link.explain_silence(self.unit)
+        self.link.timed_out()
         if self.link.heard:
             self.link.lost()
         return DeviceTimeout(f"{where}: no reply within {self.timeout:g}s{why}")

@@ -5,17 +5,36 @@ the port's link, so a dead meter never takes the port away from its
 neighbours. Reconnection runs under tenacity (exponential backoff with
 jitter): a dead peer costs one failed connect per backoff step, never a
 stalled poll.
+
+A late reply must never answer a later request. pymodbus 3.16.1 (the version this
+was read in) pairs a Modbus TCP reply with the waiting request by transaction
+id and unit (pymodbus/framer/base.py `handleFrame` skips other frames) and
+drops a reply that comes while no request waits (pymodbus/transaction/
+transaction.py `callback_data`: "received pdu without a corresponding
+request"). That is not enough: RTU frames, over TCP too, carry no transaction
+id, and pymodbus's own server answers a request it held past the client's
+timeout with the transaction id of the newest request on that connection
+(pymodbus/server/requesthandler.py `handle_request` reads `self.last_pdu`
+after its await), so the old values arrive as the answer to the new request.
+So after a timeout a TCP link is replaced before its next request: a late
+reply can then only reach a connection nobody asks on any more. Replies that
+still arrive while nothing waits are thrown away by pymodbus and counted here
+(`late`, by unit). The server copies the request's transaction id into its
+reply, and a client discards a reply that pairs with no pending request (MODBUS
+Messaging on TCP/IP Implementation Guide V1.0b,
+https://modbus.org/docs/Modbus_Messaging_Implementation_Guide_V1_0b.pdf).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerRTU, FramerType
-from pymodbus.pdu import DecodePDU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from domain.errors import Disconnected
@@ -42,7 +61,10 @@ class Link:
         self.port = port
         self.rtu = rtu  # RTU framing: a reply starts with the unit id, no MBAP header
         self.heard: bytes = b""  # the last bytes received, to explain a missing reply
+        self.late: Counter[int] = Counter()  # replies no request waited for, by unit
+        self._stale = False  # a request timed out: its reply may still come on this connection
         client.ctx.trace_packet = self._listen
+        client.ctx.trace_pdu = self._received
         self._backoff_max = backoff_max
         self._reconnecting: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()
@@ -60,6 +82,9 @@ class Link:
         The meters of a port call this at once: one of them connects, the others wait.
         """
         async with self._connecting:
+            if self._stale:  # a late reply must not be taken for the next request's
+                self._stale = False
+                self.client.close()
             if self.client.connected:
                 return None
             if self.reconnecting:
@@ -77,6 +102,20 @@ class Link:
         else:
             self.heard += data
         return data
+
+    def _received(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        """Count a reply that came while no request waited: pymodbus drops it right after
+        this hook (transaction.py `callback_data`, when `response_future` is done)."""
+        if not sending and self.client.ctx.response_future.done():
+            self.late[pdu.dev_id] += 1
+        return pdu
+
+    def timed_out(self) -> None:
+        """A request got no reply in time. Its reply may still come: on a TCP link the
+        connection is replaced before the next request (see the module's docstring). A
+        serial port stays open: its other meters use it too."""
+        if self.port is None:
+            self._stale = True
 
     def explain_silence(self, unit: int) -> str:
         """Why no reply matched: nothing came, a damaged frame, or another unit answered."""
@@ -102,6 +141,7 @@ class Link:
 
     def lost(self) -> None:
         """The link broke mid-poll: the next `ensure` connects afresh."""
+        self._stale = False  # a new connection carries no late reply
         self.client.close()
 
     async def close(self) -> None:

@@ -77,6 +77,7 @@ class SimulatedMeter:
     clock: Callable[[], float] = time.time
     offline: bool = False  # answer every request with "gateway target failed to respond"
     strict: bool = False  # refuse reads that span registers between the points, as many meters do
+    delay: float = 0.0  # seconds from reading the values to answering: a slow gateway
     first_served: tuple[float, float] | None = None  # (t, kWh) of the first energy read
     last_served: tuple[float, float] | None = None
     requests: int = 0  # read requests answered
@@ -119,16 +120,20 @@ class SimulatedMeter:
         self.requests += 1
         t = self.clock()
         values = self.values(t)
+        answer = []  # (offset, words): written when the answer goes out, after the delay
         for point in self.points:
             if point.address + width(point) <= address or point.address >= address + count:
                 continue
             words = encode_registers(values[point.name], point)
-            offset = point.address - start_address
-            registers[offset : offset + len(words)] = words
+            answer.append((point.address - start_address, words))
             if point.name == self.counter:
                 served = (t, decode_registers(words, point) / _PER_KILO.get(point.unit, 1.0))
                 self.first_served = self.first_served or served
                 self.last_served = served
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        for offset, words in answer:  # the server reads its reply from these registers next
+            registers[offset : offset + len(words)] = words
         return None
 
 

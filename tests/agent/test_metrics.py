@@ -76,6 +76,7 @@ async def test_metrics_parse_and_count_what_the_daemon_does(tmp_path: Path) -> N
     assert values[("edge_agent_poll_errors_total", device)] == 0
     assert values[("edge_agent_values_read_total", device)] > 0
     assert values[("edge_agent_device_up", device)] == 1
+    assert values[("edge_agent_late_replies_total", device)] == 0  # a Modbus TCP meter's
     assert ("edge_agent_polls_total", (("device", "compressor"),)) not in values
     assert values[("edge_agent_sync_failures_total", (("destination", "sync"),))] >= 1
     assert values[("edge_agent_buffer_bytes", ())] > 0

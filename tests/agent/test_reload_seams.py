@@ -18,6 +18,8 @@ from agent.daemon import Agent
 from agent.demo import demo_meters
 from agent.reload import apply
 from config.loader import load_config
+from domain.reading import Reading
+from drivers.base import Driver
 from drivers.modbus.settings import ModbusWrite
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
@@ -341,3 +343,122 @@ async def test_a_buffer_error_in_the_last_sync_does_not_abort_the_stop(
             await asyncio.wait_for(agent.stop(), 20)
     with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed
         agent.store.store.db.conn.execute("SELECT 1")
+
+
+async def test_a_raised_rule_redefined_by_a_reload_is_judged_afresh(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The raised rule now watches the press line: the incomer's alarm is cleared (its event
+    says why, the light goes off) and the press line's figure raises the rule anew, with
+    its own event and write; one alarm open, the new one."""
+    light = StackLight()
+    async with lit(tmp_path, light) as (agent, text):
+        await clock.run_until(agent, lambda: light.writes)
+        moved = text.replace("    device: main_incomer\n", "    device: press_line_2\n")
+        assert moved != text
+        await reload(agent, tmp_path / "agent.yaml", moved)
+        await clock.run_until(agent, lambda: len(light.writes) >= 3)
+        still_open = agent.open_alarms()
+    alarms = [(e[0], e[1], e[2]) for e in events(tmp_path) if e[1].startswith("alarm_")]
+    assert [(device, kind) for device, kind, _ in alarms] == [
+        ("main_incomer", "alarm_raised"),
+        ("main_incomer", "alarm_cleared"),
+        ("press_line_2", "alarm_raised"),
+    ]
+    assert alarms[1][2] == "rule incomer-on cleared: redefined by a reload"
+    assert light.writes == [(5, 5, 0xFF00), (5, 5, 0), (5, 5, 0xFF00)] and still_open == 1
+
+
+async def test_a_rule_whose_limit_a_reload_changes_starts_its_wait_again(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A rule past its limit and waiting out its `for` is redefined with another limit, still
+    passed: the wait starts again at the reload, it does not count the old limit's time."""
+    async with meters() as server:
+        base = agent_yaml(server.port, tmp_path, devices=1) + (
+            "rules:\n  - {name: big, device: main_incomer, quantity: power_kw, above: 1,"
+            " for: 10s}\n"
+        )
+        agent = await start(tmp_path, base)
+        try:
+            await clock.run(agent, 6.0)
+            await reload(agent, tmp_path / "agent.yaml", base.replace("above: 1,", "above: 2,"))
+            await clock.run(agent, 6.0)  # 12 s past 1 kW, only 6 s past 2 kW
+            early = agent.open_alarms()
+            await clock.run(agent, 5.0)
+            late = agent.open_alarms()
+        finally:
+            await agent.stop()
+    assert (early, late) == (0, 1)
+    assert [e[1] for e in events(tmp_path) if e[1].startswith("alarm_")] == ["alarm_raised"]
+
+
+class Closing:
+    """A device's real driver, its close counted; with `fails`, the close raises after
+    releasing the link (a driver whose link was torn down under it)."""
+
+    def __init__(self, driver: Driver, fails: bool) -> None:
+        self.driver, self.device, self.fails, self.closes = driver, driver.device, fails, 0
+
+    def describe(self) -> str:
+        return self.driver.describe()
+
+    async def read(self) -> list[Reading]:
+        return await self.driver.read()
+
+    async def close(self) -> None:
+        self.closes += 1
+        await self.driver.close()
+        if self.fails:
+            raise OSError(9, "Bad file descriptor")
+
+
+def close_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "closing its driver failed" in r.message]
+
+
+async def test_a_driver_that_fails_to_close_does_not_stop_the_stop(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first driver's close raises: it is logged once, the next driver is still closed,
+    the buffer too, and the stop returns."""
+    async with meters() as server:
+        agent = await start(tmp_path, agent_yaml(server.port, tmp_path, devices=2))
+        broken = Closing(agent.drivers["main_incomer"], fails=True)
+        sound = Closing(agent.drivers["press_line_2"], fails=False)
+        agent.drivers.update(main_incomer=broken, press_line_2=sound)
+        await clock.run(agent, 1.0)
+        await asyncio.wait_for(agent.stop(), 20)
+    assert (broken.closes, sound.closes) == (1, 1)
+    with pytest.raises(sqlite3.ProgrammingError):  # the buffer was closed: the stop ran through
+        agent.store.store.db.conn.execute("SELECT 1")
+    assert close_failures(caplog) == [
+        "main_incomer: closing its driver failed (OSError(9, 'Bad file descriptor'));"
+        " going on without it"
+    ]
+
+
+async def test_a_driver_that_fails_to_close_does_not_stop_the_reload(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reload replaces the incomer's driver, whose close raises: logged once, the reload
+    completes and the new driver polls."""
+    async with meters() as server:
+        text = agent_yaml(server.port, tmp_path, devices=2)
+        agent = await start(tmp_path, text)
+        try:
+            broken = Closing(agent.drivers["main_incomer"], fails=True)
+            agent.drivers["main_incomer"] = broken
+            await clock.run(agent, 1.0)
+            changed = text.replace("unit: 1, timeout: 1s", "unit: 1, timeout: 2s")
+            assert changed != text
+            await reload(agent, tmp_path / "agent.yaml", changed)
+            polls = agent.health.devices["main_incomer"].polls
+            await clock.run(agent, 1.0)
+            fresh, polled = agent.drivers["main_incomer"], agent.health.devices["main_incomer"]
+        finally:
+            await agent.stop()
+    assert broken.closes == 1 and fresh is not broken
+    assert polled.polls > polls and polled.failing_since == 0
+    assert agent.loaded.config.devices[0].modbus_tcp.timeout == 2.0
+    assert len(close_failures(caplog)) == 1

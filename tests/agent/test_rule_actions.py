@@ -20,6 +20,7 @@ from agent.health import DeviceStatus
 from drivers.modbus.simulator import LoadCurve, MeterServer
 from drivers.opcua import simulator as opcua_sim
 from tests.fixtures.clock import Clock, ManualScheduler
+from tests.fixtures.full_buffer import fill
 from tests.fixtures.peers import StackLight, raw_server
 from tests.fixtures.plant import config_text, events, start_agent
 
@@ -246,3 +247,30 @@ async def test_status_shows_which_rules_are_raised(tmp_path: Path, capsys, clock
     report = json.loads(capsys.readouterr().out)
     assert report["rules"]["incomer-on"]["raised"] is True
     assert report["rules"]["incomer-on"]["since"] > 1_700_000_000
+
+
+async def test_a_write_that_fails_while_the_buffer_is_full_is_still_an_event(
+    tmp_path: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The buffer is at its cap with nothing it may drop (a long outage): the output's
+    refusal is an action_failed event in the buffer all the same, as is the alarm that
+    asked for the write, while the polls' other work is refused."""
+    fill(tmp_path / "buffer.db", 200_000)
+    server = MeterServer(list(demo_meters().values()))
+    light = StackLight(refuse=True)
+    await server.start()
+    try:
+        async with raw_server(light) as port:
+            text = config_text(tmp_path, server.port, port)
+            agent = await start(tmp_path, text.replace("buffer:\n", "buffer:\n  max_size: 200kB\n"))
+            try:
+                found = await clock.run_until(
+                    agent, lambda: any(e[1] == "action_failed" for e in events(tmp_path))
+                )
+            finally:
+                await agent.stop()
+    finally:
+        await server.stop()
+    kinds = [kind for device, kind, _ in events(tmp_path) if device != "x"]  # x: the filling
+    assert found and kinds.count("action_failed") == 1 and kinds.count("alarm_raised") == 1
+    assert any("nothing more may be dropped" in r.getMessage() for r in caplog.records)

@@ -15,6 +15,7 @@ import pytest
 from buffer import AsyncStore, Store
 from domain.errors import BufferFull
 from domain.records import Commit, EventRow, IntervalRow
+from tests.fixtures.full_buffer import fill
 
 HEADER = {"schema_version": 1, "gateway": {"id": "gw"}, "factor_set": "cn-mee-2022"}
 CAP = 256_000  # bytes: 62 pages of 4 KiB
@@ -270,3 +271,53 @@ def test_a_really_full_disk_drops_raw_samples_and_keeps_every_interval(tmp_path:
     assert (result["intervals"], result["missing"]) == (1150, [])
     assert result["written"] > result["held"] and result["dropped_samples"] > 0
     assert any("raw samples" in m and "disk is full" in m for m in result["events"])
+
+
+def test_a_refused_work_leaves_its_events_and_their_state_in_a_room_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """Nothing may be dropped: the poll's interval and counter state are refused (held by
+    the agent), its alarm and the rule state that says it is raised are written beyond
+    the cap, and taken out of the work, so nothing is written twice."""
+    fill(tmp_path / "b.db", CAP)
+    store = Store(tmp_path / "b.db", max_size=CAP, event_state=("#rule/",))
+    alarm = EventRow(5.0, "m1", "alarm_raised", "critical", "rule hot: power_kw of m1 9 above 5")
+    work = Commit(
+        intervals=[interval(0.0)],
+        events=[alarm],
+        counters={"#rule/hot": {"raised": True}, "m1/energy": {"last": 1.0}},
+    )
+    with pytest.raises(BufferFull):
+        store.commit(work)
+    kept = (events_of(store, "alarm_raised"), store.counters().get("#rule/hot"))
+    held = store.db.execute("SELECT count(*) FROM intervals WHERE device = 'm1'").fetchone()[0]
+    store.close()
+    assert kept == ([alarm.message], {"raised": True})
+    assert work == Commit(intervals=[interval(0.0)], counters={"m1/energy": {"last": 1.0}})
+    assert held == 0  # the interval is the agent's to hold, not half written
+
+
+def test_the_events_room_is_small_and_used_only_once_nothing_may_go(tmp_path: Path) -> None:
+    """Events alone (a failed action) on a full buffer go into their room until it is used
+    up too (then BufferFull: the agent holds them); the file stays within the cap plus
+    EVENT_PAGES."""
+    from buffer._room import EVENT_PAGES
+
+    fill(tmp_path / "b.db", CAP)
+    store = Store(tmp_path / "b.db", max_size=CAP)
+    page = store.db.execute("PRAGMA page_size").fetchone()[0]
+    kept = 0
+    with pytest.raises(BufferFull):
+        while True:
+            event = EventRow(float(kept), "m1", "action_failed", "warning", "could not write" * 5)
+            store.add_events([event])
+            kept += 1
+    size = store.db.execute("PRAGMA page_count").fetchone()[0] * page
+    store.close()
+    assert kept > 100 and len(events_of_file(tmp_path / "b.db", "action_failed")) == kept
+    assert CAP < size <= (CAP // page + EVENT_PAGES) * page
+
+
+def events_of_file(path: Path, kind: str) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [m for (m,) in db.execute("SELECT message FROM events WHERE kind = ?", [kind])]

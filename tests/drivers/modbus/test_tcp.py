@@ -360,3 +360,82 @@ async def test_the_link_comes_back_in_the_background_between_polls() -> None:
     await driver.close()
     await server.stop()
     assert connected
+
+
+def counting_meter(framer: str = "socket") -> tuple[SimulatedMeter, MeterServer]:
+    """A meter on a real pymodbus server whose energy advances 1 kWh per request answered, so
+    every reply tells which request it answers (a stale one shows an older count)."""
+    hours = iter(range(10_000))
+    sim = SimulatedMeter(
+        1, [POINTS[1]], LoadCurve(base_kw=1.0, swing_kw=0.0, t0=0.0), counter="energy_kwh",
+        clock=lambda: 3600.0 * next(hours),
+    )  # fmt: skip
+    return sim, MeterServer([sim], framer=framer)
+
+
+def energy_device(port: int, framer: str = "socket") -> ModbusTcpDevice:
+    link = {"host": "127.0.0.1", "port": port, "framer": framer, "timeout": "300ms"}
+    return ModbusTcpDevice(name="m1", modbus_tcp=link, points=[POINTS[1]])
+
+
+@pytest.mark.parametrize("framer", ["socket", "rtu"])
+async def test_a_late_reply_is_never_taken_for_the_next_request(framer: str) -> None:
+    """The meter answers after the timeout, while the next poll's request waits: the next
+    poll reads that request's own value, never the late one. (pymodbus's server labels the
+    late reply with the newest transaction id; RTU frames have none: neither saves it.)"""
+    sim, server = counting_meter(framer)
+    await server.start()
+    driver = ModbusTcpDriver(energy_device(server.port, framer))
+    try:
+        sim.delay = 0.5  # past the 0.3 s timeout
+        [first] = await driver.read()
+        asked_late = sim.last_served
+        sim.delay = 0.15  # in time; the late reply lands at 0.5 s, while this request waits
+        await asyncio.sleep(0.1)
+        [second] = await driver.read()
+        asked_now = sim.last_served
+    finally:
+        await driver.close()
+        await server.stop()
+    assert first.quality is Quality.BAD and "no reply within 0.3s" in (first.reason or "")
+    assert asked_late is not None and asked_now is not None and asked_now != asked_late
+    assert second.good and second.value == pytest.approx(asked_now[1], abs=0.01)
+
+
+async def test_a_reply_that_comes_while_nothing_waits_is_thrown_away_and_counted() -> None:
+    """The late reply arrives between polls: thrown away, counted for the meter's unit, and
+    the next poll reads a fresh value."""
+    sim, server = counting_meter()
+    await server.start()
+    driver = ModbusTcpDriver(energy_device(server.port))
+    try:
+        sim.delay = 0.5
+        [first] = await driver.read()
+        await asyncio.sleep(0.4)  # the reply came at 0.5 s, to nobody
+        late = driver.late_replies
+        sim.delay = 0.0
+        [second] = await driver.read()
+        asked_now = sim.last_served
+    finally:
+        await driver.close()
+        await server.stop()
+    assert first.quality is Quality.BAD and late == 1
+    assert asked_now is not None and second.value == pytest.approx(asked_now[1], abs=0.01)
+
+
+async def test_a_reply_with_another_transaction_id_is_refused() -> None:
+    """A reply carrying transaction id 0 (which pymodbus lets through for any request) is no
+    answer to the request sent with another id: a bad reading that says so."""
+
+    async def tid_zero(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.read(12):
+            _, _, _, unit, function, _, count = struct.unpack(">HHHBBHH", request[:12])
+            writer.write(reply(0, unit, function, [7] * count))
+            await writer.drain()
+
+    async with raw_server(tid_zero) as port:
+        driver = ModbusTcpDriver(device(port))
+        readings = await driver.read()
+        await driver.close()
+    assert readings and all(r.quality is Quality.BAD and r.value is None for r in readings)
+    assert "reply with transaction id 0, not 1" in (readings[0].reason or "")
