@@ -1,7 +1,9 @@
 """`edge-agent`: the commands a technician types.
 
 Exit codes follow sysexits: 0 ok, 78 (EX_CONFIG) for a configuration problem,
-so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file.
+so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file;
+64 (EX_USAGE) when `check --for-systemd` finds no unit to read; 69
+(EX_UNAVAILABLE) when `init` cannot ask the server it was to browse.
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ import argparse
 import asyncio
 import faulthandler
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import logs
 from agent.logs import priority
 from config.loader import LoadedConfig, load_config, load_config_apart
 from config.schema import config_json_schema
-from domain.errors import ConfigInvalid, InitError, Problem
+from domain.errors import ConfigInvalid, EdgeAgentError, InitError, Problem
 from drivers.registry import PROTOCOLS
 
 EX_OK = 0
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
 EX_CONFIG = 78
 
 
@@ -32,22 +37,54 @@ def _print_problems(problems: Sequence[Problem]) -> None:
         print(f"{level}{'warning: ' if warning else ''}{problem}", file=sys.stderr)
 
 
-def _load(path: str, *, require_env: bool, apart: bool = False) -> LoadedConfig | None:
+def _print_total(path: str, problems: Sequence[Problem]) -> None:
+    errors = sum(1 for p in problems if p.severity != "warning")
+    total = f"{path}: {errors} error{'s' if errors != 1 else ''}"
+    print(f"{priority('ERROR')}{total}", file=sys.stderr)
+
+
+def _load(
+    path: str,
+    *,
+    require_env: bool,
+    apart: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig | None:
     try:
-        loaded = (load_config_apart if apart else load_config)(path, require_env)
+        if apart:
+            loaded = load_config_apart(path, require_env)
+        else:
+            loaded = load_config(path, require_env, environ=environ)
     except ConfigInvalid as exc:
         _print_problems(exc.problems)
-        errors = sum(1 for p in exc.problems if p.severity != "warning")
-        total = f"{path}: {errors} error{'s' if errors != 1 else ''}"
-        print(f"{priority('ERROR')}{total}", file=sys.stderr)
+        _print_total(path, exc.problems)
         return None
     _print_problems(loaded.warnings)
     return loaded
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    loaded = _load(args.config, require_env=False)
+    """The file as `run` will start with it: valid, every ${VAR} set, and every file it
+    opens at start usable; with --for-systemd, as the service will see them."""
+    from agent.preflight import preflight
+    from agent.systemd_unit import ServiceView, UnitNotFound, find_unit, read_unit
+
+    service: ServiceView | None = None
+    environ = None
+    if args.for_systemd is not None:
+        try:
+            service = read_unit(find_unit(args.for_systemd or None))
+        except (UnitNotFound, OSError) as exc:
+            print(f"check --for-systemd: {exc}", file=sys.stderr)
+            return EX_USAGE
+        environ = {**os.environ, **service.environ}
+    loaded = _load(args.config, require_env=True, environ=environ)
     if loaded is None:
+        return EX_CONFIG
+    problems = asyncio.run(preflight(loaded, service))
+    _print_problems(problems)
+    if any(p.severity != "warning" for p in problems):
+        _print_total(args.config, problems)
         return EX_CONFIG
     config = loaded.config
     print(f"{args.config}: ok ({len(config.devices)} devices, {len(config.rules)} rules)")
@@ -141,18 +178,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from agent.init import Meter, write_starter
+    from agent.init import Meter, make_starter
 
     protocol, target = next(
         (key, value) for key in PROTOCOLS if (value := getattr(args, key)) is not None
     )
     options = {name: getattr(args, name) for name in ("unit", "baudrate", "parity", "address")}
     meter = Meter(protocol, target, profile=args.profile, name=args.name, options=options)
+    starter = make_starter(Path(args.config), meter, force=args.force, offline=args.offline)
     try:
-        print(write_starter(Path(args.config), meter, force=args.force))
+        print(asyncio.run(starter))
     except InitError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except EdgeAgentError as exc:  # the server to browse is not there, or refuses
+        print(
+            f"{args.config}: not written: {exc}; --offline writes the profile's points "
+            "instead, each marked # CHANGE",
+            file=sys.stderr,
+        )
+        return EX_UNAVAILABLE
     return EX_OK
 
 
@@ -199,7 +244,16 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     command("run", cmd_run, "run the daemon")
-    command("check", cmd_check, "validate a config file (exit 0, or 78 with the problems)")
+    p = command("check", cmd_check, "validate a config file (exit 0, or 78 with the problems)")
+    p.add_argument(
+        "--for-systemd",
+        nargs="?",
+        const="",
+        metavar="UNIT",
+        help="check as the service will start: ${CREDENTIALS_DIRECTORY} and the other "
+        "directories as the unit sets them, each credential read from where the unit loads "
+        "it (UNIT: the unit file, default the installed edge-agent.service)",
+    )
     command("schema", cmd_schema, "print the JSON Schema of the config file", config=False)
     p = command("profiles", cmd_profiles, "list the meter profiles and what each reads", False)
     p.add_argument("name", nargs="*", help="show these profiles in full (source, caveats)")
@@ -231,6 +285,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baudrate", type=int, help="serial speed (default 9600; DL/T 645: 2400)")
     p.add_argument("--parity", choices=["N", "E", "O"], help="serial parity (default N; 645: E)")
     p.add_argument("--address", help="DL/T 645 meter address, 12 digits as printed on it")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="ask nothing (--opcua browses the server for its node ids; offline, the "
+        "generic profile's are written, each marked # CHANGE)",
+    )
     p = command("ping", cmd_ping, "try one destination's link: one harmless exchange")
     p.add_argument("destination", help="destination name (an HJ 212 one)")
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
@@ -255,9 +315,25 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code: int = args.handler(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone by then is caught below
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _reader_gone() -> int:
+    """`edge-agent status | head`: the reader has what it wanted; stop without a traceback.
+
+    Output still buffered goes to /dev/null so the flush at exit finds a reader
+    (the recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
 
 
 if __name__ == "__main__":

@@ -2,26 +2,31 @@
 
 The technician names the meter's profile and how to reach it (its protocol's
 spec turns that into YAML fields); everything else is a commented placeholder
-to replace. The file is validated before it is written, and an existing file
-is kept unless --force says otherwise.
+to replace. A protocol whose meters no profile fits (OPC UA: every server names
+its variables its own way) asks the meter instead and writes the points found
+(see `discovered`). The file is validated before it is written, and an
+existing file is kept unless --force says otherwise.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from config.base import PointBase
 from config.loader import load_config, load_profile
 from config.profiles import list_profiles
 from domain.errors import ConfigInvalid, InitError
 from drivers.registry import PROTOCOLS
+from drivers.spec import StarterPoint
 
-__all__ = ["Meter", "starter", "write_starter"]
+__all__ = ["Meter", "discovered", "make_starter", "starter", "write_starter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class Meter:
     profile: str | None = None
     name: str = "meter1"
     options: Mapping[str, Any] = field(default_factory=dict)  # unit, baudrate ...; None: not given
+    points: tuple[StarterPoint, ...] | None = None  # found on the meter: written, no profile
 
 
 def _transport(meter: Meter) -> str:
@@ -63,10 +69,17 @@ def _profile(meter: Meter) -> tuple[str, str | None]:
 def starter(meter: Meter) -> str:
     """The text of the starter config."""
     profile, counter = _profile(meter)
+    head, points = f"    profile: {profile}\n", ""
+    if meter.points is not None:  # found on the meter: its own points, no profile
+        head = ""
+        points, counter = _points(meter.points)
     energy = f"    energy: {{carrier: electricity, counter: {counter}}}\n" if counter else ""
+    if meter.points is not None and not counter:
+        energy = "    # energy: {carrier: electricity, counter: NAME}   # CHANGE: the counter\n"
     return f"""\
-# Written by `edge-agent init`. Replace every CHANGE below, then run
-#   edge-agent check -c THIS_FILE
+# Written by `edge-agent init`. Replace every CHANGE below, put the sync token in
+# /etc/edge-agent/sync-token, then check the file as the service will start with it:
+#   sudo edge-agent check --for-systemd -c THIS_FILE
 # The reference of every field: docs/configuration.md (or `edge-agent schema`).
 gateway:
   id: plant-gw1                          # CHANGE: this gateway's id on the platform
@@ -85,10 +98,70 @@ emissions:
 
 devices:
   - name: {meter.name}
-    profile: {profile}
-    {_transport(meter)}
+{head}    {_transport(meter)}
     poll: 10s
-{energy}"""
+{points}{energy}"""
+
+
+def _points(points: Sequence[StarterPoint]) -> tuple[str, str | None]:
+    """The `points:` lines, each with its note, and the energy counter among them (the
+    profile's import_kwh, else the first counter; none is guessed)."""
+    lines = "    points:\n"
+    counters = []
+    for point in points:
+        mark = "CHANGE: " if point.change else ""
+        if not point.fields:
+            lines += f"      # {mark}{point.note}\n"
+            continue
+        body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in point.fields.items())
+        lines += f"      - {{{body}}}   # {mark}{point.note}\n"
+        if point.fields.get("kind") == "counter":
+            counters.append(str(point.fields["name"]))
+    counter = "import_kwh" if "import_kwh" in counters else (counters[0] if counters else None)
+    return lines, counter
+
+
+async def discovered(meter: Meter, *, offline: bool) -> Meter:
+    """The meter with the points its protocol finds by asking it (`init --opcua` browses
+    the server), or, `offline`, its profile's points each marked CHANGE; unchanged for a
+    protocol whose profiles fit its meters. Raises InitError, or domain.errors when the
+    meter or server cannot be asked."""
+    spec = PROTOCOLS[meter.protocol].init
+    profile, _ = _profile(meter)  # a wrong --profile is said before anything is asked
+    if spec.discover is None:
+        return meter
+    known = list(load_profile(profile).profile.points)
+    if offline:
+        found = [
+            StarterPoint(
+                {}, f"{profile}'s node ids, not your server's: probe --browse lists those"
+            ),
+            *(StarterPoint(_fields(p), "the node id on your server", change=True) for p in known),
+        ]
+    else:
+        module, _, name = spec.discover.partition(":")
+        found = await getattr(importlib.import_module(module), name)(
+            meter.target, meter.options, known
+        )
+    if not any(p.fields for p in found):
+        raise InitError(f"{meter.target}: no numeric variable found to read")
+    return replace(meter, points=tuple(found))
+
+
+def _fields(point: PointBase) -> dict[str, object]:
+    """A profile point as written: its name, its protocol's fields, then unit and kind."""
+    data = point.model_dump(exclude_defaults=True)
+    shared = [f for f in PointBase.model_fields if f != "name"]
+    own = {k: v for k, v in data.items() if k not in shared and k != "name"}
+    return {"name": point.name, **own, **{k: data[k] for k in shared if k in data}}
+
+
+async def make_starter(path: Path, meter: Meter, *, force: bool, offline: bool = False) -> str:
+    """`edge-agent init`: an existing file is refused before anything is asked, then the
+    meter's points are found (see `discovered`) and the starter is written."""
+    if path.exists() and not force:
+        raise InitError("exists; keep it, or pass --force to overwrite it")
+    return write_starter(path, await discovered(meter, offline=offline), force=force)
 
 
 def write_starter(path: Path, meter: Meter, *, force: bool) -> str:
@@ -116,9 +189,15 @@ def write_starter(path: Path, meter: Meter, *, force: bool) -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
     device = loaded.config.devices[0]
+    found = f"profile {device.profile}"
+    if meter.points is not None:
+        marked = sum(1 for p in meter.points if p.change)
+        found = f"{len(device.points)} points" + (
+            f", {marked} marked CHANGE" if marked else " found on it"
+        )
     return (
         f"{path}: written ({device.name}: {meter.protocol} {meter.target}, "
-        f"profile {device.profile})\n"
-        f"next: replace the CHANGE lines, then `edge-agent check -c {path}` and "
-        f"`edge-agent probe -c {path} {device.name}`"
+        f"{found})\n"
+        f"next: replace the CHANGE lines, then `edge-agent check --for-systemd -c {path}` "
+        f"and `edge-agent probe -c {path} {device.name}`"
     )

@@ -40,13 +40,13 @@ async def probe(
     if browse is not None:
         return await _browse(driver, browse or None)
     if plan_only:
-        print(driver.describe())
-        for request in driver.requests if isinstance(driver, Plans) else []:
-            names = ", ".join(p.name for p in request.points)
-            print(f"  {request}: {names}")
+        try:
+            _plan(driver, as_json)
+        finally:
+            await driver.close()
         return 0
     if identify:
-        return await _identify(driver)
+        return await _identify(driver, as_json)
     try:
         readings = Wiring.of(device).apply(await driver.read())
     finally:
@@ -59,15 +59,38 @@ async def probe(
         }
         print(json.dumps({"device": name, "points": points}, ensure_ascii=False))
     else:
+        counters = {p.name for p in device.points if p.kind == "counter"}
         width = max((len(r.point) for r in readings), default=5)
         for r in readings:
-            value = f"{r.value:.6g}" if r.value is not None else "-"
+            value = _shown(r.value, r.point in counters)
             line = f"{r.point:<{width}}  {value:>14} {r.unit:<5} {r.quality.value}"
             print(line + (f"  {r.reason}" if r.reason else ""))
     return 0 if readings and all(r.good for r in readings) else 1
 
 
-async def _identify(driver: Driver) -> int:
+def _shown(value: float | None, counter: bool) -> str:
+    """A gauge to 6 significant digits; a counter in full (12345.67 kWh, not 12345.7), as
+    many digits as a float64 holds, so a technician can compare it with the meter's display."""
+    if value is None:
+        return "-"
+    return f"{value:.15g}" if counter else f"{value:.6g}"
+
+
+def _plan(driver: Driver, as_json: bool) -> None:
+    """The requests a poll sends (for OPC UA, each node), with the points each serves."""
+    requests = driver.requests if isinstance(driver, Plans) else []
+    if as_json:
+        planned = [{"request": str(r), "points": [p.name for p in r.points]} for r in requests]
+        plan = {"device": driver.device, "plan": driver.describe(), "requests": planned}
+        print(json.dumps(plan, ensure_ascii=False))
+        return
+    print(driver.describe())
+    for request in requests:
+        names = ", ".join(p.name for p in request.points)
+        print(f"  {request}: {names}")
+
+
+async def _identify(driver: Driver, as_json: bool) -> int:
     """Ask the one meter on the line who it is (DL/T 645: the wildcard address)."""
     try:
         if not isinstance(driver, Identifies):
@@ -75,10 +98,17 @@ async def _identify(driver: Driver) -> int:
             print(message, file=sys.stderr)
             return 2
         try:
-            print(f"{driver.device}: meter address {await driver.identify()}")
+            address = await driver.identify()
         except EdgeAgentError as exc:
-            print(exc, file=sys.stderr)
+            if as_json:
+                print(json.dumps({"device": driver.device, "error": str(exc)}, ensure_ascii=False))
+            else:
+                print(exc, file=sys.stderr)
             return 1
+        if as_json:
+            print(json.dumps({"device": driver.device, "address": address}))
+        else:
+            print(f"{driver.device}: meter address {address}")
         return 0
     finally:
         await driver.close()

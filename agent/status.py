@@ -5,6 +5,8 @@ status file the daemon writes every 30 s and when it stops, in
 /run/edge-agent under systemd (agent/lifecycle.py): live poll figures exist
 only in the daemon's memory, and the file carries them out without a flash
 write per poll and without needing the daemon's HTTP port to be enabled.
+Where both know a figure (open alarms, the last acknowledged batch), the
+buffer's is newer and wins: one report, one truth.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         counters = store.counters()
         backlog = store.backlog()
         last = store.last_batch()
+        acked = _last_acked(store)
         version = store.version
     except BufferTooNew as exc:
         print(f"cannot read the buffer: {exc}")
@@ -94,6 +97,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         rules[rule.name] = {"raised": bool(state.get("raised")), "since": state.get("raised_at")}
     # each destination's figures; a status file written by an older daemon has the sync's only
     sent = (snap or {}).get("destinations") or {uplinks.CENTRAL: (snap or {}).get("sync")}
+    sent = {name: _caught_up(figures, acked.get(name)) for name, figures in sent.items()}
     report = {
         "gateway": config.gateway.id,
         "daemon": daemon_state(snap, now, tz),
@@ -104,7 +108,9 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         "last_batch": last,
         "sync": sent.get(uplinks.CENTRAL),
         "destinations": sent,
-        "open_alarms": (snap or {}).get("open_alarms"),
+        # the rules' states as committed, the same the rule lines show (not the status
+        # file's count, which may be up to 30 s older than them)
+        "open_alarms": sum(1 for r in rules.values() if r["raised"]),
         "problems": (snap or {}).get("problems", []),
     }
     if as_json:
@@ -159,11 +165,31 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         )
     else:
         print("last batch: none yet")
-    alarms = report["open_alarms"]
-    print(f"open alarms: {alarms if alarms is not None else 'unknown (no status file)'}")
+    print(f"open alarms: {report['open_alarms']}")
     for problem in report["problems"]:
         print(f"PROBLEM: {problem}")
     return 0
+
+
+def _last_acked(store: Store) -> dict[str, float]:
+    """When each destination's last acknowledged batch was finished, by the buffer."""
+    rows = store.db.query(
+        "SELECT destination, max(finished) AS finished FROM batches"
+        " WHERE status = 'acked' GROUP BY destination"
+    )
+    return {row["destination"]: row["finished"] for row in rows if row["finished"]}
+
+
+def _caught_up(figures: dict | None, acked: float | None) -> dict | None:
+    """A destination's figures from the status file, brought up to what the buffer says
+    happened since it was written: a batch acknowledged later is the last success (and the
+    last result), so `last success never` never stands beside `last batch ... acked`."""
+    if figures is None or acked is None or acked <= (figures.get("last_success") or 0.0):
+        return figures
+    caught = {**figures, "last_success": acked}
+    if acked >= (figures.get("last_attempt") or 0.0):
+        caught |= {"last_attempt": acked, "last_result": "acked"}
+    return caught
 
 
 def _print_backlog(backlog: dict, now: float) -> None:

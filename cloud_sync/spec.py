@@ -25,7 +25,9 @@ class DestinationSpec:
     key: str  # the YAML key of its settings in a `destinations:` entry, e.g. "http"
     settings: type[Strict]  # the model under that key
     destination: type[DestinationBase]  # a `destinations:` entry of this kind
-    make: str  # "module:function" making the destination (see `factory`, agent/uplinks.py)
+    # "module:function" making the destination (see `factory`, agent/uplinks.py); `check`
+    # calls it too and closes what it made at once: it reads files, it connects to nothing
+    make: str
     summary: str  # one line for the docs
     path_fields: tuple[str, ...] = ()  # settings fields where ${VAR} is expanded
     check: Check | None = None  # of its settings, at their path

@@ -86,6 +86,13 @@ class Strict(BaseModel):
     )
 
 
+OWN_POINTS = (
+    "Own points. Beside a profile, one named as a profile point replaces that point, and the "
+    "others are added to the profile's."
+)
+"""What a device's `points:` are (config/profiles.py merge_points), in every protocol's docs."""
+
+
 class PointBase(Strict):
     """What every point has, whatever the protocol reads it with."""
 
@@ -182,9 +189,7 @@ class DeviceBase(Strict):
         "counters swap (import_* <-> export_*).",
     )
     # a Sequence here, so that a protocol's device may narrow it to a list of its own points
-    points: Sequence[PointBase] = Field(
-        default=[], description="Own points; replace the profile's."
-    )
+    points: Sequence[PointBase] = Field(default=[], description=OWN_POINTS)
 
 
 class DestinationBase(Strict):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from cloud_sync.http.settings import HttpSettings
 from config import checks
 from config.base import DeviceBase
-from config.checks import Parts, ValidDevice
+from config.checks import DeviceLink, Parts, ValidDevice
 from config.errors import TOP, Document, NodePath, translate, unknown
 from config.models import Buffer, Config, Destination, Device, Emissions, Gateway, Rule
 from config.parse import parse_document, read_document, read_text
@@ -46,6 +46,7 @@ _SECTIONS: dict[str, TypeAdapter[Any]] = {
 _DEVICE = TypeAdapter(Device)
 _RULE = TypeAdapter(Rule)
 _DESTINATION = TypeAdapter(Destination)
+_LINKS = {key: TypeAdapter(spec.settings) for key, spec in PROTOCOLS.items()}
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,29 @@ def _parts(doc: Document, profiles: dict[str, LoadedProfile]) -> Parts:
         devices={i: _with_points(doc, i, device, profiles) for i, device in devices.items()},
         rules=rules,
         every_device=every_device,
+        links=_links(data.get("devices", []), devices),
     )
+
+
+def _links(items: Any, devices: dict[int, DeviceBase]) -> dict[int, DeviceLink]:
+    """Every device's link that validates: a valid device's, or the link alone of a device
+    with an error elsewhere (so the meters of its serial line are checked all the same)."""
+    links: dict[int, DeviceLink] = {}
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if i in devices:
+            spec = spec_of(devices[i])
+            links[i] = DeviceLink(devices[i].name, spec, spec.link(devices[i]))
+            continue
+        keys = [key for key in PROTOCOLS if isinstance(item, dict) and key in item]
+        if len(keys) != 1:
+            continue
+        settings = _valid(_LINKS[keys[0]], item[keys[0]])
+        if settings is not None:
+            name = item.get("name")
+            links[i] = DeviceLink(
+                name if isinstance(name, str) else "?", PROTOCOLS[keys[0]], settings
+            )
+    return links
 
 
 def _valid(adapter: TypeAdapter[Any], value: Any) -> Any:

@@ -10,6 +10,7 @@ without end are problems at their position.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+_NUMBER = re.compile(r"[-+]?\d+(,\d+)*")
+_DIGITS = re.compile(r"\d+")
 
 
 def read_document(path: Path, file: str) -> Document:
@@ -185,7 +189,7 @@ class _Builder:
                     out.update(self.mapping(entry, path))
                     self._open.discard(id(entry))
         first: dict[str, yaml.Node] = {}
-        for key, value in node.value:
+        for key, value in _decimal_commas(node):
             if key.tag == _MERGE:
                 continue
             if not isinstance(key, yaml.ScalarNode):
@@ -201,3 +205,47 @@ class _Builder:
             self.keys[(*path, name)] = key
             out[name] = self.build(value, (*path, name))
         return out
+
+
+def _decimal_commas(node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The mapping's entries, with a number that a decimal comma split in flow style joined.
+
+    In `{type: float32, scale: 0,01}` YAML reads `scale: 0` and a key `01` with no
+    value, as a comma separates a flow mapping's entries. Written in block style the
+    same `scale: 0,01` is the string '0,01', which a number field refuses by name. So
+    digits that follow a number's comma at once, as a key without a value, are taken
+    back into the number, as the string written: the field that needs a number says
+    so, never `01: unknown key`.
+    """
+    entries: list[tuple[yaml.Node, yaml.Node]] = list(node.value)
+    if not node.flow_style:
+        return entries
+    out: list[tuple[yaml.Node, yaml.Node]] = []
+    joined: set[int] = set()  # the numbers put together here: more digits may follow
+    for key, value in entries:
+        before = out[-1][1] if out else None
+        if before is not None and _split_from(before, key, value, id(before) in joined):
+            text = f"{before.value},{key.value}"
+            whole = yaml.ScalarNode(_STR, text, before.start_mark, key.end_mark, style="'")
+            joined.add(id(whole))
+            out[-1] = (out[-1][0], whole)
+        else:
+            out.append((key, value))
+    return out
+
+
+def _split_from(before: yaml.Node, key: yaml.Node, value: yaml.Node, joined: bool) -> bool:
+    """Whether `key:` (digits, no value) is the rest of the number `before`, cut at a comma:
+    the comma is the one character between them."""
+    return (
+        isinstance(before, yaml.ScalarNode)
+        and isinstance(key, yaml.ScalarNode)
+        and isinstance(value, yaml.ScalarNode)
+        and (before.style in (None, "") or joined)
+        and key.style in (None, "")
+        and _NUMBER.fullmatch(before.value) is not None
+        and _DIGITS.fullmatch(key.value) is not None
+        and value.value == ""
+        and value.style in (None, "")
+        and before.end_mark.index + 1 == key.start_mark.index
+    )

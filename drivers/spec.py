@@ -32,12 +32,28 @@ class SerialLine:
 
 
 @dataclass(frozen=True, slots=True)
+class StarterPoint:
+    """A point `init` writes out from what it found on the meter (or its server)."""
+
+    fields: Mapping[str, object]  # the point's YAML: name, node, unit, kind; {}: a note only
+    note: str  # the comment after it: where it was found, what it read
+    change: bool = False  # a guess the technician must confirm: marked # CHANGE
+
+
+@dataclass(frozen=True, slots=True)
 class InitSpec:
     """How `edge-agent init` is told about a meter of this protocol.
 
     `fields(target, options)` turns the flag's value and the shared options
     (unit, baudrate, parity, address: None when not given) into the link's
     YAML fields, or raises InitError saying what is wrong with them.
+
+    `discover` names ("module:function") an async function for a protocol
+    whose meters differ too much for one profile: `(target, options, known)`
+    asks the meter or its server and returns the StarterPoints to write, the
+    ones matching a point of `known` (the `profile`'s points) under its name;
+    it raises domain.errors when it cannot ask. `init --offline` writes the
+    profile's points instead, each marked CHANGE.
     """
 
     flag: str  # --modbus-tcp
@@ -45,6 +61,7 @@ class InitSpec:
     help: str
     fields: Callable[[str, Mapping[str, Any]], dict[str, object]]
     profile: str | None = None  # used when --profile is not given
+    discover: str | None = None  # "drivers.opcua.starter:discover"
 
 
 class WriteModel(Protocol):

@@ -77,10 +77,10 @@ cat <<NEXT
 
 Next steps:
   1. Edit $CONF: the gateway ids, sync.url and the CHANGE lines; add your meters.
-  2. Check it:        $PREFIX/bin/edge-agent check -c /etc/edge-agent/agent.yaml
-  3. Read a meter:    $PREFIX/bin/edge-agent probe -c /etc/edge-agent/agent.yaml meter1
-  4. The sync token:  sudo install -m 0600 /dev/stdin /etc/edge-agent/sync-token
+  2. The sync token:  sudo install -m 0600 /dev/stdin /etc/edge-agent/sync-token
                       (paste the token from the platform, then Ctrl-D)
+  3. Check it as the service will start: sudo $PREFIX/bin/edge-agent check --for-systemd -c /etc/edge-agent/agent.yaml
+  4. Read a meter:    $PREFIX/bin/edge-agent probe -c /etc/edge-agent/agent.yaml meter1
   5. Start it:        sudo systemctl enable --now edge-agent
   6. Watch it:        journalctl -u edge-agent -f   and   sudo $PREFIX/bin/edge-agent status -c /etc/edge-agent/agent.yaml
 NEXT

@@ -12,6 +12,7 @@ import pytest
 from agent.cli import main, parser
 from agent.demo import energy_check
 from config.loader import load_config
+from config.models import uscc_check_digit
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -73,12 +74,13 @@ def test_the_check_output_shown_is_what_check_prints(tmp_path: Path, capsys, mon
     plant = (ROOT / "examples" / "plant.yaml").read_text()
     broken = plant.replace(
         "{name: power_kw, address: 0x0034, function: input, type: float32, scale: 0.001",
-        '{name: power_kw, adress: 0x0034, function: input, type: float32, scale: "0,01"',
+        "{name: power_kw, adress: 0x0034, function: input, type: float32, scale: 0,01",
     )
     assert broken != plant
     (tmp_path / "agent.yaml").write_text(broken)
     monkeypatch.chdir(tmp_path)
-    assert main(["check", "-c", "agent.yaml"]) == 78
+    unit = str(ROOT / "systemd" / "edge-agent.service")  # as --for-systemd finds it installed
+    assert main(["check", "--for-systemd", unit, "-c", "agent.yaml"]) == 78
     printed = [
         line for line in capsys.readouterr().err.splitlines() if not line.startswith("warning:")
     ]
@@ -92,3 +94,14 @@ def test_the_demo_summary_shown_has_the_real_keys() -> None:
     """The JSON line shown for the demo uses the keys the demo prints."""
     shown = json.loads(blocks("json")[0].replace(", ...}", "}"))
     assert set(shown) <= set(energy_check([], {}))
+
+
+def test_every_enterprise_id_shown_has_its_check_digit() -> None:
+    """A unified social credit code in the README, docs/ or examples/ passes GB 32100's check
+    digit: a technician copies them, and `check` would warn about every copy."""
+    texts = [README, *(p.read_text() for p in (ROOT / "docs").glob("*.md"))]
+    texts += [p.read_text() for p in (ROOT / "examples").glob("*.yaml")]
+    codes = {c for text in texts for c in re.findall(r"enterprise_id: \"?(\w{18})\b", text)}
+    assert codes
+    wrong = sorted(c for c in codes if uscc_check_digit(c) != c[17])
+    assert wrong == []

@@ -87,11 +87,12 @@ def test_install_sh_is_valid_sh() -> None:
 
 
 def test_install_sh_dry_run_installs_the_unit_and_a_config_that_passes_check(
-    tmp_path: Path, capsys
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Into a DESTDIR: the unit as shipped, a starter agent.yaml that passes `check`, the
-    user with dialout and the venv announced, next steps printed; a second run keeps the
-    config the technician may have edited."""
+    """Into a DESTDIR: the unit as shipped, a starter agent.yaml that passes `check` (with
+    its token where the credential puts it), the user with dialout and the venv announced,
+    next steps printed (the token before the check); a second run keeps the config the
+    technician may have edited."""
     env = {
         **os.environ,
         "DESTDIR": str(tmp_path),
@@ -103,11 +104,16 @@ def test_install_sh_dry_run_installs_the_unit_and_a_config_that_passes_check(
     unit = tmp_path / "etc/systemd/system/edge-agent.service"
     config = tmp_path / "etc/edge-agent/agent.yaml"
     assert unit.read_text() == UNIT.read_text()
+    (tmp_path / "sync-token").write_text("t0ken")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "var/lib/edge-agent"))
     assert main(["check", "-c", str(config)]) == 0
     assert 'host: "10.1.2.3"' in config.read_text()
     assert re.search(r"would run: useradd --system .*--groups dialout .*edge-agent", first.stdout)
     assert f"would run: python3 -m venv {tmp_path}/opt/edge-agent" in first.stdout
     assert "sudo systemctl enable --now edge-agent" in first.stdout
+    steps = first.stdout[first.stdout.index("Next steps:") :]
+    assert steps.index("/etc/edge-agent/sync-token") < steps.index("check --for-systemd -c")
     config.write_text(config.read_text() + "# edited\n")
     second = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     assert f"kept {config} (it exists)" in second.stdout

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from config.checks._devices import check_devices, check_points, check_serial_ports
 from config.checks._env import expand_env
-from config.checks._parts import Parts, ValidDevice
+from config.checks._parts import DeviceLink, Parts, ValidDevice
 from config.checks._rules import check_rules
 from config.checks._sections import check_destinations, check_emissions, check_gateway
 from config.errors import Document
 from domain.errors import Problem
 
-__all__ = ["Parts", "ValidDevice", "check_config", "check_points", "expand_env"]
+__all__ = ["DeviceLink", "Parts", "ValidDevice", "check_config", "check_points", "expand_env"]
 
 
 def check_config(parts: Parts, doc: Document) -> list[Problem]:

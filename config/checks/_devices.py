@@ -163,19 +163,22 @@ def _wiring(
 
 def check_serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
     """Devices on one serial port share the line: one protocol at one setting, and each
-    meter its own address (a wildcard address only when it is alone on the line)."""
+    meter its own address (a wildcard address only when it is alone on the line).
+
+    Each rule is checked on its own and on every device whose link validated, so one
+    run lists every problem of a line.
+    """
     lines: dict[str, list[tuple[int, str, str, SerialLine]]] = {}
-    for i, valid in parts.devices.items():
-        spec = spec_of(valid.model)
-        line = spec.serial_line(spec.link(valid.model))
+    for i, link in sorted(parts.links.items()):
+        line = link.spec.serial_line(link.settings)
         if line is not None:
             lines.setdefault(os.path.realpath(line.port), []).append(
-                (i, valid.model.name, spec.key, line)
+                (i, link.name, link.spec.key, line)
             )
     for meters in lines.values():
         i0, first, protocol0, line0 = meters[0]
         expected = f"{protocol0} {line0.settings}"
-        addresses: dict[object, tuple[int, str]] = {}
+        addresses: dict[tuple[str, object], tuple[int, str]] = {}
         for i, name, protocol, line in meters:
             key, address = line.key, line.address
             if f"{protocol} {line.settings}" != expected:
@@ -185,8 +188,8 @@ def check_serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
                     f"(got {protocol} {line.settings})"
                 )
                 yield doc.problem(("devices", i, protocol), message)
-            elif address in addresses:
-                j, other = addresses[address]
+            if (key, address) in addresses:
+                j, other = addresses[key, address]
                 message = f"'{other}' (devices[{j}]) already has {key} {address} on {line.port}"
                 yield doc.problem(("devices", i, protocol, key), message)
             elif line.wildcard and len(meters) > 1:
@@ -195,7 +198,7 @@ def check_serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
                     f"{len(meters) - 1} more devices are on it: give each its own address"
                 )
                 yield doc.problem(("devices", i, protocol, key), message)
-            addresses.setdefault(address, (i, name))
+            addresses.setdefault((key, address), (i, name))
 
 
 def _counter(

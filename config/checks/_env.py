@@ -31,8 +31,9 @@ def expand_env(
 ) -> tuple[Parts, list[Problem]]:
     """Path fields with ${VAR} and ${VAR:-default} expanded; an unset VAR stays as written.
 
-    An unset VAR is a warning for `check` on a workstation, an error for the
-    daemon (`require_env`), which would otherwise open a path that is not there.
+    An unset VAR is an error where the file is used as `run` uses it (`require_env`:
+    the daemon, `check`), which would otherwise open a path that is not there; a
+    warning for the commands that open none of these paths (probe, status).
     """
     env = os.environ if environ is None else environ
     problems: list[Problem] = []
@@ -79,5 +80,8 @@ def expand_env(
 
 def _hint(name: str) -> str:
     if name in _SYSTEMD_DIRS:
-        return f"systemd sets it with {_SYSTEMD_DIRS[name]}"
+        return (
+            f"systemd sets it with {_SYSTEMD_DIRS[name]}; `edge-agent check --for-systemd` "
+            "checks the file as the service will see it"
+        )
     return f"set it in the environment, or give a default: ${{{name}:-value}}"

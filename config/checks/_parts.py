@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from cloud_sync.http.settings import HttpSettings
 from config.base import DestinationBase, DeviceBase
 from config.models import Buffer, Emissions, Gateway, Rule
 from config.profiles import Sourced
+from drivers.spec import ProtocolSpec
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,23 @@ class ValidDevice:
 
 
 @dataclass(frozen=True)
+class DeviceLink:
+    """A device's link settings (its modbus_rtu: ...), validated on their own: a device
+    with an error elsewhere still holds its place on its serial line."""
+
+    name: str
+    spec: ProtocolSpec
+    settings: Any  # the spec's settings model
+
+
+@dataclass(frozen=True)
 class Parts:
     """The parts of a file that validated, each on its own.
 
     A section that did not validate is None; a device or rule that did not is
     left out of `devices` or `rules`, which are keyed by index in the file.
     `every_device`: all devices validated, so a name not among them is unknown.
+    `links` holds the link of every device whose link validated, whole or not.
     """
 
     gateway: Gateway | None
@@ -42,6 +55,7 @@ class Parts:
     rules: dict[int, Rule]
     every_device: bool
     destinations: dict[int, DestinationBase] = field(default_factory=dict)
+    links: dict[int, DeviceLink] = field(default_factory=dict)  # by index, as devices
 
 
 def shortest_interval(parts: Parts) -> float | None:

@@ -33,6 +33,7 @@ import serial
 
 from domain.errors import DeviceTimeout, Disconnected, FrameError
 from drivers.bus import lock_for
+from drivers.bus import port_trouble as _why
 from drivers.dlt645.codec import START, WILDCARD, Frame, mismatch, scan
 from drivers.dlt645.settings import Dlt645
 
@@ -222,25 +223,6 @@ async def _write(fd: int, data: bytes) -> None:
                 await room
             finally:
                 asyncio.get_running_loop().remove_writer(fd)
-
-
-def _why(exc: BaseException | None, settings: str) -> str:
-    """A technician's reading of an OS error on a serial port."""
-    code = getattr(exc, "errno", None)
-    if code is None and isinstance(exc, termios.error) and exc.args:
-        code = exc.args[0]
-    text = str(exc)
-    if code == errno.ENOENT:
-        return "no such device (is the USB-RS485 adapter plugged in? see ls /dev/serial/by-id)"
-    if code == errno.EACCES:
-        return "permission denied (the agent's user needs the dialout group)"
-    if code == errno.EBUSY or "exclusively lock" in text:
-        return "in use by another program"
-    if code == errno.EINVAL and isinstance(exc, termios.error):
-        return f"the port refuses {settings}"
-    if code == errno.EIO:
-        return "input/output error (adapter unplugged?); reopened at the next poll"
-    return os.strerror(code) if isinstance(code, int) else text
 
 
 # --- the per-port registry ---------------------------------------------------------

@@ -93,18 +93,18 @@ class Dlt645Driver:
         failure: str | None = None  # the link or the meter is gone: skip the other DIs
         answered = False
         for request in self.requests:
-            if failure is not None:
-                readings.extend(self._bad(request, failure))
-                continue
             where = f"{self.device} meter {self.address} DI {request.di}"
+            if failure is not None:  # each point names its own DI, and why it was not asked
+                readings.extend(self._bad(request, f"{where}: not asked ({failure})"))
+                continue
             try:
                 value = await self._read_di(request.di, where)
             except Disconnected as exc:
-                failure = str(exc)
-                readings.extend(self._bad(request, failure))
+                failure = _unlocated(exc, where, request.di)
+                readings.extend(self._bad(request, str(exc)))
             except DeviceTimeout as exc:
                 if not answered:
-                    failure = str(exc)
+                    failure = _unlocated(exc, where, request.di)
                 readings.extend(self._bad(request, str(exc)))
             except EdgeAgentError as exc:  # BadReply, DeviceRejected: the meter is alive
                 answered = True
@@ -177,6 +177,11 @@ class Dlt645Driver:
             Reading(self.device, p.name, now, None, p.unit, Quality.BAD, reason)
             for p in request.points
         ]
+
+
+def _unlocated(exc: EdgeAgentError, where: str, di: str) -> str:
+    """What went wrong at `where`, for the DIs skipped after it: `DI 00010000: no reply ...`."""
+    return f"DI {di}: {str(exc).removeprefix(f'{where}: ')}"
 
 
 def _located(exc: EdgeAgentError, where: str) -> EdgeAgentError:

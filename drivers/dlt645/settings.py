@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from config.base import DeviceBase, PointBase, Strict
+from config.base import OWN_POINTS, DeviceBase, PointBase, Strict
 from config.units import Duration
 from domain.errors import InitError
 from drivers.spec import InitSpec, ProtocolSpec, SerialLine
@@ -66,7 +66,7 @@ class Dlt645Device(DeviceBase):
     """A DL/T 645-2007 electricity meter."""
 
     dlt645: Dlt645
-    points: list[Dlt645Point] = Field(default=[], description="Own points; replace the profile's.")
+    points: list[Dlt645Point] = Field(default=[], description=OWN_POINTS)
 
 
 def _modulus(point: Dlt645Point) -> float | None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerRTU, FramerType
@@ -37,7 +38,7 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from domain.errors import Disconnected
-from drivers.bus import forget, per_port
+from drivers.bus import forget, per_port, why_unopened
 from drivers.modbus.framer import ResyncingRtuFramer
 from drivers.modbus.settings import ModbusRtu, ModbusTcp
 
@@ -68,6 +69,8 @@ class Link:
         self._reconnecting: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()
         self.users = 0
+        # why the link is down, asked of the OS when pymodbus only says it failed (serial)
+        self.why_down: Callable[[], str | None] | None = None
 
     @property
     def reconnecting(self) -> bool:
@@ -133,7 +136,8 @@ class Link:
 
     async def connect(self) -> None:
         if not await self.client.connect():
-            raise Disconnected(f"cannot connect to {self.where}")
+            why = self.why_down() if self.why_down is not None else None
+            raise Disconnected(f"cannot connect to {self.where}" + (f": {why}" if why else ""))
 
     def lost(self) -> None:
         """The link broke mid-poll: the next `ensure` connects afresh."""
@@ -209,8 +213,10 @@ def serial_link(link: ModbusRtu) -> Link:
             name=link.port,
         )
         client.ctx.framer = ResyncingRtuFramer(DecodePDU(False))
-        where = f"{link.port} @{link.baudrate} 8{link.parity}{link.stopbits}"
-        return Link(client, where, port=link.port, rtu=True)
+        settings = f"{link.baudrate} 8{link.parity}{link.stopbits}"
+        made = Link(client, f"{link.port} @{settings}", port=link.port, rtu=True)
+        made.why_down = lambda: why_unopened(link.port, link.baudrate, settings)
+        return made
 
     shared = per_port("modbus", link.port, make)
     shared.users += 1

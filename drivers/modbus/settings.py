@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from config.base import DeviceBase, NodePath, PointBase, Reporter, Strict
+from config.base import OWN_POINTS, DeviceBase, NodePath, PointBase, Reporter, Strict
 from config.units import Duration
 from domain.errors import InitError, Problem
 from drivers.spec import InitSpec, ProtocolSpec, SerialLine, WriteSpec
@@ -124,14 +124,14 @@ class ModbusTcpDevice(DeviceBase):
     """A meter reached over Modbus TCP."""
 
     modbus_tcp: ModbusTcp
-    points: list[ModbusPoint] = Field(default=[], description="Own points; replace the profile's.")
+    points: list[ModbusPoint] = Field(default=[], description=OWN_POINTS)
 
 
 class ModbusRtuDevice(DeviceBase):
     """A meter on an RS-485 bus speaking Modbus RTU."""
 
     modbus_rtu: ModbusRtu
-    points: list[ModbusPoint] = Field(default=[], description="Own points; replace the profile's.")
+    points: list[ModbusPoint] = Field(default=[], description=OWN_POINTS)
 
 
 class ModbusWrite(Strict):

@@ -36,6 +36,7 @@ from drivers.opcua._link import parse_node
 from drivers.opcua._subscription import Feed
 from drivers.opcua.browse import browse, table
 from drivers.opcua.codec import decode
+from drivers.opcua.plan import plan
 from drivers.opcua.settings import OpcUaDevice, OpcUaPoint, OpcUaWrite
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class OpcUaDriver:
             except DecodeError as exc:
                 self._invalid[point.name] = f"{self.device} {point.node}: {exc}"
         self._by_name = {p.name: p for p in self._points}
+        self.requests = plan(self._points, self._link.mode)  # what `probe --plan` lists
         self._targets: dict[ua.NodeId, list[OpcUaPoint]] = {}
         for point in self._points:
             if point.name in self._nodes:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from config.base import DeviceBase, NodePath, PointBase, Reporter, Strict
+from config.base import OWN_POINTS, DeviceBase, NodePath, PointBase, Reporter, Strict
 from config.units import Duration
 from domain.errors import Problem
 from drivers.spec import InitSpec, ProtocolSpec, WriteSpec
@@ -72,7 +72,7 @@ class OpcUaDevice(DeviceBase):
     """Values read from an OPC UA server."""
 
     opcua: OpcUa
-    points: list[OpcUaPoint] = Field(default=[], description="Own points; replace the profile's.")
+    points: list[OpcUaPoint] = Field(default=[], description=OWN_POINTS)
 
 
 class OpcUaWrite(Strict):
@@ -115,7 +115,12 @@ OPCUA = ProtocolSpec(
     summary="OPC UA: a server's variables, read every poll or subscribed to.",
     example={"endpoint": "opc.tcp://10.0.0.5:4840"},
     init=InitSpec(
-        "--opcua", "URL", "an OPC UA server, opc.tcp://host:4840", _fields, "opcua-energy-meter"
+        "--opcua",
+        "URL",
+        "an OPC UA server, opc.tcp://host:4840 (browsed for its node ids)",
+        _fields,
+        "opcua-energy-meter",
+        discover="drivers.opcua.starter:discover",
     ),
     path_fields=FILES,
     check=_check,

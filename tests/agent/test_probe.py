@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import serial
 
 from agent.probe import probe
 from config.loader import load_config
@@ -108,3 +110,104 @@ async def test_browse_is_refused_for_a_device_whose_driver_cannot(tmp_path: Path
     code = await probe(config(tmp_path, devices), "main", as_json=False, plan_only=False, browse="")
     assert code == 2
     assert capsys.readouterr().err == "main: --browse is for OPC UA devices\n"
+
+
+async def test_identify_answers_in_json_when_asked(tmp_path: Path, capsys) -> None:
+    """--identify --json prints one object {device, address}, as --json does for a read."""
+    async with SimulatedBus([meter()], parity="N") as line:
+        devices = (
+            f"  - name: w3\n    dlt645: {{port: {line.port}, parity: N, address: AAAAAAAAAAAA}}\n"
+            "    profile: dlt645-2007-energy\n"
+        )
+        code = await probe(
+            config(tmp_path, devices), "w3", as_json=True, plan_only=False, identify=True
+        )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {"device": "w3", "address": ADDRESS}
+
+
+async def test_identify_failing_in_json_gives_the_reason(tmp_path: Path, capsys) -> None:
+    """A dead line under --json: {device, error}, exit 1, for the script to read."""
+    devices = (
+        "  - name: w3\n    dlt645: {port: /dev/ttyPROBE-absent, address: AAAAAAAAAAAA}\n"
+        "    profile: dlt645-2007-energy\n"
+    )
+    code = await probe(
+        config(tmp_path, devices), "w3", as_json=True, plan_only=False, identify=True
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert out["device"] == "w3"
+    assert "cannot open /dev/ttyPROBE-absent" in out["error"]
+
+
+async def test_plan_of_an_opcua_device_lists_each_node(tmp_path: Path, capsys) -> None:
+    """--plan for OPC UA names every node it reads and the points it serves; nothing is sent."""
+    devices = (
+        "  - name: plc\n    opcua: {endpoint: 'opc.tcp://127.0.0.1:4840'}\n"
+        "    points:\n"
+        "      - {name: volume_m3, node: 'ns=2;s=Boiler.GasVolume', unit: m3, kind: counter}\n"
+        "      - {name: flow_m3h, node: 'ns=2;s=Boiler.GasFlow', unit: m3/h}\n"
+    )
+    code = await probe(config(tmp_path, devices), "plc", as_json=False, plan_only=True)
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "plc: 2 nodes on opc.tcp://127.0.0.1:4840, read, None",
+        "  read ns=2;s=Boiler.GasVolume: volume_m3",
+        "  read ns=2;s=Boiler.GasFlow: flow_m3h",
+    ]
+
+
+async def test_plan_in_json_gives_the_requests(tmp_path: Path, capsys) -> None:
+    """--plan --json: {device, plan, requests: [{request, points}]}, as the table shows it."""
+    devices = "  - name: m\n    profile: eastron-sdm630\n    modbus_tcp: {host: 192.0.2.1}\n"
+    code = await probe(config(tmp_path, devices), "m", as_json=True, plan_only=True)
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["plan"].startswith("m: 2 requests, 36 registers, 11 points")
+    assert out["requests"][0]["request"].startswith("input @0x0000 x12")
+    assert "voltage_l1_v" in out["requests"][0]["points"]
+
+
+async def test_the_table_shows_a_counter_in_full(tmp_path: Path, capsys) -> None:
+    """A counter's every digit is printed (12345.67 kWh, not 12345.7); gauges keep 6 digits."""
+    async with SimulatedBus([meter()], parity="N") as line:
+        devices = (
+            f"  - name: w3\n    dlt645: {{port: {line.port}, parity: N, address: '{ADDRESS}'}}\n"
+            "    points:\n"
+            "      - {name: import_kwh, di: '00010000', format: XXXXXX.XX, unit: kWh,"
+            " kind: counter}\n"
+            "      - {name: voltage_l1_v, di: '02010100', format: XXX.X, unit: V}\n"
+        )
+        code = await probe(config(tmp_path, devices), "w3", as_json=False, plan_only=False)
+    shown = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert code == 0
+    assert shown == {"import_kwh": "12345.67", "voltage_l1_v": "230"}
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["modbus_rtu: {port: PORT, unit: 1, timeout: 300ms}", "dlt645: {port: PORT, parity: N}"],
+    ids=["modbus_rtu", "dlt645"],
+)
+async def test_a_port_the_daemon_holds_is_said_to_be_in_use(
+    link: str, tmp_path: Path, capsys
+) -> None:
+    """probe on a serial port another program holds (the running daemon) gives the reason,
+    whatever the protocol: 'in use by another program'."""
+    controller, port = os.openpty()
+    name = os.ttyname(port)
+    held = serial.Serial(name, 9600, exclusive=True)  # as the daemon's driver holds it
+    try:
+        profile = "eastron-sdm630" if link.startswith("modbus") else "dlt645-2007-energy"
+        devices = f"  - name: m\n    {link.replace('PORT', name)}\n    profile: {profile}\n"
+        if link.startswith("dlt645"):
+            devices = devices.replace("parity: N}", f"parity: N, address: '{ADDRESS}'}}")
+        code = await probe(config(tmp_path, devices), "m", as_json=True, plan_only=False)
+    finally:
+        held.close()
+        os.close(controller)
+        os.close(port)
+    reasons = {p["reason"] for p in json.loads(capsys.readouterr().out)["points"].values()}
+    assert code == 1
+    assert all("in use by another program" in reason for reason in reasons), reasons

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
 from agent.demo import demo_meters
+from agent.lifecycle import write_snapshot
+from agent.rules import RULE_KEY
+from buffer import Store
+from domain.records import Commit, EventRow
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.daemon import (
     NotifySocket,
@@ -21,6 +27,12 @@ from tests.fixtures.daemon import (
 )
 
 pytestmark = pytest.mark.timeout(60)
+GATEWAY = """\
+gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
+buffer: {path: BUFFER}
+sync: {url: "https://central.example/api/v1/batches"}
+devices:
+"""
 
 
 async def test_status_shows_devices_backlog_and_sync_while_running_and_after(
@@ -99,3 +111,44 @@ def test_the_backlog_has_a_line_per_destination_when_there_are_several(capsys) -
     assert capsys.readouterr().out.splitlines() == [
         "backlog: 340 intervals, 2 events, oldest 3.0 h old"
     ]
+
+
+def test_the_figures_agree_with_the_buffer_between_two_status_files(tmp_path: Path, capsys) -> None:
+    """A rule raised and a batch acknowledged after the daemon last wrote its status file
+    (it does every 30 s): the report says one thing, the buffer's, in every line of it."""
+    buffer = tmp_path / "buffer.db"
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        GATEWAY.replace("BUFFER", str(buffer))
+        + "  - {name: m1, profile: eastron-sdm630, modbus_tcp: {host: 127.0.0.1}}\n"
+        + "rules:\n  - {name: demand-high, device: m1, quantity: power_kw, above: 100}\n"
+    )
+    now = time.time()
+    store = Store(buffer)
+    state = {"raised": True, "since": None, "raised_at": now - 5}
+    event = EventRow(now - 5, "m1", "alarm_raised", "warning", "demand-high: 120 kW")
+    store.commit(Commit(events=[event], counters={RULE_KEY + "demand-high": state}))
+    outbox = store.outbox("sync")
+    batch = outbox.pending_batch(100, {"gateway": "gw"})
+    assert batch is not None
+    outbox.finish_batch(batch.seq, "acked")
+    store.close()
+    figures = {"last_attempt": None, "last_success": None, "last_result": "not yet",
+               "failures": 0, "batches_sent": 0, "records_sent": 0}  # fmt: skip
+    write_snapshot(
+        tmp_path / "status.json",
+        {"written": now - 20, "pid": os.getpid(), "buffer": str(buffer), "devices": {},
+         "destinations": {"sync": figures}, "backlog": None, "open_alarms": 0, "problems": []},
+    )  # fmt: skip
+
+    assert main(["status", "-c", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert main(["status", "-c", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert any(line.startswith("rule demand-high: RAISED since ") for line in lines)
+    assert "open alarms: 1" in lines
+    assert report["open_alarms"] == 1
+    sync = next(line for line in lines if line.startswith("last sync: "))
+    assert sync.startswith("last sync: acked, last success ") and "never" not in sync
+    assert any(line.startswith(f"last batch: #{batch.seq} acked at ") for line in lines)
+    assert report["sync"]["last_success"] == pytest.approx(now, abs=5)

@@ -347,14 +347,16 @@ def test_an_opcua_certificate_needs_its_key(problems: Problems) -> None:
     )
 
 
-def test_an_unset_variable_is_a_warning_for_check(load: Load) -> None:
-    """`check` on a workstation warns and leaves the text as written."""
+def test_an_unset_variable_is_a_warning_where_no_path_is_opened(load: Load) -> None:
+    """Without require_env (probe, status: they open none of these paths) an unset variable
+    is a warning, the text left as written; the hint says how to check as under systemd."""
     text = GATEWAY + "  token_file: ${CREDENTIALS_DIRECTORY}/sync-token\n" + METER
     loaded = load(text, environ={})
     assert loaded.config.sync.token_file == "${CREDENTIALS_DIRECTORY}/sync-token"
     assert [str(w) for w in loaded.warnings] == [
         "agent.yaml:8:15: sync.token_file: ${CREDENTIALS_DIRECTORY} is not set "
-        "(systemd sets it with LoadCredential=)"
+        "(systemd sets it with LoadCredential=; `edge-agent check --for-systemd` checks the "
+        "file as the service will see it)"
     ]
 
 
@@ -488,6 +490,33 @@ def test_devices_on_one_serial_port_must_share_protocol_and_settings(problems) -
     (problem,) = problems(text)
     assert problem.startswith("agent.yaml:13:17: devices[1].modbus_rtu: /dev/ttyUSB0 is shared")
     assert "modbus_rtu 9600 N1" in problem and "got modbus_rtu 19200 N1" in problem
+
+
+def test_every_problem_of_a_serial_line_is_reported_at_once(problems) -> None:
+    """Another speed and a unit id already taken are both said, and a device with an error
+    elsewhere still counts on its line: one run lists all of it."""
+    text = GATEWAY + (
+        "devices:\n"
+        "  - name: a\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 9600, unit: 3}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "  - name: b\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 19200, unit: 3}\n"
+        "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
+        "  - name: c\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 9600, unit: 3}\n"
+        "    points: [{name: e, adress: 0, type: uint32, unit: kWh, kind: counter}]\n"
+    )
+    found = problems(text)
+    assert [p.split(": ", 2)[:2] for p in found] == [
+        ["agent.yaml:13:17", "devices[1].modbus_rtu"],
+        ["agent.yaml:13:61", "devices[1].modbus_rtu.unit"],
+        ["agent.yaml:16:60", "devices[2].modbus_rtu.unit"],
+        ["agent.yaml:17:14", "devices[2].points[0]"],
+        ["agent.yaml:17:24", "devices[2].points[0].adress"],
+    ]
+    assert found[1].endswith("'a' (devices[0]) already has unit 3 on /dev/ttyUSB0")
+    assert found[2].endswith("'a' (devices[0]) already has unit 3 on /dev/ttyUSB0")
 
 
 def test_reverse_needs_both_directions_to_swap(problems, load: Load) -> None:

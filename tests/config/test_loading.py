@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from config import loader
 from config.loader import LoadedConfig, load_config, load_config_apart
@@ -19,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_example_plant_loads_with_only_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """examples/plant.yaml, exactly as shipped, has no error; its check digit is only a warning."""
+    """examples/plant.yaml, exactly as shipped, has no error, and its enterprise id passes
+    the GB 32100 check digit: the only warning is the credential that systemd provides."""
     monkeypatch.chdir(ROOT)
     loaded = load_config("examples/plant.yaml", environ={})
     assert [str(w) for w in loaded.warnings] == [
-        "examples/plant.yaml:3:18: gateway.enterprise_id: check digit is '7' but GB 32100 "
-        "gives 'W' for 91510100MA6123456: check the code for a typo",
         "examples/plant.yaml:15:15: sync.token_file: ${CREDENTIALS_DIRECTORY} is not set "
-        "(systemd sets it with LoadCredential=)",
+        "(systemd sets it with LoadCredential=; `edge-agent check --for-systemd` checks the "
+        "file as the service will see it)",
     ]
     assert [d.name for d in loaded.config.devices] == [
         "main_incomer",
@@ -104,6 +106,48 @@ def test_a_wrong_type_names_what_was_expected_and_found(problems: Problems) -> N
     assert problems(text) == [
         "agent.yaml:12:87: devices[0].points[0].scale: must be a number (got '0,01', a string)"
     ]
+
+
+def test_a_decimal_comma_in_flow_style_is_the_value_it_split(problems: Problems) -> None:
+    """`{..., scale: 0,01}` reads in YAML as scale 0 and a key 01: the problem is the scale,
+    written as it was, never an unknown key '01'."""
+    text = GATEWAY + METER.replace("kind: counter}", "kind: counter, scale: 0,01}")
+    assert problems(text) == [
+        "agent.yaml:12:87: devices[0].points[0].scale: must be a number (got '0,01', a string)"
+    ]
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    whole=st.from_regex(r"-?[0-9]{1,4}", fullmatch=True),
+    parts=st.lists(st.from_regex(r"[0-9]{1,4}", fullmatch=True), min_size=1, max_size=3),
+    then=st.sampled_from(["}", ", unit: kWh}"]),
+)
+def test_any_number_split_by_commas_is_named_whole(
+    problems: Problems, whole: str, parts: list[str], then: str
+) -> None:
+    """However many commas split a number, the one problem names the field and the number."""
+    written = ",".join([whole, *parts])
+    point = f"{{name: p, address: 0, type: uint32, scale: {written}{then}"
+    text = GATEWAY + METER.replace(
+        "{name: energy_kwh, address: 0, type: uint32, unit: kWh, kind: counter}", point
+    )
+    text = text.replace("    energy: {carrier: electricity, counter: energy_kwh}\n", "")
+    column = text.splitlines()[11].index(f"scale: {written}") + len("scale: ") + 1
+    assert problems(text) == [
+        f"agent.yaml:12:{column}: devices[0].points[0].scale: must be a number "
+        f"(got {written!r}, a string)"
+    ]
+
+
+def test_a_comma_and_a_space_separate_entries_as_yaml_says(problems: Problems) -> None:
+    """Only digits right after a number's comma are taken for its decimals; `0, 01` is YAML's
+    two entries, and the stray key is reported as one."""
+    text = GATEWAY + METER.replace("kind: counter}", "kind: counter, scale: 0, 01}")
+    (problem,) = problems(text)
+    assert "devices[0].points[0].01: unknown key" in problem
 
 
 def test_a_value_outside_a_choice_lists_the_choices(problems: Problems) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from config.base import OWN_POINTS
 from config.loader import load_profile
 from config.profiles import list_profiles
 from domain.errors import ConfigInvalid
@@ -55,6 +56,15 @@ def test_a_device_point_replaces_the_profile_point_of_that_name(load: Load) -> N
     assert names.index("import_kwh") == 9
     assert points[9].address == 0x0156
     assert names[-1] == "thd_v1"
+
+
+@pytest.mark.parametrize("key", PROTOCOLS)
+def test_every_protocol_documents_points_as_they_merge(key: str) -> None:
+    """The reference (docs/configuration.md, the schema) says of a device's `points:` what
+    merge_points does: replaced by name, the others added; never "replace the profile's"."""
+    description = PROTOCOLS[key].device.model_fields["points"].description
+    assert description == OWN_POINTS
+    assert "replaces that point" in OWN_POINTS and "others are added" in OWN_POINTS
 
 
 def test_an_unknown_profile_suggests_the_closest_and_lists_all(problems: Problems) -> None:

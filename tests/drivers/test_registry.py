@@ -207,12 +207,19 @@ def test_probe_reads_the_fake_device(copy: Path) -> None:
     assert plan.stdout == "bench: 2 constant points at lab\n"
 
 
-def test_init_writes_a_fake_starter_that_passes_check(copy: Path) -> None:
-    """`init --fake HOST` exists because the spec says so, and its starter passes check."""
+def test_init_writes_a_fake_starter_that_passes_check(
+    copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --fake HOST` exists because the spec says so, and its starter passes check
+    (given its sync token, as systemd's credential gives it)."""
     result = agent(copy, "init", "-c", "starter.yaml", "--fake", "lab2")
     assert result.returncode == 0, result.stderr
     assert 'fake: {host: "lab2"}' in (copy / "starter.yaml").read_text(encoding="utf-8")
-    assert agent(copy, "check", "-c", "starter.yaml").returncode == 0
+    (copy / "sync-token").write_text("t0ken", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(copy))
+    monkeypatch.setenv("STATE_DIRECTORY", str(copy / "state"))
+    checked = agent(copy, "check", "-c", "starter.yaml")
+    assert checked.returncode == 0, checked.stderr
     refused = agent(copy, "init", "-c", "other.yaml", "--fake", "two words")
     assert refused.returncode == 78
     assert "--fake 'two words': a host has no spaces" in refused.stderr

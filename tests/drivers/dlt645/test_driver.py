@@ -131,14 +131,19 @@ async def test_a_value_that_is_not_bcd_is_bad_never_a_number() -> None:
 
 
 async def test_a_silent_meter_costs_one_timeout_per_poll() -> None:
-    """No reply to the first DI: every point is bad with that reason, the rest are not asked."""
+    """No reply to the first DI: every point is bad, the rest are not asked, and each point's
+    reason names its own DI and the one that went unanswered."""
     sim = meter(ignored={p.di for p in PROFILE})  # hears every request, answers none
     async with bus(sim) as line, driver(device(line.port, timeout="200ms")) as d:
         started = time.monotonic()
         readings = await d.read()
         took = time.monotonic() - started
-    reason = "workshop3 meter 000012345678 DI 00010000: no reply within 0.2s"
-    assert [r.reason for r in readings] == [reason] * len(PROFILE)
+    first = "workshop3 meter 000012345678 DI 00010000: no reply within 0.2s"
+    skipped = "workshop3 meter 000012345678 DI {}: not asked (DI 00010000: no reply within 0.2s)"
+    dis = {p.name: p.di for p in PROFILE}
+    assert [r.reason for r in readings] == [
+        first if dis[r.point] == "00010000" else skipped.format(dis[r.point]) for r in readings
+    ]
     assert sim.asked == ["00010000"]
     assert took < 0.4
 
@@ -193,9 +198,14 @@ async def test_a_port_that_does_not_exist_gives_bad_readings_not_an_exception() 
         readings = await d.read()
     assert len(PROFILE) == len(readings)
     assert all(r.quality is Quality.BAD for r in readings)
-    assert readings[0].reason == (
-        "workshop3 meter 000012345678 DI 00010000: cannot open /dev/ttyDLT645-absent at "
-        "2400 8N1: no such device (is the USB-RS485 adapter plugged in? see ls /dev/serial/by-id)"
+    why = (
+        "cannot open /dev/ttyDLT645-absent at 2400 8N1: no such device (is the USB-RS485 "
+        "adapter plugged in? see ls /dev/serial/by-id)"
+    )
+    assert readings[0].reason == f"workshop3 meter 000012345678 DI 00010000: {why}"
+    power = next(r for r in readings if r.point == "power_kw")
+    assert power.reason == (
+        f"workshop3 meter 000012345678 DI 02030000: not asked (DI 00010000: {why})"
     )
 
 
@@ -259,8 +269,9 @@ async def test_a_late_reply_from_a_slow_meter_does_not_spoil_its_neighbour() -> 
     for a_readings, b_readings in polls:
         assert {r.point: r.value for r in b_readings} == {"import_kwh": 12345.67, "power_kw": 36.0}
         assert [r.reason for r in a_readings] == [
-            "A meter 000000000002 DI 00010000: no reply within 0.3s"
-        ] * 2
+            "A meter 000000000002 DI 00010000: no reply within 0.3s",
+            "A meter 000000000002 DI 02030000: not asked (DI 00010000: no reply within 0.3s)",
+        ]
     assert healthy.asked == ["00010000", "02030000"] * 3
 
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import serial
 
 from domain.reading import Quality
 from drivers.modbus.rtu import ModbusRtuDriver
@@ -93,6 +94,32 @@ async def test_a_port_that_does_not_exist_gives_bad_readings() -> None:
     await driver.close()
     assert all(r.quality is Quality.BAD for r in readings)
     assert "/dev/ttyNOPE9" in (readings[0].reason or "")
+
+
+async def test_a_port_that_does_not_exist_says_what_to_check() -> None:
+    """The reason is the OS's, in a technician's words, not a bare 'cannot connect'."""
+    driver = ModbusRtuDriver(device("/dev/ttyNOPE9", 1))
+    readings = await driver.read()
+    await driver.close()
+    assert "cannot connect to /dev/ttyNOPE9 @9600 8N1: no such device (is the USB-RS485 " in (
+        readings[0].reason or ""
+    )
+
+
+async def test_a_port_another_program_holds_says_so(line) -> None:
+    """The daemon (or any program) has the port open and locked: 'in use by another program'."""
+    modem, _ = line
+    held = serial.Serial(modem.a, 9600, exclusive=True)  # as pymodbus opens it in the daemon
+    try:
+        driver = ModbusRtuDriver(device(modem.a, 1))
+        readings = await driver.read()
+        await driver.close()
+    finally:
+        held.close()
+    assert all(r.quality is Quality.BAD for r in readings)
+    assert f"cannot connect to {modem.a} @9600 8N1: in use by another program" in (
+        readings[0].reason or ""
+    )
 
 
 async def test_a_reply_with_a_bad_crc_is_never_a_value(line) -> None:
