@@ -67,7 +67,7 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
         counters = store.counters()
         backlog = store.backlog()
         last = store.last_batch()
-        acked = _last_acked(store)
+        acked = store.last_acked()
         version = store.version
     except BufferTooNew as exc:
         print(f"cannot read the buffer: {exc}")
@@ -169,15 +169,6 @@ def status(loaded: LoadedConfig, *, as_json: bool) -> int:
     for problem in report["problems"]:
         print(f"PROBLEM: {problem}")
     return 0
-
-
-def _last_acked(store: Store) -> dict[str, float]:
-    """When each destination's last acknowledged batch was finished, by the buffer."""
-    rows = store.db.query(
-        "SELECT destination, max(finished) AS finished FROM batches"
-        " WHERE status = 'acked' GROUP BY destination"
-    )
-    return {row["destination"]: row["finished"] for row in rows if row["finished"]}
 
 
 def _caught_up(figures: dict | None, acked: float | None) -> dict | None:

@@ -293,6 +293,16 @@ class Store:
             "destinations": per,
         }
 
+    def last_acked(self) -> dict[str, float]:
+        """When each destination's last acknowledged batch was finished (a version 1 file,
+        read by `status` before a start migrates it, knew only the central one)."""
+        whose = "destination" if self.version >= 2 else "'sync' AS destination"
+        rows = self.db.query(
+            f"SELECT {whose}, max(finished) AS finished FROM batches"
+            " WHERE status = 'acked' GROUP BY 1"
+        )
+        return {row["destination"]: row["finished"] for row in rows if row["finished"]}
+
     def last_batch(self) -> dict | None:
         return self._one("SELECT * FROM batches WHERE status != 'pending' ORDER BY seq DESC")
 

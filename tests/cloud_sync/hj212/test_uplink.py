@@ -293,7 +293,7 @@ async def test_a_message_carries_every_device_of_its_mn(
     both."""
     async with uplink_on(tmp_path / "b.db", hj212_platform.port) as (uplink, store):
         now = time.time()
-        fresh = now - now % 60 - 60  # the minute just closed
+        fresh = float(int(now) - 60)  # an interval that ended just now
         await commit(store, [record("fan", fresh, 60, 2.0)])
         await uplink.deliver(deadline=time.monotonic() + 2)
         assert hj212_platform.data("2051", MN_B) == []  # waiting for pump
