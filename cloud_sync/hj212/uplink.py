@@ -141,6 +141,8 @@ class Hj212Uplink:
             self.status.batches_sent += 1
             self.status.records_sent += batch.size
             self.status.last_success = time.time()
+            if self.status.last_result.startswith("no answer"):
+                log.info("%s: the platform answers again; the held data goes", self.name)
             self.status.last_result = "answered"
         return sent
 
