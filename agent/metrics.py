@@ -96,6 +96,10 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             "edge_agent_buffer_bytes", "Buffer size on disk (with its WAL).", value=_size(agent)
         )
+        yield GaugeMetricFamily(  # a leak of tasks shows here first (bench/soak.py watches it)
+            "edge_agent_asyncio_tasks", "Tasks alive on the agent's event loop.",
+            value=len(asyncio.all_tasks()),
+        )  # fmt: skip
         yield CounterMetricFamily(
             "edge_agent_records_dropped",
             "Records given up.",

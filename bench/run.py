@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, one table, appended to bench/RESULTS.md.
 
-    .venv/bin/python bench/run.py            # the full run (about 15 minutes)
+    .venv/bin/python bench/run.py            # the full run (15 minutes, then an hour's soak)
     .venv/bin/python bench/run.py --quick    # small sizes, for a look (about 2 minutes)
 
 Each figure sits next to its baseline measured in the same run (a bare pymodbus
@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench import drain, ingest, polling, startup  # noqa: E402
+from bench import drain, ingest, polling, soak, startup  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -47,6 +47,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument(
+        "--soak", type=int, default=60, metavar="MIN",
+        help="the full run ends with a soak of 200 meters this long (0: none)",
+    )  # fmt: skip
     args = parser.parse_args()
     about = machine()
     print(about, flush=True)
@@ -61,6 +65,8 @@ def main() -> None:
         figures += ingest.figures()
         figures += drain.figures()
         figures += startup.figures([1, 200])
+        if args.soak:
+            figures += soak.figures(200, minutes=args.soak, warmup=10)
     table = render(figures)
     print(table)
     if not args.no_record:

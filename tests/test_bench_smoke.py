@@ -62,3 +62,20 @@ def test_drain_bench_prints_the_figure_and_its_ratio() -> None:
     row = run.stdout.strip().splitlines()[-1]
     assert row.startswith("| backlog drain, 1,200 1-min intervals")
     assert "raw httpx" in row
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_soak_bench_samples_and_fits() -> None:
+    """bench/soak.py with 2 meters and one sample prints the sample and every slope."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--meters", "2",
+         "--minutes", "0", "--warmup", "0"],
+        capture_output=True, text=True, timeout=100, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    sample = next(line for line in lines if line.startswith("minute=0.00"))
+    assert "tasks=" in sample and "fds=" in sample and "nan" not in sample
+    for series in ("rss_mib", "fds", "tasks", "buffer_mib", "wal_mib"):
+        assert any(line.strip().startswith(f"{series}:") for line in lines), series

@@ -80,6 +80,7 @@ async def test_metrics_parse_and_count_what_the_daemon_does(tmp_path: Path) -> N
     assert ("edge_agent_polls_total", (("device", "compressor"),)) not in values
     assert values[("edge_agent_sync_failures_total", (("destination", "sync"),))] >= 1
     assert values[("edge_agent_buffer_bytes", ())] > 0
+    assert values[("edge_agent_asyncio_tasks", ())] >= 1
     assert ("edge_agent_backlog_rows", (("kind", "intervals"),)) in values
     assert values[("edge_agent_open_alarms", ())] == 0
     assert values[("edge_agent_stalled_jobs", ())] == 0
