@@ -1,9 +1,11 @@
 """Emission factors and standard-coal coefficients, as the carbon step uses them.
 
 The figures live in `config/factors/cn.yaml` with their sources; a factor set
-picks the data year of the grid factor. Every `Factor` carries its id, source,
-year and verification level, because each interval sent to the central
-platform names the factor it was computed with.
+picks the series and data year of the grid factor. Every `Factor` carries its id,
+source, year and verification level, because each interval sent to the central
+platform names the factor it was computed with. The other national measures of
+the MEE/NBS series (fossil only, excluding market-traded non-fossil power) are
+grid ids of their own, never what `national` or a region code gives.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class FactorSet:
     provinces: Mapping[str, str] = field(repr=False)
     standard_coal_factors: Mapping[str, Factor] = field(repr=False)
     co2_factors: Mapping[str, Factor] = field(repr=False)
+    national: frozenset[str] = frozenset({"national"})
+    """The grid ids that are national measures: chosen whatever the region code."""
 
     def overridden(self, overrides: Mapping[Carrier, FactorOverride]) -> FactorSet:
         """This set with a plant's own factors (config `emissions.overrides`): each keeps
@@ -150,10 +154,12 @@ def load_factor_set(name: str) -> FactorSet:
         raise UnknownFactorSet(name, factor_set_names())
     spec = data["factor_sets"][name]
     year, sources = int(spec["data_year"]), data["sources"]
-    grid_source = sources[spec["grid_source"]]
+    grid_source, prefix = sources[spec["grid_source"]], spec.get("id_prefix", "cn")
+    table = dict(data[spec.get("grid_table", "grid")])
+    measures = data["national_measures"] if "grid_table" not in spec else {}
     grids = {
-        region: _factor(f"cn_{region}_{year}", by_year[year], "kgCO2/kWh", grid_source, year)
-        for region, by_year in data["grid"].items()
+        region: _factor(f"{prefix}_{region}_{year}", by_year[year], "kgCO2/kWh", grid_source, year)
+        for region, by_year in (table | measures).items()
         if year in by_year
     }
     coal = {
@@ -161,7 +167,7 @@ def load_factor_set(name: str) -> FactorSet:
         for carrier, entry in data["standard_coal"].items()
     }
     co2 = {
-        carrier: _factor(f"ndrc_{carrier}", entry, entry["unit"], sources["ndrc_guideline"])
+        carrier: _factor(f"ndrc_{carrier}", entry, entry["unit"], _fuel_source(entry, data))
         for carrier, entry in data["fuel_co2"].items()
     }
     co2 |= {
@@ -175,7 +181,16 @@ def load_factor_set(name: str) -> FactorSet:
         provinces=MappingProxyType({str(k): v for k, v in data["provinces"].items()}),
         standard_coal_factors=MappingProxyType(coal),
         co2_factors=MappingProxyType(co2),
+        national=frozenset({"national", *measures}) & frozenset(grids),
     )
+
+
+def _fuel_source(entry: dict[str, Any], data: dict[str, Any]) -> str:
+    """A fuel default's source: the standard that now cites it, if any, then its family
+    (guideline table, or GB/T 2589 NCV with guideline carbon content), which two
+    circulating sets of defaults differ by (shared/reference/factors-check.md)."""
+    family = data["fuel_families"][entry["family"]]
+    return f"{entry['source']}; {family}" if "source" in entry else family
 
 
 def _factor(

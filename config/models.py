@@ -133,12 +133,16 @@ class Emissions(Strict):
 
     factor_set: str = Field(
         default="cn-mee-2022",
-        description="Shipped factor set (data year of the grid factor), e.g. cn-mee-2022.",
+        description="Shipped factor set (series and data year of the grid factor): "
+        "cn-mee-2021 to cn-mee-2023 (MEE/NBS), cn-carbon-market-2021/2022 (carbon-market "
+        "reporting factor, national only).",
     )
     grid: str | None = Field(
         default=None,
-        description="Province of the grid factor (sichuan, chongqing) or national; "
-        "default: the province of gateway.region_code.",
+        description="Province of the grid factor (sichuan, chongqing) or national; in a "
+        "cn-mee set also national_fossil or national_excl_market_nonfossil (the other "
+        "national measures, only by these ids); default: the province of "
+        "gateway.region_code.",
     )
     intervals: list[Duration] = Field(
         default=[60.0, 900.0],

@@ -127,7 +127,9 @@ class Interval(_Record):
 
 
 class Event(_Record):
-    id: int = Field(le=_INT64_MAX, description="Sequence of the event on its gateway")
+    id: int = Field(
+        ge=-_INT64_MAX - 1, le=_INT64_MAX, description="Sequence of the event on its gateway"
+    )
     ts: AwareDatetime
     device: str | None = None
     kind: str = Field(

@@ -117,7 +117,7 @@ def check_emissions(parts: Parts, doc: Document) -> Iterator[Problem]:
                 "emissions.grid: national if your programme prescribes the national factor"
             )
             yield doc.problem(("gateway", "region_code"), message)
-    elif grid not in ("national", province):
+    elif grid not in factors.national and grid != province:
         where = f"which is in {province}" if province else f"which is not in {grid}"
         message = f"{grid} contradicts gateway.region_code {code}, {where}"
         yield doc.problem(("emissions", "grid"), message)

@@ -139,7 +139,8 @@ def test_an_unknown_factor_set_lists_the_shipped_ones(problems: Problems) -> Non
     text = GATEWAY + "emissions:\n  factor_set: cn_mee_2022\n" + METER
     assert problems(text) == [
         "agent.yaml:9:15: emissions.factor_set: unknown factor set 'cn_mee_2022' "
-        "(did you mean 'cn-mee-2022'?); known: cn-mee-2021, cn-mee-2022, cn-mee-2023"
+        "(did you mean 'cn-mee-2022'?); known: cn-mee-2021, cn-mee-2022, cn-mee-2023, "
+        "cn-carbon-market-2021, cn-carbon-market-2022"
     ]
 
 
@@ -178,7 +179,7 @@ def test_an_unknown_grid_lists_the_known_ones(problems: Problems) -> None:
     text = GATEWAY + "emissions:\n  grid: sichaun\n" + METER
     assert problems(text) == [
         "agent.yaml:9:9: emissions.grid: unknown grid 'sichaun' (did you mean 'sichuan'?); "
-        "known: national, sichuan, chongqing"
+        "known: national, sichuan, chongqing, national_excl_market_nonfossil, national_fossil"
     ]
 
 
@@ -461,7 +462,7 @@ def test_the_grid_is_checked_while_the_gateway_is_broken(problems: Problems) -> 
         "agent.yaml:3:13: gateway.timezone: unknown time zone 'Asia/Chengdu' "
         "(for example Asia/Shanghai)",
         "agent.yaml:10:9: emissions.grid: unknown grid 'sichaun' (did you mean 'sichuan'?); "
-        "known: national, sichuan, chongqing",
+        "known: national, sichuan, chongqing, national_excl_market_nonfossil, national_fossil",
     ]
 
 
