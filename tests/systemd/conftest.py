@@ -34,7 +34,9 @@ def unavailable(why: str) -> NoReturn:
 
 
 @pytest.fixture(scope="module")
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     """A container of this module's own with edge-agent installed, the unit not started."""
     problems = missing()
     if problems:

@@ -180,7 +180,9 @@ def test_stop_writes_every_counter_and_a_start_resumes_without_a_gap(site: Site)
     saved = site.counters()
     assert took < TIMEOUT_STOP_SEC
     assert (state["ActiveState"], state["Result"], state["ExecMainStatus"]) == (
-        "inactive", "success", "0"
+        "inactive",
+        "success",
+        "0",
     )  # a stop cut by TimeoutStopSec would be Result=timeout
     for device, counter in COUNTERS.items():
         assert saved[f"{device}/{counter}"] >= stopped_at, device
@@ -216,7 +218,9 @@ def test_a_bad_config_at_start_exits_78_and_waits_for_a_fix(site: Site) -> None:
     assert failed.returncode != 0
     state = site.state()
     assert (state["ActiveState"], state["Result"], state["ExecMainStatus"]) == (
-        "failed", "exit-code", "78"
+        "failed",
+        "exit-code",
+        "78",
     )
     time.sleep(RESTART_SEC + 5)
     state = site.state()
