@@ -8,12 +8,12 @@ TCP meters and delivers 2 s intervals over HTTPS to the receiver, both in the co
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 import pytest
 
 from agent.demo import RESOLUTION_KWH
 from drivers.modbus.simulator import LoadCurve
+from tests.fixtures.plant import epoch
 from tests.fixtures.systemd_site import (
     CONFIG,
     TCP_METERS,
@@ -46,13 +46,10 @@ def position(text: str, needle: str) -> tuple[int, int]:
     raise ValueError(needle)
 
 
-def epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp).timestamp()
-
-
 def delivered_for(site: Site, device: str) -> list[dict]:
-    return [r for r in site.delivered() if r["device"] == device and r["end"] and
-            epoch(r["end"]) - epoch(r["start"]) == 2]  # fmt: skip
+    """The device's 2 s intervals the receiver stored, oldest first."""
+    return [r for r in site.delivered()
+            if r["device"] == device and epoch(r["end"]) - epoch(r["start"]) == 2]  # fmt: skip
 
 
 def test_start_returns_once_ready_and_status_shows_the_status_line(site: Site) -> None:
@@ -117,8 +114,8 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(site: Site) -> None:
     assert site.main_pid() == pid
     assert site.attention(mark) == []
 
-    bad = THREE.replace("    poll: 250ms\n", "    pol: 250ms\n", 1)
-    line, column = position(bad, "pol: 250ms")
+    bad = THREE.replace("    poll: 1s\n", "    pol: 1s\n", 1)
+    line, column = position(bad, "pol: 1s")
     mark = site.box.mark()
     site.write_config(bad)
     site.box.systemctl("reload", UNIT)

@@ -17,7 +17,7 @@ from tests.fixtures.systemd_site import TCP_METERS, UNIT, Site, agent_config, ev
 pytestmark = pytest.mark.timeout(900)
 WATCHDOG_SEC = 60.0
 CONFIG = agent_config(tcp_meters=3)
-UNSENT = r"cloud_sync\.http\.uploader: sync: batch (\d+) not sent: ConnectError: .*"
+UNSENT = r"cloud_sync\.http\.uploader: sync: batch (\d+) not sent: \w+.*"
 
 
 def test_meters_and_uplink_down_longer_than_watchdogsec_never_restart_it(site: Site) -> None:
@@ -44,16 +44,18 @@ def test_meters_and_uplink_down_longer_than_watchdogsec_never_restart_it(site: S
         pid,
     )
     assert len({p for p in pings if p > down_at}) >= 2  # WATCHDOG=1 every 30 s all along
+    # each meter: its first failure (the text depends on the moment), then the slower pace
     for device in TCP_METERS:
-        assert [line for line in attention if f" {device}: " in line] == [
-            f"agent.health: {device}: cannot connect to 127.0.0.1:5020",
+        said = [line for line in attention if f" {device}: " in line]
+        assert len(said) == 2 and said[0].startswith(f"agent.health: {device}: "), attention
+        assert said[1] == (
             f"agent.health: {device}: offline after {OFFLINE_AFTER} failed polls; "
-            "polled less often until it answers",
-        ]
+            "polled less often until it answers"
+        )
     uplink = [line for line in attention if line.startswith("cloud_sync.")]
-    assert len(attention) == 2 * len(TCP_METERS) + len(uplink)
+    assert len(attention) == 2 * len(TCP_METERS) + len(uplink), attention
     unsent = [re.fullmatch(UNSENT, line) for line in uplink]
-    assert unsent and all(unsent) and len(set(uplink)) == len(uplink)
+    assert unsent and all(unsent) and len(set(uplink)) == len(uplink), uplink
 
     mark = site.box.mark()
     site.start_receiver()

@@ -81,7 +81,7 @@ def test_every_driver_runs_the_data_path_inside_the_sandbox(site: Site) -> None:
     installed = site.box.root / "etc/systemd/system/edge-agent.service"
     assert installed.read_text() == SHIPPED.read_text()
     assert site.box.show(UNIT, "DropInPaths")["DropInPaths"] == ""
-    site.write_config(agent_config(every_kind=True, interval=10, poll="1s"))
+    site.write_config(agent_config(every_kind=True, interval=10))
     mark = site.box.mark()
     site.start()
     pid = site.main_pid()

@@ -39,8 +39,8 @@ def test_a_frozen_event_loop_is_killed_by_the_watchdog_and_restarted(site: Site)
     killed_at = int(timeout["__MONOTONIC_TIMESTAMP"]) / 1e6
     texts = [message(e) for e in entries]
     state = site.state()
-    assert killed_at - frozen_at <= WATCHDOG_SEC + 1
-    assert killed_at - pinged == pytest.approx(WATCHDOG_SEC, abs=1.5)
+    assert killed_at - frozen_at <= WATCHDOG_SEC + 3  # journald hears it a moment later
+    assert killed_at - pinged == pytest.approx(WATCHDOG_SEC, abs=3)
     assert any(f"Killing process {pid} (edge-agent) with signal SIGABRT" in t for t in texts)
     assert any("Fatal Python error: Aborted" in t for t in texts)
     assert int(state["NRestarts"]) == restarts + 1
