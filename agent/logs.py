@@ -52,6 +52,11 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in super().format(record).splitlines())
 
 
+EVERY_TIME = {"summary": True}
+"""`extra=` for lines that answer a technician's own action (a reload refused and why):
+said each time, never held back as a repeat, as the filter's summaries are."""
+
+
 class RepeatFilter(logging.Filter):
     """The first of a run of identical warnings passes; the rest are counted.
 

@@ -16,6 +16,7 @@ import time
 from agent import reload, systemd
 from agent.daemon import Agent
 from agent.lifecycle import snapshot_path, watchdog, write_snapshot
+from agent.logs import EVERY_TIME
 from agent.metrics import serve_http
 from config.loader import LoadedConfig, load_config
 from domain.errors import ConfigInvalid
@@ -33,10 +34,13 @@ async def reload_from(agent: Agent) -> None:
         for warning in loaded.warnings:
             log.warning("%s", warning)
         await reload.apply(agent, loaded)
-    except ConfigInvalid as exc:
+    except ConfigInvalid as exc:  # said in full at every reload, even the same file again
         for problem in exc.problems:
-            log.error("%s", problem)
-        log.error("reload refused: %s has problems; still running the previous config", path)
+            log.error("%s", problem, extra=EVERY_TIME)
+        log.error(
+            "reload refused: %s has problems; still running the previous config", path,
+            extra=EVERY_TIME,
+        )  # fmt: skip
     except Exception:  # a reload must never take the daemon down
         log.exception("reload failed; still running (restart the service if in doubt)")
     systemd.notify("READY=1", f"STATUS={agent.summary()}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.logs import JournalFormatter, RepeatFilter, priority, under_journal
+from agent.logs import EVERY_TIME, JournalFormatter, RepeatFilter, priority, under_journal
 
 
 def record(msg: str, *args: object, level: int = logging.WARNING) -> logging.LogRecord:
@@ -87,3 +87,17 @@ def test_config_problems_at_start_carry_the_error_priority_in_the_journal(
         assert main(["check", "-c", str(config)]) == 78
     lines = out.read_text().splitlines()
     assert lines and all(line.startswith("<3>") for line in lines), lines
+
+
+def test_a_refused_reload_is_said_every_time() -> None:
+    """The same bad file reloaded twice within the window: both refusals pass the filter
+    (the real-systemd tier found the second one silent)."""
+    f = RepeatFilter(window=600, clock=lambda: 0.0)
+
+    def refused() -> logging.LogRecord:
+        record = logging.LogRecord("agent.service", logging.ERROR, __file__, 0,
+                                   "reload refused: %s", ("agent.yaml",), None)  # fmt: skip
+        record.__dict__.update(EVERY_TIME)
+        return record
+
+    assert f.filter(refused()) and f.filter(refused())

@@ -137,12 +137,6 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(site: Site) -> None:
     site.box.wait_for_message("reloaded", 30, unit=UNIT, after=mark)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent/logs.py's RepeatFilter holds back an ERROR identical to one logged in "
-    "the last REPEAT_WINDOW (600 s): the same bad file reloaded again logs only 'SIGHUP: "
-    "reloading', so the technician is not told it was refused",
-)
 def test_the_same_bad_file_reloaded_twice_is_refused_aloud_twice(site: Site) -> None:
     """A technician who reloads a file still wrong hears again that it was refused."""
     running(site, THREE)
