@@ -140,7 +140,7 @@ def test_reload_applies_a_good_file_and_refuses_a_bad_one(site: Site) -> None:
 def test_the_same_bad_file_reloaded_twice_is_refused_aloud_twice(site: Site) -> None:
     """A technician who reloads a file still wrong hears again that it was refused."""
     running(site, THREE)
-    bad = THREE.replace("unit: 3,", "unit: 0,", 1)
+    bad = THREE.replace("    poll: 1s\n", "    pol: 1s\n", 1)
     for _ in range(2):
         mark = site.box.mark()
         site.write_config(bad)
