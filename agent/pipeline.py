@@ -320,6 +320,8 @@ class Pipeline:
             work.events.append(EventRow(ts, meter.device, event.kind, "warning", detail))
         if first or step.events or any(step.closed.values()):
             work.counters[meter.key] = state.to_json()
+        if any(step.closed.values()):
+            work.counters |= self.statistics.saved(meter.device)
 
     def _intensity(self, now: float, work: Commit) -> None:
         """Production records whose site CO2 is now known, into `work` (see agent/intensity)."""

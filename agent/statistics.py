@@ -7,6 +7,12 @@ end; its figures wait there until the device's interval record for the same
 span is made (energy closes one poll late) and travel inside that record, so
 the buffer can send or resend any interval with them. Averages are of the
 readings, as the platforms' minute and hour averages are.
+
+The windows are saved with the counters whenever the device closes an interval,
+and whole at a clean stop. A window restored after a crash lacks the readings
+since its last save: it is marked partial (a fifth figure, 0), and a platform
+is told so (HJ 212: flag B) rather than sent an average of part of the interval
+as if it were all of it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class Window:
     start: float
     end: float
     figures: dict[str, list[float]] = field(default_factory=dict)  # point -> sum, n, min, max
+    partial: bool = False  # restored after a crash: readings since its last save are lost
 
     def add(self, point: str, value: float) -> None:
         figure = self.figures.get(point)
@@ -38,9 +45,10 @@ class Window:
         figure[3] = max(figure[3], value)
 
     def summary(self) -> dict[str, list[float]]:
-        """point -> [avg, min, max, readings], as the interval record carries it."""
+        """point -> [avg, min, max, readings], as the interval record carries it, and a
+        fifth figure, 0, when the window is partial."""
         return {
-            point: [round(total / n, 6), low, high, n]
+            point: [round(total / n, 6), low, high, n] + ([0] if self.partial else [])
             for point, (total, n, low, high) in self.figures.items()
         }
 
@@ -52,19 +60,26 @@ class Windows:
     open: dict[float, Window] = field(default_factory=dict)
     closed: dict[float, dict[float, Window]] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
-        def rows(windows: list[Window]) -> list:
-            return [[w.start, w.end, w.figures] for w in windows]
+    def to_json(self, clean: bool) -> dict:
+        """`clean`: saved at a stop, with every reading so far (else at an interval's close)."""
+
+        def rows(windows: list[Window]) -> list:  # copies: the windows go on counting
+            return [[w.start, w.end, {p: list(f) for p, f in w.figures.items()}] for w in windows]
 
         return {
             "open": {str(k): rows([w])[0] for k, w in self.open.items()},
             "closed": {str(k): rows(list(c.values())) for k, c in self.closed.items()},
+            "clean": clean,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> Windows:
+        crashed = not data.get("clean", True)  # the open windows miss their last readings
         return cls(
-            open={float(k): Window(*row) for k, row in data.get("open", {}).items()},
+            open={
+                float(k): Window(row[0], row[1], row[2], crashed)
+                for k, row in data.get("open", {}).items()
+            },
             closed={
                 float(k): {row[0]: Window(*row) for row in rows}
                 for k, rows in data.get("closed", {}).items()
@@ -130,4 +145,11 @@ class Statistics:
         return window.summary() if window is not None and window.figures else None
 
     def to_json(self) -> dict[str, dict]:
-        return {KEY + device: w.to_json() for device, w in self.windows.items()}
+        """Every device's windows, for a clean stop."""
+        return {KEY + device: w.to_json(clean=True) for device, w in self.windows.items()}
+
+    def saved(self, device: str) -> dict[str, dict]:
+        """One device's windows as they stand, to save with its counter at an interval's
+        close (a crash then loses only the readings since)."""
+        windows = self.windows.get(device)
+        return {} if windows is None else {KEY + device: windows.to_json(clean=False)}

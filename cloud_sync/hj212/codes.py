@@ -74,6 +74,9 @@ QN_RTN: Final[dict[int, str]] = {
     100: "unknown error",
 }
 QN_RTN_READY: Final = 1
+QN_RTN_REFUSED: Final = 2
+QN_RTN_BAD_PW: Final = 3
+QN_RTN_BAD_MN: Final = 4
 
 EXE_RTN: Final[dict[int, str]] = {
     1: "executed",
@@ -85,6 +88,8 @@ EXE_RTN: Final[dict[int, str]] = {
     100: "no data",
 }
 EXE_RTN_DONE: Final = 1
+EXE_RTN_FAILED: Final = 2
+EXE_RTN_BAD_CONDITION: Final = 3
 EXE_RTN_NO_DATA: Final = 100
 
 # --- the flag of each value, `xxxxxx-Flag` (table 8) ------------------------------------

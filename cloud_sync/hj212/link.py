@@ -22,7 +22,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from cloud_sync.base import DestinationStatus
 from cloud_sync.hj212.frame import Reader, Segment
 from domain.errors import FrameError
 
@@ -42,10 +41,10 @@ class Link:
         port: int,
         timeout: float,
         handle: Callable[[Segment], Awaitable[None]],
-        status: DestinationStatus,
+        on_state: Callable[[bool], None],
     ) -> None:
         self.name = name
-        self.status = status  # its `connected` follows the connection
+        self.on_state = on_state  # told when the connection comes and goes
         self.host, self.port, self.timeout = host, port, timeout
         self.handle = handle
         self.writer: asyncio.StreamWriter | None = None
@@ -80,8 +79,8 @@ class Link:
             self.last_error = why
             return False
         self.writer = writer
-        self.status.connected = True
-        self.reading = asyncio.create_task(self._read(reader), name=f"{self.name} reader")
+        self.on_state(True)
+        self.reading = asyncio.create_task(self._read(reader, writer), name=f"{self.name} reader")
         if self.last_error is not None:
             log.info("%s: connected to %s:%d", self.name, self.host, self.port)
         self.last_error = None
@@ -96,12 +95,19 @@ class Link:
             raise OSError(f"no answer within {self.timeout:g}s") from exc
 
     async def send(self, frame: bytes) -> None:
-        """One frame, whole: frames from several tasks never interleave."""
-        if self.writer is None:
-            raise ConnectionError("not connected")
+        """One frame, whole: frames from several tasks never interleave. A platform that
+        stops reading for `timeout` is dropped (ConnectionError): the next run reconnects,
+        rather than a full socket holding every sender."""
         async with self._lock:
-            self.writer.write(frame)
-            await self.writer.drain()
+            writer = self.writer
+            if writer is None or writer.is_closing():
+                raise ConnectionError("not connected")
+            writer.write(frame)
+            try:
+                await asyncio.wait_for(writer.drain(), self.timeout)
+            except TimeoutError:
+                writer.transport.abort()  # the reader sees it go and cleans up
+                raise ConnectionError(f"the platform read nothing for {self.timeout:g}s") from None
 
     async def exchange(self, frame: bytes, qn: str, wait: float) -> Segment | None:
         """Send a frame that wants an answer and wait `wait` seconds for it: None if none
@@ -116,7 +122,7 @@ class Link:
             if self.waiting.get(qn) is answer:
                 del self.waiting[qn]
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         frames = Reader()
         requests: asyncio.Queue[Segment | None] = asyncio.Queue()
         handling = asyncio.create_task(self._handle(requests), name=f"{self.name} requests")
@@ -133,10 +139,11 @@ class Link:
                         requests.put_nowait(item)
         except OSError as exc:
             log.info("%s: connection lost: %s", self.name, exc)
-        finally:
-            requests.put_nowait(None)
-            await handling
-            await self._drop()
+        finally:  # requests still queued cannot be answered on a connection that is gone
+            handling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handling
+            await self._drop(writer)
 
     async def _handle(self, requests: asyncio.Queue[Segment | None]) -> None:
         while (request := await requests.get()) is not None:
@@ -144,8 +151,7 @@ class Link:
                 await self.handle(request)
             except (OSError, ConnectionError) as exc:  # the connection went while answering
                 log.info("%s: request %s not answered: %s", self.name, request.cn, exc)
-            except Exception:  # a fault of ours must not end the reader (logged, counted)
-                self._malformed(f"request {request.cn} failed")
+            except Exception:  # a fault of ours must not end the reader
                 log.exception("%s: request %s failed", self.name, request.cn)
 
     def _malformed(self, why: str) -> None:
@@ -153,21 +159,26 @@ class Link:
         if self.malformed == 1 or self.malformed % 100 == 0:
             log.warning("%s: %s from the platform (%d so far)", self.name, why, self.malformed)
 
-    async def _drop(self) -> None:
-        writer, self.writer = self.writer, None
-        self.status.connected = False
-        for answer in self.waiting.values():
-            if not answer.done():
-                answer.set_exception(ConnectionError("the connection was closed"))
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async def _drop(self, writer: asyncio.StreamWriter) -> None:
+        """This reader's connection is gone; a newer one, if made meanwhile, stays."""
+        if self.writer is writer:
+            self.writer = None
+            self.on_state(False)
+            for answer in self.waiting.values():
+                if not answer.done():
+                    answer.set_exception(ConnectionError("the connection was closed"))
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
-    async def close(self) -> None:
+    async def reset(self) -> None:
+        """Drop the connection (its reader and the requests it queued with it)."""
         reading, self.reading = self.reading, None
         if reading is not None:
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
-        await self._drop()
+
+    async def close(self) -> None:
+        self.on_state = lambda up: None  # a reload's successor owns the status from now
+        await self.reset()

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cloud_sync.base import Identity
+from cloud_sync.hj212 import codes
 from cloud_sync.hj212.cp import number, stamp
 from cloud_sync.hj212.settings.figures import Sent, figures_of, mn_of
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from cloud_sync.hj212.settings import Hj212Settings
     from domain.reading import Reading
 
-MINUTE, HOUR, DAY = "2051", "2061", "2031"
-REALTIME = "2011"
 WHOLE = 0.999  # coverage counted as the whole interval (as agent/intervals.py does)
 _ORDER = ("Cou", "Min", "Avg", "Max")  # the order of an item's fields in the standard's examples
 
@@ -64,11 +63,11 @@ class Plan:
         lengths = identity.intervals
         data = settings.data or ["minute", "hour", "day"]  # unset: whatever the lengths allow
         if "minute" in data and lengths and lengths[0] < 3600:
-            cn[lengths[0]] = MINUTE
+            cn[lengths[0]] = codes.CN_MINUTE
         if "hour" in data and 3600.0 in lengths:
-            cn[3600.0] = HOUR
+            cn[3600.0] = codes.CN_HOUR
         if "day" in data and 86_400.0 in lengths:
-            cn[86_400.0] = DAY
+            cn[86_400.0] = codes.CN_DAY
         return cls(mn, sent, cn)
 
     def length_of(self, cn: str) -> float | None:
@@ -94,11 +93,11 @@ def _flag(record: dict) -> str:
 
 def items_of(record: dict, sent: list[Sent]) -> list[str]:
     """The CP items of one interval record: each figure under its code, with its flag."""
-    flag = _flag(record)
     stats = record.get("stats") or {}
     out = []
     for s in sent:
         values: dict[str, float] = {}
+        partial = False
         if s.from_record:
             value = record["quantity"] if s.figure == "energy" else record.get(s.figure)
             if value is not None:
@@ -106,16 +105,18 @@ def items_of(record: dict, sent: list[Sent]) -> list[str]:
         else:
             if "Cou" in s.code.statistics:  # the energy counter: the interval's total
                 values["Cou"] = record["quantity"]
-            avg_min_max = stats.get(s.figure)
-            if avg_min_max is not None:
-                avg, low, high, _ = avg_min_max
+            figures = stats.get(s.figure)
+            if figures is not None:
+                avg, low, high = figures[:3]
                 values |= {"Avg": avg, "Min": low, "Max": high}
+                partial = len(figures) > 4  # readings lost in a crash (agent/statistics.py)
         fields = [
             f"{s.code.code}-{what}={number(values[what], s.code.decimals)}"
             for what in _ORDER
             if what in s.code.statistics and what in values
         ]
         if fields:
+            flag = "B" if partial else _flag(record)
             out.append(",".join([*fields, f"{s.code.code}-Flag={flag}"]))
     return out
 
@@ -167,6 +168,7 @@ def live_message(
     """Real-time data of one MN: each point's latest reading under its code, as Rtd; a
     reading older than `stale_before` (the meter stopped answering) is flagged B."""
     items = []
+    sampled = 0.0  # the newest reading's time: DataTime of real-time data (table 4)
     for device in plan.devices_of(mn):
         readings = latest.get(device, {})
         for s in plan.sent.get(device, []):
@@ -176,4 +178,5 @@ def live_message(
             flag = "N" if reading.good and reading.ts >= stale_before else "B"
             value = number(reading.value, s.code.decimals)
             items.append(f"{s.code.code}-Rtd={value},{s.code.code}-Flag={flag}")
-    return Message(mn, REALTIME, stamp(now, tz), tuple(items)) if items else None
+            sampled = max(sampled, min(reading.ts, now))
+    return Message(mn, codes.CN_REALTIME, stamp(sampled, tz), tuple(items)) if items else None

@@ -28,8 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READY, REFUSED, BAD_PW, BAD_MN = 1, 2, 3, 4  # QnRtn (table 7)
-BAD_CONDITION = 3  # ExeRtn (table 6): the request's conditions are wrong
+READY, REFUSED = codes.QN_RTN_READY, codes.QN_RTN_REFUSED
 HISTORY = (codes.CN_MINUTE, codes.CN_HOUR, codes.CN_DAY)
 LIVE_RANGE = (30, 3600)  # seconds: RtdInterval's range (table 4)
 MAX_HISTORY = 50_000  # records one history request is sent at most
@@ -46,10 +45,14 @@ class Requests:
         settings = self.uplink.settings
         if request.cn is None or request.qn is None:
             return self._refused(f"a frame without {'CN' if request.cn is None else 'QN'}")
+        if request.cn.startswith("90"):  # an answer (9011-9014) answers nothing of ours here
+            return self._refused(f"an unasked-for answer CN={request.cn}")
         if request.pw != settings.pw:
-            return await self._refuse(request, BAD_PW, "a request with another PW")
+            return await self._refuse(request, codes.QN_RTN_BAD_PW, "a request with another PW")
         if request.mn not in self.uplink.plan.mn.values():
-            return await self._refuse(request, BAD_MN, f"a request for MN {request.mn}")
+            return await self._refuse(
+                request, codes.QN_RTN_BAD_MN, f"a request for MN {request.mn}"
+            )
         cn = request.cn
         if cn in HISTORY:
             return await self._history(request)
@@ -80,7 +83,9 @@ class Requests:
             end = parse_stamp(asked["EndTime"], uplink.tz)
         except (FrameError, KeyError) as exc:
             return await self._failed(request, f"history request without a valid time: {exc}")
-        if length is None or end < begin or uplink.store is None:
+        if end < begin:
+            return await self._failed(request, "history request ending before it begins")
+        if length is None or uplink.store is None:
             return await self._failed(request, f"no {request.cn} data are sent to this platform")
         await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
         devices = uplink.plan.devices_of(request.mn or "")
@@ -101,7 +106,11 @@ class Requests:
         if not low <= seconds <= high:
             return await self._failed(request, f"real-time interval outside {low}-{high}s")
         await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
-        await self.uplink.set_live(seconds)
+        try:
+            await self.uplink.set_live(seconds)
+        except Exception as exc:  # the buffer refused the write (full, failing)
+            self._refused(f"real-time interval not kept: {exc}")
+            return await self._answer(request, codes.CN_RESULT, f"ExeRtn={codes.EXE_RTN_FAILED}")
         log.info("%s: the platform set real-time data every %gs", self.uplink.name, seconds)
         await self._answer(request, codes.CN_RESULT, f"ExeRtn={codes.EXE_RTN_DONE}")
 
@@ -116,7 +125,7 @@ class Requests:
         """Taken, but its conditions are wrong."""
         self._refused(why)
         await self._answer(request, codes.CN_REQUEST_ANSWER, f"QnRtn={READY}")
-        await self._answer(request, codes.CN_RESULT, f"ExeRtn={BAD_CONDITION}")
+        await self._answer(request, codes.CN_RESULT, f"ExeRtn={codes.EXE_RTN_BAD_CONDITION}")
 
     async def _refuse(self, request: Segment, code: int, why: str) -> None:
         self._refused(why)

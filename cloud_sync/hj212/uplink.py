@@ -64,7 +64,7 @@ class Hj212Uplink:
         self.requests = Requests(self)
         self.link = Link(
             name, settings.host, settings.port, settings.overtime, self.requests.handle,
-            self.status,
+            self._connected,
         )  # fmt: skip
         self.live = settings.realtime  # as configured, until the platform's choice is read
         self.live_paused = False
@@ -72,7 +72,7 @@ class Hj212Uplink:
         self._restored = False
         self._answered: dict[int, set[int]] = {}  # batch seq -> messages answered (this process)
         self._completed: dict[Key, frozenset[str]] = {}  # see _complete
-        self._last_qn = ""
+        self._last_qn_at = 0.0
         self.store: AsyncStore | None = None
 
     # --- what the agent asks of every destination -------------------------------
@@ -182,10 +182,11 @@ class Hj212Uplink:
                     await self.link.send(frame)
 
     async def set_live(self, seconds: float) -> None:
-        """The platform's real-time interval (CN 1062), kept across restarts."""
-        self.live = seconds
+        """The platform's real-time interval (CN 1062), kept across restarts: written
+        first, so a buffer that refuses it leaves the interval as it was (and says so)."""
         if self.store is not None:
             await self.store.commit(Commit(counters={self._state_key: {"realtime": seconds}}))
+        self.live = seconds
         if self._live_changed is not None:
             self._live_changed()
 
@@ -225,6 +226,10 @@ class Hj212Uplink:
         return answered
 
     # --- internals -------------------------------------------------------------
+
+    def _connected(self, up: bool) -> None:
+        # self.status, not a copy: a reload hands this destination its predecessor's
+        self.status.connected = up
 
     @property
     def _state_key(self) -> str:
@@ -304,11 +309,9 @@ class Hj212Uplink:
 
     def next_qn(self) -> str:
         """A request number of our own: the time, made unique within this process."""
-        number = qn(time.time(), self.tz)
-        if number <= self._last_qn:
-            number = str(int(self._last_qn) + 1)
-        self._last_qn = number
-        return number
+        now = max(time.time(), self._last_qn_at + 0.001)  # a millisecond on, if need be
+        self._last_qn_at = now
+        return qn(now, self.tz)
 
     def frames(self, message: Message, *, answer: bool) -> list[tuple[bytes, str]]:
         """A message's frames with their QNs: one, or packets when its CP is long, each
@@ -347,5 +350,6 @@ class Hj212Uplink:
                 if self.status.last_result != why:
                     log.warning("%s: %s after %d tries; it stays pending", self.name, why, tries)
                 self.status.last_result = why
+                await self.link.reset()  # a half-open link (a NAT that forgot it) is not kept
                 return False
         return True

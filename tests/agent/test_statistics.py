@@ -115,3 +115,19 @@ destinations:
     saved = pipeline.flush().counters
     again = built(tmp_path, text, saved)
     assert again.statistics.windows["m"].open == pipeline.statistics.windows["m"].open
+
+
+def test_a_window_restored_after_a_crash_is_partial_and_says_so() -> None:
+    """Saved at an interval's close and restored without a clean stop, the open window
+    lacks its last readings: its figures carry the partial mark (a fifth figure, 0); a
+    clean stop's window is whole."""
+    watched = {"m": frozenset({"power_kw"})}
+    stats = Statistics(watched, (60.0,), TZ, {})
+    stats.add("m", [reading(T0 + 5, 10.0), reading(T0 + 65, 20.0)])  # 1st window closed
+    at_close = stats.saved("m")
+    stats.add("m", [reading(T0 + 70, 30.0)])  # then the crash
+    crashed = Statistics(watched, (60.0,), TZ, at_close)
+    assert crashed.take("m", 60.0, T0) == {"power_kw": [10.0, 10.0, 10.0, 1]}
+    assert crashed.take("m", 60.0, T0 + 60) == {"power_kw": [20.0, 20.0, 20.0, 1, 0]}
+    clean = Statistics(watched, (60.0,), TZ, stats.to_json())
+    assert clean.take("m", 60.0, T0 + 60) == {"power_kw": [25.0, 20.0, 30.0, 2]}

@@ -310,3 +310,73 @@ async def test_a_message_carries_every_device_of_its_mn(
         last = values(hj212_platform, MN_B)[stamp(T0, TZ)]
         assert (last["e10101-Cou"], last["e10102-Cou"]) == ("4.00", "5.00")
     assert hj212_platform.errors == []
+
+
+async def test_a_platform_that_stops_reading_is_dropped_and_close_is_prompt(
+    tmp_path: Path,
+) -> None:
+    """A platform that accepts and never reads: a run ends near its deadline (the write
+    gives up after `overtime`, the connection is dropped), and close() returns at once
+    even with the platform's requests queued."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # never reads: the socket buffers fill
+
+    server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with uplink_on(tmp_path / "b.db", port, overtime="300ms", codes=_LONG) as (
+            uplink,
+            store,
+        ):
+            await commit(store, [record("incomer", T0 + 60 * i, 60, 1.0) for i in range(3000)])
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await uplink.deliver(deadline=time.monotonic() + 1)
+            assert loop.time() - started < 5
+            assert uplink.status.connected is False
+            started = loop.time()
+        assert loop.time() - started < 2  # the close at the end of `async with`
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+_LONG = {  # a long item per record, so the frames fill the socket buffers quickly
+    "energy_kwh": {"code": "e10101", "as": "Cou", "decimals": 6},
+    "power_kw": {"code": "e10201", "as": ["Avg", "Min", "Max"], "decimals": 6},
+}
+
+
+async def test_the_successor_of_a_reload_keeps_the_status_true(
+    hj212_platform: Platform, tmp_path: Path
+) -> None:
+    """A reload makes the destination afresh and hands it the old status; closing the old
+    one must not mark the new connection down."""
+    port = hj212_platform.port
+    async with (
+        uplink_on(tmp_path / "a.db", port) as (old, _),
+        uplink_on(tmp_path / "b.db", port) as (new, _),
+    ):
+        new.status = old.status
+        await old.deliver(deadline=time.monotonic() + 1)
+        await new.deliver(deadline=time.monotonic() + 1)
+        await old.close()
+        assert new.status.connected is True and new.link.up
+
+
+async def test_2012_stops_real_time_data_and_2011_starts_it(
+    hj212_platform: Platform, tmp_path: Path
+) -> None:
+    async with uplink_on(tmp_path / "b.db", hj212_platform.port, realtime="60s") as (uplink, _):
+        changed: list[float | None] = []
+        uplink.on_live_every(lambda: changed.append(uplink.live_every))
+        await uplink.deliver(deadline=time.monotonic() + 1)
+        stop = await hj212_platform.request("2012", mn=MN_A)
+        assert [r.cn for r in stop] == ["9013"] and uplink.live_every is None
+        start = await hj212_platform.request("2011", mn=MN_A, timeout=1)
+        assert start[0].cn == "9011" and start[0].values == {"QnRtn": "1"}
+        assert uplink.live_every == 60.0 and changed == [None, 60.0]
