@@ -373,8 +373,8 @@ def counting_meter(framer: str = "socket") -> tuple[SimulatedMeter, MeterServer]
     return sim, MeterServer([sim], framer=framer)
 
 
-def energy_device(port: int, framer: str = "socket") -> ModbusTcpDevice:
-    link = {"host": "127.0.0.1", "port": port, "framer": framer, "timeout": "300ms"}
+def energy_device(port: int, framer: str = "socket", timeout: str = "300ms") -> ModbusTcpDevice:
+    link = {"host": "127.0.0.1", "port": port, "framer": framer, "timeout": timeout}
     return ModbusTcpDevice(name="m1", modbus_tcp=link, points=[POINTS[1]])
 
 
@@ -385,19 +385,21 @@ async def test_a_late_reply_is_never_taken_for_the_next_request(framer: str) -> 
     late reply with the newest transaction id; RTU frames have none: neither saves it.)"""
     sim, server = counting_meter(framer)
     await server.start()
-    driver = ModbusTcpDriver(energy_device(server.port, framer))
+    # seconds, not tenths: a loaded CI machine (the systemd tier beside the suite) must
+    # not make the in-time request late too
+    driver = ModbusTcpDriver(energy_device(server.port, framer, timeout="1s"))
     try:
-        sim.delay = 0.5  # past the 0.3 s timeout
+        sim.delay = 1.6  # past the 1 s timeout
         [first] = await driver.read()
         asked_late = sim.last_served
-        sim.delay = 0.15  # in time; the late reply lands at 0.5 s, while this request waits
-        await asyncio.sleep(0.1)
+        sim.delay = 0.5  # in time; the late reply lands at 1.6 s, while this request waits
+        await asyncio.sleep(0.3)
         [second] = await driver.read()
         asked_now = sim.last_served
     finally:
         await driver.close()
         await server.stop()
-    assert first.quality is Quality.BAD and "no reply within 0.3s" in (first.reason or "")
+    assert first.quality is Quality.BAD and "no reply within 1s" in (first.reason or "")
     assert asked_late is not None and asked_now is not None and asked_now != asked_late
     assert second.good and second.value == pytest.approx(asked_now[1], abs=0.01)
 
@@ -407,11 +409,11 @@ async def test_a_reply_that_comes_while_nothing_waits_is_thrown_away_and_counted
     the next poll reads a fresh value."""
     sim, server = counting_meter()
     await server.start()
-    driver = ModbusTcpDriver(energy_device(server.port))
+    driver = ModbusTcpDriver(energy_device(server.port, timeout="1s"))
     try:
-        sim.delay = 0.5
+        sim.delay = 1.6
         [first] = await driver.read()
-        await asyncio.sleep(0.4)  # the reply came at 0.5 s, to nobody
+        await asyncio.sleep(1.0)  # the reply came at 1.6 s, to nobody
         late = driver.late_replies
         sim.delay = 0.0
         [second] = await driver.read()
