@@ -86,11 +86,7 @@ def make(loaded: LoadedConfig, want: Wanted) -> Destination:
 def plant_devices(config: Config) -> dict[str, Metered]:
     """What a destination that sends per-device figures knows of each device."""
     return {
-        d.name: Metered(
-            frozenset(p.name for p in d.points),
-            d.energy.counter if d.energy else None,
-            d.energy is not None,
-        )
+        d.name: Metered(frozenset(p.name for p in d.points), d.energy is not None)
         for d in config.devices
     }
 

@@ -53,7 +53,6 @@ class Metered:
     """What a destination that sends per-device figures knows of a device."""
 
     points: frozenset[str]
-    counter: str | None  # the energy counter's point, if energy comes from a counter
     energy: bool  # whether it has interval records at all
 
 

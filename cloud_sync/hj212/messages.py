@@ -22,6 +22,7 @@ from cloud_sync.base import Identity
 from cloud_sync.hj212 import codes
 from cloud_sync.hj212.cp import number, stamp
 from cloud_sync.hj212.settings.figures import Sent, figures_of, mn_of
+from config.units import DAY, HOUR
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from cloud_sync.hj212.settings import Hj212Settings
     from domain.reading import Reading
 
-WHOLE = 0.999  # coverage counted as the whole interval (as agent/intervals.py does)
 _ORDER = ("Cou", "Min", "Avg", "Max")  # the order of an item's fields in the standard's examples
 
 
@@ -62,12 +62,12 @@ class Plan:
         cn = {}
         lengths = identity.intervals
         data = settings.data or ["minute", "hour", "day"]  # unset: whatever the lengths allow
-        if "minute" in data and lengths and lengths[0] < 3600:
+        if "minute" in data and lengths and lengths[0] < HOUR:
             cn[lengths[0]] = codes.CN_MINUTE
-        if "hour" in data and 3600.0 in lengths:
-            cn[3600.0] = codes.CN_HOUR
-        if "day" in data and 86_400.0 in lengths:
-            cn[86_400.0] = codes.CN_DAY
+        if "hour" in data and HOUR in lengths:
+            cn[float(HOUR)] = codes.CN_HOUR
+        if "day" in data and DAY in lengths:
+            cn[float(DAY)] = codes.CN_DAY
         return cls(mn, sent, cn)
 
     def length_of(self, cn: str) -> float | None:
@@ -84,11 +84,12 @@ class Plan:
 def _length(record: dict) -> float:
     start = datetime.fromisoformat(record["start"]).timestamp()
     length = datetime.fromisoformat(record["end"]).timestamp() - start
-    return 86_400.0 if length > 82_800 else length  # a day is 23 or 25 hours at a DST change
+    return float(DAY) if length > 82_800 else length  # a day is 23 or 25 h at a DST change
 
 
 def _flag(record: dict) -> str:
-    return "N" if record["quality"] == "good" and record["coverage"] >= WHOLE else "B"
+    """N for an interval measured whole: "good" says exactly that (agent/intervals.py)."""
+    return "N" if record["quality"] == "good" else "B"
 
 
 def items_of(record: dict, sent: list[Sent]) -> list[str]:

@@ -11,10 +11,8 @@ from config.checks._parts import Parts
 from config.errors import Document, NodePath, unknown
 from config.factors import FactorSet, UnknownFactorSet, factor_set_names, load_factor_set
 from config.models import uscc_check_digit
-from config.units import format_duration
+from config.units import DAY, HOUR, format_duration
 from domain.errors import Problem
-
-HOUR, DAY = 3600, 86_400
 
 
 def check_gateway(parts: Parts, doc: Document) -> Iterator[Problem]:

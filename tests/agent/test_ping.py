@@ -38,8 +38,7 @@ async def ping(tmp_path: Path, port: int, name: str = "epb") -> tuple[int, str]:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    return await proc.wait(), out.decode()
 
 
 async def test_ping_shows_the_exchange_and_the_platform_takes_it(tmp_path: Path) -> None:

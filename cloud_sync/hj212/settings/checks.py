@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 
 from cloud_sync.hj212.settings.figures import RECORD_FIGURES, figures_of, split_key
 from config.base import NodePath, Reporter
-from config.units import format_duration
+from config.units import DAY, HOUR, format_duration
 from domain.errors import Problem
 
 if TYPE_CHECKING:
     from cloud_sync.hj212.settings import Hj212Settings
     from config.checks._parts import Parts
 
-HOUR, DAY = 3600.0, 86_400.0
 
 NOT_IN_2025 = (
     "HJ 212-2025 is not implemented: its full text (the new frame version, the commands for "
