@@ -103,6 +103,11 @@ class PointBase(Strict):
     )
     scale: float = Field(default=1.0, description="Decoded value = raw x scale + offset.")
     offset: float = Field(default=0.0, description="Added after scaling.")
+    source: str | None = Field(
+        default=None,
+        description="Where the point is documented: the manual's table or page. "
+        "Every point of a shipped profile has one.",
+    )
 
 
 # --- what a device measures ---------------------------------------------------

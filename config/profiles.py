@@ -36,9 +36,16 @@ class Profile(Strict):
     """A meter's points, of one family; `protocol` names the family."""
 
     description: str = Field(description="The meter, in a line.")
-    source: str = Field(description="The datasheet or standard the points come from.")
+    source: str = Field(
+        description="The manual or standard the points come from: title, version, publisher."
+    )
     caveats: str | None = Field(default=None, description="Quirks a technician should know.")
     protocol: str
+    identify: list[PointBase] = Field(
+        default_factory=list,
+        description="Read-only values that tell this model from others (a model code "
+        "register), each with the values it `expect`s; `scan` reads them.",
+    )
     points: list[PointBase] = Field(min_length=1)
 
 
@@ -52,14 +59,25 @@ class ProfileHeader(Profile):
     """What every profile has; used to report a missing or unknown protocol."""
 
     protocol: Family
+    identify: list[Any] = Field(default_factory=list)
     points: list[Any] = Field(min_length=1)
 
 
 def _model(family: str, point: type[PointBase]) -> type[Profile]:
     """The profile model of one family: its name as `protocol`, its points."""
+    identifying = create_model(
+        f"{family.capitalize()}Identify",
+        __base__=point,
+        __module__=__name__,
+        expect=(
+            list[float],
+            Field(min_length=1, description="The raw values this model answers with."),
+        ),
+    )
     fields: dict[str, Any] = {
         "protocol": (Literal[family], ...),
-        # a point model chosen at run time, which a type checker sees as a variable
+        # point models chosen at run time, which a type checker sees as variables
+        "identify": (list[identifying], Field(default_factory=list)),  # type: ignore[valid-type]
         "points": (list[point], Field(min_length=1)),  # type: ignore[valid-type]
     }
     return create_model(
