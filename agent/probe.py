@@ -91,14 +91,15 @@ def _plan(driver: Driver, as_json: bool) -> None:
 
 
 async def _identify(driver: Driver, as_json: bool) -> int:
-    """Ask the one meter on the line who it is (DL/T 645: the wildcard address)."""
+    """Ask the one meter on the line who it is (DL/T 645: the wildcard address; which
+    edition answered, 2007 or 1997)."""
     try:
         if not isinstance(driver, Identifies):
             message = f"{driver.device}: this protocol has no way to ask a meter its address"
             print(message, file=sys.stderr)
             return 2
         try:
-            address = await driver.identify()
+            facts = dict(await driver.identify())
         except EdgeAgentError as exc:
             if as_json:
                 print(json.dumps({"device": driver.device, "error": str(exc)}, ensure_ascii=False))
@@ -106,9 +107,11 @@ async def _identify(driver: Driver, as_json: bool) -> int:
                 print(exc, file=sys.stderr)
             return 1
         if as_json:
-            print(json.dumps({"device": driver.device, "address": address}))
+            print(json.dumps({"device": driver.device} | facts, ensure_ascii=False))
         else:
-            print(f"{driver.device}: meter address {address}")
+            address = facts.pop("address", "?")
+            more = "".join(f", {key} {value}" for key, value in facts.items())
+            print(f"{driver.device}: meter address {address}{more}")
         return 0
     finally:
         await driver.close()

@@ -9,7 +9,7 @@ it is made, not on every poll.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from config.base import PointBase
@@ -67,9 +67,10 @@ class Writes(Protocol):
 
 @runtime_checkable
 class Identifies(Protocol):
-    """Can ask the one meter on its line who it is (`probe --identify`)."""
+    """Can ask the one meter on its line who it is (`probe --identify`): its "address",
+    then what else the protocol tells (DL/T 645: the "edition" that answered)."""
 
-    async def identify(self) -> str: ...
+    async def identify(self) -> Mapping[str, str]: ...
 
 
 @runtime_checkable

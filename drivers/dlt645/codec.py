@@ -1,4 +1,4 @@
-"""DL/T 645-2007 frames and values: pure functions over bytes, no I/O.
+"""DL/T 645 frames and values (editions 2007 and 1997): pure functions over bytes, no I/O.
 
 A frame on the wire:
 
@@ -8,6 +8,15 @@ The address is 12 BCD digits sent low byte first; every data byte is sent
 +0x33; CS is the sum modulo 256 from the first 68 through the last data byte.
 `Frame` holds the address as printed on the meter and the data with 0x33
 already removed, so nothing above this module ever sees wire bytes.
+
+Both editions share this framing (DL/T 645-1997 §4.2 frame format, DL/T 645-2007 §5:
+start, address, control, length, +0x33, checksum, end). They differ in the
+data identifier, 2 bytes DI1 DI0 in 1997 ("9010") and 4 bytes DI3..DI0 in 2007
+("00010000"), and in the function codes: read data is 0x01 (reply 0x81, error
+reply 0xC1) in 1997 and 0x11 (0x91, 0xD1) in 2007, and the bits of the error
+byte mean different things. An `Edition` holds what differs; the function
+code of a frame says which edition it belongs to, so a reply is judged by the
+request it answers. A meter of one edition ignores the other's requests.
 
 Values are packed BCD, little-endian, laid out by a point's `format`
 ("XXXXXX.XX": eight digits, two decimals). Anything that is not a frame raises
@@ -28,7 +37,9 @@ HEADER = 10  # 68, six address bytes, 68, C, L
 MAX_FOLLOW_UPS = 15
 
 READ_DATA, READ_FOLLOW_UP, READ_ADDRESS = 0x11, 0x12, 0x13
-REPLY, ERROR, FOLLOWS = 0x80, 0x40, 0x20  # control code bits D7, D6, D5
+# DL/T 645-1997 control code, function bits D4..D0: 00001 read data, 00010 read follow-up data
+READ_DATA_1997, READ_FOLLOW_UP_1997 = 0x01, 0x02
+REPLY, ERROR, FOLLOWS = 0x80, 0x40, 0x20  # control code bits D7, D6, D5 (same in both editions)
 
 # error word ERR of an error reply, bit by bit (DL/T 645-2007 §7.1 / domain.md §4.2)
 ERROR_BITS = (
@@ -41,6 +52,50 @@ ERROR_BITS = (
     "too many tariffs",
     "reserved bit 7",
 )
+# error information byte ERR of a DL/T 645-1997 abnormal reply (C = C1H): bit 0 illegal data,
+# bit 1 data identifier wrong, bit 2 password wrong, bits 4-6 too many year zones / daily
+# periods / tariffs, bits 3 and 7 reserved (DL/T 645-1997, read data: the abnormal reply's
+# error information word; corroborated by public 1997 drivers)
+ERROR_BITS_1997 = (
+    "illegal data",
+    "data identifier wrong (DI not supported)",
+    "password wrong",
+    "reserved bit 3",
+    "too many year time zones",
+    "too many daily periods",
+    "too many tariffs",
+    "reserved bit 7",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Edition:
+    """What differs between DL/T 645-1997 and DL/T 645-2007 on the wire."""
+
+    name: str  # "2007", "1997"
+    di_digits: int  # hex digits of a data identifier: 8 (DI3..DI0) or 4 (DI1 DI0)
+    read: int  # function code of read data
+    follow_up: int  # function code of read follow-up data
+    error_bits: tuple[str, ...]
+    numbered_follow_ups: bool  # 2007 follow-up requests and replies carry a frame number
+
+    @property
+    def di_bytes(self) -> int:
+        return self.di_digits // 2
+
+    @property
+    def title(self) -> str:
+        return f"DL/T 645-{self.name}"
+
+
+EDITION_2007 = Edition("2007", 8, READ_DATA, READ_FOLLOW_UP, ERROR_BITS, True)
+EDITION_1997 = Edition("1997", 4, READ_DATA_1997, READ_FOLLOW_UP_1997, ERROR_BITS_1997, False)
+EDITIONS = {e.name: e for e in (EDITION_2007, EDITION_1997)}
+
+
+def edition_of(function: int) -> Edition:
+    """The edition a read function code belongs to (0x01, 0x02: 1997; else 2007)."""
+    return EDITION_1997 if function in (READ_DATA_1997, READ_FOLLOW_UP_1997) else EDITION_2007
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +155,10 @@ def address_matches(asked: str, answered: str) -> bool:
 
 
 def di_to_wire(di: str) -> bytes:
-    """ "00010000" (DI3..DI0, as documents write it) -> 00 00 01 00 (DI0 first, as sent)."""
-    if len(di) != 8:
-        raise ValueError(f"a data identifier has 8 hex digits (got {di!r})")
+    """ "00010000" (DI3..DI0, as documents write it) -> 00 00 01 00 (DI0 first, as sent);
+    a 1997 identifier "9010" (DI1 DI0) -> 10 90."""
+    if len(di) not in (4, 8):
+        raise ValueError(f"a data identifier has 8 (2007) or 4 (1997) hex digits (got {di!r})")
     return bytes.fromhex(di)[::-1]
 
 
@@ -110,22 +166,29 @@ def di_from_wire(wire: bytes) -> str:
     return wire[::-1].hex().upper()
 
 
-def describe_error(err: int) -> str:
+def describe_error(err: int, edition: Edition = EDITION_2007) -> str:
     """The error word of an error reply, read as bits: 0x03 is two reasons, not one code."""
-    reasons = [text for bit, text in enumerate(ERROR_BITS) if err & (1 << bit)]
+    reasons = [text for bit, text in enumerate(edition.error_bits) if err & (1 << bit)]
     return "; ".join(reasons) if reasons else "no reason given (ERR 0x00)"
 
 
 # --- requests ------------------------------------------------------------------
 
 
-def read_data(address: str, di: str) -> Frame:
-    return Frame(address, READ_DATA, di_to_wire(di))
+def read_data(address: str, di: str, edition: Edition = EDITION_2007) -> Frame:
+    if len(di) != edition.di_digits:
+        raise ValueError(f"{edition.title} data identifiers have {edition.di_digits} hex digits")
+    return Frame(address, edition.read, di_to_wire(di))
 
 
-def read_follow_up(address: str, di: str, seq: int) -> Frame:
-    """Ask for follow-up frame `seq` (1, 2, ...) of a reply that said more data follows."""
-    return Frame(address, READ_FOLLOW_UP, di_to_wire(di) + bytes([seq & 0xFF]))
+def read_follow_up(address: str, di: str, seq: int, edition: Edition = EDITION_2007) -> Frame:
+    """Ask for follow-up frame `seq` (1, 2, ...) of a reply that said more data follows.
+
+    2007 numbers the follow-up frames (DI then frame number); the 1997 read
+    follow-up request (function 00010) carries the DI alone.
+    """
+    number = bytes([seq & 0xFF]) if edition.numbered_follow_ups else b""
+    return Frame(address, edition.follow_up, di_to_wire(di) + number)
 
 
 def read_address() -> Frame:
@@ -212,15 +275,20 @@ def mismatch(request: Frame, reply: Frame) -> str | None:
         return f"a reply from meter {reply.address}"
     if not reply.is_reply or reply.function != request.function:
         return f"a frame with control code {reply.control:02X}"
-    if reply.is_error or request.function not in (READ_DATA, READ_FOLLOW_UP):
+    if reply.is_error or request.function not in _READS:
         return None
-    echoed = reply.data[:4]
-    if len(echoed) == 4 and echoed != request.data[:4]:
+    edition = edition_of(request.function)
+    size = edition.di_bytes
+    echoed = reply.data[:size]
+    if len(echoed) == size and echoed != request.data[:size]:
         return f"a reply for DI {di_from_wire(echoed)}"
-    follow_up = request.function == READ_FOLLOW_UP and len(reply.data) >= 5
-    if follow_up and reply.data[-1] != request.data[4]:
+    numbered = request.function == READ_FOLLOW_UP and len(reply.data) >= 5
+    if numbered and reply.data[-1] != request.data[4]:
         return f"a reply for follow-up frame {reply.data[-1]}"
     return None
+
+
+_READS = (READ_DATA, READ_FOLLOW_UP, READ_DATA_1997, READ_FOLLOW_UP_1997)
 
 
 def reply_data(request: Frame, reply: Frame) -> bytes:
@@ -234,20 +302,23 @@ def reply_data(request: Frame, reply: Frame) -> bytes:
         raise BadReply(f"reply from meter {reply.address}, not the one asked")
     if not reply.is_reply or reply.function != request.function:
         raise BadReply(f"unexpected reply, control code {reply.control:02X}")
+    edition = edition_of(request.function)
     if reply.is_error:
         if not reply.data:
             raise DeviceRejected("error reply without an error word")
-        raise DeviceRejected(f"error reply: {describe_error(reply.data[0])}", reply.data[0])
-    if request.function in (READ_DATA, READ_FOLLOW_UP):
-        echoed = reply.data[:4]
-        if echoed != request.data[:4]:
-            shown = di_from_wire(echoed) if len(echoed) == 4 else "(none)"
+        reason = describe_error(reply.data[0], edition)
+        raise DeviceRejected(f"error reply: {reason}", reply.data[0])
+    if request.function in _READS:
+        size = edition.di_bytes
+        echoed = reply.data[:size]
+        if echoed != request.data[:size]:
+            shown = di_from_wire(echoed) if len(echoed) == size else "(none)"
             raise BadReply(f"reply for DI {shown}, not the one asked")
         if request.function == READ_FOLLOW_UP:
             if len(reply.data) < 5 or reply.data[-1] != request.data[4]:
                 raise BadReply(f"follow-up reply is not frame {request.data[4]}")
             return reply.data[4:-1]
-        return reply.data[4:]
+        return reply.data[size:]
     return reply.data
 
 

@@ -1,4 +1,4 @@
-"""DL/T 645-2007 driver: one meter address on a serial port it may share with others.
+"""DL/T 645 driver (2007 or 1997): one meter address on a serial port it may share.
 
 One request per data identifier (DI), each answered, checked and decoded on its
 own: a DI the meter lacks spoils only its points. Every failure becomes a bad
@@ -16,6 +16,11 @@ before answering anything in a poll is taken as dead, and the poll's other
 DIs are marked bad without asking, so it costs one timeout while the meters
 sharing its bus wait. Once it has answered, a silent DI costs its own timeout
 only: some meters ignore DIs they lack instead of sending an error reply.
+
+The device's `edition` chooses the function codes and DI length of its
+requests (codec.Edition); a 1997 and a 2007 meter can share one port, since
+each ignores the other's requests. `identify` asks in the device's edition
+first and then in the other, and says which one answered.
 """
 
 from __future__ import annotations
@@ -35,8 +40,12 @@ from domain.errors import (
 from domain.reading import Quality, Reading
 from drivers.dlt645 import _link
 from drivers.dlt645.codec import (
+    EDITION_1997,
+    EDITION_2007,
+    EDITIONS,
     MAX_FOLLOW_UPS,
     WILDCARD,
+    Edition,
     decode_point,
     meter_address,
     read_address,
@@ -70,6 +79,7 @@ class Dlt645Driver:
     def __init__(self, device: Dlt645Device) -> None:
         self.device = device.name
         self.address = device.dlt645.address
+        self.edition = EDITIONS[str(device.dlt645.edition)]
         self.requests = plan(device.points)
         self._timeout = device.dlt645.timeout
         self._link = _link.attach(device.name, device.dlt645)
@@ -79,7 +89,7 @@ class Dlt645Driver:
         count = len(self.requests)
         points = sum(len(r.points) for r in self.requests)
         extra = f" ({points} points)" if points != count else ""
-        meter = f"meter {self.address}"
+        meter = f"{self.edition.title} meter {self.address}"
         if self.address == WILDCARD:
             meter += " (any: the only meter on the link)"
         return (
@@ -114,22 +124,46 @@ class Dlt645Driver:
                 readings.extend(self._decoded(request, value, where))
         return readings
 
-    async def identify(self) -> str:
-        """The address of the one meter on the link, asked with the wildcard address.
+    async def identify(self) -> dict[str, str]:
+        """The address of the one meter on the link and the edition it answered in.
 
-        For `probe` on a point-to-point link; with several meters on the bus
-        they all answer at once, and the timeout names the garbled frame heard
-        and asks whether more than one meter is on the line.
+        Asked with the wildcard address, in the device's edition first, then in
+        the other if that gets no reply: 2007 has "read communication address"
+        (0x13); 1997 has none, so it is asked for its forward active energy
+        (9010) and its address is the one its reply frame carries. For `probe`
+        on a point-to-point link; with several meters on the bus they all
+        answer at once, and the timeout names the garbled frame heard and asks
+        whether more than one meter is on the line.
         Raises DeviceTimeout, Disconnected, DeviceRejected or BadReply.
         """
         where = f"{self.device} on {self._link.port}"
-        request = read_address()
+        first, second = (
+            (self.edition, EDITION_1997 if self.edition is EDITION_2007 else EDITION_2007)
+        )
         try:
+            try:
+                address = await self._identify_in(first)
+                return {"address": address, "edition": first.name}
+            except DeviceTimeout as silent:
+                try:
+                    address = await self._identify_in(second)
+                except DeviceTimeout:
+                    raise silent from None
+                return {"address": address, "edition": second.name}
+        except EdgeAgentError as exc:
+            raise _located(exc, where) from exc
+
+    async def _identify_in(self, edition: Edition) -> str:
+        if edition is EDITION_2007:
+            request = read_address()
             reply = await self._link.exchange(request, self._timeout)
             reply_data(request, reply)  # an error reply raises here
             return meter_address(reply)
-        except EdgeAgentError as exc:
-            raise _located(exc, where) from exc
+        request = read_data(WILDCARD, "9010", EDITION_1997)
+        reply = await self._link.exchange(request, self._timeout)
+        if not reply.address.isdigit():
+            raise BadReply(f"reply from address {reply.address}, not 12 BCD digits")
+        return reply.address  # an error reply tells the meter's address as well
 
     async def close(self) -> None:
         if self._attached:
@@ -141,13 +175,13 @@ class Dlt645Driver:
     async def _read_di(self, di: str, where: str) -> bytes:
         """The value bytes of `di`, gathered from follow-up frames when the meter splits them."""
         try:
-            request = read_data(self.address, di)
+            request = read_data(self.address, di, self.edition)
             reply = await self._link.exchange(request, self._timeout)
             value = reply_data(request, reply)
             for seq in range(1, MAX_FOLLOW_UPS + 1):
                 if not reply.follows:
                     return value
-                request = read_follow_up(self.address, di, seq)
+                request = read_follow_up(self.address, di, seq, self.edition)
                 reply = await self._link.exchange(request, self._timeout)
                 value += reply_data(request, reply)
             raise BadReply(f"more than {MAX_FOLLOW_UPS} follow-up frames")

@@ -1,16 +1,21 @@
-"""DL/T 645-2007 settings: what a technician writes under `dlt645:`, and a point
-(one data identifier read as packed BCD)."""
+"""DL/T 645 settings: what a technician writes under `dlt645:`, and a point
+(one data identifier read as packed BCD).
+
+A meter speaks one edition, 2007 (the default) or 1997, written as the
+link's `edition`; its points' data identifiers must be of that edition
+(8 hex digits in 2007, 4 in 1997), which `check` tells at the point's line.
+Meters of both editions may share one port: each device has its own."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from config.base import OWN_POINTS, DeviceBase, PointBase, Strict
+from config.base import OWN_POINTS, DeviceBase, NodePath, PointBase, Reporter, Strict
 from config.units import Duration
-from domain.errors import InitError
+from domain.errors import ConfigError, InitError, Problem
 from drivers.spec import InitSpec, ProtocolSpec, SerialLine
 
 __all__ = ["DLT645", "SPECS", "WILDCARD", "Dlt645", "Dlt645Device", "Dlt645Point"]
@@ -18,8 +23,12 @@ __all__ = ["DLT645", "SPECS", "WILDCARD", "Dlt645", "Dlt645Device", "Dlt645Point
 WILDCARD = "AAAAAAAAAAAA"  # any meter: read address, or the one meter of a point-to-point link
 
 
+DI_DIGITS = {2007: 8, 1997: 4}  # hex digits of a data identifier in each edition
+DI_EXAMPLE = {2007: "00010000", 1997: "9010"}  # forward active energy, total
+
+
 class Dlt645(Strict):
-    """A DL/T 645-2007 electricity meter on an RS-485 bus (8 data bits, 1 stop bit)."""
+    """A DL/T 645 electricity meter on an RS-485 bus (8 data bits, 1 stop bit)."""
 
     port: str = Field(description="Serial device, e.g. /dev/ttyUSB1.")
     baudrate: Literal[1200, 2400, 4800, 9600] = Field(default=2400, description="Bits per second.")
@@ -30,6 +39,11 @@ class Dlt645(Strict):
         '"AAAAAAAAAAAA" reaches the only meter of a point-to-point link.',
     )
     timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
+    edition: Literal[2007, 1997] = Field(
+        default=2007,
+        description="The edition of DL/T 645 the meter speaks: 2007, or 1997 for older "
+        "meters (2-byte data identifiers such as 9010). Its points' `di` must match.",
+    )
 
     @field_validator("address")
     @classmethod
@@ -46,8 +60,9 @@ class Dlt645Point(PointBase):
     """One DL/T 645 data identifier."""
 
     di: str = Field(
-        pattern=r"^[0-9A-Fa-f]{8}$",
-        description='Data identifier DI3..DI0 as in the standard, e.g. "00010000".',
+        pattern=r"^([0-9A-Fa-f]{4}){1,2}$",
+        description='Data identifier as in the standard: DI3..DI0 for DL/T 645-2007, e.g. '
+        '"00010000"; DI1 DI0 for a meter with `edition: 1997`, e.g. "9010".',
     )
     format: str = Field(
         default="XXXXXX.XX",
@@ -63,7 +78,7 @@ class Dlt645Point(PointBase):
 
 
 class Dlt645Device(DeviceBase):
-    """A DL/T 645-2007 electricity meter."""
+    """A DL/T 645 electricity meter (2007 or 1997)."""
 
     dlt645: Dlt645
     points: list[Dlt645Point] = Field(default=[], description=OWN_POINTS)
@@ -73,6 +88,49 @@ def _modulus(point: Dlt645Point) -> float | None:
     """An unsigned BCD field wraps to 0 after its last all-nines value."""
     digits = len(point.format.split(".")[0])
     return None if point.signed else 10.0**digits * point.scale
+
+
+def _check(device: Dlt645Device, at: NodePath, doc: Reporter) -> Iterator[Problem]:
+    """Every data identifier the device reads is of the edition its meter speaks.
+
+    A device's own points are reported at their `di`; a profile of the other
+    edition at the device's `profile`. A 4-digit DI sent as 2007 (or the
+    reverse) would only ever get silence or an error reply from the meter.
+    """
+    edition = device.dlt645.edition
+    digits, other = DI_DIGITS[edition], 1997 if edition == 2007 else 2007
+    own = {p.name for p in device.points}
+    for j, point in enumerate(device.points):
+        if len(point.di) != digits:
+            message = (
+                f'"{point.di}" is a DL/T 645-{other} data identifier; this meter speaks '
+                f'{edition} (dlt645.edition), where a DI has {digits} hex digits, e.g. '
+                f'"{DI_EXAMPLE[edition]}": write the {edition} DI, or edition: {other} '
+                "under dlt645: if the meter speaks that"
+            )
+            yield doc.problem((*at, "points", j, "di"), message)
+    if device.profile is not None:
+        wrong = [p for p in _profile_points(device.profile) if p.name not in own]
+        wrong = [p for p in wrong if len(p.di) != digits]
+        if wrong:
+            message = (
+                f"profile {device.profile} reads DL/T 645-{other} data identifiers "
+                f"({wrong[0].di} for {wrong[0].name}); this meter speaks {edition} "
+                f"(dlt645.edition): set edition: {other} under dlt645: if the meter "
+                f"speaks {other}, or use a {edition} profile"
+            )
+            yield doc.problem((*at, "profile"), message)
+
+
+def _profile_points(name: str) -> list[Dlt645Point]:
+    """The points of a profile, or none if it cannot be loaded (the loader reports why)."""
+    from config.loader import load_profile  # the loader knows every protocol: import late
+
+    try:
+        points = load_profile(name).profile.points
+    except ConfigError:
+        return []
+    return [p for p in points if isinstance(p, Dlt645Point)]
 
 
 def _serial_line(link: Dlt645) -> SerialLine:
@@ -101,12 +159,13 @@ DLT645 = ProtocolSpec(
     point=Dlt645Point,
     family="dlt645",
     driver="drivers.dlt645.driver:Dlt645Driver",
-    summary="DL/T 645-2007: Chinese electricity meters on an RS-485 bus.",
+    summary="DL/T 645-2007 and -1997: Chinese electricity meters on an RS-485 bus.",
     example={"port": "/dev/ttyUSB1", "address": "000012345678"},
     init=InitSpec(
         "--dlt645", "PORT", "a DL/T 645 meter on /dev/ttyUSB1 ...", _fields, "dlt645-2007-energy"
     ),
     serial_line=_serial_line,
     modulus=_modulus,
+    check=_check,
 )
 SPECS = (DLT645,)
