@@ -89,9 +89,11 @@ class Dlt645Driver:
         count = len(self.requests)
         points = sum(len(r.points) for r in self.requests)
         extra = f" ({points} points)" if points != count else ""
-        meter = f"{self.edition.title} meter {self.address}"
+        meter = f"meter {self.address}"
         if self.address == WILDCARD:
             meter += " (any: the only meter on the link)"
+        if self.edition is EDITION_1997:
+            meter += ", DL/T 645-1997"
         return (
             f"{self.device}: {count} data identifiers{extra} on {self._link.port} "
             f"@{self._link.settings}, {meter}"

@@ -93,7 +93,7 @@ async def test_identify_reads_the_address_of_the_one_meter_on_the_line(
             config(tmp_path, devices), "w3", as_json=False, plan_only=False, identify=True
         )
     assert code == 0
-    assert capsys.readouterr().out.strip() == f"w3: meter address {ADDRESS}"
+    assert capsys.readouterr().out.strip() == f"w3: meter address {ADDRESS}, edition 2007"
 
 
 async def test_an_unknown_device_lists_the_known_ones(tmp_path: Path, capsys) -> None:
@@ -113,7 +113,8 @@ async def test_browse_is_refused_for_a_device_whose_driver_cannot(tmp_path: Path
 
 
 async def test_identify_answers_in_json_when_asked(tmp_path: Path, capsys) -> None:
-    """--identify --json prints one object {device, address}, as --json does for a read."""
+    """--identify --json prints one object {device, address, edition}, as --json does for a
+    read."""
     async with SimulatedBus([meter()], parity="N") as line:
         devices = (
             f"  - name: w3\n    dlt645: {{port: {line.port}, parity: N, address: AAAAAAAAAAAA}}\n"
@@ -123,7 +124,11 @@ async def test_identify_answers_in_json_when_asked(tmp_path: Path, capsys) -> No
             config(tmp_path, devices), "w3", as_json=True, plan_only=False, identify=True
         )
     assert code == 0
-    assert json.loads(capsys.readouterr().out) == {"device": "w3", "address": ADDRESS}
+    assert json.loads(capsys.readouterr().out) == {
+        "device": "w3",
+        "address": ADDRESS,
+        "edition": "2007",
+    }
 
 
 async def test_identify_failing_in_json_gives_the_reason(tmp_path: Path, capsys) -> None:

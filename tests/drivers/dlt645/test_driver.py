@@ -336,9 +336,10 @@ async def test_values_split_over_follow_up_frames_are_joined() -> None:
 
 
 async def test_identify_reads_the_address_of_the_one_meter() -> None:
-    """identify() asks with the wildcard address and returns the meter's own."""
+    """identify() asks with the wildcard address and returns the meter's own, and the
+    edition that answered."""
     async with bus(meter("123456789012")) as line, driver(device(line.port)) as d:
-        assert await d.identify() == "123456789012"
+        assert await d.identify() == {"address": "123456789012", "edition": "2007"}
 
 
 async def test_identify_on_a_dead_line_raises_a_located_timeout() -> None:
