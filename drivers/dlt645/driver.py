@@ -140,7 +140,8 @@ class Dlt645Driver:
         """
         where = f"{self.device} on {self._link.port}"
         first, second = (
-            (self.edition, EDITION_1997 if self.edition is EDITION_2007 else EDITION_2007)
+            self.edition,
+            EDITION_1997 if self.edition is EDITION_2007 else EDITION_2007,
         )
         try:
             try:

@@ -92,10 +92,9 @@ async def scan_port(
                 for meter in await scanner.wildcard():
                     found.setdefault(meter.address, meter)
             for address in addresses:
-                if address not in found:
-                    meter = await scanner.address(address)
-                    if meter is not None:
-                        found[address] = meter
+                answered = None if address in found else await scanner.address(address)
+                if answered is not None:
+                    found[address] = answered
         except Disconnected as exc:
             raise Disconnected(
                 f"cannot scan {port}: {exc}; nothing was sent (a port held by another "

@@ -9,13 +9,15 @@ Meters of both editions may share one port: each device has its own."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+import yaml
+from pydantic import Field, ValidationError, field_validator
 
 from config.base import OWN_POINTS, DeviceBase, NodePath, PointBase, Reporter, Strict
 from config.units import Duration
-from domain.errors import ConfigError, InitError, Problem
+from domain.errors import InitError, Problem
 from drivers.spec import InitSpec, ProtocolSpec, SerialLine
 
 __all__ = ["DLT645", "SPECS", "WILDCARD", "Dlt645", "Dlt645Device", "Dlt645Point"]
@@ -61,7 +63,7 @@ class Dlt645Point(PointBase):
 
     di: str = Field(
         pattern=r"^([0-9A-Fa-f]{4}){1,2}$",
-        description='Data identifier as in the standard: DI3..DI0 for DL/T 645-2007, e.g. '
+        description="Data identifier as in the standard: DI3..DI0 for DL/T 645-2007, e.g. "
         '"00010000"; DI1 DI0 for a meter with `edition: 1997`, e.g. "9010".',
     )
     format: str = Field(
@@ -104,7 +106,7 @@ def _check(device: Dlt645Device, at: NodePath, doc: Reporter) -> Iterator[Proble
         if len(point.di) != digits:
             message = (
                 f'"{point.di}" is a DL/T 645-{other} data identifier; this meter speaks '
-                f'{edition} (dlt645.edition), where a DI has {digits} hex digits, e.g. '
+                f"{edition} (dlt645.edition), where a DI has {digits} hex digits, e.g. "
                 f'"{DI_EXAMPLE[edition]}": write the {edition} DI, or edition: {other} '
                 "under dlt645: if the meter speaks that"
             )
@@ -123,14 +125,15 @@ def _check(device: Dlt645Device, at: NodePath, doc: Reporter) -> Iterator[Proble
 
 
 def _profile_points(name: str) -> list[Dlt645Point]:
-    """The points of a profile, or none if it cannot be loaded (the loader reports why)."""
-    from config.loader import load_profile  # the loader knows every protocol: import late
-
+    """The points of a DL/T 645 profile (this folder's profiles/), or none if it is not
+    one or cannot be read: the loader reports that. Read here, not through the loader,
+    which sits above the protocols."""
+    path = Path(__file__).parent / "profiles" / f"{name}.yaml"
     try:
-        points = load_profile(name).profile.points
-    except ConfigError:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return [Dlt645Point.model_validate(p) for p in data["points"]]
+    except (OSError, yaml.YAMLError, TypeError, KeyError, ValidationError):
         return []
-    return [p for p in points if isinstance(p, Dlt645Point)]
 
 
 def _serial_line(link: Dlt645) -> SerialLine:

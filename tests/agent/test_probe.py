@@ -14,6 +14,7 @@ from config.loader import load_config
 from drivers.dlt645.simulator import SimulatedBus
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from tests.fixtures.dlt645 import ADDRESS, meter
+from tests.fixtures.dlt645_std import Bus, Meter, bcd
 from tests.fixtures.modbus import POINTS
 
 pytestmark = pytest.mark.timeout(30)
@@ -94,6 +95,26 @@ async def test_identify_reads_the_address_of_the_one_meter_on_the_line(
         )
     assert code == 0
     assert capsys.readouterr().out.strip() == f"w3: meter address {ADDRESS}, edition 2007"
+
+
+async def test_identify_says_a_1997_meter_answered(tmp_path: Path, capsys) -> None:
+    """A device written as 2007 on a DL/T 645-1997 meter: --identify finds it in the other
+    edition and says so, in text and in --json."""
+    meter97 = Meter("000000000414", "1997", {"9010": bcd(9580.15, 8, 2)})
+    devices = "  - name: w3\n    dlt645: {{port: {}, parity: N, address: AAAAAAAAAAAA}}\n"
+    devices += "    profile: dlt645-2007-energy\n"
+    async with Bus([meter97]) as line:
+        loaded = config(tmp_path, devices.format(line.port))
+        code = await probe(loaded, "w3", as_json=False, plan_only=False, identify=True)
+        text = capsys.readouterr().out.strip()
+        code_json = await probe(loaded, "w3", as_json=True, plan_only=False, identify=True)
+    assert (code, code_json) == (0, 0)
+    assert text == "w3: meter address 000000000414, edition 1997"
+    assert json.loads(capsys.readouterr().out) == {
+        "device": "w3",
+        "address": "000000000414",
+        "edition": "1997",
+    }
 
 
 async def test_an_unknown_device_lists_the_known_ones(tmp_path: Path, capsys) -> None:

@@ -10,6 +10,8 @@ from config.loader import load_profile
 from config.profiles import list_profiles
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
 from drivers.dlt645.codec import (
+    EDITION_1997,
+    EDITION_2007,
     WILDCARD,
     Frame,
     decode_bcd,
@@ -362,11 +364,16 @@ def _dlt645_points() -> list[tuple[str, Dlt645Point]]:
 def test_every_dlt645_profile_point_decodes_a_synthetic_reply(
     profile: str, point: Dlt645Point
 ) -> None:
-    """Each point of each shipped profile reads its value back from a reply frame."""
-    value = -1.5 if point.signed else 12.5
-    reply = Frame("000012345678", 0x91, read_data("000012345678", point.di).data)
+    """Each point of each shipped profile reads its value back from a reply frame of its
+    edition (a 4-digit DI is DL/T 645-1997's)."""
+    edition = EDITION_1997 if len(point.di) == 4 else EDITION_2007
+    whole, _, decimals = point.format.partition(".")
+    value = -1.5 if point.signed else (12.5 if len(whole) > 1 else 0.5) if decimals else 12.0
+    request = read_data("000012345678", point.di, edition)
     reply = Frame(
-        reply.address, reply.control, reply.data + encode_bcd(value, point.format, point.signed)
+        request.address,
+        request.control | 0x80,
+        request.data + encode_bcd(value, point.format, point.signed),
     )
-    data = reply_data(read_data("000012345678", point.di), parse(reply.encode()))
+    data = reply_data(request, parse(reply.encode()))
     assert value * point.scale + point.offset == decode_point(data, point)

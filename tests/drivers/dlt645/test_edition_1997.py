@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,12 @@ PROFILE = [
     p for p in load_profile("dlt645-1997-energy").profile.points if isinstance(p, Dlt645Point)
 ]
 OLD, NEW = "000000000414", "000012345678"  # a 1997 and a 2007 meter
+ROOT = Path(__file__).resolve().parents[3]
 
 
-def device(port: str, address: str, edition: int, points: list[Dlt645Point], name: str = "m"):  # type: ignore[no-untyped-def]
+def device(
+    port: str, address: str, edition: int, points: list[Dlt645Point], name: str = "m"
+) -> Dlt645Device:
     return Dlt645Device(
         name=name,
         dlt645={
@@ -141,10 +145,8 @@ def test_any_1997_reply_framed_by_the_standard_decodes_exactly(
 def test_garbage_is_never_a_1997_value(junk: bytes) -> None:
     """Bytes that are not the reply raise a domain error (BadReply or its kin), nothing else."""
     request = read_data(OLD, "9010", EDITION_1997)
-    try:
+    with contextlib.suppress(BadReply, DeviceRejected):
         decode_point(reply_data(request, parse(junk)), PROFILE[0])
-    except (BadReply, DeviceRejected):
-        pass
 
 
 # --- the profile's case ---------------------------------------------------------------
@@ -169,9 +171,11 @@ def test_the_case_frames_decode_to_the_case_values() -> None:
 async def test_the_driver_polls_the_case_frames_from_a_meter() -> None:
     """The same frames served by a meter on a line: the driver reads every point good."""
     replies = {di: bytes.fromhex(hex_) for di, hex_ in CASE["dlt645"].items()}
-    async with Bus([Meter(OLD, "1997", replies=replies)]) as line:
-        async with driver(device(line.port, OLD, 1997, PROFILE)) as d:
-            readings = await d.read()
+    async with (
+        Bus([Meter(OLD, "1997", replies=replies)]) as line,
+        driver(device(line.port, OLD, 1997, PROFILE)) as d,
+    ):
+        readings = await d.read()
     assert all(r.quality is Quality.GOOD for r in readings), [r.reason for r in readings]
     got = {r.point: r.value for r in readings}
     assert got == pytest.approx(CASE["values"], rel=1e-6)
@@ -189,13 +193,13 @@ async def test_a_1997_and_a_2007_meter_share_one_port() -> None:
     good through the one shared port."""
     old = Meter(OLD, "1997", {"9010": bcd(9580.15, 8, 2)})
     new = Meter(NEW, "2007", {"00010000": bcd(12345.67, 8, 2)})
-    async with Bus([old, new]) as line:
-        async with (
-            driver(device(line.port, OLD, 1997, [energy_point("9010")], "old")) as d97,
-            driver(device(line.port, NEW, 2007, [energy_point("00010000")], "new")) as d07,
-        ):
-            (r97,) = await d97.read()
-            (r07,) = await d07.read()
+    async with (
+        Bus([old, new]) as line,
+        driver(device(line.port, OLD, 1997, [energy_point("9010")], "old")) as d97,
+        driver(device(line.port, NEW, 2007, [energy_point("00010000")], "new")) as d07,
+    ):
+        (r97,) = await d97.read()
+        (r07,) = await d07.read()
     assert (r97.value, r07.value) == (9580.15, 12345.67)
     assert old.asked == ["9010"] and new.asked == ["00010000"]
     assert {hex(r.control) for r in line.heard} == {"0x1", "0x11"}
@@ -215,9 +219,11 @@ async def test_a_1997_error_reply_names_device_meter_di_and_the_1997_reason() ->
 
 async def test_a_2007_device_on_a_1997_meter_hears_nothing() -> None:
     """The 1997 meter ignores 2007 requests: the configured edition matters."""
-    async with Bus([Meter(OLD, "1997", {"9010": bcd(1.0, 8, 2)})]) as line:
-        async with driver(device(line.port, OLD, 2007, [energy_point("00010000")])) as d:
-            (reading,) = await d.read()
+    async with (
+        Bus([Meter(OLD, "1997", {"9010": bcd(1.0, 8, 2)})]) as line,
+        driver(device(line.port, OLD, 2007, [energy_point("00010000")])) as d,
+    ):
+        (reading,) = await d.read()
     assert reading.reason is not None and "no reply within 0.3s" in reading.reason
 
 
@@ -226,16 +232,20 @@ async def test_identify_says_which_edition_answered(configured: int) -> None:
     """Asked in the configured edition first, then the other: a 1997 meter is found either
     way, its address from its reply frame, and identify says 1997."""
     points = [energy_point("9010" if configured == 1997 else "00010000")]
-    async with Bus([Meter(OLD, "1997", {"9010": bcd(1.0, 8, 2)})]) as line:
-        async with driver(device(line.port, "AAAAAAAAAAAA", configured, points)) as d:
-            assert await d.identify() == {"address": OLD, "edition": "1997"}
+    async with (
+        Bus([Meter(OLD, "1997", {"9010": bcd(1.0, 8, 2)})]) as line,
+        driver(device(line.port, "AAAAAAAAAAAA", configured, points)) as d,
+    ):
+        assert await d.identify() == {"address": OLD, "edition": "1997"}
 
 
 async def test_identify_finds_a_2007_meter_from_a_1997_device() -> None:
     """The other way round: a device written as 1997 on a 2007 meter learns it is 2007."""
-    async with Bus([Meter(NEW, "2007", {"00010000": bcd(1.0, 8, 2)})]) as line:
-        async with driver(device(line.port, "AAAAAAAAAAAA", 1997, [energy_point("9010")])) as d:
-            assert await d.identify() == {"address": NEW, "edition": "2007"}
+    async with (
+        Bus([Meter(NEW, "2007", {"00010000": bcd(1.0, 8, 2)})]) as line,
+        driver(device(line.port, "AAAAAAAAAAAA", 1997, [energy_point("9010")])) as d,
+    ):
+        assert await d.identify() == {"address": NEW, "edition": "2007"}
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -314,3 +324,16 @@ def test_an_edition_that_does_not_exist_is_refused(
     (problem,) = [str(p) for p in caught.value.problems]
     assert "devices[0].dlt645.edition" in problem
     assert "2007" in problem and "1997" in problem
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    re.findall(r"```yaml\n(.*?)```", (ROOT / "drivers" / "dlt645" / "README.md").read_text(), re.S),
+)
+def test_the_driver_readme_examples_pass_check(
+    snippet: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each device shown in drivers/dlt645/README.md loads (and passes the edition check)."""
+    device_yaml = "\n".join(line.removeprefix("  ") for line in snippet.splitlines())
+    loaded = load(tmp_path, monkeypatch, "  " + device_yaml.replace("\n", "\n  ") + "\n")
+    assert loaded.config.devices

@@ -3,6 +3,8 @@ meters of tests/fixtures/dlt645_std.py, written from the standards), and nothing
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import serial
 
@@ -18,12 +20,12 @@ OLD, NEW, GONE = "000000000414", "000012345678", "000000000009"
 READS = {0x01, 0x11, 0x13}  # 1997 read data, 2007 read data, 2007 read address
 
 
-def old(**faults: object) -> Meter:
-    return Meter(OLD, "1997", {"9010": bcd(9580.15, 8, 2)}, **faults)  # type: ignore[arg-type]
+def old(**faults: Any) -> Meter:
+    return Meter(OLD, "1997", {"9010": bcd(9580.15, 8, 2)}, **faults)
 
 
-def new(address: str = NEW, **faults: object) -> Meter:
-    return Meter(address, "2007", {"00010000": bcd(12345.67, 8, 2)}, **faults)  # type: ignore[arg-type]
+def new(address: str = NEW, **faults: Any) -> Meter:
+    return Meter(address, "2007", {"00010000": bcd(12345.67, 8, 2)}, **faults)
 
 
 async def test_one_meter_of_each_edition_is_found_by_the_wildcard() -> None:
@@ -105,9 +107,7 @@ async def test_two_meters_of_one_edition_collide_on_the_wildcard() -> None:
     their addresses."""
     heard: list[str] = []
     async with Bus([new(), new("000000000001")]) as line:
-        found = await scan_port(
-            line.port, baudrates=(2400,), parity="N", timeout=0.3, heard=heard
-        )
+        found = await scan_port(line.port, baudrates=(2400,), parity="N", timeout=0.3, heard=heard)
     assert found == []
     assert any("is more than one meter on the line?" in line_ for line_ in heard)
 
