@@ -5,20 +5,17 @@ standards and not from the driver's codec."""
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from config.loader import load_config, load_profile
 from domain.errors import BadReply, ConfigInvalid, DeviceRejected
-from domain.reading import Quality
 from drivers.dlt645.codec import (
     EDITION_1997,
     EDITION_2007,
@@ -36,9 +33,6 @@ from tests.fixtures.dlt645_std import Bus, Meter, bcd, frame
 
 pytestmark = pytest.mark.timeout(30)
 
-CASE = yaml.safe_load(
-    (Path(__file__).parents[1] / "profile_cases" / "dlt645-1997-energy.yaml").read_text()
-)
 PROFILE = [
     p for p in load_profile("dlt645-1997-energy").profile.points if isinstance(p, Dlt645Point)
 ]
@@ -91,6 +85,20 @@ def test_a_1997_reply_decodes_to_the_published_value() -> None:
     request = read_data(NEW, "9010", EDITION_1997)
     reply = parse(bytes.fromhex("68 78 56 34 12 00 00 68 81 06 43 C3 9A 78 56 34 0D 16"))
     assert decode_point(reply_data(request, reply), PROFILE[0]) == 12345.67
+
+
+def test_a_meter_makers_1997_example_reads_the_same() -> None:
+    """An independent published 1997 exchange (https://kaledl.com/down/1493168.html: meter
+    RS3430163 / 138000130754): the driver frames the same requests and reads 0.01 kWh."""
+    assert read_data("000003430163", "9010", EDITION_1997).encode(preamble=False) == (
+        bytes.fromhex("68 63 01 43 03 00 00 68 01 02 43 C3 83 16")
+    )
+    request = read_data("138000130754", "9010", EDITION_1997)
+    assert request.encode(preamble=False) == bytes.fromhex(
+        "68 54 07 13 00 80 13 68 01 02 43 C3 DA 16"
+    )
+    reply = parse(bytes.fromhex("68 54 07 13 00 80 13 68 81 06 43 C3 34 33 33 33 2B 16"))
+    assert decode_point(reply_data(request, reply), PROFILE[0]) == 0.01
 
 
 def test_a_1997_abnormal_reply_reads_the_1997_error_byte() -> None:
@@ -147,38 +155,6 @@ def test_garbage_is_never_a_1997_value(junk: bytes) -> None:
     request = read_data(OLD, "9010", EDITION_1997)
     with contextlib.suppress(BadReply, DeviceRejected):
         decode_point(reply_data(request, parse(junk)), PROFILE[0])
-
-
-# --- the profile's case ---------------------------------------------------------------
-
-
-def test_every_point_of_the_profile_has_its_frame_in_the_case() -> None:
-    """The case gives each DI of the profile a reply and each point its expected value."""
-    assert set(CASE["values"]) == {p.name for p in PROFILE}
-    assert set(CASE["dlt645"]) == {p.di for p in PROFILE}
-    assert all(p.source for p in PROFILE)
-
-
-def test_the_case_frames_decode_to_the_case_values() -> None:
-    """Each whole reply frame of the case, through the codec, gives the point's value."""
-    for point in PROFILE:
-        reply = parse(bytes.fromhex(CASE["dlt645"][point.di]))
-        raw = reply_data(read_data(reply.address, point.di, EDITION_1997), reply)
-        expected = CASE["values"][point.name]
-        assert math.isclose(decode_point(raw, point), expected, rel_tol=1e-6), point.name
-
-
-async def test_the_driver_polls_the_case_frames_from_a_meter() -> None:
-    """The same frames served by a meter on a line: the driver reads every point good."""
-    replies = {di: bytes.fromhex(hex_) for di, hex_ in CASE["dlt645"].items()}
-    async with (
-        Bus([Meter(OLD, "1997", replies=replies)]) as line,
-        driver(device(line.port, OLD, 1997, PROFILE)) as d,
-    ):
-        readings = await d.read()
-    assert all(r.quality is Quality.GOOD for r in readings), [r.reason for r in readings]
-    got = {r.point: r.value for r in readings}
-    assert got == pytest.approx(CASE["values"], rel=1e-6)
 
 
 # --- both editions on one line -----------------------------------------------------------
