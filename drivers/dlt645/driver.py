@@ -53,7 +53,7 @@ from drivers.dlt645.codec import (
     read_follow_up,
     reply_data,
 )
-from drivers.dlt645.settings import Dlt645Device, Dlt645Point
+from drivers.dlt645.settings import Dlt645Device, Dlt645Point, edition_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ class Dlt645Driver:
     def __init__(self, device: Dlt645Device) -> None:
         self.device = device.name
         self.address = device.dlt645.address
-        self.edition = EDITIONS[str(device.dlt645.edition)]
+        self.edition = EDITIONS[str(edition_of(device))]
         self.requests = plan(device.points)
         self._timeout = device.dlt645.timeout
         self._link = _link.attach(device.name, device.dlt645)

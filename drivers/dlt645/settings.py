@@ -1,10 +1,11 @@
 """DL/T 645 settings: what a technician writes under `dlt645:`, and a point
 (one data identifier read as packed BCD).
 
-A meter speaks one edition, 2007 (the default) or 1997, written as the
-link's `edition`; its points' data identifiers must be of that edition
-(8 hex digits in 2007, 4 in 1997), which `check` tells at the point's line.
-Meters of both editions may share one port: each device has its own."""
+A meter speaks one edition, 2007 or 1997. Its points' data identifiers say
+which (8 hex digits in 2007, 4 in 1997), so `edition` under `dlt645:` may be
+left out; written, it must agree with them. `check` tells a point (or a
+profile) of the other edition at its line, and a device mixing both. Meters
+of both editions may share one port: each device has its own."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ from config.units import Duration
 from domain.errors import InitError, Problem
 from drivers.spec import InitSpec, ProtocolSpec, SerialLine
 
-__all__ = ["DLT645", "SPECS", "WILDCARD", "Dlt645", "Dlt645Device", "Dlt645Point"]
+__all__ = [
+    "DLT645",
+    "SPECS",
+    "WILDCARD",
+    "Dlt645",
+    "Dlt645Device",
+    "Dlt645Point",
+    "edition_of",
+]
 
 WILDCARD = "AAAAAAAAAAAA"  # any meter: read address, or the one meter of a point-to-point link
 
@@ -41,10 +50,11 @@ class Dlt645(Strict):
         '"AAAAAAAAAAAA" reaches the only meter of a point-to-point link.',
     )
     timeout: Duration = Field(default=1.0, gt=0, description="Reply timeout of one request.")
-    edition: Literal[2007, 1997] = Field(
-        default=2007,
+    edition: Literal[2007, 1997] | None = Field(
+        default=None,
         description="The edition of DL/T 645 the meter speaks: 2007, or 1997 for older "
-        "meters (2-byte data identifiers such as 9010). Its points' `di` must match.",
+        "meters (2-byte data identifiers such as 9010). Left out, the points' `di` say "
+        "which (4 hex digits: 1997); written, they must match it.",
     )
 
     @field_validator("address")
@@ -92,42 +102,70 @@ def _modulus(point: Dlt645Point) -> float | None:
     return None if point.signed else 10.0**digits * point.scale
 
 
-def _check(device: Dlt645Device, at: NodePath, doc: Reporter) -> Iterator[Problem]:
-    """Every data identifier the device reads is of the edition its meter speaks.
+def edition_of(device: Dlt645Device) -> int:
+    """The edition a device's meter speaks: as written, else as its points' DIs say
+    (the points a loaded device has include its profile's)."""
+    if device.dlt645.edition is not None:
+        return device.dlt645.edition
+    short = [p for p in device.points if len(p.di) == DI_DIGITS[1997]]
+    return 1997 if device.points and len(short) == len(device.points) else 2007
 
-    A device's own points are reported at their `di`; a profile of the other
-    edition at the device's `profile`. A 4-digit DI sent as 2007 (or the
-    reverse) would only ever get silence or an error reply from the meter.
+
+def _check(device: Dlt645Device, at: NodePath, doc: Reporter) -> Iterator[Problem]:
+    """Every data identifier the device reads is of the one edition its meter speaks.
+
+    The edition is the written one, else its profile's, else its first own
+    point's. A device's own points of another edition are reported at their
+    `di`, a profile of another edition at the device's `profile`: a 4-digit DI
+    sent as 2007 (or the reverse) would only ever meet silence.
     """
-    edition = device.dlt645.edition
-    digits, other = DI_DIGITS[edition], 1997 if edition == 2007 else 2007
     own = {p.name for p in device.points}
+    profile = [p for p in _profile_points(device.profile) if p.name not in own]
+    written = device.dlt645.edition
+    edition: int
+    if written is not None:
+        edition, why = written, "dlt645.edition"
+    elif profile:
+        edition, why = _edition(profile[0].di), f"as its profile {device.profile}"
+    elif device.points:
+        edition, why = _edition(device.points[0].di), f"as its first point {device.points[0].name}"
+    else:
+        return
+    digits, other = DI_DIGITS[edition], 1997 if edition == 2007 else 2007
     for j, point in enumerate(device.points):
         if len(point.di) != digits:
+            fix = (
+                f"or edition: {other} under dlt645: if the meter speaks that"
+                if written is not None
+                else "a meter speaks one edition"
+            )
             message = (
                 f'"{point.di}" is a DL/T 645-{other} data identifier; this meter speaks '
-                f"{edition} (dlt645.edition), where a DI has {digits} hex digits, e.g. "
-                f'"{DI_EXAMPLE[edition]}": write the {edition} DI, or edition: {other} '
-                "under dlt645: if the meter speaks that"
+                f"{edition} ({why}), where a DI has {digits} hex digits, e.g. "
+                f'"{DI_EXAMPLE[edition]}": write the {edition} DI, {fix}'
             )
             yield doc.problem((*at, "points", j, "di"), message)
-    if device.profile is not None:
-        wrong = [p for p in _profile_points(device.profile) if p.name not in own]
-        wrong = [p for p in wrong if len(p.di) != digits]
-        if wrong:
-            message = (
-                f"profile {device.profile} reads DL/T 645-{other} data identifiers "
-                f"({wrong[0].di} for {wrong[0].name}); this meter speaks {edition} "
-                f"(dlt645.edition): set edition: {other} under dlt645: if the meter "
-                f"speaks {other}, or use a {edition} profile"
-            )
-            yield doc.problem((*at, "profile"), message)
+    wrong = [p for p in profile if len(p.di) != digits]
+    if wrong and written is not None:
+        message = (
+            f"profile {device.profile} reads DL/T 645-{other} data identifiers "
+            f"({wrong[0].di} for {wrong[0].name}); this meter speaks {edition} "
+            f"(dlt645.edition): set edition: {other} under dlt645: (or leave it out) if the "
+            f"meter speaks {other}, or use a {edition} profile"
+        )
+        yield doc.problem((*at, "profile"), message)
 
 
-def _profile_points(name: str) -> list[Dlt645Point]:
+def _edition(di: str) -> int:
+    return 1997 if len(di) == DI_DIGITS[1997] else 2007
+
+
+def _profile_points(name: str | None) -> list[Dlt645Point]:
     """The points of a DL/T 645 profile (this folder's profiles/), or none if it is not
     one or cannot be read: the loader reports that. Read here, not through the loader,
     which sits above the protocols."""
+    if name is None:
+        return []
     path = Path(__file__).parent / "profiles" / f"{name}.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

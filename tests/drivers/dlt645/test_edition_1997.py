@@ -4,6 +4,7 @@ standards and not from the driver's codec."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from drivers.dlt645.codec import (
     reply_data,
 )
 from drivers.dlt645.driver import Dlt645Driver
-from drivers.dlt645.settings import Dlt645Device, Dlt645Point
+from drivers.dlt645.settings import Dlt645Device, Dlt645Point, edition_of
 from tests.fixtures.config import GATEWAY
 from tests.fixtures.dlt645_std import Bus, Meter, bcd, frame
 
@@ -236,7 +237,7 @@ def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_yaml: str) -> A
 def test_a_1997_device_with_its_profile_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """edition: 1997 and the 1997 profile: valid; the default edition is 2007."""
+    """edition: 1997 and the 1997 profile: valid; an edition left out stays unwritten."""
     loaded = load(
         tmp_path,
         monkeypatch,
@@ -246,7 +247,8 @@ def test_a_1997_device_with_its_profile_loads(
         '    dlt645: {port: /dev/ttyUSB1, address: "000012345678"}\n',
     )
     old, new = loaded.config.devices
-    assert (old.dlt645.edition, new.dlt645.edition) == (1997, 2007)
+    assert (old.dlt645.edition, new.dlt645.edition) == (1997, None)
+    assert (edition_of(old), edition_of(new)) == (1997, 2007)
 
 
 def test_a_2007_di_on_a_1997_device_is_an_error_at_its_line(
@@ -268,22 +270,66 @@ def test_a_2007_di_on_a_1997_device_is_an_error_at_its_line(
     assert 'a DI has 4 hex digits, e.g. "9010"' in problem
 
 
-def test_a_1997_profile_on_a_2007_device_is_an_error_at_the_profile(
+def test_a_1997_profile_on_a_device_written_2007_is_an_error_at_the_profile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Forgetting edition: 1997 is caught at the device's profile line."""
+    """edition: 2007 written beside the 1997 profile: caught at the device's profile line."""
     with pytest.raises(ConfigInvalid) as caught:
         load(
             tmp_path,
             monkeypatch,
             "  - name: old\n    profile: dlt645-1997-energy\n"
-            '    dlt645: {port: /dev/ttyUSB1, address: "000000000414"}\n',
+            '    dlt645: {port: /dev/ttyUSB1, address: "000000000414", edition: 2007}\n',
         )
     (problem,) = [str(p) for p in caught.value.problems]
     line = GATEWAY.count("\n") + 3  # "devices:", "- name", then the profile line
     assert problem.startswith(f"agent.yaml:{line}:")
     assert "devices[0].profile: profile dlt645-1997-energy reads DL/T 645-1997" in problem
-    assert "set edition: 1997 under dlt645:" in problem
+    assert "set edition: 1997 under dlt645: (or leave it out)" in problem
+
+
+def test_left_out_the_edition_follows_the_data_identifiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No edition written: the 1997 profile's DIs make the device 1997, own 4-digit points
+    too; 8-digit ones 2007. The driver asks in that edition."""
+    loaded = load(
+        tmp_path,
+        monkeypatch,
+        "  - name: a\n    profile: dlt645-1997-energy\n"
+        '    dlt645: {port: /dev/ttyUSB1, address: "000000000414"}\n'
+        '  - name: b\n    dlt645: {port: /dev/ttyUSB1, address: "000000000415"}\n'
+        '    points: [{name: e, di: "9010", unit: kWh, kind: counter}]\n'
+        '  - name: c\n    dlt645: {port: /dev/ttyUSB1, address: "000000000416"}\n'
+        '    points: [{name: e, di: "00010000", unit: kWh, kind: counter}]\n',
+    )
+    devices = loaded.config.devices
+    assert [d.dlt645.edition for d in devices] == [None, None, None]
+    assert [edition_of(d) for d in devices] == [1997, 1997, 2007]
+    made = Dlt645Driver(devices[0])
+    try:
+        assert made.edition is EDITION_1997
+    finally:
+        asyncio.run(made.close())
+
+
+def test_a_device_mixing_editions_is_an_error_at_the_odd_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No edition written, a 1997 profile and an own 2007 point: the point is reported, with
+    where the edition came from."""
+    with pytest.raises(ConfigInvalid) as caught:
+        load(
+            tmp_path,
+            monkeypatch,
+            "  - name: old\n    profile: dlt645-1997-energy\n"
+            '    dlt645: {port: /dev/ttyUSB1, address: "000000000414"}\n'
+            '    points: [{name: q, di: "00030000", unit: kvarh}]\n',
+        )
+    (problem,) = [str(p) for p in caught.value.problems]
+    assert "devices[0].points[0].di:" in problem
+    assert "this meter speaks 1997 (as its profile dlt645-1997-energy)" in problem
+    assert "a meter speaks one edition" in problem
 
 
 def test_an_edition_that_does_not_exist_is_refused(
