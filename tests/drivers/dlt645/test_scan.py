@@ -3,12 +3,14 @@ meters of tests/fixtures/dlt645_std.py, written from the standards), and nothing
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import serial
 
 from domain.errors import Disconnected
+from drivers.bus import lock_for
 from drivers.dlt645 import _link
 from drivers.dlt645.scan import Dlt645Found, scan_port
 from drivers.dlt645.settings import Dlt645Device
@@ -163,6 +165,23 @@ async def test_a_port_this_agent_polls_is_scanned_through_its_link() -> None:
         (OLD, 2400, "N"),
         (NEW, 2400, "N"),
     ]
+
+
+async def test_the_scan_waits_for_the_bus_lock() -> None:
+    """While another exchange holds the port's lock (an agent's poll), the scan sends
+    nothing; it goes on once the lock is free."""
+    async with Bus([new()]) as line:
+        lock = lock_for(line.port)
+        await lock.acquire()
+        task = asyncio.create_task(
+            scan_port(line.port, baudrates=(2400,), addresses=[NEW], parity="N", timeout=0.3)
+        )
+        await asyncio.sleep(0.3)  # real time: the scan's own timeout would have passed
+        held = list(line.heard)
+        lock.release()
+        found = await task
+    assert held == []
+    assert [f.address for f in found] == [NEW]
 
 
 async def test_a_missing_port_is_refused() -> None:
