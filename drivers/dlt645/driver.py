@@ -139,22 +139,17 @@ class Dlt645Driver:
         Raises DeviceTimeout, Disconnected, DeviceRejected or BadReply.
         """
         where = f"{self.device} on {self._link.port}"
-        first, second = (
-            self.edition,
-            EDITION_1997 if self.edition is EDITION_2007 else EDITION_2007,
-        )
-        try:
+        other = EDITION_1997 if self.edition is EDITION_2007 else EDITION_2007
+        silent: DeviceTimeout | None = None  # the first edition's, which names what was heard
+        for edition in (self.edition, other):
             try:
-                address = await self._identify_in(first)
-                return {"address": address, "edition": first.name}
-            except DeviceTimeout as silent:
-                try:
-                    address = await self._identify_in(second)
-                except DeviceTimeout:
-                    raise silent from None
-                return {"address": address, "edition": second.name}
-        except EdgeAgentError as exc:
-            raise _located(exc, where) from exc
+                return {"address": await self._identify_in(edition), "edition": edition.name}
+            except DeviceTimeout as exc:
+                silent = silent or exc
+            except EdgeAgentError as exc:
+                raise _located(exc, where) from exc
+        assert silent is not None
+        raise _located(silent, where) from silent
 
     async def _identify_in(self, edition: Edition) -> str:
         if edition is EDITION_2007:
