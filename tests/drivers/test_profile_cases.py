@@ -90,11 +90,12 @@ def decode_modbus(profile: Profile, section: Mapping[str, Any]) -> Decoded:
     decoded: Decoded = {}
     for request in plan(points):
         # a hole the plan bridges reads whatever the meter holds there: zeros here
-        reply = [image.get((request.function, a), 0) for a in range(request.address,
-                                                                      request.address + request.count)]  # fmt: skip
+        span = range(request.address, request.address + request.count)
+        reply = [image.get((request.function, address), 0) for address in span]
         for point, value in zip(request.points, decode_all(request, reply), strict=True):
             assert not isinstance(value, EdgeAgentError), f"{point.name}: {value}"
-            alone = decode_registers(reply[point.address - request.address :][: width(point)], point)
+            at = point.address - request.address
+            alone = decode_registers(reply[at : at + width(point)], point)
             assert value == alone, f"{point.name}: coalesced {value} but alone {alone}"
             decoded[point.name] = value
     return decoded
@@ -132,7 +133,7 @@ def decode_opcua(profile: Profile, section: Mapping[str, Any]) -> Decoded:
     for point in _all_points(profile):
         assert isinstance(point, OpcUaPoint)
         if point.node not in section:
-            assert point in profile.identify, f"{point.name}: the case has no value for {point.node}"
+            assert point in profile.identify, f"{point.name}: the case has no {point.node}"
             continue
         data = ua.DataValue(_variant(section[point.node]))
         decoded[point.name] = opcua.decode(point, data)
@@ -151,19 +152,23 @@ DECODERS: dict[str, Callable[[Profile, Mapping[str, Any]], Decoded]] = {
 
 
 def _mismatches(profile: Profile, decoded: Decoded, expected: Mapping[str, Any]) -> list[str]:
+    """What differs between the decoded values and the case's, one line each."""
     wrong: list[str] = []
     for point in profile.points:
-        if point.name not in expected:
+        got, want = decoded[point.name], expected.get(point.name)
+        if want is None:
             wrong.append(f"{point.name}: no expected value in the case")
-        elif not math.isclose(decoded[point.name], float(expected[point.name]), rel_tol=1e-6):
-            wrong.append(f"{point.name}: decoded {decoded[point.name]}, case says {expected[point.name]}")
+        elif not math.isclose(got, float(want), rel_tol=1e-6):
+            wrong.append(f"{point.name}: decoded {got}, case says {want}")
     for point in profile.identify:
         if point.name not in decoded:
-            continue
-        if decoded[point.name] not in point.expect:
-            wrong.append(f"identify {point.name}: decoded {decoded[point.name]}, expects {point.expect}")
-        if point.name in expected and decoded[point.name] != float(expected[point.name]):
-            wrong.append(f"identify {point.name}: decoded {decoded[point.name]}, case says {expected[point.name]}")
+            continue  # the case gives no registers for it
+        got, want = decoded[point.name], expected.get(point.name)
+        expect = getattr(point, "expect", [])  # the identify model of the family adds it
+        if got not in expect:
+            wrong.append(f"identify {point.name}: decoded {got}, expects {expect}")
+        if want is not None and got != float(want):
+            wrong.append(f"identify {point.name}: decoded {got}, case says {want}")
     known = {p.name for p in _all_points(profile)}
     wrong += [f"{name}: not a point of the profile" for name in expected if name not in known]
     return wrong
