@@ -8,7 +8,8 @@ way a poll decodes them: Modbus registers through the request plan and the
 coalesced decode of drivers/modbus/codec.py (and each point alone through the
 general path, which must agree), DL/T 645 frames through the frame parser and
 the reply checks of drivers/dlt645/codec.py, OPC UA values through
-drivers/opcua/codec.py. A profile without a case fails here; so does a case
+drivers/opcua/codec.py. Each Modbus case is also polled whole: the TCP driver
+reads a pymodbus server on 127.0.0.1 that holds the case's registers. A profile without a case fails here; so does a case
 without a profile, and a point whose decoded value the case does not state.
 
 A protocol family adds one decoder to DECODERS: (profile, its section of the
@@ -20,11 +21,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from asyncua import ua
 
 from config.loader import load_profile
@@ -33,22 +32,13 @@ from domain.errors import EdgeAgentError
 from drivers.dlt645 import codec as dlt645
 from drivers.dlt645.settings import WILDCARD, Dlt645Point
 from drivers.modbus.codec import decode_all, decode_registers, plan, width
-from drivers.modbus.settings import ModbusPoint
+from drivers.modbus.settings import ModbusPoint, ModbusTcp, ModbusTcpDevice
+from drivers.modbus.tcp import ModbusTcpDriver
 from drivers.opcua import codec as opcua
 from drivers.opcua.settings import OpcUaPoint
+from tests.fixtures.profile_cases import CASES, load_case, modbus_image, serving
 
-CASES = Path(__file__).parent / "profile_cases"
 Decoded = dict[str, float]
-
-
-def load_case(name: str) -> dict[str, Any]:
-    path = CASES / f"{name}.yaml"
-    assert path.is_file(), f"profile {name} has no regression case: write {path}"
-    case = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert isinstance(case, dict), f"{path}: a mapping expected"
-    assert str(case.get("source", "")).strip(), f"{path}: say where the bytes come from (source)"
-    assert isinstance(case.get("values"), dict), f"{path}: `values:` maps point -> value"
-    return case
 
 
 def _all_points(profile: Profile) -> list[Any]:
@@ -58,26 +48,9 @@ def _all_points(profile: Profile) -> list[Any]:
 
 # --- Modbus: registers -> plan -> coalesced reads, as a poll decodes them -------------
 
-_TABLES = ("holding", "input", "coil", "discrete")
-
-
-def _modbus_image(section: Mapping[str, Any]) -> dict[tuple[str, int], int]:
-    """(table, address) -> register (or bit) from `table: {first address: "hhhh hhhh ..."}`."""
-    image: dict[tuple[str, int], int] = {}
-    for table, blocks in section.items():
-        assert table in _TABLES, f"unknown Modbus table {table!r}; one of {_TABLES}"
-        for first, text in blocks.items():
-            assert isinstance(first, int), f"{table}: address {first!r} is not a number"
-            base = 2 if table in ("coil", "discrete") else 16
-            for i, word in enumerate(str(text).split()):
-                key = (table, first + i)
-                assert key not in image, f"{table} {first + i:#06x} given twice"
-                image[key] = int(word, base)
-    return image
-
 
 def decode_modbus(profile: Profile, section: Mapping[str, Any]) -> Decoded:
-    image = _modbus_image(section)
+    image = modbus_image(section)
     points: list[ModbusPoint] = []
     for point in _all_points(profile):
         assert isinstance(point, ModbusPoint)
@@ -184,6 +157,29 @@ def test_a_profile_decodes_its_case(name: str) -> None:
     assert profile.protocol in case, f"{name}: the case needs a `{profile.protocol}:` section"
     decoded = decoder(profile, case[profile.protocol])
     assert _mismatches(profile, decoded, case["values"]) == []
+
+
+MODBUS = [n for n in list_profiles() if load_profile(n).profile.protocol == "modbus"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", MODBUS)
+async def test_a_modbus_profile_polled_over_tcp_reads_its_case(name: str) -> None:
+    """The whole read path: the driver polls a real server holding the case's registers."""
+    profile = load_profile(name).profile
+    case = load_case(name)
+    points = [p for p in profile.points if isinstance(p, ModbusPoint)]
+    async with serving(modbus_image(case["modbus"])) as port:
+        link = ModbusTcp.model_validate({"host": "127.0.0.1", "port": port, "timeout": "2s"})
+        driver = ModbusTcpDriver(ModbusTcpDevice(name="meter", modbus_tcp=link, points=points))
+        try:
+            readings = {r.point: r for r in await driver.read()}
+        finally:
+            await driver.close()
+    bad = {p: r.reason for p, r in readings.items() if not r.good}
+    assert bad == {}
+    values = {p: r.value for p, r in readings.items() if r.value is not None}
+    assert _mismatches(profile, values, case["values"]) == []
 
 
 def test_every_case_belongs_to_a_shipped_profile() -> None:
