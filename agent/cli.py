@@ -272,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
         "it (UNIT: the unit file, default the installed edge-agent.service)",
     )
     command("schema", cmd_schema, "print the JSON Schema of the config file", config=False)
-    p = command("profiles", cmd_profiles, "list the meter profiles and what each reads", False)
+    p = command("profiles", cmd_profiles, "list the meter profiles, each with its manual", False)
     p.add_argument(
         "name", nargs="*", help="show these profiles in full (manual, caveats, where each point is)"
     )

@@ -9,8 +9,9 @@ coalesced decode of drivers/modbus/codec.py (and each point alone through the
 general path, which must agree), DL/T 645 frames through the frame parser and
 the reply checks of drivers/dlt645/codec.py, OPC UA values through
 drivers/opcua/codec.py. Each Modbus case is also polled whole: the TCP driver
-reads a pymodbus server on 127.0.0.1 that holds the case's registers. A profile without a case fails here; so does a case
-without a profile, and a point whose decoded value the case does not state.
+reads a pymodbus server on 127.0.0.1 that holds the case's registers. A profile
+without a case fails here; so does a case without a profile, and a point whose
+decoded value the case does not state.
 
 A protocol family adds one decoder to DECODERS: (profile, its section of the
 case) -> {point name: value}, for the points and the identify values the case
