@@ -104,18 +104,35 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown profile {', '.join(unknown)}; known: {', '.join(list_profiles())}")
         return 2
+    if not args.name and not args.verbose:
+        names = list_profiles()
+        print(f"{len(names)} meter profiles; `edge-agent profiles NAME` shows one in full")
+        for name in names:
+            profile = load_profile(name).profile
+            line = f"{profile.protocol:<6}  {profile.description} | {manual(profile.source)}"
+            print(f"{name:<{max(map(len, names))}}  {line}")
+        return EX_OK
     for name in args.name or list_profiles():
         profile = load_profile(name).profile
         print(f"{name}  ({profile.protocol}) {profile.description}")
-        if args.verbose or args.name:
-            print(f"  source: {' '.join(profile.source.split())}")
-            if profile.caveats:
-                print(f"  caveats: {' '.join(profile.caveats.split())}")
-        reads = ", ".join(
-            p.name + (" (counter)" if p.kind == "counter" else "") for p in profile.points
-        )
-        print(f"  reads: {reads}")
+        print(f"  source: {' '.join(profile.source.split())}")
+        if profile.caveats:
+            print(f"  caveats: {' '.join(profile.caveats.split())}")
+        for title, points in (("identify", profile.identify), ("reads", profile.points)):
+            if points:
+                print(f"  {title}:")
+            for point in points:
+                what = ", ".join(
+                    filter(None, ["counter" if point.kind == "counter" else "", point.unit or ""])
+                )
+                print(f"    {point.name}{f' ({what})' if what else ''}: {point.source or '?'}")
     return EX_OK
+
+
+def manual(source: str) -> str:
+    """The manual a profile's `source` names: its text up to the first ': ' (the place in
+    the manual follows), on one line."""
+    return " ".join(source.split(": ", 1)[0].split())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -255,8 +272,10 @@ def parser() -> argparse.ArgumentParser:
         "it (UNIT: the unit file, default the installed edge-agent.service)",
     )
     command("schema", cmd_schema, "print the JSON Schema of the config file", config=False)
-    p = command("profiles", cmd_profiles, "list the meter profiles and what each reads", False)
-    p.add_argument("name", nargs="*", help="show these profiles in full (source, caveats)")
+    p = command("profiles", cmd_profiles, "list the meter profiles, each with its manual", False)
+    p.add_argument(
+        "name", nargs="*", help="show these profiles in full (manual, caveats, where each point is)"
+    )
     p = command("probe", cmd_probe, "read one device now and print its points")
     p.add_argument("device", help="device name from the config")
     p.add_argument("--json", action="store_true", help="one JSON object")

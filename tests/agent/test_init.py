@@ -68,7 +68,7 @@ def test_init_never_overwrites_without_force(tmp_path: Path, capsys) -> None:
     [
         (["--dlt645", "/dev/ttyUSB1"], "--dlt645 needs --address"),
         (["--dlt645", "/dev/ttyUSB1", "--address", "12345"], "dlt645.address: has the wrong form"),
-        (["--modbus-tcp", "10.0.0.1"], "name the meter's --profile (acrel-adw300, "),
+        (["--modbus-tcp", "10.0.0.1"], "name the meter's --profile ("),
         (["--profile", "eastron-sdm630", "--opcua", "opc.tcp://h"], "is for modbus meters"),
         (["--profile", "nope", "--modbus-rtu", "/dev/ttyS0"], "unknown profile 'nope'"),
     ],

@@ -95,7 +95,7 @@ def test_a_modbus_profile_serves_rtu_and_tcp_alike(load: Load) -> None:
         "devices:\n  - name: incomer\n    profile: eastron-sdm630\n"
         "    modbus_rtu: {port: /dev/ttyUSB0}\n"
     )
-    assert len(load(text).config.devices[0].points) == 11
+    assert len(load(text).config.devices[0].points) == len(load_profile("eastron-sdm630").points)
 
 
 @pytest.fixture
@@ -164,3 +164,54 @@ def test_a_coil_without_type_reads_a_bool(load: Load) -> None:
     point = load(text).config.devices[0].points[0]
     assert isinstance(point, ModbusPoint)
     assert point.type == "bool"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_listing_gives_the_count_and_each_profile_with_its_manual(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`edge-agent profiles`: how many, then one line each: name, protocol, meter, manual."""
+    from agent.cli import main, manual
+
+    assert main(["profiles"]) == 0
+    first, *lines = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"{len(list_profiles())} meter profiles;")
+    assert [line.split()[0] for line in lines] == list_profiles()
+    for name, line in zip(list_profiles(), lines, strict=True):
+        profile = load_profile(name).profile
+        assert profile.description in line
+        assert line.endswith(f"| {manual(profile.source)}")
+
+
+def test_the_manual_is_the_source_up_to_its_first_colon() -> None:
+    """A source names the manual, then after ': ' where in it; without a colon, all of it."""
+    from agent.cli import manual
+
+    assert manual("Acme M1 manual v2,\n  Acme Ltd: Table 3, p. 12") == "Acme M1 manual v2, Acme Ltd"
+    assert manual("Acme M1 manual") == "Acme M1 manual"
+
+
+def test_a_named_profile_shows_where_each_point_is_documented(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`edge-agent profiles eastron-sdm120`: manual, caveats, identify and every point's source."""
+    from agent.cli import main
+
+    assert main(["profiles", "eastron-sdm120"]) == 0
+    out = capsys.readouterr().out
+    profile = load_profile("eastron-sdm120").profile
+    assert f"  source: {' '.join(profile.source.split())}" in out
+    assert "  identify:\n    meter_code: p. 8, register 464515 (Meter code = 00 20)\n" in out
+    for point in profile.points:
+        assert f"    {point.name}" in out and f": {point.source}\n" in out
+    assert "    import_kwh (counter, kWh): Register Map, p. 5, register 30073\n" in out
+
+
+def test_the_readme_table_lists_every_shipped_profile() -> None:
+    """README's "Meter profiles" table has one row per shipped profile, no more, no less."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n### Meter profiles\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list_profiles()

@@ -1,14 +1,14 @@
-"""The regression case of each DL/T 645 profile (tests/drivers/profile_cases/<profile>.yaml):
-every DI's whole reply frame gives every point's expected value, through the codec and through
-the driver polling a meter that sends exactly those frames.
+"""The regression case of each DL/T 645 profile (tests/drivers/profile_cases/<profile>.yaml),
+polled whole: the driver reads a meter on a pseudo-terminal that sends exactly the case's reply
+frames, in the profile's edition, and every point is the case's value.
 
-The frames come from published worked examples and from the standards' rules (see each case's
-comment), never from the driver's codec; the meter is tests/fixtures/dlt645_std.py."""
+tests/drivers/test_profile_cases.py decodes the same frames through the codec alone; here the
+link, the request matching and the edition's function codes are in the path too. The meter is
+tests/fixtures/dlt645_std.py, written from the standards, not from the driver's codec."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,7 @@ from config.loader import load_profile
 from config.profiles import list_profiles
 from domain.reading import Quality
 from drivers.dlt645.codec import (
-    EDITION_1997,
-    EDITION_2007,
-    decode_point,
     parse,
-    read_data,
-    reply_data,
 )
 from drivers.dlt645.driver import Dlt645Driver
 from drivers.dlt645.settings import Dlt645Device, Dlt645Point
@@ -46,28 +41,6 @@ def case(profile: str) -> tuple[list[Dlt645Point], dict[str, Any]]:
 def test_both_editions_have_a_profile() -> None:
     """The 2007 and the 1997 profile are shipped (and so checked below)."""
     assert {"dlt645-2007-energy", "dlt645-1997-energy"} <= set(PROFILES)
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_every_point_has_a_source_and_a_frame_and_a_value(profile: str) -> None:
-    """Each point cites where the standard defines it; the case has its reply and value."""
-    points, data = case(profile)
-    assert all(p.source for p in points)
-    assert set(data["values"]) == {p.name for p in points}
-    assert set(data["dlt645"]) == {p.di for p in points}
-    assert data["source"]
-
-
-@pytest.mark.parametrize("profile", PROFILES)
-def test_the_case_frames_decode_to_the_case_values(profile: str) -> None:
-    """Each whole reply frame, through the codec, gives the point's value (rel 1e-6)."""
-    points, data = case(profile)
-    for point in points:
-        edition = EDITION_1997 if len(point.di) == 4 else EDITION_2007
-        reply = parse(bytes.fromhex(data["dlt645"][point.di]))
-        raw = reply_data(read_data(reply.address, point.di, edition), reply)
-        expected = data["values"][point.name]
-        assert math.isclose(decode_point(raw, point), expected, rel_tol=1e-6), point.name
 
 
 @contextlib.asynccontextmanager

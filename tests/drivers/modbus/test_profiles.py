@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from config.carriers import RATES
 from config.loader import load_profile
 from config.profiles import list_profiles
 from drivers.modbus.codec import MAX_REGISTERS, decode_registers, encode_registers, plan
@@ -19,7 +20,8 @@ MODBUS = [n for n in list_profiles() if load_profile(n).profile.protocol == "mod
 # depend on the brand of the meter
 SHARED = re.compile(
     r"^(import_kwh|export_kwh|power_kw|power_factor|frequency_hz"
-    r"|voltage_l[123]_v|current_l[123]_a|[a-z0-9_]+_(kwh|kw|kvar|kva|v|a|hz))$"
+    r"|voltage_l[123]_v|current_l[123]_a|[a-z0-9_]+_(kwh|kw|kvar|kva|v|a|hz)"
+    r"|[a-z0-9_]+_(m3|m3h|gj|mj|t|th|c))$"  # water, heat, gas: volume, flow, temperature
 )
 
 
@@ -49,4 +51,8 @@ def test_profiles_use_the_shared_point_names(name: str) -> None:
     loaded = load_profile(name)
     assert all(SHARED.match(s.point.name) for s in loaded.points), name
     counters = {s.point.name for s in loaded.points if s.point.kind == "counter"}
-    assert "import_kwh" in counters
+    if any(s.point.name.startswith(("voltage_", "current_")) for s in loaded.points):
+        assert "import_kwh" in counters
+    else:  # a water, heat or gas meter: a counter, or a rate its carrier integrates
+        rates = {unit for units in RATES.values() for unit in units}
+        assert counters or {s.point.unit for s in loaded.points} & rates, name
