@@ -1,19 +1,20 @@
 """CJ/T 188 frames and values: pure functions over bytes, no I/O.
 
-A frame on the wire (CJ/T 188-2004 §6.2, the frame format table):
+A frame on the wire (the data-link layer: CJ/T 188-2018 §6; the sources of
+every table are in drivers/cjt188/settings.py):
 
     [FE ...] 68 T A0..A6 C L DATA(L) CS 16
 
-T is the meter type (§6.2.2), A0..A6 the address, 14 BCD digits sent low
-byte first (§6.2.3; AAH bytes are wildcards), C the control code (§6.2.4:
-D7 direction, 1 = reply; D6 1 = abnormal reply; D5..D0 the function: 01H
-read data, 03H read address), L the length of DATA (§6.2.5), and CS the sum
-modulo 256 of every byte from 68 to the last data byte (§6.2.7). Unlike
-DL/T 645 the data is sent as it is (no 33H added). The wake-up bytes FEH
-before a frame (§6.1) are skipped.
+T is the meter type, A0..A6 the address, 14 BCD digits sent low byte first
+(AAH bytes are wildcards, 99H x 7 the broadcast), C the control code (D7
+direction, 1 = reply; D6 1 = abnormal reply; the low bits the function: 01H
+read data, 03H read address), L the length of DATA, and CS the sum modulo
+256 of every byte from 68 to the last data byte. Unlike DL/T 645 the data
+is sent as it is (no 33H added). Wake-up bytes FEH before a frame are
+skipped; four are sent, as the DL/T 645 link does.
 
-A read request's data is DI0 DI1 SER (§8): the data identifier and a serial
-number the reply echoes. The 2004 edition writes DI0 DI1 as 90H 1FH, the
+A read request's data is DI0 DI1 SER (the application layer, 2018 §8): the
+data identifier and a serial number the reply echoes. The 2004 edition writes DI0 DI1 as 90H 1FH, the
 2018 edition sends the low byte 1FH first; meters of both kinds answer in
 the field, so a reply's DI is accepted in either order (mismatch below).
 An abnormal reply (C = C1H) carries SER and the status ST.
@@ -29,8 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
-from drivers.cjt188 import units
-from drivers.cjt188.fields import STATUS_FIELDS, Field, family_of, layout_of
+from drivers.cjt188.settings import STATUS_FIELDS, Slot, convert, family_of, layout_of
 
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
 START, END = 0x68, 0x16
@@ -38,7 +38,7 @@ HEADER = 11  # 68, T, seven address bytes, C, L
 READ_DATA, READ_ADDRESS = 0x01, 0x03
 REPLY, ABNORMAL = 0x80, 0x40  # control code bits D7, D6
 FUNCTION = 0x3F  # D5..D0
-ADDRESS_DI = "810A"  # the read-address data identifier (§8)
+ADDRESS_DI = "810A"  # the read-address data identifier
 WILDCARD = "AA" * 7
 
 
@@ -114,7 +114,7 @@ def di_matches(di: str, wire: bytes) -> bool:
 
 
 def describe_status(st: bytes) -> str:
-    """ST read as the standard's bits: 'valve closed; battery low' (§8, the ST table)."""
+    """ST read as the standard's bits: 'valve closed; battery low'."""
     if not st:
         return "no status given"
     first = st[0]
@@ -136,7 +136,7 @@ def read_data(meter_type: int, address: str, di: str, ser: int, high_first: bool
 
 
 def read_address(meter_type: int, ser: int, high_first: bool) -> Frame:
-    """Ask the one meter on the line its address: wildcard address, DI 810AH (§8)."""
+    """Ask the one meter on the line its address: wildcard address, DI 810AH."""
     data = di_to_wire(ADDRESS_DI, high_first) + bytes([ser & 0xFF])
     return Frame(meter_type, WILDCARD, READ_ADDRESS, data)
 
@@ -267,8 +267,8 @@ def decode_bcd(raw: bytes, decimals: int) -> float:
 
 def encode_bcd(value: float, size: int, decimals: int) -> bytes:
     """The inverse of decode_bcd; wraps like the meter's register."""
-    units_ = round(value * 10**decimals) % 10 ** (size * 2)
-    return bytes.fromhex(f"{units_:0{size * 2}d}")[::-1]
+    count = round(value * 10**decimals) % 10 ** (size * 2)
+    return bytes.fromhex(f"{count:0{size * 2}d}")[::-1]
 
 
 def decode_field(data: bytes, di: str, meter_type: int, field: str, unit: str) -> float:
@@ -298,7 +298,7 @@ def decode_field(data: bytes, di: str, meter_type: int, field: str, unit: str) -
     return _value(data, spec, field, unit)
 
 
-def _value(data: bytes, spec: Field, field: str, unit: str) -> float:
+def _value(data: bytes, spec: Slot, field: str, unit: str) -> float:
     raw = data[spec.offset : spec.offset + spec.size]
     try:
         number = decode_bcd(raw, spec.decimals)
@@ -308,13 +308,13 @@ def _value(data: bytes, spec: Field, field: str, unit: str) -> float:
         return number
     code = data[spec.offset + spec.size]
     try:
-        return units.convert(number, code, unit, spec.dimension)
+        return convert(number, code, unit, spec.dimension)
     except ValueError as exc:
         raise DecodeError(f"{field}: {exc}") from None
 
 
 def status_bit(st: bytes, field: str) -> float:
-    """1.0 or 0.0 for a status field, from ST's first byte (§8, the ST table)."""
+    """1.0 or 0.0 for a status field, from ST's first byte."""
     valve = st[0] & 0x03
     value = {
         "valve_open": valve == 0,

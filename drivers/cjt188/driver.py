@@ -45,8 +45,7 @@ from drivers.cjt188.codec import (
     read_data,
     reply_data,
 )
-from drivers.cjt188.fields import METER_TYPES, family_of
-from drivers.cjt188.settings import Cjt188Device, Cjt188Point
+from drivers.cjt188.settings import METER_TYPES, Cjt188Device, Cjt188Point, family_of
 
 _NAMES = {code: name for name, code in METER_TYPES.items()}
 
