@@ -14,9 +14,10 @@ is sent as it is (no 33H added). Wake-up bytes FEH before a frame are
 skipped; four are sent, as the DL/T 645 link does.
 
 A read request's data is DI0 DI1 SER (the application layer, 2018 §8): the
-data identifier and a serial number the reply echoes. The 2004 edition writes DI0 DI1 as 90H 1FH, the
-2018 edition sends the low byte 1FH first; meters of both kinds answer in
-the field, so a reply's DI is accepted in either order (mismatch below).
+data identifier and a serial number the reply echoes. The 2004 edition
+writes DI0 DI1 as 90H 1FH, the 2018 edition sends the low byte 1FH first;
+meters of both kinds answer in the field, so a reply's DI is accepted in
+either order (mismatch below).
 An abnormal reply (C = C1H) carries SER and the status ST.
 
 `Frame` holds the address as printed on the meter (A6..A0), so nothing above

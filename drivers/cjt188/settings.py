@@ -142,6 +142,12 @@ DIMENSIONS: dict[str, dict[str, float]] = {
 """Dimension -> the units a point of it may be written in, by their size in the base unit."""
 
 
+def kind_of(dimension: str) -> str:
+    """'an energy', 'a flow rate': a dimension as a message names it."""
+    words = dimension.replace("_", " ")
+    return f"an {words}" if words[0] in "aeiou" else f"a {words}"
+
+
 def dimension_of(unit: str) -> str | None:
     """The dimension a point's unit belongs to, or None."""
     return next((d for d, units in DIMENSIONS.items() if unit in units), None)
@@ -157,8 +163,8 @@ def convert(value: float, code: int, unit: str, dimension: str) -> float:
         raise ValueError(f"unit code {code:02X}H is not in the CJ/T 188 unit table")
     if meaning.dimension != dimension:
         raise ValueError(
-            f"unit code {code:02X}H is {meaning.name}, a {meaning.dimension.replace('_', ' ')} "
-            f"unit, where a {dimension.replace('_', ' ')} was expected"
+            f"unit code {code:02X}H is {meaning.name}, {kind_of(meaning.dimension)} unit, "
+            f"where {kind_of(dimension)} was expected"
         )
     return value * meaning.factor / DIMENSIONS[dimension][unit]
 
@@ -396,7 +402,7 @@ def _check_point(point: Cjt188Point, at: NodePath, doc: Reporter) -> Iterator[Pr
             units = ", ".join(DIMENSIONS[dimension])
             got = repr(point.unit) if point.unit else "no unit"
             message = (
-                f"{point.field} is a {dimension.replace('_', ' ')}: its unit must be one of "
+                f"{point.field} is {kind_of(dimension)}: its unit must be one of "
                 f"{units} (got {got}); the meter's own unit code is converted into it"
             )
             yield doc.problem((*at, "unit"), message)

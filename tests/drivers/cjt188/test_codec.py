@@ -117,7 +117,7 @@ def test_a_meter_that_changes_its_unit_reports_the_same_heat() -> None:
 @pytest.mark.parametrize(
     ("code", "why"),
     [
-        (0x2C, "unit code 2CH is m3, a volume unit, where a energy was expected"),
+        (0x2C, "unit code 2CH is m3, a volume unit, where an energy was expected"),
         (0x99, "unit code 99H is not in the CJ/T 188 unit table"),
     ],
 )

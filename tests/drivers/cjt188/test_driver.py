@@ -117,7 +117,7 @@ async def test_a_unit_code_of_another_kind_makes_the_point_bad_and_names_it() ->
     assert heat.quality is Quality.BAD and heat.value is None
     assert heat.reason == (
         f"meter1 meter {HEAT} DI 901F: heat: unit code 2CH is m3, a volume unit, "
-        "where a energy was expected"
+        "where an energy was expected"
     )
     assert readings["power_kw"].good
 
