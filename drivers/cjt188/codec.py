@@ -7,8 +7,10 @@ every table are in drivers/cjt188/settings.py):
 
 T is the meter type, A0..A6 the address, 14 BCD digits sent low byte first
 (AAH bytes are wildcards, 99H x 7 the broadcast), C the control code (D7
-direction, 1 = reply; D6 1 = abnormal reply; the low bits the function: 01H
-read data, 03H read address), L the length of DATA, and CS the sum modulo
+direction, 1 = reply; D6 1 = abnormal reply; D4..D0 the function: 01H
+read data, 03H read address; D5 marks a reply continued in another frame in
+the 2018 edition, which no data read here needs: such a first part fails
+the layout's length check, by name), L the length of DATA, and CS the sum modulo
 256 of every byte from 68 to the last data byte. Unlike DL/T 645 the data
 is sent as it is (no 33H added). Wake-up bytes FEH before a frame are
 skipped; four are sent, as the DL/T 645 link does.
@@ -38,7 +40,7 @@ START, END = 0x68, 0x16
 HEADER = 11  # 68, T, seven address bytes, C, L
 READ_DATA, READ_ADDRESS = 0x01, 0x03
 REPLY, ABNORMAL = 0x80, 0x40  # control code bits D7, D6
-FUNCTION = 0x3F  # D5..D0
+FUNCTION = 0x1F  # D4..D0; D5 is the 2018 edition's "more frames follow", see below
 ADDRESS_DI = "810A"  # the read-address data identifier
 WILDCARD = "AA" * 7
 

@@ -226,3 +226,14 @@ def test_the_unit_codes_are_the_tables_named_ones() -> None:
     assert {code: UNIT_CODES[code].name for code in named} == named
     assert convert(1.0, 0x13, "GJ", "energy") == pytest.approx(100.0)
     assert convert(1.0, 0x0A, "kWh", "energy") == pytest.approx(100_000.0)
+
+
+def test_a_reply_continued_in_another_frame_is_refused_by_its_length_not_misread() -> None:
+    """2018's D5 (more frames follow) on a cut 901F reply: the function is still 01H, and
+    the shorter data is refused with the length named."""
+    request = read_data(0x20, HEAT, "901F", 1, high_first=False)
+    whole = parse(hexbytes(HEAT_REPLY))
+    first = Frame(0x20, HEAT, 0xA1, whole.data[:25])
+    assert mismatch(request, first) is None
+    with pytest.raises(DecodeError, match="22 data bytes where a heat meter's DI 901F has 43"):
+        decode_field(reply_data(request, first), "901F", 0x20, "heat", "kWh")
