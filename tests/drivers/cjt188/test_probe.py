@@ -28,7 +28,9 @@ def config(tmp_path: Path, port: str, address: str = ADDRESS) -> LoadedConfig:
     return load_config(path)
 
 
-async def test_probe_prints_every_point_with_its_unit(tmp_path: Path, capsys) -> None:
+async def test_probe_prints_every_point_with_its_unit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     meter = SimulatedMeter(ADDRESS, 0x20, clock=lambda: T0, heat_kwh=12345.67)
     async with SimulatedBus([meter]) as bus:
         code = await probe(config(tmp_path, bus.port), "heat1", as_json=False, plan_only=False)
@@ -39,7 +41,7 @@ async def test_probe_prints_every_point_with_its_unit(tmp_path: Path, capsys) ->
     assert len(lines) == 10
 
 
-async def test_probe_json_and_plan(tmp_path: Path, capsys) -> None:
+async def test_probe_json_and_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     meter = SimulatedMeter(ADDRESS, 0x20, clock=lambda: T0, valve=1)
     async with SimulatedBus([meter]) as bus:
         loaded = config(tmp_path, bus.port)
@@ -53,7 +55,9 @@ async def test_probe_json_and_plan(tmp_path: Path, capsys) -> None:
     assert plan[1].startswith("  DI 901F: heat_kwh, settlement_heat_kwh, power_kw")
 
 
-async def test_identify_gives_the_lone_meters_address_and_type(tmp_path: Path, capsys) -> None:
+async def test_identify_gives_the_lone_meters_address_and_type(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     meter = SimulatedMeter(ADDRESS, 0x20, clock=lambda: T0)
     async with SimulatedBus([meter]) as bus:
         loaded = config(tmp_path, bus.port, "AAAAAAAAAAAAAA")
@@ -62,7 +66,9 @@ async def test_identify_gives_the_lone_meters_address_and_type(tmp_path: Path, c
     assert capsys.readouterr().out.strip() == f"heat1: meter address {ADDRESS}, type 20H (heat)"
 
 
-async def test_a_silent_meter_is_probed_bad_with_the_reason(tmp_path: Path, capsys) -> None:
+async def test_a_silent_meter_is_probed_bad_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     meter = SimulatedMeter(ADDRESS, 0x20, silent=True)
     async with SimulatedBus([meter]) as bus:
         loaded = config(tmp_path, bus.port)
