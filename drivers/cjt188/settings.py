@@ -462,7 +462,9 @@ CJT188 = ProtocolSpec(
     driver="drivers.cjt188.driver:Cjt188Driver",
     summary="CJ/T 188: Chinese water, heat and gas meters on RS-485 or M-Bus.",
     example={"port": "/dev/ttyUSB2", "address": "00000012345678", "meter_type": "heat"},
-    init=InitSpec("--cjt188", "PORT", "a CJ/T 188 water, heat or gas meter", _fields),
+    init=InitSpec(
+        "--cjt188", "PORT", "a CJ/T 188 water, heat or gas meter", _fields, "cjt188-heat"
+    ),
     serial_line=_serial_line,
     modulus=_modulus,
     check=_check,
