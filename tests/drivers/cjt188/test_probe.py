@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import serial
 
 from agent.probe import probe
 from config.loader import LoadedConfig, load_config
@@ -75,3 +77,23 @@ async def test_a_silent_meter_is_probed_bad_with_the_reason(
         code = await probe(loaded, "heat1", as_json=False, plan_only=False)
     assert code == 1
     assert f"heat1 meter {ADDRESS} DI 901F: no reply within 1.5s" in capsys.readouterr().out
+
+
+async def test_a_port_the_daemon_holds_is_said_to_be_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """probe on a serial port another program holds (the running daemon) says so."""
+    controller, port = os.openpty()
+    name = os.ttyname(port)
+    held = serial.Serial(name, 9600, exclusive=True)  # as the daemon's driver holds it
+    try:
+        code = await probe(config(tmp_path, name), "heat1", as_json=True, plan_only=False)
+    finally:
+        held.close()
+        os.close(controller)
+        os.close(port)
+    reasons = {p["reason"] for p in json.loads(capsys.readouterr().out)["points"].values()}
+    assert code == 1
+    assert reasons == {
+        f"heat1 meter {ADDRESS} DI 901F: cannot open {name} at 2400 8N1: in use by another program"
+    }
