@@ -6,6 +6,8 @@ import asyncio
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from domain.errors import DeviceTimeout
 from domain.reading import Quality, Reading
@@ -40,8 +42,8 @@ def heat_meter(**faults: object) -> SimulatedMeter:
     return SimulatedMeter(HEAT, 0x20, **faults)  # type: ignore[arg-type]
 
 
-def heat_device(port: str, **link: str) -> Cjt188Device:
-    return device(port, HEAT, "heat", profile_points("cjt188-heat"), **link)
+def heat_device(port: str, timeout: str = "300ms", **link: str) -> Cjt188Device:
+    return device(port, HEAT, "heat", profile_points("cjt188-heat"), timeout, **link)
 
 
 async def test_every_heat_profile_point_reads_good_with_its_unit() -> None:
@@ -233,3 +235,30 @@ async def test_the_registry_makes_the_driver_and_the_plan_names_the_di() -> None
             )
         finally:
             await made.close()
+
+
+async def test_a_meter_switching_its_unit_mid_run_keeps_the_same_heat() -> None:
+    """kWh, then MWh (as heat meters step up when the count grows): the same 5000 kWh."""
+    meter = heat_meter()
+    async with SimulatedBus([meter]) as bus, driver(heat_device(bus.port)) as d:
+        before = values(await d.read())["heat_kwh"]
+        meter.heat_unit = MWH
+        after = values(await d.read())["heat_kwh"]
+    assert before == 5000.0
+    assert after == pytest.approx(5000.0, abs=10.0)  # 0.01 MWh, the register's last digit
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(min_size=1, max_size=80))
+def test_garbage_on_the_line_is_never_a_value(noise: bytes) -> None:
+    """Whatever a broken meter sends instead of its reply, every point reads bad with the
+    device, meter and DI named, and the driver raises nothing."""
+
+    async def poll() -> list[Reading]:
+        meter = heat_meter(garbage=noise)
+        async with SimulatedBus([meter]) as bus, driver(heat_device(bus.port, "100ms")) as d:
+            return await d.read()
+
+    readings = asyncio.run(poll())
+    assert readings and all(r.quality is Quality.BAD and r.value is None for r in readings)
+    assert all((r.reason or "").startswith(f"meter1 meter {HEAT} DI 901F: ") for r in readings)
