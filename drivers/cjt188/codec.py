@@ -7,13 +7,13 @@ every table are in drivers/cjt188/settings.py):
 
 T is the meter type, A0..A6 the address, 14 BCD digits sent low byte first
 (AAH bytes are wildcards, 99H x 7 the broadcast), C the control code (D7
-direction, 1 = reply; D6 1 = abnormal reply; D4..D0 the function: 01H
-read data, 03H read address; D5 marks a reply continued in another frame in
-the 2018 edition, which no data read here needs: such a first part fails
-the layout's length check, by name), L the length of DATA, and CS the sum modulo
-256 of every byte from 68 to the last data byte. Unlike DL/T 645 the data
-is sent as it is (no 33H added). Wake-up bytes FEH before a frame are
-skipped; four are sent, as the DL/T 645 link does.
+direction, 1 = reply; D6 1 = abnormal reply; D4..D0 the function: 01H read
+data, 03H read address; D5, as ng-gateway reads it, a reply continued in
+another frame, which no data read here needs: such a first part fails the
+layout's length check, by name), L the length of DATA, and CS the sum
+modulo 256 of every byte from 68 to the last data byte. Unlike DL/T 645
+the data is sent as it is (no 33H added). Wake-up bytes FEH before a frame
+are skipped; four are sent, as the DL/T 645 link does.
 
 A read request's data is DI0 DI1 SER (the application layer, 2018 §8): the
 data identifier and a serial number the reply echoes. The 2004 edition
@@ -40,7 +40,7 @@ START, END = 0x68, 0x16
 HEADER = 11  # 68, T, seven address bytes, C, L
 READ_DATA, READ_ADDRESS = 0x01, 0x03
 REPLY, ABNORMAL = 0x80, 0x40  # control code bits D7, D6
-FUNCTION = 0x1F  # D4..D0; D5 is the 2018 edition's "more frames follow", see below
+FUNCTION = 0x1F  # D4..D0; D5: "more frames follow" (the module's docstring)
 ADDRESS_DI = "810A"  # the read-address data identifier
 WILDCARD = "AA" * 7
 
