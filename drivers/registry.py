@@ -23,6 +23,7 @@ _SETTINGS = (
     "drivers.modbus.settings",
     "drivers.opcua.settings",
     "drivers.dlt645.settings",
+    "drivers.cjt188.settings",
 )
 
 

@@ -332,7 +332,7 @@ def test_a_misspelt_protocol_is_suggested(problems: Problems) -> None:
     text = GATEWAY + METER.replace("modbus_tcp:", "modbus_tpc:")
     assert problems(text) == [
         "agent.yaml:10:5: devices[0].modbus_tpc: unknown key (did you mean 'modbus_tcp'?); "
-        "a device needs exactly one of modbus_tcp, modbus_rtu, opcua, dlt645"
+        "a device needs exactly one of modbus_tcp, modbus_rtu, opcua, dlt645, cjt188"
     ]
 
 
@@ -343,7 +343,7 @@ def test_a_device_with_two_protocols_is_refused(problems: Problems) -> None:
     )
     assert problems(text) == [
         "agent.yaml:11:5: devices[0].opcua: a device needs exactly one of modbus_tcp, "
-        "modbus_rtu, opcua, dlt645 (found modbus_tcp and opcua)"
+        "modbus_rtu, opcua, dlt645, cjt188 (found modbus_tcp and opcua)"
     ]
 
 
@@ -352,7 +352,7 @@ def test_a_device_without_protocol_says_so(problems: Problems) -> None:
     text = GATEWAY + "devices:\n  - name: meter\n    poll: 5s\n"
     assert problems(text) == [
         "agent.yaml:9:5: devices[0]: a device needs exactly one of modbus_tcp, modbus_rtu, "
-        "opcua, dlt645 (found none)"
+        "opcua, dlt645, cjt188 (found none)"
     ]
 
 

@@ -135,8 +135,8 @@ def test_a_profile_without_protocol_says_which_exist(library: Path) -> None:
     with pytest.raises(ConfigInvalid) as caught:
         load_profile("acme-m2")
     assert [str(p) for p in caught.value.problems] == [
-        "profiles/acme-m2.yaml:1:11: protocol: must be one of 'modbus', 'opcua', 'dlt645' "
-        "(got 'modbus-tcp')"
+        "profiles/acme-m2.yaml:1:11: protocol: must be one of 'modbus', 'opcua', 'dlt645', "
+        "'cjt188' (got 'modbus-tcp')"
     ]
 
 

@@ -252,8 +252,8 @@ def test_the_config_loads_no_driver_and_no_protocol_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     allowed = {"drivers", "drivers.base", "drivers.registry", "drivers.spec"}
-    allowed |= {f"drivers.{folder}" for folder in ("modbus", "opcua", "dlt645")}
-    allowed |= {f"drivers.{folder}.settings" for folder in ("modbus", "opcua", "dlt645")}
+    allowed |= {f"drivers.{folder}" for folder in ("modbus", "opcua", "dlt645", "cjt188")}
+    allowed |= {f"drivers.{folder}.settings" for folder in ("modbus", "opcua", "dlt645", "cjt188")}
     assert set(result.stdout.split()) == allowed
 
 
