@@ -24,7 +24,7 @@ timeout while the meters sharing its bus wait.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from domain.errors import (
@@ -127,7 +127,7 @@ class Cjt188Driver:
                 readings.extend(self._decoded(request, data, where))
         return readings
 
-    async def identify(self) -> str:
+    async def identify(self) -> Mapping[str, str]:
         """The address and type of the one meter on the link, asked with the wildcard
         address (read address, 03H, DI 810AH). With several meters on the bus they all
         answer at once, and the timeout names the garbled frame heard.
@@ -137,7 +137,7 @@ class Cjt188Driver:
         try:
             reply = await self._link.exchange(request, self._timeout)
             reply_data(request, reply)  # an abnormal reply raises here
-            return f"{meter_address(reply)}, type {type_name(reply.meter_type)}"
+            return {"address": meter_address(reply), "type": type_name(reply.meter_type)}
         except EdgeAgentError as exc:
             raise _located(exc, where) from exc
 

@@ -7,7 +7,8 @@ every point of the profile. The bytes are decoded by the drivers' own code, the
 way a poll decodes them: Modbus registers through the request plan and the
 coalesced decode of drivers/modbus/codec.py (and each point alone through the
 general path, which must agree), DL/T 645 frames through the frame parser and
-the reply checks of drivers/dlt645/codec.py, OPC UA values through
+the reply checks of drivers/dlt645/codec.py, CJ/T 188 frames through
+drivers/cjt188/codec.py, OPC UA values through
 drivers/opcua/codec.py. Each Modbus case is also polled whole: the TCP driver
 reads a pymodbus server on 127.0.0.1 that holds the case's registers. A profile
 without a case fails here; so does a case without a profile, and a point whose
@@ -30,6 +31,8 @@ from asyncua import ua
 from config.loader import load_profile
 from config.profiles import Profile, list_profiles
 from domain.errors import EdgeAgentError
+from drivers.cjt188 import codec as cjt188
+from drivers.cjt188.settings import Cjt188Point
 from drivers.dlt645 import codec as dlt645
 from drivers.dlt645.settings import WILDCARD, Dlt645Point
 from drivers.modbus.codec import decode_all, decode_registers, plan, width
@@ -94,6 +97,28 @@ def decode_dlt645(profile: Profile, section: Mapping[str, Any]) -> Decoded:
     return decoded
 
 
+# --- CJ/T 188: DI -> the meter's whole reply frame -------------------------------------
+
+
+def decode_cjt188(profile: Profile, section: Mapping[str, Any]) -> Decoded:
+    decoded: Decoded = {}
+    for di, text in section.items():
+        reply = cjt188.parse(bytes.fromhex(str(text)))
+        request = cjt188.read_data(
+            reply.meter_type, reply.address, str(di), reply.data[2], high_first=True
+        )
+        data = cjt188.reply_data(request, reply)
+        cjt188.check_type(reply.meter_type, reply)
+        for point in _all_points(profile):
+            assert isinstance(point, Cjt188Point)
+            if point.di.upper() == str(di).upper():
+                value = cjt188.decode_field(
+                    data, point.di, reply.meter_type, point.field, point.unit
+                )
+                decoded[point.name] = value * point.scale + point.offset
+    return decoded
+
+
 # --- OPC UA: node id -> the value the server sends ------------------------------------
 
 
@@ -119,6 +144,7 @@ def decode_opcua(profile: Profile, section: Mapping[str, Any]) -> Decoded:
 DECODERS: dict[str, Callable[[Profile, Mapping[str, Any]], Decoded]] = {
     "modbus": decode_modbus,
     "dlt645": decode_dlt645,
+    "cjt188": decode_cjt188,
     "opcua": decode_opcua,
 }
 """Profile family -> how its case's raw section is decoded (the case key is the family)."""

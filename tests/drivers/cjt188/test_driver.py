@@ -202,7 +202,7 @@ async def test_identify_asks_the_lone_meter_its_address_and_type() -> None:
     async with SimulatedBus([heat_meter()]) as bus:
         dev = device(bus.port, "AAAAAAAAAAAAAA", "heat", profile_points("cjt188-heat"))
         async with driver(dev) as d:
-            assert await d.identify() == f"{HEAT}, type 20H (heat)"
+            assert await d.identify() == {"address": HEAT, "type": "20H (heat)"}
             assert "(any: the only meter on the link)" in d.describe()
 
 

@@ -21,7 +21,8 @@ MODBUS = [n for n in list_profiles() if load_profile(n).profile.protocol == "mod
 SHARED = re.compile(
     r"^(import_kwh|export_kwh|power_kw|power_factor|frequency_hz"
     r"|voltage_l[123]_v|current_l[123]_a|[a-z0-9_]+_(kwh|kw|kvar|kva|v|a|hz)"
-    r"|[a-z0-9_]+_(m3|m3h|gj|mj|t|th|c))$"  # water, heat, gas: volume, flow, temperature
+    r"|[a-z0-9_]+_(m3|m3h|gj|mj|t|th|c|h)"  # water, heat, gas: volume, flow, temperature
+    r"|valve_(open|closed|fault)|battery_low)$"  # status bits, 1 or 0
 )
 
 
