@@ -226,8 +226,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
             as_json=args.json,
             force=args.force,
             write_to=Path(args.write) if args.write else None,
-            **({"speeds": speeds} if speeds else {}),
-            **({"framings": framings} if framings else {}),
+            speeds=speeds,
+            framings=framings,
         )
     )
 

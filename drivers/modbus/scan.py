@@ -96,12 +96,9 @@ class Answer:
     code: int = 0  # the exception code
     heard: bytes = b""  # what arrived, for a garbled reply
 
-    @property
-    def present(self) -> bool:
-        """A meter answered (data, or an exception other than a gateway's about no meter)."""
-        return self.kind == "data" or (
-            self.kind == "exception" and self.code not in GATEWAY_EXCEPTIONS
-        )
+    def present(self, absent: tuple[int, ...] = GATEWAY_EXCEPTIONS) -> bool:
+        """A meter answered: data, or an exception other than those saying no meter is."""
+        return self.kind == "data" or (self.kind == "exception" and self.code not in absent)
 
     def __str__(self) -> str:
         if self.kind == "exception":
@@ -159,6 +156,7 @@ class Line(Protocol):
     """One way of asking unit ids: a serial port at one setting, or a TCP host."""
 
     where: str
+    absent: tuple[int, ...]  # exception codes that mean "no such unit" here
 
     async def ask(self, unit: int, pdu: bytes) -> Answer: ...
 
@@ -186,7 +184,10 @@ class _Heard:
 class SerialLine:
     """A serial port at one speed and framing; each request under the port's bus lock
     (drivers/bus.py), so an agent polling the same port in this process is never
-    interrupted mid-transaction."""
+    interrupted mid-transaction. Only the unit addressed answers on a serial line, so
+    any exception it sends proves it is there (bar a gateway's 0A/0B)."""
+
+    absent = GATEWAY_EXCEPTIONS
 
     def __init__(self, port: str, baudrate: int, framing: str, timeout: float) -> None:
         self.port = port
@@ -241,7 +242,14 @@ class SerialLine:
 class TcpLine:
     """A TCP host: Modbus TCP (MBAP), or RTU frames for a serial converter in transparent
     mode (`framer="rtu"`). After a timeout the connection is replaced, so a late reply
-    can never answer the next request (as drivers/modbus/link.py explains)."""
+    can never answer the next request (as drivers/modbus/link.py explains).
+
+    Behind a gateway the gateway itself answers for unit ids it has no meter at: 0A or
+    0B as the specification says, or 04 (server device failure), as pymodbus-based
+    servers do (pymodbus 3.x). So on TCP an exception 04 is not taken for a meter.
+    """
+
+    absent = (0x04, *GATEWAY_EXCEPTIONS)
 
     def __init__(self, host: str, port: int, framer: str, timeout: float) -> None:
         self.host, self.port, self.framer, self.timeout = host, port, framer, timeout
@@ -255,7 +263,9 @@ class TcpLine:
                 opening = asyncio.open_connection(self.host, self.port)
                 self._streams = await asyncio.wait_for(opening, max(self.timeout, 2.0))
             except (OSError, TimeoutError) as exc:
-                raise PortBusy(f"cannot connect to {self.where}: {exc or 'timed out'}") from None
+                raise PortBusy(
+                    f"cannot connect to {self.where}: {str(exc) or 'timed out'}"
+                ) from None
         return self._streams
 
     async def ask(self, unit: int, pdu: bytes) -> Answer:
@@ -293,6 +303,7 @@ class TcpLine:
         writer.write(frame + crc16(frame).to_bytes(2, "little"))
         await writer.drain()
         heard = b""
+        found = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.timeout):
                 while (found := find_rtu(heard, unit, pdu)) is None:
@@ -300,7 +311,8 @@ class TcpLine:
                     if not chunk:
                         break
                     heard += chunk
-                return found
+        if found is not None:
+            return found
         await self.close()
         return Answer("garbled", heard=heard) if heard else Answer("silent")
 
@@ -401,8 +413,8 @@ async def sweep_tcp(
         fields["framer"] = "rtu"
     try:
         pdu = read_pdu(*DETECT)
-        anyone = [u for u in (255, 0) if (await line.ask(u, pdu)).present]
-        if anyone and all([(await line.ask(u, pdu)).present for u in (1, 246)]):
+        anyone = [u for u in (255, 0) if (await line.ask(u, pdu)).present(line.absent)]
+        if anyone and all([(await line.ask(u, pdu)).present(line.absent) for u in (1, 246)]):
             answer = await line.ask(1, pdu)
             note = f"{answer}; answers any unit id (also {', '.join(map(str, anyone))})"
             result.found.append(Found(1, fields | {"unit": 1}, line.where, note, any_unit=True))
@@ -421,7 +433,7 @@ async def _sweep_line(
     for i, unit in enumerate(units):
         progress(f"{line.where}: unit {unit} ({i + 1}/{len(units)}), {len(result.found)} found")
         answer = await line.ask(unit, pdu)
-        if answer.present:
+        if answer.present(line.absent):
             result.found.append(Found(unit, fields | {"unit": unit}, line.where, str(answer)))
         elif answer.kind == "garbled":
             result.garbled.append(f"unit {unit} on {line.where}: {answer}")

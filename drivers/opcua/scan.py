@@ -45,6 +45,7 @@ UNITS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 COUNTERS = {"kWh", "Wh", "MWh", "kvarh", "GJ", "MJ", "m3"}
 _EU = ua.QualifiedName("EngineeringUnits", 0)
+_HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)  # type: ignore[arg-type]
 
 
 def unece(code: str) -> int:
@@ -76,23 +77,16 @@ async def units(link: OpcUa, variables: list[Variable]) -> dict[str, str]:
     try:
         for at in range(0, len(variables), CHUNK):
             chunk = variables[at : at + CHUNK]
+            step = ua.RelativePathElement(
+                ReferenceTypeId=_HAS_PROPERTY,
+                IncludeSubtypes=True,  # type: ignore[arg-type]
+                TargetName=_EU,
+            )
             paths = [
-                ua.BrowsePath(
-                    StartingNode=parse_node(v.node),
-                    RelativePath=ua.RelativePath(
-                        Elements=[
-                            ua.RelativePathElement(
-                                TargetName=_EU,
-                                IncludeSubtypes=True,
-                                ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasProperty),
-                            )
-                        ]  # type: ignore[arg-type]
-                    ),
-                )
-                for v in chunk
+                ua.BrowsePath(parse_node(v.node), ua.RelativePath(Elements=[step])) for v in chunk
             ]
             results = await call(
-                where, client.uaclient.translate_browse_paths_to_node_ids(paths), link.timeout
+                where, client.uaclient.translate_browsepaths_to_nodeids(paths), link.timeout
             )
             targets = [
                 (v.node, r.Targets[0].TargetId)

@@ -7,8 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import serial
 
 from agent.cli import main
+from agent.scan import run
+from config.loader import load_profile
+from drivers.modbus.settings import ModbusPoint
+from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from tests.fixtures.rtu_bus import BusMeter, RtuBus, profile_meter
 
 FAST = ["--units", "1-40", "--baud", "9600,19200", "--framing", "8N1,8E1", "--timeout", "0.03"]
@@ -79,3 +84,88 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
             assert points["voltage_l1_v"]["value"] == pytest.approx(meter.values["voltage_l1_v"])
             assert points["import_kwh"]["value"] >= 12345.5
         assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions
+
+
+def test_a_port_in_use_is_refused_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port another program holds (a running agent) is not swept: exit 69, and why."""
+    with RtuBus(cabinet()) as bus, serial.Serial(bus.port, 9600, exclusive=True):
+        assert main(["scan", "--rtu", bus.port, *FAST]) == 69
+        assert f"{bus.port}: in use by another program; not scanned" in capsys.readouterr().err
+        assert not bus.functions
+
+
+def test_write_never_overwrites_a_config_without_force(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An existing agent.yaml is kept, and its devices named, unless --force."""
+    path = env / "agent.yaml"
+    path.write_text("devices:\n  - {name: press_2}\n  - {name: boiler}\n")
+    with RtuBus([profile_meter(3, "eastron-sdm630")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path)]) == 78
+        assert "exists with 2 devices (press_2, boiler)" in capsys.readouterr().err
+        assert "press_2" in path.read_text()
+        assert not bus.functions  # refused before anything was sent
+        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path), "--force"]) == 0
+    assert "name: meter_u3" in path.read_text()
+
+
+def test_a_meter_no_profile_fits_is_listed_unknown_and_not_written(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A meter whose registers read zero voltage under every map is unknown: listed with
+    what it answered, commented out of the config, never guessed."""
+    dead = profile_meter(4, "eastron-sdm630")
+    for point in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "frequency_hz"):
+        dead._store(next(p for p in _points("eastron-sdm630") if p.name == point), 0.0)
+    path = env / "agent.yaml"
+    with RtuBus([dead, profile_meter(6, "acrel-adw300")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert any(
+        line.startswith("meter_u4 ") and line.endswith(" unknown") for line in out.split("\n")
+    )
+    assert "0x0000 input float32 = 0 V: not a live voltage" in out
+    text = path.read_text()
+    assert "# - name: meter_u4" in text and "  - name: meter_u6" in text
+
+
+def _points(profile: str) -> list[ModbusPoint]:
+    return [p for p in load_profile(profile).profile.points if isinstance(p, ModbusPoint)]
+
+
+async def test_scan_tcp_finds_units_behind_a_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two meters behind one Modbus TCP gateway, found by unit id and profile; the
+    gateway's "target failed to respond" for other units is no meter."""
+    meters = [
+        SimulatedMeter(4, _points("eastron-sdm630"), LoadCurve(5.0, 1.0)),
+        SimulatedMeter(9, _points("schneider-pm5560"), LoadCurve(8.0, 1.0)),
+    ]
+    server = MeterServer(meters, port=0)
+    await server.start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        assert await run(tcp=target, units=range(1, 13), timeout=0.5, as_json=True) == 0
+    finally:
+        await server.stop()
+    report = json.loads(capsys.readouterr().out)
+    found = {m["link"]["unit"]: m["profile"] for m in report["meters"]}
+    assert found == {4: "eastron-sdm630", 9: "schneider-pm5560"}
+    assert report["meters"][0]["link"] == {"host": "127.0.0.1", "port": server.port, "unit": 4}
+
+
+async def test_scan_tcp_rtu_framer_for_a_transparent_converter(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RTU frames over TCP (a serial-to-Ethernet converter in transparent mode)."""
+    meters = [SimulatedMeter(7, _points("chint-dtsu666"), LoadCurve(5.0, 1.0))]
+    server = MeterServer(meters, port=0, framer="rtu")
+    await server.start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        code = await run(tcp=target, framer="rtu", units=range(5, 9), timeout=0.3, as_json=True)
+    finally:
+        await server.stop()
+    assert code == 0
+    (meter,) = json.loads(capsys.readouterr().out)["meters"]
+    assert meter["profile"] == "chint-dtsu666"
+    assert meter["link"] == {"host": "127.0.0.1", "port": server.port, "framer": "rtu", "unit": 7}
