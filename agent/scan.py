@@ -267,6 +267,14 @@ def _devices_in(path: Path) -> str:
     return f" with {len(devices)} devices ({', '.join(names)})"
 
 
+def _judged(meter: Meter) -> str:
+    """The PROFILE column: the profile, the points proposed, or unknown."""
+    if meter.profile:
+        return meter.profile
+    written = sum(1 for p in meter.points if p.fields)
+    return f"{written} points proposed" if written else "unknown"
+
+
 def render(meters: Sequence[Meter], sweep: modbus_scan.Sweep | None, as_json: bool) -> str:
     """The table of meters with their evidence (or one JSON object)."""
     if as_json:
@@ -294,9 +302,7 @@ def render(meters: Sequence[Meter], sweep: modbus_scan.Sweep | None, as_json: bo
         }
         return json.dumps(data, ensure_ascii=False)
     rows = [("NAME", "WHERE", "UNIT", "PROFILE")]
-    rows += [
-        (m.name, m.where, str(m.link.get("unit", "-")), m.profile or "unknown") for m in meters
-    ]
+    rows += [(m.name, m.where, str(m.link.get("unit", "-")), _judged(m)) for m in meters]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []
     for i, row in enumerate(rows):
@@ -308,6 +314,7 @@ def render(meters: Sequence[Meter], sweep: modbus_scan.Sweep | None, as_json: bo
         meter = meters[i - 1]
         lines.append(f"    answered: {meter.answer}; {meter.why}")
         lines += [f"    {e}" for e in meter.evidence]
+        lines += [f"    {p.fields['name']}: {p.note}" for p in meter.points if p.fields]
         if meter.note:
             lines.append(f"    note: {meter.note}")
     if sweep is not None:

@@ -77,21 +77,23 @@ async def units(link: OpcUa, variables: list[Variable]) -> dict[str, str]:
     try:
         for at in range(0, len(variables), CHUNK):
             chunk = variables[at : at + CHUNK]
-            step = ua.RelativePathElement(
-                ReferenceTypeId=_HAS_PROPERTY,
-                IncludeSubtypes=True,  # type: ignore[arg-type]
-                TargetName=_EU,
-            )
-            paths = [
-                ua.BrowsePath(parse_node(v.node), ua.RelativePath(Elements=[step])) for v in chunk
+            params = ua.BrowseParameters()
+            params.NodesToBrowse = [
+                ua.BrowseDescription(
+                    NodeId=parse_node(v.node),
+                    ReferenceTypeId=_HAS_PROPERTY,
+                    IncludeSubtypes=True,  # type: ignore[arg-type]
+                    NodeClassMask=ua.NodeClass.Variable,
+                    ResultMask=ua.BrowseResultMask.BrowseName,
+                )
+                for v in chunk
             ]
-            results = await call(
-                where, client.uaclient.translate_browsepaths_to_nodeids(paths), link.timeout
-            )
+            results = await call(where, client.uaclient.browse(params), link.timeout)
             targets = [
-                (v.node, r.Targets[0].TargetId)
-                for v, r in zip(chunk, results, strict=True)
-                if r.StatusCode.is_good() and r.Targets
+                (v.node, ref.NodeId)
+                for v, result in zip(chunk, results, strict=True)
+                for ref in result.References or []
+                if ref.BrowseName == _EU
             ]
             if not targets:
                 continue
@@ -109,7 +111,7 @@ async def units(link: OpcUa, variables: list[Variable]) -> dict[str, str]:
 async def propose(url: str, timeout: float = 5.0) -> list[StarterPoint]:
     """A point per numeric variable with an energy-like unit; raises domain.errors when
     the server cannot be browsed."""
-    link = OpcUa(endpoint=url, timeout=timeout)
+    link = OpcUa(endpoint=url, timeout=f"{timeout}s")
     variables = [v for v in await browse(link, depth=DEPTH) if v.data_type in NUMERIC]
     found = await units(link, variables)
     taken: set[str] = set()
