@@ -17,6 +17,10 @@ reply:
 A unit is "found" when it answers the detection read at all, with registers or with
 an exception (a meter that says "illegal data address" is still a meter); exceptions
 0x0A and 0x0B come from a gateway about a meter that is not there, so they are not.
+
+Long because the frame code, the three ways of asking (serial RTU, Modbus TCP, RTU over
+TCP) and the sweeps that drive them are read together: each transport's reply hunt
+uses the same frame rules.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ __all__ = [
 READ_FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 SPEEDS = (9600, 19200, 4800, 2400)  # most common first: a found meter ends no sweep early
 FRAMINGS = ("8N1", "8E1", "8N2")  # the Modbus serial default is 8E1 (V1.02 §2.5.1); 8N1 is common
-GATEWAY_EXCEPTIONS = (0x0A, 0x0B)  # path unavailable, target failed to respond (V1.1b3 §7)
+GATEWAY_EXCEPTIONS: tuple[int, ...] = (0x0A, 0x0B)  # path unavailable, target failed to respond (V1.1b3 §7)
 DETECT = ("holding", 0, 1)  # the detection read: any meter answers it, with data or an exception
 EXCEPTIONS = {
     1: "illegal function",
@@ -187,7 +191,7 @@ class SerialLine:
     interrupted mid-transaction. Only the unit addressed answers on a serial line, so
     any exception it sends proves it is there (bar a gateway's 0A/0B)."""
 
-    absent = GATEWAY_EXCEPTIONS
+    absent: tuple[int, ...] = GATEWAY_EXCEPTIONS
 
     def __init__(self, port: str, baudrate: int, framing: str, timeout: float) -> None:
         self.port = port
@@ -249,7 +253,7 @@ class TcpLine:
     servers do (pymodbus 3.x). So on TCP an exception 04 is not taken for a meter.
     """
 
-    absent = (0x04, *GATEWAY_EXCEPTIONS)
+    absent: tuple[int, ...] = (0x04, *GATEWAY_EXCEPTIONS)
 
     def __init__(self, host: str, port: int, framer: str, timeout: float) -> None:
         self.host, self.port, self.framer, self.timeout = host, port, framer, timeout

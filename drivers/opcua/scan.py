@@ -82,7 +82,7 @@ async def units(link: OpcUa, variables: list[Variable]) -> dict[str, str]:
                 ua.BrowseDescription(
                     NodeId=parse_node(v.node),
                     ReferenceTypeId=_HAS_PROPERTY,
-                    IncludeSubtypes=True,  # type: ignore[arg-type]
+                    IncludeSubtypes=True,
                     NodeClassMask=ua.NodeClass.Variable,
                     ResultMask=ua.BrowseResultMask.BrowseName,
                 )
@@ -111,7 +111,7 @@ async def units(link: OpcUa, variables: list[Variable]) -> dict[str, str]:
 async def propose(url: str, timeout: float = 5.0) -> list[StarterPoint]:
     """A point per numeric variable with an energy-like unit; raises domain.errors when
     the server cannot be browsed."""
-    link = OpcUa(endpoint=url, timeout=f"{timeout}s")
+    link = OpcUa.model_validate({"endpoint": url, "timeout": f"{timeout}s"})
     variables = [v for v in await browse(link, depth=DEPTH) if v.data_type in NUMERIC]
     found = await units(link, variables)
     taken: set[str] = set()
