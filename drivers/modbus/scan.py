@@ -18,7 +18,7 @@ A unit is "found" when it answers the detection read at all, with registers or w
 an exception (a meter that says "illegal data address" is still a meter); exceptions
 0x0A and 0x0B come from a gateway about a meter that is not there, so they are not.
 
-Long because the frame code, the three ways of asking (serial RTU, Modbus TCP, RTU over
+This module is long because the frame code, the three ways of asking (serial RTU, Modbus TCP, RTU over
 TCP) and the sweeps that drive them are read together: each transport's reply hunt
 uses the same frame rules.
 """
