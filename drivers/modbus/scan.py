@@ -18,9 +18,9 @@ A unit is "found" when it answers the detection read at all, with registers or w
 an exception (a meter that says "illegal data address" is still a meter); exceptions
 0x0A and 0x0B come from a gateway about a meter that is not there, so they are not.
 
-This module is long because the frame code, the three ways of asking (serial RTU, Modbus TCP, RTU over
-TCP) and the sweeps that drive them are read together: each transport's reply hunt
-uses the same frame rules.
+This module is long because the frame code, the three ways of asking (serial RTU,
+Modbus TCP, RTU over TCP) and the sweeps that drive them are read together: each
+transport's reply hunt uses the same frame rules.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ __all__ = [
 READ_FUNCTIONS = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 SPEEDS = (9600, 19200, 4800, 2400)  # most common first: a found meter ends no sweep early
 FRAMINGS = ("8N1", "8E1", "8N2")  # the Modbus serial default is 8E1 (V1.02 §2.5.1); 8N1 is common
-GATEWAY_EXCEPTIONS: tuple[int, ...] = (0x0A, 0x0B)  # path unavailable, target failed to respond (V1.1b3 §7)
+# a gateway's path unavailable, target failed to respond (V1.1b3 §7)
+GATEWAY_EXCEPTIONS: tuple[int, ...] = (0x0A, 0x0B)
 DETECT = ("holding", 0, 1)  # the detection read: any meter answers it, with data or an exception
 EXCEPTIONS = {
     1: "illegal function",
