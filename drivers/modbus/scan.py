@@ -373,12 +373,20 @@ async def sweep_serial(
     progress: Progress = _quiet,
 ) -> Sweep:
     """Every unit id at every speed and framing; raises PortBusy when the port cannot be
-    had at all (a framing the port refuses is noted and skipped)."""
+    had at all (a framing the port refuses is noted and skipped).
+
+    A UART checks only the first stop bit, so a meter set to 8N1 also answers 8N2 and
+    the other way round: a unit found at one is not asked again at the other."""
     result = Sweep()
     started = time.monotonic()
     wanted = [u for u in units if 1 <= u <= 247]
     for baudrate in speeds:
         for framing in framings:
+            known = {
+                f.unit
+                for f in result.found
+                if f.line["baudrate"] == baudrate and f.line["parity"] == framing[1]
+            }
             try:
                 line = SerialLine(port, baudrate, framing, timeout)
             except PortBusy as exc:
@@ -393,7 +401,8 @@ async def sweep_serial(
                     "parity": framing[1],
                     "stopbits": int(framing[2]),
                 }
-                await _sweep_line(line, wanted, fields, result, progress)
+                left = [u for u in wanted if u not in known]
+                await _sweep_line(line, left, fields, result, progress)
             finally:
                 await line.close()
     result.seconds = time.monotonic() - started
@@ -409,7 +418,10 @@ async def sweep_tcp(
     progress: Progress = _quiet,
 ) -> Sweep:
     """Every unit id on a host. A server that answers 255, 0 and unit ids no two meters
-    share (1 and 246) alike is one meter answering any unit: found once."""
+    share (1 and 246) alike is one meter answering any unit: found once. One that
+    answers 255 or 0 only is a meter reached directly (MODBUS Messaging on TCP/IP
+    Implementation Guide V1.0b §4.4.1.2, p. 23: the unit id is then useless, 0xFF is to
+    be used, 0 is also accepted) and is found at that id, unless meters answer behind it."""
     result = Sweep()
     started = time.monotonic()
     line = TcpLine(host, port, framer, timeout)
@@ -425,6 +437,9 @@ async def sweep_tcp(
             result.found.append(Found(1, fields | {"unit": 1}, line.where, note, any_unit=True))
         else:
             await _sweep_line(line, list(units), fields, result, progress)
+            for unit in anyone if not result.found else ():
+                answer = await line.ask(unit, pdu)
+                result.found.append(Found(unit, fields | {"unit": unit}, line.where, str(answer)))
     finally:
         await line.close()
     result.seconds = time.monotonic() - started

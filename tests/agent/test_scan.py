@@ -14,9 +14,10 @@ from agent.scan import run
 from config.loader import load_profile
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
-from tests.fixtures.rtu_bus import BusMeter, RtuBus, profile_meter
+from tests.fixtures.rtu_bus import BusMeter, RtuBus, TcpMeter, profile_meter
 
 FAST = ["--units", "1-40", "--baud", "9600,19200", "--framing", "8N1,8E1", "--timeout", "0.03"]
+FEW = ["--units", "1-8", "--baud", "9600", "--framing", "8N1", "--timeout", "0.03"]
 
 
 def cabinet() -> list[BusMeter]:
@@ -101,11 +102,11 @@ def test_write_never_overwrites_a_config_without_force(
     path = env / "agent.yaml"
     path.write_text("devices:\n  - {name: press_2}\n  - {name: boiler}\n")
     with RtuBus([profile_meter(3, "eastron-sdm630")]) as bus:
-        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path)]) == 78
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 78
         assert "exists with 2 devices (press_2, boiler)" in capsys.readouterr().err
         assert "press_2" in path.read_text()
         assert not bus.functions  # refused before anything was sent
-        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path), "--force"]) == 0
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path), "--force"]) == 0
     assert "name: meter_u3" in path.read_text()
 
 
@@ -119,7 +120,7 @@ def test_a_meter_no_profile_fits_is_listed_unknown_and_not_written(
         dead._store(next(p for p in _points("eastron-sdm630") if p.name == point), 0.0)
     path = env / "agent.yaml"
     with RtuBus([dead, profile_meter(6, "acrel-adw300")]) as bus:
-        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path)]) == 0
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 0
     out = capsys.readouterr().out
     assert any(
         line.startswith("meter_u4 ") and line.endswith(" unknown") for line in out.split("\n")
@@ -169,3 +170,50 @@ async def test_scan_tcp_rtu_framer_for_a_transparent_converter(
     (meter,) = json.loads(capsys.readouterr().out)["meters"]
     assert meter["profile"] == "chint-dtsu666"
     assert meter["link"] == {"host": "127.0.0.1", "port": server.port, "framer": "rtu", "unit": 7}
+
+
+def test_a_meter_answering_8n1_and_8n2_alike_is_found_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A UART checks one stop bit: a meter at 8N1 answers 8N2 requests too. It is one
+    meter, found at the first framing and not asked again at the second."""
+    with RtuBus([profile_meter(2, "eastron-sdm630")]) as bus:
+        args = ["--units", "1-4", "--baud", "9600", "--framing", "8N1,8N2", "--timeout", "0.03"]
+        assert main(["scan", "--rtu", bus.port, *args, "--json"]) == 0
+    (meter,) = json.loads(capsys.readouterr().out)["meters"]
+    assert (meter["link"]["unit"], meter["link"]["stopbits"]) == (2, 1)
+    assert meter["profile"] == "eastron-sdm630"
+
+
+async def test_a_tcp_meter_that_answers_any_unit_is_found_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A meter reached directly answers every unit id: found once (at unit 1), not 247
+    times, and only reads were sent."""
+    meter = TcpMeter(profile_meter(1, "acrel-adw300"))
+    await meter.start()
+    try:
+        assert await run(tcp=f"127.0.0.1:{meter.port}", timeout=0.5, as_json=True) == 0
+    finally:
+        await meter.stop()
+    (found,) = json.loads(capsys.readouterr().out)["meters"]
+    assert found["profile"] == "acrel-adw300"
+    assert found["link"]["unit"] == 1 and "answers any unit id" in found["answer"]
+    assert set(meter.functions) <= {1, 2, 3, 4}
+    assert sum(meter.units.values()) < 60  # four probes, then the profiles' reads
+
+
+async def test_a_tcp_meter_at_unit_255_only_is_found_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A device that answers only 255 (the TCP guide's unit id for a direct connection)
+    and says 0B for the rest is found at 255."""
+    meter = TcpMeter(profile_meter(255, "schneider-pm5560"), only=255)
+    await meter.start()
+    try:
+        code = await run(tcp=f"127.0.0.1:{meter.port}", units=range(1, 11), as_json=True)
+    finally:
+        await meter.stop()
+    assert code == 0
+    (found,) = json.loads(capsys.readouterr().out)["meters"]
+    assert (found["link"]["unit"], found["profile"]) == (255, "schneider-pm5560")
