@@ -12,6 +12,7 @@ import serial
 from agent.cli import main
 from agent.scan import run
 from config.loader import load_profile
+from drivers.modbus.scan import estimate
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from tests.fixtures.rtu_bus import BusMeter, RtuBus, TcpMeter, profile_meter
@@ -217,3 +218,17 @@ async def test_a_tcp_meter_at_unit_255_only_is_found_there(
     assert code == 0
     (found,) = json.loads(capsys.readouterr().out)["meters"]
     assert (found["link"]["unit"], found["profile"]) == (255, "schneider-pm5560")
+
+
+@pytest.mark.slow
+def test_a_full_sweep_of_one_setting_takes_what_the_estimate_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """All 247 unit ids at 9600 8N1 with the default timeout: the figure the README gives
+    (about 30 s per setting, so about 6 minutes for 4 speeds x 3 framings)."""
+    with RtuBus(cabinet()) as bus:
+        one = ["--baud", "9600", "--framing", "8N1", "--json"]
+        assert main(["scan", "--rtu", bus.port, *one]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["meters"]) == 6  # the 19200 one is not on this setting
+    assert 247 * 0.1 < report["seconds"] < estimate(247, 1, 0.1) + 15  # + the profiles' reads
