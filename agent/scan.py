@@ -367,6 +367,9 @@ async def run(
         elif tcp is not None:
             timeout = timeout or 0.3
             host, _, port = tcp.rpartition(":") if ":" in tcp else (tcp, "", "502")
+            if not port.isdigit():
+                print(f"scan --tcp {tcp}: the port must be a number", file=sys.stderr)
+                return 64
             wanted = list(units) if units is not None else list(range(1, 248))
             sweep = await modbus_scan.sweep_tcp(host, int(port), framer, wanted, timeout, progress)
             meters = await scan_modbus(sweep, "modbus_tcp", max(timeout, 0.5), modbus_profiles())
@@ -375,8 +378,10 @@ async def run(
         else:
             raise InitError("name what to scan: --rtu PORT, --tcp HOST[:PORT] or --opcua URL")
     except modbus_scan.PortBusy as exc:
-        target = rtu or tcp
-        print(f"{target}: {exc}; not scanned", file=sys.stderr)
+        hint = ""
+        if "in use" in str(exc):
+            hint = " (a running edge-agent? `systemctl stop edge-agent` for the scan)"
+        print(f"{rtu or tcp}: {exc}; not scanned{hint}", file=sys.stderr)
         return 69
     except EdgeAgentError as exc:
         print(f"{opcua or tcp or rtu}: {exc}", file=sys.stderr)
@@ -386,8 +391,8 @@ async def run(
             print("\r\033[K", end="", file=sys.stderr)
     print(render(meters, sweep, as_json))
     if write_to is not None:
-        try:
-            print(write(write_to, meters, force=force))
+        try:  # beside --json, what was written is said on stderr: stdout stays one object
+            print(write(write_to, meters, force=force), file=sys.stderr if as_json else None)
         except InitError as exc:
             print(f"{write_to}: {exc}", file=sys.stderr)
             return 78
