@@ -226,6 +226,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
             as_json=args.json,
             force=args.force,
             write_to=Path(args.write) if args.write else None,
+            profiles=args.profiles.split(",") if args.profiles else None,
             speeds=speeds,
             framings=framings,
         )
@@ -340,6 +341,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--baud", metavar="LIST", help="--rtu speeds (default 9600,19200,4800,2400)")
     p.add_argument("--framing", metavar="LIST", help="--rtu framings (default 8N1,8E1,8N2)")
     p.add_argument("--units", metavar="LIST", help="unit ids, e.g. 1-32,40 (default 1-247)")
+    p.add_argument(
+        "--profiles", metavar="LIST", help="judge against these profiles only (default: all)"
+    )
     p.add_argument(
         "--framer",
         choices=["socket", "rtu"],

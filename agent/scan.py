@@ -51,10 +51,17 @@ class Meter:
     note: str = ""
 
 
-def modbus_profiles() -> dict[str, Profile]:
-    """The shipped Modbus profiles, by name."""
+def modbus_profiles(only: Sequence[str] | None = None) -> dict[str, Profile]:
+    """The shipped Modbus profiles, by name; `only` those (the models the cabinet's
+    drawings name). Raises InitError for a name that is no Modbus profile."""
     found = {name: load_profile(name).profile for name in list_profiles()}
-    return {name: p for name, p in found.items() if p.protocol == "modbus"}
+    modbus = {name: p for name, p in found.items() if p.protocol == "modbus"}
+    unknown = [name for name in only or () if name not in modbus]
+    if unknown:
+        raise InitError(
+            f"--profiles: no Modbus profile {', '.join(unknown)} (known: {', '.join(modbus)})"
+        )
+    return {name: modbus[name] for name in only} if only else modbus
 
 
 async def scan_modbus(
@@ -126,6 +133,12 @@ def _one_setting_per_port(meters: list[Meter]) -> None:
         if m.profile is None:
             m.active = False
             m.note = "no profile chosen: give it `points:` (or a profile) and uncomment"
+            if m.candidates:
+                m.note = (
+                    f"{', '.join(m.candidates[:-1])} and {m.candidates[-1]} read alike here: "
+                    "keep the one on its "
+                    "label and uncomment (scan --profiles NAME,... names the models installed)"
+                )
             continue
         if m.protocol != "modbus_rtu":
             continue
@@ -160,6 +173,9 @@ def _device(meter: Meter) -> list[str]:
     lines = [f"- name: {meter.name}"]
     if meter.profile:
         lines.append(f"  profile: {meter.profile}")
+    elif meter.candidates:  # a tie: written commented out, the technician picks
+        others = ", ".join(meter.candidates[1:])
+        lines.append(f"  profile: {meter.candidates[0]}   # CHANGE: or {others}")
     lines += [f"  {meter.protocol}: {{{link}}}", "  poll: 10s"]
     if meter.points:
         lines.append("  points:")
@@ -170,7 +186,7 @@ def _device(meter: Meter) -> list[str]:
                 continue
             body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in point.fields.items())
             lines.append(f"    - {{{body}}}   # {mark}{point.note}")
-    counter = _counter(meter.profile, meter.points)
+    counter = _counter(meter.profile or next(iter(meter.candidates), None), meter.points)
     if counter:
         lines.append(f"  energy: {{carrier: electricity, counter: {counter}}}")
     return lines
@@ -337,6 +353,7 @@ async def run(
     as_json: bool = False,
     write_to: Path | None = None,
     force: bool = False,
+    profiles: Sequence[str] | None = None,
 ) -> int:
     """`edge-agent scan`: 0 when a meter was found, 1 when none, 69 when the port or host
     could not be asked, 78 when --write refused."""
@@ -347,6 +364,11 @@ async def run(
         )
         return 78
     sweep: modbus_scan.Sweep | None = None
+    try:
+        candidates = modbus_profiles(profiles)
+    except InitError as exc:
+        print(f"scan {exc}", file=sys.stderr)
+        return 64
     progress = modbus_scan.tty_progress()
     speeds, framings = speeds or modbus_scan.SPEEDS, framings or modbus_scan.FRAMINGS
     try:
@@ -361,9 +383,7 @@ async def run(
                     file=sys.stderr,
                 )
             sweep = await modbus_scan.sweep_serial(rtu, speeds, framings, wanted, timeout, progress)
-            meters = await scan_modbus(
-                sweep, "modbus_rtu", max(timeout * 3, 0.3), modbus_profiles()
-            )
+            meters = await scan_modbus(sweep, "modbus_rtu", max(timeout * 3, 0.3), candidates)
         elif tcp is not None:
             timeout = timeout or 0.3
             host, _, port = tcp.rpartition(":") if ":" in tcp else (tcp, "", "502")
@@ -372,7 +392,7 @@ async def run(
                 return 64
             wanted = list(units) if units is not None else list(range(1, 248))
             sweep = await modbus_scan.sweep_tcp(host, int(port), framer, wanted, timeout, progress)
-            meters = await scan_modbus(sweep, "modbus_tcp", max(timeout, 0.5), modbus_profiles())
+            meters = await scan_modbus(sweep, "modbus_tcp", max(timeout, 0.5), candidates)
         elif opcua is not None:
             meters = await scan_opcua(opcua, timeout or 5.0)
         else:

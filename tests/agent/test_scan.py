@@ -18,6 +18,8 @@ from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from tests.fixtures.rtu_bus import BusMeter, RtuBus, TcpMeter, profile_meter
 
 FAST = ["--units", "1-40", "--baud", "9600,19200", "--framing", "8N1,8E1", "--timeout", "0.03"]
+FOUR = "eastron-sdm630,chint-dtsu666,schneider-pm5560,acrel-adw300"  # the cabinet's models
+PROFILES = FOUR.split(",")
 FEW = ["--units", "1-8", "--baud", "9600", "--framing", "8N1", "--timeout", "0.03"]
 
 
@@ -54,7 +56,7 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
     passes check and every device in it polls good."""
     path = env / "agent.yaml"
     with RtuBus(cabinet()) as bus:
-        assert main(["scan", "--rtu", bus.port, *FAST, "--json"]) == 0
+        assert main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         found = {m["link"]["unit"]: (m["profile"], m["link"]["baudrate"]) for m in report["meters"]}
         assert found == {
@@ -70,7 +72,9 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
         assert any("8E1" in r and "refuses" in r for r in report["refused"])
         assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions  # reads only
 
-        assert main(["scan", "--rtu", bus.port, *FAST, "--write", str(path)]) == 0
+        assert (
+            main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--write", str(path)]) == 0
+        )
         out = capsys.readouterr().out
         assert f"{path}: written (6 devices, 1 commented out)" in out
         assert "0x0000 input float32 = 230.5 V: plausible voltage" in out
@@ -86,6 +90,42 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
             assert points["voltage_l1_v"]["value"] == pytest.approx(meter.values["voltage_l1_v"])
             assert points["import_kwh"]["value"] >= 12345.5
         assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions
+
+
+def test_with_every_shipped_profile_no_meter_is_guessed_wrong(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Judged against all shipped profiles (some share a register map, as the Schneider
+    PM2200 and PM5560 lists do), each meter gets its own profile or is unknown with its
+    own among the candidates, written commented out naming them: never another's. A
+    commented-out device, uncommented as it stands, passes check."""
+    path = env / "agent.yaml"
+    with RtuBus(cabinet()) as bus:
+        assert main(["scan", "--rtu", bus.port, *FAST, "--json", "--write", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    truth = {3: "eastron-sdm630", 22: "eastron-sdm630", 5: "chint-dtsu666", 28: "chint-dtsu666",
+             11: "schneider-pm5560", 17: "acrel-adw300", 36: "acrel-adw300"}  # fmt: skip
+    assert {m["link"]["unit"] for m in report["meters"]} == set(truth)
+    for meter in report["meters"]:
+        right = truth[meter["link"]["unit"]]
+        if meter["profile"] is None:
+            assert right in meter["candidates"], meter
+            assert not meter["written"] and "read alike" in meter["note"]
+        else:
+            assert meter["profile"] == right, meter
+    lines = path.read_text().splitlines()
+    for meter in report["meters"]:
+        if meter["written"]:
+            continue
+        at = lines.index(f"  # - name: {meter['name']}")
+        lines[at] = lines[at].replace("  # ", "  ", 1)
+        while at + 1 < len(lines) and lines[at + 1].startswith("  #   "):
+            at += 1
+            lines[at] = lines[at].replace("  # ", "  ", 1)
+    text = "\n".join(lines) + "\n"
+    path.write_text(text.replace("baudrate: 19200", "baudrate: 9600"))  # u28 set to 9600
+    assert main(["check", "-c", str(path)]) == 0
+    assert f"{path}: ok (7 devices, 0 rules)" in capsys.readouterr().out
 
 
 def test_a_port_in_use_is_refused_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +186,10 @@ async def test_scan_tcp_finds_units_behind_a_gateway(capsys: pytest.CaptureFixtu
     await server.start()
     try:
         target = f"127.0.0.1:{server.port}"
-        assert await run(tcp=target, units=range(1, 13), timeout=0.5, as_json=True) == 0
+        code = await run(
+            tcp=target, units=range(1, 13), timeout=0.5, as_json=True, profiles=PROFILES
+        )
+        assert code == 0
     finally:
         await server.stop()
     report = json.loads(capsys.readouterr().out)
@@ -201,7 +244,7 @@ async def test_a_tcp_meter_that_answers_any_unit_is_found_once(
     assert found["profile"] == "acrel-adw300"
     assert found["link"]["unit"] == 1 and "answers any unit id" in found["answer"]
     assert set(meter.functions) <= {1, 2, 3, 4}
-    assert sum(meter.units.values()) < 60  # four probes, then the profiles' reads
+    assert set(meter.units) == {255, 0, 1, 246}  # four probes, then unit 1's reads
 
 
 async def test_a_tcp_meter_at_unit_255_only_is_found_there(
@@ -212,7 +255,8 @@ async def test_a_tcp_meter_at_unit_255_only_is_found_there(
     meter = TcpMeter(profile_meter(255, "schneider-pm5560"), only=255)
     await meter.start()
     try:
-        code = await run(tcp=f"127.0.0.1:{meter.port}", units=range(1, 11), as_json=True)
+        target = f"127.0.0.1:{meter.port}"
+        code = await run(tcp=target, units=range(1, 11), as_json=True, profiles=PROFILES)
     finally:
         await meter.stop()
     assert code == 0
