@@ -33,7 +33,7 @@ MARGIN = 2  # plausible points by which the best fitting profile must beat the n
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # strong (voltage, frequency) | good | ok (a number) | bad | none (no answer)
+    kind: str  # strong (voltage, frequency, a rising counter) | good | ok | bad | none
     text: str
 
 
@@ -81,7 +81,9 @@ class Score:
 def judge(point: ModbusPoint, first: float | str, second: float | str | None = None) -> Verdict:
     """Is a point's value one a meter of this profile would give? By its name and unit:
     voltage 80-300 V (300-500 V line-line), frequency 45-65 Hz, power factor -1..1,
-    current 0..100 kA, a counter not below 0 that does not fall between two reads."""
+    current 0..100 kA, a counter not below 0 that does not fall between two reads.
+    Strong evidence (what a blank or foreign register map does not give): a live
+    voltage or frequency, a counter that rose; a flow or heat meter has only the last."""
     where = f"{point.address:#06x} {point.function} {point.type}"
     if isinstance(first, str):
         return Verdict("none", f"{where}: {first}")
@@ -93,8 +95,9 @@ def judge(point: ModbusPoint, first: float | str, second: float | str | None = N
             return Verdict("bad", f"{shown}: a counter below 0")
         if isinstance(second, float) and second < v:
             return Verdict("bad", f"{shown}: counter fell to {second:.15g} between two reads")
-        step = "rose" if isinstance(second, float) and second > v else "did not fall"
-        return Verdict("good", f"{shown}: counter, {step} between two reads")
+        if isinstance(second, float) and second > v:  # live memory, not a blank register
+            return Verdict("strong", f"{shown}: counter, rose between two reads")
+        return Verdict("good", f"{shown}: counter, did not fall between two reads")
     if name.startswith("voltage") or unit == "V":
         if 80 <= v <= 300:
             return Verdict("strong", f"{shown}: plausible voltage")
@@ -136,6 +139,16 @@ def expected(value: float | str, expect: Sequence[float]) -> bool:
     return isinstance(value, float) and any(
         math.isclose(value, e, rel_tol=1e-6, abs_tol=1e-9) for e in expect
     )
+
+
+def identification(points: Sequence[ModbusPoint], values: Mapping[str, float | str]) -> bool | None:
+    """True when the identification registers answered what the profile expects, False
+    when one answered something else, None when none answered (a meter whose firmware
+    predates the register: its values still decide)."""
+    answered = [p for p in points if isinstance(values[p.name], float)]
+    if not answered:
+        return None
+    return all(expected(values[p.name], getattr(p, "expect", [])) for p in answered)
 
 
 def choose(scores: Sequence[Score]) -> tuple[str | None, str, list[str]]:
@@ -181,7 +194,7 @@ async def examine(
                 for point in idents:
                     expect = getattr(point, "expect", [])
                     evidence.append(identified(point, values[point.name], expect, name))
-                score.identified = all(expected(values[p.name], p.expect) for p in idents)  # type: ignore[attr-defined]
+                score.identified = identification(idents, values)
             reads[name] = (points, await modbus_scan.read_points(line, found.unit, points))
             scores.append(score)
         for score in scores:

@@ -430,7 +430,9 @@ async def sweep_tcp(
         fields["framer"] = "rtu"
     try:
         pdu = read_pdu(*DETECT)
-        anyone = [u for u in (255, 0) if (await line.ask(u, pdu)).present(line.absent)]
+        # RTU frames go on to a serial line, where 0 is broadcast and 255 no address
+        direct = () if framer == "rtu" else (255, 0)
+        anyone = [u for u in direct if (await line.ask(u, pdu)).present(line.absent)]
         if anyone and all([(await line.ask(u, pdu)).present(line.absent) for u in (1, 246)]):
             answer = await line.ask(1, pdu)
             note = f"{answer}; answers any unit id (also {', '.join(map(str, anyone))})"

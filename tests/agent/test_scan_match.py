@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.scan import scan_modbus
-from agent.scan_match import Score, Verdict, choose, judge
+from agent.scan_match import Score, Verdict, choose, identification, judge
 from config.profiles import Profile, profile_model, profile_path
 from drivers.modbus.scan import Found, Sweep, crc16, find_rtu, read_pdu
 from drivers.modbus.settings import ModbusPoint
@@ -34,7 +34,8 @@ def point(name: str, unit: str = "", kind: str = "gauge") -> ModbusPoint:
         (point("current_l1_a", "A"), 0.0, None, "good"),  # no load is plausible
         (point("current_l1_a", "A"), -4.0, None, "bad"),
         (point("power_kw", "kW"), -12.5, None, "good"),  # export
-        (point("import_kwh", "kWh", "counter"), 100.0, 100.5, "good"),
+        (point("import_kwh", "kWh", "counter"), 100.0, 100.5, "strong"),  # live memory
+        (point("import_kwh", "kWh", "counter"), 100.0, 100.0, "good"),  # no load
         (point("import_kwh", "kWh", "counter"), 100.0, 99.0, "bad"),  # fell
         (point("import_kwh", "kWh", "counter"), -1.0, None, "bad"),
         (point("thd_pct", "%"), 3.2, None, "ok"),
@@ -95,6 +96,16 @@ def test_weak_evidence_names_nothing() -> None:
         "no profile fits what it answered",
         [],
     )
+
+
+def test_identification_counts_only_what_answered() -> None:
+    """A model code that differs rules a profile out; one the meter does not have (early
+    firmware) leaves the decision to the values."""
+    (code,) = with_identify("eastron-sdm630", 112).identify
+    assert isinstance(code, ModbusPoint)
+    assert identification([code], {"model_code": 112.0}) is True
+    assert identification([code], {"model_code": 137.0}) is False
+    assert identification([code], {"model_code": "exception 02 (illegal data address)"}) is None
 
 
 def test_a_profile_mostly_unanswered_does_not_fit() -> None:
