@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.scan_match import choose, examine
+from agent.scan_match import Score, choose, examine
 from config.loader import load_config, load_profile
 from config.profiles import Profile, list_profiles
 from domain.errors import ConfigInvalid, EdgeAgentError, InitError
@@ -47,6 +47,7 @@ class Meter:
     evidence: list[str] = field(default_factory=list)
     candidates: list[str] = field(default_factory=list)  # profiles that fit, when none was chosen
     points: list[StarterPoint] = field(default_factory=list)  # OPC UA: proposed points
+    nearest: str | None = None  # fits but for strong evidence: offered, commented out
     active: bool = True  # written as a device (False: commented out, with the reason)
     note: str = ""
 
@@ -79,9 +80,15 @@ async def scan_modbus(
             if score.profile == profile or (profile is None and score.profile in fitting):
                 meter.evidence += [f"{score.profile}: {v.text}" for v in score.verdicts]
         if profile is None and not fitting:
-            nearest = max(scores, key=lambda s: s.plausible, default=None)
+            # the profile explaining most: one with nothing implausible first
+            def rank(s: Score) -> tuple[bool, int]:
+                return s.count("bad") == 0 and s.plausible > 0, s.plausible
+
+            nearest = max(scores, key=rank, default=None)
             if nearest is not None and nearest.plausible:
                 meter.evidence.append(f"nearest, {nearest.profile}: {nearest.summary()}")
+                if nearest.weak_only:
+                    meter.nearest = nearest.profile
                 meter.evidence += [
                     f"{nearest.profile}: {v.text}" for v in nearest.verdicts if v.kind != "none"
                 ]
@@ -133,6 +140,12 @@ def _one_setting_per_port(meters: list[Meter]) -> None:
         if m.profile is None:
             m.active = False
             m.note = "no profile chosen: give it `points:` (or a profile) and uncomment"
+            if m.nearest:
+                m.note = (
+                    f"{m.nearest} reads plausibly, but nothing only a live meter gives (a "
+                    "voltage, a frequency, a counter that rose): compare `probe` with its "
+                    "display, then uncomment"
+                )
             if m.candidates:
                 m.note = (
                     f"{', '.join(m.candidates[:-1])} and {m.candidates[-1]} read alike here: "
@@ -154,17 +167,31 @@ def _one_setting_per_port(meters: list[Meter]) -> None:
             )
 
 
-def _counter(profile: str | None, points: Sequence[StarterPoint]) -> str | None:
-    """The energy counter: the profile's import_kwh, else its first counter."""
+def _counters(profile: str | None, points: Sequence[StarterPoint]) -> list[tuple[str, str]]:
+    """(name, unit) of the counters: the profile's, or those found on a server."""
     if profile is not None:
-        counters = [p.name for p in load_profile(profile).profile.points if p.kind == "counter"]
-    else:  # found on a server: only an electrical energy counter is taken for electricity
-        counters = [
-            str(p.fields["name"])
-            for p in points
-            if p.fields.get("kind") == "counter" and p.fields.get("unit") in ELECTRICAL
-        ]
-    return "import_kwh" if "import_kwh" in counters else (counters[0] if counters else None)
+        found = load_profile(profile).profile.points
+        return [(p.name, p.unit) for p in found if p.kind == "counter"]
+    return [
+        (str(p.fields["name"]), str(p.fields.get("unit", "")))
+        for p in points
+        if p.fields.get("kind") == "counter"
+    ]
+
+
+def _energy(profile: str | None, points: Sequence[StarterPoint]) -> str | None:
+    """The energy line: an electrical counter (import_kwh first) for electricity; for a
+    water, gas or heat counter the carrier is the technician's to say, so it is left a
+    comment; None without a counter."""
+    counters = _counters(profile, points)
+    electrical = [name for name, unit in counters if unit in ELECTRICAL]
+    if electrical:
+        counter = "import_kwh" if "import_kwh" in electrical else electrical[0]
+        return f"energy: {{carrier: electricity, counter: {counter}}}"
+    if counters:
+        name, unit = counters[0]
+        return f"# energy: {{carrier: CHANGE, counter: {name}}}   # {unit}: water, gas, heat ...?"
+    return None
 
 
 def _device(meter: Meter) -> list[str]:
@@ -176,6 +203,8 @@ def _device(meter: Meter) -> list[str]:
     elif meter.candidates:  # a tie: written commented out, the technician picks
         others = ", ".join(meter.candidates[1:])
         lines.append(f"  profile: {meter.candidates[0]}   # CHANGE: or {others}")
+    elif meter.nearest:
+        lines.append(f"  profile: {meter.nearest}   # CHANGE: nearest by its values, unconfirmed")
     lines += [f"  {meter.protocol}: {{{link}}}", "  poll: 10s"]
     if meter.points:
         lines.append("  points:")
@@ -186,9 +215,11 @@ def _device(meter: Meter) -> list[str]:
                 continue
             body = ", ".join(f"{k}: {json.dumps(v)}" for k, v in point.fields.items())
             lines.append(f"    - {{{body}}}   # {mark}{point.note}")
-    counter = _counter(meter.profile or next(iter(meter.candidates), None), meter.points)
-    if counter:
-        lines.append(f"  energy: {{carrier: electricity, counter: {counter}}}")
+    energy = _energy(
+        meter.profile or next(iter(meter.candidates), None) or meter.nearest, meter.points
+    )
+    if energy:
+        lines.append(f"  {energy}")
     return lines
 
 

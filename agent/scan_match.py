@@ -65,6 +65,17 @@ class Score:
             and (self.identified is True or self.count("strong") > 0)
         )
 
+    @property
+    def weak_only(self) -> bool:
+        """It would fit but for strong evidence: every value plausible, none live-only."""
+        total = len(self.verdicts)
+        return (
+            self.identified is None
+            and self.count("bad") == 0
+            and total - self.count("none") >= FITS * total
+            and self.count("strong") == 0
+        )
+
     def summary(self) -> str:
         total = len(self.verdicts)
         said = f"{self.plausible}/{total} points plausible"

@@ -276,3 +276,20 @@ def test_a_full_sweep_of_one_setting_takes_what_the_estimate_says(
     report = json.loads(capsys.readouterr().out)
     assert len(report["meters"]) == 6  # the 19200 one is not on this setting
     assert 247 * 0.1 < report["seconds"] < estimate(247, 1, 0.1) + 15  # + the profiles' reads
+
+
+def test_a_flow_meter_with_nothing_live_is_offered_not_chosen(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flow meter has no voltage or frequency, and its totaliser does not move in a
+    second: its values are plausible but prove nothing a blank map would not. The nearest
+    profile is offered commented out (its carrier left to say), never written as found."""
+    path = env / "agent.yaml"
+    with RtuBus([profile_meter(4, "tuf-2000f"), profile_meter(6, "eastron-sdm630")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "nearest, tuf-2000f: 3/3 points plausible" in out
+    text = path.read_text()
+    assert "  #   profile: tuf-2000f   # CHANGE: nearest by its values, unconfirmed" in text
+    assert "  #   # energy: {carrier: CHANGE, counter: volume_m3}" in text
+    assert "  - name: meter_u6" in text and "  - name: meter_u4" not in text
