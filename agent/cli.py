@@ -218,6 +218,47 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    logs.setup(args.verbose, quiet=True)
+    from agent.scan import run
+
+    try:
+        units = _numbers(args.units) if args.units else None
+        speeds = _numbers(args.baud) if args.baud else None
+    except ValueError:
+        print("scan: --units and --baud take numbers and ranges: 1-32,40", file=sys.stderr)
+        return EX_USAGE
+    framings = args.framing.upper().split(",") if args.framing else None
+    if framings and any(f not in ("8N1", "8E1", "8O1", "8N2") for f in framings):
+        print(f"scan: --framing {args.framing}: one or more of 8N1,8E1,8O1,8N2", file=sys.stderr)
+        return EX_USAGE
+    return asyncio.run(
+        run(
+            rtu=args.rtu,
+            tcp=args.tcp,
+            opcua=args.opcua,
+            units=units,
+            framer=args.framer,
+            timeout=args.timeout,
+            as_json=args.json,
+            force=args.force,
+            write_to=Path(args.write) if args.write else None,
+            profiles=args.profiles.split(",") if args.profiles else None,
+            speeds=speeds,
+            framings=framings,
+        )
+    )
+
+
+def _numbers(text: str) -> list[int]:
+    """'1-32,40' -> [1, ..., 32, 40]."""
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        out += range(int(low), int(high or low) + 1)
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.verbose, quiet=True)
     from agent.demo import demo
@@ -310,6 +351,28 @@ def parser() -> argparse.ArgumentParser:
         help="ask nothing (--opcua browses the server for its node ids; offline, the "
         "generic profile's are written, each marked # CHANGE)",
     )
+    p = command("scan", cmd_scan, "find the meters on a port, host or server", config=False)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--rtu", metavar="PORT", help="Modbus RTU meters on a serial port")
+    where.add_argument("--tcp", metavar="HOST[:PORT]", help="Modbus TCP meters or a gateway")
+    where.add_argument("--opcua", metavar="URL", help="an OPC UA server: energy-like variables")
+    # --dlt645 PORT [--address A ...]: the lead wires drivers/dlt645/scan.py here
+    p.add_argument("--baud", metavar="LIST", help="--rtu speeds (default 9600,19200,4800,2400)")
+    p.add_argument("--framing", metavar="LIST", help="--rtu framings (default 8N1,8E1,8N2)")
+    p.add_argument("--units", metavar="LIST", help="unit ids, e.g. 1-32,40 (default 1-247)")
+    p.add_argument(
+        "--profiles", metavar="LIST", help="judge against these profiles only (default: all)"
+    )
+    p.add_argument(
+        "--framer",
+        choices=["socket", "rtu"],
+        default="socket",
+        help="--tcp: rtu for a serial-to-Ethernet converter in transparent mode",
+    )
+    p.add_argument("--timeout", type=float, metavar="S", help="reply timeout (0.1 s serial)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--write", metavar="FILE", help="write a config with the meters found")
+    p.add_argument("--force", action="store_true", help="let --write overwrite FILE")
     p = command("ping", cmd_ping, "try one destination's link: one harmless exchange")
     p.add_argument("destination", help="destination name (an HJ 212 one)")
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")

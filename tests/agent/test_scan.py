@@ -1,0 +1,295 @@
+"""`edge-agent scan`: the meters of a bus found, judged and written into a config that
+passes `check` and polls them; read-only throughout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import serial
+
+from agent.cli import main
+from agent.scan import run
+from config.loader import load_profile
+from drivers.modbus.scan import estimate
+from drivers.modbus.settings import ModbusPoint
+from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
+from tests.fixtures.rtu_bus import BusMeter, RtuBus, TcpMeter, profile_meter
+
+FAST = ["--units", "1-40", "--baud", "9600,19200", "--framing", "8N1,8E1", "--timeout", "0.03"]
+FOUR = "eastron-sdm630,chint-dtsu666,schneider-pm5560,acrel-adw300"  # the cabinet's models
+PROFILES = FOUR.split(",")
+FEW = ["--units", "1-8", "--baud", "9600", "--framing", "8N1", "--timeout", "0.03"]
+
+
+def cabinet() -> list[BusMeter]:
+    """8 meters of 4 profiles at mixed unit ids (one at 19200, one silent) and a broken
+    device at unit 9 that answers with garbage."""
+    return [
+        profile_meter(3, "eastron-sdm630"),
+        profile_meter(22, "eastron-sdm630", shift=1.5),
+        profile_meter(5, "chint-dtsu666"),
+        profile_meter(28, "chint-dtsu666", baudrate=19200),
+        profile_meter(11, "schneider-pm5560"),
+        profile_meter(30, "schneider-pm5560", silent=True),
+        profile_meter(17, "acrel-adw300"),
+        profile_meter(36, "acrel-adw300", shift=-2.0),
+        BusMeter(9, garbage=True),
+    ]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A sync token where systemd's credential puts it, so `check` can pass."""
+    (tmp_path / "sync-token").write_text("t0ken")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    return tmp_path
+
+
+def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_them(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The done-when case of issue 15: exactly the 7 meters that can answer, each with its
+    profile (the 19200 one at its own speed), nothing but reads sent; the config written
+    passes check and every device in it polls good."""
+    path = env / "agent.yaml"
+    with RtuBus(cabinet()) as bus:
+        assert main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        found = {m["link"]["unit"]: (m["profile"], m["link"]["baudrate"]) for m in report["meters"]}
+        assert found == {
+            3: ("eastron-sdm630", 9600),
+            22: ("eastron-sdm630", 9600),
+            5: ("chint-dtsu666", 9600),
+            28: ("chint-dtsu666", 19200),
+            11: ("schneider-pm5560", 9600),
+            17: ("acrel-adw300", 9600),
+            36: ("acrel-adw300", 9600),
+        }
+        assert [g.split(" on ")[0] for g in report["garbled"]] == ["unit 9"]
+        assert any("8E1" in r and "refuses" in r for r in report["refused"])
+        assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions  # reads only
+
+        assert (
+            main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--write", str(path)]) == 0
+        )
+        out = capsys.readouterr().out
+        assert f"{path}: written (6 devices, 1 commented out)" in out
+        assert "0x0000 input float32 = 230.5 V: plausible voltage" in out
+        assert main(["check", "-c", str(path)]) == 0
+        assert f"{path}: ok (6 devices, 0 rules)" in capsys.readouterr().out
+        text = path.read_text()
+        assert "# - name: meter_u28" in text and "set this meter to 9600 8N1" in text
+        for unit in (3, 22, 5, 11, 17, 36):
+            assert main(["probe", "-c", str(path), f"meter_u{unit}", "--json"]) == 0
+            points = json.loads(capsys.readouterr().out)["points"]
+            assert points["voltage_l1_v"]["quality"] == "good"
+            meter = next(m for m in bus.meters if m.unit == unit)
+            assert points["voltage_l1_v"]["value"] == pytest.approx(meter.values["voltage_l1_v"])
+            assert points["import_kwh"]["value"] >= 12345.5
+        assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions
+
+
+def test_with_every_shipped_profile_no_meter_is_guessed_wrong(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Judged against all shipped profiles (some share a register map, as the Schneider
+    PM2200 and PM5560 lists do), each meter gets its own profile or is unknown with its
+    own among the candidates, written commented out naming them: never another's. A
+    commented-out device, uncommented as it stands, passes check."""
+    path = env / "agent.yaml"
+    with RtuBus(cabinet()) as bus:
+        assert main(["scan", "--rtu", bus.port, *FAST, "--json", "--write", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    truth = {3: "eastron-sdm630", 22: "eastron-sdm630", 5: "chint-dtsu666", 28: "chint-dtsu666",
+             11: "schneider-pm5560", 17: "acrel-adw300", 36: "acrel-adw300"}  # fmt: skip
+    assert {m["link"]["unit"] for m in report["meters"]} == set(truth)
+    for meter in report["meters"]:
+        right = truth[meter["link"]["unit"]]
+        if meter["profile"] is None:
+            assert right in meter["candidates"], meter
+            assert not meter["written"] and "read alike" in meter["note"]
+        else:
+            assert meter["profile"] == right, meter
+    lines = path.read_text().splitlines()
+    for meter in report["meters"]:
+        if meter["written"]:
+            continue
+        at = lines.index(f"  # - name: {meter['name']}")
+        lines[at] = lines[at].replace("  # ", "  ", 1)
+        while at + 1 < len(lines) and lines[at + 1].startswith("  #   "):
+            at += 1
+            lines[at] = lines[at].replace("  # ", "  ", 1)
+    text = "\n".join(lines) + "\n"
+    path.write_text(text.replace("baudrate: 19200", "baudrate: 9600"))  # u28 set to 9600
+    assert main(["check", "-c", str(path)]) == 0
+    assert f"{path}: ok (7 devices, 0 rules)" in capsys.readouterr().out
+
+
+def test_a_port_in_use_is_refused_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port another program holds (a running agent) is not swept: exit 69, and why."""
+    with RtuBus(cabinet()) as bus, serial.Serial(bus.port, 9600, exclusive=True):
+        assert main(["scan", "--rtu", bus.port, *FAST]) == 69
+        assert f"{bus.port}: in use by another program; not scanned" in capsys.readouterr().err
+        assert not bus.functions
+
+
+def test_write_never_overwrites_a_config_without_force(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An existing agent.yaml is kept, and its devices named, unless --force."""
+    path = env / "agent.yaml"
+    path.write_text("devices:\n  - {name: press_2}\n  - {name: boiler}\n")
+    with RtuBus([profile_meter(3, "eastron-sdm630")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 78
+        assert "exists with 2 devices (press_2, boiler)" in capsys.readouterr().err
+        assert "press_2" in path.read_text()
+        assert not bus.functions  # refused before anything was sent
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path), "--force"]) == 0
+    assert "name: meter_u3" in path.read_text()
+
+
+def test_a_meter_no_profile_fits_is_listed_unknown_and_not_written(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A meter whose registers read zero voltage under every map is unknown: listed with
+    what it answered, commented out of the config, never guessed."""
+    dead = profile_meter(4, "eastron-sdm630")
+    for point in ("voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "frequency_hz"):
+        dead._store(next(p for p in _points("eastron-sdm630") if p.name == point), 0.0)
+    path = env / "agent.yaml"
+    with RtuBus([dead, profile_meter(6, "acrel-adw300")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert any(
+        line.startswith("meter_u4 ") and line.endswith(" unknown") for line in out.split("\n")
+    )
+    assert "0x0000 input float32 = 0 V: not a live voltage" in out
+    text = path.read_text()
+    assert "# - name: meter_u4" in text and "  - name: meter_u6" in text
+
+
+def _points(profile: str) -> list[ModbusPoint]:
+    return [p for p in load_profile(profile).profile.points if isinstance(p, ModbusPoint)]
+
+
+async def test_scan_tcp_finds_units_behind_a_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two meters behind one Modbus TCP gateway, found by unit id and profile; the
+    gateway's "target failed to respond" for other units is no meter."""
+    meters = [
+        SimulatedMeter(4, _points("eastron-sdm630"), LoadCurve(5.0, 1.0)),
+        SimulatedMeter(9, _points("schneider-pm5560"), LoadCurve(8.0, 1.0)),
+    ]
+    server = MeterServer(meters, port=0)
+    await server.start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        code = await run(
+            tcp=target, units=range(1, 13), timeout=0.5, as_json=True, profiles=PROFILES
+        )
+        assert code == 0
+    finally:
+        await server.stop()
+    report = json.loads(capsys.readouterr().out)
+    found = {m["link"]["unit"]: m["profile"] for m in report["meters"]}
+    assert found == {4: "eastron-sdm630", 9: "schneider-pm5560"}
+    assert report["meters"][0]["link"] == {"host": "127.0.0.1", "port": server.port, "unit": 4}
+
+
+async def test_scan_tcp_rtu_framer_for_a_transparent_converter(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RTU frames over TCP (a serial-to-Ethernet converter in transparent mode)."""
+    meters = [SimulatedMeter(7, _points("chint-dtsu666"), LoadCurve(5.0, 1.0))]
+    server = MeterServer(meters, port=0, framer="rtu")
+    await server.start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        code = await run(tcp=target, framer="rtu", units=range(5, 9), timeout=0.3, as_json=True)
+    finally:
+        await server.stop()
+    assert code == 0
+    (meter,) = json.loads(capsys.readouterr().out)["meters"]
+    assert meter["profile"] == "chint-dtsu666"
+    assert meter["link"] == {"host": "127.0.0.1", "port": server.port, "framer": "rtu", "unit": 7}
+
+
+def test_a_meter_answering_8n1_and_8n2_alike_is_found_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A UART checks one stop bit: a meter at 8N1 answers 8N2 requests too. It is one
+    meter, found at the first framing and not asked again at the second."""
+    with RtuBus([profile_meter(2, "eastron-sdm630")]) as bus:
+        args = ["--units", "1-4", "--baud", "9600", "--framing", "8N1,8N2", "--timeout", "0.03"]
+        assert main(["scan", "--rtu", bus.port, *args, "--json"]) == 0
+    (meter,) = json.loads(capsys.readouterr().out)["meters"]
+    assert (meter["link"]["unit"], meter["link"]["stopbits"]) == (2, 1)
+    assert meter["profile"] == "eastron-sdm630"
+
+
+async def test_a_tcp_meter_that_answers_any_unit_is_found_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A meter reached directly answers every unit id: found once (at unit 1), not 247
+    times, and only reads were sent."""
+    meter = TcpMeter(profile_meter(1, "acrel-adw300"))
+    await meter.start()
+    try:
+        assert await run(tcp=f"127.0.0.1:{meter.port}", timeout=0.5, as_json=True) == 0
+    finally:
+        await meter.stop()
+    (found,) = json.loads(capsys.readouterr().out)["meters"]
+    assert found["profile"] == "acrel-adw300"
+    assert found["link"]["unit"] == 1 and "answers any unit id" in found["answer"]
+    assert set(meter.functions) <= {1, 2, 3, 4}
+    assert set(meter.units) == {255, 0, 1, 246}  # four probes, then unit 1's reads
+
+
+async def test_a_tcp_meter_at_unit_255_only_is_found_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A device that answers only 255 (the TCP guide's unit id for a direct connection)
+    and says 0B for the rest is found at 255."""
+    meter = TcpMeter(profile_meter(255, "schneider-pm5560"), only=255)
+    await meter.start()
+    try:
+        target = f"127.0.0.1:{meter.port}"
+        code = await run(tcp=target, units=range(1, 11), as_json=True, profiles=PROFILES)
+    finally:
+        await meter.stop()
+    assert code == 0
+    (found,) = json.loads(capsys.readouterr().out)["meters"]
+    assert (found["link"]["unit"], found["profile"]) == (255, "schneider-pm5560")
+
+
+@pytest.mark.slow
+def test_a_full_sweep_of_one_setting_takes_what_the_estimate_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """All 247 unit ids at 9600 8N1 with the default timeout: the figure the README gives
+    (about 30 s per setting, so about 6 minutes for 4 speeds x 3 framings)."""
+    with RtuBus(cabinet()) as bus:
+        one = ["--baud", "9600", "--framing", "8N1", "--json"]
+        assert main(["scan", "--rtu", bus.port, *one]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["meters"]) == 6  # the 19200 one is not on this setting
+    assert 247 * 0.1 < report["seconds"] < estimate(247, 1, 0.1) + 15  # + the profiles' reads
+
+
+def test_a_flow_meter_with_nothing_live_is_offered_not_chosen(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flow meter has no voltage or frequency, and its totaliser does not move in a
+    second: its values are plausible but prove nothing a blank map would not. The nearest
+    profile is offered commented out (its carrier left to say), never written as found."""
+    path = env / "agent.yaml"
+    with RtuBus([profile_meter(4, "tuf-2000f"), profile_meter(6, "eastron-sdm630")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "nearest, tuf-2000f: 3/3 points plausible" in out
+    text = path.read_text()
+    assert "  #   profile: tuf-2000f   # CHANGE: nearest by its values, unconfirmed" in text
+    assert "  #   # energy: {carrier: CHANGE, counter: volume_m3}" in text
+    assert "  - name: meter_u6" in text and "  - name: meter_u4" not in text
