@@ -24,6 +24,9 @@ logger = logging.getLogger("edge_agent.receiver")
 NOTE = "edge_agent.note"
 """The scope key of a one-item list: what became of the request, for its log line."""
 
+METHOD = "edge_agent.method"
+"""The scope key of the method the client sent: HEAD goes to the routes as GET."""
+
 LINGER_SECONDS = 2.0
 
 
@@ -34,7 +37,7 @@ def note(scope: Scope, text: str) -> None:
 
 
 class Frame:
-    """The receiver's outermost layer of its own."""
+    """The receiver's outermost layer of its own; HEAD is answered as GET without its body."""
 
     def __init__(self, app: ASGIApp, latency: float) -> None:
         self.app = app
@@ -46,6 +49,10 @@ class Frame:
             return
         began = time.monotonic()
         scope[NOTE] = [""]
+        scope[METHOD] = method = scope["method"]
+        if method == "HEAD":
+            # a copy: the server reads its own scope's method to send no body (RFC 9110, 9.3.2)
+            scope = {**scope, "method": "GET"}
         request_done = False
         status = 0
         size = 0
@@ -81,7 +88,7 @@ class Frame:
         try:
             await self.app(scope, receive_tracked, send_framed)
         except Exception:
-            logger.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            logger.exception("unexpected error answering %s %s", method, scope["path"])
             note(scope, "internal error")
             if not started:
                 body = json.dumps({"status": "error", "reason": "internal error"}).encode()
@@ -93,7 +100,7 @@ class Frame:
         logger.debug(
             '%s "%s %s" %d %dB %.1fms%s',
             (scope.get("client") or ("-",))[0],
-            scope["method"],
+            method,
             scope["path"] + (f"?{query}" if query else ""),
             status,
             size,

@@ -45,7 +45,7 @@ from receiver import _answers as answers
 from receiver import _query as query
 from receiver._backends import open_store
 from receiver._body import declared_length, read_body
-from receiver._middleware import Frame, note
+from receiver._middleware import METHOD, Frame, note
 from receiver._request import Refused, check_key, gzipped, parse_batch, parse_key
 from receiver._store import GroupBy, KeyConflict, Period, Store
 from receiver._summary import summarize
@@ -171,8 +171,7 @@ def create_app(
             )
         return JSONResponse(answer)
 
-    def read(path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        return app.api_route(path, methods=["GET", "HEAD"], **kwargs)
+    read = app.get  # HEAD too: Frame hands it to the routes as a GET
 
     @read(
         "/api/v1/schema",
@@ -270,7 +269,11 @@ def create_app(
 
     document: dict[str, Any] = {}
 
-    @read("/api/v1/openapi.json", dependencies=[Depends(allowing()), *guarded])
+    @read(
+        "/api/v1/openapi.json",
+        dependencies=[Depends(allowing()), *guarded],
+        include_in_schema=False,
+    )
     def get_openapi_document() -> Response:
         if not document:
             document.update(_openapi(app))
@@ -319,7 +322,7 @@ def _records(name: str, records: list[str], truncated: bool) -> Response:
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The framework's document, with the batch schema it cannot see (the body is read by
-    hand) under components, and without the HEAD twin of every GET."""
+    hand) under components."""
     document = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
@@ -327,8 +330,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(batch.pop("$defs", {}))
     schemas["Batch"] = batch
-    for operations in document.get("paths", {}).values():
-        operations.pop("head", None)
     return document
 
 
@@ -344,10 +345,12 @@ def _answer_errors_in_json(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         error = cast(HTTPException, exc)
         if error.status_code == 405:
-            allowed = sorted((error.headers or {}).get("Allow", "").split(", "))
+            allowed = (error.headers or {}).get("Allow", "").split(", ")
+            allowed = sorted([*allowed, *(["HEAD"] if "GET" in allowed else [])])
             refusal = Refused(
                 405,
-                f"{request.method} is not allowed on {request.url.path}",
+                f"{request.scope.get(METHOD, request.method)} is not allowed on"
+                f" {request.url.path}",
                 headers={"Allow": ", ".join(allowed)},
             )
         elif error.status_code == 404:
