@@ -48,7 +48,9 @@ class _Inflater:
                 piece = self._member.decompress(data, self._limit - len(self._out) + 1)
                 self._out += piece
                 if len(self._out) > self._limit:
-                    raise Refused(413, f"body is over {self._limit} bytes once decompressed")
+                    raise Refused(
+                        413, f"body is over {self._limit} bytes once decompressed", close=True
+                    )
                 data = self._member.unconsumed_tail or self._member.unused_data
                 if self._member.eof:
                     self._started = False

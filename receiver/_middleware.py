@@ -28,6 +28,8 @@ METHOD = "edge_agent.method"
 """The scope key of the method the client sent: HEAD goes to the routes as GET."""
 
 LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 2**20
+"""At most this long and this much is read of a refused body before its connection closes."""
 
 
 def note(scope: Scope, text: str) -> None:
@@ -110,10 +112,11 @@ class Frame:
 
     @staticmethod
     async def _linger(receive: Receive, done: Any) -> None:
-        """Read and drop what the sender is still sending, for LINGER_SECONDS at most."""
+        """Read and drop what the sender is still sending, within LINGER_SECONDS and _BYTES."""
+        dropped = 0
         with anyio.move_on_after(LINGER_SECONDS):
-            while not done():
-                await receive()
+            while not done() and dropped < LINGER_BYTES:
+                dropped += len((await receive()).get("body", b""))
 
 
 def _start(status: int, length: int) -> Message:

@@ -18,13 +18,16 @@ models (domain/batch.py), whose 422 names the path of each bad field.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import json
 import logging
 import os
 import random
+import signal
 import sqlite3
+import sys
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, cast, get_args
@@ -389,6 +392,7 @@ def worker_app() -> ASGIApp:
     Each process opens the store itself (a SQLite connection or a pool cannot
     cross a fork), and reads the token from its file, never from the environment.
     """
+    _end_with_parent()
     settings = json.loads(os.environ[WORKER_SETTINGS])
     token = None
     if settings["token_file"] is not None:
@@ -405,3 +409,15 @@ def worker_app() -> ASGIApp:
         latency=settings["latency"],
         max_body=settings["max_body"],
     )
+
+
+def _end_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervising process dies, even by SIGKILL: an orphaned
+    worker would go on serving the port with nobody to stop it (prctl(2), PR_SET_PDEATHSIG)."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent was gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
