@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("edge_agent.receiver")
 
-GRACE_SECONDS = 35.0
+GRACE_SECONDS = 35
 """How long a stop waits for requests in flight; past the 30 s a body may take to arrive."""
 
 
@@ -84,9 +84,7 @@ def serve_workers(
     try:
         sock = listen(receiver.host, receiver.port)
     except OSError as exc:
-        print(
-            f"receiver: cannot listen on {receiver.host}:{receiver.port}: {exc}", file=sys.stderr
-        )
+        print(f"receiver: cannot listen on {receiver.host}:{receiver.port}: {exc}", file=sys.stderr)
         return os.EX_UNAVAILABLE
     receiver.port = sock.getsockname()[1]
     os.environ[WORKER_SETTINGS] = json.dumps(

@@ -352,14 +352,15 @@ def _answer_errors_in_json(app: FastAPI) -> None:
             allowed = sorted([*allowed, *(["HEAD"] if "GET" in allowed else [])])
             refusal = Refused(
                 405,
-                f"{request.scope.get(METHOD, request.method)} is not allowed on"
-                f" {request.url.path}",
+                f"{request.scope.get(METHOD, request.method)} is not allowed on {request.url.path}",
                 headers={"Allow": ", ".join(allowed)},
             )
         elif error.status_code == 404:
             refusal = Refused(404, f"no such path {request.url.path!r}")
         else:
-            refusal = Refused(error.status_code, str(error.detail), headers=error.headers)
+            refusal = Refused(
+                error.status_code, str(error.detail), headers=dict(error.headers or {})
+            )
         return await refused(request, refusal)
 
     async def invalid(request: Request, exc: Exception) -> Response:

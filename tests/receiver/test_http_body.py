@@ -104,9 +104,8 @@ def send_until_answered(
 def complete(answer: bytes) -> bool:
     """Whether `answer` holds a whole HTTP answer: its head, and the body its length says."""
     head, found, body = answer.partition(b"\r\n\r\n")
-    lengths = [
-        int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if b"content-length" in line
-    ]
+    lines = head.lower().split(b"\r\n")
+    lengths = [int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")]
     return bool(found) and len(body) >= (lengths[0] if lengths else 0)
 
 

@@ -138,9 +138,8 @@ def test_the_query_parameters_of_events_are_listed(served: tuple[httpx.Client, A
 def test_the_receiver_serves_no_docs_pages(served: tuple[httpx.Client, Any]) -> None:
     """No /docs, /redoc or /openapi.json of the framework's own beside the guarded one."""
     http, _ = served
-    assert [http.get(p, headers=AUTH).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [
-        404
-    ] * 3
+    paths = ("/docs", "/redoc", "/openapi.json")
+    assert [http.get(path, headers=AUTH).status_code for path in paths] == [404] * 3
 
 
 def test_a_stored_answer_matches_its_model(served: tuple[httpx.Client, Any]) -> None:
