@@ -23,6 +23,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from domain.batch import Batch
+from receiver._events import events_query, with_gateway
 from receiver._totals import Totals, add_up
 
 GroupBy = Literal["region", "industry", "enterprise", "gateway"]
@@ -384,33 +385,10 @@ class Store:
         limit: int,
     ) -> tuple[list[str], bool]:
         """Event records as received (JSON text) with their `gateway`, oldest first, and
-        whether `limit` cut the list short. `start_from` is inclusive, `start_to` exclusive,
-        both on the event's `ts`."""
-        where: list[str] = []
-        parameters: list[str | float] = []
-        for column, value in (
-            ("gateway", gateway),
-            ("device", device),
-            ("kind", kind),
-            ("severity", severity),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                parameters.append(value)
-        if start_from is not None:
-            where.append("ts_s >= ?")
-            parameters.append(start_from.timestamp())
-        if start_to is not None:
-            where.append("ts_s < ?")
-            parameters.append(start_to.timestamp())
-        rows = self._read(
-            "SELECT gateway, record FROM events"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY ts_s, gateway, event_id LIMIT ?",
-            [*parameters, limit + 1],
-        )
-        records = ['{"gateway":' + json.dumps(gw) + "," + record[1:] for gw, record in rows[:limit]]
-        return records, len(rows) > limit
+        whether `limit` cut the list short; the filters are receiver._events'."""
+        sql, parameters = events_query(gateway, device, kind, severity, start_from, start_to)
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
 
     def totals(
         self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None

@@ -2,15 +2,17 @@
 
 The parent binds the port once and hands the socket to each worker (uvicorn's
 Multiprocess supervisor: spawned processes, restarted if one dies, SIGTERM to
-each on stop). A worker builds its app from receiver.app:worker_app, so the
+each on stop). A worker builds its app with `worker_app` below, so the
 settings travel in the environment and every process opens its own store.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import ssl
@@ -18,15 +20,20 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
 from receiver._backends import open_store
-from receiver.app import WORKER_SETTINGS
+from receiver.app import create_app
 
 if TYPE_CHECKING:
     from receiver import Receiver
 
 logger = logging.getLogger("edge_agent.receiver")
+
+WORKER_SETTINGS = "EDGE_AGENT_RECEIVER_SETTINGS"
+"""The environment variable `edge-agent receiver --workers N` hands its settings to
+each worker process in (JSON; the token stays in its file)."""
 
 GRACE_SECONDS = 35
 """How long a stop waits for requests in flight; past the 30 s a body may take to arrive."""
@@ -99,7 +106,7 @@ def serve_workers(
     )
     cert, key, client_ca = tls_files
     config = server_config(
-        "receiver.app:worker_app",
+        "receiver._workers:worker_app",
         factory=True,
         workers=workers,
         ssl_certfile=cert,
@@ -116,3 +123,40 @@ def serve_workers(
     finally:
         sock.close()
     return 0
+
+
+def worker_app() -> ASGIApp:
+    """The app of one `--workers` process: its settings from the environment, its own store.
+
+    Each process opens the store itself (a SQLite connection or a pool cannot
+    cross a fork), and reads the token from its file, never from the environment.
+    """
+    _end_with_parent()
+    settings = json.loads(os.environ[WORKER_SETTINGS])
+    token = None
+    if settings["token_file"] is not None:
+        with open(settings["token_file"], encoding="utf-8") as file:
+            token = file.read().strip()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=settings["log_level"], format="%(levelname)s %(name)s: %(message)s"
+        )
+    return create_app(
+        open_store(settings["database"]),
+        token=token,
+        fail_rate=settings["fail_rate"],
+        latency=settings["latency"],
+        max_body=settings["max_body"],
+    )
+
+
+def _end_with_parent() -> None:
+    """Ask Linux for SIGTERM when the supervising process dies, even by SIGKILL: an orphaned
+    worker would go on serving the port with nobody to stop it (prctl(2), PR_SET_PDEATHSIG)."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent was gone before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -13,42 +13,34 @@ included (receiver._request.Refused), so a client never parses an HTML page.
 The batch body is not left to the framework: it is streamed through
 receiver._body within the size limit, and validated with the schema's own
 models (domain/batch.py), whose 422 names the path of each bad field.
-`worker_app` is the factory each `--workers` process imports.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import hmac
 import json
 import logging
-import os
 import random
-import signal
-import sqlite3
-import sys
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, cast, get_args
 
 import anyio
 from fastapi import Depends, FastAPI, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
+import receiver._answers as answers
+import receiver._query as query
 from domain.batch import SCHEMA_VERSION, Batch, batch_json_schema
-from receiver import _answers as answers
-from receiver import _query as query
-from receiver._backends import open_store
 from receiver._body import declared_length, read_body
-from receiver._middleware import METHOD, Frame, note
+from receiver._errors import answer_errors_in_json
+from receiver._middleware import Frame, note
 from receiver._request import Refused, check_key, gzipped, parse_batch, parse_key
 from receiver._store import GroupBy, KeyConflict, Period, Store
 from receiver._summary import summarize
@@ -58,14 +50,6 @@ logger = logging.getLogger("edge_agent.receiver")
 BODY_SECONDS = 30.0
 """A body that takes longer than this to arrive is answered 408: a stalled sender
 must not hold a request open for ever."""
-
-UNAVAILABLE: tuple[type[Exception], ...] = (sqlite3.OperationalError, sqlite3.ProgrammingError)
-"""Store errors that are not the batch's fault (a full disk, a store closing under
-us): 503, and the sender tries again later."""
-
-WORKER_SETTINGS = "EDGE_AGENT_RECEIVER_SETTINGS"
-"""The environment variable `edge-agent receiver --workers N` hands its settings to
-each worker process in (JSON; the token stays in its file)."""
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     code: {"model": answers.Refusal, "description": text}
@@ -282,7 +266,7 @@ def create_app(
             document.update(_openapi(app))
         return JSONResponse(document)
 
-    _answer_errors_in_json(app)
+    answer_errors_in_json(app)
     return Frame(app, latency)
 
 
@@ -334,91 +318,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas.update(batch.pop("$defs", {}))
     schemas["Batch"] = batch
     return document
-
-
-def _answer_errors_in_json(app: FastAPI) -> None:
-    async def refused(request: Request, exc: Exception) -> Response:
-        refusal = cast(Refused, exc)
-        note(request.scope, refusal.reason)
-        headers = dict(refusal.headers)
-        if refusal.close:
-            headers["Connection"] = "close"
-        return JSONResponse(refusal.payload(), refusal.status, headers)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        error = cast(HTTPException, exc)
-        if error.status_code == 405:
-            allowed = (error.headers or {}).get("Allow", "").split(", ")
-            allowed = sorted([*allowed, *(["HEAD"] if "GET" in allowed else [])])
-            refusal = Refused(
-                405,
-                f"{request.scope.get(METHOD, request.method)} is not allowed on {request.url.path}",
-                headers={"Allow": ", ".join(allowed)},
-            )
-        elif error.status_code == 404:
-            refusal = Refused(404, f"no such path {request.url.path!r}")
-        else:
-            refusal = Refused(
-                error.status_code, str(error.detail), headers=dict(error.headers or {})
-            )
-        return await refused(request, refusal)
-
-    async def invalid(request: Request, exc: Exception) -> Response:
-        errors = cast(RequestValidationError, exc).errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
-        return await refused(request, Refused(400, f"{where}: {first.get('msg', 'invalid')}"))
-
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        logger.warning("store unavailable: %s", exc)
-        note(request.scope, f"store unavailable: {exc}")
-        refusal = Refused(503, "store unavailable", headers={"Retry-After": "5"})
-        return JSONResponse(refusal.payload(), 503, refusal.headers)
-
-    async def internal(request: Request, exc: Exception) -> Response:
-        # Logged once by Frame, around everything.
-        return JSONResponse(Refused(500, "internal error").payload(), 500)
-
-    app.add_exception_handler(Exception, internal)
-    app.add_exception_handler(Refused, refused)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, invalid)
-    for kind in UNAVAILABLE:
-        app.add_exception_handler(kind, unavailable)
-
-
-def worker_app() -> ASGIApp:
-    """The app of one `--workers` process: its settings from the environment, its own store.
-
-    Each process opens the store itself (a SQLite connection or a pool cannot
-    cross a fork), and reads the token from its file, never from the environment.
-    """
-    _end_with_parent()
-    settings = json.loads(os.environ[WORKER_SETTINGS])
-    token = None
-    if settings["token_file"] is not None:
-        with open(settings["token_file"], encoding="utf-8") as file:
-            token = file.read().strip()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings["log_level"], format="%(levelname)s %(name)s: %(message)s"
-        )
-    return create_app(
-        open_store(settings["database"]),
-        token=token,
-        fail_rate=settings["fail_rate"],
-        latency=settings["latency"],
-        max_body=settings["max_body"],
-    )
-
-
-def _end_with_parent() -> None:
-    """Ask Linux for SIGTERM when the supervising process dies, even by SIGKILL: an orphaned
-    worker would go on serving the port with nobody to stop it (prctl(2), PR_SET_PDEATHSIG)."""
-    if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent was gone before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
