@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from tests.fixtures.batches import batch, gzipped, key, series
+from tests.fixtures.pki import make_pki
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -75,7 +78,7 @@ def receiver_process(tmp_path: Path, *options: str) -> Iterator[tuple[subprocess
         try:
             assert process.stdout is not None
             line = process.stdout.readline().strip()
-            assert line.startswith("receiver listening on http://127.0.0.1:"), line
+            assert re.match(r"receiver listening on https?://127\.0\.0\.1:", line), line
             yield process, line.removeprefix("receiver listening on ").split()[0]
         finally:
             left = children(process.pid)
@@ -169,6 +172,28 @@ def test_a_signal_lets_the_request_in_flight_finish(tmp_path: Path, workers: str
             process.send_signal(signal.SIGTERM)
             sender.join()
         assert answers == ["stored"]
+        assert process.wait(timeout=30) == 0
+
+
+def test_workers_serve_mutual_tls(tmp_path: Path) -> None:
+    """--workers with --tls-cert and --tls-client-ca: a gateway with a certificate from the
+    CA stores its batch over HTTPS; one without a certificate is turned away."""
+    pki = make_pki(tmp_path)
+    options = ["--workers", "2", "--tls-cert", str(pki.server_cert), "--tls-key"]
+    options += [str(pki.server_key), "--tls-client-ca", str(pki.ca)]
+    with receiver_process(tmp_path, *options) as (process, url):
+        assert url.startswith("https://")
+        gateway = ssl.create_default_context(cafile=pki.ca)
+        gateway.load_cert_chain(pki.client_cert, pki.client_key)
+        with httpx.Client(base_url=url, timeout=20, verify=gateway) as http:
+            assert post(http, 1) == "stored"
+        stranger = ssl.create_default_context(cafile=pki.ca)
+        with (
+            httpx.Client(base_url=url, timeout=20, verify=stranger) as http,
+            pytest.raises(httpx.TransportError),
+        ):
+            http.get("/healthz", headers=AUTH)
+        process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
 
 
