@@ -20,10 +20,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
 from receiver._backends import open_store
+from receiver._store import Store
 from receiver.app import create_app
 
 if TYPE_CHECKING:
@@ -55,24 +56,23 @@ def listen(host: str, port: int) -> socket.socket:
 
 def server_config(app: Any, **settings: Any) -> uvicorn.Config:
     """uvicorn as the receiver runs it: plain asyncio and h11 (no compiled extras to
-    install), no lifespan or websockets, no access log (the receiver logs each request
-    at DEBUG itself), and keep-alive long enough for an agent's next batch."""
+    install), no websockets, no lifespan unless asked, no access log (the receiver logs
+    each request at DEBUG itself), and keep-alive long enough for an agent's next batch."""
     verbose = logging.getLogger("edge_agent.receiver").isEnabledFor(logging.DEBUG)
-    return uvicorn.Config(
-        app,
-        http="h11",
-        loop="asyncio",
-        ws="none",
-        lifespan="off",
-        log_config=None,
-        log_level=logging.INFO if verbose else logging.WARNING,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        timeout_keep_alive=30,
-        timeout_graceful_shutdown=GRACE_SECONDS,
-        **settings,
-    )
+    defaults: dict[str, Any] = {
+        "http": "h11",
+        "loop": "asyncio",
+        "ws": "none",
+        "lifespan": "off",
+        "log_config": None,
+        "log_level": logging.INFO if verbose else logging.WARNING,
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_keep_alive": 30,
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+    }
+    return uvicorn.Config(app, **(defaults | settings))
 
 
 def serve_workers(
@@ -109,6 +109,7 @@ def serve_workers(
         "receiver._workers:worker_app",
         factory=True,
         workers=workers,
+        lifespan="on",  # a worker closes its store on the way out (ClosingStore)
         ssl_certfile=cert,
         ssl_keyfile=key,
         ssl_ca_certs=client_ca,
@@ -141,13 +142,37 @@ def worker_app() -> ASGIApp:
         logging.basicConfig(
             level=settings["log_level"], format="%(levelname)s %(name)s: %(message)s"
         )
-    return create_app(
-        open_store(settings["database"]),
+    store = open_store(settings["database"])
+    app = create_app(
+        store,
         token=token,
         fail_rate=settings["fail_rate"],
         latency=settings["latency"],
         max_body=settings["max_body"],
     )
+    return ClosingStore(app, store)
+
+
+class ClosingStore:
+    """A worker's app that closes its store when uvicorn stops the worker (ASGI lifespan),
+    so the database sees a clean end, not a process gone mid-connection."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def _end_with_parent() -> None:

@@ -135,6 +135,8 @@ def test_two_workers_store_and_answer_then_stop_on_sigterm(tmp_path: Path) -> No
         while any(alive(pid) for pid in started) and time.monotonic() < deadline:
             time.sleep(0.05)  # the tracker ends on the end of its pipe, after its parent
         assert [pid for pid in started if alive(pid)] == []
+        # each worker closed its store on the way out: SQLite's last close removes the WAL
+        assert not (tmp_path / "central.db-wal").exists()
 
 
 def test_a_worker_ends_with_its_supervisor_even_on_sigkill(tmp_path: Path) -> None:
