@@ -3,7 +3,8 @@
 Exit codes follow sysexits: 0 ok, 78 (EX_CONFIG) for a configuration problem,
 so systemd's RestartPreventExitStatus=78 never crash-loops on a bad file;
 64 (EX_USAGE) when `check --for-systemd` finds no unit to read; 69
-(EX_UNAVAILABLE) when `init` cannot ask the server it was to browse.
+(EX_UNAVAILABLE) when `init` cannot ask the server it was to browse, or when
+`receiver` or `demo` finds the receiver's extra (FastAPI, uvicorn) missing.
 """
 
 from __future__ import annotations
@@ -261,14 +262,38 @@ def _numbers(text: str) -> list[int]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.verbose, quiet=True)
-    from agent.demo import demo
+    try:
+        from agent.demo import demo
+    except ImportError as exc:  # the demo runs the reference receiver
+        missing = _receiver_missing(exc)
+        if missing is None:
+            raise
+        return missing
 
     return asyncio.run(demo(duration=args.duration, as_json=args.json, keep=args.keep))
 
 
+def _receiver_missing(exc: ImportError) -> int | None:
+    """69 with how to install it when the receiver's extra (FastAPI, uvicorn) is missing."""
+    if (exc.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn"):
+        return None
+    print(
+        f"edge-agent: the receiver needs {exc.name}, which is not installed;"
+        " install it with: pip install 'edge-agent[receiver]'",
+        file=sys.stderr,
+    )
+    return EX_UNAVAILABLE
+
+
 def cmd_receiver(args: argparse.Namespace) -> int:
     logs.setup(args.verbose)
-    from receiver import serve
+    try:
+        from receiver import serve
+    except ImportError as exc:
+        missing = _receiver_missing(exc)
+        if missing is None:
+            raise
+        return missing
 
     return serve(
         args.host,
@@ -280,6 +305,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        workers=args.workers,
     )
 
 
@@ -391,6 +417,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
     p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates from it")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="N worker processes")
     return top
 
 

@@ -3,13 +3,8 @@
 It runs in three places: inside `edge-agent demo` on a background thread,
 inside tests, and from `edge-agent receiver` for integrators, who point their
 own sender at it. The contract it holds is in PRODUCT.md, "The contract with
-the central platform":
-
-    POST /api/v1/batches      gzip JSON, Bearer token, Idempotency-Key
-    GET  /api/v1/schema       the batch JSON Schema
-    GET  /api/v1/intervals    stored interval records, filtered
-    GET  /api/v1/summary      kWh, tce, CO2 per group and period
-    GET  /healthz
+the central platform"; its routes are in receiver/app.py, served by uvicorn
+(one process here, or `--workers N` through receiver._workers).
 
     with Receiver("central.db", token="s3cret") as receiver:
         agent_url = receiver.url + "/api/v1/batches"
@@ -17,18 +12,25 @@ the central platform":
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import ssl
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from receiver._http import ReceiverServer
+import uvicorn
+
+from receiver._backends import open_store
 from receiver._store import Store
+from receiver._workers import listen, serve_workers, server_config
+from receiver.app import create_app
 
 __all__ = ["Receiver", "serve"]
 
@@ -74,8 +76,7 @@ class Receiver:
         self.tls = tls
         self._token = token
         self._lock = threading.Lock()
-        self._server: ReceiverServer | None = None
-        self._thread: threading.Thread | None = None
+        self._running: tuple[uvicorn.Server, threading.Thread, Store] | None = None
 
     def __repr__(self) -> str:
         return f"Receiver({self.url!r}, db_path={os.fspath(self.db_path)!r})"  # never the token
@@ -88,53 +89,59 @@ class Receiver:
     def start(self) -> None:
         """Open the store, bind the port and serve on a daemon thread."""
         with self._lock:
-            if self._server is not None:
+            if self._running is not None:
                 raise RuntimeError(f"receiver already serving on {self.url}")
-            store = Store(self.db_path)
+            store = open_store(self.db_path)
             try:
-                server = ReceiverServer(
-                    self.host,
-                    self.port,
-                    store=store,
-                    token=self._token,
-                    fail_rate=self.fail_rate,
-                    latency=self.latency,
-                    max_body=self.max_body,
-                )
+                sock = listen(self.host, self.port)
             except BaseException:
                 store.close()
                 raise
-            if self.tls is not None:  # the handshake happens in the handler's thread
-                server.socket = self.tls.wrap_socket(
-                    server.socket, server_side=True, do_handshake_on_connect=False
-                )
-            self.port = server.server_address[1]
-            self._server = server
-            self._thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.1},
+            self.port = sock.getsockname()[1]
+            app = create_app(
+                store,
+                token=self._token,
+                fail_rate=self.fail_rate,
+                latency=self.latency,
+                max_body=self.max_body,
+            )
+            config = server_config(app)
+            config.load()
+            config.ssl = self.tls  # a context of the caller's; uvicorn takes file names only
+            server = uvicorn.Server(config)
+            failed: list[BaseException] = []
+            thread = threading.Thread(
+                target=_serve_in_thread,
+                args=(server, sock, failed),
                 name=f"receiver:{self.port}",
                 daemon=True,
             )
-            self._thread.start()
+            thread.start()
+            while not server.started and thread.is_alive():
+                time.sleep(0.005)
+            if not server.started:
+                sock.close()
+                store.close()
+                raise RuntimeError(f"receiver on {self.url} did not start") from (
+                    failed[0] if failed else None
+                )
+            self._running = (server, thread, store)
         logger.info("receiver listening on %s", self.url)
 
     def stop(self) -> None:
-        """Stop accepting, end open connections, wait for answers in flight, close the store.
+        """Stop accepting, close idle connections, finish answers in flight, close the store.
 
-        Idempotent; a request still sending its body when this is called is
-        cut short, one already being stored is stored and answered.
+        Idempotent. A request in flight is answered (a body still arriving has
+        BODY_SECONDS in receiver.app to arrive) and its connection then closed.
         """
         with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-            if server is None or thread is None:
+            running, self._running = self._running, None
+            if running is None:
                 return
-            server.shutdown()
-            server.end_connections()
-            server.server_close()
+            server, thread, store = running
+            server.should_exit = True
             thread.join()
-            server.store.close()
+            store.close()
         logger.info("receiver on %s stopped", self.url)
 
     def __enter__(self) -> Receiver:
@@ -150,6 +157,16 @@ class Receiver:
         self.stop()
 
 
+def _serve_in_thread(
+    server: uvicorn.Server, sock: socket.socket, failed: list[BaseException]
+) -> None:
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    except BaseException as exc:  # handed to start(), which raises it
+        failed.append(exc)
+        logger.error("receiver stopped: %s", exc, exc_info=exc)
+
+
 def serve(
     host: str,
     port: int,
@@ -160,16 +177,21 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
+    workers: int = 1,
 ) -> int:
     """Serve until SIGINT or SIGTERM; the exit code for `edge-agent receiver`.
 
     With `tls_cert` it serves HTTPS; with `tls_client_ca` it also requires a
-    client certificate signed by that CA (mutual TLS).
+    client certificate signed by that CA (mutual TLS). With `workers` over 1,
+    that many processes share the port, each with its own store connection.
 
     The token is read from a file (a systemd credential, say), never from the
     command line, where every user of the machine could read it in `ps`.
     Without a token file, batches are accepted without authentication.
     """
+    if workers < 1:
+        print(f"receiver: --workers must be at least 1 (got {workers})", file=sys.stderr)
+        return os.EX_USAGE
     token = None
     if token_file is not None:
         try:
@@ -192,6 +214,13 @@ def serve(
     except ValueError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
         return os.EX_USAGE
+    if workers > 1:
+        return serve_workers(
+            receiver,
+            token_file=token_file,
+            tls_files=(tls_cert, tls_key, tls_client_ca),
+            workers=workers,
+        )
 
     stop = threading.Event()
 

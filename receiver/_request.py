@@ -1,19 +1,13 @@
 """From an HTTP request to a validated batch, or to the reason it will never be one.
 
-Everything here is bounded by the receiver's body limit before it is trusted:
-the declared length, each chunk, and the output of gzip, which is inflated a
-piece at a time so a small body cannot grow into gigabytes in memory.
+The body itself is read, within the receiver's limit, by receiver._body; here
+are the headers that frame it and the checks of what it says.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import socket
-import time
-import zlib
-from email.message import Message
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,7 +16,6 @@ from domain.batch import SCHEMA_VERSION, Batch
 
 _MAX_ERRORS = 100
 _KEY = re.compile(r"(?P<gateway>.+):(?P<sequence>[0-9]{1,19})")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
 
 
 class Refused(Exception):
@@ -52,105 +45,6 @@ class Refused(Exception):
         return payload
 
 
-class Body:
-    """The body of one request, framed by Content-Length or chunked encoding."""
-
-    def __init__(self, rfile: io.BufferedIOBase, headers: Message, limit: int) -> None:
-        self._rfile = rfile
-        self._limit = limit
-        self._chunked = False
-        self._left = 0
-        self.complete = False
-        encoding = headers.get("Transfer-Encoding")
-        lengths = headers.get_all("Content-Length") or []
-        if encoding is not None:
-            if lengths:
-                raise Refused(400, "both Transfer-Encoding and Content-Length given", close=True)
-            if encoding.strip().lower() != "chunked":
-                raise Refused(501, f"Transfer-Encoding {encoding!r} is not supported", close=True)
-            self._chunked = True
-        elif lengths:
-            if len(set(lengths)) > 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0].strip()):
-                raise Refused(400, f"invalid Content-Length {lengths[0]!r}", close=True)
-            self._left = int(lengths[0])
-        self.complete = not self._chunked and self._left == 0
-
-    def read(self) -> bytes:
-        """The whole body; 413 without reading it when it is over the limit."""
-        if self.complete:
-            return b""
-        try:
-            data = self._read_chunked() if self._chunked else self._read_length()
-        except TimeoutError:
-            raise Refused(408, "timed out reading the body", close=True) from None
-        self.complete = True
-        return data
-
-    def _read_length(self) -> bytes:
-        if self._left > self._limit:
-            raise Refused(413, f"body of {self._left} bytes is over {self._limit}", close=True)
-        data = self._rfile.read(self._left)
-        self._left -= len(data)
-        if self._left:
-            raise Refused(400, "body is shorter than its Content-Length", close=True)
-        return data
-
-    def _read_chunked(self) -> bytes:
-        data = bytearray()
-        while True:
-            line = self._rfile.readline(1024)
-            size = line.split(b";", 1)[0].strip()
-            if not line.endswith(b"\n") or not _CHUNK_SIZE.fullmatch(size):
-                raise Refused(400, "malformed chunked body", close=True)
-            length = int(size, 16)
-            if length == 0:
-                break
-            if len(data) + length > self._limit:
-                raise Refused(413, f"body is over {self._limit} bytes", close=True)
-            chunk = self._rfile.read(length)
-            if len(chunk) < length or self._rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise Refused(400, "malformed chunked body", close=True)
-            data += chunk
-        for _ in range(64):  # trailer fields, ignored
-            line = self._rfile.readline(8192)
-            if line in (b"\r\n", b"\n"):
-                return bytes(data)
-            if not line.endswith(b"\n"):
-                break
-        raise Refused(400, "malformed chunked body trailer", close=True)
-
-    def settle(self) -> bool:
-        """Consume a body nobody read, if small enough; whether the connection can be reused."""
-        if self.complete:
-            return True
-        try:
-            self.read()
-        except Refused:
-            return False
-        return True
-
-    def linger(self, connection: socket.socket, seconds: float = 2.0) -> None:
-        """Drop what the client is still sending, so the answer reaches it before we close.
-
-        Closing a socket with unread data resets the connection, and a client
-        still busy sending would see the reset instead of our 413.
-        """
-        if self.complete:
-            return
-        deadline = time.monotonic() + seconds
-        left = None if self._chunked else self._left
-        try:
-            connection.settimeout(0.2)
-            while time.monotonic() < deadline and (left is None or left > 0):
-                data = self._rfile.read1(65536 if left is None else min(65536, left))
-                if not data:
-                    break
-                if left is not None:
-                    left -= len(data)
-        except OSError:
-            pass
-
-
 def gzipped(header: str | None) -> bool:
     """Whether Content-Encoding says gzip; 415 for any encoding we don't speak."""
     value = (header or "identity").strip().lower()
@@ -159,29 +53,6 @@ def gzipped(header: str | None) -> bool:
     if value == "identity":
         return False
     raise Refused(415, f"Content-Encoding {header!r} is not supported: send gzip, or no encoding")
-
-
-def gunzip(data: bytes, limit: int) -> bytes:
-    """Inflate a gzip body (members may be concatenated), never past `limit` bytes."""
-    out = bytearray()
-    rest = data
-    try:
-        while rest:
-            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            pending = rest
-            while not inflater.eof:
-                # max_length bounds each step, so memory stays within the limit.
-                piece = inflater.decompress(pending, limit - len(out) + 1)
-                out += piece
-                if len(out) > limit:
-                    raise Refused(413, f"body is over {limit} bytes once decompressed")
-                pending = inflater.unconsumed_tail
-                if not piece and not pending:
-                    raise Refused(400, "gzip body is truncated")
-            rest = inflater.unused_data
-    except zlib.error as exc:
-        raise Refused(400, f"body is not valid gzip: {exc}") from None
-    return bytes(out)
 
 
 def parse_key(header: str | None) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from domain.batch import Batch
+from receiver._events import events_query, with_gateway
 from receiver._totals import Totals, add_up
 
 GroupBy = Literal["region", "industry", "enterprise", "gateway"]
@@ -371,6 +372,23 @@ class Store:
         # each record as received, with the gateway it came from put in front
         records = ['{"gateway":' + json.dumps(gw) + "," + record[1:] for gw, record in rows[:limit]]
         return records, len(rows) > limit
+
+    def events(
+        self,
+        *,
+        gateway: str | None,
+        device: str | None,
+        kind: str | None,
+        severity: str | None,
+        start_from: datetime | None,
+        start_to: datetime | None,
+        limit: int,
+    ) -> tuple[list[str], bool]:
+        """Event records as received (JSON text) with their `gateway`, oldest first, and
+        whether `limit` cut the list short; the filters are receiver._events'."""
+        sql, parameters = events_query(gateway, device, kind, severity, start_from, start_to)
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
 
     def totals(
         self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None

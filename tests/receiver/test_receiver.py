@@ -292,7 +292,7 @@ def test_a_body_over_the_limit_is_413(small_receiver: Receiver) -> None:
 
     with httpx.Client(base_url=small_receiver.url) as http:
         answer = post(http, batch(), content=content)
-        after = http.get("/healthz")
+        after = http.get("/healthz", headers=AUTH)
 
     assert (answer.status_code, answer.json()["status"]) == (413, "rejected")
     assert after.status_code == 200
@@ -328,7 +328,7 @@ def test_latency_delays_every_answer(tmp_path: Path) -> None:
         httpx.Client(base_url=slow.url) as http,
     ):
         began = time.monotonic()
-        http.get("/healthz")
+        http.get("/healthz", headers=AUTH)
         assert time.monotonic() - began >= 0.3
 
 
@@ -622,11 +622,13 @@ def test_bad_summary_parameters_are_400(client: httpx.Client, params: dict[str, 
 
 
 def test_schema_and_health(client: httpx.Client) -> None:
-    """The batch JSON Schema is published with its version; /healthz answers ok."""
-    schema = client.get("/api/v1/schema").json()
+    """The batch JSON Schema is published with its version; /healthz answers ok; both, like
+    every GET, only with the token."""
+    schema = client.get("/api/v1/schema", headers=AUTH).json()
 
     assert schema["$id"].endswith("/batch/v1.json")
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz", headers=AUTH).json() == {"status": "ok"}
+    assert [client.get(path).status_code for path in ("/api/v1/schema", "/healthz")] == [401, 401]
 
 
 def test_unknown_paths_are_404_and_wrong_methods_405_in_json(client: httpx.Client) -> None:
@@ -660,7 +662,7 @@ def test_stop_closes_the_port_and_idle_connections(tmp_path: Path) -> None:
     running = Receiver(tmp_path / "central.db", TOKEN)
     running.start()
     with httpx.Client(base_url=running.url) as http:
-        assert http.get("/healthz").status_code == 200
+        assert http.get("/healthz", headers=AUTH).status_code == 200
         began = time.monotonic()
         running.stop()
         running.stop()
