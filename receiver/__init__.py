@@ -27,8 +27,8 @@ import threading
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from receiver._backends import open_store, shown
 from receiver._http import ReceiverServer
-from receiver._store import Store
 
 __all__ = ["Receiver", "serve"]
 
@@ -78,7 +78,7 @@ class Receiver:
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"Receiver({self.url!r}, db_path={os.fspath(self.db_path)!r})"  # never the token
+        return f"Receiver({self.url!r}, db_path={shown(self.db_path)!r})"  # never the token
 
     @property
     def url(self) -> str:
@@ -90,7 +90,7 @@ class Receiver:
         with self._lock:
             if self._server is not None:
                 raise RuntimeError(f"receiver already serving on {self.url}")
-            store = Store(self.db_path)
+            store = open_store(self.db_path)
             try:
                 server = ReceiverServer(
                     self.host,
@@ -205,7 +205,7 @@ def serve(
         try:
             receiver.start()
         except sqlite3.Error as exc:
-            print(f"receiver: {os.fspath(db_path)}: {exc}", file=sys.stderr)
+            print(f"receiver: {shown(db_path)}: {exc}", file=sys.stderr)
             return os.EX_CANTCREAT
         except OSError as exc:
             print(f"receiver: cannot listen on {host}:{port}: {exc}", file=sys.stderr)

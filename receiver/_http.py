@@ -27,6 +27,7 @@ from typing import Any, ClassVar, cast, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from domain.batch import batch_json_schema
+from receiver._backends import AnyStore
 from receiver._request import (
     Body,
     Refused,
@@ -36,7 +37,7 @@ from receiver._request import (
     parse_batch,
     parse_key,
 )
-from receiver._store import GroupBy, KeyConflict, Period, Store
+from receiver._store import GroupBy, KeyConflict, Period
 from receiver._summary import summarize
 
 logger = logging.getLogger("edge_agent.receiver")
@@ -60,7 +61,7 @@ class ReceiverServer(ThreadingHTTPServer):
         host: str,
         port: int,
         *,
-        store: Store,
+        store: AnyStore,
         token: str | None,
         fail_rate: float,
         latency: float,
