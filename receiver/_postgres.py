@@ -225,13 +225,19 @@ class PostgresStore:
 
     def __init__(self, conninfo: str, *, max_connections: int = 8) -> None:
         self._conninfo = conninfo
+        try:
+            # One plain connection first: a wrong password or host fails at once with
+            # libpq's own words, where the pool would retry until its timeout.
+            psycopg.connect(conninfo, connect_timeout=10).close()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
         self._pool: ConnectionPool | None = ConnectionPool(
             conninfo,
             min_size=1,
             max_size=max_connections,
             open=False,
             name="receiver",
-            timeout=30,
+            timeout=10,  # a request waits this long for a connection, then is answered 503
         )
         try:
             self._pool.open(wait=True, timeout=30)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -228,3 +229,23 @@ def test_receivers_starting_at_once_migrate_the_schema_once(postgres_url: str) -
     with psycopg.connect(postgres_url) as db:
         versions = [row[0] for row in db.execute("SELECT version FROM schema_version ORDER BY 1")]
     assert versions == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_without_the_password_the_receiver_says_so_and_exits(
+    postgres_url: str, token_file: Path, tmp_path: Path
+) -> None:
+    """No password file for the URL: the receiver exits at once, naming the database (the
+    password never shown) and what libpq said, instead of serving a store it cannot reach."""
+    empty = tmp_path / "pgpass"
+    empty.write_text("")
+    empty.chmod(0o600)
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "receiver", "--port", "0", "--db", postgres_url,
+         "--token-file", str(token_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PGPASSFILE": str(empty)},
+    )  # fmt: skip
+
+    assert run.returncode == os.EX_CANTCREAT
+    assert f"receiver: {postgres_url}: cannot reach the database" in run.stderr
+    assert "password" in run.stderr
