@@ -6,7 +6,7 @@ the database itself:
 
 - a batch key is UNIQUE, and `INSERT ... ON CONFLICT DO NOTHING` on it makes
   the second of two concurrent copies wait for the first to commit and then
-  see it (PostgreSQL documentation, "INSERT", section "ON CONFLICT Clause");
+  see it (PostgreSQL 15 documentation, "INSERT", "ON CONFLICT Clause");
 - each record's natural key is UNIQUE too, and its rows are inserted in one
   transaction per batch with ON CONFLICT DO NOTHING, so a record that two
   batches carry is stored once whichever commits first;
@@ -15,7 +15,7 @@ the database itself:
   deadlock; a deadlock or serialization failure still found is retried.
 
 The schema is created and migrated by the first receiver to start, under an
-advisory lock (PostgreSQL documentation, "Explicit Locking", section
+advisory lock (PostgreSQL 15 documentation, 13.3 "Explicit Locking", 13.3.5
 "Advisory Locks"), so two starting at once do not both migrate.
 
 Rows go in as one `INSERT ... SELECT FROM unnest(arrays)` per table: one round
@@ -39,6 +39,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from domain.batch import Batch
+from receiver._postgres_schema import (
+    INSERT_EVENTS,
+    INSERT_INTERVALS,
+    INSERT_SAMPLES,
+    MIGRATIONS,
+    WIDTHS,
+)
 from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
 from receiver._totals import Totals, add_up
 
@@ -46,136 +53,6 @@ logger = logging.getLogger("edge_agent.receiver")
 
 # Any 64-bit number unlikely to be another application's advisory lock: "edge" in ASCII.
 _MIGRATION_LOCK = 0x65646765
-
-# The schema, one step per entry; a database at version N gets the entries after N.
-# COLLATE "C": text sorts by code point, as SQLite's does, whatever the database's locale.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE batches (
-        id BIGSERIAL PRIMARY KEY,
-        key TEXT NOT NULL UNIQUE,
-        gateway TEXT COLLATE "C" NOT NULL,
-        sequence BIGINT NOT NULL,
-        schema_version INTEGER NOT NULL,
-        factor_set TEXT NOT NULL,
-        received_at TEXT NOT NULL,
-        body_sha256 TEXT NOT NULL,
-        intervals INTEGER NOT NULL DEFAULT 0,
-        events INTEGER NOT NULL DEFAULT 0,
-        samples INTEGER NOT NULL DEFAULT 0,
-        duplicate_records INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE intervals (
-        id BIGSERIAL PRIMARY KEY,
-        batch_id BIGINT NOT NULL REFERENCES batches (id),
-        gateway TEXT COLLATE "C" NOT NULL,
-        enterprise_id TEXT COLLATE "C" NOT NULL,
-        region_code TEXT COLLATE "C" NOT NULL,
-        industry_code TEXT COLLATE "C" NOT NULL,
-        timezone TEXT NOT NULL,
-        device TEXT COLLATE "C" NOT NULL,
-        carrier TEXT COLLATE "C" NOT NULL,
-        start_text TEXT NOT NULL,
-        end_text TEXT NOT NULL,
-        start_s DOUBLE PRECISION NOT NULL,
-        end_s DOUBLE PRECISION NOT NULL,
-        duration_s DOUBLE PRECISION NOT NULL,
-        local_date TEXT COLLATE "C" NOT NULL,
-        quantity DOUBLE PRECISION NOT NULL,
-        unit TEXT NOT NULL,
-        kwh DOUBLE PRECISION,
-        tce_kg DOUBLE PRECISION,
-        co2_kg DOUBLE PRECISION,
-        scope INTEGER,
-        factor_id TEXT,
-        coverage DOUBLE PRECISION NOT NULL,
-        quality TEXT NOT NULL,
-        record TEXT NOT NULL,
-        UNIQUE (gateway, device, carrier, start_s, end_s)
-    );
-    CREATE INDEX intervals_device_start ON intervals (device, start_s);
-    CREATE INDEX intervals_local_date ON intervals (local_date);
-    CREATE TABLE events (
-        id BIGSERIAL PRIMARY KEY,
-        batch_id BIGINT NOT NULL REFERENCES batches (id),
-        gateway TEXT COLLATE "C" NOT NULL,
-        event_id BIGINT NOT NULL,
-        ts_text TEXT NOT NULL,
-        ts_s DOUBLE PRECISION NOT NULL,
-        device TEXT COLLATE "C",
-        kind TEXT COLLATE "C" NOT NULL,
-        severity TEXT COLLATE "C" NOT NULL,
-        message TEXT NOT NULL,
-        record TEXT NOT NULL,
-        UNIQUE (gateway, event_id)
-    );
-    CREATE TABLE samples (
-        id BIGSERIAL PRIMARY KEY,
-        batch_id BIGINT NOT NULL REFERENCES batches (id),
-        gateway TEXT COLLATE "C" NOT NULL,
-        device TEXT COLLATE "C" NOT NULL,
-        point TEXT COLLATE "C" NOT NULL,
-        ts_text TEXT NOT NULL,
-        ts_s DOUBLE PRECISION NOT NULL,
-        value DOUBLE PRECISION,
-        unit TEXT NOT NULL,
-        quality TEXT NOT NULL,
-        record TEXT NOT NULL,
-        UNIQUE (gateway, device, point, ts_s)
-    );
-    """,
-    # the events read side filters by time across gateways
-    "CREATE INDEX events_ts ON events (ts_s)",
-)
-
-# (column, PostgreSQL array type) per table, in insert order; batch_id comes first, not listed.
-_INTERVAL_COLUMNS = (
-    ("gateway", "text"),
-    ("enterprise_id", "text"),
-    ("region_code", "text"),
-    ("industry_code", "text"),
-    ("timezone", "text"),
-    ("device", "text"),
-    ("carrier", "text"),
-    ("start_text", "text"),
-    ("end_text", "text"),
-    ("start_s", "float8"),
-    ("end_s", "float8"),
-    ("duration_s", "float8"),
-    ("local_date", "text"),
-    ("quantity", "float8"),
-    ("unit", "text"),
-    ("kwh", "float8"),
-    ("tce_kg", "float8"),
-    ("co2_kg", "float8"),
-    ("scope", "int4"),
-    ("factor_id", "text"),
-    ("coverage", "float8"),
-    ("quality", "text"),
-    ("record", "text"),
-)
-_EVENT_COLUMNS = (
-    ("gateway", "text"),
-    ("event_id", "int8"),
-    ("ts_text", "text"),
-    ("ts_s", "float8"),
-    ("device", "text"),
-    ("kind", "text"),
-    ("severity", "text"),
-    ("message", "text"),
-    ("record", "text"),
-)
-_SAMPLE_COLUMNS = (
-    ("gateway", "text"),
-    ("device", "text"),
-    ("point", "text"),
-    ("ts_text", "text"),
-    ("ts_s", "float8"),
-    ("value", "float8"),
-    ("unit", "text"),
-    ("quality", "text"),
-    ("record", "text"),
-)
 _PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
 
 
@@ -185,21 +62,6 @@ class StoreUnavailable(sqlite3.OperationalError):
     A subclass of sqlite3.OperationalError so that the HTTP side, which answers
     that error 503 with Retry-After, treats both stores alike.
     """
-
-
-def _insert_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
-    """One INSERT of a whole batch's rows from arrays, skipping rows whose key is held."""
-    names = ", ".join(name for name, _ in columns)
-    arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
-    return (
-        f"INSERT INTO {table} (batch_id, {names}) SELECT %s, * FROM unnest({arrays})"
-        " ON CONFLICT DO NOTHING"
-    )
-
-
-_INSERT_INTERVALS = _insert_sql("intervals", _INTERVAL_COLUMNS)
-_INSERT_EVENTS = _insert_sql("events", _EVENT_COLUMNS)
-_INSERT_SAMPLES = _insert_sql("samples", _SAMPLE_COLUMNS)
 
 
 def _json(record: Any) -> str:
@@ -398,10 +260,11 @@ class PostgresStore:
                 return None
             batch_id = row[0]
             new: list[int] = []
-            for sql, rows, width in (
-                (_INSERT_INTERVALS, intervals, len(_INTERVAL_COLUMNS)),
-                (_INSERT_EVENTS, events, len(_EVENT_COLUMNS)),
-                (_INSERT_SAMPLES, samples, len(_SAMPLE_COLUMNS)),
+            for sql, rows, width in zip(
+                (INSERT_INTERVALS, INSERT_EVENTS, INSERT_SAMPLES),
+                (intervals, events, samples),
+                WIDTHS,
+                strict=True,
             ):
                 if not rows:
                     new.append(0)

@@ -1,0 +1,157 @@
+"""The receiver's PostgreSQL schema: its migrations, and the INSERTs of a batch's rows.
+
+The tables and columns are the SQLite store's (receiver/_store.py), with
+PostgreSQL's types. A database at schema version N is given the steps after N,
+in order, by the first receiver to start (receiver._postgres, under an
+advisory lock); a step, once released, is never edited: a change is a new step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# The schema, one step per entry; a database at version N gets the entries after N.
+# COLLATE "C": text sorts by code point, as SQLite's does, whatever the database's locale.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE batches (
+        id BIGSERIAL PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        gateway TEXT COLLATE "C" NOT NULL,
+        sequence BIGINT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        factor_set TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        body_sha256 TEXT NOT NULL,
+        intervals INTEGER NOT NULL DEFAULT 0,
+        events INTEGER NOT NULL DEFAULT 0,
+        samples INTEGER NOT NULL DEFAULT 0,
+        duplicate_records INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE intervals (
+        id BIGSERIAL PRIMARY KEY,
+        batch_id BIGINT NOT NULL REFERENCES batches (id),
+        gateway TEXT COLLATE "C" NOT NULL,
+        enterprise_id TEXT COLLATE "C" NOT NULL,
+        region_code TEXT COLLATE "C" NOT NULL,
+        industry_code TEXT COLLATE "C" NOT NULL,
+        timezone TEXT NOT NULL,
+        device TEXT COLLATE "C" NOT NULL,
+        carrier TEXT COLLATE "C" NOT NULL,
+        start_text TEXT NOT NULL,
+        end_text TEXT NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        duration_s DOUBLE PRECISION NOT NULL,
+        local_date TEXT COLLATE "C" NOT NULL,
+        quantity DOUBLE PRECISION NOT NULL,
+        unit TEXT NOT NULL,
+        kwh DOUBLE PRECISION,
+        tce_kg DOUBLE PRECISION,
+        co2_kg DOUBLE PRECISION,
+        scope INTEGER,
+        factor_id TEXT,
+        coverage DOUBLE PRECISION NOT NULL,
+        quality TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (gateway, device, carrier, start_s, end_s)
+    );
+    CREATE INDEX intervals_device_start ON intervals (device, start_s);
+    CREATE INDEX intervals_local_date ON intervals (local_date);
+    CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        batch_id BIGINT NOT NULL REFERENCES batches (id),
+        gateway TEXT COLLATE "C" NOT NULL,
+        event_id BIGINT NOT NULL,
+        ts_text TEXT NOT NULL,
+        ts_s DOUBLE PRECISION NOT NULL,
+        device TEXT COLLATE "C",
+        kind TEXT COLLATE "C" NOT NULL,
+        severity TEXT COLLATE "C" NOT NULL,
+        message TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (gateway, event_id)
+    );
+    CREATE TABLE samples (
+        id BIGSERIAL PRIMARY KEY,
+        batch_id BIGINT NOT NULL REFERENCES batches (id),
+        gateway TEXT COLLATE "C" NOT NULL,
+        device TEXT COLLATE "C" NOT NULL,
+        point TEXT COLLATE "C" NOT NULL,
+        ts_text TEXT NOT NULL,
+        ts_s DOUBLE PRECISION NOT NULL,
+        value DOUBLE PRECISION,
+        unit TEXT NOT NULL,
+        quality TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (gateway, device, point, ts_s)
+    );
+    """,
+    # the events read side filters by time across gateways
+    "CREATE INDEX events_ts ON events (ts_s)",
+)
+
+# (column, PostgreSQL array type) per table, in insert order; batch_id comes first, not listed.
+_INTERVAL_COLUMNS = (
+    ("gateway", "text"),
+    ("enterprise_id", "text"),
+    ("region_code", "text"),
+    ("industry_code", "text"),
+    ("timezone", "text"),
+    ("device", "text"),
+    ("carrier", "text"),
+    ("start_text", "text"),
+    ("end_text", "text"),
+    ("start_s", "float8"),
+    ("end_s", "float8"),
+    ("duration_s", "float8"),
+    ("local_date", "text"),
+    ("quantity", "float8"),
+    ("unit", "text"),
+    ("kwh", "float8"),
+    ("tce_kg", "float8"),
+    ("co2_kg", "float8"),
+    ("scope", "int4"),
+    ("factor_id", "text"),
+    ("coverage", "float8"),
+    ("quality", "text"),
+    ("record", "text"),
+)
+_EVENT_COLUMNS = (
+    ("gateway", "text"),
+    ("event_id", "int8"),
+    ("ts_text", "text"),
+    ("ts_s", "float8"),
+    ("device", "text"),
+    ("kind", "text"),
+    ("severity", "text"),
+    ("message", "text"),
+    ("record", "text"),
+)
+_SAMPLE_COLUMNS = (
+    ("gateway", "text"),
+    ("device", "text"),
+    ("point", "text"),
+    ("ts_text", "text"),
+    ("ts_s", "float8"),
+    ("value", "float8"),
+    ("unit", "text"),
+    ("quality", "text"),
+    ("record", "text"),
+)
+
+
+def _insert_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
+    """One INSERT of a whole batch's rows from arrays, skipping rows whose key is held."""
+    names = ", ".join(name for name, _ in columns)
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in columns)
+    return (
+        f"INSERT INTO {table} (batch_id, {names}) SELECT %s, * FROM unnest({arrays})"
+        " ON CONFLICT DO NOTHING"
+    )
+
+
+INSERT_INTERVALS = _insert_sql("intervals", _INTERVAL_COLUMNS)
+INSERT_EVENTS = _insert_sql("events", _EVENT_COLUMNS)
+INSERT_SAMPLES = _insert_sql("samples", _SAMPLE_COLUMNS)
+WIDTHS = (len(_INTERVAL_COLUMNS), len(_EVENT_COLUMNS), len(_SAMPLE_COLUMNS))
