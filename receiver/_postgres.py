@@ -18,9 +18,9 @@ The schema is created and migrated by the first receiver to start, under an
 advisory lock (PostgreSQL 15 documentation, 13.3 "Explicit Locking", 13.3.5
 "Advisory Locks"), so two starting at once do not both migrate.
 
-Rows go in as one `INSERT ... SELECT FROM unnest(arrays)` per table: one round
-trip for a batch of any size, with RETURNING-free row counts (bench/
-receiver_ingest.py measures it against raw COPY and executemany).
+Rows go in by executemany, which psycopg 3 pipelines: one round trip per
+batch (bench/receiver_ingest.py measures it against raw COPY and executemany
+and the other ways to insert that keep the rule).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from receiver._postgres_schema import (
     INSERT_INTERVALS,
     INSERT_SAMPLES,
     MIGRATIONS,
-    WIDTHS,
 )
 from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
 from receiver._totals import Totals, add_up
@@ -68,14 +67,85 @@ def _json(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows turned into one list per column, the shape unnest() takes."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
-
-
 def _with_gateway(gateway: str, record: str) -> str:
     """A stored record with the gateway it came from put in front, as the SQLite store does."""
     return '{"gateway":' + json.dumps(gateway) + "," + record[1:]
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
+    """A batch's interval, event and sample rows, in the columns of _postgres_schema and in
+    the order of their natural keys (so concurrent batches lock rows in one order)."""
+    tags = batch.gateway
+    zone = ZoneInfo(tags.timezone)
+    intervals = sorted(
+        (
+            (
+                tags.id,
+                tags.enterprise_id,
+                tags.region_code,
+                tags.industry_code,
+                tags.timezone,
+                record.device,
+                record.carrier,
+                raw["start"],
+                raw["end"],
+                record.start.timestamp(),
+                record.end.timestamp(),
+                (record.end - record.start).total_seconds(),
+                record.start.astimezone(zone).date().isoformat(),
+                record.quantity,
+                record.unit,
+                record.kwh,
+                record.tce_kg,
+                record.co2_kg,
+                record.scope,
+                record.factor.id if record.factor is not None else None,
+                record.coverage,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
+        ),
+        key=lambda row: (row[5], row[6], row[9], row[10]),
+    )
+    events = sorted(
+        (
+            (
+                tags.id,
+                record.id,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.device,
+                record.kind,
+                record.severity,
+                record.message,
+                _json(raw),
+            )
+            for record, raw in zip(batch.events, document.get("events", []), strict=True)
+        ),
+        key=lambda row: row[1],
+    )
+    samples = sorted(
+        (
+            (
+                tags.id,
+                record.device,
+                record.point,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.value,
+                record.unit,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
+        ),
+        key=lambda row: (row[1], row[2], row[4]),
+    )
+    return intervals, events, samples
 
 
 class PostgresStore:
@@ -147,72 +217,7 @@ class PostgresStore:
         Raises KeyConflict for a known key with another body, like the SQLite store.
         """
         tags = batch.gateway
-        zone = ZoneInfo(tags.timezone)
-        intervals = sorted(
-            (
-                (
-                    tags.id,
-                    tags.enterprise_id,
-                    tags.region_code,
-                    tags.industry_code,
-                    tags.timezone,
-                    record.device,
-                    record.carrier,
-                    raw["start"],
-                    raw["end"],
-                    record.start.timestamp(),
-                    record.end.timestamp(),
-                    (record.end - record.start).total_seconds(),
-                    record.start.astimezone(zone).date().isoformat(),
-                    record.quantity,
-                    record.unit,
-                    record.kwh,
-                    record.tce_kg,
-                    record.co2_kg,
-                    record.scope,
-                    record.factor.id if record.factor is not None else None,
-                    record.coverage,
-                    record.quality,
-                    _json(raw),
-                )
-                for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
-            ),
-            key=lambda row: (row[5], row[6], row[9], row[10]),
-        )
-        events = sorted(
-            (
-                (
-                    tags.id,
-                    record.id,
-                    raw["ts"],
-                    record.ts.timestamp(),
-                    record.device,
-                    record.kind,
-                    record.severity,
-                    record.message,
-                    _json(raw),
-                )
-                for record, raw in zip(batch.events, document.get("events", []), strict=True)
-            ),
-            key=lambda row: row[1],
-        )
-        samples = sorted(
-            (
-                (
-                    tags.id,
-                    record.device,
-                    record.point,
-                    raw["ts"],
-                    record.ts.timestamp(),
-                    record.value,
-                    record.unit,
-                    record.quality,
-                    _json(raw),
-                )
-                for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
-            ),
-            key=lambda row: (row[1], row[2], row[4]),
-        )
+        intervals, events, samples = rows(batch, document)
         head = (
             key,
             tags.id,
@@ -260,17 +265,15 @@ class PostgresStore:
                 return None
             batch_id = row[0]
             new: list[int] = []
-            for sql, rows, width in zip(
-                (INSERT_INTERVALS, INSERT_EVENTS, INSERT_SAMPLES),
-                (intervals, events, samples),
-                WIDTHS,
-                strict=True,
+            for sql, rows in (
+                (INSERT_INTERVALS, intervals),
+                (INSERT_EVENTS, events),
+                (INSERT_SAMPLES, samples),
             ):
-                if not rows:
-                    new.append(0)
-                    continue
-                cursor.execute(sql, (batch_id, *_columns(rows, width)))
-                new.append(cursor.rowcount)
+                if rows:
+                    cursor.executemany(sql, [(batch_id, *row) for row in rows])
+                # executemany's rowcount is the sum over the rows: those not skipped
+                new.append(cursor.rowcount if rows else 0)
             stored = Stored(
                 intervals=new[0],
                 events=new[1],
