@@ -45,6 +45,7 @@ from receiver._postgres_schema import (
     INSERT_SAMPLES,
     MIGRATIONS,
 )
+from receiver._request import Refused
 from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
 from receiver._totals import Totals, add_up
 
@@ -61,6 +62,30 @@ class StoreUnavailable(sqlite3.OperationalError):
     A subclass of sqlite3.OperationalError so that the HTTP side, which answers
     that error 503 with Retry-After, treats both stores alike.
     """
+
+
+def _nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Where a record has text with U+0000 that would go into a column of its own.
+
+    PostgreSQL's text cannot hold it (PostgreSQL 15 documentation, 8.3 "Character
+    Types": "the character with code zero ... cannot be stored"); SQLite can. The
+    record as a whole is kept as JSON, which writes it as \\u0000, so only the
+    fields with a column are checked.
+    """
+    found = []
+    for section in ("intervals", "events", "samples"):
+        for n, record in enumerate(document.get(section) or []):
+            if not isinstance(record, dict):
+                continue
+            fields = dict(record)
+            factor = record.get("factor")
+            if isinstance(factor, dict):
+                fields["factor.id"] = factor.get("id")
+            for name, value in fields.items():
+                if isinstance(value, str) and "\x00" in value:
+                    message = "text with U+0000 (NUL) cannot be stored in PostgreSQL"
+                    found.append({"path": f"{section}[{n}].{name}", "message": message})
+    return found
 
 
 def _json(record: Any) -> str:
@@ -161,7 +186,7 @@ class PostgresStore:
             # One plain connection first: a wrong password or host fails at once with
             # libpq's own words, where the pool would retry until its timeout.
             psycopg.connect(conninfo, connect_timeout=10).close()
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
         self._pool: ConnectionPool | None = ConnectionPool(
             conninfo,
@@ -169,6 +194,9 @@ class PostgresStore:
             max_size=max_connections,
             open=False,
             name="receiver",
+            # a connection the server dropped (a restart, a failover) is found and replaced
+            # before a batch is given to it, instead of failing that batch
+            check=ConnectionPool.check_connection,
             timeout=10,  # a request waits this long for a connection, then is answered 503
         )
         try:
@@ -177,6 +205,9 @@ class PostgresStore:
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._pool.close()
             raise StoreUnavailable(f"cannot reach the database: {exc}") from exc
+        except psycopg.Error as exc:  # no right to create tables, say
+            self._pool.close()
+            raise StoreUnavailable(f"cannot prepare the database: {exc}") from exc
         except BaseException:
             self._pool.close()
             raise
@@ -214,8 +245,12 @@ class PostgresStore:
     def put(self, key: str, batch: Batch, document: dict[str, Any], digest: str) -> Stored | None:
         """Store a batch and its records in one transaction; None if the key is already held.
 
-        Raises KeyConflict for a known key with another body, like the SQLite store.
+        Raises KeyConflict for a known key with another body, like the SQLite store, and
+        Refused (422) for text PostgreSQL cannot hold, before anything is stored.
         """
+        nul = _nul_characters(document)
+        if nul:
+            raise Refused(422, "batch holds text this receiver's database cannot store", errors=nul)
         tags = batch.gateway
         intervals, events, samples = rows(batch, document)
         head = (
