@@ -181,7 +181,6 @@ class PostgresStore:
     """
 
     def __init__(self, conninfo: str, *, max_connections: int = 8) -> None:
-        self._conninfo = conninfo
         try:
             # One plain connection first: a wrong password or host fails at once with
             # libpq's own words, where the pool would retry until its timeout.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,8 @@ import psycopg
 import pytest
 
 from receiver import Receiver
+from receiver._backends import open_store
+from receiver._postgres import MIGRATIONS
 from tests.fixtures.batches import batch, interval, key, series
 
 pytestmark = pytest.mark.timeout(60)
@@ -103,3 +106,16 @@ def test_dropped_connections_are_replaced_and_a_database_away_is_503(
     assert after_restart.json()["status"] == "stored"
     assert (away.status_code, away.headers.get("Retry-After")) == (503, "5")
     assert back.json()["status"] == "stored"
+
+
+def test_a_database_of_a_newer_receiver_is_refused_at_start(postgres_url: str) -> None:
+    """A schema version beyond this receiver's migrations: it will not write into tables it
+    does not know, and says which versions met."""
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url) as db:
+        db.execute("INSERT INTO schema_version (version) VALUES (99)")
+
+    with pytest.raises(
+        sqlite3.Error, match=f"schema version 99, newer than this receiver's {len(MIGRATIONS)}"
+    ):
+        open_store(postgres_url)
