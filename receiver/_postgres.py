@@ -31,7 +31,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import errors
@@ -44,6 +43,8 @@ from receiver._postgres_schema import (
     INSERT_INTERVALS,
     INSERT_SAMPLES,
     MIGRATIONS,
+    nul_characters,
+    rows,
 )
 from receiver._request import Refused
 from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
@@ -64,113 +65,9 @@ class StoreUnavailable(sqlite3.OperationalError):
     """
 
 
-def _nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:
-    """Where a record has text with U+0000 that would go into a column of its own.
-
-    PostgreSQL's text cannot hold it (PostgreSQL 15 documentation, 8.3 "Character
-    Types": "the character with code zero ... cannot be stored"); SQLite can. The
-    record as a whole is kept as JSON, which writes it as \\u0000, so only the
-    fields with a column are checked.
-    """
-    found = []
-    for section in ("intervals", "events", "samples"):
-        for n, record in enumerate(document.get(section) or []):
-            if not isinstance(record, dict):
-                continue
-            fields = dict(record)
-            factor = record.get("factor")
-            if isinstance(factor, dict):
-                fields["factor.id"] = factor.get("id")
-            for name, value in fields.items():
-                if isinstance(value, str) and "\x00" in value:
-                    message = "text with U+0000 (NUL) cannot be stored in PostgreSQL"
-                    found.append({"path": f"{section}[{n}].{name}", "message": message})
-    return found
-
-
-def _json(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-
-
 def _with_gateway(gateway: str, record: str) -> str:
     """A stored record with the gateway it came from put in front, as the SQLite store does."""
     return '{"gateway":' + json.dumps(gateway) + "," + record[1:]
-
-
-Rows = list[tuple[Any, ...]]
-
-
-def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
-    """A batch's interval, event and sample rows, in the columns of _postgres_schema and in
-    the order of their natural keys (so concurrent batches lock rows in one order)."""
-    tags = batch.gateway
-    zone = ZoneInfo(tags.timezone)
-    intervals = sorted(
-        (
-            (
-                tags.id,
-                tags.enterprise_id,
-                tags.region_code,
-                tags.industry_code,
-                tags.timezone,
-                record.device,
-                record.carrier,
-                raw["start"],
-                raw["end"],
-                record.start.timestamp(),
-                record.end.timestamp(),
-                (record.end - record.start).total_seconds(),
-                record.start.astimezone(zone).date().isoformat(),
-                record.quantity,
-                record.unit,
-                record.kwh,
-                record.tce_kg,
-                record.co2_kg,
-                record.scope,
-                record.factor.id if record.factor is not None else None,
-                record.coverage,
-                record.quality,
-                _json(raw),
-            )
-            for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
-        ),
-        key=lambda row: (row[5], row[6], row[9], row[10]),
-    )
-    events = sorted(
-        (
-            (
-                tags.id,
-                record.id,
-                raw["ts"],
-                record.ts.timestamp(),
-                record.device,
-                record.kind,
-                record.severity,
-                record.message,
-                _json(raw),
-            )
-            for record, raw in zip(batch.events, document.get("events", []), strict=True)
-        ),
-        key=lambda row: row[1],
-    )
-    samples = sorted(
-        (
-            (
-                tags.id,
-                record.device,
-                record.point,
-                raw["ts"],
-                record.ts.timestamp(),
-                record.value,
-                record.unit,
-                record.quality,
-                _json(raw),
-            )
-            for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
-        ),
-        key=lambda row: (row[1], row[2], row[4]),
-    )
-    return intervals, events, samples
 
 
 class PostgresStore:
@@ -247,7 +144,7 @@ class PostgresStore:
         Raises KeyConflict for a known key with another body, like the SQLite store, and
         Refused (422) for text PostgreSQL cannot hold, before anything is stored.
         """
-        nul = _nul_characters(document)
+        nul = nul_characters(document)
         if nul:
             raise Refused(422, "batch holds text this receiver's database cannot store", errors=nul)
         tags = batch.gateway

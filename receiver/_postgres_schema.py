@@ -1,4 +1,4 @@
-"""The receiver's PostgreSQL schema: its migrations, and the INSERTs of a batch's rows.
+"""The receiver's PostgreSQL schema: its migrations, a batch's rows, and their INSERTs.
 
 The tables and columns are the SQLite store's (receiver/_store.py), with
 PostgreSQL's types. A database at schema version N is given the steps after N,
@@ -8,7 +8,12 @@ advisory lock); a step, once released, is never edited: a change is a new step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from domain.batch import Batch
 
 # The schema, one step per entry; a database at version N gets the entries after N.
 # COLLATE "C": text sorts by code point, as SQLite's does, whatever the database's locale.
@@ -156,3 +161,107 @@ def _insert_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
 INSERT_INTERVALS = _insert_sql("intervals", INTERVAL_COLUMNS)
 INSERT_EVENTS = _insert_sql("events", _EVENT_COLUMNS)
 INSERT_SAMPLES = _insert_sql("samples", _SAMPLE_COLUMNS)
+
+
+def nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Where a record has text with U+0000 that would go into a column of its own.
+
+    PostgreSQL's text cannot hold it (PostgreSQL 15 documentation, 8.3 "Character
+    Types": "the character with code zero ... cannot be stored"); SQLite can. The
+    record as a whole is kept as JSON, which writes it as \\u0000, so only the
+    fields with a column are checked.
+    """
+    found = []
+    for section in ("intervals", "events", "samples"):
+        for n, record in enumerate(document.get(section) or []):
+            if not isinstance(record, dict):
+                continue
+            fields = dict(record)
+            factor = record.get("factor")
+            if isinstance(factor, dict):
+                fields["factor.id"] = factor.get("id")
+            for name, value in fields.items():
+                if isinstance(value, str) and "\x00" in value:
+                    message = "text with U+0000 (NUL) cannot be stored in PostgreSQL"
+                    found.append({"path": f"{section}[{n}].{name}", "message": message})
+    return found
+
+
+def _json(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
+    """A batch's interval, event and sample rows, in the columns of _postgres_schema and in
+    the order of their natural keys (so concurrent batches lock rows in one order)."""
+    tags = batch.gateway
+    zone = ZoneInfo(tags.timezone)
+    intervals = sorted(
+        (
+            (
+                tags.id,
+                tags.enterprise_id,
+                tags.region_code,
+                tags.industry_code,
+                tags.timezone,
+                record.device,
+                record.carrier,
+                raw["start"],
+                raw["end"],
+                record.start.timestamp(),
+                record.end.timestamp(),
+                (record.end - record.start).total_seconds(),
+                record.start.astimezone(zone).date().isoformat(),
+                record.quantity,
+                record.unit,
+                record.kwh,
+                record.tce_kg,
+                record.co2_kg,
+                record.scope,
+                record.factor.id if record.factor is not None else None,
+                record.coverage,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
+        ),
+        key=lambda row: (row[5], row[6], row[9], row[10]),
+    )
+    events = sorted(
+        (
+            (
+                tags.id,
+                record.id,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.device,
+                record.kind,
+                record.severity,
+                record.message,
+                _json(raw),
+            )
+            for record, raw in zip(batch.events, document.get("events", []), strict=True)
+        ),
+        key=lambda row: row[1],
+    )
+    samples = sorted(
+        (
+            (
+                tags.id,
+                record.device,
+                record.point,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.value,
+                record.unit,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
+        ),
+        key=lambda row: (row[1], row[2], row[4]),
+    )
+    return intervals, events, samples
