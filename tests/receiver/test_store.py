@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver._backends import AnyStore, open_store
-from receiver._request import parse_batch
+from receiver._postgres import PostgresStore
+from receiver._request import Refused, parse_batch
 from receiver._store import KeyConflict, Stored
 from receiver._summary import summarize
 from tests.fixtures.batches import CHONGQING, GATEWAY, batch, event, interval, key, series
@@ -351,3 +352,37 @@ def test_any_overlapping_resend_stores_each_interval_once(
     carried = sum(len(sent[lo:hi]) for lo, hi in slices)
     assert sum(s.duplicate_records for s in stored if s is not None) == carried - len(sent)
     assert sum(r["kwh"] for r in kept) == pytest.approx(sum(kwh))
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(device=st.text(min_size=1, max_size=30), message=st.text(max_size=60))
+def test_any_text_is_kept_as_sent_or_refused_whole(
+    store: AnyStore, device: str, message: str
+) -> None:
+    """Any device name and event message (control characters, any script) comes back exactly
+    as sent; only where the database cannot hold it (U+0000 in PostgreSQL) is the batch
+    refused with 422 naming the field, and then nothing of it is stored."""
+    gateway = dict(GATEWAY, id=f"gw-{next(_gateways)}")
+    document = batch(
+        gateway=gateway,
+        intervals=[interval(device=device)],
+        events=[event(1, device=device, message=message)],
+    )
+    try:
+        answer = put(store, document)
+    except Refused as refused:
+        assert "\x00" in device + message
+        assert isinstance(store, PostgresStore)
+        assert refused.status == 422
+        assert refused.errors
+        assert {e["path"] for e in refused.errors} <= {
+            "intervals[0].device",
+            "events[0].device",
+            "events[0].message",
+        }
+        assert records(store, gateway=gateway["id"]) == []
+        return
+
+    assert answer == Stored(intervals=1, events=1, samples=0, duplicate_records=0)
+    [kept] = records(store, gateway=gateway["id"], device=device)
+    assert kept["device"] == device
