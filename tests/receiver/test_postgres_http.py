@@ -4,6 +4,7 @@ answers only PostgreSQL needs (text it cannot hold, a connection lost)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -12,11 +13,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from receiver import Receiver
 from receiver._backends import open_store
 from receiver._postgres import MIGRATIONS
 from tests.fixtures.batches import batch, interval, key, series
+from tests.fixtures.json_schema import from_schema
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,3 +123,54 @@ def test_a_database_of_a_newer_receiver_is_refused_at_start(postgres_url: str) -
         sqlite3.Error, match=f"schema version 99, newer than this receiver's {len(MIGRATIONS)}"
     ):
         open_store(postgres_url)
+
+
+def held(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every batch row and every record stored with it, in the order stored."""
+    with psycopg.connect(url) as db:
+        rows = {
+            "batches": db.execute("SELECT id, key, body_sha256 FROM batches ORDER BY id").fetchall()
+        }
+        for table in ("intervals", "events", "samples"):
+            rows[table] = db.execute(f"SELECT batch_id, record FROM {table} ORDER BY id").fetchall()
+    return rows
+
+
+def test_batches_drawn_from_the_published_schema_are_stored_exactly(
+    client: httpx.Client, postgres_url: str
+) -> None:
+    """The fuzz of test_fuzz.py, on PostgreSQL: a body the schema allows (any text, any
+    number) is stored record for record or refused with a 4xx, never a 5xx; a refusal
+    leaves nothing behind."""
+    schema = client.get("/api/v1/schema").json()
+    zones = st.sampled_from(["Asia/Shanghai", "UTC", "Pacific/Kiritimati"])
+    statuses: set[int] = set()
+
+    @settings(
+        max_examples=40, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    )
+    @given(document=from_schema(schema, {"GatewayTags.timezone": zones}))
+    def post_one(document: dict[str, Any]) -> None:
+        before = held(postgres_url)
+        body = json.dumps(document, ensure_ascii=False).encode()
+        answer = client.post(
+            "/api/v1/batches",
+            content=body,
+            headers={"Idempotency-Key": key(document), **AUTH},
+        )
+        statuses.add(answer.status_code)
+        after = held(postgres_url)
+        assert answer.status_code < 500, answer.text
+        if answer.status_code != 200 or answer.json()["status"] == "duplicate":
+            assert after == before
+            return
+        result = answer.json()
+        (new,) = [b for b in after["batches"] if b not in before["batches"]]
+        assert new[1:] == (result["key"], hashlib.sha256(body).hexdigest())
+        for table in ("intervals", "events", "samples"):
+            mine = [json.loads(record) for batch_id, record in after[table] if batch_id == new[0]]
+            assert len(mine) == result[table]
+            assert all(record in document.get(table, []) for record in mine)
+
+    post_one()
+    assert 200 in statuses  # the fuzz reached the store, not only the validation
