@@ -22,7 +22,7 @@ SOAK ?= 120
 SYSTEMD_TIER = EDGE_AGENT_SOAK_SECONDS=$(SOAK) $(BIN)/python -m pytest tests/systemd \
 	-n 4 --dist loadfile -p no:cacheprovider
 
-.PHONY: demo test test-systemd systemd-deps quick lint bench clean
+.PHONY: demo test test-systemd systemd-deps server-deps quick lint bench clean
 
 $(STAMP): pyproject.toml tools/ensure_venv.py
 	$(PYTHON) tools/ensure_venv.py $(VENV)
@@ -34,7 +34,7 @@ demo: $(STAMP)
 
 # The real-systemd tier runs in the background beside lint and the main suite (it waits
 # on timeouts more than it works); its report follows theirs, and either failing fails.
-test: $(STAMP) systemd-deps
+test: $(STAMP) systemd-deps server-deps
 	@tier_log=$$(mktemp); tier_tmp=$$(mktemp -d); \
 	echo "started the real-systemd tier (tests/systemd) in the background"; \
 	$(SYSTEMD_TIER) --basetemp=$$tier_tmp >$$tier_log 2>&1 & tier=$$!; \
@@ -60,8 +60,26 @@ systemd-deps:
 		fi; \
 	fi
 
+# The servers the tests start on 127.0.0.1 (tests/fixtures/postgres.py; the MQTT tests'
+# mosquitto): Debian's postgresql and mosquitto, installed when missing and root (CI is);
+# otherwise those tests say what is missing and skip (or fail, under CI=true). Only the
+# packages: the tests run their own servers in temporary directories, never the system's.
+server-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q $$missing || echo "make: could not install$$missing"; \
+		else \
+			echo "make: missing$$missing (apt-get install$$missing, as root)"; \
+		fi; \
+	fi
+
 # the same without the real-time end-to-end runs marked slow (the demo, kill -9, systemd timing)
-quick: $(STAMP)
+quick: $(STAMP) server-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PARALLEL) -m "not slow"

@@ -410,7 +410,10 @@ def parser() -> argparse.ArgumentParser:
     p = command("receiver", cmd_receiver, "the reference central endpoint", config=False)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--db", required=True, metavar="FILE", help="SQLite file of stored batches")
+    p.add_argument(
+        "--db", required=True, metavar="FILE|URL",
+        help="SQLite file of stored batches, or a postgresql:// URL (password: PGPASSFILE)",
+    )  # fmt: skip
     p.add_argument("--token-file", metavar="F", help="file with the expected bearer token")
     p.add_argument("--fail-rate", type=float, default=0.0, help="share of POSTs answered 503")
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")

@@ -27,8 +27,7 @@ from types import FrameType, TracebackType
 
 import uvicorn
 
-from receiver._backends import open_store
-from receiver._store import Store
+from receiver._backends import AnyStore, open_store, shown
 from receiver._workers import listen, serve_workers, server_config
 from receiver.app import create_app
 
@@ -76,10 +75,10 @@ class Receiver:
         self.tls = tls
         self._token = token
         self._lock = threading.Lock()
-        self._running: tuple[uvicorn.Server, threading.Thread, Store] | None = None
+        self._running: tuple[uvicorn.Server, threading.Thread, AnyStore] | None = None
 
     def __repr__(self) -> str:
-        return f"Receiver({self.url!r}, db_path={os.fspath(self.db_path)!r})"  # never the token
+        return f"Receiver({self.url!r}, db_path={shown(self.db_path)!r})"  # never the token
 
     @property
     def url(self) -> str:
@@ -234,7 +233,7 @@ def serve(
         try:
             receiver.start()
         except sqlite3.Error as exc:
-            print(f"receiver: {os.fspath(db_path)}: {exc}", file=sys.stderr)
+            print(f"receiver: {shown(db_path)}: {exc}", file=sys.stderr)
             return os.EX_CANTCREAT
         except OSError as exc:
             print(f"receiver: cannot listen on {host}:{port}: {exc}", file=sys.stderr)

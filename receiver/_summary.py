@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from receiver._store import GroupBy, Period, Store
+from receiver._backends import AnyStore
+from receiver._store import GroupBy, Period
 from receiver._totals import Totals
 
 
@@ -59,7 +60,7 @@ def _entry(
     return {"period": when, "kwh": found.kwh, "tce_kg": found.tce_kg, "co2_kg": found.co2_kg}
 
 
-def summarize(store: Store, by: GroupBy, period: Period, day: date | None) -> dict[str, Any]:
+def summarize(store: AnyStore, by: GroupBy, period: Period, day: date | None) -> dict[str, Any]:
     """Every stored period per group, or only the period holding `day`."""
     if day is None:
         totals = store.totals(by, period)

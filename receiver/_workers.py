@@ -23,8 +23,8 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
-from receiver._backends import open_store
-from receiver._store import Store
+from receiver._backends import AnyStore, open_store, shown
+
 from receiver.app import create_app
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def serve_workers(
     try:  # here, once: the schema is created before workers race to do it
         open_store(receiver.db_path).close()
     except sqlite3.Error as exc:
-        print(f"receiver: {os.fspath(receiver.db_path)}: {exc}", file=sys.stderr)
+        print(f"receiver: {shown(receiver.db_path)}: {exc}", file=sys.stderr)
         return os.EX_CANTCREAT
     try:
         sock = listen(receiver.host, receiver.port)
@@ -157,7 +157,7 @@ class ClosingStore:
     """A worker's app that closes its store when uvicorn stops the worker (ASGI lifespan),
     so the database sees a clean end, not a process gone mid-connection."""
 
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+    def __init__(self, app: ASGIApp, store: AnyStore) -> None:
         self.app = app
         self.store = store
 

@@ -42,7 +42,8 @@ from receiver._body import declared_length, read_body
 from receiver._errors import answer_errors_in_json
 from receiver._middleware import Frame, note
 from receiver._request import Refused, check_key, gzipped, parse_batch, parse_key
-from receiver._store import GroupBy, KeyConflict, Period, Store
+from receiver._backends import AnyStore
+from receiver._store import GroupBy, KeyConflict, Period
 from receiver._summary import summarize
 
 logger = logging.getLogger("edge_agent.receiver")
@@ -78,7 +79,7 @@ _BATCH_BODY = {
 
 
 def create_app(
-    store: Store,
+    store: AnyStore,
     *,
     token: str | None,
     fail_rate: float = 0.0,
@@ -280,7 +281,7 @@ _KINDS = (
 )
 
 
-def _store_batch(store: Store, gateway: str, sequence: int, data: bytes) -> dict[str, Any]:
+def _store_batch(store: AnyStore, gateway: str, sequence: int, data: bytes) -> dict[str, Any]:
     """Validate and store a body (in a worker thread: both take CPU or wait on the disk)."""
     batch, document = parse_batch(data)
     check_key(gateway, sequence, batch)

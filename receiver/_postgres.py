@@ -1,0 +1,329 @@
+"""The receiver's PostgreSQL store: the SQLite store's tables and answers, for several processes.
+
+Several receivers behind a load balancer may write one database at once, so
+every guarantee the SQLite store gets from its one writer lock is made here by
+the database itself:
+
+- a batch key is UNIQUE, and `INSERT ... ON CONFLICT DO NOTHING` on it makes
+  the second of two concurrent copies wait for the first to commit and then
+  see it (PostgreSQL 15 documentation, "INSERT", "ON CONFLICT Clause");
+- each record's natural key is UNIQUE too, and its rows are inserted in one
+  transaction per batch with ON CONFLICT DO NOTHING, so a record that two
+  batches carry is stored once whichever commits first;
+- rows are inserted in the order of their natural key, so two transactions
+  that carry the same records take their locks in the same order and do not
+  deadlock; a deadlock or serialization failure still found is retried.
+
+The schema is created and migrated by the first receiver to start, under an
+advisory lock (PostgreSQL 15 documentation, 13.3 "Explicit Locking", 13.3.5
+"Advisory Locks"), so two starting at once do not both migrate.
+
+Rows go in by executemany, which psycopg 3 pipelines: one round trip per
+batch (bench/receiver_ingest.py measures it against raw COPY and executemany
+and the other ways to insert that keep the rule).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from domain.batch import Batch
+from receiver._postgres_schema import (
+    INSERT_EVENTS,
+    INSERT_INTERVALS,
+    INSERT_SAMPLES,
+    MIGRATIONS,
+    nul_characters,
+    rows,
+)
+from receiver._request import Refused
+from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
+from receiver._totals import Totals, add_up
+
+logger = logging.getLogger("edge_agent.receiver")
+
+# Any 64-bit number unlikely to be another application's advisory lock: "edge" in ASCII.
+_MIGRATION_LOCK = 0x65646765
+_PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
+
+
+class StoreUnavailable(sqlite3.OperationalError):
+    """The database cannot be reached or is closed: the batch is fine, send it again later.
+
+    A subclass of sqlite3.OperationalError so that the HTTP side, which answers
+    that error 503 with Retry-After, treats both stores alike.
+    """
+
+
+def _with_gateway(gateway: str, record: str) -> str:
+    """A stored record with the gateway it came from put in front, as the SQLite store does."""
+    return '{"gateway":' + json.dumps(gateway) + "," + record[1:]
+
+
+class PostgresStore:
+    """One receiver database on a PostgreSQL server, shared with other receiver processes.
+
+    `conninfo` is a libpq URL or key=value string; a password comes from
+    PGPASSWORD or PGPASSFILE (libpq reads both), never from the command line.
+    """
+
+    def __init__(self, conninfo: str, *, max_connections: int = 8) -> None:
+        try:
+            # One plain connection first: a wrong password or host fails at once with
+            # libpq's own words, where the pool would retry until its timeout.
+            psycopg.connect(conninfo, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot reach the database: {exc}".strip()) from exc
+        self._pool: ConnectionPool | None = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            name="receiver",
+            # a connection the server dropped (a restart, a failover) is found and replaced
+            # before a batch is given to it, instead of failing that batch
+            check=ConnectionPool.check_connection,
+            timeout=10,  # a request waits this long for a connection, then is answered 503
+        )
+        try:
+            self._pool.open(wait=True, timeout=30)
+            self._migrate()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self._pool.close()
+            raise StoreUnavailable(f"cannot reach the database: {exc}") from exc
+        except psycopg.Error as exc:  # no right to create tables, say
+            self._pool.close()
+            raise StoreUnavailable(f"cannot prepare the database: {exc}") from exc
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _open(self) -> ConnectionPool:
+        if self._pool is None:
+            raise StoreUnavailable("the receiver store is closed")
+        return self._pool
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest version, one receiver at a time."""
+        with self._open().connection() as db, db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version INTEGER NOT NULL, migrated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] if row is not None and row[0] is not None else 0
+            if current > len(MIGRATIONS):
+                raise StoreUnavailable(
+                    f"the database is at schema version {current}, newer than this receiver's"
+                    f" {len(MIGRATIONS)}: run the newer receiver, or another database"
+                )
+            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                db.execute(step)
+                db.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                logger.info("receiver database migrated to schema version %d", version)
+
+    def put(self, key: str, batch: Batch, document: dict[str, Any], digest: str) -> Stored | None:
+        """Store a batch and its records in one transaction; None if the key is already held.
+
+        Raises KeyConflict for a known key with another body, like the SQLite store, and
+        Refused (422) for text PostgreSQL cannot hold, before anything is stored.
+        """
+        nul = nul_characters(document)
+        if nul:
+            raise Refused(422, "batch holds text this receiver's database cannot store", errors=nul)
+        tags = batch.gateway
+        intervals, events, samples = rows(batch, document)
+        head = (
+            key,
+            tags.id,
+            batch.sequence,
+            batch.schema_version,
+            batch.factor_set,
+            datetime.now(UTC).isoformat(timespec="milliseconds"),
+            digest,
+        )
+        try:
+            return self._put(head, intervals, events, samples)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"the database: {exc}") from exc
+
+    @retry(
+        retry=retry_if_exception_type(
+            (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
+        ),
+        stop=stop_after_attempt(5),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    )
+    def _put(
+        self,
+        head: tuple[Any, ...],
+        intervals: Sequence[tuple[Any, ...]],
+        events: Sequence[tuple[Any, ...]],
+        samples: Sequence[tuple[Any, ...]],
+    ) -> Stored | None:
+        key, digest = head[0], head[-1]
+        with self._open().connection() as db, db.transaction(), db.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO batches (key, gateway, sequence, schema_version, factor_set,"
+                " received_at, body_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (key) DO NOTHING RETURNING id",
+                head,
+            )
+            row = cursor.fetchone()
+            if row is None:
+                # Another transaction holds the key; ON CONFLICT waited for it to commit.
+                cursor.execute("SELECT body_sha256 FROM batches WHERE key = %s", (key,))
+                known = cursor.fetchone()
+                if known is not None and known[0] != digest:
+                    raise KeyConflict(key)
+                return None
+            batch_id = row[0]
+            new: list[int] = []
+            for sql, rows in (
+                (INSERT_INTERVALS, intervals),
+                (INSERT_EVENTS, events),
+                (INSERT_SAMPLES, samples),
+            ):
+                if rows:
+                    cursor.executemany(sql, [(batch_id, *row) for row in rows])
+                # executemany's rowcount is the sum over the rows: those not skipped
+                new.append(cursor.rowcount if rows else 0)
+            stored = Stored(
+                intervals=new[0],
+                events=new[1],
+                samples=new[2],
+                duplicate_records=len(intervals) + len(events) + len(samples) - sum(new),
+            )
+            cursor.execute(
+                "UPDATE batches SET intervals = %s, events = %s, samples = %s,"
+                " duplicate_records = %s WHERE id = %s",
+                (
+                    stored.intervals,
+                    stored.events,
+                    stored.samples,
+                    stored.duplicate_records,
+                    batch_id,
+                ),
+            )
+        return stored
+
+    def _read(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            with self._open().connection() as db:
+                return db.execute(sql, parameters).fetchall()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"the database: {exc}") from exc
+
+    def _rows(self, sql: str, parameters: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Like `_read`, row by row through a server-side cursor, for long answers."""
+        try:
+            with (
+                self._open().connection() as db,
+                db.transaction(),
+                db.cursor(name="receiver_rows") as cursor,
+            ):
+                cursor.itersize = 10_000
+                cursor.execute(sql, parameters)
+                yield from cursor
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"the database: {exc}") from exc
+
+    def intervals(
+        self,
+        *,
+        gateway: str | None,
+        device: str | None,
+        start_from: datetime | None,
+        start_to: datetime | None,
+        limit: int,
+    ) -> tuple[list[str], bool]:
+        """Interval records as received (JSON text) with their `gateway`, and whether `limit`
+        cut the list short."""
+        where: list[str] = []
+        parameters: list[str | float] = []
+        for condition, value in (
+            ("gateway = %s", gateway),
+            ("device = %s", device),
+            ("start_s >= %s", start_from.timestamp() if start_from is not None else None),
+            ("start_s < %s", start_to.timestamp() if start_to is not None else None),
+        ):
+            if value is not None:
+                where.append(condition)
+                parameters.append(value)
+        rows = self._read(
+            "SELECT gateway, record FROM intervals"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY gateway, device, start_s, end_s LIMIT %s",
+            [*parameters, limit + 1],
+        )
+        return [_with_gateway(gw, record) for gw, record in rows[:limit]], len(rows) > limit
+
+    def events(
+        self,
+        *,
+        gateway: str | None,
+        device: str | None,
+        kind: str | None,
+        severity: str | None,
+        start_from: datetime | None,
+        start_to: datetime | None,
+        limit: int,
+    ) -> tuple[list[str], bool]:
+        """Event records as received (JSON text) with their `gateway`, oldest first, and
+        whether `limit` cut the list short; `start_from` inclusive, `start_to` exclusive."""
+        where: list[str] = []
+        parameters: list[str | float] = []
+        for condition, value in (
+            ("gateway = %s", gateway),
+            ("device = %s", device),
+            ("kind = %s", kind),
+            ("severity = %s", severity),
+            ("ts_s >= %s", start_from.timestamp() if start_from is not None else None),
+            ("ts_s < %s", start_to.timestamp() if start_to is not None else None),
+        ):
+            if value is not None:
+                where.append(condition)
+                parameters.append(value)
+        rows = self._read(
+            "SELECT gateway, record FROM events"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY ts_s, gateway, event_id LIMIT %s",
+            [*parameters, limit + 1],
+        )
+        return [_with_gateway(gw, record) for gw, record in rows[:limit]], len(rows) > limit
+
+    def totals(
+        self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], Totals]:
+        """kWh, tce and CO2 per (group, local period), each device's energy counted once
+        (receiver._totals); `dates` as in the SQLite store."""
+        column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
+        where = ""
+        parameters: list[str] = []
+        if dates is not None:
+            where = "WHERE " + " OR ".join("i.local_date BETWEEN %s AND %s" for _ in dates)
+            parameters.extend(bound for pair in dates for bound in pair)
+        rows = self._rows(
+            f"SELECT i.gateway, i.device, i.carrier, i.end_s, i.{column}, {expression},"
+            f" i.kwh, i.tce_kg, i.co2_kg FROM intervals AS i {where}"
+            " ORDER BY i.gateway, i.device, i.carrier, i.start_s, i.end_s DESC",
+            parameters,
+        )
+        return add_up(rows)

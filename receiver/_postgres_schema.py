@@ -1,0 +1,267 @@
+"""The receiver's PostgreSQL schema: its migrations, a batch's rows, and their INSERTs.
+
+The tables and columns are the SQLite store's (receiver/_store.py), with
+PostgreSQL's types. A database at schema version N is given the steps after N,
+in order, by the first receiver to start (receiver._postgres, under an
+advisory lock); a step, once released, is never edited: a change is a new step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from domain.batch import Batch
+
+# The schema, one step per entry; a database at version N gets the entries after N.
+# COLLATE "C": text sorts by code point, as SQLite's does, whatever the database's locale.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE batches (
+        id BIGSERIAL PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        gateway TEXT COLLATE "C" NOT NULL,
+        sequence BIGINT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        factor_set TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        body_sha256 TEXT NOT NULL,
+        intervals INTEGER NOT NULL DEFAULT 0,
+        events INTEGER NOT NULL DEFAULT 0,
+        samples INTEGER NOT NULL DEFAULT 0,
+        duplicate_records INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE intervals (
+        id BIGSERIAL PRIMARY KEY,
+        batch_id BIGINT NOT NULL REFERENCES batches (id),
+        gateway TEXT COLLATE "C" NOT NULL,
+        enterprise_id TEXT COLLATE "C" NOT NULL,
+        region_code TEXT COLLATE "C" NOT NULL,
+        industry_code TEXT COLLATE "C" NOT NULL,
+        timezone TEXT NOT NULL,
+        device TEXT COLLATE "C" NOT NULL,
+        carrier TEXT COLLATE "C" NOT NULL,
+        start_text TEXT NOT NULL,
+        end_text TEXT NOT NULL,
+        start_s DOUBLE PRECISION NOT NULL,
+        end_s DOUBLE PRECISION NOT NULL,
+        duration_s DOUBLE PRECISION NOT NULL,
+        local_date TEXT COLLATE "C" NOT NULL,
+        quantity DOUBLE PRECISION NOT NULL,
+        unit TEXT NOT NULL,
+        kwh DOUBLE PRECISION,
+        tce_kg DOUBLE PRECISION,
+        co2_kg DOUBLE PRECISION,
+        scope INTEGER,
+        factor_id TEXT,
+        coverage DOUBLE PRECISION NOT NULL,
+        quality TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (gateway, device, carrier, start_s, end_s)
+    );
+    CREATE INDEX intervals_device_start ON intervals (device, start_s);
+    CREATE INDEX intervals_local_date ON intervals (local_date);
+    CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        batch_id BIGINT NOT NULL REFERENCES batches (id),
+        gateway TEXT COLLATE "C" NOT NULL,
+        event_id BIGINT NOT NULL,
+        ts_text TEXT NOT NULL,
+        ts_s DOUBLE PRECISION NOT NULL,
+        device TEXT COLLATE "C",
+        kind TEXT COLLATE "C" NOT NULL,
+        severity TEXT COLLATE "C" NOT NULL,
+        message TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (gateway, event_id)
+    );
+    CREATE TABLE samples (
+        id BIGSERIAL PRIMARY KEY,
+        batch_id BIGINT NOT NULL REFERENCES batches (id),
+        gateway TEXT COLLATE "C" NOT NULL,
+        device TEXT COLLATE "C" NOT NULL,
+        point TEXT COLLATE "C" NOT NULL,
+        ts_text TEXT NOT NULL,
+        ts_s DOUBLE PRECISION NOT NULL,
+        value DOUBLE PRECISION,
+        unit TEXT NOT NULL,
+        quality TEXT NOT NULL,
+        record TEXT NOT NULL,
+        UNIQUE (gateway, device, point, ts_s)
+    );
+    """,
+    # the events read side filters by time across gateways
+    "CREATE INDEX events_ts ON events (ts_s)",
+)
+
+# (column, PostgreSQL array type) per table, in insert order; batch_id comes first, not listed.
+INTERVAL_COLUMNS = (
+    ("gateway", "text"),
+    ("enterprise_id", "text"),
+    ("region_code", "text"),
+    ("industry_code", "text"),
+    ("timezone", "text"),
+    ("device", "text"),
+    ("carrier", "text"),
+    ("start_text", "text"),
+    ("end_text", "text"),
+    ("start_s", "float8"),
+    ("end_s", "float8"),
+    ("duration_s", "float8"),
+    ("local_date", "text"),
+    ("quantity", "float8"),
+    ("unit", "text"),
+    ("kwh", "float8"),
+    ("tce_kg", "float8"),
+    ("co2_kg", "float8"),
+    ("scope", "int4"),
+    ("factor_id", "text"),
+    ("coverage", "float8"),
+    ("quality", "text"),
+    ("record", "text"),
+)
+_EVENT_COLUMNS = (
+    ("gateway", "text"),
+    ("event_id", "int8"),
+    ("ts_text", "text"),
+    ("ts_s", "float8"),
+    ("device", "text"),
+    ("kind", "text"),
+    ("severity", "text"),
+    ("message", "text"),
+    ("record", "text"),
+)
+_SAMPLE_COLUMNS = (
+    ("gateway", "text"),
+    ("device", "text"),
+    ("point", "text"),
+    ("ts_text", "text"),
+    ("ts_s", "float8"),
+    ("value", "float8"),
+    ("unit", "text"),
+    ("quality", "text"),
+    ("record", "text"),
+)
+
+
+def _insert_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
+    """The INSERT of one row of a batch (run by executemany), skipping a row whose key is held.
+
+    executemany in psycopg 3 sends the rows in pipeline mode, one round trip per batch;
+    bench/receiver_ingest.py measured it faster than one INSERT from unnest(arrays) or
+    COPY into a temporary table followed by INSERT ... SELECT.
+    """
+    names = ", ".join(name for name, _ in columns)
+    values = ", ".join(["%s"] * (len(columns) + 1))
+    return f"INSERT INTO {table} (batch_id, {names}) VALUES ({values}) ON CONFLICT DO NOTHING"
+
+
+INSERT_INTERVALS = _insert_sql("intervals", INTERVAL_COLUMNS)
+INSERT_EVENTS = _insert_sql("events", _EVENT_COLUMNS)
+INSERT_SAMPLES = _insert_sql("samples", _SAMPLE_COLUMNS)
+
+
+def nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Where a record has text with U+0000 that would go into a column of its own.
+
+    PostgreSQL's text cannot hold it (PostgreSQL 15 documentation, 8.3 "Character
+    Types": "the character with code zero ... cannot be stored"); SQLite can. The
+    record as a whole is kept as JSON, which writes it as \\u0000, so only the
+    fields with a column are checked.
+    """
+    found = []
+    for section in ("intervals", "events", "samples"):
+        for n, record in enumerate(document.get(section) or []):
+            if not isinstance(record, dict):
+                continue
+            fields = dict(record)
+            factor = record.get("factor")
+            if isinstance(factor, dict):
+                fields["factor.id"] = factor.get("id")
+            for name, value in fields.items():
+                if isinstance(value, str) and "\x00" in value:
+                    message = "text with U+0000 (NUL) cannot be stored in PostgreSQL"
+                    found.append({"path": f"{section}[{n}].{name}", "message": message})
+    return found
+
+
+def _json(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+Rows = list[tuple[Any, ...]]
+
+
+def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
+    """A batch's interval, event and sample rows, in the columns of _postgres_schema and in
+    the order of their natural keys (so concurrent batches lock rows in one order)."""
+    tags = batch.gateway
+    zone = ZoneInfo(tags.timezone)
+    intervals = sorted(
+        (
+            (
+                tags.id,
+                tags.enterprise_id,
+                tags.region_code,
+                tags.industry_code,
+                tags.timezone,
+                record.device,
+                record.carrier,
+                raw["start"],
+                raw["end"],
+                record.start.timestamp(),
+                record.end.timestamp(),
+                (record.end - record.start).total_seconds(),
+                record.start.astimezone(zone).date().isoformat(),
+                record.quantity,
+                record.unit,
+                record.kwh,
+                record.tce_kg,
+                record.co2_kg,
+                record.scope,
+                record.factor.id if record.factor is not None else None,
+                record.coverage,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
+        ),
+        key=lambda row: (row[5], row[6], row[9], row[10]),
+    )
+    events = sorted(
+        (
+            (
+                tags.id,
+                record.id,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.device,
+                record.kind,
+                record.severity,
+                record.message,
+                _json(raw),
+            )
+            for record, raw in zip(batch.events, document.get("events", []), strict=True)
+        ),
+        key=lambda row: row[1],
+    )
+    samples = sorted(
+        (
+            (
+                tags.id,
+                record.device,
+                record.point,
+                raw["ts"],
+                record.ts.timestamp(),
+                record.value,
+                record.unit,
+                record.quality,
+                _json(raw),
+            )
+            for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
+        ),
+        key=lambda row: (row[1], row[2], row[4]),
+    )
+    return intervals, events, samples
