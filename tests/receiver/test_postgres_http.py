@@ -142,7 +142,7 @@ def test_batches_drawn_from_the_published_schema_are_stored_exactly(
     """The fuzz of test_fuzz.py, on PostgreSQL: a body the schema allows (any text, any
     number) is stored record for record or refused with a 4xx, never a 5xx; a refusal
     leaves nothing behind."""
-    schema = client.get("/api/v1/schema").json()
+    schema = client.get("/api/v1/schema", headers=AUTH).json()
     zones = st.sampled_from(["Asia/Shanghai", "UTC", "Pacific/Kiritimati"])
     statuses: set[int] = set()
 
