@@ -16,8 +16,10 @@ from buffer import AsyncStore
 from cloud_sync.base import Identity
 from cloud_sync.mqtt.publisher import Publisher, make
 from cloud_sync.mqtt.settings import MqttSettings
+from domain.errors import SettingUnusable
 from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Listener, Mosquitto, retained
+from tests.fixtures.pki import make_pki
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(60)
@@ -190,3 +192,62 @@ async def test_mqtt_3_1_1_has_the_key_in_the_payload(
     (message,) = listener.on(TOPIC)
     assert message.user == {}  # 3.1.1 has no properties
     assert message.json()["sequence"] >= 1 and message.json()["gateway"]["id"] == GATEWAY["id"]
+
+
+async def test_tls_with_a_private_ca_and_a_client_certificate(
+    store: AsyncStore, tmp_path: Path
+) -> None:
+    """mosquitto requiring a client certificate of the private CA: delivered over mqtts
+    with the HTTP destination's TLS settings; without the certificate, nothing moves."""
+    pki = make_pki(tmp_path)
+    broker = Mosquitto(tmp_path / "tls-broker", pki=pki)
+    broker.start()
+    try:
+        await fill(store, 3)
+        url = f"mqtts://127.0.0.1:{broker.tls_port}"
+        bare = publisher(store, url, ca_file=str(pki.ca))
+        assert await bare.deliver() == 0  # no client certificate: the handshake fails
+        await bare.close()
+        listener = Listener(broker.port, TOPIC)
+        up = publisher(store, url, ca_file=str(pki.ca), client_cert=str(pki.client_cert),
+                       client_key=str(pki.client_key))  # fmt: skip
+        assert await up.deliver() == 3
+        listener.wait_for(lambda: len(listener.on(TOPIC)) == 1)
+        await up.close()
+        listener.close()
+    finally:
+        broker.stop()
+    assert up.status.last_result == "acknowledged"
+
+
+async def test_credentials_from_a_file(store: AsyncStore, tmp_path: Path) -> None:
+    """Username and password from the credential file; a wrong password is a refusal
+    (kept, one event), never a loop, and the password is in no log line."""
+    broker = Mosquitto(tmp_path / "auth-broker", users={"gw1": "s3cret-pw"})
+    broker.start()
+    wrong, right = tmp_path / "wrong", tmp_path / "right"
+    wrong.write_text("gw1\nnot-it\n")
+    right.write_text("gw1\ns3cret-pw\n")
+    try:
+        await fill(store, 2)
+        refused = publisher(store, broker.url, credentials_file=str(wrong))
+        assert await refused.deliver() == 0
+        await refused.close()
+        assert "refused the connection" in refused.status.last_result
+        up = publisher(store, broker.url, credentials_file=str(right))
+        assert await up.deliver() == 2 + 1  # and the event saying it was refused
+        await up.close()
+    finally:
+        broker.stop()
+    assert "s3cret-pw" not in broker.tail()
+
+
+def test_an_unreadable_credential_file_names_its_field(tmp_path: Path) -> None:
+    settings = MqttSettings(url="mqtt://127.0.0.1:1883", credentials_file=str(tmp_path / "no"))
+    with pytest.raises(SettingUnusable) as caught:
+        make("broker", settings, Identity(GATEWAY, "cn-mee-2022"), setting="x")
+    assert caught.value.field == "credentials_file" and "cannot read" in str(caught.value)
+    (tmp_path / "empty").write_text("\n")
+    settings = MqttSettings(url="mqtt://127.0.0.1:1883", credentials_file=str(tmp_path / "empty"))
+    with pytest.raises(SettingUnusable, match="first line must hold the username"):
+        make("broker", settings, Identity(GATEWAY, "cn-mee-2022"), setting="x")

@@ -1,0 +1,103 @@
+"""`edge-agent check` of an mqtt destination: each problem at its file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from cloud_sync.mqtt.payloads import length_label
+from cloud_sync.mqtt.settings import placeholders
+
+HEAD = """\
+gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
+buffer: {path: BUFFER}
+http: {enabled: false}
+sync:
+  url: https://central.example/api/v1/batches
+devices:
+  - name: m1
+    profile: eastron-sdm630
+    modbus_tcp: {host: 127.0.0.1}
+    energy: {carrier: electricity, counter: import_kwh}
+destinations:
+  - name: broker
+    mqtt:
+"""
+"""Thirteen lines: the mqtt settings start at line 14."""
+
+
+def checked(tmp_path: Path, settings: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    path = tmp_path / "agent.yaml"
+    text = HEAD.replace("BUFFER", str(tmp_path / "buffer.db")) + settings
+    path.write_text(text)
+    code = main(["check", "-c", str(path)])
+    return code, capsys.readouterr().err
+
+
+def test_a_good_destination_passes(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "broker").write_text("gw\npassword\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    code, err = checked(
+        tmp_path,
+        "      url: mqtts://broker.example:8883\n"
+        "      credentials_file: ${CREDENTIALS_DIRECTORY}/broker\n"
+        "      topic: plants/{gateway}/{kind}\n"
+        "      gzip: true\n"
+        "      protocol: 5\n",
+        capsys,
+    )
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ("      url: mqtt://127.0.0.1\n      topic: a/{device}\n",
+         "agent.yaml:15:14: destinations[0].mqtt.topic: {device} cannot be filled here"),
+        ("      url: mqtt://127.0.0.1\n      topic: a/+/b\n",
+         "agent.yaml:15:14: destinations[0].mqtt.topic: a topic to publish to has no wildcards"),
+        ("      url: mqtt://127.0.0.1\n      status_topic: s/{kind}\n",
+         "agent.yaml:15:21: destinations[0].mqtt.status_topic: {kind} cannot be filled here"),
+        ("      url: http://127.0.0.1\n",
+         "agent.yaml:14:12: destinations[0].mqtt.url:"),
+        ("      url: mqtt://127.0.0.1\n      protocol: 4\n",
+         "agent.yaml:15:17: destinations[0].mqtt.protocol:"),
+        ("      url: mqtt://127.0.0.1\n      credentials_file: /nonexistent/creds\n",
+         "agent.yaml:15:25: destinations[0].mqtt.credentials_file: cannot read"),
+        ("      url: mqtt://127.0.0.1\n      format: thingsboard\n      gzip: true\n",
+         "agent.yaml:16:13: destinations[0].mqtt.gzip: ThingsBoard reads JSON text"),
+        ("      url: mqtt://127.0.0.1\n      ca_file: /nonexistent/ca.pem\n",
+         "agent.yaml:15:16: destinations[0].mqtt.ca_file: cannot load the CA file"),
+    ],
+    ids=["device-in-batch", "wildcard", "status-kind", "scheme", "protocol", "credentials",
+         "tb-gzip", "ca"],
+)  # fmt: skip
+def test_problems_are_reported_where_they_are(
+    settings: str, says: str, tmp_path: Path, capsys
+) -> None:
+    code, err = checked(tmp_path, settings, capsys)
+    assert code == 78
+    assert says in err, err
+
+
+def test_a_password_in_clear_text_beyond_this_machine_is_a_warning(
+    tmp_path: Path, capsys
+) -> None:
+    (tmp_path / "creds").write_text("gw\npw\n")
+    code, err = checked(
+        tmp_path, f"      url: mqtt://broker.example\n      credentials_file: {tmp_path}/creds\n",
+        capsys,
+    )  # fmt: skip
+    assert "agent.yaml:14:12: destinations[0].mqtt.url: mqtt:// to broker.example" in err, err
+
+
+def test_placeholders_and_interval_labels() -> None:
+    assert placeholders("edge-agent/{gateway}/{kind}") == ["gateway", "kind"]
+    with pytest.raises(ValueError):
+        placeholders("a/{gateway")
+    assert [length_label(s) for s in (30, 60, 900, 3600, 86_400, 90)] == [
+        "30s", "1m", "15m", "1h", "1d", "90s",
+    ]  # fmt: skip
