@@ -83,14 +83,14 @@ def test_problems_are_reported_where_they_are(
     assert says in err, err
 
 
-def test_a_password_in_clear_text_beyond_this_machine_is_a_warning(
-    tmp_path: Path, capsys
-) -> None:
+def test_a_password_in_clear_text_beyond_this_machine_is_a_warning(tmp_path: Path, capsys) -> None:
     (tmp_path / "creds").write_text("gw\npw\n")
     code, err = checked(
-        tmp_path, f"      url: mqtt://broker.example\n      credentials_file: {tmp_path}/creds\n",
+        tmp_path,
+        f"      url: mqtt://broker.example\n      credentials_file: {tmp_path}/creds\n",
         capsys,
     )  # fmt: skip
+    assert code == 0  # a warning: the technician may mean it (a broker on a closed network)
     assert "agent.yaml:14:12: destinations[0].mqtt.url: mqtt:// to broker.example" in err, err
 
 
