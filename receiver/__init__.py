@@ -26,6 +26,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 from receiver._http import ReceiverServer
 from receiver._store import Store
@@ -160,8 +161,12 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
+    mqtt: dict[str, Any] | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; the exit code for `edge-agent receiver`.
+
+    With `mqtt` (receiver._mqtt.MqttIngest's url, share, topics, client_id) it
+    also takes batches from a broker, in a thread beside the HTTP server.
 
     With `tls_cert` it serves HTTPS; with `tls_client_ca` it also requires a
     client certificate signed by that CA (mutual TLS).
@@ -194,6 +199,7 @@ def serve(
         return os.EX_USAGE
 
     stop = threading.Event()
+    ingest: threading.Thread | None = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -213,13 +219,31 @@ def serve(
         if token is None:
             logger.warning("no token file: batches are accepted without authentication")
         print(f"receiver listening on {receiver.url}", flush=True)
+        ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
         while not stop.wait(0.5):
             pass
         return 0
     finally:
+        stop.set()
+        if ingest is not None:
+            ingest.join(10)
         receiver.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _start_ingest(
+    db_path: str | os.PathLike[str], stop: threading.Event, options: dict[str, Any]
+) -> threading.Thread:
+    """MQTT ingest beside the HTTP server, on its own connection to the database."""
+    from receiver._mqtt import MqttIngest
+
+    ingest = MqttIngest(Store(db_path), stop=stop, **options)
+    thread = threading.Thread(target=ingest.run, name="receiver:mqtt", daemon=True)
+    thread.start()
+    print(f"receiver taking batches from {options['url']} ({', '.join(ingest.filters)})",
+          flush=True)  # fmt: skip
+    return thread
 
 
 def _server_tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLContext | None:
