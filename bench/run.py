@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench import drain, ingest, polling, soak, startup  # noqa: E402
+from bench import drain, ingest, mqtt_drain, polling, soak, startup  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -59,11 +59,13 @@ def main() -> None:
         figures += polling.figures([10, 50], seconds=10, warmup=3)
         figures += ingest.figures(devices=50, boundaries=20, polls=20)
         figures += drain.figures((20_000,))
+        figures += mqtt_drain.figures((20_000,))
         figures += startup.figures([1, 50])
     else:
         figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
         figures += ingest.figures()
         figures += drain.figures()
+        figures += mqtt_drain.figures()
         figures += startup.figures([1, 200])
         if args.soak:
             figures += soak.figures(200, minutes=args.soak, warmup=10)

@@ -111,7 +111,7 @@ class MqttIngest:
             reconnect_on_failure=False,
             manual_ack=True,  # PUBACK only after the batch is committed
         )
-        client.enable_logger(logger)
+        client.on_log = lambda _c, _u, _level, text: logger.debug("paho: %s", text)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

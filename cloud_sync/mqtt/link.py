@@ -96,7 +96,7 @@ class Link:
             clean_session=None if b.mqtt5 else False,  # 3.1.1: a persistent session
             reconnect_on_failure=False,  # reconnects are ours: tenacity, in the publisher
         )
-        client.enable_logger(log)
+        client.on_log = _paho_log
         if b.tls is not None:
             client.tls_set_context(b.tls)
         if b.username is not None:
@@ -242,6 +242,12 @@ def _stop(client: Client, *, graceful: bool) -> None:
             with contextlib.suppress(OSError):
                 sock.close()
     client.loop_stop()
+
+
+def _paho_log(client: Client, userdata: Any, level: int, text: str) -> None:
+    """paho's own lines are protocol chatter (and one ERR line whenever its loop outlives
+    a clean DISCONNECT): debug. What matters is logged by the publisher, once."""
+    log.debug("paho: %s", text)
 
 
 def _why(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from agent.cli import main
 from cloud_sync.mqtt.payloads import length_label
 from cloud_sync.mqtt.settings import placeholders
+from tests.fixtures.pki import make_pki
 
 HEAD = """\
 gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
@@ -101,3 +103,30 @@ def test_placeholders_and_interval_labels() -> None:
     assert [length_label(s) for s in (30, 60, 900, 3600, 86_400, 90)] == [
         "30s", "1m", "15m", "1h", "1d", "90s",
     ]  # fmt: skip
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+
+def mqtt_examples() -> list[str]:
+    text = README.read_text()
+    section = text[text.index("### Deliver over MQTT") : text.index("### When something goes")]
+    return re.findall(r"```yaml\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("example", mqtt_examples(), ids=["broker", "thingsboard"])
+def test_the_readme_examples_pass_check(example: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Each MQTT example of the README, its credential files in place, passes `check`
+    (which makes the destination: the credential file is read, the TLS paths checked)."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name in ("broker", "thingsboard-token"):
+        (creds / name).write_text("gw1\npassword\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    pki = make_pki(tmp_path)
+    text = example.replace("/etc/edge-agent/region-ca.pem", str(pki.ca))
+    text = text.replace("/etc/edge-agent/gw1.pem", str(pki.client_cert))
+    (creds / "gw1-key").write_bytes(pki.client_key.read_bytes())
+    path = tmp_path / "agent.yaml"
+    path.write_text(text + f"buffer: {{path: {tmp_path / 'buffer.db'}}}\n")
+    assert main(["check", "-c", str(path)]) == 0, capsys.readouterr().err
