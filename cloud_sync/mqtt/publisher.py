@@ -62,7 +62,7 @@ def make(name: str, settings: MqttSettings, identity: Identity, *, setting: str)
         host=settings.host,
         port=settings.port,
         client_id=settings.client_id or f"edge-agent-{gateway}-{name}",
-        mqtt5=settings.protocol == "5",
+        mqtt5=settings.protocol == 5,
         keepalive=int(settings.keepalive),
         session_expiry=int(settings.session_expiry),
         timeout=settings.timeout,
@@ -209,7 +209,7 @@ class Publisher:
 
     def messages(self, batch: PendingBatch) -> list[Message]:
         s = self.settings
-        mqtt5 = s.protocol == "5"
+        mqtt5 = s.protocol == 5
         if s.format == "thingsboard":
             return thingsboard_messages(batch, s.topic_template, mqtt5=mqtt5)
         return [batch_message(batch, s.topic_template, mqtt5=mqtt5, compress=s.gzip)]

@@ -39,8 +39,8 @@ class MqttSettings(Strict):
         pattern=r"^mqtts?://[^\s/:]+(:[0-9]{1,5})?/?$",
         description="The broker: mqtt://host:1883, or mqtts://host:8883 for TLS.",
     )
-    protocol: Literal["5", "3.1.1"] = Field(
-        default="5",
+    protocol: Literal[5, "3.1.1"] = Field(
+        default=5,
         description="The MQTT version: 5, or 3.1.1 for a broker that speaks only that "
         "(no user properties then: the key is in the payload alone).",
     )
@@ -98,9 +98,9 @@ class MqttSettings(Strict):
 
     @field_validator("protocol", mode="before")
     @classmethod
-    def _version_as_text(cls, value: object) -> object:
-        """`protocol: 5` is a number in YAML; `3.1.1` is text."""
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    def _five_as_number(cls, value: object) -> object:
+        """`protocol: 5` is a number in YAML, `protocol: "5"` the same; `3.1.1` is text."""
+        return 5 if value == "5" else value
 
     @property
     def topic_template(self) -> str:
