@@ -224,6 +224,8 @@ class Publisher:
         )
         async for attempt in retrying:
             with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.status.resends += 1  # `status`: "N frames resent", as HJ 212's
                 await self._connect()
                 limit = self.link.max_packet
                 if limit is not None and any(_size(m) > limit for m in messages):

@@ -18,9 +18,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5
 
 from receiver._mqtt import MqttIngest
+from receiver._request import Refused
 from receiver._store import Store
 from tests.fixtures.batches import GATEWAY, batch, interval, key
 from tests.fixtures.daemon import free_port
@@ -165,3 +168,26 @@ def test_two_receivers_split_a_shared_subscription_and_a_kill_loses_nothing(
     for name, log in logs.items():  # both took a share
         assert "stored" in log.read_text(), (name, log.read_text()[-2000:])
     assert os.path.exists(db)
+
+
+@settings(max_examples=200)
+@given(payload=st.one_of(st.binary(max_size=400), st.text(max_size=400).map(str.encode),
+                         st.just(gzip.compress(b"[1, 2")), st.just(b"\x1f\x8b\x08garbage")),
+       key_=st.one_of(st.none(), st.text(max_size=40)))  # fmt: skip
+def test_garbage_is_refused_never_stored_never_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, payload: bytes, key_: str | None
+) -> None:
+    """Whatever bytes and key property arrive, ingest raises Refused (counted, then
+    acknowledged by the caller) or stores a valid batch; nothing else escapes."""
+    store = Store(tmp_path_factory.mktemp("fuzz") / "central.db")
+    ingest = MqttIngest(store, "mqtt://127.0.0.1:9", threading.Event())
+    try:
+        ingest.ingest(payload, key_)
+    except Refused:
+        assert stored_keys_of(store) == []
+    finally:
+        store.close()
+
+
+def stored_keys_of(store: Store) -> list[str]:
+    return [row[0] for row in store._read("SELECT key FROM batches", [])]

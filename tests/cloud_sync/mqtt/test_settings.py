@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
-from cloud_sync.mqtt.payloads import length_label
+from buffer import PendingBatch
+from cloud_sync.mqtt.payloads import length_label, thingsboard_messages
 from cloud_sync.mqtt.settings import placeholders
+from tests.fixtures.batches import GATEWAY, interval
 from tests.fixtures.pki import make_pki
 
 HEAD = """\
@@ -130,3 +134,25 @@ def test_the_readme_examples_pass_check(example: str, tmp_path: Path, capsys, mo
     path = tmp_path / "agent.yaml"
     path.write_text(text + f"buffer: {{path: {tmp_path / 'buffer.db'}}}\n")
     assert main(["check", "-c", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_thingsboard_topics_per_device_and_kind() -> None:
+    """A topic naming {device} and {kind}: one message per device and kind, each the
+    gateway API's object for that device alone, all under the batch's key."""
+    intervals = [
+        json.dumps(interval(d, f"2026-11-26T08:0{m}:00+08:00", 1))
+        for d in ("a", "b")
+        for m in range(2)
+    ]
+    events = [{"id": 1, "ts": 1_764_115_200.0, "device": None, "kind": "buffer_full",
+               "severity": "critical", "message": "full"}]  # fmt: skip
+    pending = PendingBatch(7, {"gateway": GATEWAY, "sequence": 7}, events, intervals)
+    messages = thingsboard_messages(pending, "tb/{gateway}/{device}/{kind}", mqtt5=True)
+    by_topic = {m.topic: json.loads(m.payload) for m in messages}
+    gw = GATEWAY["id"]
+    assert set(by_topic) == {f"tb/{gw}/a/intervals", f"tb/{gw}/b/intervals", f"tb/{gw}/{gw}/events"}
+    start = datetime.fromisoformat("2026-11-26T08:00:00+08:00").timestamp()
+    got = [e["ts"] for e in by_topic[f"tb/{gw}/a/intervals"]["a"]]
+    assert got == [int(start * 1000), int((start + 60) * 1000)]
+    assert by_topic[f"tb/{gw}/{gw}/events"][gw][0]["values"]["event"] == "buffer_full"
+    assert {dict(m.user)["key"] for m in messages} == {f"{gw}:7"}
