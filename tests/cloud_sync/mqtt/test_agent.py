@@ -12,6 +12,8 @@ import asyncio
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
@@ -164,11 +166,17 @@ async def test_a_hung_broker_never_delays_the_http_destination(tmp_path: Path) -
         thawed = time.time()
         s.broker.proc.send_signal(signal.SIGCONT)
         await wait_for_async(lambda: _async(not _owed_before(s.buffer, thawed)), 40)
+        await asyncio.sleep(2.5)  # the status file is written every few seconds
+        shown = subprocess.run(
+            [sys.executable, "-m", "agent", "status", "-c", str(s.config)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
         assert await stop_daemon(agent) == 0, s.tail()
         found = received(s.listener)
     late = [(r, r.received - r.end) for r in receiver_rows(s.central) if frozen <= r.end <= thawed]
     assert len(late) >= 3 * 3, late
     assert max(lag for _, lag in late) <= 3.0, late
+    assert "last delivery to broker: connected" in shown.stdout, shown.stdout
     assert all(len(those) == 1 for those in found.values())
     assert {r for r in computed(s.buffer) if r[1] + r[2] <= thawed} <= as_rows(found)
 

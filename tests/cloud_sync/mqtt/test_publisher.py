@@ -3,8 +3,10 @@ the same key after a broker restart, the payload formats, birth and will."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import signal
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -251,3 +253,33 @@ def test_an_unreadable_credential_file_names_its_field(tmp_path: Path) -> None:
     settings = MqttSettings(url="mqtt://127.0.0.1:1883", credentials_file=str(tmp_path / "empty"))
     with pytest.raises(SettingUnusable, match="first line must hold the username"):
         make("broker", settings, Identity(GATEWAY, "cn-mee-2022"), setting="x")
+
+
+async def test_a_publish_in_flight_when_the_broker_dies_comes_again_under_its_key(
+    store: AsyncStore, mosquitto: Mosquitto
+) -> None:
+    """The broker frozen while a batch waits for its PUBACK, then killed and started
+    again: the publisher's retry publishes the same bytes under the same key, and the
+    cursor moves only then."""
+    await fill(store, 6)
+    up = publisher(store, mosquitto.url, max_batch=6, timeout="1s")
+    await up._connect()  # connected before the freeze
+    assert mosquitto.proc is not None
+    mosquitto.proc.send_signal(signal.SIGSTOP)
+    delivery = asyncio.create_task(up.deliver())
+    await asyncio.sleep(0.5)  # published, no PUBACK
+    assert (await store.backlog())["destinations"]["broker"]["intervals"] == 6
+    mosquitto.proc.send_signal(signal.SIGKILL)
+    mosquitto.proc.wait()
+    mosquitto.start()
+    listener = Listener(mosquitto.port, TOPIC)
+    sent = await delivery
+    if sent == 0:  # the tries ran out while the broker was away: the next run
+        sent = await up.deliver()
+    assert sent == 6
+    listener.wait_for(lambda: len(listener.on(TOPIC)) >= 1)
+    await up.close()
+    listener.close()
+    keys = {m.user["key"] for m in listener.on(TOPIC)}
+    assert len(keys) == 1 and len({m.payload for m in listener.on(TOPIC)}) == 1
+    assert up.status.resends >= 1 or up.status.failures >= 1
