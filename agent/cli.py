@@ -14,6 +14,7 @@ import asyncio
 import faulthandler
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -306,7 +307,22 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         workers=args.workers,
+        mqtt=_mqtt_ingest(args),
     )
+
+
+def _mqtt_ingest(args: argparse.Namespace) -> dict[str, object] | None:
+    """The receiver's --mqtt options, for receiver._mqtt.MqttIngest."""
+    if not args.mqtt:
+        return None
+    options: dict[str, object] = {"url": args.mqtt, "share": args.share or None}
+    if args.topic:
+        options["topics"] = args.topic
+    # stable across restarts (the broker keeps what was unacknowledged for this id), one per
+    # receiver: its host and HTTP port
+    default = f"edge-agent-receiver-{socket.gethostname()}-{args.port}"
+    options["client_id"] = args.mqtt_client_id or default
+    return options
 
 
 def parser() -> argparse.ArgumentParser:
@@ -421,6 +437,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
     p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates from it")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="N worker processes")
+    p.add_argument("--mqtt", metavar="URL", help="also take batches from this broker (mqtt://)")
+    p.add_argument("--share", default="receivers", help="shared subscription group ('' for none)")
+    p.add_argument("--topic", action="append", help="topic filter (repeat; default: the agent's)")
+    p.add_argument("--mqtt-client-id", metavar="ID", help="stable per receiver (default by port)")
     return top
 
 

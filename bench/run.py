@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench import drain, ingest, polling, receiver_ingest, soak, startup  # noqa: E402
+from bench import drain, ingest, mqtt_drain, polling, receiver_ingest, soak, startup  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -60,12 +60,14 @@ def main() -> None:
         figures += ingest.figures(devices=50, boundaries=20, polls=20)
         figures += drain.figures((20_000,))
         figures += receiver_ingest.figures(20_000)
+        figures += mqtt_drain.figures((20_000,))
         figures += startup.figures([1, 50])
     else:
         figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
         figures += ingest.figures()
         figures += drain.figures()
         figures += receiver_ingest.figures()
+        figures += mqtt_drain.figures()
         figures += startup.figures([1, 200])
         if args.soak:
             figures += soak.figures(200, minutes=args.soak, warmup=10)

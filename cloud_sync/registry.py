@@ -16,6 +16,7 @@ from config.base import DestinationBase
 _SETTINGS = (
     "cloud_sync.http.settings",
     "cloud_sync.hj212.settings",
+    "cloud_sync.mqtt.settings",
 )
 
 

@@ -24,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 import uvicorn
 
@@ -177,8 +178,12 @@ def serve(
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
     workers: int = 1,
+    mqtt: dict[str, Any] | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; the exit code for `edge-agent receiver`.
+
+    With `mqtt` (receiver._mqtt.MqttIngest's url, share, topics, client_id) it
+    also takes batches from a broker, in a thread beside the HTTP server.
 
     With `tls_cert` it serves HTTPS; with `tls_client_ca` it also requires a
     client certificate signed by that CA (mutual TLS). With `workers` over 1,
@@ -213,15 +218,21 @@ def serve(
     except ValueError as exc:
         print(f"receiver: {exc}", file=sys.stderr)
         return os.EX_USAGE
-    if workers > 1:
-        return serve_workers(
-            receiver,
-            token_file=token_file,
-            tls_files=(tls_cert, tls_key, tls_client_ca),
-            workers=workers,
-        )
-
     stop = threading.Event()
+    ingest: threading.Thread | None = None
+    if workers > 1:  # the workers serve HTTP; this process takes MQTT beside them
+        ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
+        try:
+            return serve_workers(
+                receiver,
+                token_file=token_file,
+                tls_files=(tls_cert, tls_key, tls_client_ca),
+                workers=workers,
+            )
+        finally:
+            stop.set()
+            if ingest is not None:
+                ingest.join(10)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -241,13 +252,31 @@ def serve(
         if token is None:
             logger.warning("no token file: batches are accepted without authentication")
         print(f"receiver listening on {receiver.url}", flush=True)
+        ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
         while not stop.wait(0.5):
             pass
         return 0
     finally:
+        stop.set()
+        if ingest is not None:
+            ingest.join(10)
         receiver.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _start_ingest(
+    db_path: str | os.PathLike[str], stop: threading.Event, options: dict[str, Any]
+) -> threading.Thread:
+    """MQTT ingest beside the HTTP server, on its own connection to the database."""
+    from receiver._mqtt import MqttIngest
+
+    ingest = MqttIngest(open_store(db_path), stop=stop, **options)
+    thread = threading.Thread(target=ingest.run, name="receiver:mqtt", daemon=True)
+    thread.start()
+    print(f"receiver taking batches from {options['url']} ({', '.join(ingest.filters)})",
+          flush=True)  # fmt: skip
+    return thread
 
 
 def _server_tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLContext | None:

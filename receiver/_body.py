@@ -63,6 +63,13 @@ class _Inflater:
         return bytes(self._out)
 
 
+def gunzip(data: bytes, limit: int) -> bytes:
+    """A whole gzip payload (an MQTT message) inflated, never past `limit` bytes."""
+    inflater = _Inflater(limit)
+    inflater.feed(data)
+    return inflater.finish()
+
+
 async def read_body(
     chunks: AsyncIterator[bytes], length: int | None, limit: int, *, compressed: bool
 ) -> bytes:

@@ -241,22 +241,12 @@ class Uploader:
 
     def payload(self, batch: PendingBatch) -> bytes:
         """The exact bytes of a batch: the same for every retry, whatever the config says now."""
-        tz = ZoneInfo(batch.header["gateway"]["timezone"])
-        events = [
-            {**e, "ts": datetime.fromtimestamp(e["ts"], tz).isoformat(timespec="seconds")}
-            for e in batch.events
-        ]
-        head = json.dumps(
-            batch.header | {"events": events}, separators=(",", ":"), ensure_ascii=False
-        )
-        intervals = ",".join(_version_1(text) for text in batch.intervals)
-        body = f'{head[:-1]},"intervals":[{intervals}]}}'
-        return gzip.compress(body.encode(), compresslevel=5, mtime=0)
+        return gzip.compress(document(batch), compresslevel=5, mtime=0)
 
     async def _send_with_retries(self, batch: PendingBatch) -> str:
         body = self.payload(batch)
-        key = f"{batch.header['gateway']['id']}:{batch.seq}"  # as in the body, whatever the config
-        headers = {**self._headers, "Idempotency-Key": key}
+        # as in the body, whatever the config
+        headers = {**self._headers, "Idempotency-Key": key(batch)}
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(SyncRetryable),
             wait=_server_hint_or_backoff,
@@ -337,6 +327,24 @@ class Uploader:
         await self.outbox.reject_batch(batch.seq, reason, event)
         self.rejected_in_a_row += 1
         self.status.last_result = f"rejected: {reason}"
+
+
+def document(batch: PendingBatch) -> bytes:
+    """A batch as the JSON document of batch schema version 1, from what the buffer fixed
+    for it: the HTTP body (before gzip) and the MQTT destination's `batch` payload."""
+    tz = ZoneInfo(batch.header["gateway"]["timezone"])
+    events = [
+        {**e, "ts": datetime.fromtimestamp(e["ts"], tz).isoformat(timespec="seconds")}
+        for e in batch.events
+    ]
+    head = json.dumps(batch.header | {"events": events}, separators=(",", ":"), ensure_ascii=False)
+    intervals = ",".join(_version_1(text) for text in batch.intervals)
+    return f'{head[:-1]},"intervals":[{intervals}]}}'.encode()
+
+
+def key(batch: PendingBatch) -> str:
+    """A batch's idempotency key, `<gateway id>:<sequence>`, as its header has it."""
+    return f"{batch.header['gateway']['id']}:{batch.seq}"
 
 
 def _version_1(text: str) -> str:

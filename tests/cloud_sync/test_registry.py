@@ -183,4 +183,4 @@ def test_the_agent_delivers_to_the_new_kind(copy: Path) -> None:
 
 
 def test_the_shipped_kinds_are_registered() -> None:
-    assert list(KINDS) == ["http", "hj212"]
+    assert list(KINDS) == ["http", "hj212", "mqtt"]

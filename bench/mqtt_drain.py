@@ -1,0 +1,190 @@
+"""Backlog drain over MQTT: the agent's mqtt destination against a bare paho client
+publishing the same messages.
+
+    .venv/bin/python bench/mqtt_drain.py --intervals 288000
+
+For each size N: the buffer of bench/drain.py (N 1-minute intervals of 200
+devices; 288,000 is a day of them) is drained by the agent's publisher
+(cloud_sync/mqtt, format batch, the default batch size) to a Debian
+`mosquitto` started here on 127.0.0.1 (its own config, persistence off), each
+message at QoS 1 and waited for (PUBACK) before the buffer's cursor moves. The
+baseline publishes the very same messages (same topic, bytes and properties,
+precomputed from a copy of the buffer) with a bare paho-mqtt client, one after
+the other, each waited for likewise. A test subscriber drains the topic so the
+broker does not queue. It prints intervals/s for both and the ratio (aim: 0.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+
+from bench.drain import GATEWAY, fill  # noqa: E402
+from bench.table import Figure, render  # noqa: E402
+from buffer import AsyncStore  # noqa: E402
+from cloud_sync.base import Identity  # noqa: E402
+from cloud_sync.mqtt.link import Message, properties  # noqa: E402
+from cloud_sync.mqtt.publisher import Publisher, make  # noqa: E402
+from cloud_sync.mqtt.settings import MqttSettings  # noqa: E402
+from domain.batch import SCHEMA_VERSION  # noqa: E402
+
+NAME = "sync"  # bench/drain.py's buffer declares this destination; the publisher takes it
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def mosquitto(workdir: Path) -> Iterator[int]:
+    """A broker on a free loopback port; yields the port; stopped by its PID."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.access(binary, os.X_OK):
+        raise SystemExit("mosquitto is not installed: apt-get install -y mosquitto")
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
+             "max_inflight_messages 0", "max_queued_messages 0"]  # fmt: skip
+    if os.geteuid() == 0:
+        lines.insert(0, "user root")
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mosquitto did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+@contextmanager
+def drain_subscriber(port: int) -> Iterator[None]:
+    """Reads everything published, as a platform would, so nothing piles up in the broker."""
+    client = Client(CallbackAPIVersion.VERSION2, client_id="bench-sink", protocol=MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.subscribe("edge-agent/#", qos=1)
+    client.loop_start()
+    try:
+        yield
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _publisher(store: AsyncStore, port: int) -> Publisher:
+    settings = MqttSettings(url=f"mqtt://127.0.0.1:{port}", timeout="120s")
+    made = make(NAME, settings, Identity(GATEWAY, "cn-mee-2022"), setting="bench")
+    made.attach(store)
+    return made
+
+
+async def messages(path: Path) -> list[Message]:
+    """The messages the agent will publish from this buffer, in order, without publishing."""
+    store = AsyncStore(path)
+    up = _publisher(store, 9)
+    header = {"schema_version": SCHEMA_VERSION, "gateway": GATEWAY, "factor_set": "cn-mee-2022"}
+    out: list[Message] = []
+    while (batch := await up.outbox.pending_batch(up.settings.max_batch, header)) is not None:
+        out += up.messages(batch)
+        await up.outbox.finish_batch(batch.seq, "acked")
+    store.close()
+    return out
+
+
+def raw_publish(port: int, batch: list[Message]) -> float:
+    """A bare paho client: publish each message at QoS 1, wait for its PUBACK, next."""
+    client = Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        began = time.perf_counter()
+        for m in batch:
+            props = properties(m, PacketTypes.PUBLISH)
+            client.publish(m.topic, m.payload, qos=1, properties=props).wait_for_publish(120)
+        return time.perf_counter() - began
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def agent_drain(path: Path, port: int) -> tuple[float, int]:
+    store = AsyncStore(path)
+    up = _publisher(store, port)
+    began = time.perf_counter()
+    sent = await up.deliver()
+    took = time.perf_counter() - began
+    await up.close()
+    backlog = await store.backlog()
+    store.close()
+    if backlog["intervals"]:
+        raise RuntimeError(f"drain stopped with {backlog['intervals']} left: {up.status}")
+    return took, sent
+
+
+def figures(sizes: tuple[int, ...] = (288_000,)) -> list[Figure]:
+    """Intervals/s drained over MQTT by the agent and by a bare paho client, per size."""
+    out = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as d:
+            work = Path(d)
+            fill(work / "buffer.db", n)
+            for suffix in ("", "-wal"):  # the same buffer twice: one to precompute, one to drain
+                if (work / f"buffer.db{suffix}").exists():
+                    shutil.copy(work / f"buffer.db{suffix}", work / f"copy.db{suffix}")
+            batch = asyncio.run(messages(work / "copy.db"))
+            with mosquitto(work) as port, drain_subscriber(port):
+                raw = raw_publish(port, batch)
+                took, sent = asyncio.run(agent_drain(work / "buffer.db", port))
+        if sent != n:
+            raise RuntimeError(f"published {sent} of {n}")
+        out.append(
+            Figure(
+                f"MQTT backlog drain, {n:,} 1-min intervals ({took:.1f} s)",
+                n / took,
+                "intervals/s",
+                n / raw,
+                "bare paho client, same messages",
+            )
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--intervals", default="288000", help="backlog sizes, comma-separated")
+    args = parser.parse_args(argv)
+    print(render(figures(tuple(int(x) for x in args.intervals.split(",")))))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
