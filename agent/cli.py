@@ -14,13 +14,13 @@ import asyncio
 import faulthandler
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import logs
 from agent.logs import priority
+from agent.receiver_command import cmd_receiver, receiver_arguments, receiver_missing
 from config.loader import LoadedConfig, load_config, load_config_apart
 from config.schema import config_json_schema
 from domain.errors import ConfigInvalid, EdgeAgentError, InitError, Problem
@@ -266,63 +266,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from agent.demo import demo
     except ImportError as exc:  # the demo runs the reference receiver
-        missing = _receiver_missing(exc)
+        missing = receiver_missing(exc)
         if missing is None:
             raise
         return missing
 
     return asyncio.run(demo(duration=args.duration, as_json=args.json, keep=args.keep))
-
-
-def _receiver_missing(exc: ImportError) -> int | None:
-    """69 with how to install it when the receiver's extra (FastAPI, uvicorn) is missing."""
-    if (exc.name or "").split(".")[0] not in ("fastapi", "starlette", "uvicorn"):
-        return None
-    print(
-        f"edge-agent: the receiver needs {exc.name}, which is not installed;"
-        " install it with: pip install 'edge-agent[receiver]'",
-        file=sys.stderr,
-    )
-    return EX_UNAVAILABLE
-
-
-def cmd_receiver(args: argparse.Namespace) -> int:
-    logs.setup(args.verbose)
-    try:
-        from receiver import serve
-    except ImportError as exc:
-        missing = _receiver_missing(exc)
-        if missing is None:
-            raise
-        return missing
-
-    return serve(
-        args.host,
-        args.port,
-        args.db,
-        args.token_file,
-        fail_rate=args.fail_rate,
-        latency=args.latency,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
-        workers=args.workers,
-        mqtt=_mqtt_ingest(args),
-    )
-
-
-def _mqtt_ingest(args: argparse.Namespace) -> dict[str, object] | None:
-    """The receiver's --mqtt options, for receiver._mqtt.MqttIngest."""
-    if not args.mqtt:
-        return None
-    options: dict[str, object] = {"url": args.mqtt, "share": args.share or None}
-    if args.topic:
-        options["topics"] = args.topic
-    # stable across restarts (the broker keeps what was unacknowledged for this id), one per
-    # receiver: its host and HTTP port
-    default = f"edge-agent-receiver-{socket.gethostname()}-{args.port}"
-    options["client_id"] = args.mqtt_client_id or default
-    return options
 
 
 def parser() -> argparse.ArgumentParser:
@@ -424,23 +373,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="end with one JSON line of totals")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p = command("receiver", cmd_receiver, "the reference central endpoint", config=False)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument(
-        "--db", required=True, metavar="FILE|URL",
-        help="SQLite file of stored batches, or a postgresql:// URL (password: PGPASSFILE)",
-    )  # fmt: skip
-    p.add_argument("--token-file", metavar="F", help="file with the expected bearer token")
-    p.add_argument("--fail-rate", type=float, default=0.0, help="share of POSTs answered 503")
-    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
-    p.add_argument("--tls-key", metavar="PEM", help="its private key (if not in --tls-cert)")
-    p.add_argument("--tls-client-ca", metavar="PEM", help="require client certificates from it")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="N worker processes")
-    p.add_argument("--mqtt", metavar="URL", help="also take batches from this broker (mqtt://)")
-    p.add_argument("--share", default="receivers", help="shared subscription group ('' for none)")
-    p.add_argument("--topic", action="append", help="topic filter (repeat; default: the agent's)")
-    p.add_argument("--mqtt-client-id", metavar="ID", help="stable per receiver (default by port)")
+    receiver_arguments(p)
     return top
 
 

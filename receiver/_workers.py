@@ -24,7 +24,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
 from receiver._backends import AnyStore, open_store, shown
-
 from receiver.app import create_app
 
 if TYPE_CHECKING:

@@ -38,11 +38,11 @@ from starlette.types import ASGIApp
 import receiver._answers as answers
 import receiver._query as query
 from domain.batch import SCHEMA_VERSION, Batch, batch_json_schema
+from receiver._backends import AnyStore
 from receiver._body import declared_length, read_body
 from receiver._errors import answer_errors_in_json
 from receiver._middleware import Frame, note
 from receiver._request import Refused, check_key, gzipped, parse_batch, parse_key
-from receiver._backends import AnyStore
 from receiver._store import GroupBy, KeyConflict, Period
 from receiver._summary import summarize
 
