@@ -5,6 +5,7 @@ platform, and how the platform's requests are answered."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -88,16 +89,18 @@ async def test_a_lossy_platform_loses_nothing_and_keeps_each_mn_in_order(
 
 
 async def test_a_platform_down_holds_the_data_until_it_is_back(tmp_path: Path) -> None:
-    platform = Platform()
-    await platform.start()
-    port = platform.port
-    await platform.stop()
+    # a port bound but not listening refuses connections, and no other test's server can
+    # take it meanwhile (a port merely freed was, once, by a server started beside)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
     async with uplink_on(tmp_path / "b.db", port) as (uplink, store):
         await commit(store, minutes("incomer", 5))
         assert await uplink.deliver(deadline=time.monotonic() + 1) == 0
         assert uplink.status.connected is False
         assert "cannot connect" in uplink.status.last_result
         assert (await uplink.outbox.backlog())["intervals"] == 5
+        holder.close()
         async with Platform(port) as back:
             await drain(uplink)
             assert uplink.status.connected is True
