@@ -149,10 +149,27 @@ class AsyncOutbox:
     async def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
         return await self._store.run(self._outbox.pending_batch, max_records, header)
 
+    async def next_batch(
+        self, after: int, max_records: int, header: dict, ahead: int = 1, joined: bool = False
+    ) -> PendingBatch | None:
+        return await self._store.run(
+            self._outbox.next_batch, after, max_records, header, ahead, joined
+        )
+
+    async def next_batches(
+        self, after: int, count: int, max_records: int, header: dict, joined: bool = False
+    ) -> list[PendingBatch]:
+        return await self._store.run(
+            self._outbox.next_batches, after, count, max_records, header, joined
+        )
+
     async def finish_batch(
         self, seq: int, status: str = "acked", reason: str | None = None
     ) -> None:
         await self._store.run(self._outbox.finish_batch, seq, status, reason)
+
+    async def finish_batches(self, seqs: list[int]) -> None:
+        await self._store.run(self._outbox.finish_batches, seqs)
 
     async def reject_batch(self, seq: int, reason: str, event: EventRow | None) -> None:
         await self._store.run(self._outbox.reject_batch, seq, reason, event)

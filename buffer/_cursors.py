@@ -6,7 +6,11 @@ destination, acknowledged or quarantined. A record after the cursor is owed
 to it while it is in the destination's pending batch (fixed: a resend must
 read the same records), or, not yet assigned, while it is younger than the
 destination's age limit, if it has one: older ones are skipped when the next
-batch is assigned, so they are no longer owed.
+batch is assigned, so they are no longer owed. A destination with several
+pending batches (a window in flight, buffer/_outbox.py) is counted as if they
+were one from its cursor to the last one's end, with the earliest cut-off of
+them: a record a later batch skipped as too old may be kept a little longer,
+never one dropped that a batch still holds.
 
 A record is synced, and retention or a full buffer (drop_synced) may drop
 it, when no active destination is owed it. A destination that is no longer
@@ -38,8 +42,8 @@ class Cursor:
     name: str
     max_age: float | None  # seconds; older records are not owed to it (None: all are)
     acked: dict[str, int]  # table -> seq up to which all is done
-    inflight: dict[str, int]  # table -> last seq of its pending batch (= acked when none)
-    not_before: float | None  # the pending batch's age cut-off
+    inflight: dict[str, int]  # table -> last seq of its pending batches (= acked when none)
+    not_before: float | None  # the pending batches' earliest age cut-off
 
     def owed(self, table: str, now: float) -> str:
         """SQL: the records of `table` this destination still waits for."""
@@ -99,7 +103,7 @@ def read(
             "sync": conn.execute("SELECT events_acked, intervals_acked FROM sync_state").fetchone()
         }
         pending_sql = (
-            "SELECT events_hi, intervals_hi, NULL FROM batches"
+            "SELECT max(events_hi), max(intervals_hi), NULL, count(*) FROM batches"
             " WHERE ? = 'sync' AND status = 'pending'"
         )
     else:
@@ -109,9 +113,11 @@ def read(
                 "SELECT name, events_acked, intervals_acked FROM destinations"
             )
         }
-        pending_sql = (
-            "SELECT events_hi, intervals_hi, not_before FROM batches"
-            " WHERE destination = ? AND status = 'pending'"
+        pending_sql = (  # several pending (a window): one span, the earliest cut-off;
+            # a batch without a cut-off (no age limit then) makes the span keep everything
+            "SELECT max(events_hi), max(intervals_hi),"
+            " CASE WHEN count(not_before) = count(*) THEN min(not_before) END, count(*)"
+            " FROM batches WHERE destination = ? AND status = 'pending'"
         )
     out = []
     for name, max_age in active.items():
@@ -119,9 +125,9 @@ def read(
         if row is None:
             row = (end_of(conn, "events"), end_of(conn, "intervals"))
         acked = {"events": int(row[0]), "intervals": int(row[1])}
-        pending = conn.execute(pending_sql + " ORDER BY seq LIMIT 1", [name]).fetchone()
+        pending = conn.execute(pending_sql, [name]).fetchone()
         inflight, not_before = dict(acked), None
-        if pending is not None:
+        if pending[3]:
             inflight = {
                 "events": max(acked["events"], pending[0]),
                 "intervals": max(acked["intervals"], pending[1]),

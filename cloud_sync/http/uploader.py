@@ -338,7 +338,11 @@ def document(batch: PendingBatch) -> bytes:
         for e in batch.events
     ]
     head = json.dumps(batch.header | {"events": events}, separators=(",", ":"), ensure_ascii=False)
-    intervals = ",".join(_version_1(text) for text in batch.intervals)
+    if batch.joined is not None:  # read as one text, none with statistics (buffer/_outbox.py)
+        return b"".join((head[:-1].encode(), b',"intervals":[', batch.joined, b"]}"))
+    intervals = ",".join(batch.intervals)  # in C: a batch is thousands of records
+    if '"stats"' in intervals:
+        intervals = ",".join(_version_1(text) for text in batch.intervals)
     return f'{head[:-1]},"intervals":[{intervals}]}}'.encode()
 
 

@@ -6,6 +6,12 @@ each publish waits for its PUBACK as a future. The PUBACK's reason code is read
 (MQTT 5.0, 3.4.2.1): a broker that answers "not authorized" has not taken the
 message, and the cursor must not move for it.
 
+Several messages may wait for their PUBACK at once (`send`): the publisher keeps
+a window of batches in flight. The broker says in its CONNACK how many QoS 1
+messages it takes unacknowledged (Receive Maximum, MQTT 5.0, 3.2.2.3.3; 65,535
+when it does not say). paho does not heed it, and its own limit cannot change
+once connected, so paho's is lifted (MQTT 5) and `send` waits for room itself.
+
 A connection that drops is not mended in place: the next `connect` makes a new
 client on the same client id with clean start off, so the broker resumes the
 session it kept, and what was not acknowledged is published again from the
@@ -33,6 +39,7 @@ from domain.errors import SyncRefused, SyncRetryable
 log = logging.getLogger(__name__)
 
 BUSY = {0x97}  # Quota exceeded: the broker may take it later (MQTT 5.0, Table 3-4)
+RECEIVE_MAXIMUM = 65_535  # what a CONNACK without the property means (MQTT 5.0, 3.2.2.3.3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,7 @@ class Link:
         self.broker = broker
         self.client: Client | None = None
         self.max_packet: int | None = None  # the broker's Maximum Packet Size, if it said
+        self.receive_max = RECEIVE_MAXIMUM  # QoS 1 messages it takes unacknowledged at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Future[None] | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}
@@ -106,6 +114,8 @@ class Link:
                 b.will.topic, b.will.payload, qos=1, retain=b.will.retain,
                 properties=properties(b.will, PacketTypes.WILLMESSAGE) if b.mqtt5 else None,
             )  # fmt: skip
+        if b.mqtt5:
+            client.max_inflight_messages_set(0)  # no limit in paho: `send` keeps the broker's
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -131,6 +141,20 @@ class Link:
     async def publish(self, message: Message) -> None:
         """Published and acknowledged (PUBACK) at QoS 1; SyncRetryable if the connection
         failed or the broker did not answer in time, SyncRefused if it refused."""
+        await self.acknowledged(await self.send(message))
+
+    async def send(self, message: Message) -> asyncio.Future[None]:
+        """Publish at QoS 1 without waiting for the PUBACK, once fewer than the broker's
+        Receive Maximum wait for theirs: the future is settled by the PUBACK (or fails with
+        the connection); wait for it with `acknowledged`."""
+        if len(self._acks) >= self.receive_max and self.up:
+            owed = list(self._acks.values())
+            _, late = await asyncio.wait(owed, timeout=self.broker.timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if len(late) == len(owed):
+                await self.drop()
+                raise SyncRetryable(f"no PUBACK within {self.broker.timeout:g}s")
+            await asyncio.sleep(0)  # the settled ones leave the table (_forget) first
         client, loop = self.client, self._loop
         if client is None or loop is None or not self.up:
             raise SyncRetryable("not connected")
@@ -142,13 +166,17 @@ class Link:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise SyncRetryable(f"publish failed: {info.rc.name}")
         self._acks[info.mid] = waiting  # the PUBACK is settled on this loop, after this line
+        waiting.add_done_callback(lambda done: self._forget(info.mid, done))
+        return waiting
+
+    async def acknowledged(self, waiting: asyncio.Future[None]) -> None:
+        """Wait for a PUBACK `send` asked for; no answer within the timeout drops the
+        connection (a broker that does not answer: start afresh) and is SyncRetryable."""
         try:
             await asyncio.wait_for(asyncio.shield(waiting), self.broker.timeout)
         except TimeoutError as exc:
-            await self.drop()  # a broker that does not answer: start afresh
+            await self.drop()
             raise SyncRetryable(f"no PUBACK within {self.broker.timeout:g}s") from exc
-        finally:
-            self._acks.pop(info.mid, None)
 
     async def drop(self) -> None:
         """Let go of the connection without a DISCONNECT (the will stays armed)."""
@@ -173,9 +201,12 @@ class Link:
 
     def _on_connect(self, client: Client, _: Any, flags: Any, code: ReasonCode, props: Any) -> None:
         size = getattr(props, "MaximumPacketSize", None) if props is not None else None
+        receive = getattr(props, "ReceiveMaximum", None) if props is not None else None
         if not code.is_failure:
-            self._up.set()
             self.max_packet = size
+            if self.broker.mqtt5:
+                self.receive_max = receive or RECEIVE_MAXIMUM
+            self._up.set()
         self._call(self._connected_with, code)
 
     def _on_disconnect(self, client: Client, _: Any, flags: Any, code: Any, props: Any) -> None:
@@ -214,10 +245,18 @@ class Link:
         else:
             waiting.set_exception(SyncRefused(f"the broker refused the message: {code}"))
 
+    def _forget(self, mid: int, done: asyncio.Future[None]) -> None:
+        """A settled PUBACK leaves the table; its failure counts as seen even if nobody
+        waits any more (a window given up after an earlier batch failed)."""
+        if self._acks.get(mid) is done:
+            del self._acks[mid]
+        if not done.cancelled():
+            done.exception()
+
     def _fail(self, error: Exception) -> None:
         if self._connected is not None and not self._connected.done():
             self._connected.set_exception(error)
-        for waiting in self._acks.values():
+        for waiting in list(self._acks.values()):
             if not waiting.done():
                 waiting.set_exception(error)
 

@@ -4,17 +4,33 @@ The publisher is one destination (cloud_sync/base.py) with its own outbox. A
 batch is fixed in the buffer before its first publish (records, header,
 number), so every resend, after a broker restart or a `kill -9`, carries the
 same records under the same key; the batch is acknowledged in the buffer only
-when the broker acknowledged every message of it. Connecting again resumes the
-broker's session (same client id, clean start off); the will, armed at each
-connect, says `offline` on the retained status topic when the agent dies, and a
-clean stop says it itself.
+when the broker acknowledged every message of it.
+
+Up to `in_flight` batches wait for their PUBACKs at once (never more messages
+than the broker's Receive Maximum, see link.py): the buffer reads and assigns
+the next batch while the broker answers the ones before, which is what lets a
+backlog go at the speed of the broker's round trips rather than that plus the
+buffer's work. Batches are closed in the buffer only as a run from the oldest
+one, all of whose messages were acknowledged, in one transaction: the cursor
+never passes a batch the broker has not acknowledged, whatever order PUBACKs
+come in. (A broker sends them in the order the PUBLISHes came, MQTT 5.0 section
+4.6 "Message ordering"; nothing here counts on it.) After a dropped connection
+every batch of the window not yet acknowledged is published again, in order,
+from the same bytes; after a `kill -9` the buffer still holds them pending.
+
+Connecting again resumes the broker's session (same client id, clean start
+off); the will, armed at each connect, says `offline` on the retained status
+topic when the agent dies, and a clean stop says it itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +43,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from buffer import AsyncStore, PendingBatch
+from buffer import AsyncOutbox, AsyncStore, PendingBatch
 from cloud_sync.base import DestinationStatus, Identity
 from cloud_sync.http.tls import client_tls
 from cloud_sync.mqtt.link import Broker, Link, Message
@@ -105,6 +121,93 @@ def _size(message: Message) -> int:
     return len(message.payload) + len(message.topic) + 512  # fixed header, properties
 
 
+@dataclass(slots=True)
+class Flight:
+    """A batch published and waiting for its PUBACKs (one per message)."""
+
+    batch: PendingBatch
+    messages: list[Message]
+    acks: list[asyncio.Future[None]]
+
+    def acknowledged(self) -> bool:
+        """Every message sent (a send may have failed midway) and acknowledged."""
+        return len(self.acks) == len(self.messages) and all(
+            a.done() and not a.cancelled() and a.exception() is None for a in self.acks
+        )
+
+    def failure(self) -> BaseException | None:
+        """A refusal among its PUBACKs (a lost connection is met when it is waited for)."""
+        for ack in self.acks:
+            if ack.done() and not ack.cancelled():
+                error = ack.exception()
+                if isinstance(error, SyncRefused):
+                    return error
+        return None
+
+
+@dataclass(slots=True)
+class Run:
+    """One delivery run: the window in flight, oldest first, how far it has read, and
+    the buffer's work going on beside it (the next batch read ahead, a run being closed)."""
+
+    deadline: float | None
+    header: dict = field(default_factory=dict)
+    window: deque[Flight] = field(default_factory=deque)
+    after: int = 0  # the last batch read into the window (0: from the oldest pending)
+    sent: int = 0  # records acknowledged
+    empty: bool = False  # the buffer had no more
+    stop: SyncRefused | None = None  # a batch that cannot go: raised once the window drained
+    reading: asyncio.Task[list[PendingBatch]] | None = None
+    ready: deque[PendingBatch] = field(default_factory=deque)  # read, not yet published
+    closing: asyncio.Task[None] | None = None
+    outbox: AsyncOutbox | None = None
+    max_batch: int = 1
+    ahead: int = 1  # batches read (and assigned) at once: half the window
+    joined: bool = False  # read the intervals as one text (format batch builds no list)
+
+    def reading_done(self, now: float) -> bool:
+        return (
+            self.empty
+            or self.stop is not None
+            or (self.deadline is not None and now >= self.deadline)
+        )
+
+    def read_ahead(self) -> None:
+        """Start reading the batches after the last one read, if none are being read and
+        not many are left: each trip to the buffer's thread brings several."""
+        if self.reading is not None or len(self.ready) >= self.ahead or self.empty:
+            return
+        assert self.outbox is not None
+        after = self.ready[-1].seq if self.ready else self.after
+        self.reading = asyncio.create_task(
+            self.outbox.next_batches(after, self.ahead, self.max_batch, self.header, self.joined)
+        )
+
+    async def next_batch(self) -> PendingBatch | None:
+        """The batch after `after`: one read ahead, or read now."""
+        if not self.ready:
+            self.read_ahead()
+            reading, self.reading = self.reading, None
+            if reading is not None:
+                self.ready.extend(await reading)
+        if not self.ready:
+            return None
+        return self.ready.popleft()
+
+    async def settled(self) -> None:
+        """The buffer's work beside the window done: the read ahead (its batch stays
+        pending, for the next read) and the run being closed. Raises what they raised."""
+        reading, self.reading = self.reading, None
+        closing, self.closing = self.closing, None
+        self.ready.clear()  # pending still: read again, from `after`, by the next try
+        try:
+            if reading is not None:
+                await reading
+        finally:
+            if closing is not None:
+                await closing
+
+
 class Publisher:
     def __init__(
         self,
@@ -128,6 +231,7 @@ class Publisher:
         self.store: AsyncStore | None = None
         self.refusals = 0
         self.hold_until = 0.0  # monotonic time before which nothing is sent after a refusal
+        self.run: Run | None = None  # the last delivery run (its window: what is in flight)
 
     def attach(self, store: AsyncStore) -> None:
         self.store = store
@@ -166,46 +270,40 @@ class Publisher:
         """Publish batches until the backlog is empty, a publish fails, or `deadline`;
         never raises for a broker or network failure (the batch stays pending)."""
         attempts = 1 if last else self.attempts
-        sent = 0
         if time.monotonic() < self.hold_until:
-            return sent
+            return 0
         header = {
             "schema_version": SCHEMA_VERSION,
             "gateway": self.gateway,
             "factor_set": self.factor_set,
         }
-        while deadline is None or time.monotonic() < deadline:
-            batch = await self.outbox.pending_batch(self.settings.max_batch, header)
-            if batch is None:
-                break
-            self.status.last_attempt = time.time()
-            try:
-                await self._publish_with_retries(batch, attempts)
-            except Oversized as exc:  # halved in the buffer, as the HTTP destination on 413
-                if await self.outbox.shrink_batch(batch.seq):
-                    continue
-                await self._refused(exc)
-                break
-            except SyncRefused as exc:
-                await self._refused(exc)
-                break
-            except SyncRetryable as exc:
-                self.status.failures += 1
-                self.status.connected = self.link.up
-                if self.status.last_result != str(exc):
-                    log.warning("%s: batch %d not published: %s", self.name, batch.seq, exc)
-                self.status.last_result = str(exc)
-                break
-            await self.outbox.finish_batch(batch.seq, "acked")
-            self.refusals = 0
-            sent += batch.size
-            self.status.batches_sent += 1
-            self.status.records_sent += batch.size
-            self.status.last_success = time.time()
-            if self.status.last_result != "acknowledged":
-                log.info("%s: batch %d acknowledged by the broker", self.name, batch.seq)
-            self.status.last_result = "acknowledged"
-        return sent
+        run = Run(deadline, header, outbox=self.outbox, max_batch=self.settings.max_batch,
+                  joined=self.settings.format == "batch")  # fmt: skip
+        self.run = run
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(SyncRetryable),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10),
+            stop=stop_after_attempt(attempts) | stop_after_delay(self.settings.every),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        self.status.resends += 1  # `status`: "N frames resent", as HJ 212's
+                    await self._pump(run)
+        except SyncRefused as exc:
+            await run.settled()
+            await self._refused(exc)
+        except SyncRetryable as exc:
+            await run.settled()
+            self.status.failures += 1
+            self.status.connected = self.link.up
+            if self.status.last_result != str(exc):
+                seqs = [f.batch.seq for f in run.window] or [run.after]
+                log.warning("%s: batch %d not published: %s", self.name, seqs[0], exc)
+            self.status.last_result = str(exc)
+        return run.sent
 
     def messages(self, batch: PendingBatch) -> list[Message]:
         s = self.settings
@@ -214,25 +312,101 @@ class Publisher:
             return thingsboard_messages(batch, s.topic_template, mqtt5=mqtt5)
         return [batch_message(batch, s.topic_template, mqtt5=mqtt5, compress=s.gzip)]
 
-    async def _publish_with_retries(self, batch: PendingBatch, attempts: int) -> None:
-        messages = self.messages(batch)
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(SyncRetryable),
-            wait=wait_exponential_jitter(multiplier=0.5, max=10),
-            stop=stop_after_attempt(attempts) | stop_after_delay(self.settings.every),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                if attempt.retry_state.attempt_number > 1:
-                    self.status.resends += 1  # `status`: "N frames resent", as HJ 212's
-                await self._connect()
-                limit = self.link.max_packet
-                if limit is not None and any(_size(m) > limit for m in messages):
-                    raise Oversized(f"a message is over the broker's maximum packet size "
-                                    f"({limit} B)")  # fmt: skip
-                for message in messages:
-                    await self.link.publish(message)
+    async def _pump(self, run: Run) -> None:
+        """One try: connect, publish again what of the window is not acknowledged, then
+        keep the window full from the buffer until it is empty, closing acknowledged runs
+        of batches as they come. Raises what stopped it.
+
+        Three things overlap: the buffer's thread reads (and assigns) the next batch
+        while this one is built and published, the broker acknowledges earlier ones, and
+        the buffer closes acknowledged runs; waiting for each in turn was most of a
+        backlog drain (bench/RESULTS.md, MQTT)."""
+        await self._connect()
+        window = max(1, min(self.settings.in_flight, self.link.receive_max))
+        run.ahead = max(1, window // 2)
+        for flight in run.window:  # after a dropped connection: again, in order, same bytes
+            if not flight.acknowledged():
+                self._check_size(flight.messages)
+                flight.acks = []
+                for message in flight.messages:
+                    flight.acks.append(await self.link.send(message))
+        while True:
+            self._close_acknowledged(run)
+            if run.window and (len(run.window) >= window or run.reading_done(time.monotonic())):
+                if run.window[0].acknowledged() and run.closing is not None:
+                    await run.closing  # being closed: room in the window after
+                else:
+                    for ack in run.window[0].acks:
+                        await self.link.acknowledged(ack)
+                continue
+            if run.reading_done(time.monotonic()):
+                await run.settled()
+                if run.window:  # acknowledged while the last run was being closed
+                    continue
+                if run.stop is not None:
+                    raise run.stop
+                return
+            batch = await run.next_batch()
+            if batch is None:
+                run.empty = True
+                continue
+            self.status.last_attempt = time.time()
+            messages = self.messages(batch)
+            try:
+                self._check_size(messages)
+            except Oversized as exc:  # halved in the buffer, as the HTTP destination on 413
+                await run.settled()  # the read ahead, if any, is given up by the halving
+                if not await self.outbox.shrink_batch(batch.seq):
+                    run.stop = exc  # the batches before it go first
+                continue
+            run.after = batch.seq
+            run.read_ahead()
+            await asyncio.sleep(0)  # the read ahead handed to the buffer's thread before paho
+            # copies this batch into its packet, which holds the loop a while
+            flight = Flight(batch, messages, [])
+            run.window.append(flight)  # before sending: a failure midway resends it whole
+            for message in messages:
+                flight.acks.append(await self.link.send(message))
+
+    def _check_size(self, messages: list[Message]) -> None:
+        limit = self.link.max_packet
+        if limit is not None and any(_size(m) > limit for m in messages):
+            raise Oversized(f"a message is over the broker's maximum packet size ({limit} B)")
+
+    def _close_acknowledged(self, run: Run) -> None:
+        """Close the run of batches from the oldest whose every message was acknowledged,
+        in the background (one transaction for all acknowledged by then); a refusal at the
+        head of the window is raised."""
+        if run.closing is not None and run.closing.done():
+            closed, run.closing = run.closing, None
+            closed.result()  # the buffer's error, if it failed
+        if run.window and (failed := run.window[0].failure()) is not None:
+            raise failed
+        if run.window and run.window[0].acknowledged() and run.closing is None:
+            run.closing = asyncio.create_task(self._closer(run))
+
+    async def _closer(self, run: Run) -> None:
+        while run.window and run.window[0].acknowledged():
+            done: list[Flight] = []
+            while run.window and run.window[0].acknowledged():
+                done.append(run.window.popleft())
+            await self._acked(run, done)
+
+    async def _acked(self, run: Run, done: list[Flight]) -> None:
+        try:
+            await self.outbox.finish_batches([f.batch.seq for f in done])
+        except BaseException:
+            run.window.extendleft(reversed(done))  # still pending in the buffer
+            raise
+        self.refusals = 0
+        size = sum(f.batch.size for f in done)
+        run.sent += size
+        self.status.batches_sent += len(done)
+        self.status.records_sent += size
+        self.status.last_success = time.time()
+        if self.status.last_result != "acknowledged":
+            log.info("%s: batch %d acknowledged by the broker", self.name, done[-1].batch.seq)
+        self.status.last_result = "acknowledged"
 
     async def _connect(self) -> None:
         """Connected, the birth published (retained `online`) on each new connection."""

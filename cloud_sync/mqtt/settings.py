@@ -89,6 +89,14 @@ class MqttSettings(Strict):
     keepalive: Duration = Field(default=60.0, ge=5, le=65_535, description="MQTT keep-alive.")
     every: Duration = Field(default=60.0, gt=0, description="How often to publish the backlog.")
     max_batch: int = Field(default=5000, ge=1, le=100_000, description="Records per message.")
+    in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Batches published and waiting for their PUBACK at once (never more "
+        "messages than the broker's Receive Maximum): the next batches are read from the "
+        "buffer while the broker answers. 1: one batch at a time.",
+    )
     timeout: Duration = Field(
         default=30.0, gt=0, description="How long to wait for the broker: CONNACK, PUBACK."
     )
