@@ -20,12 +20,12 @@ still pending is read again, the same records under the same key.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from buffer._cursors import young
+import buffer._ranges as _ranges
+from buffer._ranges import CONCAT, within
 from domain.records import EventRow
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ class Outbox:
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
+        # the intervals of batches just assigned, read in the same pass that found their
+        # range: (lo, hi, not_before) -> (joined text, count); a cache, checked on use
+        self._fresh: dict[tuple[int, int, float | None], tuple[bytes, int]] = {}
 
     def __repr__(self) -> str:
         return f"Outbox({self.name!r}, {self.store.path})"
@@ -87,13 +90,18 @@ class Outbox:
         if row is None:
 
             def assign() -> dict | None:
-                first = self._assign(max_records, header)
+                self._fresh.clear()  # a try rolled back may have left some
+                first = self._assign(max_records, header, joined)
                 for _ in range(ahead - 1):
-                    if first is None or self._assign(max_records, header) is None:
+                    if first is None or self._assign(max_records, header, joined) is None:
                         break
                 return first
 
-            row = self.store._with_room(assign, poll_path=False)
+            try:
+                row = self.store._with_room(assign, poll_path=False)
+            except BaseException:
+                self._fresh.clear()
+                raise
             if row is None:
                 return None
         return self._read(row, joined)
@@ -120,18 +128,22 @@ class Outbox:
              "message": message}
             for seq, ts, device, kind, severity, message in conn.execute(
                 "SELECT seq, ts, device, kind, severity, message FROM events"
-                f" WHERE {_within('events', cut)} ORDER BY seq",
+                f" WHERE {within('events', cut)} ORDER BY seq",
                 [row["events_lo"], row["events_hi"]],
             )
         ]  # fmt: skip
         header = json.loads(row["header"])
         span = [row["intervals_lo"], row["intervals_hi"]]
         if joined:
-            text, count = conn.execute(
-                f"SELECT CAST({_CONCAT} AS BLOB), count(*)"
-                f" FROM intervals WHERE {_within('intervals', cut)}",
-                span,
-            ).fetchone()
+            fresh = self._fresh.pop((span[0], span[1], cut), None)
+            text, count = (
+                fresh
+                or conn.execute(
+                    f"SELECT CAST({CONCAT} AS BLOB), count(*)"
+                    f" FROM intervals WHERE {within('intervals', cut)}",
+                    span,
+                ).fetchone()
+            )
             # statistics are for HJ 212 only, taken out record by record (SQLite's instr()
             # over the records costs ten times the read; `count` is CPython's quickest
             # search here, `in` three times slower on JSON's many quotes)
@@ -141,7 +153,7 @@ class Outbox:
         intervals = [
             body
             for (body,) in conn.execute(
-                f"SELECT body FROM intervals WHERE {_within('intervals', cut)} ORDER BY seq",
+                f"SELECT body FROM intervals WHERE {within('intervals', cut)} ORDER BY seq",
                 span,
             )
         ]
@@ -248,16 +260,20 @@ class Outbox:
             if row is None:
                 return False
             cut = row["not_before"]
-            events = self._count("events", row["events_lo"], row["events_hi"], cut)
-            intervals = self._count("intervals", row["intervals_lo"], row["intervals_hi"], cut)
+            events = _ranges.count(store.db.conn, "events", row["events_lo"], row["events_hi"], cut)
+            intervals = _ranges.count(
+                store.db.conn, "intervals", row["intervals_lo"], row["intervals_hi"], cut
+            )
             keep = (events + intervals) // 2
             if keep < 1:
                 return False
             if keep <= events:
-                events_hi = self._nth("events", row["events_lo"], keep, cut)
+                events_hi = _ranges.nth(store.db.conn, "events", row["events_lo"], keep, cut)
                 update = {"events_hi": events_hi, "intervals_lo": 0, "intervals_hi": -1}
             else:
-                intervals_hi = self._nth("intervals", row["intervals_lo"], keep - events, cut)
+                intervals_hi = _ranges.nth(
+                    store.db.conn, "intervals", row["intervals_lo"], keep - events, cut
+                )
                 update = {"intervals_hi": intervals_hi}
             store.db.table("batches").update(seq, update)
             self._give_up_after(seq, f"batch {seq} before it was halved")
@@ -284,8 +300,11 @@ class Outbox:
             [time.time(), f"given up with {why}", self.name, seq],
         )
 
-    def _assign(self, max_records: int, header: dict) -> dict | None:
-        """A new batch after this destination's cursor and after its pending batches."""
+    def _assign(self, max_records: int, header: dict, joined: bool = False) -> dict | None:
+        """A new batch after this destination's cursor and after its pending batches.
+        `joined`: its intervals are read as one text in the pass that finds its range, and
+        kept for `_read` (finding the range reads the same pages: a table's rowid order
+        is its storage order)."""
         store = self.store
         acked = store._one(
             "SELECT d.events_acked, d.intervals_acked,"
@@ -302,9 +321,18 @@ class Outbox:
         intervals_after = max(acked["intervals_acked"], acked["intervals_hi"] or 0)
         max_age = store.active.get(self.name)
         cut = None if max_age is None else time.time() - max_age
-        ev = self._range("events", events_after, max_records, cut)
+        ev = _ranges.following(store.db.conn, "events", events_after, max_records, cut)
         room = max_records - ev[2]
-        iv = self._range("intervals", intervals_after, room, cut) if room else None
+        text = None
+        if room and joined:
+            *found, text = _ranges.following_joined(store.db.conn, intervals_after, room, cut)
+            iv: tuple[int, int, int] | None = (found[0], found[1], found[2])
+        else:
+            iv = (
+                _ranges.following(store.db.conn, "intervals", intervals_after, room, cut)
+                if room
+                else None
+            )
         if not ev[2] and not (iv and iv[2]):
             return None
         seq = store._next_seq()
@@ -328,6 +356,8 @@ class Outbox:
             f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             list(row.values()),
         )
+        if text is not None and iv is not None and iv[2]:
+            self._fresh[(intervals_lo, intervals_hi, cut)] = (text, iv[2])
         return row
 
     def _finish(self, seq: int, status: str, reason: str | None) -> bool:
@@ -353,44 +383,3 @@ class Outbox:
             [row["events_hi"], row["intervals_hi"], self.name],
         )
         return True
-
-    def _range(self, table: str, after: int, limit: int, cut: float | None) -> tuple[int, int, int]:
-        """The next `limit` records after `after`, skipping those older than `cut`."""
-        row = self.store._one(
-            f"SELECT min(seq) AS lo, max(seq) AS hi, count(*) AS n FROM "
-            f"(SELECT seq FROM {table} WHERE seq > ?{young(table, cut)} ORDER BY seq LIMIT ?)",
-            [after, limit],
-        )
-        assert row is not None
-        return (row["lo"] or 0, row["hi"] or 0, row["n"])
-
-    def _count(self, table: str, lo: int, hi: int, cut: float | None) -> int:
-        row = self.store._one(
-            f"SELECT count(*) AS n FROM {table} WHERE {_within(table, cut)}", [lo, hi]
-        )
-        return row["n"] if row else 0
-
-    def _nth(self, table: str, lo: int, n: int, cut: float | None) -> int:
-        """Seq of the n-th record (1-based) of the batch from `lo` on."""
-        row = self.store._one(
-            f"SELECT seq FROM {table} WHERE {_within(table, cut)} ORDER BY seq LIMIT 1 OFFSET ?",
-            [lo, 1 << 62, n - 1],
-        )
-        assert row is not None
-        return row["seq"]
-
-
-# A seq range of one table is visited in seq (rowid) order, and group_concat joins in the
-# order visited; SQLite 3.44 can say so (ORDER BY inside the aggregate), older ones cannot
-# (their documentation calls the order arbitrary), so where it can it does. Either way a
-# batch holds the same records; the order inside it is a courtesy.
-_CONCAT = (
-    "group_concat(body, ',' ORDER BY seq)"
-    if sqlite3.sqlite_version_info >= (3, 44, 0)
-    else "group_concat(body, ',')"
-)
-
-
-def _within(table: str, cut: float | None) -> str:
-    """SQL: the records of a batch's range (two parameters: lo, hi) it really holds."""
-    return f"seq BETWEEN ? AND ?{young(table, cut)}"
