@@ -147,7 +147,7 @@ class Link:
         """Publish at QoS 1 without waiting for the PUBACK, once fewer than the broker's
         Receive Maximum wait for theirs: the future is settled by the PUBACK (or fails with
         the connection); wait for it with `acknowledged`."""
-        if len(self._acks) >= self.receive_max and self.up:
+        while len(self._acks) >= self.receive_max and self.up:
             owed = list(self._acks.values())
             _, late = await asyncio.wait(owed, timeout=self.broker.timeout,
                                          return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
