@@ -131,7 +131,7 @@ async def scan_dlt645(
         where = f"{port} @{f.baudrate} 8{f.parity}1"
         meter = Meter(f"meter_{f.address.lstrip('0') or '0'}", "dlt645", link, where, f.evidence[0])
         meter.profile = f"dlt645-{f.edition}-energy"
-        meter.why = f"answered in DL/T 645-{f.edition}: its energy profile"
+        meter.why = f"a DL/T 645-{f.edition} meter: the {f.edition} energy profile"
         meter.evidence = list(f.evidence[1:])
         meters.append(meter)
     return meters, sweep
