@@ -168,6 +168,7 @@ def _set_aside_unjudged(meters: list[Meter]) -> None:
 
 
 SERIAL = ("modbus_rtu", "dlt645")  # the protocols whose meters share a port
+SWITCHING = ("modbus_rtu",)  # its driver sets each meter's speed on the port (modbus/rtu.py)
 
 
 def _setting(meter: Meter) -> tuple[object, object, object]:
@@ -175,9 +176,10 @@ def _setting(meter: Meter) -> tuple[object, object, object]:
 
 
 def _one_line_per_port(meters: list[Meter]) -> None:
-    """A serial port carries one protocol at one speed and framing (what `check` asks):
-    the protocol, then the setting, most matched meters use is written; a meter found
-    speaking another protocol or at another setting is kept out, with how to bring it in."""
+    """A serial port carries one protocol (what `check` asks): the one most matched meters
+    speak is written, a meter speaking another is kept out, with how to bring it in. The
+    same for the speed and framing of DL/T 645 meters; Modbus RTU meters at another
+    setting than most are written, with a note (the driver switches the port for them)."""
     ports: dict[str, list[Meter]] = {}
     for m in meters:
         if m.protocol in SERIAL and m.active:
@@ -194,6 +196,13 @@ def _one_line_per_port(meters: list[Meter]) -> None:
                     f"{port} carries {protocol} for {count} other meters, and one port "
                     f"carries one protocol: wire this {m.protocol} meter to a port of its "
                     "own (another RS-485 adapter), change `port` here, then uncomment"
+                )
+            elif _setting(m) != best and m.protocol in SWITCHING:
+                setting = f"{m.link['baudrate']} 8{m.link['parity']}{m.link.get('stopbits', 1)}"
+                m.note = (
+                    f"found at {setting}, the others on {port} at {speed}: the agent switches "
+                    f"the port to {setting} for this meter's requests, which slows the bus; "
+                    f"set it to {speed} (its menu, then here) where you can"
                 )
             elif _setting(m) != best:
                 fields = "baudrate/parity/stopbits" if "stopbits" in m.link else "baudrate/parity"

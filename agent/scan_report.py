@@ -109,6 +109,7 @@ def snippet(meters: Sequence[Meter]) -> str:
     for meter in meters:
         lines = _device(meter)
         if meter.active:
+            out += [f"  # {meter.name}: {meter.note}"] if meter.note else []
             out += [f"  {line}" for line in lines]
             continue
         out.append(f"  # {meter.name} ({meter.where}, {_address(meter)}): {meter.note}")

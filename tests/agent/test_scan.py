@@ -3,6 +3,7 @@ passes `check` and polls them; read-only throughout."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ import serial
 from agent.cli import main
 from agent.scan import Meter, _one_line_per_port, run
 from agent.scan_report import write
-from config.loader import load_profile
+from config.loader import load_config, load_profile
 from drivers.dlt645.settings import Dlt645Point
 from drivers.modbus.scan import estimate
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
+from drivers.registry import make_driver
 from tests.fixtures.dlt645_std import Meter as Dlt645Meter
 from tests.fixtures.dlt645_std import bcd
 from tests.fixtures.rtu_bus import BusMeter, Dlt645Line, RtuBus, TcpMeter, profile_meter
@@ -58,7 +60,8 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
 ) -> None:
     """The done-when case of issue 15: exactly the 7 meters that can answer, each with its
     profile (the 19200 one at its own speed), nothing but reads sent; the config written
-    passes check and every device in it polls good."""
+    passes check (the 19200 meter with a warning: the port is switched for it) and every
+    device in it polls good, alone (probe) and all together on the one port."""
     path = env / "agent.yaml"
     with RtuBus(cabinet()) as bus:
         assert main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--json"]) == 0
@@ -81,20 +84,41 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
             main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--write", str(path)]) == 0
         )
         out = capsys.readouterr().out
-        assert f"{path}: written (6 devices, 1 commented out)" in out
+        assert f"{path}: written (7 devices)" in out
         assert "0x0000 input float32 = 230.5 V: plausible voltage" in out
         assert main(["check", "-c", str(path)]) == 0
-        assert f"{path}: ok (6 devices, 0 rules)" in capsys.readouterr().out
+        checked = capsys.readouterr()
+        assert f"{path}: ok (7 devices, 0 rules)" in checked.out
+        assert "runs at 9600 N1 for 'meter_u3' (devices[0]) and at 19200 N1" in checked.err
         text = path.read_text()
-        assert "# - name: meter_u28" in text and "set this meter to 9600 8N1" in text
-        for unit in (3, 22, 5, 11, 17, 36):
+        assert "  - name: meter_u28" in text and "switches the port to 19200 8N1" in text
+        for unit in (3, 22, 5, 28, 11, 17, 36):
             assert main(["probe", "-c", str(path), f"meter_u{unit}", "--json"]) == 0
             points = json.loads(capsys.readouterr().out)["points"]
             assert points["voltage_l1_v"]["quality"] == "good"
             meter = next(m for m in bus.meters if m.unit == unit)
             assert points["voltage_l1_v"]["value"] == pytest.approx(meter.values["voltage_l1_v"])
             assert points["import_kwh"]["value"] >= 12345.5
+        # and all 7 polled together, as the agent polls them: one port, two speeds
+        assert asyncio.run(_poll_all(path, rounds=2)) == {
+            f"meter_u{m.unit}": m.values["voltage_l1_v"] for m in bus.meters if m.served
+        }
         assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions
+
+
+async def _poll_all(path: Path, rounds: int) -> dict[str, float]:
+    """Every device of the config read at once by its driver, `rounds` times, as the
+    agent's jobs would fire together; each reading good. The voltage L1 of each."""
+    drivers = [make_driver(d) for d in load_config(path).config.devices]
+    try:
+        for _ in range(rounds):
+            results = await asyncio.gather(*(d.read() for d in drivers))
+            bad = [r for readings in results for r in readings if not r.good]
+            assert not bad, bad
+    finally:
+        for driver in drivers:
+            await driver.close()
+    return {r.device: r.value for rs in results for r in rs if r.point == "voltage_l1_v"}  # type: ignore[misc]
 
 
 def test_with_every_shipped_profile_no_meter_is_guessed_wrong(
@@ -128,7 +152,7 @@ def test_with_every_shipped_profile_no_meter_is_guessed_wrong(
             at += 1
             lines[at] = lines[at].replace("  # ", "  ", 1)
     text = "\n".join(lines) + "\n"
-    path.write_text(text.replace("baudrate: 19200", "baudrate: 9600"))  # u28 set to 9600
+    path.write_text(text)
     assert main(["check", "-c", str(path)]) == 0
     assert f"{path}: ok (7 devices, 0 rules)" in capsys.readouterr().out
 
