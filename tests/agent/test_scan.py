@@ -176,7 +176,8 @@ def test_write_never_overwrites_a_config_without_force(
         assert "exists with 2 devices (press_2, boiler)" in capsys.readouterr().err
         assert "press_2" in path.read_text()
         assert not bus.functions  # refused before anything was sent
-        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path), "--force"]) == 0
+        force = ["--write", str(path), "--force", "--profiles", FOUR]
+        assert main(["scan", "--rtu", bus.port, *FEW, *force]) == 0
     assert "name: meter_u3" in path.read_text()
 
 
@@ -252,6 +253,7 @@ def test_a_meter_answering_8n1_and_8n2_alike_is_found_once(
     meter, found at the first framing and not asked again at the second."""
     with RtuBus([profile_meter(2, "eastron-sdm630")]) as bus:
         args = ["--units", "1-4", "--baud", "9600", "--framing", "8N1,8N2", "--timeout", "0.03"]
+        args += ["--profiles", FOUR]  # without, the SDM630 and SDM72 maps tie
         assert main(["scan", "--rtu", bus.port, *args, "--json"]) == 0
     (meter,) = json.loads(capsys.readouterr().out)["meters"]
     assert (meter["link"]["unit"], meter["link"]["stopbits"]) == (2, 1)
@@ -314,8 +316,12 @@ def test_a_flow_meter_with_nothing_live_is_offered_not_chosen(
     second: its values are plausible but prove nothing a blank map would not. The nearest
     profile is offered commented out (its carrier left to say), never written as found."""
     path = env / "agent.yaml"
-    with RtuBus([profile_meter(4, "tuf-2000f"), profile_meter(6, "eastron-sdm630")]) as bus:
-        assert main(["scan", "--rtu", bus.port, *FEW, "--write", str(path)]) == 0
+    flow = profile_meter(4, "tuf-2000f")
+    flow.counters = []  # no flow through it now: its totaliser stands still between reads
+    # the SDM630 and SDM72 maps read alike (a tie): the cabinet's models are named
+    models = ["--profiles", "tuf-2000f,eastron-sdm630,foxthermal-ft3,2flow-mag11"]
+    with RtuBus([flow, profile_meter(6, "eastron-sdm630")]) as bus:
+        assert main(["scan", "--rtu", bus.port, *FEW, *models, "--write", str(path)]) == 0
     out = capsys.readouterr().out
     assert "nearest, tuf-2000f: 3/3 points plausible" in out
     text = path.read_text()
