@@ -1,0 +1,201 @@
+"""Faults across a region: agent → mosquitto → two receivers → PostgreSQL, all real processes.
+
+The simulated meters feed a real `edge-agent run` publishing batches (format batch,
+QoS 1) to a real mosquitto (persistence on), from which two `edge-agent receiver
+--mqtt --share receivers` processes take them into one real PostgreSQL. While the
+data flows: the agent is killed with SIGKILL ten times at random moments, the broker
+is stopped and started twice by its PID, and one receiver is killed with SIGKILL while
+it is storing a batch it has not acknowledged, then started again under its client
+id. In the end the database holds exactly the intervals the agent computed, and the
+energy each meter's counter advanced. A process cannot be time-travelled: real time,
+2 s intervals, marked slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.demo import RESOLUTION_KWH, demo_config, demo_meters, energy_check
+from drivers.modbus.simulator import MeterServer
+from tests.fixtures.daemon import free_port
+from tests.fixtures.mosquitto import Mosquitto
+from tests.fixtures.plant import spawn_agent, wait_for_async
+from tests.fixtures.postgres import running_server
+from tests.fixtures.region import (
+    MqttReceiver,
+    TableLock,
+    Central,
+    backends,
+    buffer_view,
+    central,
+    lock_waiters,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+GATEWAY = "demo-gw1"
+INTERVAL = 2
+DESTINATION = "region"
+
+
+def agent_config(workdir: Path, meters_port: int, broker_url: str) -> Path:
+    """The demo plant delivering to the broker; its HTTP `sync` (required) points at a
+    closed port and tries hourly: the broker is the only way out here."""
+    text = demo_config(
+        meters_port,
+        f"http://127.0.0.1:{free_port()}",
+        workdir,
+        interval=INTERVAL,
+        poll="250ms",
+        every="1h",
+    )
+    text += (
+        "http: {listen: '127.0.0.1:0'}\n"
+        "destinations:\n"
+        f"  - name: {DESTINATION}\n"
+        f"    mqtt: {{url: '{broker_url}', format: batch, every: 500ms, max_batch: 6,"
+        " timeout: 3s, keepalive: 5s}\n"
+    )
+    config = workdir / "agent.yaml"
+    config.write_text(text)
+    (workdir / "sync-token").write_text("unused-token")
+    return config
+
+
+async def test_ten_agent_kills_two_broker_restarts_and_a_receiver_killed_mid_batch_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """Every interval the agent computed is in PostgreSQL exactly once, none made up, and
+    each device's delivered energy is what its meter advanced, after ten kill -9 of the
+    agent, two broker restarts and a receiver killed while it held a batch unacknowledged."""
+    rng = random.Random(13)
+    with running_server() as postgres:
+        database = postgres.create_database()
+        broker = Mosquitto(tmp_path / "broker")
+        broker.start()
+        token = tmp_path / "receiver-token"
+        token.write_text("region-token\n")
+        receivers = {
+            name: MqttReceiver(name, database, broker, token, tmp_path / f"{name}.log")
+            for name in ("r1", "r2")
+        }
+        meters = demo_meters()
+        server = MeterServer(list(meters.values()))
+        await server.start()
+        buffer, log = tmp_path / "buffer.db", tmp_path / "agent.log"
+        config = agent_config(tmp_path, server.port, broker.url)
+        agent: asyncio.subprocess.Process | None = None
+        kills = restarts = 0
+        resent_to_r1 = False
+        try:
+            for receiver in receivers.values():  # one after the other: one migrates the schema
+                await receiver.start()
+            agent = await spawn_agent(config, log)
+
+            async def flowing() -> bool:
+                return len((await _central(database)).intervals) >= 3
+
+            await wait_for_async(flowing, 60)
+            for round_ in range(1, 11):
+                await asyncio.sleep(rng.uniform(0.3, 2.2))  # start-up, polls, commits, sends
+                agent.send_signal(signal.SIGKILL)
+                assert await agent.wait() == -signal.SIGKILL
+                kills += 1
+                agent = await spawn_agent(config, log)
+                if round_ in (3, 8):  # the broker goes away while the agent starts again
+                    await asyncio.sleep(rng.uniform(0.2, 1.5))
+                    await asyncio.to_thread(broker.restart)
+                    restarts += 1
+                if round_ == 5:
+                    resent_to_r1 = await _kill_a_receiver_mid_batch(receivers["r1"], database)
+
+            async def drained() -> bool:
+                owed = await asyncio.to_thread(buffer_view, buffer, DESTINATION)
+                stored = await _central(database)
+                closed_since = [k for k in owed.intervals if k[2] > restarted + INTERVAL]
+                return (
+                    owed.unsent == 0
+                    and bool(closed_since)
+                    and set(stored.keys()) == owed.intervals
+                )
+
+            restarted = time.time()  # the last agent: one of its own intervals must close
+            await wait_for_async(drained, 60)
+            agent.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(agent.wait(), 30) == 0, log.read_text()[-3000:]
+
+            async def settled() -> bool:  # what the clean stop closed and sent, stored too
+                owed = await asyncio.to_thread(buffer_view, buffer, DESTINATION)
+                stored = await _central(database)
+                return owed.unsent == 0 and set(stored.keys()) == owed.intervals
+
+            await wait_for_async(settled, 30)
+        finally:
+            if agent is not None and agent.returncode is None:
+                agent.kill()
+                await agent.wait()
+            codes = [await r.stop() for r in receivers.values()]
+            broker.stop()
+            await server.stop()
+        owed = buffer_view(buffer, DESTINATION)
+        stored = central(database, GATEWAY)
+
+    assert (kills, restarts, resent_to_r1) == (10, 2, True)
+    assert codes == [0, 0], [r.tail() for r in receivers.values()]
+    assert owed.unsent == 0
+    keys = stored.keys()
+    assert max(Counter(keys).values()) == 1  # none twice
+    assert set(keys) == owed.intervals  # none missing, none made up
+    assert set(stored.events) == owed.events and len(stored.events) == len(owed.events)
+    # every record was added by exactly one batch, and no batch brought one already stored
+    # under another key: the agent resent what the broker had not acknowledged as it was
+    assert (stored.batch_intervals, stored.duplicate_records) == (len(keys), 0)
+    for name, receiver in receivers.items():  # both took a share of the batches
+        assert " stored " in receiver.log.read_text(errors="replace"), (name, receiver.tail())
+    check = energy_check(stored.as_records(), meters, INTERVAL)
+    for name, device in check["devices"].items():
+        assert device["intervals"] >= 10, name
+        assert device["delivered_kwh"] == pytest.approx(
+            device["metered_kwh"], abs=2 * RESOLUTION_KWH
+        ), name
+
+
+async def _kill_a_receiver_mid_batch(receiver: MqttReceiver, database: str) -> bool:
+    """The intervals table locked, so every insert waits; once `receiver` waits on it (it
+    is storing a batch it has not acknowledged), SIGKILL; the lock let go once its
+    connections are gone (nothing of the batch committed), and the receiver started again
+    under the same client id. True if the broker then sent it again what it held (DUP)."""
+    lock = await asyncio.to_thread(TableLock, database)
+    try:
+
+        async def storing() -> bool:
+            return receiver.name in await asyncio.to_thread(lock_waiters, database)
+
+        await wait_for_async(storing, 40)
+        await receiver.kill()
+
+        async def gone() -> bool:
+            return await asyncio.to_thread(backends, database, receiver.name) == 0
+
+        await wait_for_async(gone, 20)
+    finally:
+        await asyncio.to_thread(lock.release)
+    resent = receiver.broker_says(f"Sending PUBLISH to {receiver.name} (d1")
+    await receiver.start()
+
+    async def resent_again() -> bool:
+        return receiver.broker_says(f"Sending PUBLISH to {receiver.name} (d1") > resent
+
+    await wait_for_async(resent_again, 30)
+    return True
+
+
+async def _central(database: str) -> Central:
+    return await asyncio.to_thread(central, database, GATEWAY)
