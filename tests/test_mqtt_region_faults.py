@@ -9,6 +9,11 @@ it is storing a batch it has not acknowledged, then started again under its clie
 id. In the end the database holds exactly the intervals the agent computed, and the
 energy each meter's counter advanced. A process cannot be time-travelled: real time,
 2 s intervals, marked slow.
+
+The agent runs with `require_subscriber: true`: mosquitto comes back from a restart
+without the receivers' shared subscription until they subscribe again, and answers
+what arrives meanwhile "No matching subscribers" (0x10) and drops it. Without the
+setting this test finds those batches missing from the database.
 """
 
 from __future__ import annotations
@@ -29,9 +34,9 @@ from tests.fixtures.mosquitto import Mosquitto
 from tests.fixtures.plant import spawn_agent, wait_for_async
 from tests.fixtures.postgres import running_server
 from tests.fixtures.region import (
+    Central,
     MqttReceiver,
     TableLock,
-    Central,
     backends,
     buffer_view,
     central,
@@ -43,6 +48,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 GATEWAY = "demo-gw1"
 INTERVAL = 2
 DESTINATION = "region"
+IN_START_UP = (2, 6, 9)
+"""The rounds whose kill lands at a random moment after the start; the others wait until
+the agent is connected to the broker, so the kill lands among sends, polls and commits."""
 
 
 def agent_config(workdir: Path, meters_port: int, broker_url: str) -> Path:
@@ -61,7 +69,7 @@ def agent_config(workdir: Path, meters_port: int, broker_url: str) -> Path:
         "destinations:\n"
         f"  - name: {DESTINATION}\n"
         f"    mqtt: {{url: '{broker_url}', format: batch, every: 500ms, max_batch: 6,"
-        " timeout: 3s, keepalive: 5s}\n"
+        " timeout: 3s, keepalive: 5s, require_subscriber: true}\n"
     )
     config = workdir / "agent.yaml"
     config.write_text(text)
@@ -103,30 +111,37 @@ async def test_ten_agent_kills_two_broker_restarts_and_a_receiver_killed_mid_bat
                 return len((await _central(database)).intervals) >= 3
 
             await wait_for_async(flowing, 60)
+            since = 0
             for round_ in range(1, 11):
-                await asyncio.sleep(rng.uniform(0.3, 2.2))  # start-up, polls, commits, sends
+                if round_ in IN_START_UP:  # reading its config, opening its buffer, first polls
+                    await asyncio.sleep(rng.uniform(0.3, 2.0))
+                else:  # connected: publishing its backlog, polling, committing
+                    await _connected(broker, since)
+                    await asyncio.sleep(rng.uniform(0.0, 1.5))
                 agent.send_signal(signal.SIGKILL)
                 assert await agent.wait() == -signal.SIGKILL
                 kills += 1
+                since = _agent_connections(broker)
                 agent = await spawn_agent(config, log)
-                if round_ in (3, 8):  # the broker goes away while the agent starts again
-                    await asyncio.sleep(rng.uniform(0.2, 1.5))
-                    await asyncio.to_thread(broker.restart)
+                if round_ in (3, 8):  # the broker goes away while the agent publishes
+                    await _connected(broker, since)
+                    await asyncio.sleep(rng.uniform(0.0, 1.0))
+                    await asyncio.to_thread(broker.stop)
+                    await asyncio.sleep(1.5)  # an outage: the receivers' reconnects back off
+                    await asyncio.to_thread(broker.start)
                     restarts += 1
                 if round_ == 5:
                     resent_to_r1 = await _kill_a_receiver_mid_batch(receivers["r1"], database)
+            restarted = time.time()  # the last agent: one of its own intervals must close
 
             async def drained() -> bool:
                 owed = await asyncio.to_thread(buffer_view, buffer, DESTINATION)
                 stored = await _central(database)
                 closed_since = [k for k in owed.intervals if k[2] > restarted + INTERVAL]
                 return (
-                    owed.unsent == 0
-                    and bool(closed_since)
-                    and set(stored.keys()) == owed.intervals
+                    owed.unsent == 0 and bool(closed_since) and set(stored.keys()) == owed.intervals
                 )
 
-            restarted = time.time()  # the last agent: one of its own intervals must close
             await wait_for_async(drained, 60)
             agent.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(agent.wait(), 30) == 0, log.read_text()[-3000:]
@@ -193,8 +208,21 @@ async def _kill_a_receiver_mid_batch(receiver: MqttReceiver, database: str) -> b
     async def resent_again() -> bool:
         return receiver.broker_says(f"Sending PUBLISH to {receiver.name} (d1") > resent
 
-    await wait_for_async(resent_again, 30)
+    await wait_for_async(resent_again, 30)  # timed out: the broker did not resend what it held
     return True
+
+
+def _agent_connections(broker: Mosquitto) -> int:
+    """How many times the agent has connected to the broker (its log, kept across restarts)."""
+    log = broker.log.read_text(errors="replace") if broker.log.exists() else ""
+    return log.count(f"as edge-agent-{GATEWAY}-{DESTINATION} (")
+
+
+async def _connected(broker: Mosquitto, since: int) -> None:
+    async def more() -> bool:
+        return _agent_connections(broker) > since
+
+    await wait_for_async(more, 60)
 
 
 async def _central(database: str) -> Central:
