@@ -41,6 +41,7 @@ from tests.fixtures.region import (
     buffer_view,
     central,
     lock_waiters,
+    pending_since,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -51,6 +52,10 @@ DESTINATION = "region"
 IN_START_UP = (2, 6, 9)
 """The rounds whose kill lands at a random moment after the start; the others wait until
 the agent is connected to the broker, so the kill lands among sends, polls and commits."""
+IN_FLIGHT = 7
+"""The round whose kill lands while a batch waits for its PUBACK (the broker frozen with
+SIGSTOP, thawed after): the broker takes the batch, the next agent publishes it again
+under the same key, and a receiver finds that key stored."""
 
 
 def agent_config(workdir: Path, meters_port: int, broker_url: str) -> Path:
@@ -115,11 +120,17 @@ async def test_ten_agent_kills_two_broker_restarts_and_a_receiver_killed_mid_bat
             for round_ in range(1, 11):
                 if round_ in IN_START_UP:  # reading its config, opening its buffer, first polls
                     await asyncio.sleep(rng.uniform(0.3, 2.0))
+                elif round_ == IN_FLIGHT:  # a batch sent, its PUBACK not yet back
+                    await _connected(broker, since)
+                    await _frozen_while_publishing(broker, buffer)
                 else:  # connected: publishing its backlog, polling, committing
                     await _connected(broker, since)
                     await asyncio.sleep(rng.uniform(0.0, 1.5))
                 agent.send_signal(signal.SIGKILL)
                 assert await agent.wait() == -signal.SIGKILL
+                if round_ == IN_FLIGHT:  # it takes the batch, and hears of the agent's death
+                    assert broker.proc is not None
+                    broker.proc.send_signal(signal.SIGCONT)
                 kills += 1
                 since = _agent_connections(broker)
                 agent = await spawn_agent(config, log)
@@ -172,8 +183,10 @@ async def test_ten_agent_kills_two_broker_restarts_and_a_receiver_killed_mid_bat
     # every record was added by exactly one batch, and no batch brought one already stored
     # under another key: the agent resent what the broker had not acknowledged as it was
     assert (stored.batch_intervals, stored.duplicate_records) == (len(keys), 0)
-    for name, receiver in receivers.items():  # both took a share of the batches
-        assert " stored " in receiver.log.read_text(errors="replace"), (name, receiver.tail())
+    logs = {name: r.log.read_text(errors="replace") for name, r in receivers.items()}
+    for name, text in logs.items():  # both took a share of the batches
+        assert " stored " in text, (name, receivers[name].tail())
+    assert any(" duplicate" in text for text in logs.values())  # IN_FLIGHT's batch, again
     check = energy_check(stored.as_records(), meters, INTERVAL)
     for name, device in check["devices"].items():
         assert device["intervals"] >= 10, name
@@ -210,6 +223,20 @@ async def _kill_a_receiver_mid_batch(receiver: MqttReceiver, database: str) -> b
 
     await wait_for_async(resent_again, 30)  # timed out: the broker did not resend what it held
     return True
+
+
+async def _frozen_while_publishing(broker: Mosquitto, buffer: Path) -> None:
+    """The broker stopped (SIGSTOP: connections stay open, nothing answered) until the agent
+    has fixed a batch since, and has had a moment to write it to the socket."""
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGSTOP)
+    frozen = time.time()
+
+    async def publishing() -> bool:
+        return await asyncio.to_thread(pending_since, buffer, DESTINATION, frozen)
+
+    await wait_for_async(publishing, 30)
+    await asyncio.sleep(0.5)  # from fixed in the buffer to written to the socket
 
 
 def _agent_connections(broker: Mosquitto) -> int:
