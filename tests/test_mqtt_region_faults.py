@@ -13,7 +13,8 @@ energy each meter's counter advanced. A process cannot be time-travelled: real t
 The agent runs with `require_subscriber: true`: mosquitto comes back from a restart
 without the receivers' shared subscription until they subscribe again, and answers
 what arrives meanwhile "No matching subscribers" (0x10) and drops it. Without the
-setting this test finds those batches missing from the database.
+setting this test finds those batches missing from the database: the first restart
+keeps the receivers frozen until the agent has published to the new broker.
 """
 
 from __future__ import annotations
