@@ -39,6 +39,7 @@ from domain.errors import SyncRefused, SyncRetryable
 log = logging.getLogger(__name__)
 
 BUSY = {0x97}  # Quota exceeded: the broker may take it later (MQTT 5.0, Table 3-4)
+NO_SUBSCRIBERS = 0x10  # accepted, but no subscription matched (MQTT 5.0, 3.4.2.1)
 RECEIVE_MAXIMUM = 65_535  # what a CONNACK without the property means (MQTT 5.0, 3.2.2.3.3)
 
 
@@ -82,7 +83,7 @@ class Link:
         self.receive_max = RECEIVE_MAXIMUM  # QoS 1 messages it takes unacknowledged at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Future[None] | None = None
-        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._acks: dict[int, asyncio.Future[int]] = {}
         self._up = threading.Event()
 
     @property
@@ -138,15 +139,16 @@ class Link:
             await self.drop()
             raise
 
-    async def publish(self, message: Message) -> None:
-        """Published and acknowledged (PUBACK) at QoS 1; SyncRetryable if the connection
-        failed or the broker did not answer in time, SyncRefused if it refused."""
-        await self.acknowledged(await self.send(message))
+    async def publish(self, message: Message) -> int:
+        """Published and acknowledged (PUBACK) at QoS 1: the PUBACK's reason code (0, or
+        NO_SUBSCRIBERS); SyncRetryable if the connection failed or the broker did not
+        answer in time, SyncRefused if it refused."""
+        return await self.acknowledged(await self.send(message))
 
-    async def send(self, message: Message) -> asyncio.Future[None]:
+    async def send(self, message: Message) -> asyncio.Future[int]:
         """Publish at QoS 1 without waiting for the PUBACK, once fewer than the broker's
-        Receive Maximum wait for theirs: the future is settled by the PUBACK (or fails with
-        the connection); wait for it with `acknowledged`."""
+        Receive Maximum wait for theirs: the future is settled by the PUBACK (its reason
+        code) or fails with the connection; wait for it with `acknowledged`."""
         while len(self._acks) >= self.receive_max and self.up:
             owed = list(self._acks.values())
             _, late = await asyncio.wait(owed, timeout=self.broker.timeout,
@@ -159,7 +161,7 @@ class Link:
         if client is None or loop is None or not self.up:
             raise SyncRetryable("not connected")
         props = properties(message, PacketTypes.PUBLISH) if self.broker.mqtt5 else None
-        waiting: asyncio.Future[None] = loop.create_future()
+        waiting: asyncio.Future[int] = loop.create_future()
         info: MQTTMessageInfo = client.publish(
             message.topic, message.payload, qos=1, retain=message.retain, properties=props
         )
@@ -169,11 +171,12 @@ class Link:
         waiting.add_done_callback(lambda done: self._forget(info.mid, done))
         return waiting
 
-    async def acknowledged(self, waiting: asyncio.Future[None]) -> None:
-        """Wait for a PUBACK `send` asked for; no answer within the timeout drops the
-        connection (a broker that does not answer: start afresh) and is SyncRetryable."""
+    async def acknowledged(self, waiting: asyncio.Future[int]) -> int:
+        """Wait for a PUBACK `send` asked for: its reason code; no answer within the
+        timeout drops the connection (a broker that does not answer: start afresh) and is
+        SyncRetryable."""
         try:
-            await asyncio.wait_for(asyncio.shield(waiting), self.broker.timeout)
+            return await asyncio.wait_for(asyncio.shield(waiting), self.broker.timeout)
         except TimeoutError as exc:
             await self.drop()
             raise SyncRetryable(f"no PUBACK within {self.broker.timeout:g}s") from exc
@@ -239,13 +242,13 @@ class Link:
         if waiting is None or waiting.done():
             return
         if not code.is_failure:  # 0x00 Success, 0x10 No matching subscribers
-            waiting.set_result(None)
+            waiting.set_result(code.value)
         elif code.value in BUSY:
             waiting.set_exception(SyncRetryable(f"the broker is busy: {code}"))
         else:
             waiting.set_exception(SyncRefused(f"the broker refused the message: {code}"))
 
-    def _forget(self, mid: int, done: asyncio.Future[None]) -> None:
+    def _forget(self, mid: int, done: asyncio.Future[int]) -> None:
         """A settled PUBACK leaves the table; its failure counts as seen even if nobody
         waits any more (a window given up after an earlier batch failed)."""
         if self._acks.get(mid) is done:

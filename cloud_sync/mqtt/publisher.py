@@ -278,7 +278,7 @@ class Publisher:
             run.read_ahead()
             await asyncio.sleep(0)  # the read ahead handed to the buffer's thread before paho
             # copies this batch into its packet, which holds the loop a while
-            flight = Flight(batch, messages, [])
+            flight = Flight(batch, messages, [], self.settings.require_subscriber)
             run.window.append(flight)  # before sending: a failure midway resends it whole
             for message in messages:
                 flight.acks.append(await self.link.send(message))

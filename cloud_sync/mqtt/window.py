@@ -9,31 +9,40 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from buffer import AsyncOutbox, PendingBatch
-from cloud_sync.mqtt.link import Message
-from domain.errors import SyncRefused
+from cloud_sync.mqtt.link import NO_SUBSCRIBERS, Message
+from domain.errors import SyncRefused, SyncRetryable
 
 
 @dataclass(slots=True)
 class Flight:
-    """A batch published and waiting for its PUBACKs (one per message)."""
+    """A batch published and waiting for its PUBACKs (one per message, its reason code)."""
 
     batch: PendingBatch
     messages: list[Message]
-    acks: list[asyncio.Future[None]]
+    acks: list[asyncio.Future[int]]
+    need_subscriber: bool = False  # PUBACK 0x10 (nobody subscribed) is no delivery
 
     def acknowledged(self) -> bool:
         """Every message sent (a send may have failed midway) and acknowledged."""
         return len(self.acks) == len(self.messages) and all(
-            a.done() and not a.cancelled() and a.exception() is None for a in self.acks
+            a.done()
+            and not a.cancelled()
+            and a.exception() is None
+            and not (self.need_subscriber and a.result() == NO_SUBSCRIBERS)
+            for a in self.acks
         )
 
     def failure(self) -> BaseException | None:
-        """A refusal among its PUBACKs (a lost connection is met when it is waited for)."""
+        """A refusal among its PUBACKs, or one nobody subscribed to when that counts (a
+        lost connection is met when it is waited for)."""
         for ack in self.acks:
             if ack.done() and not ack.cancelled():
                 error = ack.exception()
                 if isinstance(error, SyncRefused):
                     return error
+                if error is None and self.need_subscriber and ack.result() == NO_SUBSCRIBERS:
+                    return SyncRetryable("no subscriber took it (PUBACK 0x10 No matching "
+                                         "subscribers); it stays buffered")  # fmt: skip
         return None
 
 
