@@ -38,7 +38,9 @@ async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
 
 
 def publisher(store: AsyncStore, url: str, **settings: Any) -> Publisher:
-    options = {"max_batch": 10, "timeout": "5s"} | settings
+    # these tests watch the broker and its log, not a receiver: some publish before
+    # anything subscribes (test_require_subscriber.py holds the default)
+    options = {"max_batch": 10, "timeout": "5s", "require_subscriber": False} | settings
     made = make(
         "broker",
         MqttSettings.model_validate({"url": url} | options),
