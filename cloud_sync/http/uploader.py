@@ -13,15 +13,12 @@ marked sent only when the platform answered 2xx.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import ssl
 import time
-from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import httpx
 from tenacity import (
@@ -35,8 +32,9 @@ from tenacity import (
 
 from buffer import AsyncStore, PendingBatch
 from cloud_sync.base import DestinationStatus, Identity
+from cloud_sync.document import document, key
 from cloud_sync.http.settings import HttpSettings
-from cloud_sync.http.tls import client_tls
+from cloud_sync.tls import client_tls
 from domain.batch import SCHEMA_VERSION
 from domain.errors import (
     BatchTooLarge,
@@ -327,38 +325,6 @@ class Uploader:
         await self.outbox.reject_batch(batch.seq, reason, event)
         self.rejected_in_a_row += 1
         self.status.last_result = f"rejected: {reason}"
-
-
-def document(batch: PendingBatch) -> bytes:
-    """A batch as the JSON document of batch schema version 1, from what the buffer fixed
-    for it: the HTTP body (before gzip) and the MQTT destination's `batch` payload."""
-    tz = ZoneInfo(batch.header["gateway"]["timezone"])
-    events = [
-        {**e, "ts": datetime.fromtimestamp(e["ts"], tz).isoformat(timespec="seconds")}
-        for e in batch.events
-    ]
-    head = json.dumps(batch.header | {"events": events}, separators=(",", ":"), ensure_ascii=False)
-    if batch.joined is not None:  # read as one text, none with statistics (buffer/_outbox.py)
-        return b"".join((head[:-1].encode(), b',"intervals":[', batch.joined, b"]}"))
-    intervals = ",".join(batch.intervals)  # in C: a batch is thousands of records
-    if '"stats"' in intervals:
-        intervals = ",".join(_version_1(text) for text in batch.intervals)
-    return f'{head[:-1]},"intervals":[{intervals}]}}'.encode()
-
-
-def key(batch: PendingBatch) -> str:
-    """A batch's idempotency key, `<gateway id>:<sequence>`, as its header has it."""
-    return f"{batch.header['gateway']['id']}:{batch.seq}"
-
-
-def _version_1(text: str) -> str:
-    """A stored record as batch schema version 1 has it: without the interval statistics
-    kept for other destinations (domain/records.py), which a version 1 receiver refuses."""
-    if '"stats"' not in text:  # the buffer's records carry them only for an HJ 212 uplink
-        return text
-    record = json.loads(text)
-    record.pop("stats", None)
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
 
 
 def _server_hint_or_backoff(state: RetryCallState) -> float:

@@ -1,6 +1,6 @@
 """What a batch becomes on the broker: the messages of each payload format.
 
-`batch`: the HTTP batch document itself (cloud_sync/http/uploader.py
+`batch`: the HTTP batch document itself (cloud_sync/document.py
 `document`), the same records under the same key `<gateway id>:<sequence>`,
 which is in the document and in a `key` user property; a receiver stores it
 once however often it comes.
@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from buffer import PendingBatch
-from cloud_sync.http.uploader import document, key
+from cloud_sync.document import document, key
 from cloud_sync.mqtt.link import Message
 
 JSON = "application/json"

@@ -46,11 +46,11 @@ from tenacity import (
 
 from buffer import AsyncStore, PendingBatch
 from cloud_sync.base import DestinationStatus, Identity
-from cloud_sync.http.tls import client_tls
 from cloud_sync.mqtt.link import Broker, Link, Message
 from cloud_sync.mqtt.payloads import batch_message, status_payload, thingsboard_messages, topic
 from cloud_sync.mqtt.settings import MqttSettings
 from cloud_sync.mqtt.window import Flight, Run
+from cloud_sync.tls import client_tls
 from domain.batch import SCHEMA_VERSION
 from domain.errors import SettingUnusable, SyncRefused, SyncRetryable
 from domain.records import EventRow

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from buffer import AsyncStore
-from cloud_sync.http.tls import client_tls
+from cloud_sync.tls import client_tls
 from domain.errors import TlsSetupError
 from receiver import Receiver
 from tests.fixtures.pki import Pki, make_pki, server_context
