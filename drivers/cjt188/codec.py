@@ -1,7 +1,7 @@
 """CJ/T 188 frames and values: pure functions over bytes, no I/O.
 
 A frame on the wire (the data-link layer: CJ/T 188-2018 §6; the sources of
-every table are in drivers/cjt188/settings.py):
+every table are in drivers/cjt188/tables.py):
 
     [FE ...] 68 T A0..A6 C L DATA(L) CS 16
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
-from drivers.cjt188.settings import STATUS_FIELDS, Slot, convert, family_of, layout_of
+from drivers.cjt188.tables import STATUS_FIELDS, Slot, convert, family_of, layout_of
 from drivers.framing import END as END  # the frame's bytes, named here for its users
 from drivers.framing import PREAMBLE as PREAMBLE
 from drivers.framing import START, Layout, framed

@@ -38,7 +38,8 @@ from drivers.cjt188.codec import (
     read_data,
     reply_data,
 )
-from drivers.cjt188.settings import METER_TYPES, Cjt188Device, Cjt188Point, family_of
+from drivers.cjt188.settings import Cjt188Device, Cjt188Point
+from drivers.cjt188.tables import METER_TYPES, family_of
 from drivers.di_reads import DiRequest, located, plan, read_all, summary
 
 _NAMES = {code: name for name, code in METER_TYPES.items()}
