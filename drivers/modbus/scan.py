@@ -141,28 +141,36 @@ async def sweep_tcp(
     timeout: float = 0.3,
     progress: Progress = _quiet,
 ) -> Sweep:
-    """Every unit id on a host. A server that answers 255, 0 and unit ids no two meters
-    share (1 and 246) alike is one meter answering any unit: found once. One that
-    answers 255 or 0 only is a meter reached directly (MODBUS Messaging on TCP/IP
-    Implementation Guide V1.0b §4.4.1.2, p. 23: the unit id is then useless, 0xFF is to
-    be used, 0 is also accepted) and is found at that id, unless meters answer behind it."""
+    """Every unit id of `units` on a host, and 255 first. A server that answers 255 and
+    unit ids no two meters share (1 and 246) alike is one meter answering any unit:
+    found once. One that answers 255 only is a meter reached directly (MODBUS Messaging
+    on TCP/IP Implementation Guide V1.0b §4.4.1.2, p. 23: the unit id is then useless,
+    0xFF is to be used, 0 is also accepted) and is found at that id, unless meters
+    answer behind it.
+
+    Unit 0 is asked only when `units` names it: a TCP-to-RTU gateway forwards unit 0
+    onto its serial line as a broadcast (MODBUS over Serial Line V1.02 §2.2), which is
+    for writes only, so every meter behind it would receive a read it must not answer.
+    Asked, it is probed like 255 (a direct meter found at 0). Over the RTU framer
+    neither is probed: the frames go on to a serial line, where 0 is broadcast and
+    255 no address; there unit 0 is asked only as one of `units`, as named."""
     result = Sweep()
     started = time.monotonic()
     line = TcpLine(host, port, framer, timeout)
     fields: dict[str, object] = {"host": host, "port": port}
     if framer == "rtu":
         fields["framer"] = "rtu"
+    wanted = list(units)
+    direct = () if framer == "rtu" else (255, 0) if 0 in wanted else (255,)
     try:
         pdu = read_pdu(*DETECT)
-        # RTU frames go on to a serial line, where 0 is broadcast and 255 no address
-        direct = () if framer == "rtu" else (255, 0)
         anyone = [u for u in direct if (await line.ask(u, pdu)).present(line.absent)]
         if anyone and all([(await line.ask(u, pdu)).present(line.absent) for u in (1, 246)]):
             answer = await line.ask(1, pdu)
             note = f"{answer}; answers any unit id (also {', '.join(map(str, anyone))})"
             result.found.append(Found(1, fields | {"unit": 1}, line.where, note, any_unit=True))
         else:
-            await _sweep_line(line, list(units), fields, result, progress)
+            await _sweep_line(line, wanted, fields, result, progress)
             for unit in anyone if not result.found else ():
                 answer = await line.ask(unit, pdu)
                 result.found.append(Found(unit, fields | {"unit": unit}, line.where, str(answer)))
