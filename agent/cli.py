@@ -361,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
         "--baud", metavar="LIST", help="speeds (--rtu 9600,19200,4800,2400; --dlt645 2400,1200,...)"
     )
     p.add_argument("--framing", metavar="LIST", help="framings (--rtu 8N1,8E1,8N2; --dlt645 8E1)")
-    p.add_argument("--units", metavar="LIST", help="unit ids, e.g. 1-32,40 (default 1-247)")
+    p.add_argument("--units", metavar="LIST", help="unit ids: 1-32,40 (default 1-247; TCP 255 too)")
     p.add_argument(
         "--profiles", metavar="LIST", help="judge against these profiles only (default: all)"
     )

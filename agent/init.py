@@ -66,22 +66,11 @@ def _profile(meter: Meter) -> tuple[str, str | None]:
     return name, counter
 
 
-def starter(meter: Meter) -> str:
-    """The text of the starter config."""
-    profile, counter = _profile(meter)
-    head, points = f"    profile: {profile}\n", ""
-    if meter.points is not None:  # found on the meter: its own points, no profile
-        head = ""
-        points, counter = _points(meter.points)
-    energy = f"    energy: {{carrier: electricity, counter: {counter}}}\n" if counter else ""
-    if meter.points is not None and not counter:
-        energy = "    # energy: {carrier: electricity, counter: NAME}   # CHANGE: the counter\n"
-    return f"""\
-# Written by `edge-agent init`. Replace every CHANGE below, put the sync token in
+_HEADER = """\
+# Written by `edge-agent {by}`. Replace every CHANGE below, put the sync token in
 # /etc/edge-agent/sync-token, then check the file as the service will start with it:
 #   sudo edge-agent check --for-systemd -c THIS_FILE
-# The reference of every field: docs/configuration.md (or `edge-agent schema`).
-gateway:
+{then}gateway:
   id: plant-gw1                          # CHANGE: this gateway's id on the platform
   enterprise_id: 91510100MA6123456W      # CHANGE: the enterprise's unified social credit code
   region_code: "510100"                  # CHANGE: GB/T 2260 division (510100 is Chengdu)
@@ -97,7 +86,27 @@ emissions:
   factor_set: cn-mee-2022
 
 devices:
-  - name: {meter.name}
+"""
+
+
+def header(by: str, then: str = "") -> str:
+    """The head of a starter config down to `devices:`, shared by `init` and `scan`:
+    `by` is the command that wrote it, `then` comment lines after the check line."""
+    return _HEADER.format(by=by, then=then)
+
+
+def starter(meter: Meter) -> str:
+    """The text of the starter config."""
+    profile, counter = _profile(meter)
+    head, points = f"    profile: {profile}\n", ""
+    if meter.points is not None:  # found on the meter: its own points, no profile
+        head = ""
+        points, counter = _points(meter.points)
+    energy = f"    energy: {{carrier: electricity, counter: {counter}}}\n" if counter else ""
+    if meter.points is not None and not counter:
+        energy = "    # energy: {carrier: electricity, counter: NAME}   # CHANGE: the counter\n"
+    reference = "# The reference of every field: docs/configuration.md (or `edge-agent schema`).\n"
+    return f"""{header("init", reference)}  - name: {meter.name}
 {head}    {_transport(meter)}
     poll: 10s
 {points}{energy}"""

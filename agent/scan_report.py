@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from agent.init import header
 from config.loader import load_config, load_profile
 from domain.errors import ConfigInvalid, InitError
 from drivers.modbus.scan import Sweep
@@ -118,28 +119,7 @@ def snippet(meters: Sequence[Meter]) -> str:
     return "\n".join(out) + "\n"
 
 
-HEADER = """\
-# Written by `edge-agent scan`. Replace every CHANGE below, put the sync token in
-# /etc/edge-agent/sync-token, then check the file as the service will start with it:
-#   sudo edge-agent check --for-systemd -c THIS_FILE
-# then read each meter once: edge-agent probe -c THIS_FILE meter_u1
-gateway:
-  id: plant-gw1                          # CHANGE: this gateway's id on the platform
-  enterprise_id: 91510100MA6123456W      # CHANGE: the enterprise's unified social credit code
-  region_code: "510100"                  # CHANGE: GB/T 2260 division (510100 is Chengdu)
-  industry_code: C3011                   # CHANGE: GB/T 4754-2017 industry class
-  timezone: Asia/Shanghai
-
-sync:
-  url: https://central.example/api/v1/batches   # CHANGE: the platform's batch endpoint
-  token_file: ${CREDENTIALS_DIRECTORY}/sync-token   # the systemd credential (sync-token)
-  every: 60s
-
-emissions:
-  factor_set: cn-mee-2022
-
-devices:
-"""
+HEADER = header("scan", "# then read each meter once: edge-agent probe -c THIS_FILE meter_u1\n")
 
 
 def write(path: Path, meters: Sequence[Meter], *, force: bool) -> str:

@@ -31,6 +31,7 @@ FLOORS: list[tuple[str, list[str]]] = [
             r"config(\..*)?",
             r"drivers\.(base|registry|spec)",
             r"drivers\.\w+\.settings(\..*)?",
+            r"drivers\.\w+\.tables",  # a protocol's tables, read by its settings and codec
             r"cloud_sync\.(registry|spec)",
             r"cloud_sync\.\w+\.settings(\..*)?",
         ],

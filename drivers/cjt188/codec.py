@@ -1,7 +1,7 @@
 """CJ/T 188 frames and values: pure functions over bytes, no I/O.
 
 A frame on the wire (the data-link layer: CJ/T 188-2018 §6; the sources of
-every table are in drivers/cjt188/settings.py):
+every table are in drivers/cjt188/tables.py):
 
     [FE ...] 68 T A0..A6 C L DATA(L) CS 16
 
@@ -33,10 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
-from drivers.cjt188.settings import STATUS_FIELDS, Slot, convert, family_of, layout_of
+from drivers.cjt188.tables import STATUS_FIELDS, Slot, convert, family_of, layout_of
+from drivers.framing import END as END  # the frame's bytes, named here for its users
+from drivers.framing import PREAMBLE as PREAMBLE
+from drivers.framing import START, Layout, framed
 
-PREAMBLE = b"\xfe\xfe\xfe\xfe"
-START, END = 0x68, 0x16
 HEADER = 11  # 68, T, seven address bytes, C, L
 READ_DATA, READ_ADDRESS = 0x01, 0x03
 REPLY, ABNORMAL = 0x80, 0x40  # control code bits D7, D6
@@ -75,7 +76,7 @@ class Frame:
             + bytes([self.control, len(self.data)])
             + self.data
         )
-        return (PREAMBLE if preamble else b"") + body + bytes([sum(body) & 0xFF, END])
+        return framed(body, preamble=preamble)
 
 
 # --- addresses and data identifiers -------------------------------------------
@@ -147,59 +148,23 @@ def read_address(meter_type: int, ser: int, high_first: bool) -> Frame:
 # --- parsing -------------------------------------------------------------------
 
 
-def scan(buffer: bytes) -> tuple[Frame | FrameError | None, int]:
-    """The first frame in `buffer`, skipping wake-up FE bytes and junk before it.
-
-    Returns (frame or error, bytes consumed up to its end), or (None, bytes that
-    can be dropped) when no complete frame is there yet. Never raises.
-
-    A start whose announced end byte is not 16 was a false start in junk; one
-    that ends with 16 but fails the checksum is a garbled frame. While the first
-    start is still incomplete, only a complete frame with a good checksum
-    further on is taken: a false start whose length byte promises more than
-    arrives must not hide the real reply behind it.
-    """
-    pending: int | None = None
-    at = buffer.find(START)
-    while at >= 0:
-        end = at + HEADER + buffer[at + 10] + 2 if at + HEADER <= len(buffer) else len(buffer) + 1
-        if end > len(buffer):
-            pending = at if pending is None else pending
-        elif buffer[end - 1] == END:
-            found = _checked(buffer[at:end])
-            if pending is None or isinstance(found, Frame):
-                return found, end
-        at = buffer.find(START, at + 1)
-    return None, len(buffer) if pending is None else pending
-
-
-_SHOWN = 32
-
-
-def _checked(raw: bytes) -> Frame | FrameError:
-    body, checksum = raw[:-2], raw[-2]
-    if sum(body) & 0xFF != checksum:
-        shown = raw[:_SHOWN].hex(" ").upper() + (" ..." if len(raw) > _SHOWN else "")
-        return FrameError(
-            f"garbled reply: checksum {checksum:02X}, the bytes add up to {sum(body) & 0xFF:02X} "
-            f"({shown})"
-        )
+def _frame(body: bytes) -> Frame:
+    """A checked body (68 through the last data byte) as a Frame."""
     return Frame(body[1], address_from_wire(body[2:9]), body[9], bytes(body[HEADER:]))
+
+
+# 68, T, seven address bytes, C, L: the shared hunt (drivers/framing.py)
+_LAYOUT = Layout(HEADER, None, "68, type, address ... 16", _frame)
+
+
+def scan(buffer: bytes) -> tuple[Frame | FrameError | None, int]:
+    """The first frame in `buffer` or a FrameError, and the bytes used (framing.Layout.scan)."""
+    return _LAYOUT.scan(buffer)
 
 
 def parse(data: bytes) -> Frame:
     """The first frame in `data` (any leading FE and junk skipped), or FrameError."""
-    found, used = scan(data)
-    if isinstance(found, Frame):
-        return found
-    if isinstance(found, FrameError):
-        raise found
-    if used < len(data):
-        rest = data[used:]
-        wanted = f"{HEADER + rest[10] + 2} bytes" if len(rest) >= HEADER else "a full header"
-        raise FrameError(f"incomplete frame: {len(rest)} bytes from its start, {wanted} needed")
-    shown = data[:16].hex(" ").upper() + (" ..." if len(data) > 16 else "")
-    raise FrameError(f"no frame (68, type, address ... 16) in {len(data)} bytes: {shown}".rstrip())
+    return _LAYOUT.parse(data)
 
 
 # --- replies ---------------------------------------------------------------------

@@ -4,10 +4,11 @@ One request per data identifier (DI), whatever number of points read its
 fields: a 901F reply carries every value of the meter at once. Every failure
 becomes a bad reading whose reason names the device, the meter address and
 the DI, e.g. `heat1 meter 00000012345678 DI 901F: no reply within 1.5s`. The
-seam to the outside is `_link`, where pyserial's and the OS's errors become
-Disconnected or DeviceTimeout; the codec raises domain errors of its own
-(FrameError, DecodeError, DeviceRejected); `_located` is the one place every
-error gets the device, meter and DI it concerns.
+seam to the outside is `_link` (drivers/serial_link.py), where pyserial's and
+the OS's errors become Disconnected or DeviceTimeout; the codec raises domain
+errors of its own (FrameError, DecodeError, DeviceRejected); `located` is the
+one place every error gets the device, meter and DI it concerns. The poll is
+drivers/di_reads.py, shared with DL/T 645.
 
 Units: a value field comes with the meter's unit code, and is converted into
 the unit the point is written in (kWh, GJ, m3 ...). A meter that changes its
@@ -23,18 +24,10 @@ timeout while the meters sharing its bus wait.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
-from domain.errors import (
-    DecodeError,
-    DeviceRejected,
-    DeviceTimeout,
-    Disconnected,
-    EdgeAgentError,
-)
-from domain.reading import Quality, Reading
+from domain.errors import EdgeAgentError
+from domain.reading import Reading
 from drivers.cjt188 import _link
 from drivers.cjt188.codec import (
     WILDCARD,
@@ -45,28 +38,11 @@ from drivers.cjt188.codec import (
     read_data,
     reply_data,
 )
-from drivers.cjt188.settings import METER_TYPES, Cjt188Device, Cjt188Point, family_of
+from drivers.cjt188.settings import Cjt188Device, Cjt188Point
+from drivers.cjt188.tables import METER_TYPES, family_of
+from drivers.di_reads import DiRequest, located, plan, read_all, summary
 
 _NAMES = {code: name for name, code in METER_TYPES.items()}
-
-
-@dataclass(frozen=True, slots=True)
-class DiRequest:
-    """One read request and the points its reply serves."""
-
-    di: str
-    points: tuple[Cjt188Point, ...]
-
-    def __str__(self) -> str:
-        return f"DI {self.di}"
-
-
-def plan(points: Iterable[Cjt188Point]) -> list[DiRequest]:
-    """One request per distinct DI, in the order the points first name it."""
-    grouped: dict[str, list[Cjt188Point]] = {}
-    for point in points:
-        grouped.setdefault(point.di.upper(), []).append(point)
-    return [DiRequest(di, tuple(group)) for di, group in grouped.items()]
 
 
 def type_name(code: int) -> str:
@@ -89,43 +65,17 @@ class Cjt188Driver:
         self._ser = 0
 
     def describe(self) -> str:
-        count = len(self.requests)
-        points = sum(len(r.points) for r in self.requests)
-        extra = f" ({points} points)" if points != count else ""
         meter = f"{type_name(self.meter_type)} meter {self.address}"
         if self.address == WILDCARD:
             meter += " (any: the only meter on the link)"
         return (
-            f"{self.device}: {count} data identifiers{extra} on {self._link.port} "
+            f"{self.device}: {summary(self.requests)} on {self._link.port} "
             f"@{self._link.settings}, {meter}"
         )
 
     async def read(self) -> list[Reading]:
         """Every point once; never raises (failures are bad readings with their reason)."""
-        readings: list[Reading] = []
-        failure: str | None = None  # the link or the meter is gone: skip the other DIs
-        answered = False
-        for request in self.requests:
-            where = f"{self.device} meter {self.address} DI {request.di}"
-            if failure is not None:
-                readings.extend(self._bad(request, f"{where}: not asked ({failure})"))
-                continue
-            try:
-                data = await self._read_di(request.di, where)
-            except Disconnected as exc:
-                failure = _unlocated(exc, where, request.di)
-                readings.extend(self._bad(request, str(exc)))
-            except DeviceTimeout as exc:
-                if not answered:
-                    failure = _unlocated(exc, where, request.di)
-                readings.extend(self._bad(request, str(exc)))
-            except EdgeAgentError as exc:  # BadReply, DeviceRejected: the meter is alive
-                answered = True
-                readings.extend(self._bad(request, str(exc)))
-            else:
-                answered = True
-                readings.extend(self._decoded(request, data, where))
-        return readings
+        return await read_all(self.device, self.address, self.requests, self._read_di, self._value)
 
     async def identify(self) -> Mapping[str, str]:
         """The address and type of the one meter on the link, asked with the wildcard
@@ -139,7 +89,7 @@ class Cjt188Driver:
             reply_data(request, reply)  # an abnormal reply raises here
             return {"address": meter_address(reply), "type": type_name(reply.meter_type)}
         except EdgeAgentError as exc:
-            raise _located(exc, where) from exc
+            raise located(exc, where) from exc
 
     async def close(self) -> None:
         if self._attached:
@@ -163,42 +113,10 @@ class Cjt188Driver:
             check_type(self.meter_type, reply)
             return data
         except EdgeAgentError as exc:
-            raise _located(exc, where) from exc
+            raise located(exc, where) from exc
 
     # --- readings -----------------------------------------------------------------
 
-    def _decoded(self, request: DiRequest, data: bytes, where: str) -> list[Reading]:
-        now = time.time()
-        readings = []
-        for point in request.points:
-            try:
-                value = decode_field(data, request.di, self.meter_type, point.field, point.unit)
-            except DecodeError as exc:
-                reason = f"{where}: {exc}"
-                readings.append(
-                    Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason)
-                )
-            else:
-                number = value * point.scale + point.offset
-                readings.append(Reading(self.device, point.name, now, number, point.unit))
-        return readings
-
-    def _bad(self, request: DiRequest, reason: str) -> list[Reading]:
-        now = time.time()
-        return [
-            Reading(self.device, p.name, now, None, p.unit, Quality.BAD, reason)
-            for p in request.points
-        ]
-
-
-def _unlocated(exc: EdgeAgentError, where: str, di: str) -> str:
-    """What went wrong at `where`, for the DIs skipped after it: `DI 901F: no reply ...`."""
-    return f"DI {di}: {str(exc).removeprefix(f'{where}: ')}"
-
-
-def _located(exc: EdgeAgentError, where: str) -> EdgeAgentError:
-    """The same error, its message prefixed with the device, meter and DI it concerns."""
-    message = f"{where}: {exc}"
-    if isinstance(exc, DeviceRejected):
-        return DeviceRejected(message, exc.code)
-    return type(exc)(message)
+    def _value(self, request: DiRequest[Cjt188Point], data: bytes, point: Cjt188Point) -> float:
+        value = decode_field(data, request.di, self.meter_type, point.field, point.unit)
+        return value * point.scale + point.offset

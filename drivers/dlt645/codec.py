@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 from domain.errors import BadReply, DecodeError, DeviceRejected, FrameError
 from drivers.dlt645.settings import WILDCARD, Dlt645Point
+from drivers.framing import END as END  # the frame's bytes, named here for its users
+from drivers.framing import PREAMBLE as PREAMBLE
+from drivers.framing import START, Layout, framed
 
-PREAMBLE = b"\xfe\xfe\xfe\xfe"
-START, END = 0x68, 0x16
 HEADER = 10  # 68, six address bytes, 68, C, L
 MAX_FOLLOW_UPS = 15
 
@@ -132,7 +133,7 @@ class Frame:
             + bytes([START, self.control, len(self.data)])
             + bytes((b + 0x33) & 0xFF for b in self.data)
         )
-        return (PREAMBLE if preamble else b"") + body + bytes([sum(body) & 0xFF, END])
+        return framed(body, preamble=preamble)
 
 
 # --- addresses and data identifiers -------------------------------------------
@@ -198,65 +199,24 @@ def read_address() -> Frame:
 # --- parsing -------------------------------------------------------------------
 
 
-def scan(buffer: bytes) -> tuple[Frame | FrameError | None, int]:
-    """The first frame in `buffer`, skipping wake-up FE bytes and junk before it.
-
-    Returns (frame or error, bytes consumed up to its end), or (None, bytes that
-    can be dropped) when no complete frame is there yet. Never raises: streams
-    call it as bytes arrive and decide themselves what a bad frame means.
-
-    A start (68, six bytes, 68) whose announced end byte is not 16 was a false
-    start in junk; one that ends with 16 but fails the checksum is a garbled
-    frame. While the first start is still incomplete, only a complete frame
-    with a good checksum further on is taken: a false start in junk whose
-    length byte promises more than arrives must not hide the real reply.
-    """
-    pending: int | None = None  # the first start still waiting for bytes
-    at = buffer.find(START)
-    while at >= 0:
-        second = at + 7
-        if second < len(buffer) and buffer[second] != START:
-            at = buffer.find(START, at + 1)
-            continue
-        end = at + HEADER + buffer[at + 9] + 2 if at + HEADER <= len(buffer) else len(buffer) + 1
-        if end > len(buffer):
-            pending = at if pending is None else pending
-        elif buffer[end - 1] == END:
-            found = _checked(buffer[at:end])
-            if pending is None or isinstance(found, Frame):
-                return found, end
-        at = buffer.find(START, at + 1)
-    return None, len(buffer) if pending is None else pending
-
-
-_SHOWN = 32  # bytes of a garbled frame quoted in its error: the header and the DI
-
-
-def _checked(raw: bytes) -> Frame | FrameError:
-    body, checksum = raw[:-2], raw[-2]
-    if sum(body) & 0xFF != checksum:
-        shown = raw[:_SHOWN].hex(" ").upper() + (" ..." if len(raw) > _SHOWN else "")
-        return FrameError(
-            f"garbled reply: checksum {checksum:02X}, the bytes add up to {sum(body) & 0xFF:02X} "
-            f"({shown})"
-        )
+def _frame(body: bytes) -> Frame:
+    """A checked body (68 through the last data byte) as a Frame, 0x33 taken off its data."""
     data = bytes((b - 0x33) & 0xFF for b in body[HEADER:])
     return Frame(address_from_wire(body[1:7]), body[8], data)
 
 
+# 68, six address bytes, 68 (at offset 7), C, L: the shared hunt (drivers/framing.py)
+_LAYOUT = Layout(HEADER, 7, "68, address, 68 ... 16", _frame)
+
+
+def scan(buffer: bytes) -> tuple[Frame | FrameError | None, int]:
+    """The first frame in `buffer` or a FrameError, and the bytes used (framing.Layout.scan)."""
+    return _LAYOUT.scan(buffer)
+
+
 def parse(data: bytes) -> Frame:
     """The first frame in `data` (any leading FE and junk skipped), or FrameError."""
-    found, used = scan(data)
-    if isinstance(found, Frame):
-        return found
-    if isinstance(found, FrameError):
-        raise found
-    if used < len(data):
-        rest = data[used:]
-        wanted = f"{HEADER + rest[9] + 2} bytes" if len(rest) >= HEADER else "a full header"
-        raise FrameError(f"incomplete frame: {len(rest)} bytes from its start, {wanted} needed")
-    shown = data[:16].hex(" ").upper() + (" ..." if len(data) > 16 else "")
-    raise FrameError(f"no frame (68, address, 68 ... 16) in {len(data)} bytes: {shown}".rstrip())
+    return _LAYOUT.parse(data)
 
 
 # --- replies ---------------------------------------------------------------------

@@ -4,10 +4,11 @@ One request per data identifier (DI), each answered, checked and decoded on its
 own: a DI the meter lacks spoils only its points. Every failure becomes a bad
 reading whose reason names the device, the meter address and the DI, e.g.
 `workshop3 meter 000012345678 DI 00010000: error reply: no requested data (DI
-not supported)`. The seam to the outside is `_link`, where pyserial's and the
-OS's errors become Disconnected or DeviceTimeout; the codec raises domain
-errors of its own (FrameError, DecodeError, DeviceRejected); `_located` is the
-one place every error gets the device, meter and DI it concerns.
+not supported)`. The seam to the outside is `_link` (drivers/serial_link.py), where
+pyserial's and the OS's errors become Disconnected or DeviceTimeout; the
+codec raises domain errors of its own (FrameError, DecodeError,
+DeviceRejected); `located` is the one place every error gets the device,
+meter and DI it concerns. The poll is drivers/di_reads.py, shared with CJ/T 188.
 
 A reply that answers something else (a neighbour's late reply, this meter's
 late reply to its previous DI, a garbled frame) is skipped by the link, which
@@ -25,19 +26,9 @@ first and then in the other, and says which one answered.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-
-from domain.errors import (
-    BadReply,
-    DecodeError,
-    DeviceRejected,
-    DeviceTimeout,
-    Disconnected,
-    EdgeAgentError,
-)
-from domain.reading import Quality, Reading
+from domain.errors import BadReply, DeviceTimeout, EdgeAgentError
+from domain.reading import Reading
+from drivers.di_reads import DiRequest, located, plan, read_all, summary
 from drivers.dlt645 import _link
 from drivers.dlt645.codec import (
     EDITION_1997,
@@ -56,25 +47,6 @@ from drivers.dlt645.codec import (
 from drivers.dlt645.settings import Dlt645Device, Dlt645Point, edition_of
 
 
-@dataclass(frozen=True, slots=True)
-class DiRequest:
-    """One read request and the points its value serves."""
-
-    di: str
-    points: tuple[Dlt645Point, ...]
-
-    def __str__(self) -> str:
-        return f"DI {self.di}"
-
-
-def plan(points: Iterable[Dlt645Point]) -> list[DiRequest]:
-    """One request per distinct DI, in the order the points first name it."""
-    grouped: dict[str, list[Dlt645Point]] = {}
-    for point in points:
-        grouped.setdefault(point.di.upper(), []).append(point)
-    return [DiRequest(di, tuple(group)) for di, group in grouped.items()]
-
-
 class Dlt645Driver:
     def __init__(self, device: Dlt645Device) -> None:
         self.device = device.name
@@ -86,45 +58,19 @@ class Dlt645Driver:
         self._attached = True
 
     def describe(self) -> str:
-        count = len(self.requests)
-        points = sum(len(r.points) for r in self.requests)
-        extra = f" ({points} points)" if points != count else ""
         meter = f"meter {self.address}"
         if self.address == WILDCARD:
             meter += " (any: the only meter on the link)"
         if self.edition is EDITION_1997:
             meter += ", DL/T 645-1997"
         return (
-            f"{self.device}: {count} data identifiers{extra} on {self._link.port} "
+            f"{self.device}: {summary(self.requests)} on {self._link.port} "
             f"@{self._link.settings}, {meter}"
         )
 
     async def read(self) -> list[Reading]:
         """Every point once; never raises (failures are bad readings with their reason)."""
-        readings: list[Reading] = []
-        failure: str | None = None  # the link or the meter is gone: skip the other DIs
-        answered = False
-        for request in self.requests:
-            where = f"{self.device} meter {self.address} DI {request.di}"
-            if failure is not None:  # each point names its own DI, and why it was not asked
-                readings.extend(self._bad(request, f"{where}: not asked ({failure})"))
-                continue
-            try:
-                value = await self._read_di(request.di, where)
-            except Disconnected as exc:
-                failure = _unlocated(exc, where, request.di)
-                readings.extend(self._bad(request, str(exc)))
-            except DeviceTimeout as exc:
-                if not answered:
-                    failure = _unlocated(exc, where, request.di)
-                readings.extend(self._bad(request, str(exc)))
-            except EdgeAgentError as exc:  # BadReply, DeviceRejected: the meter is alive
-                answered = True
-                readings.extend(self._bad(request, str(exc)))
-            else:
-                answered = True
-                readings.extend(self._decoded(request, value, where))
-        return readings
+        return await read_all(self.device, self.address, self.requests, self._read_di, _value)
 
     async def identify(self) -> dict[str, str]:
         """The address of the one meter on the link and the edition it answered in.
@@ -147,9 +93,9 @@ class Dlt645Driver:
             except DeviceTimeout as exc:
                 silent = silent or exc
             except EdgeAgentError as exc:
-                raise _located(exc, where) from exc
+                raise located(exc, where) from exc
         assert silent is not None
-        raise _located(silent, where) from silent
+        raise located(silent, where) from silent
 
     async def _identify_in(self, edition: Edition) -> str:
         if edition is EDITION_2007:
@@ -184,41 +130,8 @@ class Dlt645Driver:
                 value += reply_data(request, reply)
             raise BadReply(f"more than {MAX_FOLLOW_UPS} follow-up frames")
         except EdgeAgentError as exc:
-            raise _located(exc, where) from exc
-
-    # --- readings -----------------------------------------------------------------
-
-    def _decoded(self, request: DiRequest, value: bytes, where: str) -> list[Reading]:
-        now = time.time()
-        readings = []
-        for point in request.points:
-            try:
-                number = decode_point(value, point)
-            except DecodeError as exc:
-                reason = f"{where}: {exc}"
-                readings.append(
-                    Reading(self.device, point.name, now, None, point.unit, Quality.BAD, reason)
-                )
-            else:
-                readings.append(Reading(self.device, point.name, now, number, point.unit))
-        return readings
-
-    def _bad(self, request: DiRequest, reason: str) -> list[Reading]:
-        now = time.time()
-        return [
-            Reading(self.device, p.name, now, None, p.unit, Quality.BAD, reason)
-            for p in request.points
-        ]
+            raise located(exc, where) from exc
 
 
-def _unlocated(exc: EdgeAgentError, where: str, di: str) -> str:
-    """What went wrong at `where`, for the DIs skipped after it: `DI 00010000: no reply ...`."""
-    return f"DI {di}: {str(exc).removeprefix(f'{where}: ')}"
-
-
-def _located(exc: EdgeAgentError, where: str) -> EdgeAgentError:
-    """The same error, its message prefixed with the device, meter and DI it concerns."""
-    message = f"{where}: {exc}"
-    if isinstance(exc, DeviceRejected):
-        return DeviceRejected(message, exc.code)
-    return type(exc)(message)
+def _value(request: DiRequest[Dlt645Point], value: bytes, point: Dlt645Point) -> float:
+    return decode_point(value, point)

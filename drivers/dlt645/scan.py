@@ -22,7 +22,6 @@ the agent's polls are not disturbed; a port another program holds is refused
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -82,10 +81,10 @@ async def scan_port(
             raise ValueError(f"a DL/T 645 address has 12 digits (got {address!r})")
     notes: list[str] = [] if heard is None else heard
     found: dict[str, Dlt645Found] = {}
-    shared = _link._LINKS.get(os.path.realpath(port))
+    shared = _link.shared(port)
     speeds = [(shared.baudrate, shared.parity)] if shared else [(b, parity) for b in baudrates]
     for baudrate, line_parity in speeds:
-        link = shared or _link.Link(port, baudrate, line_parity, os.path.realpath(port))
+        link = shared or _link.opened(port, baudrate, line_parity)
         scanner = _Scanner(link, timeout, notes)
         try:
             if not addresses:

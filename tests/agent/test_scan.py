@@ -275,7 +275,29 @@ async def test_a_tcp_meter_that_answers_any_unit_is_found_once(
     assert found["profile"] == "acrel-adw300"
     assert found["link"]["unit"] == 1 and "answers any unit id" in found["answer"]
     assert set(meter.functions) <= {1, 2, 3, 4}
-    assert set(meter.units) == {255, 0, 1, 246}  # four probes, then unit 1's reads
+    assert set(meter.units) == {255, 1, 246}  # three probes, then unit 1's reads; never 0
+
+
+async def test_tcp_unit_0_is_asked_only_when_the_units_name_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A TCP-to-RTU gateway forwards unit 0 as a serial broadcast, so by default no
+    request goes to unit 0; `--units 0-...` asks it, and a device answering 0 alone
+    (the TCP guide accepts 0 for a direct connection) is found there."""
+    meter = TcpMeter(profile_meter(0, "schneider-pm5560"), only=0)
+    await meter.start()
+    try:
+        target = f"127.0.0.1:{meter.port}"
+        assert await run(tcp=target, units=range(1, 5), as_json=True, profiles=PROFILES) == 1
+        assert 0 not in meter.units and meter.units[255] == 1
+        capsys.readouterr()
+        args = ["scan", "--tcp", target, "--units", "0-4", "--json", "--profiles", FOUR]
+        assert await asyncio.to_thread(main, args) == 0
+    finally:
+        await meter.stop()
+    (found,) = json.loads(capsys.readouterr().out)["meters"]
+    assert (found["link"]["unit"], found["profile"]) == (0, "schneider-pm5560")
+    assert set(meter.functions) <= {1, 2, 3, 4}
 
 
 async def test_a_tcp_meter_at_unit_255_only_is_found_there(

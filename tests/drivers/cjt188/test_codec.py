@@ -21,7 +21,7 @@ from drivers.cjt188.codec import (
     reply_data,
     scan,
 )
-from drivers.cjt188.settings import DIMENSIONS, UNIT_CODES, convert
+from drivers.cjt188.tables import DIMENSIONS, UNIT_CODES, convert
 
 HEAT = "78330011223344"  # A6..A0 of the worked example below
 

@@ -8,8 +8,6 @@ tests/fixtures/dlt645_std.py, written from the standards, not from the driver's 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,8 @@ from domain.reading import Quality
 from drivers.dlt645.codec import (
     parse,
 )
-from drivers.dlt645.driver import Dlt645Driver
 from drivers.dlt645.settings import Dlt645Device, Dlt645Point
+from tests.fixtures.dlt645 import driver
 from tests.fixtures.dlt645_std import Bus, Meter
 
 pytestmark = pytest.mark.timeout(30)
@@ -41,15 +39,6 @@ def case(profile: str) -> tuple[list[Dlt645Point], dict[str, Any]]:
 def test_both_editions_have_a_profile() -> None:
     """The 2007 and the 1997 profile are shipped (and so checked below)."""
     assert {"dlt645-2007-energy", "dlt645-1997-energy"} <= set(PROFILES)
-
-
-@contextlib.asynccontextmanager
-async def driver(dev: Dlt645Device) -> AsyncIterator[Dlt645Driver]:
-    made = Dlt645Driver(dev)
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 @pytest.mark.parametrize("profile", PROFILES)

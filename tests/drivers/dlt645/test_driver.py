@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import re
 import termios
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from domain.errors import DeviceTimeout, Disconnected
 from domain.reading import Quality
+from drivers.bus import port_trouble
 from drivers.dlt645 import _link
 from drivers.dlt645.codec import PREAMBLE, Frame, di_to_wire, encode_bcd
 from drivers.dlt645.driver import Dlt645Driver
@@ -189,7 +189,7 @@ async def test_devices_on_one_port_share_one_open_port() -> None:
             await one.read()
             await two.read()
             assert one._link.users == 2
-        assert os.path.realpath(line.port) not in _link._LINKS
+        assert _link.shared(line.port) is None
 
 
 async def test_a_port_that_does_not_exist_gives_bad_readings_not_an_exception() -> None:
@@ -423,7 +423,7 @@ WHY = [
 @pytest.mark.parametrize(("error", "text"), WHY)
 def test_port_errors_read_as_what_to_check(error: BaseException, text: str) -> None:
     """The OS errors of a serial port are told in a technician's words."""
-    assert _link._why(error, "2400 8E1").startswith(text)
+    assert port_trouble(error, "2400 8E1").startswith(text)
 
 
 async def test_a_second_device_at_another_speed_is_warned_the_first_wins(

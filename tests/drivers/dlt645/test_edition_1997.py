@@ -5,9 +5,7 @@ standards and not from the driver's codec."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from drivers.dlt645.codec import (
 from drivers.dlt645.driver import Dlt645Driver
 from drivers.dlt645.settings import Dlt645Device, Dlt645Point, edition_of
 from tests.fixtures.config import GATEWAY
+from tests.fixtures.dlt645 import driver
 from tests.fixtures.dlt645_std import Bus, Meter, bcd, frame
 
 pytestmark = pytest.mark.timeout(30)
@@ -55,15 +54,6 @@ def device(
         },
         points=points,
     )
-
-
-@contextlib.asynccontextmanager
-async def driver(dev: Dlt645Device) -> AsyncIterator[Dlt645Driver]:
-    made = Dlt645Driver(dev)
-    try:
-        yield made
-    finally:
-        await made.close()
 
 
 # --- frames ---------------------------------------------------------------------------
