@@ -24,10 +24,10 @@ from tests.fixtures.dlt645_std import Meter as Dlt645Meter
 from tests.fixtures.dlt645_std import bcd
 from tests.fixtures.rtu_bus import BusMeter, Dlt645Line, RtuBus, TcpMeter, profile_meter
 
-FAST = ["--units", "1-40", "--baud", "9600,19200", "--framing", "8N1,8E1", "--timeout", "0.03"]
+FAST = ["--units", "1-40", "--baud", "9600,19200", "--framing", "8N1,8E1", "--timeout", "0.1"]
 FOUR = "eastron-sdm630,chint-dtsu666,schneider-pm5560,acrel-adw300"  # the cabinet's models
 PROFILES = FOUR.split(",")
-FEW = ["--units", "1-8", "--baud", "9600", "--framing", "8N1", "--timeout", "0.03"]
+FEW = ["--units", "1-8", "--baud", "9600", "--framing", "8N1", "--timeout", "0.1"]
 
 
 def cabinet() -> list[BusMeter]:
@@ -252,7 +252,7 @@ def test_a_meter_answering_8n1_and_8n2_alike_is_found_once(
     """A UART checks one stop bit: a meter at 8N1 answers 8N2 requests too. It is one
     meter, found at the first framing and not asked again at the second."""
     with RtuBus([profile_meter(2, "eastron-sdm630")]) as bus:
-        args = ["--units", "1-4", "--baud", "9600", "--framing", "8N1,8N2", "--timeout", "0.03"]
+        args = ["--units", "1-4", "--baud", "9600", "--framing", "8N1,8N2", "--timeout", "0.1"]
         args += ["--profiles", FOUR]  # without, the SDM630 and SDM72 maps tie
         assert main(["scan", "--rtu", bus.port, *args, "--json"]) == 0
     (meter,) = json.loads(capsys.readouterr().out)["meters"]
