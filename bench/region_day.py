@@ -27,7 +27,6 @@ rounding). A mismatch is an error (exit 1), not a figure.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
@@ -42,7 +41,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ import psycopg  # noqa: E402
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
-from bench.table import Figure, render  # noqa: E402
+from bench.table import Figure  # noqa: E402
 from buffer import PendingBatch  # noqa: E402
 from cloud_sync.mqtt.link import properties  # noqa: E402
 from cloud_sync.mqtt.payloads import batch_message  # noqa: E402
@@ -62,8 +61,7 @@ from tests.fixtures.postgres import MISSING, PostgresServer, bindir, receiver_pr
 TOPIC = "edge-agent/{gateway}/{kind}"  # the agent's default, which the receiver subscribes to
 DAY = datetime.fromisoformat("2026-11-26T00:00:00+08:00")
 FACTOR = (
-    '{"id":"cn-grid-2022","value":0.5703,"unit":"kgCO2/kWh",'
-    '"source":"MEE 2024 No. 12","year":2022}'
+    '{"id":"cn-grid-2022","value":0.5703,"unit":"kgCO2/kWh","source":"MEE 2024 No. 12","year":2022}'
 )
 
 
