@@ -175,16 +175,15 @@ INSERT_INTERVALS_JSON = f"""
 INSERT INTO intervals (batch_id, {", ".join(name for name, _ in INTERVAL_COLUMNS)})
 SELECT %(batch_id)s, %(gateway)s, %(enterprise_id)s, %(region_code)s, %(industry_code)s,
     %(timezone)s, x.device, x.carrier, x.start, x."end",
-    extract(epoch FROM x.start::timestamptz)::float8,
-    extract(epoch FROM x."end"::timestamptz)::float8,
-    extract(epoch FROM x."end"::timestamptz - x.start::timestamptz)::float8,
-    (x.start::timestamptz AT TIME ZONE %(timezone)s)::date::text,
+    extract(epoch FROM t.s)::float8, extract(epoch FROM t.e)::float8,
+    extract(epoch FROM t.e - t.s)::float8, (t.s AT TIME ZONE %(timezone)s)::date::text,
     x.quantity, x.unit, x.kwh, x.tce_kg, x.co2_kg, x.scope, x.factor ->> 'id', x.coverage,
     x.quality, r::text
 FROM json_array_elements(%(body)s::json -> 'intervals') AS r,
     LATERAL json_to_record(r) AS x(device text, carrier text, start text, "end" text,
         quantity float8, unit text, kwh float8, tce_kg float8, co2_kg float8, scope int4,
-        factor json, coverage float8, quality text)
+        factor json, coverage float8, quality text),
+    LATERAL (SELECT x.start::timestamptz AS s, x."end"::timestamptz AS e) AS t
 ORDER BY x.device COLLATE "C", x.carrier COLLATE "C", 11, 12
 ON CONFLICT DO NOTHING
 """
