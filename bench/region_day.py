@@ -53,6 +53,7 @@ from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
 from bench.table import Figure  # noqa: E402
+from bench.where_time_goes import Sample, cpu_seconds, postgres_cpu, profile, summarize  # noqa: E402
 from buffer import PendingBatch  # noqa: E402
 from cloud_sync.mqtt.link import properties  # noqa: E402
 from cloud_sync.mqtt.payloads import batch_message  # noqa: E402
@@ -207,33 +208,6 @@ def broker(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]
         proc.wait(10)
 
 
-def cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """utime + stime of a process (with its waited-for children's, if asked), /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (proc(5), fields 14 and 15)
-    if children:
-        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu(postmaster: int) -> float:
-    """The postmaster's CPU with its exited children's, plus its running backends'."""
-    total = cpu_seconds(postmaster, children=True)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-            try:
-                total += cpu_seconds(int(entry.name))
-            except (OSError, ValueError):
-                continue
-    return total
-
-
 def wait_for_subscriptions(log: Path, client_ids: list[str], timeout: float = 60) -> None:
     """Until the broker has logged each receiver's shared subscription."""
     deadline = time.monotonic() + timeout
@@ -252,61 +226,6 @@ def stored(url: str) -> tuple[int, int]:
         row = db.execute("SELECT count(*), coalesce(sum(intervals), 0) FROM batches").fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
-
-
-@dataclass
-class Sample:
-    """py-spy's view of one receiver: where its samples were, by function."""
-
-    samples: int
-    inclusive: list[tuple[str, float]]  # share of samples with this function on the stack
-    leaves: list[tuple[str, float]]  # share of samples with this function on top
-
-
-def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy record of `pid` for `seconds` into `out` (collapsed stacks), in the background."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not os.access(spy, os.X_OK):
-        print("  (py-spy not installed: pip install py-spy; no profile)", file=sys.stderr)
-        return None
-    return subprocess.Popen(
-        [spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "20", "-f", "raw",
-         "--nonblocking", "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def summarize(path: Path, top: int = 12) -> Sample | None:
-    if not path.exists():
-        return None
-    inclusive: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = [_short(f) for f in stack.split(";")]
-        ingest = [n for n, f in enumerate(frames) if f.startswith("MqttIngest._on_message")]
-        if not ingest:
-            continue  # the ingest thread only: the HTTP side and idle threads are not the subject
-        frames = frames[ingest[0] :]
-        total += n
-        for name in set(frames):
-            inclusive[name] += n
-        leaves[frames[-1]] += n
-    if not total:
-        return None
-    share = lambda c: [(name, n / total) for name, n in c.most_common(top)]  # noqa: E731
-    return Sample(total, share(inclusive), share(leaves))
-
-
-def _short(frame: str) -> str:
-    """'put (receiver/_postgres.py:160)' -> 'put (_postgres.py)'."""
-    name, _, where = frame.partition(" (")
-    file = where.split(":")[0].rsplit("/", 1)[-1]
-    return f"{name} ({file})" if file else name
 
 
 def check(url: str, sent: list[Sent]) -> tuple[int, int, float]:
@@ -399,7 +318,7 @@ def run(gateways: int, devices: int, hours: int, senders: int, spy: bool) -> dic
         cpu = {"senders": sum(s.cpu for s in sent)} | {
             name: after[name] - before[name] for name in after
         }
-        sample = summarize(spy_out)
+        sample = summarize(spy_out, "MqttIngest._on_message")
     seconds = done_at - first
     return {
         "gateways": gateways, "devices": devices, "hours": hours, "batches": batches,
