@@ -2,7 +2,7 @@
 
 Several receivers subscribe to `$share/<group>/<filter>` (MQTT 5.0, 4.8.2):
 the broker hands each message to one of them, so they split the load. Each
-message is parsed with the HTTP path's own parser (validate_batch, check_key),
+message is parsed with the HTTP path's own parser (parse_for, check_key),
 stored with the store's `put` under its key `<gateway id>:<sequence>` (the
 same idempotency as HTTP), and acknowledged (PUBACK) only after that commit:
 paho's manual acknowledgement. A receiver killed between the commit and the
@@ -16,7 +16,6 @@ broker sends it again when the receiver is back.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import threading
@@ -31,10 +30,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from receiver._backends import AnyStore
+from receiver._backends import AnyStore, parse_for, put_body
 from receiver._body import gunzip
-from receiver._request import Refused, check_key, parse_batch, parse_key, validate_batch
-from receiver._store import KeyConflict, Store
+from receiver._request import Refused, check_key, parse_key
+from receiver._store import KeyConflict
 
 logger = logging.getLogger("edge_agent.receiver.mqtt")
 
@@ -159,21 +158,13 @@ class MqttIngest:
         if len(payload) > self.max_body:
             raise Refused(413, f"message of {len(payload)} bytes is over {self.max_body}")
         data = gunzip(payload, self.max_body) if payload[:2] == b"\x1f\x8b" else payload
-        document: dict[str, Any] | None = None
-        if isinstance(self.store, Store):  # SQLite keeps the records from the parsed JSON
-            batch, document = parse_batch(data)
-        else:  # PostgreSQL takes them from the body: one parse here, for validation
-            batch = validate_batch(data)
+        batch, document = parse_for(self.store, data)
         gateway, sequence = (
             parse_key(key) if key is not None else (batch.gateway.id, batch.sequence)
         )
         check_key(gateway, sequence, batch)
         name = f"{gateway}:{sequence}"
-        digest = hashlib.sha256(data).hexdigest()
-        if isinstance(self.store, Store):
-            stored = self.store.put(name, batch, document or {}, digest)
-        else:
-            stored = self.store.put(name, batch, None, digest, body=data)
+        stored = put_body(self.store, name, batch, document, data)
         if stored is None:
             self.counts.duplicates += 1
             logger.debug("mqtt: %s duplicate", name)
