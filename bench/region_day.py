@@ -27,6 +27,7 @@ rounding). A mismatch is an error (exit 1), not a figure.
 from __future__ import annotations
 
 import argparse
+import gzip
 import multiprocessing
 import os
 import shutil
@@ -52,10 +53,11 @@ import psycopg  # noqa: E402
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
+from bench.postgres_split import split  # noqa: E402
 from bench.table import Figure  # noqa: E402
 from bench.where_time_goes import Sample, cpu_seconds, postgres_cpu, profile, summarize  # noqa: E402
 from buffer import PendingBatch  # noqa: E402
-from cloud_sync.mqtt.link import properties  # noqa: E402
+from cloud_sync.mqtt.link import Message, properties  # noqa: E402
 from cloud_sync.mqtt.payloads import batch_message  # noqa: E402
 from tests.fixtures.postgres import MISSING, PostgresServer, bindir, receiver_process, start  # noqa: E402
 
@@ -119,6 +121,13 @@ def records(gateway: int, devices: int, hour: int) -> tuple[list[str], int]:
     return out, total
 
 
+def message(gateway: int, devices: int, hour: int) -> Message:
+    """A gateway's batch of one hour as the agent's mqtt destination publishes it."""
+    texts, _ = records(gateway, devices, hour)
+    batch = PendingBatch(hour + 1, header(gateway, hour + 1), [], texts)
+    return batch_message(batch, TOPIC, mqtt5=True, compress=True)
+
+
 @dataclass
 class Sent:
     """What one sender published: per gateway, intervals and Wh; when it began and ended."""
@@ -148,11 +157,11 @@ def send(port: int, gateways: list[int], devices: int, hours: int, inflight: int
     for hour in range(hours):
         for number in gateways:
             texts, wh = records(number, devices, hour)
-            batch = PendingBatch(hour + 1, header(number, hour + 1), [], texts)
-            message = batch_message(batch, TOPIC, mqtt5=True, compress=True)
+            made = batch_message(PendingBatch(hour + 1, header(number, hour + 1), [], texts),
+                                 TOPIC, mqtt5=True, compress=True)  # fmt: skip
             window.acquire()
-            client.publish(message.topic, message.payload, qos=1,
-                           properties=properties(message, PacketTypes.PUBLISH))  # fmt: skip
+            client.publish(made.topic, made.payload, qos=1,
+                           properties=properties(made, PacketTypes.PUBLISH))  # fmt: skip
             first = first or time.time()
             published += 1
             intervals[gateway_id(number)] += len(texts)
@@ -319,12 +328,16 @@ def run(gateways: int, devices: int, hours: int, senders: int, spy: bool) -> dic
             name: after[name] - before[name] for name in after
         }
         sample = summarize(spy_out, "MqttIngest._on_message")
+        # after the run, so as not to disturb it: PostgreSQL's share split, on 2% of the day
+        some = [(g, h) for h in range(hours) for g in range(gateways)][::50]
+        inside = split(server.create_database(), [gzip.decompress(message(g, devices, h).payload)
+                                                  for g, h in some])  # fmt: skip
     seconds = done_at - first
     return {
         "gateways": gateways, "devices": devices, "hours": hours, "batches": batches,
         "intervals": total, "kwh": kwh, "seconds": seconds, "rate": total / seconds,
         "published_in": max(s.last for s in sent) - first, "start_to_first": first - began,
-        "cpu": cpu, "load": (load_before, load_after), "profile": sample,
+        "cpu": cpu, "load": (load_before, load_after), "profile": sample, "postgres": inside,
     }  # fmt: skip
 
 
@@ -363,6 +376,11 @@ def describe(result: dict[str, Any]) -> str:
         + ", ".join(f"{name} {sec:.1f}" for name, sec in result["cpu"].items())
         + f" (sum {sum(result['cpu'].values()):.1f}, wall {result['seconds']:.1f})",
     ]
+    lines.append(
+        "PostgreSQL's backend alone, one connection, 2% of the day's batches again,"
+        " microseconds per interval:"
+    )
+    lines += [f"  {us:7.1f}  {name}" for name, us in result["postgres"].items()]
     sample: Sample | None = result["profile"]
     if sample is not None:
         lines.append(f"receiver 1, MQTT ingest thread, py-spy {sample.samples} samples;"
