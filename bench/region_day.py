@@ -42,7 +42,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +53,11 @@ from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
 from bench.postgres_split import split  # noqa: E402
+from bench.region_batches import TOPIC, gateway_id, header, message, records  # noqa: E402
 from bench.table import Figure  # noqa: E402
 from bench.where_time_goes import Sample, cpu_seconds, postgres_cpu, profile, summarize  # noqa: E402
 from buffer import PendingBatch  # noqa: E402
-from cloud_sync.mqtt.link import Message, properties  # noqa: E402
+from cloud_sync.mqtt.link import properties  # noqa: E402
 from cloud_sync.mqtt.payloads import batch_message  # noqa: E402
 from tests.fixtures.postgres import MISSING, PostgresServer, bindir, receiver_process, start  # noqa: E402
 
@@ -65,67 +65,6 @@ from tests.fixtures.postgres import MISSING, PostgresServer, bindir, receiver_pr
 # buffers, 1 GB of WAL between checkpoints) are for a laptop; these are still modest for a
 # server. Beside them, the test fixture's fsync and synchronous_commit off.
 SERVER = {"shared_buffers": "2GB", "max_wal_size": "8GB", "checkpoint_timeout": "30min"}
-TOPIC = "edge-agent/{gateway}/{kind}"  # the agent's default, which the receiver subscribes to
-DAY = datetime.fromisoformat("2026-11-26T00:00:00+08:00")
-FACTOR = (
-    '{"id":"cn-grid-2022","value":0.5703,"unit":"kgCO2/kWh","source":"MEE 2024 No. 12","year":2022}'
-)
-
-
-def gateway_id(number: int) -> str:
-    return f"gw{number:05d}"
-
-
-def header(number: int, sequence: int) -> dict[str, Any]:
-    """What the agent's buffer fixes for a batch: its gateway's tags, factor set, sequence."""
-    return {
-        "schema_version": 1,
-        "gateway": {
-            "id": gateway_id(number),
-            "enterprise_id": "91510100MA61234567",
-            "region_code": f"{510100 + number % 97:06d}",
-            "industry_code": "C3011",
-            "timezone": "Asia/Shanghai",
-        },
-        "sequence": sequence,
-        "factor_set": "cn-mee-2022",
-    }
-
-
-def watt_hours(gateway: int, device: int, minute: int) -> int:
-    """A minute's energy of one meter, in Wh: a daily shape plus a spread per meter."""
-    base = 300 + 5 * device + (gateway % 50)
-    shape = 200 if 8 * 60 <= minute % 1440 < 20 * 60 else 0
-    return base + shape + (gateway * 7919 + device * 104_729 + minute * 31) % 97
-
-
-def records(gateway: int, devices: int, hour: int) -> tuple[list[str], int]:
-    """An hour of 1-minute interval records of `devices` meters, as the buffer keeps them
-    (JSON text), and their energy in Wh."""
-    out: list[str] = []
-    total = 0
-    for device in range(devices):
-        for minute in range(hour * 60, hour * 60 + 60):
-            wh = watt_hours(gateway, device, minute)
-            total += wh
-            kwh = wh / 1000
-            begin = DAY + timedelta(minutes=minute)
-            out.append(
-                f'{{"device":"m{device:02d}","carrier":"electricity",'
-                f'"start":"{begin.isoformat()}",'
-                f'"end":"{(begin + timedelta(minutes=1)).isoformat()}",'
-                f'"quantity":{kwh},"unit":"kWh","kwh":{kwh},'
-                f'"tce_kg":{round(kwh * 0.1229, 6)},"co2_kg":{round(kwh * 0.5703, 6)},'
-                f'"scope":2,"factor":{FACTOR},"coverage":1.0,"quality":"good"}}'
-            )
-    return out, total
-
-
-def message(gateway: int, devices: int, hour: int) -> Message:
-    """A gateway's batch of one hour as the agent's mqtt destination publishes it."""
-    texts, _ = records(gateway, devices, hour)
-    batch = PendingBatch(hour + 1, header(gateway, hour + 1), [], texts)
-    return batch_message(batch, TOPIC, mqtt5=True, compress=True)
 
 
 @dataclass

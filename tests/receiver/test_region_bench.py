@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.region_day import TOPIC, Sent, check, header, records
+from bench.region_batches import TOPIC, header, records
+from bench.region_day import Sent, check
 from buffer import PendingBatch
 from cloud_sync.mqtt.payloads import batch_message
 from receiver._postgres import PostgresStore
