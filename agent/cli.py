@@ -239,6 +239,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
             rtu=args.rtu,
             tcp=args.tcp,
             opcua=args.opcua,
+            dlt645=args.dlt645,
+            addresses=[a for given in args.address for a in given.split(",") if a],
             units=units,
             framer=args.framer,
             timeout=args.timeout,
@@ -343,13 +345,22 @@ def parser() -> argparse.ArgumentParser:
         "generic profile's are written, each marked # CHANGE)",
     )
     p = command("scan", cmd_scan, "find the meters on a port, host or server", config=False)
-    where = p.add_mutually_exclusive_group(required=True)
+    where = p.add_mutually_exclusive_group()
     where.add_argument("--rtu", metavar="PORT", help="Modbus RTU meters on a serial port")
     where.add_argument("--tcp", metavar="HOST[:PORT]", help="Modbus TCP meters or a gateway")
     where.add_argument("--opcua", metavar="URL", help="an OPC UA server: energy-like variables")
-    # --dlt645 PORT [--address A ...]: the lead wires drivers/dlt645/scan.py here
-    p.add_argument("--baud", metavar="LIST", help="--rtu speeds (default 9600,19200,4800,2400)")
-    p.add_argument("--framing", metavar="LIST", help="--rtu framings (default 8N1,8E1,8N2)")
+    p.add_argument("--dlt645", metavar="PORT", help="DL/T 645 meters (2007, 1997) on a port")
+    p.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="A",
+        help="--dlt645: a meter's 12-digit address (repeat; default: the wildcard)",
+    )
+    p.add_argument(
+        "--baud", metavar="LIST", help="speeds (--rtu 9600,19200,4800,2400; --dlt645 2400,1200,...)"
+    )
+    p.add_argument("--framing", metavar="LIST", help="framings (--rtu 8N1,8E1,8N2; --dlt645 8E1)")
     p.add_argument("--units", metavar="LIST", help="unit ids, e.g. 1-32,40 (default 1-247)")
     p.add_argument(
         "--profiles", metavar="LIST", help="judge against these profiles only (default: all)"
@@ -360,7 +371,9 @@ def parser() -> argparse.ArgumentParser:
         default="socket",
         help="--tcp: rtu for a serial-to-Ethernet converter in transparent mode",
     )
-    p.add_argument("--timeout", type=float, metavar="S", help="reply timeout (0.1 s serial)")
+    p.add_argument(
+        "--timeout", type=float, metavar="S", help="reply timeout (0.1 s --rtu, 0.5 s --dlt645)"
+    )
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--write", metavar="FILE", help="write a config with the meters found")
     p.add_argument("--force", action="store_true", help="let --write overwrite FILE")

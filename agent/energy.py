@@ -295,8 +295,8 @@ def _drop(judge: _Judge, a: Sample, s: Sample, c: Sample) -> None:
 def _rolled_over(counter: Counter, a: Sample, s: Sample) -> bool:
     """A drop from near the top of the register's range to near 0."""
     modulus = counter.modulus
-    if not modulus or a.value < 0.9 * modulus or s.value > 0.1 * modulus:
-        return False
+    if not modulus or not 0.9 * modulus <= a.value < modulus or s.value > 0.1 * modulus:
+        return False  # (a value at or past the modulus is not the register's: no wrap)
     rate = counter.max_rate
     wrapped = s.value + modulus - a.value
     return rate is None or wrapped <= rate * (s.ts - a.ts) / 3600 * RATE_MARGIN

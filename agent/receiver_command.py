@@ -12,6 +12,7 @@ import argparse
 import os
 import socket
 import sys
+from pathlib import Path
 
 from agent import logs
 
@@ -34,6 +35,10 @@ def receiver_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--share", default="receivers", help="shared subscription group ('' for none)")
     p.add_argument("--topic", action="append", help="topic filter (repeat; default: the agent's)")
     p.add_argument("--mqtt-client-id", metavar="ID", help="stable per receiver (default by port)")
+    p.add_argument(
+        "--mqtt-credentials-file", metavar="F",
+        help="the broker login: username on the first line, password on the second",
+    )  # fmt: skip
 
 
 def receiver_missing(exc: ImportError) -> int | None:
@@ -58,6 +63,11 @@ def cmd_receiver(args: argparse.Namespace) -> int:
             raise
         return missing
 
+    try:
+        mqtt = _mqtt_ingest(args)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"receiver: --mqtt-credentials-file: {exc}", file=sys.stderr)
+        return os.EX_NOINPUT
     return serve(
         args.host,
         args.port,
@@ -69,7 +79,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         workers=args.workers,
-        mqtt=_mqtt_ingest(args),
+        mqtt=mqtt,
     )
 
 
@@ -84,4 +94,9 @@ def _mqtt_ingest(args: argparse.Namespace) -> dict[str, object] | None:
     # receiver: its host and HTTP port
     default = f"edge-agent-receiver-{socket.gethostname()}-{args.port}"
     options["client_id"] = args.mqtt_client_id or default
+    if args.mqtt_credentials_file:  # a file (a systemd credential), never the command line
+        lines = Path(args.mqtt_credentials_file).read_text(encoding="utf-8").splitlines()
+        if len(lines) < 2 or not lines[0].strip():
+            raise ValueError("needs the username on its first line and the password on the second")
+        options["credentials"] = (lines[0].strip(), lines[1].rstrip("\r\n"))
     return options

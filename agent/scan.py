@@ -11,6 +11,7 @@ is listed as unknown with what it answered, never guessed into a profile.
 from __future__ import annotations
 
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,10 +20,10 @@ from agent.scan_match import Score, choose, examine
 from agent.scan_report import Meter, devices_in, render, snippet, write
 from config.loader import load_profile
 from config.profiles import Profile, list_profiles
-from domain.errors import EdgeAgentError, InitError
+from domain.errors import Disconnected, EdgeAgentError, InitError
 from drivers.modbus import scan as modbus_scan
 
-__all__ = ["Meter", "modbus_profiles", "run", "scan_modbus", "scan_opcua"]
+__all__ = ["Meter", "modbus_profiles", "run", "scan_dlt645", "scan_modbus", "scan_opcua"]
 
 
 def modbus_profiles(only: Sequence[str] | None = None) -> dict[str, Profile]:
@@ -67,7 +68,8 @@ async def scan_modbus(
                 ]
         meters.append(meter)
     _name(meters)
-    _one_setting_per_port(meters)
+    _set_aside_unjudged(meters)
+    _one_line_per_port(meters)
     return meters
 
 
@@ -85,12 +87,54 @@ async def scan_opcua(url: str, timeout: float) -> list[Meter]:
     return [meter]
 
 
-# --dlt645 PORT [--address A ...]: the lead wires drivers/dlt645/scan.py (helper dlt1997)
-# here: an `async def scan_dlt645(port, addresses, timeout) -> list[Meter]` that turns
-# each meter it finds into a Meter(protocol="dlt645", link={port, baudrate, parity,
-# address}, profile=<the 1997 or 2007 profile>, evidence=[which edition answered]);
-# `render`, `snippet` and `write` (agent/scan_report.py) take it as they take the
-# Modbus meters; its `run` branch goes beside --rtu/--tcp/--opcua below.
+DLT645_SPEEDS = (2400, 1200, 4800, 9600)  # 2400 first: the speed most meters ship at
+
+
+async def scan_dlt645(
+    port: str,
+    addresses: Sequence[str],
+    speeds: Sequence[int] | None,
+    parities: Sequence[str],
+    timeout: float,
+) -> tuple[list[Meter], modbus_scan.Sweep]:
+    """The DL/T 645 meters on a port, each with the energy profile of the edition it
+    answered in; what answered but was no meter goes in the sweep's `garbled`.
+
+    Raises Disconnected (the port cannot be had; nothing was sent) and ValueError (an
+    address that is not 12 digits)."""
+    from drivers.dlt645 import scan as dlt645_scan
+
+    sweep = modbus_scan.Sweep()
+    started = time.monotonic()
+    found: dict[str, dlt645_scan.Dlt645Found] = {}
+    for parity in parities:
+        for one in await dlt645_scan.scan_port(
+            port,
+            baudrates=speeds or DLT645_SPEEDS,
+            addresses=[a for a in addresses if a not in found],
+            parity=parity,
+            timeout=timeout,
+            heard=sweep.garbled,
+        ):
+            found.setdefault(one.address, one)
+    sweep.seconds = time.monotonic() - started
+    meters = []
+    for f in found.values():
+        link: dict[str, object] = {
+            "port": port,
+            "baudrate": f.baudrate,
+            "parity": f.parity,
+            "address": f.address,
+        }
+        if f.edition == "1997":  # 2007 is what a device without `edition` speaks
+            link["edition"] = 1997
+        where = f"{port} @{f.baudrate} 8{f.parity}1"
+        meter = Meter(f"meter_{f.address.lstrip('0') or '0'}", "dlt645", link, where, f.evidence[0])
+        meter.profile = f"dlt645-{f.edition}-energy"
+        meter.why = f"a DL/T 645-{f.edition} meter: the {f.edition} energy profile"
+        meter.evidence = list(f.evidence[1:])
+        meters.append(meter)
+    return meters, sweep
 
 
 def _name(meters: list[Meter]) -> None:
@@ -102,43 +146,72 @@ def _name(meters: list[Meter]) -> None:
             meter.name = f"{meter.name}_{seen[meter.name]}"
 
 
-def _one_setting_per_port(meters: list[Meter]) -> None:
-    """A serial port carries one speed and framing: the setting most matched meters use
-    is written; a meter found at another is kept out, with how to bring it in."""
-    by_port: dict[str, Counter[tuple[object, ...]]] = {}
+def _set_aside_unjudged(meters: list[Meter]) -> None:
+    """A meter without a profile is written commented out, saying what to do about it."""
     for m in meters:
-        if m.protocol == "modbus_rtu":
-            key = (m.link["baudrate"], m.link["parity"], m.link["stopbits"])
-            by_port.setdefault(str(m.link["port"]), Counter())[key] += m.profile is not None
-    for m in meters:
-        if m.profile is None:
-            m.active = False
-            m.note = "no profile chosen: give it `points:` (or a profile) and uncomment"
-            if m.nearest:
-                m.note = (
-                    f"{m.nearest} reads plausibly, but nothing only a live meter gives (a "
-                    "voltage, a frequency, a counter that rose): compare `probe` with its "
-                    "display, then uncomment"
-                )
-            if m.candidates:
-                m.note = (
-                    f"{', '.join(m.candidates[:-1])} and {m.candidates[-1]} read alike here: "
-                    "keep the one on its "
-                    "label and uncomment (scan --profiles NAME,... names the models installed)"
-                )
+        if m.profile is not None:
             continue
-        if m.protocol != "modbus_rtu":
-            continue
-        port = str(m.link["port"])
-        best = by_port[port].most_common(1)[0][0]
-        if (m.link["baudrate"], m.link["parity"], m.link["stopbits"]) != best:
-            speed = f"{best[0]} 8{best[1]}{best[2]}"
-            m.active = False
+        m.active = False
+        m.note = "no profile chosen: give it `points:` (or a profile) and uncomment"
+        if m.nearest:
             m.note = (
-                f"found at {m.link['baudrate']} 8{m.link['parity']}{m.link['stopbits']}; "
-                f"{port} runs at {speed} for the others: set this meter to {speed} "
-                "(its menu), change baudrate/parity/stopbits here, then uncomment"
+                f"{m.nearest} reads plausibly, but nothing only a live meter gives (a "
+                "voltage, a frequency, a counter that rose): compare `probe` with its "
+                "display, then uncomment"
             )
+        if m.candidates:
+            m.note = (
+                f"{', '.join(m.candidates[:-1])} and {m.candidates[-1]} read alike here: "
+                "keep the one on its "
+                "label and uncomment (scan --profiles NAME,... names the models installed)"
+            )
+
+
+SERIAL = ("modbus_rtu", "dlt645")  # the protocols whose meters share a port
+SWITCHING = ("modbus_rtu",)  # its driver sets each meter's speed on the port (modbus/rtu.py)
+
+
+def _setting(meter: Meter) -> tuple[object, object, object]:
+    return meter.link["baudrate"], meter.link["parity"], meter.link.get("stopbits", 1)
+
+
+def _one_line_per_port(meters: list[Meter]) -> None:
+    """A serial port carries one protocol (what `check` asks): the one most matched meters
+    speak is written, a meter speaking another is kept out, with how to bring it in. The
+    same for the speed and framing of DL/T 645 meters; Modbus RTU meters at another
+    setting than most are written, with a note (the driver switches the port for them)."""
+    ports: dict[str, list[Meter]] = {}
+    for m in meters:
+        if m.protocol in SERIAL and m.active:
+            ports.setdefault(str(m.link["port"]), []).append(m)
+    for port, on in ports.items():
+        protocols = Counter(m.protocol for m in on)
+        protocol, count = protocols.most_common(1)[0]
+        best = Counter(_setting(m) for m in on if m.protocol == protocol).most_common(1)[0][0]
+        speed = f"{best[0]} 8{best[1]}{best[2]}"
+        for m in on:
+            if m.protocol != protocol:
+                m.active = False
+                m.note = (
+                    f"{port} carries {protocol} for {count} other meters, and one port "
+                    f"carries one protocol: wire this {m.protocol} meter to a port of its "
+                    "own (another RS-485 adapter), change `port` here, then uncomment"
+                )
+            elif _setting(m) != best and m.protocol in SWITCHING:
+                setting = f"{m.link['baudrate']} 8{m.link['parity']}{m.link.get('stopbits', 1)}"
+                m.note = (
+                    f"found at {setting}, the others on {port} at {speed}: the agent switches "
+                    f"the port to {setting} for this meter's requests, which slows the bus; "
+                    f"set it to {speed} (its menu, then here) where you can"
+                )
+            elif _setting(m) != best:
+                fields = "baudrate/parity/stopbits" if "stopbits" in m.link else "baudrate/parity"
+                m.active = False
+                m.note = (
+                    f"found at {m.link['baudrate']} 8{m.link['parity']}"
+                    f"{m.link.get('stopbits', 1)}; {port} runs at {speed} for the others: set "
+                    f"this meter to {speed} (its menu), change {fields} here, then uncomment"
+                )
 
 
 async def run(
@@ -146,6 +219,8 @@ async def run(
     rtu: str | None = None,
     tcp: str | None = None,
     opcua: str | None = None,
+    dlt645: str | None = None,
+    addresses: Sequence[str] = (),
     speeds: Sequence[int] | None = None,
     framings: Sequence[str] | None = None,
     units: Sequence[int] | None = None,
@@ -157,13 +232,20 @@ async def run(
     profiles: Sequence[str] | None = None,
 ) -> int:
     """`edge-agent scan`: 0 when a meter was found, 1 when none, 69 when the port or host
-    could not be asked, 78 when --write refused."""
+    could not be asked, 78 when --write refused. --dlt645 may go with --rtu (two ports,
+    or one port wired with both kinds of meter): the meters of both are written."""
     if write_to is not None and write_to.exists() and not force:
         print(
             f"{write_to}: exists{devices_in(write_to)}; keep it, or pass --force to overwrite it",
             file=sys.stderr,
         )
         return 78
+    if rtu is None and tcp is None and opcua is None and dlt645 is None:
+        print(
+            "scan: name what to scan: --rtu PORT, --dlt645 PORT, --tcp HOST[:PORT] or --opcua URL",
+            file=sys.stderr,
+        )
+        return 64
     sweep: modbus_scan.Sweep | None = None
     try:
         candidates = modbus_profiles(profiles)
@@ -171,20 +253,25 @@ async def run(
         print(f"scan {exc}", file=sys.stderr)
         return 64
     progress = modbus_scan.tty_progress()
-    speeds, framings = speeds or modbus_scan.SPEEDS, framings or modbus_scan.FRAMINGS
+    where = rtu or tcp or opcua or dlt645
+    meters: list[Meter] = []
     try:
         if rtu is not None:
-            timeout = timeout or 0.1
+            rtu_speeds = speeds or modbus_scan.SPEEDS
+            rtu_framings = framings or modbus_scan.FRAMINGS
+            rtu_timeout = timeout or 0.1
             wanted = list(units) if units is not None else list(range(1, 248))
-            seconds = modbus_scan.estimate(len(wanted), len(speeds) * len(framings), timeout)
+            settings = len(rtu_speeds) * len(rtu_framings)
+            seconds = modbus_scan.estimate(len(wanted), settings, rtu_timeout)
             if sys.stderr.isatty():
                 print(
-                    f"{rtu}: {len(wanted)} unit ids x {len(speeds) * len(framings)} settings, "
-                    f"up to {seconds:.0f} s",
+                    f"{rtu}: {len(wanted)} unit ids x {settings} settings, up to {seconds:.0f} s",
                     file=sys.stderr,
                 )
-            sweep = await modbus_scan.sweep_serial(rtu, speeds, framings, wanted, timeout, progress)
-            meters = await scan_modbus(sweep, "modbus_rtu", max(timeout * 3, 0.3), candidates)
+            sweep = await modbus_scan.sweep_serial(
+                rtu, rtu_speeds, rtu_framings, wanted, rtu_timeout, progress
+            )
+            meters += await scan_modbus(sweep, "modbus_rtu", max(rtu_timeout * 3, 0.3), candidates)
         elif tcp is not None:
             timeout = timeout or 0.3
             host, _, port = tcp.rpartition(":") if ":" in tcp else (tcp, "", "502")
@@ -193,23 +280,38 @@ async def run(
                 return 64
             wanted = list(units) if units is not None else list(range(1, 248))
             sweep = await modbus_scan.sweep_tcp(host, int(port), framer, wanted, timeout, progress)
-            meters = await scan_modbus(sweep, "modbus_tcp", max(timeout, 0.5), candidates)
+            meters += await scan_modbus(sweep, "modbus_tcp", max(timeout, 0.5), candidates)
         elif opcua is not None:
-            meters = await scan_opcua(opcua, timeout or 5.0)
-        else:
-            raise InitError("name what to scan: --rtu PORT, --tcp HOST[:PORT] or --opcua URL")
+            meters += await scan_opcua(opcua, timeout or 5.0)
+        if dlt645 is not None:
+            where = dlt645
+            parities = list(dict.fromkeys(f[1] for f in framings)) if framings else ["E"]
+            found, heard = await scan_dlt645(dlt645, addresses, speeds, parities, timeout or 0.5)
+            meters += found
+            sweep = _merged(sweep, heard)
+    except ValueError as exc:  # a DL/T 645 address that is not 12 digits
+        print(f"scan --address: {exc}", file=sys.stderr)
+        return 64
     except modbus_scan.PortBusy as exc:
         hint = ""
         if "in use" in str(exc):
             hint = " (a running edge-agent? `systemctl stop edge-agent` for the scan)"
         print(f"{rtu or tcp}: {exc}; not scanned{hint}", file=sys.stderr)
         return 69
+    except Disconnected as exc:
+        hint = ""
+        if "in use" in str(exc):
+            hint = " (a running edge-agent? `systemctl stop edge-agent` for the scan)"
+        print(f"{exc}{hint}", file=sys.stderr)
+        return 69
     except EdgeAgentError as exc:
-        print(f"{opcua or tcp or rtu}: {exc}", file=sys.stderr)
+        print(f"{where}: {exc}", file=sys.stderr)
         return 69
     finally:
         if sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr)
+    _name(meters)
+    _one_line_per_port(meters)
     print(render(meters, sweep, as_json))
     if write_to is not None:
         try:  # beside --json, what was written is said on stderr: stdout stays one object
@@ -221,3 +323,13 @@ async def run(
         print("\n# the devices found, to paste under `devices:` (or scan again with --write FILE)")
         print("devices:\n" + snippet(meters), end="")
     return 0 if meters else 1
+
+
+def _merged(first: modbus_scan.Sweep | None, then: modbus_scan.Sweep) -> modbus_scan.Sweep:
+    """One account of two scans (--rtu and --dlt645 together)."""
+    if first is None:
+        return then
+    first.refused += then.refused
+    first.garbled += then.garbled
+    first.seconds += then.seconds
+    return first

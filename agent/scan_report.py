@@ -32,7 +32,7 @@ class Meter:
     """A meter found, how to reach it, and the profile it is judged to be (or None)."""
 
     name: str
-    protocol: str  # modbus_rtu | modbus_tcp | opcua (dlt645 when the lead wires it)
+    protocol: str  # modbus_rtu | modbus_tcp | dlt645 | opcua
     link: dict[str, object]  # the YAML fields of its link
     where: str
     answer: str  # what the detection read got
@@ -109,11 +109,10 @@ def snippet(meters: Sequence[Meter]) -> str:
     for meter in meters:
         lines = _device(meter)
         if meter.active:
+            out += [f"  # {meter.name}: {meter.note}"] if meter.note else []
             out += [f"  {line}" for line in lines]
             continue
-        out.append(
-            f"  # {meter.name} ({meter.where}, unit {meter.link.get('unit', '-')}): {meter.note}"
-        )
+        out.append(f"  # {meter.name} ({meter.where}, {_address(meter)}): {meter.note}")
         out.append(f"  #   {meter.why}")
         out += [f"  # {line}" for line in lines]
     return "\n".join(out) + "\n"
@@ -193,6 +192,13 @@ def devices_in(path: Path) -> str:
     return f" with {len(devices)} devices ({', '.join(names)})"
 
 
+def _address(meter: Meter) -> str:
+    """The meter's place on its line: unit 3 (Modbus), address 000012345678 (DL/T 645)."""
+    if "address" in meter.link:
+        return f"address {meter.link['address']}"
+    return f"unit {meter.link.get('unit', '-')}"
+
+
 def _judged(meter: Meter) -> str:
     """The PROFILE column: the profile, the points proposed, or unknown."""
     if meter.profile:
@@ -227,8 +233,9 @@ def render(meters: Sequence[Meter], sweep: Sweep | None, as_json: bool) -> str:
             "seconds": round(sweep.seconds, 3) if sweep else None,
         }
         return json.dumps(data, ensure_ascii=False)
-    rows = [("NAME", "WHERE", "UNIT", "PROFILE")]
-    rows += [(m.name, m.where, str(m.link.get("unit", "-")), _judged(m)) for m in meters]
+    unit = "ADDRESS" if any("address" in m.link for m in meters) else "UNIT"
+    rows = [("NAME", "WHERE", unit, "PROFILE")]
+    rows += [(m.name, m.where, _address(m).split()[-1], _judged(m)) for m in meters]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []
     for i, row in enumerate(rows):

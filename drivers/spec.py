@@ -22,13 +22,17 @@ from config.base import Check, DeviceBase, PointBase, Strict
 @dataclass(frozen=True, slots=True)
 class SerialLine:
     """A device's share of a serial line: devices on one port must use one protocol at
-    one setting, and each its own address."""
+    one setting (unless its driver switches the setting per device), and each its own
+    address."""
 
     port: str
     settings: str  # "9600 N1": what every device on the port must agree on
     key: str  # the settings field holding the address: "unit", "address"
     address: object
     wildcard: bool = False  # the address answers for any meter: it must be alone on the line
+    # the driver sets each device's own `settings` on the port before its exchange, under the
+    # port's lock: devices on one port may then differ in them (drivers/modbus/rtu.py)
+    switches: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,9 +219,12 @@ def serve(
         print(f"receiver: {exc}", file=sys.stderr)
         return os.EX_USAGE
     stop = threading.Event()
-    ingest: threading.Thread | None = None
+    ingest: tuple[threading.Thread, AnyStore] | None = None
     if workers > 1:  # the workers serve HTTP; this process takes MQTT beside them
-        ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
+        try:
+            ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
+        except (ValueError, sqlite3.Error) as exc:
+            return _ingest_refused(db_path, exc)
         try:
             return serve_workers(
                 receiver,
@@ -231,8 +234,7 @@ def serve(
             )
         finally:
             stop.set()
-            if ingest is not None:
-                ingest.join(10)
+            _stop_ingest(ingest)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -252,14 +254,16 @@ def serve(
         if token is None:
             logger.warning("no token file: batches are accepted without authentication")
         print(f"receiver listening on {receiver.url}", flush=True)
-        ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
+        try:
+            ingest = _start_ingest(db_path, stop, mqtt) if mqtt else None
+        except (ValueError, sqlite3.Error) as exc:
+            return _ingest_refused(db_path, exc)
         while not stop.wait(0.5):
             pass
         return 0
     finally:
         stop.set()
-        if ingest is not None:
-            ingest.join(10)
+        _stop_ingest(ingest)
         receiver.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -267,16 +271,38 @@ def serve(
 
 def _start_ingest(
     db_path: str | os.PathLike[str], stop: threading.Event, options: dict[str, Any]
-) -> threading.Thread:
-    """MQTT ingest beside the HTTP server, on its own connection to the database."""
+) -> tuple[threading.Thread, AnyStore]:
+    """MQTT ingest beside the HTTP server, on its own connection to the database.
+    ValueError for a wrong --mqtt, sqlite3.Error for a store it cannot open."""
     from receiver._mqtt import MqttIngest
 
-    ingest = MqttIngest(open_store(db_path), stop=stop, **options)
+    store = open_store(db_path)
+    try:
+        ingest = MqttIngest(store, stop=stop, **options)
+    except ValueError:
+        store.close()
+        raise
     thread = threading.Thread(target=ingest.run, name="receiver:mqtt", daemon=True)
     thread.start()
     print(f"receiver taking batches from {options['url']} ({', '.join(ingest.filters)})",
           flush=True)  # fmt: skip
-    return thread
+    return thread, store
+
+
+def _ingest_refused(db_path: str | os.PathLike[str], exc: Exception) -> int:
+    """A wrong --mqtt (64) or a store the ingest cannot open (73), said in one line."""
+    if isinstance(exc, ValueError):
+        print(f"receiver: {exc}", file=sys.stderr)
+        return os.EX_USAGE
+    print(f"receiver: {shown(db_path)}: {exc}", file=sys.stderr)
+    return os.EX_CANTCREAT
+
+
+def _stop_ingest(ingest: tuple[threading.Thread, AnyStore] | None) -> None:
+    if ingest is not None:
+        thread, store = ingest
+        thread.join(10)
+        store.close()
 
 
 def _server_tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLContext | None:

@@ -57,10 +57,16 @@ def parse_for(store: AnyStore, data: bytes) -> tuple[Batch, dict[str, Any] | Non
 
 
 def put_body(
-    store: AnyStore, key: str, batch: Batch, document: dict[str, Any] | None, data: bytes
+    store: AnyStore,
+    key: str,
+    batch: Batch,
+    document: dict[str, Any] | None,
+    data: bytes,
+    digest: str | None = None,
 ) -> Stored | None:
-    """Store what `parse_for` gave for `data` under `key`; None if the key is held."""
-    digest = hashlib.sha256(data).hexdigest()
+    """Store what `parse_for` gave for `data` under `key`; None if the key is held.
+    `digest`: the body's SHA-256 (hex), if the caller has it already."""
+    digest = digest or hashlib.sha256(data).hexdigest()
     if isinstance(store, Store):
         assert document is not None, "parse_for parses the JSON for an SQLite store"
         return store.put(key, batch, document, digest)

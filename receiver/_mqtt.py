@@ -9,16 +9,20 @@ paho's manual acknowledgement. A receiver killed between the commit and the
 PUBACK gets the message again when it reconnects under the same client id
 (the broker keeps its session), and its key finds the batch already stored.
 A message that cannot be parsed is logged once per cause, counted and
-acknowledged: it would never get better. A store that fails (a locked or full
-database) leaves the message unacknowledged and drops the connection, so the
-broker sends it again when the receiver is back.
+acknowledged: it would never get better. A batch whose key another batch holds
+(an agent whose buffer was replaced starts its sequence again) is stored under
+its key and body digest. A store that fails (a locked or full database) leaves
+the message unacknowledged and ends the session, so the broker sends it again;
+sessions that end at once are tried again after a growing wait.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +67,15 @@ class MqttIngest:
         client_id: str | None = None,
         session_expiry: int = 86_400,
         max_body: int = 16 * 2**20,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "mqtt" or not parts.hostname:
-            raise ValueError(f"--mqtt must be mqtt://host[:port] (got {url!r})")
+        if parts.scheme != "mqtt" or not parts.hostname or parts.username or parts.password:
+            raise ValueError(
+                "--mqtt must be mqtt://host[:port], with a login in --mqtt-credentials-file "
+                f"(got a {parts.scheme or 'plain'}:// address)"
+            )
+        self.credentials = credentials
         self.host, self.port = parts.hostname, parts.port or 1883
         self.store = store
         self.stop = stop
@@ -80,29 +89,52 @@ class MqttIngest:
         self._last_error: str | None = None
 
     def run(self) -> None:
-        """Connect, subscribe, ingest; connect again after a loss; return once `stop` is set."""
+        """Connect, subscribe, ingest until `stop` is set. A connection refused, or lost
+        (the broker went away, or the store failed and the message must come again), is
+        tried again after a growing wait (0.5 s up to 30 s), so neither a refusing broker
+        nor a batch the store keeps failing on is hammered; a session that lasted a while
+        starts the waits over."""
         while not self.stop.is_set():
-            client = self._client()
-            self._lost.clear()
             try:
                 for attempt in Retrying(
-                    retry=retry_if_exception_type(OSError),
+                    retry=retry_if_exception_type((OSError, _Lost)),
                     wait=wait_exponential_jitter(multiplier=0.5, max=30),
                     stop=lambda _: self.stop.is_set(),
+                    sleep=self._nap,
                     reraise=True,
                 ):
                     with attempt:
-                        client.connect(self.host, self.port, clean_start=False,
-                                       properties=self._connect_properties())  # fmt: skip
+                        self._session()
             except OSError as exc:
                 logger.error("mqtt: cannot connect to %s:%d: %s", self.host, self.port, exc)
-                return
-            client.loop_start()
+            except _Lost:
+                pass  # stopped while waiting to try again
+            except _LostAfterAWhile:
+                continue
+
+    def _nap(self, seconds: float) -> None:
+        self.stop.wait(seconds)  # a stop ends the wait at once
+
+    def _session(self) -> None:
+        """One connection: until `stop` (returns) or a loss (raises)."""
+        client = self._client()
+        self._lost.clear()
+        try:
+            client.connect(self.host, self.port, clean_start=False,
+                           properties=self._connect_properties())  # fmt: skip
+        except OSError as exc:
+            self._say(f"mqtt: cannot connect to {self.host}:{self.port}: {exc}")
+            raise
+        began = time.monotonic()
+        client.loop_start()
+        try:
             while not (self.stop.is_set() or self._lost.is_set()):
                 self.stop.wait(0.2)
-            if self.stop.is_set():
-                client.disconnect()
+            client.disconnect()  # stopped, or the store failed: unacknowledged stays queued
+        finally:
             client.loop_stop()
+        if not self.stop.is_set():
+            raise _LostAfterAWhile() if time.monotonic() - began > 60 else _Lost()
 
     def _client(self) -> Client:
         client = Client(
@@ -112,6 +144,8 @@ class MqttIngest:
             reconnect_on_failure=False,
             manual_ack=True,  # PUBACK only after the batch is committed
         )
+        if self.credentials is not None:
+            client.username_pw_set(*self.credentials)
         client.on_log = lambda _c, _u, _level, text: logger.debug("paho: %s", text)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -141,19 +175,27 @@ class MqttIngest:
 
     def _on_message(self, client: Client, _: Any, message: MQTTMessage) -> None:
         """Store, then acknowledge; malformed: count and acknowledge; failed: neither."""
+        payload, key = bytes(message.payload), _key_of(message)
         try:
-            self.ingest(bytes(message.payload), _key_of(message))
-        except (Refused, KeyConflict) as exc:
+            try:
+                self.ingest(payload, key)
+            except KeyConflict:
+                # Another batch holds this key: the agent's sequence started again (its
+                # buffer was replaced). Over HTTP a 409 makes it renumber; over MQTT it
+                # cannot hear one, so the batch is stored under its key and body digest
+                # (records are still taken once each, by their own keys).
+                self.ingest(payload, key, renumbered=True)
+        except Refused as exc:
             self.counts.malformed += 1
             self._say(f"mqtt: a message on {message.topic} refused: {exc}")
         except Exception as exc:  # the database: keep it unacknowledged, let it come again
             self.counts.failed += 1
-            logger.error("mqtt: batch not stored (%s); it stays with the broker", exc)
-            client.disconnect()
+            self._say(f"mqtt: batch not stored ({exc}); it stays with the broker", logging.ERROR)
+            self._lost.set()  # the session ends; the next waits a little longer
             return
         client.ack(message.mid, message.qos)
 
-    def ingest(self, payload: bytes, key: str | None) -> str:
+    def ingest(self, payload: bytes, key: str | None, renumbered: bool = False) -> str:
         """Parse and store one batch message; its status (stored or duplicate)."""
         if len(payload) > self.max_body:
             raise Refused(413, f"message of {len(payload)} bytes is over {self.max_body}")
@@ -164,7 +206,10 @@ class MqttIngest:
         )
         check_key(gateway, sequence, batch)
         name = f"{gateway}:{sequence}"
-        stored = put_body(self.store, name, batch, document, data)
+        digest = hashlib.sha256(data).hexdigest()
+        if renumbered:
+            name = f"{name}~{digest[:16]}"
+        stored = put_body(self.store, name, batch, document, data, digest)
         if stored is None:
             self.counts.duplicates += 1
             logger.debug("mqtt: %s duplicate", name)
@@ -174,11 +219,19 @@ class MqttIngest:
                      stored.events)  # fmt: skip
         return "stored"
 
-    def _say(self, message: str) -> None:
+    def _say(self, message: str, level: int = logging.WARNING) -> None:
         """Logged once per cause in a row: a sender stuck on a bad batch is one line."""
         if message != self._last_error:
-            logger.warning("%s", message)
+            logger.log(level, "%s", message)
         self._last_error = message
+
+
+class _Lost(Exception):
+    """The session ended at once (refused, or the store failed): wait longer each time."""
+
+
+class _LostAfterAWhile(Exception):
+    """The session ended after working a while: start the waits over."""
 
 
 def _key_of(message: MQTTMessage) -> str | None:

@@ -33,6 +33,7 @@ from domain.errors import SyncRefused, SyncRetryable
 log = logging.getLogger(__name__)
 
 BUSY = {0x97}  # Quota exceeded: the broker may take it later (MQTT 5.0, Table 3-4)
+NO_SUBSCRIBERS = 0x10  # accepted, but no subscription matched (MQTT 5.0, 3.4.2.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ class Link:
         self.max_packet: int | None = None  # the broker's Maximum Packet Size, if it said
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Future[None] | None = None
-        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._acks: dict[int, asyncio.Future[int]] = {}
         self._up = threading.Event()
 
     @property
@@ -128,14 +129,15 @@ class Link:
             await self.drop()
             raise
 
-    async def publish(self, message: Message) -> None:
-        """Published and acknowledged (PUBACK) at QoS 1; SyncRetryable if the connection
-        failed or the broker did not answer in time, SyncRefused if it refused."""
+    async def publish(self, message: Message) -> int:
+        """Published and acknowledged (PUBACK) at QoS 1: the PUBACK's reason code (0, or
+        NO_SUBSCRIBERS); SyncRetryable if the connection failed or the broker did not
+        answer in time, SyncRefused if it refused."""
         client, loop = self.client, self._loop
         if client is None or loop is None or not self.up:
             raise SyncRetryable("not connected")
         props = properties(message, PacketTypes.PUBLISH) if self.broker.mqtt5 else None
-        waiting: asyncio.Future[None] = loop.create_future()
+        waiting: asyncio.Future[int] = loop.create_future()
         info: MQTTMessageInfo = client.publish(
             message.topic, message.payload, qos=1, retain=message.retain, properties=props
         )
@@ -143,7 +145,7 @@ class Link:
             raise SyncRetryable(f"publish failed: {info.rc.name}")
         self._acks[info.mid] = waiting  # the PUBACK is settled on this loop, after this line
         try:
-            await asyncio.wait_for(asyncio.shield(waiting), self.broker.timeout)
+            return await asyncio.wait_for(asyncio.shield(waiting), self.broker.timeout)
         except TimeoutError as exc:
             await self.drop()  # a broker that does not answer: start afresh
             raise SyncRetryable(f"no PUBACK within {self.broker.timeout:g}s") from exc
@@ -208,7 +210,7 @@ class Link:
         if waiting is None or waiting.done():
             return
         if not code.is_failure:  # 0x00 Success, 0x10 No matching subscribers
-            waiting.set_result(None)
+            waiting.set_result(code.value)
         elif code.value in BUSY:
             waiting.set_exception(SyncRetryable(f"the broker is busy: {code}"))
         else:

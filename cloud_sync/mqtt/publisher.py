@@ -30,7 +30,7 @@ from tenacity import (
 from buffer import AsyncStore, PendingBatch
 from cloud_sync.base import DestinationStatus, Identity
 from cloud_sync.http.tls import client_tls
-from cloud_sync.mqtt.link import Broker, Link, Message
+from cloud_sync.mqtt.link import NO_SUBSCRIBERS, Broker, Link, Message
 from cloud_sync.mqtt.payloads import batch_message, status_payload, thingsboard_messages, topic
 from cloud_sync.mqtt.settings import MqttSettings
 from domain.batch import SCHEMA_VERSION
@@ -232,7 +232,10 @@ class Publisher:
                     raise Oversized(f"a message is over the broker's maximum packet size "
                                     f"({limit} B)")  # fmt: skip
                 for message in messages:
-                    await self.link.publish(message)
+                    code = await self.link.publish(message)
+                    if code == NO_SUBSCRIBERS and self.settings.require_subscriber:
+                        raise SyncRetryable("no subscriber took it (PUBACK 0x10 No matching "
+                                            "subscribers); it stays buffered")  # fmt: skip
 
     async def _connect(self) -> None:
         """Connected, the birth published (retained `online`) on each new connection."""

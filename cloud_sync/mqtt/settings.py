@@ -86,6 +86,15 @@ class MqttSettings(Strict):
         description="How long the broker keeps the session (and what it queued) while the "
         "agent is away (MQTT 5).",
     )
+    require_subscriber: bool = Field(
+        default=False,
+        description='A batch the broker answers with "No matching subscribers" (MQTT 5 '
+        "PUBACK 0x10) is not delivered: it stays buffered and is published again. Set it "
+        "when receivers take the batches on a (shared) subscription: a restarted mosquitto "
+        "comes back without shared subscriptions until the receivers subscribe again, and "
+        "drops what arrives meanwhile. Leave it off for a broker whose rule engine takes the "
+        "messages without a subscriber.",
+    )
     keepalive: Duration = Field(default=60.0, ge=5, le=65_535, description="MQTT keep-alive.")
     every: Duration = Field(default=60.0, gt=0, description="How often to publish the backlog.")
     max_batch: int = Field(default=5000, ge=1, le=100_000, description="Records per message.")
@@ -160,6 +169,11 @@ def _check(settings: MqttSettings, at: NodePath, doc: Reporter) -> Iterator[Prob
                 )
         if re.search(r"[#+]", template) or "\0" in template:
             yield doc.problem((*at, field), "a topic to publish to has no wildcards (+, #)")
+    if settings.require_subscriber and settings.protocol == "3.1.1":
+        message = (
+            "MQTT 3.1.1 has no PUBACK reason codes: a batch nobody subscribed to cannot be told"
+        )
+        yield doc.problem((*at, "require_subscriber"), message, severity="warning")
     if settings.format == "thingsboard" and settings.gzip:
         yield doc.problem((*at, "gzip"), "ThingsBoard reads JSON text: gzip is for format batch")
     if settings.credentials_file and not settings.tls and not _loopback(settings.host):

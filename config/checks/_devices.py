@@ -163,7 +163,9 @@ def _wiring(
 
 def check_serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
     """Devices on one serial port share the line: one protocol at one setting, and each
-    meter its own address (a wildcard address only when it is alone on the line).
+    meter its own address (a wildcard address only when it is alone on the line). Where
+    the protocol's driver switches the port's setting per device (Modbus RTU), devices may
+    differ in speed and framing, with a warning: every switch costs the bus time.
 
     Each rule is checked on its own and on every device whose link validated, so one
     run lists every problem of a line.
@@ -181,13 +183,21 @@ def check_serial_ports(parts: Parts, doc: Document) -> Iterator[Problem]:
         addresses: dict[tuple[str, object], tuple[int, str]] = {}
         for i, name, protocol, line in meters:
             key, address = line.key, line.address
-            if f"{protocol} {line.settings}" != expected:
+            if protocol != protocol0 or (line.settings != line0.settings and not line.switches):
                 message = (
                     f"{line.port} is shared with '{first}' (devices[{i0}]) as {expected}; "
                     f"one line carries one protocol at one setting "
                     f"(got {protocol} {line.settings})"
                 )
                 yield doc.problem(("devices", i, protocol), message)
+            elif line.settings != line0.settings:
+                message = (
+                    f"{line.port} runs at {line0.settings} for '{first}' (devices[{i0}]) and at "
+                    f"{line.settings} for this meter: the port is switched before each of its "
+                    "requests, which works but slows the bus; set the meters to one speed and "
+                    "framing (their menus) where you can"
+                )
+                yield doc.problem(("devices", i, protocol), message, severity="warning")
             if (key, address) in addresses:
                 j, other = addresses[key, address]
                 message = f"'{other}' (devices[{j}]) already has {key} {address} on {line.port}"

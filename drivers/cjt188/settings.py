@@ -432,12 +432,15 @@ def _check(device: Cjt188Device, at: NodePath, doc: Reporter) -> Iterator[Proble
 
 
 def _modulus(point: Cjt188Point) -> float | None:
-    """A 4-byte BCD value with two decimals wraps after 999999.99 (in the meter's unit,
-    taken to be the point's); a status bit or a gauge never wraps."""
+    """Working hours (a 3-byte BCD count of whole hours, in no other unit) wrap after
+    999999 x scale. A value sent with a unit code wraps at 999999.99 of the meter's own
+    unit, which the driver converts to the point's at run time (MWh into kWh, GJ into
+    MJ): no wrap point holds in the point's unit, so a drop is judged a reset in doubt
+    rather than turned into a wrap of the wrong size. A status bit or gauge never wraps."""
     dimension, fixed = field_unit(point.field)
-    if dimension is None and fixed != "h":
-        return None
-    return 1e6 * point.scale
+    if dimension is None and fixed == "h":
+        return 1e6 * point.scale
+    return None
 
 
 def _serial_line(link: Cjt188) -> SerialLine:

@@ -188,7 +188,8 @@ def _modulus(point: ModbusPoint) -> float | None:
 
 
 def _serial_line(link: ModbusRtu) -> SerialLine:
-    return SerialLine(link.port, f"{link.baudrate} {link.parity}{link.stopbits}", "unit", link.unit)
+    settings = f"{link.baudrate} {link.parity}{link.stopbits}"
+    return SerialLine(link.port, settings, "unit", link.unit, switches=True)  # see rtu.py
 
 
 # --- edge-agent init --------------------------------------------------------------

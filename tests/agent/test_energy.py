@@ -247,6 +247,15 @@ def test_a_drop_in_the_middle_of_the_range_is_not_a_rollover() -> None:
     assert total(state, closed) == pytest.approx(4.0)
 
 
+def test_a_value_past_the_modulus_never_wraps_into_negative_energy() -> None:
+    """A meter read in a smaller unit than it counts in (MWh into kWh) can pass the
+    register's modulus; its drop to near 0 is a reset in doubt, never -999,930 kWh."""
+    values = [2_000_000.0, 2_000_010.0, 2_000_020.0, 50.0, 51.0, 52.0]
+    state, closed, events = run(values, modulus=1e6)
+    assert not any(e.startswith("counter_rollover") for e in events)
+    assert placed(closed, state) >= 0.0
+
+
 def test_a_long_outage_with_a_big_advance_is_counted_not_refused() -> None:
     """A day away on a uint16 counter that advanced more than half its range: still energy."""
     samples = [Sample(T0 + 5 * i, 1000.0 + i) for i in range(4)]

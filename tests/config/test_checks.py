@@ -477,25 +477,46 @@ def test_an_unset_variable_is_reported_beside_schema_errors(problems: Problems) 
     ]
 
 
-def test_devices_on_one_serial_port_must_share_protocol_and_settings(problems) -> None:
-    """A second device on /dev/ttyUSB0 at another speed (or protocol) is refused at its link."""
+def test_devices_on_one_serial_port_must_share_protocol_and_settings(problems, load) -> None:
+    """A second device on /dev/ttyUSB0 speaking another protocol is refused at its link; a
+    Modbus RTU meter at another speed is accepted (the driver switches the port for it)
+    with a warning that it slows the bus. DL/T 645 meters on one port share its speed."""
     text = GATEWAY + (
         "devices:\n"
         "  - name: a\n"
         "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 9600, unit: 1}\n"
         "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
         "  - name: b\n"
-        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 19200, unit: 2}\n"
+        "    modbus_rtu: {port: /dev/ttyUSB0, baudrate: 19200, parity: E, unit: 2}\n"
         "    points: [{name: e, address: 0, type: uint32, unit: kWh, kind: counter}]\n"
     )
-    (problem,) = problems(text)
-    assert problem.startswith("agent.yaml:13:17: devices[1].modbus_rtu: /dev/ttyUSB0 is shared")
-    assert "modbus_rtu 9600 N1" in problem and "got modbus_rtu 19200 N1" in problem
+    (warning,) = [str(w) for w in load(text).warnings]
+    assert warning.startswith("agent.yaml:13:17: devices[1].modbus_rtu: /dev/ttyUSB0 runs at ")
+    assert "9600 N1 for 'a' (devices[0]) and at 19200 E1 for this meter" in warning
+    assert "slows the bus" in warning
+    dlt645 = (
+        "  - name: c\n"
+        "    dlt645: {port: /dev/ttyUSB0, address: '000012345678'}\n"
+        "    points: [{name: e, di: '00010000', unit: kWh, kind: counter}]\n"
+    )
+    (problem,) = [p for p in problems(text + dlt645) if "warning" not in p and "runs at" not in p]
+    assert problem.startswith("agent.yaml:16:13: devices[2].dlt645: /dev/ttyUSB0 is shared")
+    assert "modbus_rtu 9600 N1" in problem and "got dlt645 2400 E1" in problem
+    two = (
+        GATEWAY
+        + "devices:\n"
+        + dlt645
+        + dlt645.replace("c\n", "d\n", 1).replace(
+            "'000012345678'}", "'000012345679', baudrate: 9600}"
+        )
+    )
+    (problem,) = problems(two)
+    assert "dlt645 2400 E1" in problem and "got dlt645 9600 E1" in problem
 
 
 def test_every_problem_of_a_serial_line_is_reported_at_once(problems) -> None:
-    """Another speed and a unit id already taken are both said, and a device with an error
-    elsewhere still counts on its line: one run lists all of it."""
+    """Another speed (a warning) and a unit id already taken are both said, and a device
+    with an error elsewhere still counts on its line: one run lists all of it."""
     text = GATEWAY + (
         "devices:\n"
         "  - name: a\n"

@@ -101,6 +101,73 @@ def test_batches_are_stored_once_and_a_malformed_one_is_acknowledged(tmp_path: P
         store.close()
 
 
+def test_a_batch_whose_key_another_holds_is_kept_under_its_digest(tmp_path: Path) -> None:
+    """An agent whose buffer was replaced numbers its batches from 1 again: over MQTT it
+    cannot hear the 409 that makes it renumber, so the receiver keeps the batch under its
+    key and body digest, and its records are stored (each still once)."""
+    with broker(tmp_path) as b:
+        stop = threading.Event()
+        store = Store(tmp_path / "central.db")
+        ingest = MqttIngest(store, b.url, stop, client_id="r2")
+        thread = threading.Thread(target=ingest.run, daemon=True)
+        thread.start()
+        assert ingest.subscribed.wait(10)
+        client = sender(b.port)
+        first = document(1)
+        again = batch(1, [interval("press_line_2", "2026-11-27T08:00:00+08:00", 1, kwh=2.5)])
+        for doc in (first, again, again):
+            props = publish_props(key(doc))
+            client.publish(TOPIC, json.dumps(doc).encode(), qos=1, properties=props)
+        wait_for(lambda: ingest.counts.stored + ingest.counts.duplicates == 3, 10, "3 batches")
+        client.disconnect()
+        client.loop_stop()
+        stop.set()
+        thread.join(10)
+        keys = sorted(stored_keys(tmp_path / "central.db"))
+        assert keys[0] == key(first) and keys[1].startswith(f"{key(first)}~")
+        assert (ingest.counts.stored, ingest.counts.duplicates, ingest.counts.malformed) == (
+            2, 1, 0
+        )  # fmt: skip
+        with closing(sqlite3.connect(tmp_path / "central.db")) as conn:
+            devices = sorted(row[0] for row in conn.execute("SELECT device FROM intervals"))
+        assert devices == ["main_incomer", "press_line_2"]
+        store.close()
+
+
+def test_a_store_that_fails_keeps_the_message_and_backs_off(tmp_path: Path) -> None:
+    """A store that cannot write (closed here; a full disk in the field) leaves the batch
+    with the broker, and the receiver reconnects after growing waits rather than at once:
+    a few connections in three seconds, not dozens; the batch is stored once it can be."""
+    with broker(tmp_path) as b:
+        stop = threading.Event()
+        broken = Store(tmp_path / "central.db")
+        broken.close()
+        ingest = MqttIngest(broken, b.url, stop, client_id="r3")
+        thread = threading.Thread(target=ingest.run, daemon=True)
+        thread.start()
+        assert ingest.subscribed.wait(10)
+        client = sender(b.port)
+        one = document(1)
+        client.publish(TOPIC, json.dumps(one).encode(), qos=1, properties=publish_props(key(one)))
+        wait_for(lambda: ingest.counts.failed >= 1, 10, "the first failure")
+        time.sleep(3.0)  # the waits after each failure, measured as connections made
+        connects = b.log.read_text().count("as r3 (")
+        stop.set()
+        thread.join(10)
+        assert ingest.counts.stored == 0 and 2 <= connects <= 6, connects
+        healed = MqttIngest(Store(tmp_path / "central.db"), b.url, threading.Event(),
+                            client_id="r3")  # fmt: skip
+        after = threading.Thread(target=healed.run, daemon=True)
+        after.start()
+        wait_for(lambda: healed.counts.stored == 1, 10, "the batch stored after all")
+        healed.stop.set()
+        after.join(10)
+        client.disconnect()
+        client.loop_stop()
+        assert stored_keys(tmp_path / "central.db") == [key(one)]
+        healed.store.close()
+
+
 def receiver(db: Path, url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -191,3 +258,22 @@ def test_garbage_is_refused_never_stored_never_a_crash(
 
 def stored_keys_of(store: Store) -> list[str]:
     return [row[0] for row in store._read("SELECT key FROM batches", [])]
+
+
+def test_a_wrong_mqtt_address_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A login in the URL (it would be printed and ignored) or another scheme: exit 64 with
+    what is right; an unreadable credentials file: 66."""
+    from agent.cli import main
+
+    db = str(tmp_path / "r.db")
+    base = ["receiver", "--db", db, "--port", "0"]
+    assert main([*base, "--mqtt", "mqtt://user:secret@127.0.0.1:1"]) == os.EX_USAGE
+    err = capsys.readouterr().err
+    assert "--mqtt-credentials-file" in err and "secret" not in err and "Traceback" not in err
+    assert main([*base, "--mqtt", "mqtts://127.0.0.1:1"]) == os.EX_USAGE
+    missing = str(tmp_path / "nope")
+    args = [*base, "--mqtt", "mqtt://127.0.0.1:1", "--mqtt-credentials-file", missing]
+    assert main(args) == os.EX_NOINPUT
+    assert "--mqtt-credentials-file" in capsys.readouterr().err

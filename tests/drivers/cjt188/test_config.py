@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import LoadedConfig, load_config
+from config.loader import LoadedConfig, load_config, load_profile
 from domain.errors import ConfigInvalid
-from drivers.cjt188.settings import Cjt188Device
+from drivers.cjt188.settings import CJT188, Cjt188Device, Cjt188Point
 from tests.fixtures.config import GATEWAY
 
 
@@ -128,3 +128,14 @@ def test_the_heat_counter_converts_to_the_heat_carrier_and_gas_to_natural_gas(
     devices = HEAT.replace("carrier: heat", "carrier: natural_gas")
     (problem,) = problems(tmp_path, monkeypatch, devices)
     assert "'heat_kwh' counts in 'kWh', not a unit of natural_gas (m3, Nm3)" in problem
+
+
+def test_only_working_hours_have_a_wrap_point() -> None:
+    """A value sent with a unit code wraps in the meter's unit, not the point's: no modulus
+    (a drop is a reset in doubt); the whole hours, in no other unit, wrap at 999999."""
+    modulus = CJT188.modulus
+    heat = load_profile("cjt188-heat").profile.points
+    by_name = {p.name: p for p in heat if isinstance(p, Cjt188Point)}
+    assert modulus(by_name["heat_kwh"]) is None
+    assert modulus(by_name["volume_m3"]) is None
+    assert modulus(by_name["operating_h"]) == pytest.approx(1e6)

@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 import serial
 
+from config.loader import load_profile
 from domain.reading import Quality
-from drivers.modbus.rtu import ModbusRtuDriver
+from drivers.modbus.rtu import ModbusRtuDriver, switch_line
 from drivers.modbus.settings import ModbusPoint, ModbusRtuDevice
 from drivers.modbus.simulator import LoadCurve, SerialMeterServer, SimulatedMeter
+from tests.fixtures.rtu_bus import RtuBus, profile_meter
 from tests.fixtures.serial import NullModem
 
 pytestmark = pytest.mark.timeout(60)
@@ -181,3 +183,38 @@ async def test_each_meter_on_a_port_keeps_its_own_timeout(line) -> None:
         await driver.close()
     assert all(r.quality is Quality.BAD for r in readings)
     assert took < 1.0
+
+
+async def test_meters_at_different_speeds_on_one_port_are_each_asked_at_their_own() -> None:
+    """Two meters on one RS-485 port, at 9600 and 19200 baud (tests/fixtures/rtu_bus: a
+    meter hears only the speed the client set on the line): read in turn and all at once,
+    each reads good, the port switched for each; the line is not switched needlessly."""
+    slow, fast = profile_meter(3, "eastron-sdm630"), profile_meter(5, "eastron-sdm630")
+    fast.baudrate = 19200
+    with RtuBus([slow, fast]) as bus:
+        first = rtu_device(bus.port, 3, 9600)
+        second = rtu_device(bus.port, 5, 19200)
+        drivers = [ModbusRtuDriver(first), ModbusRtuDriver(second)]
+        try:
+            for _ in range(2):
+                for driver in drivers:
+                    assert all(r.quality is Quality.GOOD for r in await driver.read())
+            results = await asyncio.gather(*(d.read() for d in drivers))
+            assert all(r.quality is Quality.GOOD for rs in results for r in rs)
+            link = drivers[0].link
+            assert link is drivers[1].link  # one port, one link
+            assert not switch_line(link, second.modbus_rtu)  # at 19200 already: left as is
+            assert switch_line(link, first.modbus_rtu) and link.where.endswith("@9600 8N1")
+        finally:
+            for driver in drivers:
+                await driver.close()
+    assert fast.served >= 3 and slow.served >= 3
+
+
+def rtu_device(port: str, unit: int, baudrate: int) -> ModbusRtuDevice:
+    points = [p for p in load_profile("eastron-sdm630").profile.points if p.name == "voltage_l1_v"]
+    return ModbusRtuDevice(
+        name=f"meter{unit}",
+        modbus_rtu={"port": port, "baudrate": baudrate, "unit": unit, "timeout": "300ms"},
+        points=points,
+    )
