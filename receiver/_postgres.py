@@ -22,7 +22,7 @@ Intervals, nearly all of a batch, go in by one INSERT ... SELECT in which
 PostgreSQL reads them from the body as sent (receiver._postgres_schema,
 INSERT_INTERVALS_JSON): Python validates the body once and does no per-record
 work. Building 24 parameters a row in Python, then executemany, cost the
-receiver four times the CPU (bench/RESULTS.md, "A region's day"). Events and
+receiver nearly four times the CPU (bench/RESULTS.md, "A region's day"). Events and
 samples, a few a batch, still go by executemany, which psycopg 3 pipelines.
 """
 
