@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, one table, appended to bench/RESULTS.md.
 
-    .venv/bin/python bench/run.py            # the full run (15 minutes, then an hour's soak)
+    .venv/bin/python bench/run.py            # the full run (40 minutes, then an hour's soak)
     .venv/bin/python bench/run.py --quick    # small sizes, for a look (about 2 minutes)
 
 Each figure sits next to its baseline measured in the same run (a bare pymodbus
@@ -52,6 +52,8 @@ def main() -> None:
         help="the full run ends with a soak of 200 meters this long (0: none)",
     )  # fmt: skip
     args = parser.parse_args()
+    from bench import region_day  # a region's day through MQTT (issue 13); a hunk of its own
+
     about = machine()
     print(about, flush=True)
     figures: list[Figure] = []
@@ -61,6 +63,7 @@ def main() -> None:
         figures += drain.figures((20_000,))
         figures += receiver_ingest.figures(20_000)
         figures += mqtt_drain.figures((20_000,))
+        figures += region_day.figures(gateways=50, devices=20, hours=1)
         figures += startup.figures([1, 50])
     else:
         figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
@@ -68,6 +71,7 @@ def main() -> None:
         figures += drain.figures()
         figures += receiver_ingest.figures()
         figures += mqtt_drain.figures()
+        figures += region_day.figures()  # 14.4 M intervals: 10 to 30 minutes
         figures += startup.figures([1, 200])
         if args.soak:
             figures += soak.figures(200, minutes=args.soak, warmup=10)

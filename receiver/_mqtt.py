@@ -2,7 +2,7 @@
 
 Several receivers subscribe to `$share/<group>/<filter>` (MQTT 5.0, 4.8.2):
 the broker hands each message to one of them, so they split the load. Each
-message is parsed with the HTTP path's own parser (parse_batch, check_key),
+message is parsed with the HTTP path's own parser (parse_for, check_key),
 stored with the store's `put` under its key `<gateway id>:<sequence>` (the
 same idempotency as HTTP), and acknowledged (PUBACK) only after that commit:
 paho's manual acknowledgement. A receiver killed between the commit and the
@@ -34,9 +34,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from receiver._backends import AnyStore
+from receiver._backends import AnyStore, parse_for, put_body
 from receiver._body import gunzip
-from receiver._request import Refused, check_key, parse_batch, parse_key
+from receiver._request import Refused, check_key, parse_key
 from receiver._store import KeyConflict
 
 logger = logging.getLogger("edge_agent.receiver.mqtt")
@@ -200,7 +200,7 @@ class MqttIngest:
         if len(payload) > self.max_body:
             raise Refused(413, f"message of {len(payload)} bytes is over {self.max_body}")
         data = gunzip(payload, self.max_body) if payload[:2] == b"\x1f\x8b" else payload
-        batch, document = parse_batch(data)
+        batch, document = parse_for(self.store, data)
         gateway, sequence = (
             parse_key(key) if key is not None else (batch.gateway.id, batch.sequence)
         )
@@ -209,7 +209,7 @@ class MqttIngest:
         digest = hashlib.sha256(data).hexdigest()
         if renumbered:
             name = f"{name}~{digest[:16]}"
-        stored = self.store.put(name, batch, document, digest)
+        stored = put_body(self.store, name, batch, document, data, digest)
         if stored is None:
             self.counts.duplicates += 1
             logger.debug("mqtt: %s duplicate", name)

@@ -18,9 +18,12 @@ The schema is created and migrated by the first receiver to start, under an
 advisory lock (PostgreSQL 15 documentation, 13.3 "Explicit Locking", 13.3.5
 "Advisory Locks"), so two starting at once do not both migrate.
 
-Rows go in by executemany, which psycopg 3 pipelines: one round trip per
-batch (bench/receiver_ingest.py measures it against raw COPY and executemany
-and the other ways to insert that keep the rule).
+Intervals, nearly all of a batch, go in by one INSERT ... SELECT in which
+PostgreSQL reads them from the body as sent (receiver._postgres_schema,
+INSERT_INTERVALS_JSON): Python validates the body once and does no per-record
+work. Building 24 parameters a row in Python, then executemany, cost the
+receiver nearly four times the CPU (bench/RESULTS.md, "A region's day"). Events and
+samples, a few a batch, still go by executemany, which psycopg 3 pipelines.
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 from domain.batch import Batch
 from receiver._postgres_schema import (
     INSERT_EVENTS,
-    INSERT_INTERVALS,
+    INSERT_INTERVALS_JSON,
     INSERT_SAMPLES,
     MIGRATIONS,
+    event_rows,
     nul_characters,
-    rows,
+    sample_rows,
 )
 from receiver._request import Refused
 from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
@@ -138,17 +142,39 @@ class PostgresStore:
                 db.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
                 logger.info("receiver database migrated to schema version %d", version)
 
-    def put(self, key: str, batch: Batch, document: dict[str, Any], digest: str) -> Stored | None:
+    def put(
+        self,
+        key: str,
+        batch: Batch,
+        document: dict[str, Any] | None,
+        digest: str,
+        *,
+        body: bytes | None = None,
+    ) -> Stored | None:
         """Store a batch and its records in one transaction; None if the key is already held.
 
-        Raises KeyConflict for a known key with another body, like the SQLite store, and
-        Refused (422) for text PostgreSQL cannot hold, before anything is stored.
+        `body` is the JSON the batch was validated from; given it, `document` (the same
+        JSON parsed) may be None and is parsed here only when needed (events, samples, or
+        a suspected NUL). Raises KeyConflict for a known key with another body, like the
+        SQLite store, and Refused (422) for text PostgreSQL cannot hold, before anything
+        is stored.
         """
-        nul = nul_characters(document)
-        if nul:
-            raise Refused(422, "batch holds text this receiver's database cannot store", errors=nul)
+        if body is None:
+            if document is None:
+                raise TypeError("put needs the batch's document or its body")
+            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        # JSON can carry U+0000 only as the escape \u0000: no escape, nothing to look for
+        if document is None and (b"\\u0000" in body or batch.events or batch.samples):
+            document = json.loads(body)
+        if document is not None:
+            nul = nul_characters(document)
+            if nul:
+                raise Refused(
+                    422, "batch holds text this receiver's database cannot store", errors=nul
+                )
         tags = batch.gateway
-        intervals, events, samples = rows(batch, document)
+        events = event_rows(batch, document) if document is not None and batch.events else []
+        samples = sample_rows(batch, document) if document is not None and batch.samples else []
         head = (
             key,
             tags.id,
@@ -158,10 +184,23 @@ class PostgresStore:
             datetime.now(UTC).isoformat(timespec="milliseconds"),
             digest,
         )
+        intervals = {
+            "gateway": tags.id,
+            "enterprise_id": tags.enterprise_id,
+            "region_code": tags.region_code,
+            "industry_code": tags.industry_code,
+            "timezone": tags.timezone,
+        }
         try:
-            return self._put(head, intervals, events, samples)
+            intervals["body"] = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Refused(400, f"body is not UTF-8: {exc}") from None
+        try:
+            return self._put(head, intervals, len(batch.intervals), events, samples)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"the database: {exc}") from exc
+        except psycopg.errors.DataException as exc:  # text PostgreSQL refuses: never better
+            raise Refused(422, f"batch holds data this receiver's database refuses: {exc}") from exc
 
     @retry(
         retry=retry_if_exception_type(
@@ -174,7 +213,8 @@ class PostgresStore:
     def _put(
         self,
         head: tuple[Any, ...],
-        intervals: Sequence[tuple[Any, ...]],
+        intervals: dict[str, Any],
+        count: int,
         events: Sequence[tuple[Any, ...]],
         samples: Sequence[tuple[Any, ...]],
     ) -> Stored | None:
@@ -195,21 +235,20 @@ class PostgresStore:
                     raise KeyConflict(key)
                 return None
             batch_id = row[0]
-            new: list[int] = []
-            for sql, rows in (
-                (INSERT_INTERVALS, intervals),
-                (INSERT_EVENTS, events),
-                (INSERT_SAMPLES, samples),
-            ):
+            new: list[int] = [0, 0, 0]
+            if count:
+                cursor.execute(INSERT_INTERVALS_JSON, {"batch_id": batch_id, **intervals})
+                new[0] = cursor.rowcount  # the rows not skipped
+            for n, sql, rows in ((1, INSERT_EVENTS, events), (2, INSERT_SAMPLES, samples)):
                 if rows:
                     cursor.executemany(sql, [(batch_id, *row) for row in rows])
-                # executemany's rowcount is the sum over the rows: those not skipped
-                new.append(cursor.rowcount if rows else 0)
+                    # executemany's rowcount is the sum over the rows: those not skipped
+                    new[n] = cursor.rowcount
             stored = Stored(
                 intervals=new[0],
                 events=new[1],
                 samples=new[2],
-                duplicate_records=len(intervals) + len(events) + len(samples) - sum(new),
+                duplicate_records=count + len(events) + len(samples) - sum(new),
             )
             cursor.execute(
                 "UPDATE batches SET intervals = %s, events = %s, samples = %s,"

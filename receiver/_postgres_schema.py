@@ -159,6 +159,34 @@ def _insert_sql(table: str, columns: Sequence[tuple[str, str]]) -> str:
 
 
 INSERT_INTERVALS = _insert_sql("intervals", INTERVAL_COLUMNS)
+
+# A batch's intervals taken by PostgreSQL from the body itself (one parameter, the JSON
+# text): json_array_elements on `json` (not jsonb) gives each record's text as it came, and
+# json_to_record reads its fields in one pass (PostgreSQL 15 documentation, 9.16 "JSON
+# Functions and Operators", Table 9.47). The receiver has validated the body against the
+# schema first (receiver._request), so every field has its type; this spares Python the
+# per-record work (a second JSON parse, time arithmetic, re-serialising each record, and
+# adapting 24 parameters a row) that made it the slowest step of ingest (bench/RESULTS.md,
+# "A region's day"). Rows go in the order of their natural key, as with executemany, so
+# concurrent batches lock in one order. The time columns are what Python computed before:
+# epoch seconds of the RFC 3339 text (exact numeric, then float8: correctly rounded, as
+# datetime.timestamp()), and the local date in the gateway's IANA zone.
+INSERT_INTERVALS_JSON = f"""
+INSERT INTO intervals (batch_id, {", ".join(name for name, _ in INTERVAL_COLUMNS)})
+SELECT %(batch_id)s, %(gateway)s, %(enterprise_id)s, %(region_code)s, %(industry_code)s,
+    %(timezone)s, x.device, x.carrier, x.start, x."end",
+    extract(epoch FROM t.s)::float8, extract(epoch FROM t.e)::float8,
+    extract(epoch FROM t.e - t.s)::float8, (t.s AT TIME ZONE %(timezone)s)::date::text,
+    x.quantity, x.unit, x.kwh, x.tce_kg, x.co2_kg, x.scope, x.factor ->> 'id', x.coverage,
+    x.quality, r::text
+FROM json_array_elements(%(body)s::json -> 'intervals') AS r,
+    LATERAL json_to_record(r) AS x(device text, carrier text, start text, "end" text,
+        quantity float8, unit text, kwh float8, tce_kg float8, co2_kg float8, scope int4,
+        factor json, coverage float8, quality text),
+    LATERAL (SELECT x.start::timestamptz AS s, x."end"::timestamptz AS e) AS t
+ORDER BY x.device COLLATE "C", x.carrier COLLATE "C", 11, 12
+ON CONFLICT DO NOTHING
+"""
 INSERT_EVENTS = _insert_sql("events", _EVENT_COLUMNS)
 INSERT_SAMPLES = _insert_sql("samples", _SAMPLE_COLUMNS)
 
@@ -196,10 +224,17 @@ Rows = list[tuple[Any, ...]]
 
 def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
     """A batch's interval, event and sample rows, in the columns of _postgres_schema and in
-    the order of their natural keys (so concurrent batches lock rows in one order)."""
+    the order of their natural keys (so concurrent batches lock rows in one order).
+
+    The store itself inserts intervals with INSERT_INTERVALS_JSON (PostgreSQL takes
+    them from the body); these rows are bench/receiver_ingest.py's, to compare."""
+    return interval_rows(batch, document), event_rows(batch, document), sample_rows(batch, document)
+
+
+def interval_rows(batch: Batch, document: dict[str, Any]) -> Rows:
     tags = batch.gateway
     zone = ZoneInfo(tags.timezone)
-    intervals = sorted(
+    return sorted(
         (
             (
                 tags.id,
@@ -230,7 +265,11 @@ def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
         ),
         key=lambda row: (row[5], row[6], row[9], row[10]),
     )
-    events = sorted(
+
+
+def event_rows(batch: Batch, document: dict[str, Any]) -> Rows:
+    tags = batch.gateway
+    return sorted(
         (
             (
                 tags.id,
@@ -247,7 +286,11 @@ def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
         ),
         key=lambda row: row[1],
     )
-    samples = sorted(
+
+
+def sample_rows(batch: Batch, document: dict[str, Any]) -> Rows:
+    tags = batch.gateway
+    return sorted(
         (
             (
                 tags.id,
@@ -264,4 +307,3 @@ def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
         ),
         key=lambda row: (row[1], row[2], row[4]),
     )
-    return intervals, events, samples

@@ -17,7 +17,6 @@ models (domain/batch.py), whose 422 names the path of each bad field.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -38,11 +37,11 @@ from starlette.types import ASGIApp
 import receiver._answers as answers
 import receiver._query as query
 from domain.batch import SCHEMA_VERSION, Batch, batch_json_schema
-from receiver._backends import AnyStore
+from receiver._backends import AnyStore, parse_for, put_body
 from receiver._body import declared_length, read_body
 from receiver._errors import answer_errors_in_json
 from receiver._middleware import Frame, note
-from receiver._request import Refused, check_key, gzipped, parse_batch, parse_key
+from receiver._request import Refused, check_key, gzipped, parse_key
 from receiver._store import GroupBy, KeyConflict, Period
 from receiver._summary import summarize
 
@@ -283,11 +282,11 @@ _KINDS = (
 
 def _store_batch(store: AnyStore, gateway: str, sequence: int, data: bytes) -> dict[str, Any]:
     """Validate and store a body (in a worker thread: both take CPU or wait on the disk)."""
-    batch, document = parse_batch(data)
+    batch, document = parse_for(store, data)
     check_key(gateway, sequence, batch)
     key = f"{gateway}:{sequence}"
     try:
-        stored = store.put(key, batch, document, hashlib.sha256(data).hexdigest())
+        stored = put_body(store, key, batch, document, data)
     except KeyConflict:
         raise Refused(409, f"{key} was already stored with a different body") from None
     if stored is None:
