@@ -77,7 +77,7 @@ def _with_gateway(gateway: str, record: str) -> str:
 class PostgresStore:
     """One receiver database on a PostgreSQL server, shared with other receiver processes.
 
-    `conninfo` is a libpq URL or key=value string; a password comes from
+    `conninfo` is a libpq URL (open_store routes only those here); a password comes from
     PGPASSWORD or PGPASSFILE (libpq reads both), never from the command line.
     """
 

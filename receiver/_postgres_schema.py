@@ -199,7 +199,15 @@ def nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:
     record as a whole is kept as JSON, which writes it as \\u0000, so only the
     fields with a column are checked.
     """
+    message = "text with U+0000 (NUL) cannot be stored in PostgreSQL"
     found = []
+    gateway = document.get("gateway")
+    heads = {"factor_set": document.get("factor_set")} | (
+        {f"gateway.{k}": v for k, v in gateway.items()} if isinstance(gateway, dict) else {}
+    )
+    for name, value in heads.items():
+        if isinstance(value, str) and "\x00" in value:
+            found.append({"path": name, "message": message})
     for section in ("intervals", "events", "samples"):
         for n, record in enumerate(document.get(section) or []):
             if not isinstance(record, dict):
@@ -210,7 +218,6 @@ def nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:
                 fields["factor.id"] = factor.get("id")
             for name, value in fields.items():
                 if isinstance(value, str) and "\x00" in value:
-                    message = "text with U+0000 (NUL) cannot be stored in PostgreSQL"
                     found.append({"path": f"{section}[{n}].{name}", "message": message})
     return found
 

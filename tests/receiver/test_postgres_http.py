@@ -83,6 +83,16 @@ def test_text_postgresql_cannot_hold_is_422_naming_the_field(client: httpx.Clien
     assert client.get("/api/v1/intervals", headers=AUTH).json()["intervals"] == []
 
 
+def test_a_factor_set_postgresql_cannot_hold_is_422_too(client: httpx.Client) -> None:
+    """U+0000 outside the records (the batch's factor_set, a column of the batch) is named
+    the same way: a 422 the agent quarantines, never a 500 it would retry for ever."""
+    document = batch()
+    document["factor_set"] = "cn-mee-2022\x00"
+    answer = post(client, document)
+    assert answer.status_code == 422
+    assert [e["path"] for e in answer.json()["errors"]] == ["factor_set"]
+
+
 @pytest.mark.slow  # the pool waits its 10 s for a connection before the 503
 def test_dropped_connections_are_replaced_and_a_database_away_is_503(
     client: httpx.Client, postgres_url: str
