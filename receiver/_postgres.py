@@ -199,7 +199,7 @@ class PostgresStore:
             return self._put(head, intervals, len(batch.intervals), events, samples)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"the database: {exc}") from exc
-        except psycopg.errors.DataException as exc:  # text PostgreSQL refuses: never better
+        except psycopg.DataError as exc:  # data PostgreSQL refuses (22xxx): never better
             raise Refused(422, f"batch holds data this receiver's database refuses: {exc}") from exc
 
     @retry(

@@ -241,7 +241,7 @@ async def _frozen_while_publishing(broker: Mosquitto, buffer: Path) -> None:
     async def publishing() -> bool:
         return await asyncio.to_thread(pending_since, buffer, DESTINATION, frozen)
 
-    await wait_for_async(publishing, 30)
+    await wait_for_async(publishing, 60)
     await asyncio.sleep(0.5)  # from fixed in the buffer to written to the socket
 
 
