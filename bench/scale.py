@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -164,6 +165,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the meters and agents too
     print(
         f"{'meters':>6} {'who':>5} {'% core':>7} {'CPU s/1k v':>10} {'read/expected':>14}"
         f" {'skipped':>8} {'RSS MiB':>8} {'peak MiB':>9} {'bytes/value':>12}"
