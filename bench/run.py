@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, one table, appended to bench/RESULTS.md.
 
-    .venv/bin/python bench/run.py            # the full run (15 minutes, then an hour's soak)
+    .venv/bin/python bench/run.py            # the full run (22 minutes, then an hour's soak)
     .venv/bin/python bench/run.py --quick    # small sizes, for a look (about 2 minutes)
 
 Each figure sits next to its baseline measured in the same run (a bare pymodbus
@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench import drain, ingest, polling, soak, startup  # noqa: E402
+from bench import drain, ingest, polling, scale, soak, startup  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -57,11 +57,14 @@ def main() -> None:
     figures: list[Figure] = []
     if args.quick:
         figures += polling.figures([10, 50], seconds=10, warmup=3)
+        figures += scale.figures([200], seconds=15, warmup=3)
         figures += ingest.figures(devices=50, boundaries=20, polls=20)
         figures += drain.figures((20_000,))
         figures += startup.figures([1, 50])
     else:
         figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
+        # the curve to 5,000: bench/scale.py --sizes 200,500,1000,2000,3000,5000 --seconds 90
+        figures += scale.figures([200, 1000, 2000], seconds=65)  # a minute's close in each
         figures += ingest.figures()
         figures += drain.figures()
         figures += startup.figures([1, 200])
