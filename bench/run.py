@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in one run, one table, appended to bench/RESULTS.md.
 
-    .venv/bin/python bench/run.py            # the full run (40 minutes, then an hour's soak)
+    .venv/bin/python bench/run.py            # the full run (about an hour, then an hour's soak)
     .venv/bin/python bench/run.py --quick    # small sizes, for a look (about 2 minutes)
 
 Each figure sits next to its baseline measured in the same run (a bare pymodbus
@@ -20,7 +20,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench import drain, ingest, mqtt_drain, polling, receiver_ingest, soak, startup  # noqa: E402
+from bench import (  # noqa: E402
+    drain,
+    ingest,
+    mqtt_drain,
+    polling,
+    receiver_ingest,
+    scale,
+    soak,
+    startup,
+)
 from bench.table import Figure, render  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
@@ -59,6 +68,7 @@ def main() -> None:
     figures: list[Figure] = []
     if args.quick:
         figures += polling.figures([10, 50], seconds=10, warmup=3)
+        figures += scale.figures([200], seconds=15, warmup=3)
         figures += ingest.figures(devices=50, boundaries=20, polls=20)
         figures += drain.figures((20_000,))
         figures += receiver_ingest.figures(20_000)
@@ -67,6 +77,8 @@ def main() -> None:
         figures += startup.figures([1, 50])
     else:
         figures += polling.figures([10, 100, 200], seconds=60, warmup=5)
+        # the curve to 5,000: bench/scale.py --sizes 200,500,1000,2000,3000,5000 --seconds 90
+        figures += scale.figures([200, 1000, 2000], seconds=65)  # a minute's close in each
         figures += ingest.figures()
         figures += drain.figures()
         figures += receiver_ingest.figures()

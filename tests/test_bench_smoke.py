@@ -79,3 +79,24 @@ def test_soak_bench_samples_and_fits() -> None:
     assert "tasks=" in sample and "fds=" in sample and "nan" not in sample
     for series in ("rss_mib", "fds", "tasks", "buffer_mib", "wal_mib"):
         assert any(line.strip().startswith(f"{series}:") for line in lines), series
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_scale_bench_prints_bare_and_agent_rows() -> None:
+    """bench/scale.py with 3 meters for 3 s: a row for the bare loop, one for the agent,
+    every meter read, turns counted (at most one a meter: a shared machine may stall)."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", "3",
+         "--seconds", "3", "--warmup", "1"],
+        capture_output=True, text=True, timeout=160, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    header, bare, agent, ratio = run.stdout.strip().splitlines()
+    assert "skipped" in header and "bytes/value" in header
+    for row, who in ((bare, "bare"), (agent, "agent")):
+        size, name, _core, _cpu, read, skipped = row.split()[:6]
+        assert (size, name) == ("3", who)
+        assert 0.5 < float(read) < 1.5
+        assert 0 <= int(skipped) <= 3
+    assert ratio.startswith("     3 agent/bare CPU per value:")

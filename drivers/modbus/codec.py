@@ -152,7 +152,11 @@ def _fast(request_address: int, point: ModbusPoint) -> tuple | None:
         return None
     if point.byte_order == "little" or point.word_order == "little":
         return None
-    return _UNPACK[point.type], 2 * (point.address - request_address), point.scale, point.offset
+    fast = (_UNPACK[point.type], 2 * (point.address - request_address), point.scale, point.offset)
+    return _SHARED.setdefault(fast, fast)  # meters alike share them: 1.4 KB a meter less
+
+
+_SHARED: dict[tuple, tuple] = {}  # the distinct `_fast` tuples (a few per meter model)
 
 
 def encode_registers(value: float, point: ModbusPoint) -> list[int]:

@@ -34,10 +34,17 @@ from drivers.modbus.settings import ModbusPoint, ModbusWrite
 
 log = logging.getLogger(__name__)
 BAD = Quality.BAD
+GOOD = Quality.GOOD
 
 _SPLIT_ON = (2, 3)  # illegal data address / value: the block, not the points, may be wrong
 _GATEWAY_BUSY = (6, 10, 11)  # busy, gateway path unavailable, target failed to respond
 _FUNCTION_CODES = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+_READS = {
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+}
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -150,7 +157,8 @@ class ModbusDriver:
         reason = await self.link.ensure()
         if reason:
             raise Disconnected(f"{self.device}: {reason}")
-        where = f"{self.device} unit {self.unit} write {write.output()}"
+        what = f"write {write.output()}"
+        where = self._where(what)
         client = self.link.client
         if write.coil is not None:
             send = partial(client.write_coil, write.coil, bool(value), device_id=self.unit)
@@ -158,7 +166,7 @@ class ModbusDriver:
             assert write.register_ is not None  # config checks ask for exactly one
             word = int(value) & 0xFFFF  # -1 is 0xFFFF on the wire
             send = partial(client.write_register, write.register_, word, device_id=self.unit)
-        reply = await self._call(where, send)
+        reply = await self._call(what, send)
         expected = 5 if write.coil is not None else 6
         if reply.function_code != expected:
             self.link.lost()
@@ -170,22 +178,22 @@ class ModbusDriver:
 
     # --- the seam to pymodbus --------------------------------------------------
 
-    async def _execute(self, request: Request) -> Sequence[int] | Sequence[bool]:
-        where = f"{self.device} unit {self.unit} {request}"
-        client = self.link.client
-        call = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }[request.function]
-        send = partial(call, request.address, count=request.count, device_id=self.unit)
-        reply = await self._call(where, send)
-        if reply.dev_id not in (self.unit, 0):
-            raise BadReply(f"{where}: reply from unit {reply.dev_id}")
-        return self._values(request, reply, where)
+    def _where(self, what: Request | str) -> str:
+        """What an error names: the device, its unit and the request. Built only for an
+        error: formatting it for every request cost 1.6 % of the CPU at 200 meters."""
+        return f"{self.device} unit {self.unit} {what}"
 
-    async def _call(self, where: str, send: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+    async def _execute(self, request: Request) -> Sequence[int] | Sequence[bool]:
+        call = getattr(self.link.client, _READS[request.function])
+        send = partial(call, request.address, count=request.count, device_id=self.unit)
+        reply = await self._call(request, send)
+        if reply.dev_id not in (self.unit, 0):
+            raise BadReply(f"{self._where(request)}: reply from unit {reply.dev_id}")
+        return self._values(request, reply)
+
+    async def _call(
+        self, what: Request | str, send: Callable[[], Awaitable[ModbusPDU]]
+    ) -> ModbusPDU:
         """Send one request in this device's turn on the link and return its reply.
 
         The one place pymodbus exceptions, and exception replies, become domain.errors.
@@ -195,8 +203,9 @@ class ModbusDriver:
             async with self._turn():
                 reply = await send()
         except ConnectionException as exc:
-            raise Disconnected(f"{where}: not connected") from exc
+            raise Disconnected(f"{self._where(what)}: not connected") from exc
         except ModbusIOException as exc:
+            where = self._where(what)
             if "CLOSING CONNECTION" in str(exc):  # pymodbus dropped a silent peer's link
                 raise self._silence(where) from exc
             if not client.connected:
@@ -205,28 +214,30 @@ class ModbusDriver:
                 raise BadReply(f"{where}: reply to another request (wrong unit id)") from exc
             raise self._silence(where) from exc
         except TimeoutError as exc:
-            raise self._silence(where) from exc
+            raise self._silence(self._where(what)) from exc
         except OSError as exc:
-            raise Disconnected(f"{where}: {exc}") from exc
+            raise Disconnected(f"{self._where(what)}: {exc}") from exc
         except ModbusException as exc:
-            raise BadReply(f"{where}: {exc}") from exc
+            raise BadReply(f"{self._where(what)}: {exc}") from exc
         asked = client.ctx.request_transaction_id
         if not self.link.rtu and reply.transaction_id != asked:
             # pymodbus lets a reply with transaction id 0 answer any request (framer/base.py)
             raise BadReply(
-                f"{where}: reply with transaction id {reply.transaction_id}, not {asked}"
+                f"{self._where(what)}: reply with transaction id {reply.transaction_id},"
+                f" not {asked}"
             )
-        _raise_if_refused(reply, where)
+        if reply.isError():
+            _raise_refused(reply, self._where(what))
         return reply
 
-    def _values(
-        self, request: Request, reply: ModbusPDU, where: str
-    ) -> Sequence[int] | Sequence[bool]:
+    def _values(self, request: Request, reply: ModbusPDU) -> Sequence[int] | Sequence[bool]:
         """The reply's values, if it answers this request: same function, same size."""
         expected = _FUNCTION_CODES[request.function]
         if reply.function_code != expected:
             self.link.lost()
-            raise OutOfStep(f"{where}: reply to function {reply.function_code}, not {expected}")
+            raise OutOfStep(
+                f"{self._where(request)}: reply to function {reply.function_code}, not {expected}"
+            )
         if request.function in ("coil", "discrete"):
             values: Sequence[int] | Sequence[bool] = reply.bits
             size = 8 * ((request.count + 7) // 8)  # bits come in whole bytes
@@ -234,7 +245,9 @@ class ModbusDriver:
             values, size = reply.registers, request.count
         if len(values) != size:
             self.link.lost()
-            raise OutOfStep(f"{where}: {len(values)} values in the reply, {size} asked")
+            raise OutOfStep(
+                f"{self._where(request)}: {len(values)} values in the reply, {size} asked"
+            )
         return values
 
     def _silence(self, where: str) -> DeviceTimeout:
@@ -251,14 +264,14 @@ class ModbusDriver:
 
     def _decoded(self, request: Request, values: Sequence[int] | Sequence[bool]) -> list[Reading]:
         now = time.time()
-        device = self.device
+        device, make = self.device, Reading._make  # a reading per value (4,000/s at 200 meters)
         readings = []
         for point, value in zip(request.points, decode_all(request, values), strict=True):
             if isinstance(value, DecodeError):
                 reason = f"{device} {point.name} @{point.address:#06x}: {value}"
                 readings.append(Reading(device, point.name, now, None, point.unit, BAD, reason))
-            else:
-                readings.append(Reading(device, point.name, now, value, point.unit))
+            else:  # _make: 230 ns a reading, not 445 ns through the keyword defaults
+                readings.append(make((device, point.name, now, value, point.unit, GOOD, None)))
         return readings
 
     def _bad(self, request: Request, reason: str) -> list[Reading]:
@@ -272,11 +285,10 @@ class ModbusDriver:
         return [bad for request in self.requests for bad in self._bad(request, reason)]
 
 
-def _raise_if_refused(reply: ModbusPDU, where: str) -> None:
+def _raise_refused(reply: ModbusPDU, where: str) -> None:
     """An exception reply as the error it means."""
-    if reply.isError():
-        code = getattr(reply, "exception_code", 0)
-        name = EXCEPTION_NAMES.get(code, "unknown exception")
-        if code in _GATEWAY_BUSY:  # the meter behind it is silent: no use asking it more
-            raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
-        raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)
+    code = getattr(reply, "exception_code", 0)
+    name = EXCEPTION_NAMES.get(code, "unknown exception")
+    if code in _GATEWAY_BUSY:  # the meter behind it is silent: no use asking it more
+        raise DeviceTimeout(f"{where}: exception {code:#04x} {name}")
+    raise DeviceRejected(f"{where}: exception {code:#04x} {name}", code)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -167,3 +168,40 @@ async def test_a_stop_lets_the_status_report_in_flight_finish(
         assert report.done() and report.exception() is None
     finally:
         await server.stop()
+
+
+async def test_a_commit_still_on_its_way_to_disk_does_not_hold_the_next_turn(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """The buffer's thread is stuck in a write (as when 3,000 meters close their minute
+    at once): the polls' turns end anyway and the next ones come; once the write goes
+    through, every interval is there, once, in order."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    try:
+        agent = await start(tmp_path, server)
+        await clock.run(agent, 1.0)
+        real = agent.store.store.commit_all
+        stuck = threading.Event()
+
+        def slow(works: list) -> None:
+            stuck.wait(30)  # on the buffer's thread, as a long write and fsync
+            real(works)
+
+        agent.store.store.commit_all = slow  # type: ignore[method-assign]
+        await clock.run(agent, 2.5)  # an interval closes: its commit cannot finish
+        turns_ended = not agent.polling
+        waiting = len(agent._inflight)
+        polls = {name: status.polls for name, status in agent.health.devices.items()}
+        stuck.set()
+        await clock.run(agent, 2.0)
+        agent.store.store.commit_all = real  # type: ignore[method-assign]
+        await agent.stop()
+    finally:
+        stuck.set()
+        await server.stop()
+    assert turns_ended and waiting > 0  # the commits waited; the turns did not
+    assert all(n >= 4 * 3 for n in polls.values()), polls  # 250 ms polls in 3.5 s
+    assert all(s.skipped == 0 for s in agent.health.devices.values())
+    check_conserved(tmp_path, meters)

@@ -1,0 +1,36 @@
+"""The garbage collector tuned for a daemon that holds thousands of meters' state.
+
+Measured at 2,000 meters x 20 values (gc.callbacks in the running agent, 2026-12-07):
+CPython's collector took 40 % of the agent's CPU. Each poll's readings stay a
+second in Pipeline.latest, long enough to be promoted to the oldest generation,
+so a full collection ran every 2-3 s and walked every object the agent holds
+(about 300,000: config, drivers, pymodbus clients, counter states), 0.16 s each.
+
+- `gc.freeze()` once started (and after a reload): what start-up built lives as
+  long as the process, so the collector stops walking it (210,000 objects at
+  2,000 meters).
+- Young collections every 5,000 allocations, not CPython's 700: fewer of a
+  second's readings are still alive when one runs, so fewer reach the old
+  generation.
+
+Together: 13 % of the CPU in the collector at 2,000 meters instead of 40 %
+(freeze alone with the default thresholds: 18 %; thresholds of 50,000: 14 %).
+Reference cycles are still collected; only less often.
+"""
+
+from __future__ import annotations
+
+import gc
+
+THRESHOLDS = (5000, 50, 10)  # young, middle, old (CPython's defaults: 700, 10, 10)
+
+
+def settle() -> None:
+    """After start-up or a reload: collect once, freeze what is left, set the thresholds.
+
+    Unfrozen first: a reload's old drivers, frozen before, must be collectable.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
