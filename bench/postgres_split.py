@@ -19,8 +19,9 @@ from typing import Any
 import psycopg
 
 from receiver._postgres import PostgresStore
-from receiver._postgres_schema import INSERT_INTERVALS_JSON, INTERVAL_COLUMNS, interval_rows
+from receiver._postgres_schema import INSERT_INTERVALS_JSON, INTERVAL_COLUMNS
 from receiver._request import parse_batch, validate_batch
+from receiver._rows import interval_rows
 
 _SELECT = (
     "SELECT count(*) FROM (SELECT"

@@ -44,8 +44,9 @@ import psycopg  # noqa: E402
 
 from bench.table import Figure, render  # noqa: E402
 from receiver._backends import open_store  # noqa: E402
-from receiver._postgres_schema import INSERT_INTERVALS, INTERVAL_COLUMNS, rows  # noqa: E402
+from receiver._postgres_schema import INSERT_INTERVALS, INTERVAL_COLUMNS  # noqa: E402
 from receiver._request import parse_batch  # noqa: E402
+from receiver._rows import rows  # noqa: E402
 from tests.fixtures.postgres import (  # noqa: E402
     MISSING,
     PostgresServer,

@@ -46,11 +46,10 @@ from receiver._postgres_schema import (
     INSERT_INTERVALS_JSON,
     INSERT_SAMPLES,
     MIGRATIONS,
-    event_rows,
     nul_characters,
-    sample_rows,
 )
 from receiver._request import Refused
+from receiver._rows import event_rows, sample_rows
 from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
 from receiver._totals import Totals, add_up
 

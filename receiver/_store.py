@@ -20,10 +20,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from domain.batch import Batch
 from receiver._events import events_query, with_gateway
+from receiver._rows import rows
 from receiver._totals import Totals, add_up
 
 GroupBy = Literal["region", "industry", "enterprise", "gateway"]
@@ -127,10 +127,6 @@ class Stored:
     duplicate_records: int
 
 
-def _json(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-
-
 class Store:
     """One receiver database file."""
 
@@ -168,63 +164,7 @@ class Store:
         received, fields unknown to this schema version included.
         """
         tags = batch.gateway
-        zone = ZoneInfo(tags.timezone)
-        intervals = [
-            (
-                tags.id,
-                tags.enterprise_id,
-                tags.region_code,
-                tags.industry_code,
-                tags.timezone,
-                record.device,
-                record.carrier,
-                raw["start"],
-                raw["end"],
-                record.start.timestamp(),
-                record.end.timestamp(),
-                (record.end - record.start).total_seconds(),
-                record.start.astimezone(zone).date().isoformat(),
-                record.quantity,
-                record.unit,
-                record.kwh,
-                record.tce_kg,
-                record.co2_kg,
-                record.scope,
-                record.factor.id if record.factor is not None else None,
-                record.coverage,
-                record.quality,
-                _json(raw),
-            )
-            for record, raw in zip(batch.intervals, document.get("intervals", []), strict=True)
-        ]
-        events = [
-            (
-                tags.id,
-                record.id,
-                raw["ts"],
-                record.ts.timestamp(),
-                record.device,
-                record.kind,
-                record.severity,
-                record.message,
-                _json(raw),
-            )
-            for record, raw in zip(batch.events, document.get("events", []), strict=True)
-        ]
-        samples = [
-            (
-                tags.id,
-                record.device,
-                record.point,
-                raw["ts"],
-                record.ts.timestamp(),
-                record.value,
-                record.unit,
-                record.quality,
-                _json(raw),
-            )
-            for record, raw in zip(batch.samples, document.get("samples", []), strict=True)
-        ]
+        intervals, events, samples = rows(batch, document)
         received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
             db = self._open()

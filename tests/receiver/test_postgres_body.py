@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver._postgres import PostgresStore
-from receiver._postgres_schema import interval_rows
 from receiver._request import Refused, parse_batch, validate_batch
+from receiver._rows import interval_rows
 from receiver._store import Stored
 from tests.fixtures.batches import GATEWAY, batch, interval
 
