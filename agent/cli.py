@@ -109,10 +109,11 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     if not args.name and not args.verbose:
         names = list_profiles()
         print(f"{len(names)} meter profiles; `edge-agent profiles NAME` shows one in full")
+        width = max(map(len, names))
         for name in names:
             profile = load_profile(name).profile
             line = f"{profile.protocol:<6}  {profile.description} | {manual(profile.source)}"
-            print(f"{name:<{max(map(len, names))}}  {line}")
+            print(f"{name:<{width}}  {line}")
         return EX_OK
     for name in args.name or list_profiles():
         profile = load_profile(name).profile
