@@ -228,4 +228,4 @@ async def test_a_port_the_daemon_holds_is_said_to_be_in_use(
         code = await probe(config(tmp_path, devices), "m", as_json=True, plan_only=False)
     reasons = {p["reason"] for p in json.loads(capsys.readouterr().out)["points"].values()}
     assert code == 1
-    assert all("in use by another program" in reason for reason in reasons), reasons
+    assert reasons and all("in use by another program" in r for r in reasons), reasons
