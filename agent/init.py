@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from config.base import PointBase
-from config.loader import load_config, load_profile
+from config.loader import LoadedConfig, load_config, load_profile
 from config.profiles import list_profiles
 from domain.errors import ConfigInvalid, InitError
 from drivers.registry import PROTOCOLS
@@ -173,14 +173,10 @@ async def make_starter(path: Path, meter: Meter, *, force: bool, offline: bool =
     return write_starter(path, await discovered(meter, offline=offline), force=force)
 
 
-def write_starter(path: Path, meter: Meter, *, force: bool) -> str:
-    """Validate the starter config, then write it; returns what to print.
-
-    Raises InitError (the file is there, or the text would not pass `check`).
-    """
-    if path.exists() and not force:
-        raise InitError("exists; keep it, or pass --force to overwrite it")
-    text = starter(meter)
+def write_checked(path: Path, text: str, what: str) -> LoadedConfig:
+    """Write `text` to `path` only if it passes `check`: validated in a temporary file
+    beside it, then moved over it, so a failed check leaves the old file as it was.
+    Raises InitError listing the problems (under `path`'s name, not the temporary's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".agent-", suffix=".yaml", dir=path.parent)
     try:
@@ -188,15 +184,27 @@ def write_starter(path: Path, meter: Meter, *, force: bool) -> str:
             out.write(text)
         try:
             loaded = load_config(tmp)
-        except ConfigInvalid as exc:  # a value given on the command line, say a bad address
+        except ConfigInvalid as exc:
             errors = [p for p in exc.problems if p.severity != "warning"]
             lines = "\n".join(str(p).replace(tmp, str(path)) for p in errors)
-            raise InitError(f"the starter would not pass check:\n{lines}") from None
+            raise InitError(f"{what} would not pass check:\n{lines}") from None
         os.chmod(tmp, 0o640)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return loaded
+
+
+def write_starter(path: Path, meter: Meter, *, force: bool) -> str:
+    """Validate the starter config, then write it; returns what to print.
+
+    Raises InitError (the file is there, or the text would not pass `check`).
+    """
+    if path.exists() and not force:
+        raise InitError("exists; keep it, or pass --force to overwrite it")
+    # a value given on the command line, say a bad address, fails the check
+    loaded = write_checked(path, starter(meter), "the starter")
     device = loaded.config.devices[0]
     found = f"profile {device.profile}"
     if meter.points is not None:

@@ -293,16 +293,10 @@ async def run(
         print(f"scan --address: {exc}", file=sys.stderr)
         return 64
     except modbus_scan.PortBusy as exc:
-        hint = ""
-        if "in use" in str(exc):
-            hint = " (a running edge-agent? `systemctl stop edge-agent` for the scan)"
-        print(f"{rtu or tcp}: {exc}; not scanned{hint}", file=sys.stderr)
+        print(f"{rtu or tcp}: {exc}; not scanned{_in_use(exc)}", file=sys.stderr)
         return 69
     except Disconnected as exc:
-        hint = ""
-        if "in use" in str(exc):
-            hint = " (a running edge-agent? `systemctl stop edge-agent` for the scan)"
-        print(f"{exc}{hint}", file=sys.stderr)
+        print(f"{exc}{_in_use(exc)}", file=sys.stderr)
         return 69
     except EdgeAgentError as exc:
         print(f"{where}: {exc}", file=sys.stderr)
@@ -333,3 +327,10 @@ def _merged(first: modbus_scan.Sweep | None, then: modbus_scan.Sweep) -> modbus_
     first.garbled += then.garbled
     first.seconds += then.seconds
     return first
+
+
+def _in_use(exc: Exception) -> str:
+    """The hint for a port another process holds: most often the agent itself."""
+    if "in use" in str(exc):
+        return " (a running edge-agent? `systemctl stop edge-agent` for the scan)"
+    return ""

@@ -9,17 +9,15 @@ commented out, with the reason and what to change to bring it in.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from agent.init import header
-from config.loader import load_config, load_profile
-from domain.errors import ConfigInvalid, InitError
+from agent.init import header, write_checked
+from config.loader import load_profile
+from domain.errors import InitError
 from drivers.modbus.scan import Sweep
 from drivers.spec import StarterPoint
 
@@ -133,23 +131,7 @@ def write(path: Path, meters: Sequence[Meter], *, force: bool) -> str:
         )
     if not any(m.active for m in meters):
         raise InitError("not written: no meter was matched to a profile (see the list above)")
-    text = HEADER + snippet(meters)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".agent-", suffix=".yaml", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        try:
-            load_config(tmp)
-        except ConfigInvalid as exc:
-            errors = [p for p in exc.problems if p.severity != "warning"]
-            lines = "\n".join(str(p).replace(tmp, str(path)) for p in errors)
-            raise InitError(f"the config would not pass check:\n{lines}") from None
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_checked(path, HEADER + snippet(meters), "the config")
     active = sum(1 for m in meters if m.active)
     kept = len(meters) - active
     return (

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-import serial
 
 from agent.probe import probe
 from config.loader import load_config
@@ -16,6 +14,7 @@ from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from tests.fixtures.dlt645 import ADDRESS, meter
 from tests.fixtures.dlt645_std import Bus, Meter, bcd
 from tests.fixtures.modbus import POINTS
+from tests.fixtures.pty_bus import held_port
 
 pytestmark = pytest.mark.timeout(30)
 GATEWAY = """\
@@ -221,19 +220,12 @@ async def test_a_port_the_daemon_holds_is_said_to_be_in_use(
 ) -> None:
     """probe on a serial port another program holds (the running daemon) gives the reason,
     whatever the protocol: 'in use by another program'."""
-    controller, port = os.openpty()
-    name = os.ttyname(port)
-    held = serial.Serial(name, 9600, exclusive=True)  # as the daemon's driver holds it
-    try:
+    with held_port() as name:
         profile = "eastron-sdm630" if link.startswith("modbus") else "dlt645-2007-energy"
         devices = f"  - name: m\n    {link.replace('PORT', name)}\n    profile: {profile}\n"
         if link.startswith("dlt645"):
             devices = devices.replace("parity: N}", f"parity: N, address: '{ADDRESS}'}}")
         code = await probe(config(tmp_path, devices), "m", as_json=True, plan_only=False)
-    finally:
-        held.close()
-        os.close(controller)
-        os.close(port)
     reasons = {p["reason"] for p in json.loads(capsys.readouterr().out)["points"].values()}
     assert code == 1
-    assert all("in use by another program" in reason for reason in reasons), reasons
+    assert reasons and all("in use by another program" in r for r in reasons), reasons

@@ -161,7 +161,9 @@ def test_a_port_in_use_is_refused_with_the_reason(capsys: pytest.CaptureFixture[
     """A port another program holds (a running agent) is not swept: exit 69, and why."""
     with RtuBus(cabinet()) as bus, serial.Serial(bus.port, 9600, exclusive=True):
         assert main(["scan", "--rtu", bus.port, *FAST]) == 69
-        assert f"{bus.port}: in use by another program; not scanned" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{bus.port}: in use by another program; not scanned" in err
+        assert "systemctl stop edge-agent" in err
         assert not bus.functions
 
 

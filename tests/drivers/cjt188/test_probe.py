@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-import serial
 
 from agent.probe import probe
 from config.loader import LoadedConfig, load_config
 from tests.fixtures.cjt188 import T0, SimulatedBus, SimulatedMeter
 from tests.fixtures.config import GATEWAY
+from tests.fixtures.pty_bus import held_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -83,15 +82,8 @@ async def test_a_port_the_daemon_holds_is_said_to_be_in_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """probe on a serial port another program holds (the running daemon) says so."""
-    controller, port = os.openpty()
-    name = os.ttyname(port)
-    held = serial.Serial(name, 9600, exclusive=True)  # as the daemon's driver holds it
-    try:
+    with held_port() as name:
         code = await probe(config(tmp_path, name), "heat1", as_json=True, plan_only=False)
-    finally:
-        held.close()
-        os.close(controller)
-        os.close(port)
     reasons = {p["reason"] for p in json.loads(capsys.readouterr().out)["points"].values()}
     assert code == 1
     assert reasons == {

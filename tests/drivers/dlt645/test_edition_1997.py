@@ -225,6 +225,14 @@ def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_yaml: str) -> A
     return load_config("agent.yaml")
 
 
+def refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_yaml: str) -> str:
+    """The one problem `check` finds in this device (failing if it finds none, or more)."""
+    with pytest.raises(ConfigInvalid) as caught:
+        load(tmp_path, monkeypatch, device_yaml)
+    (problem,) = [str(p) for p in caught.value.problems]
+    return problem
+
+
 def test_a_1997_device_with_its_profile_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,15 +254,13 @@ def test_a_2007_di_on_a_1997_device_is_an_error_at_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The error names file, line, column and field, and says what would be right."""
-    with pytest.raises(ConfigInvalid) as caught:
-        load(
-            tmp_path,
-            monkeypatch,
-            "  - name: old\n"
-            '    dlt645: {port: /dev/ttyUSB1, address: "000000000414", edition: 1997}\n'
-            '    points:\n      - {name: e, di: "00010000", unit: kWh}\n',
-        )
-    (problem,) = [str(p) for p in caught.value.problems]
+    problem = refused(
+        tmp_path,
+        monkeypatch,
+        "  - name: old\n"
+        '    dlt645: {port: /dev/ttyUSB1, address: "000000000414", edition: 1997}\n'
+        '    points:\n      - {name: e, di: "00010000", unit: kWh}\n',
+    )
     assert problem.startswith("agent.yaml:")
     assert "devices[0].points[0].di:" in problem
     assert '"00010000" is a DL/T 645-2007 data identifier; this meter speaks 1997' in problem
@@ -265,14 +271,12 @@ def test_a_1997_profile_on_a_device_written_2007_is_an_error_at_the_profile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """edition: 2007 written beside the 1997 profile: caught at the device's profile line."""
-    with pytest.raises(ConfigInvalid) as caught:
-        load(
-            tmp_path,
-            monkeypatch,
-            "  - name: old\n    profile: dlt645-1997-energy\n"
-            '    dlt645: {port: /dev/ttyUSB1, address: "000000000414", edition: 2007}\n',
-        )
-    (problem,) = [str(p) for p in caught.value.problems]
+    problem = refused(
+        tmp_path,
+        monkeypatch,
+        "  - name: old\n    profile: dlt645-1997-energy\n"
+        '    dlt645: {port: /dev/ttyUSB1, address: "000000000414", edition: 2007}\n',
+    )
     line = GATEWAY.count("\n") + 3  # "devices:", "- name", then the profile line
     assert problem.startswith(f"agent.yaml:{line}:")
     assert "devices[0].profile: profile dlt645-1997-energy reads DL/T 645-1997" in problem
@@ -309,15 +313,13 @@ def test_a_device_mixing_editions_is_an_error_at_the_odd_point(
 ) -> None:
     """No edition written, a 1997 profile and an own 2007 point: the point is reported, with
     where the edition came from."""
-    with pytest.raises(ConfigInvalid) as caught:
-        load(
-            tmp_path,
-            monkeypatch,
-            "  - name: old\n    profile: dlt645-1997-energy\n"
-            '    dlt645: {port: /dev/ttyUSB1, address: "000000000414"}\n'
-            '    points: [{name: q, di: "00030000", unit: kvarh}]\n',
-        )
-    (problem,) = [str(p) for p in caught.value.problems]
+    problem = refused(
+        tmp_path,
+        monkeypatch,
+        "  - name: old\n    profile: dlt645-1997-energy\n"
+        '    dlt645: {port: /dev/ttyUSB1, address: "000000000414"}\n'
+        '    points: [{name: q, di: "00030000", unit: kvarh}]\n',
+    )
     assert "devices[0].points[0].di:" in problem
     assert "this meter speaks 1997 (as its profile dlt645-1997-energy)" in problem
     assert "a meter speaks one edition" in problem
@@ -327,14 +329,12 @@ def test_an_edition_that_does_not_exist_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """edition: 2000 names the field and the editions there are."""
-    with pytest.raises(ConfigInvalid) as caught:
-        load(
-            tmp_path,
-            monkeypatch,
-            "  - name: m\n    profile: dlt645-2007-energy\n"
-            '    dlt645: {port: /dev/ttyUSB1, address: "000012345678", edition: 2000}\n',
-        )
-    (problem,) = [str(p) for p in caught.value.problems]
+    problem = refused(
+        tmp_path,
+        monkeypatch,
+        "  - name: m\n    profile: dlt645-2007-energy\n"
+        '    dlt645: {port: /dev/ttyUSB1, address: "000012345678", edition: 2000}\n',
+    )
     assert "devices[0].dlt645.edition" in problem
     assert "2007" in problem and "1997" in problem
 
