@@ -15,9 +15,12 @@ from config import loader
 from config.loader import LoadedConfig, load_config, load_config_apart
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusTcpDevice
+from drivers.registry import PROTOCOLS
 from tests.fixtures.config import GATEWAY, METER, Load, Problems, Write
 
 ROOT = Path(__file__).resolve().parents[2]
+
+ONE_OF = ", ".join(PROTOCOLS)  # every protocol, in the registry's order
 
 
 def test_the_example_plant_loads_with_only_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,7 +335,7 @@ def test_a_misspelt_protocol_is_suggested(problems: Problems) -> None:
     text = GATEWAY + METER.replace("modbus_tcp:", "modbus_tpc:")
     assert problems(text) == [
         "agent.yaml:10:5: devices[0].modbus_tpc: unknown key (did you mean 'modbus_tcp'?); "
-        "a device needs exactly one of modbus_tcp, modbus_rtu, opcua, dlt645, cjt188"
+        f"a device needs exactly one of {ONE_OF}"
     ]
 
 
@@ -342,8 +345,8 @@ def test_a_device_with_two_protocols_is_refused(problems: Problems) -> None:
         "modbus_tcp: {host: 10.0.0.1}", "modbus_tcp: {host: 10.0.0.1}\n    opcua: {endpoint: x}"
     )
     assert problems(text) == [
-        "agent.yaml:11:5: devices[0].opcua: a device needs exactly one of modbus_tcp, "
-        "modbus_rtu, opcua, dlt645, cjt188 (found modbus_tcp and opcua)"
+        "agent.yaml:11:5: devices[0].opcua: a device needs exactly one of "
+        f"{ONE_OF} (found modbus_tcp and opcua)"
     ]
 
 
@@ -351,8 +354,7 @@ def test_a_device_without_protocol_says_so(problems: Problems) -> None:
     """A device with no transport at all is reported at the device."""
     text = GATEWAY + "devices:\n  - name: meter\n    poll: 5s\n"
     assert problems(text) == [
-        "agent.yaml:9:5: devices[0]: a device needs exactly one of modbus_tcp, modbus_rtu, "
-        "opcua, dlt645, cjt188 (found none)"
+        f"agent.yaml:9:5: devices[0]: a device needs exactly one of {ONE_OF} (found none)"
     ]
 
 
