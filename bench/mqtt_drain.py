@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
-from bench.drain import GATEWAY, fill  # noqa: E402
+from bench.drain import GATEWAY, copy, fill, timed_drain  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore  # noqa: E402
 from cloud_sync.base import Identity  # noqa: E402
@@ -152,20 +152,6 @@ def raw_publish(port: int, batch: list[Message]) -> float:
         client.loop_stop()
 
 
-async def agent_drain(path: Path, port: int) -> tuple[float, int]:
-    store = AsyncStore(path)
-    up = _publisher(store, port)
-    began = time.perf_counter()
-    sent = await up.deliver()
-    took = time.perf_counter() - began
-    await up.close()
-    backlog = await store.backlog()
-    store.close()
-    if backlog["intervals"]:
-        raise RuntimeError(f"drain stopped with {backlog['intervals']} left: {up.status}")
-    return took, sent
-
-
 def figures(sizes: tuple[int, ...] = (288_000,), rounds: int = 3) -> list[Figure]:
     """Intervals/s drained over MQTT by the agent and by a bare paho client, per size: the
     median of `rounds` rounds, the two taking turns to go first, each agent round on a
@@ -202,15 +188,8 @@ def figures(sizes: tuple[int, ...] = (288_000,), rounds: int = 3) -> list[Figure
     return out
 
 
-def copy(work: Path, source: str, target: str) -> None:
-    for suffix in ("", "-wal"):
-        (work / f"{target}{suffix}").unlink(missing_ok=True)
-        if (work / f"{source}{suffix}").exists():
-            shutil.copy(work / f"{source}{suffix}", work / f"{target}{suffix}")
-
-
 def _agent(path: Path, port: int, n: int) -> float:
-    took, sent = asyncio.run(agent_drain(path, port))
+    took, sent = asyncio.run(timed_drain(path, lambda store: _publisher(store, port)))
     if sent != n:
         raise RuntimeError(f"published {sent} of {n}")
     return took
