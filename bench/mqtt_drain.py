@@ -57,15 +57,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def mosquitto(workdir: Path) -> Iterator[int]:
-    """A broker on a free loopback port; yields the port; stopped by its PID."""
+def mosquitto(
+    workdir: Path, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A broker on a free loopback port (`extra`: more mosquitto.conf lines); yields its
+    port and process; stopped by its PID."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.access(binary, os.X_OK):
         raise SystemExit("mosquitto is not installed: apt-get install -y mosquitto")
     port = free_port()
     conf = workdir / "mosquitto.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
-             "max_inflight_messages 0", "max_queued_messages 0"]  # fmt: skip
+             "max_inflight_messages 0", "max_queued_messages 0", *extra]  # fmt: skip
     if os.geteuid() == 0:
         lines.insert(0, "user root")
     conf.write_text("\n".join(lines) + "\n")
@@ -81,7 +84,7 @@ def mosquitto(workdir: Path) -> Iterator[int]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("mosquitto did not start") from None
                 time.sleep(0.05)
-        yield port
+        yield port, proc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -164,7 +167,7 @@ def figures(sizes: tuple[int, ...] = (288_000,), rounds: int = 3) -> list[Figure
             copy(work, "buffer.db", "copy.db")  # one to precompute the messages from
             batch = asyncio.run(messages(work / "copy.db"))
             raws, tooks = [], []
-            with mosquitto(work) as port, drain_subscriber(port):
+            with mosquitto(work) as (port, _), drain_subscriber(port):
                 for r in range(rounds):
                     copy(work, "buffer.db", "round.db")
                     if r % 2:
