@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -474,3 +475,30 @@ def test_a_large_plant_written_out_is_not_taken_for_an_alias_bomb(
     )
     loaded = load_config(write(GATEWAY + "devices:\n" + meters))
     assert len(loaded.config.devices) == 1000
+
+
+def test_the_collector_is_paused_while_a_config_loads_and_given_back(
+    load: Load, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking runs with the cyclic collector off (a 5,000-meter file: half the time);
+    afterwards it is as it was, also when the config is refused."""
+    seen: list[bool] = []
+    checked = loader._checked
+
+    def watched(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return checked(*args)
+
+    monkeypatch.setattr(loader, "_checked", watched)
+    assert gc.isenabled()
+    load(GATEWAY + METER)
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(ConfigInvalid):
+        load(GATEWAY + "devices: 7\n")
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        load(GATEWAY + METER)
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
