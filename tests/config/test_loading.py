@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import loader
 from config.loader import LoadedConfig, load_config, load_config_apart
+from config.parse import parse_document
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusTcpDevice
 from tests.fixtures.config import GATEWAY, METER, Load, Problems, Write
@@ -502,3 +504,23 @@ def test_the_collector_is_paused_while_a_config_loads_and_given_back(
         assert not gc.isenabled()  # a caller that had it off keeps it off
     finally:
         gc.enable()
+
+
+_SCALARS = ["1", "010", "0x1F", "1.5", "1e3", ".inf", "yes", "no", "true", "null", "~", "",
+            "2024-01-01", "12:30", "abc"]  # fmt: skip
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_SCALARS), st.sampled_from(["{}", "'{}'", '"{}"', "!!str {}"])),
+        max_size=30,
+    )
+)
+def test_each_scalar_is_read_as_yaml_reads_it_however_often_it_comes(
+    items: list[tuple[str, str]],
+) -> None:
+    """config/parse.py resolves each distinct scalar's tag once and builds each distinct
+    value once: the same text plain, quoted or tagged, again and again, still reads as
+    PyYAML's safe loader reads it, each one in its own way."""
+    text = "".join(f"- {form.format(value)}\n" for value, form in items) or "[]\n"
+    assert parse_document(text, "agent.yaml").data == yaml.safe_load(text)
