@@ -211,6 +211,8 @@ class Agent:
         lose its intervals for good; kept, they are written in order later.
         Raw samples are not kept: they must never hold up intervals. A device's next turn
         may start meanwhile (its commits go one at a time): see `_poll`."""
+        if not work and name not in self.unwritten:  # most polls: no close, no raw samples
+            return  # nothing to write: no lock to make and wait for
         async with self._committing.setdefault(name, asyncio.Lock()):
             held = self.unwritten.get(name)  # left there until written: /healthz tells
             if not work and not held:

@@ -318,9 +318,10 @@ class Pipeline:
             log.warning("%s %s: %s: %s", meter.device, meter.counter, event.kind, event.detail)
             detail = f"{meter.counter}: {event.detail}"
             work.events.append(EventRow(ts, meter.device, event.kind, "warning", detail))
-        if first or step.events or any(step.closed.values()):
+        closed = any(step.closed.values())
+        if first or step.events or closed:
             work.counters[meter.key] = state.to_json()
-        if any(step.closed.values()):
+        if closed:  # the device's statistics windows are saved with its counter
             work.counters |= self.statistics.saved(meter.device)
 
     def _intensity(self, now: float, work: Commit) -> None:

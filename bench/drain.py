@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ import httpx  # noqa: E402
 from bench.polling import stop  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore, Store  # noqa: E402
+from cloud_sync.base import Destination  # noqa: E402
 from cloud_sync.http.uploader import Uploader  # noqa: E402
 from domain.batch import SCHEMA_VERSION  # noqa: E402
 from domain.records import Commit, IntervalRow  # noqa: E402
@@ -88,6 +89,14 @@ def fill(path: Path, intervals: int) -> None:
             chunk = []
     store.commit(Commit(intervals=chunk))
     store.close()
+
+
+def copy(work: Path, source: str, target: str) -> None:
+    """A buffer file and its WAL copied under another name (any old copy removed first)."""
+    for suffix in ("", "-wal"):
+        (work / f"{target}{suffix}").unlink(missing_ok=True)
+        if (work / f"{source}{suffix}").exists():
+            shutil.copy(work / f"{source}{suffix}", work / f"{target}{suffix}")
 
 
 @contextmanager
@@ -148,8 +157,15 @@ async def raw_post(url: str, batches: list[tuple[str, bytes]]) -> float:
 
 
 async def agent_drain(path: Path, url: str) -> tuple[float, int]:
+    return await timed_drain(path, lambda store: _uploader(store, url))
+
+
+async def timed_drain(path: Path, make: Callable[[AsyncStore], Destination]) -> tuple[float, int]:
+    """Seconds for one destination (`make`, given the buffer) to send the whole backlog, and
+    the records it sent; a backlog left over is an error, not a figure. The HTTP and MQTT
+    drains share it."""
     store = AsyncStore(path)
-    up = _uploader(store, url)
+    up = make(store)
     began = time.perf_counter()
     sent = await up.deliver()
     took = time.perf_counter() - began
@@ -168,9 +184,7 @@ def figures(sizes: tuple[int, ...] = (288_000, 1_000_000)) -> list[Figure]:
         with tempfile.TemporaryDirectory(prefix="bench-drain-") as d:
             work = Path(d)
             fill(work / "buffer.db", n)
-            for suffix in ("", "-wal"):  # the same buffer twice: one to precompute, one to drain
-                if (work / f"buffer.db{suffix}").exists():
-                    shutil.copy(work / f"buffer.db{suffix}", work / f"copy.db{suffix}")
+            copy(work, "buffer.db", "copy.db")  # the same buffer twice: one to precompute
             batches = asyncio.run(payloads(work / "copy.db"))
             with receiver(work, "raw") as url:
                 raw = asyncio.run(raw_post(url, batches))

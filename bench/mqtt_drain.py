@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
-from bench.drain import GATEWAY, fill  # noqa: E402
+from bench.drain import GATEWAY, copy, fill, timed_drain  # noqa: E402
 from bench.table import Figure, render  # noqa: E402
 from buffer import AsyncStore  # noqa: E402
 from cloud_sync.base import Identity  # noqa: E402
@@ -57,15 +57,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def mosquitto(workdir: Path) -> Iterator[int]:
-    """A broker on a free loopback port; yields the port; stopped by its PID."""
+def mosquitto(
+    workdir: Path, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A broker on a free loopback port (`extra`: more mosquitto.conf lines); yields its
+    port and process; stopped by its PID."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.access(binary, os.X_OK):
         raise SystemExit("mosquitto is not installed: apt-get install -y mosquitto")
     port = free_port()
     conf = workdir / "mosquitto.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
-             "max_inflight_messages 0", "max_queued_messages 0"]  # fmt: skip
+             "max_inflight_messages 0", "max_queued_messages 0", *extra]  # fmt: skip
     if os.geteuid() == 0:
         lines.insert(0, "user root")
     conf.write_text("\n".join(lines) + "\n")
@@ -81,7 +84,7 @@ def mosquitto(workdir: Path) -> Iterator[int]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("mosquitto did not start") from None
                 time.sleep(0.05)
-        yield port
+        yield port, proc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -152,20 +155,6 @@ def raw_publish(port: int, batch: list[Message]) -> float:
         client.loop_stop()
 
 
-async def agent_drain(path: Path, port: int) -> tuple[float, int]:
-    store = AsyncStore(path)
-    up = _publisher(store, port)
-    began = time.perf_counter()
-    sent = await up.deliver()
-    took = time.perf_counter() - began
-    await up.close()
-    backlog = await store.backlog()
-    store.close()
-    if backlog["intervals"]:
-        raise RuntimeError(f"drain stopped with {backlog['intervals']} left: {up.status}")
-    return took, sent
-
-
 def figures(sizes: tuple[int, ...] = (288_000,), rounds: int = 3) -> list[Figure]:
     """Intervals/s drained over MQTT by the agent and by a bare paho client, per size: the
     median of `rounds` rounds, the two taking turns to go first, each agent round on a
@@ -178,7 +167,7 @@ def figures(sizes: tuple[int, ...] = (288_000,), rounds: int = 3) -> list[Figure
             copy(work, "buffer.db", "copy.db")  # one to precompute the messages from
             batch = asyncio.run(messages(work / "copy.db"))
             raws, tooks = [], []
-            with mosquitto(work) as port, drain_subscriber(port):
+            with mosquitto(work) as (port, _), drain_subscriber(port):
                 for r in range(rounds):
                     copy(work, "buffer.db", "round.db")
                     if r % 2:
@@ -202,15 +191,8 @@ def figures(sizes: tuple[int, ...] = (288_000,), rounds: int = 3) -> list[Figure
     return out
 
 
-def copy(work: Path, source: str, target: str) -> None:
-    for suffix in ("", "-wal"):
-        (work / f"{target}{suffix}").unlink(missing_ok=True)
-        if (work / f"{source}{suffix}").exists():
-            shutil.copy(work / f"{source}{suffix}", work / f"{target}{suffix}")
-
-
 def _agent(path: Path, port: int, n: int) -> float:
-    took, sent = asyncio.run(agent_drain(path, port))
+    took, sent = asyncio.run(timed_drain(path, lambda store: _publisher(store, port)))
     if sent != n:
         raise RuntimeError(f"published {sent} of {n}")
     return took

@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ import psycopg  # noqa: E402
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
+from bench.mqtt_drain import mosquitto  # noqa: E402
 from bench.postgres_split import split  # noqa: E402
 from bench.region_batches import TOPIC, gateway_id, header, message, records  # noqa: E402
 from bench.table import Figure  # noqa: E402
@@ -115,45 +115,14 @@ def send(port: int, gateways: list[int], devices: int, hours: int, inflight: int
                 usage.user + usage.system)  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def broker(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes], Path]]:
     """mosquitto on a free loopback port, logging subscriptions (so we know when the
     receivers are in); yields its port, process and log; stopped by its PID."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.access(binary, os.X_OK):
-        raise SystemExit("mosquitto is not installed: apt-get install -y mosquitto")
-    port = free_port()
     log = workdir / "mosquitto.log"
-    conf = workdir / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
-             "max_inflight_messages 0", "max_queued_messages 0",
-             f"log_dest file {log}", "log_type subscribe", "log_type error",
-             "log_type warning"]  # fmt: skip
-    if os.geteuid() == 0:
-        lines.insert(0, "user root")
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
+    extra = (f"log_dest file {log}", "log_type subscribe", "log_type error", "log_type warning")
+    with mosquitto(workdir, extra) as (port, proc):
         yield port, proc, log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
 
 
 def wait_for_subscriptions(log: Path, client_ids: list[str], timeout: float = 60) -> None:

@@ -11,17 +11,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _bench(script: str, *args: str, timeout: float = 100) -> str:
+    """bench/<script> run to its end in its own process; its output, once it exited 0."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_polling_bench_prints_a_row_per_size() -> None:
     """bench/polling.py with 2 meters for 2 s prints its header and one row."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "polling.py"), "--meters", "2",
-         "--seconds", "2", "--warmup", "1"],
-        capture_output=True, text=True, timeout=100, cwd=ROOT,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    header, row = run.stdout.strip().splitlines()
+    stdout = _bench("polling.py", "--meters", "2", "--seconds", "2", "--warmup", "1")
+    header, row = stdout.strip().splitlines()
     assert "bytes/value" in header
     assert row.split()[0] == "2"
 
@@ -30,12 +35,8 @@ def test_polling_bench_prints_a_row_per_size() -> None:
 @pytest.mark.timeout(120)
 def test_startup_bench_reaches_ready_and_reads_idle_memory() -> None:
     """bench/startup.py with one device prints the time to READY=1 and the idle RSS."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "startup.py"), "--devices", "1"],
-        capture_output=True, text=True, timeout=100, cwd=ROOT,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    rows = {line.split("|")[1].strip(): line for line in run.stdout.splitlines()[2:]}
+    stdout = _bench("startup.py", "--devices", "1")
+    rows = {line.split("|")[1].strip(): line for line in stdout.splitlines()[2:]}
     assert set(rows) == {"start-up to READY=1, 1 devices", "idle RSS, 1 devices"}
     seconds = float(rows["start-up to READY=1, 1 devices"].split("|")[2].split()[0])
     assert 0 < seconds < 60
@@ -54,12 +55,8 @@ def test_ingest_bench_measures_both_workloads_against_raw_sqlite() -> None:
 @pytest.mark.timeout(120)
 def test_drain_bench_prints_the_figure_and_its_ratio() -> None:
     """bench/drain.py with 1,200 intervals drains them all through two receivers."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "drain.py"), "--intervals", "1200"],
-        capture_output=True, text=True, timeout=100, cwd=ROOT, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    row = run.stdout.strip().splitlines()[-1]
+    stdout = _bench("drain.py", "--intervals", "1200")
+    row = stdout.strip().splitlines()[-1]
     assert row.startswith("| backlog drain, 1,200 1-min intervals")
     assert "raw httpx" in row
 
@@ -68,13 +65,8 @@ def test_drain_bench_prints_the_figure_and_its_ratio() -> None:
 @pytest.mark.timeout(120)
 def test_soak_bench_samples_and_fits() -> None:
     """bench/soak.py with 2 meters and one sample prints the sample and every slope."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--meters", "2",
-         "--minutes", "0", "--warmup", "0"],
-        capture_output=True, text=True, timeout=100, cwd=ROOT,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
+    stdout = _bench("soak.py", "--meters", "2", "--minutes", "0", "--warmup", "0")
+    lines = stdout.splitlines()
     sample = next(line for line in lines if line.startswith("minute=0.00"))
     assert "tasks=" in sample and "fds=" in sample and "nan" not in sample
     for series in ("rss_mib", "fds", "tasks", "buffer_mib", "wal_mib"):
@@ -86,13 +78,8 @@ def test_soak_bench_samples_and_fits() -> None:
 def test_scale_bench_prints_bare_and_agent_rows() -> None:
     """bench/scale.py with 3 meters for 3 s: a row for the bare loop, one for the agent,
     every meter read, turns counted (at most one a meter: a shared machine may stall)."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "scale.py"), "--sizes", "3",
-         "--seconds", "3", "--warmup", "1"],
-        capture_output=True, text=True, timeout=160, cwd=ROOT,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    header, bare, agent, ratio = run.stdout.strip().splitlines()
+    stdout = _bench("scale.py", "--sizes", "3", "--seconds", "3", "--warmup", "1", timeout=160)
+    header, bare, agent, ratio = stdout.strip().splitlines()
     assert "skipped" in header and "bytes/value" in header
     for row, who in ((bare, "bare"), (agent, "agent")):
         size, name, _core, _cpu, read, skipped = row.split()[:6]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import loader
 from config.loader import LoadedConfig, load_config, load_config_apart
+from config.parse import parse_document
 from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusTcpDevice
 from drivers.registry import PROTOCOLS
@@ -476,3 +479,50 @@ def test_a_large_plant_written_out_is_not_taken_for_an_alias_bomb(
     )
     loaded = load_config(write(GATEWAY + "devices:\n" + meters))
     assert len(loaded.config.devices) == 1000
+
+
+def test_the_collector_is_paused_while_a_config_loads_and_given_back(
+    load: Load, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking runs with the cyclic collector off (a 5,000-meter file: half the time);
+    afterwards it is as it was, also when the config is refused."""
+    seen: list[bool] = []
+    checked = loader._checked
+
+    def watched(*args: Any) -> Any:
+        seen.append(gc.isenabled())
+        return checked(*args)
+
+    monkeypatch.setattr(loader, "_checked", watched)
+    assert gc.isenabled()
+    load(GATEWAY + METER)
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(ConfigInvalid):
+        load(GATEWAY + "devices: 7\n")
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        load(GATEWAY + METER)
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+_SCALARS = ["1", "010", "0x1F", "1.5", "1e3", ".inf", "yes", "no", "true", "null", "~", "",
+            "2024-01-01", "12:30", "abc"]  # fmt: skip
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_SCALARS), st.sampled_from(["{}", "'{}'", '"{}"', "!!str {}"])),
+        max_size=30,
+    )
+)
+def test_each_scalar_is_read_as_yaml_reads_it_however_often_it_comes(
+    items: list[tuple[str, str]],
+) -> None:
+    """config/parse.py resolves each distinct scalar's tag once and builds each distinct
+    value once: the same text plain, quoted or tagged, again and again, still reads as
+    PyYAML's safe loader reads it, each one in its own way."""
+    text = "".join(f"- {form.format(value)}\n" for value, form in items) or "[]\n"
+    assert parse_document(text, "agent.yaml").data == yaml.safe_load(text)

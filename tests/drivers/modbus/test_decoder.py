@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.pdu import DecodePDU
 
-from drivers.modbus.link import QuietDecoder
+from drivers.modbus.link import QuietDecoder, tcp_link
+from drivers.modbus.settings import ModbusTcp
 
 LIBRARY = DecodePDU(False)
 QUIET = QuietDecoder(False)
@@ -58,3 +59,12 @@ def test_no_reply_is_formatted_while_debug_is_off(caplog, monkeypatch) -> None:
         assert formatted == []
         LIBRARY.decode(bytes([3, 2, 0, 1]))  # the reason QuietDecoder exists
         assert formatted == [1]
+
+
+async def test_every_modbus_tcp_link_decodes_with_it() -> None:
+    """Modbus TCP and RTU over TCP alike: a link left with the library's decoder would
+    still read right, only slower, so nothing else would notice."""
+    for framer in ("socket", "rtu"):
+        link = tcp_link(ModbusTcp(host="127.0.0.1", port=1502, framer=framer), "meter")
+        assert type(link.client.ctx.framer.decoder) is QuietDecoder, framer
+        await link.close()
