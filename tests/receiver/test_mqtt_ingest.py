@@ -190,7 +190,9 @@ def test_two_receivers_split_a_shared_subscription_and_a_kill_loses_nothing(
         try:
             wait_for(lambda: all("connected to" in p.read_text() for p in logs.values()),
                      20, "both receivers connected")  # fmt: skip
-            time.sleep(0.5)  # subscribed
+            subscribed = [f"Received SUBSCRIBE from {name}" for name in logs]
+            wait_for(lambda: all(s in b.log.read_text() for s in subscribed), 20,
+                     "both receivers subscribed")  # fmt: skip
             client = sender(b.port)
             sent = [document(n) for n in range(1, count + 1)]
             killed = False
