@@ -48,16 +48,23 @@ from receiver._postgres_schema import (
     MIGRATIONS,
     nul_characters,
 )
+from receiver._queries import (
+    GroupBy,
+    Period,
+    events_query,
+    intervals_query,
+    totals_query,
+    with_gateway,
+)
 from receiver._request import Refused
 from receiver._rows import event_rows, sample_rows
-from receiver._store import _GROUP_COLUMN, GroupBy, KeyConflict, Period, Stored
+from receiver._store import KeyConflict, Stored
 from receiver._totals import Totals, add_up
 
 logger = logging.getLogger("edge_agent.receiver")
 
 # Any 64-bit number unlikely to be another application's advisory lock: "edge" in ASCII.
 _MIGRATION_LOCK = 0x65646765
-_PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
 
 
 class StoreUnavailable(sqlite3.OperationalError):
@@ -66,11 +73,6 @@ class StoreUnavailable(sqlite3.OperationalError):
     A subclass of sqlite3.OperationalError so that the HTTP side, which answers
     that error 503 with Retry-After, treats both stores alike.
     """
-
-
-def _with_gateway(gateway: str, record: str) -> str:
-    """A stored record with the gateway it came from put in front, as the SQLite store does."""
-    return '{"gateway":' + json.dumps(gateway) + "," + record[1:]
 
 
 class PostgresStore:
@@ -294,24 +296,9 @@ class PostgresStore:
     ) -> tuple[list[str], bool]:
         """Interval records as received (JSON text) with their `gateway`, and whether `limit`
         cut the list short."""
-        where: list[str] = []
-        parameters: list[str | float] = []
-        for condition, value in (
-            ("gateway = %s", gateway),
-            ("device = %s", device),
-            ("start_s >= %s", start_from.timestamp() if start_from is not None else None),
-            ("start_s < %s", start_to.timestamp() if start_to is not None else None),
-        ):
-            if value is not None:
-                where.append(condition)
-                parameters.append(value)
-        rows = self._read(
-            "SELECT gateway, record FROM intervals"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY gateway, device, start_s, end_s LIMIT %s",
-            [*parameters, limit + 1],
-        )
-        return [_with_gateway(gw, record) for gw, record in rows[:limit]], len(rows) > limit
+        sql, parameters = intervals_query(gateway, device, start_from, start_to, "%s")
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
 
     def events(
         self,
@@ -326,42 +313,15 @@ class PostgresStore:
     ) -> tuple[list[str], bool]:
         """Event records as received (JSON text) with their `gateway`, oldest first, and
         whether `limit` cut the list short; `start_from` inclusive, `start_to` exclusive."""
-        where: list[str] = []
-        parameters: list[str | float] = []
-        for condition, value in (
-            ("gateway = %s", gateway),
-            ("device = %s", device),
-            ("kind = %s", kind),
-            ("severity = %s", severity),
-            ("ts_s >= %s", start_from.timestamp() if start_from is not None else None),
-            ("ts_s < %s", start_to.timestamp() if start_to is not None else None),
-        ):
-            if value is not None:
-                where.append(condition)
-                parameters.append(value)
-        rows = self._read(
-            "SELECT gateway, record FROM events"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY ts_s, gateway, event_id LIMIT %s",
-            [*parameters, limit + 1],
-        )
-        return [_with_gateway(gw, record) for gw, record in rows[:limit]], len(rows) > limit
+        sql, parameters = events_query(gateway, device, kind, severity, start_from, start_to, "%s")
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
 
     def totals(
         self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], Totals]:
         """kWh, tce and CO2 per (group, local period), each device's energy counted once
         (receiver._totals); `dates` as in the SQLite store."""
-        column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
-        where = ""
-        parameters: list[str] = []
-        if dates is not None:
-            where = "WHERE " + " OR ".join("i.local_date BETWEEN %s AND %s" for _ in dates)
-            parameters.extend(bound for pair in dates for bound in pair)
-        rows = self._rows(
-            f"SELECT i.gateway, i.device, i.carrier, i.end_s, i.{column}, {expression},"
-            f" i.kwh, i.tce_kg, i.co2_kg FROM intervals AS i {where}"
-            " ORDER BY i.gateway, i.device, i.carrier, i.start_s, i.end_s DESC",
-            parameters,
-        )
+        sql, parameters = totals_query(by, period, dates, "%s")
+        rows = self._rows(sql, parameters)
         return add_up(rows)

@@ -12,22 +12,25 @@ device's energy once across interval lengths (receiver._totals).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from domain.batch import Batch
-from receiver._events import events_query, with_gateway
+from receiver._queries import (
+    GroupBy,
+    Period,
+    events_query,
+    intervals_query,
+    totals_query,
+    with_gateway,
+)
 from receiver._rows import rows
 from receiver._totals import Totals, add_up
-
-GroupBy = Literal["region", "industry", "enterprise", "gateway"]
-Period = Literal["day", "month"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -103,14 +106,6 @@ CREATE TABLE IF NOT EXISTS samples (
     UNIQUE (gateway, device, point, ts_s)
 );
 """
-
-_GROUP_COLUMN: dict[str, str] = {
-    "region": "region_code",
-    "industry": "industry_code",
-    "enterprise": "enterprise_id",
-    "gateway": "gateway",
-}
-_PERIOD_EXPR: dict[str, str] = {"day": "i.local_date", "month": "substr(i.local_date, 1, 7)"}
 
 
 class KeyConflict(Exception):
@@ -289,29 +284,9 @@ class Store:
     ) -> tuple[list[str], bool]:
         """Interval records as received (JSON text) with their `gateway`, and whether `limit`
         cut the list short."""
-        where: list[str] = []
-        parameters: list[str | float] = []
-        if gateway is not None:
-            where.append("gateway = ?")
-            parameters.append(gateway)
-        if device is not None:
-            where.append("device = ?")
-            parameters.append(device)
-        if start_from is not None:
-            where.append("start_s >= ?")
-            parameters.append(start_from.timestamp())
-        if start_to is not None:
-            where.append("start_s < ?")
-            parameters.append(start_to.timestamp())
-        rows = self._read(
-            "SELECT gateway, record FROM intervals"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY gateway, device, start_s, end_s LIMIT ?",
-            [*parameters, limit + 1],
-        )
-        # each record as received, with the gateway it came from put in front
-        records = ['{"gateway":' + json.dumps(gw) + "," + record[1:] for gw, record in rows[:limit]]
-        return records, len(rows) > limit
+        sql, parameters = intervals_query(gateway, device, start_from, start_to)
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
 
     def events(
         self,
@@ -325,7 +300,7 @@ class Store:
         limit: int,
     ) -> tuple[list[str], bool]:
         """Event records as received (JSON text) with their `gateway`, oldest first, and
-        whether `limit` cut the list short; the filters are receiver._events'."""
+        whether `limit` cut the list short; the filters are receiver._queries'."""
         sql, parameters = events_query(gateway, device, kind, severity, start_from, start_to)
         rows = self._read(sql, [*parameters, limit + 1])
         return with_gateway(rows[:limit]), len(rows) > limit
@@ -333,21 +308,8 @@ class Store:
     def totals(
         self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], Totals]:
-        """kWh, tce and CO2 per (group, local period), each device's energy counted once.
-
-        `dates` limits the answer to intervals whose local date lies in one of
-        the inclusive ('YYYY-MM-DD', 'YYYY-MM-DD') ranges.
-        """
-        column, expression = _GROUP_COLUMN[by], _PERIOD_EXPR[period]
-        where = ""
-        parameters: list[str] = []
-        if dates is not None:
-            where = "WHERE " + " OR ".join("i.local_date BETWEEN ? AND ?" for _ in dates)
-            parameters.extend(bound for pair in dates for bound in pair)
-        rows = self._rows(
-            f"SELECT i.gateway, i.device, i.carrier, i.end_s, i.{column}, {expression},"
-            f" i.kwh, i.tce_kg, i.co2_kg FROM intervals AS i {where}"
-            " ORDER BY i.gateway, i.device, i.carrier, i.start_s, i.end_s DESC",
-            parameters,
-        )
+        """kWh, tce and CO2 per (group, local period), each device's energy counted once;
+        `dates` as in receiver._queries.totals_query."""
+        sql, parameters = totals_query(by, period, dates)
+        rows = self._rows(sql, parameters)
         return add_up(rows)

@@ -55,6 +55,20 @@ def document(sequence: int) -> dict:
     return batch(sequence, [interval("main_incomer", start, 1, kwh=sequence / 10)])
 
 
+@contextmanager
+def running(ingest: MqttIngest) -> Iterator[MqttIngest]:
+    """`ingest` on a thread of its own, subscribed; stopped and joined on leaving."""
+    thread = threading.Thread(target=ingest.run, daemon=True)
+    thread.start()
+    try:
+        assert ingest.subscribed.wait(10)
+        yield ingest
+    finally:
+        ingest.stop.set()
+        thread.join(10)
+    assert not thread.is_alive(), "the ingest did not stop"
+
+
 def stored_keys(db: Path) -> list[str]:
     with closing(sqlite3.connect(db)) as conn:
         return [row[0] for row in conn.execute("SELECT key FROM batches")]
@@ -65,38 +79,27 @@ def test_batches_are_stored_once_and_a_malformed_one_is_acknowledged(tmp_path: P
     does not match its body: two stored, one duplicate, two malformed; all acknowledged
     (a fresh subscriber of the same session gets nothing again)."""
     with broker(tmp_path) as b:
-        stop = threading.Event()
         store = Store(tmp_path / "central.db")
-        ingest = MqttIngest(store, b.url, stop, client_id="r1")
-        thread = threading.Thread(target=ingest.run, daemon=True)
-        thread.start()
-        assert ingest.subscribed.wait(10)
-        client = sender(b.port)
-        one, two = document(1), document(2)
-        for payload, props in (
-            (json.dumps(one).encode(), publish_props(key(one))),
-            (gzip.compress(json.dumps(two).encode()), publish_props(key(two))),
-            (json.dumps(one).encode(), publish_props(key(one))),
-            (b"not json at all", publish_props(key(one))),
-            (json.dumps(two).encode(), publish_props(f"{GATEWAY['id']}:99")),
-        ):
-            client.publish(TOPIC, payload, qos=1, properties=props).wait_for_publish(5)
-        acked = [f"Received PUBACK from r1 (Mid: {n}," for n in range(1, 6)]
-        wait_for(lambda: all(a in b.log.read_text() for a in acked), 10, "5 PUBACKs")
-        client.disconnect()
-        client.loop_stop()
-        stop.set()
-        thread.join(10)
+        with running(MqttIngest(store, b.url, threading.Event(), client_id="r1")) as ingest:
+            client = sender(b.port)
+            one, two = document(1), document(2)
+            for payload, props in (
+                (json.dumps(one).encode(), publish_props(key(one))),
+                (gzip.compress(json.dumps(two).encode()), publish_props(key(two))),
+                (json.dumps(one).encode(), publish_props(key(one))),
+                (b"not json at all", publish_props(key(one))),
+                (json.dumps(two).encode(), publish_props(f"{GATEWAY['id']}:99")),
+            ):
+                client.publish(TOPIC, payload, qos=1, properties=props).wait_for_publish(5)
+            acked = [f"Received PUBACK from r1 (Mid: {n}," for n in range(1, 6)]
+            wait_for(lambda: all(a in b.log.read_text() for a in acked), 10, "5 PUBACKs")
+            client.disconnect()
+            client.loop_stop()
         assert (ingest.counts.stored, ingest.counts.duplicates) == (2, 1)
         assert (ingest.counts.malformed, ingest.counts.failed) == (2, 0)
         assert sorted(stored_keys(tmp_path / "central.db")) == [key(one), key(two)]
-        again = MqttIngest(store, b.url, threading.Event(), client_id="r1")
-        after = threading.Thread(target=again.run, daemon=True)
-        after.start()
-        assert again.subscribed.wait(10)
-        time.sleep(1.0)  # anything unacknowledged would come now
-        again.stop.set()
-        after.join(10)
+        with running(MqttIngest(store, b.url, threading.Event(), client_id="r1")) as again:
+            time.sleep(1.0)  # anything unacknowledged would come now
         assert sum(vars(again.counts).values()) == 0
         store.close()
 
@@ -106,23 +109,17 @@ def test_a_batch_whose_key_another_holds_is_kept_under_its_digest(tmp_path: Path
     cannot hear the 409 that makes it renumber, so the receiver keeps the batch under its
     key and body digest, and its records are stored (each still once)."""
     with broker(tmp_path) as b:
-        stop = threading.Event()
         store = Store(tmp_path / "central.db")
-        ingest = MqttIngest(store, b.url, stop, client_id="r2")
-        thread = threading.Thread(target=ingest.run, daemon=True)
-        thread.start()
-        assert ingest.subscribed.wait(10)
-        client = sender(b.port)
-        first = document(1)
-        again = batch(1, [interval("press_line_2", "2026-11-27T08:00:00+08:00", 1, kwh=2.5)])
-        for doc in (first, again, again):
-            props = publish_props(key(doc))
-            client.publish(TOPIC, json.dumps(doc).encode(), qos=1, properties=props)
-        wait_for(lambda: ingest.counts.stored + ingest.counts.duplicates == 3, 10, "3 batches")
-        client.disconnect()
-        client.loop_stop()
-        stop.set()
-        thread.join(10)
+        with running(MqttIngest(store, b.url, threading.Event(), client_id="r2")) as ingest:
+            client = sender(b.port)
+            first = document(1)
+            again = batch(1, [interval("press_line_2", "2026-11-27T08:00:00+08:00", 1, kwh=2.5)])
+            for doc in (first, again, again):
+                props = publish_props(key(doc))
+                client.publish(TOPIC, json.dumps(doc).encode(), qos=1, properties=props)
+            wait_for(lambda: ingest.counts.stored + ingest.counts.duplicates == 3, 10, "3 batches")
+            client.disconnect()
+            client.loop_stop()
         keys = sorted(stored_keys(tmp_path / "central.db"))
         assert keys[0] == key(first) and keys[1].startswith(f"{key(first)}~")
         assert (ingest.counts.stored, ingest.counts.duplicates, ingest.counts.malformed) == (
@@ -139,29 +136,21 @@ def test_a_store_that_fails_keeps_the_message_and_backs_off(tmp_path: Path) -> N
     with the broker, and the receiver reconnects after growing waits rather than at once:
     a few connections in three seconds, not dozens; the batch is stored once it can be."""
     with broker(tmp_path) as b:
-        stop = threading.Event()
         broken = Store(tmp_path / "central.db")
         broken.close()
-        ingest = MqttIngest(broken, b.url, stop, client_id="r3")
-        thread = threading.Thread(target=ingest.run, daemon=True)
-        thread.start()
-        assert ingest.subscribed.wait(10)
-        client = sender(b.port)
-        one = document(1)
-        client.publish(TOPIC, json.dumps(one).encode(), qos=1, properties=publish_props(key(one)))
-        wait_for(lambda: ingest.counts.failed >= 1, 10, "the first failure")
-        time.sleep(3.0)  # the waits after each failure, measured as connections made
-        connects = b.log.read_text().count("as r3 (")
-        stop.set()
-        thread.join(10)
+        with running(MqttIngest(broken, b.url, threading.Event(), client_id="r3")) as ingest:
+            client = sender(b.port)
+            one = document(1)
+            props = publish_props(key(one))
+            client.publish(TOPIC, json.dumps(one).encode(), qos=1, properties=props)
+            wait_for(lambda: ingest.counts.failed >= 1, 10, "the first failure")
+            time.sleep(3.0)  # the waits after each failure, measured as connections made
+            connects = b.log.read_text().count("as r3 (")
         assert ingest.counts.stored == 0 and 2 <= connects <= 6, connects
         healed = MqttIngest(Store(tmp_path / "central.db"), b.url, threading.Event(),
                             client_id="r3")  # fmt: skip
-        after = threading.Thread(target=healed.run, daemon=True)
-        after.start()
-        wait_for(lambda: healed.counts.stored == 1, 10, "the batch stored after all")
-        healed.stop.set()
-        after.join(10)
+        with running(healed):
+            wait_for(lambda: healed.counts.stored == 1, 10, "the batch stored after all")
         client.disconnect()
         client.loop_stop()
         assert stored_keys(tmp_path / "central.db") == [key(one)]
@@ -201,7 +190,9 @@ def test_two_receivers_split_a_shared_subscription_and_a_kill_loses_nothing(
         try:
             wait_for(lambda: all("connected to" in p.read_text() for p in logs.values()),
                      20, "both receivers connected")  # fmt: skip
-            time.sleep(0.5)  # subscribed
+            subscribed = [f"Received SUBSCRIBE from {name}" for name in logs]
+            wait_for(lambda: all(s in b.log.read_text() for s in subscribed), 20,
+                     "both receivers subscribed")  # fmt: skip
             client = sender(b.port)
             sent = [document(n) for n in range(1, count + 1)]
             killed = False
