@@ -12,44 +12,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.cli import main
 from buffer import AsyncStore
-from cloud_sync.base import Identity
-from cloud_sync.mqtt.publisher import Publisher, make
-from cloud_sync.mqtt.settings import MqttSettings
 from receiver._mqtt import MqttIngest
 from receiver._store import Store
-from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Mosquitto
+from tests.fixtures.mosquitto import publisher as fixtures_publisher
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
-    s = AsyncStore(tmp_path / "buffer.db", destinations={"broker": None})
-    yield s
-    s.close()
-
-
-def publisher(store: AsyncStore, url: str, **settings: Any) -> Publisher:
-    options = {"max_batch": 5, "timeout": "5s", "every": "1s"} | settings
-    made = make(
-        "broker",
-        MqttSettings.model_validate({"url": url} | options),
-        Identity(GATEWAY, "cn-mee-2022"),
-        setting="destinations[0].mqtt",
-    )
-    made.attach(store)
-    return made
+publisher = partial(
+    fixtures_publisher,
+    defaults={"max_batch": 5, "timeout": "5s", "every": "1s"},
+)
 
 
 @contextmanager

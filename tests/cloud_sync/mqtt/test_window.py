@@ -6,18 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from buffer import AsyncStore
-from cloud_sync.base import Identity
-from cloud_sync.mqtt.publisher import Publisher, make
-from cloud_sync.mqtt.settings import MqttSettings
+from cloud_sync.mqtt.publisher import Publisher
 from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Listener, Mosquitto
+from tests.fixtures.mosquitto import publisher as fixtures_publisher
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(90)
@@ -25,30 +24,17 @@ pytestmark = pytest.mark.timeout(90)
 TOPIC = f"edge-agent/{GATEWAY['id']}/intervals"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
-    s = AsyncStore(tmp_path / "buffer.db", destinations={"broker": None})
-    yield s
-    s.close()
-
-
-def publisher(store: AsyncStore, url: str, **settings: Any) -> Publisher:
-    # these tests watch the broker and its log, not a receiver: some publish before
-    # anything subscribes (test_require_subscriber.py holds the default)
-    options = {
+# these tests watch the broker and its log, not a receiver: some publish before
+# anything subscribes (test_require_subscriber.py holds the default)
+publisher = partial(
+    fixtures_publisher,
+    defaults={
         "max_batch": 5,
         "timeout": "5s",
         "in_flight": 4,
         "require_subscriber": False,
-    } | settings
-    made = make(
-        "broker",
-        MqttSettings.model_validate({"url": url} | options),
-        Identity(GATEWAY, "cn-mee-2022"),
-        setting="destinations[0].mqtt",
-    )
-    made.attach(store)
-    return made
+    },
+)
 
 
 async def pending(store: AsyncStore) -> dict[int, list[int]]:
