@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from buffer import AsyncStore
 from receiver._mqtt import MqttIngest
 from receiver._store import Store
@@ -97,36 +96,3 @@ async def test_a_restarted_broker_without_the_shared_subscription(
             assert stored(central) == 0 and no_subscribers >= 1 + 3  # the birth, 3 batches
     finally:
         central.close()
-
-
-CONFIG = """\
-gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
-buffer: {path: BUFFER}
-http: {enabled: false}
-sync: {url: "https://central.example/api/v1/batches"}
-devices:
-  - name: m1
-    profile: eastron-sdm630
-    modbus_tcp: {host: 127.0.0.1}
-    energy: {carrier: electricity, counter: import_kwh}
-destinations:
-  - name: broker
-    mqtt:
-      url: mqtt://127.0.0.1
-      require_subscriber: true
-"""
-
-
-@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_require_subscriber_on_mqtt_3_1_1_is_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], protocol: str
-) -> None:
-    """3.1.1 has no PUBACK reason codes: `check` says the setting cannot work there."""
-    path = tmp_path / "agent.yaml"
-    text = CONFIG.replace("BUFFER", str(tmp_path / "buffer.db"))
-    path.write_text(text + f'      protocol: "{protocol}"\n')
-    code = main(["check", "-c", str(path)])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    warned = "agent.yaml:14:27: destinations[0].mqtt.require_subscriber: MQTT 3.1.1 has no PUBACK"
-    assert (warned in err) == (protocol == "3.1.1"), err
