@@ -22,6 +22,7 @@ from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Listener, Mosquitto, retained
 from tests.fixtures.mosquitto import publisher as fixtures_publisher
 from tests.fixtures.pki import make_pki
+from tests.fixtures.plant import wait_for
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(60)
@@ -256,7 +257,8 @@ async def test_a_publish_in_flight_when_the_broker_dies_comes_again_under_its_ke
     assert mosquitto.proc is not None
     mosquitto.proc.send_signal(signal.SIGSTOP)
     delivery = asyncio.create_task(up.deliver())
-    await asyncio.sleep(0.5)  # published, no PUBACK
+    await wait_for(lambda: up.run is not None and len(up.run.window) == 1)
+    assert up.run is not None and len(up.run.window) == 1  # published, no PUBACK
     assert (await store.backlog())["destinations"]["broker"]["intervals"] == 6
     mosquitto.proc.send_signal(signal.SIGKILL)
     mosquitto.proc.wait()
