@@ -181,20 +181,25 @@ class Outbox:
         sequence). An fsync per acknowledgement was a third of a backlog drain."""
 
         def write() -> None:
-            oldest = [
-                seq
-                for (seq,) in self.store.db.conn.execute(
-                    "SELECT seq FROM batches WHERE destination = ? AND status = 'pending'"
-                    " ORDER BY seq LIMIT ?",
-                    [self.name, len(seqs)],
-                )
-            ]
+            # the run checked once, closed in two statements (not `_finish` per batch:
+            # each would read its batch and look for an older one again)
+            conn = self.store.db.conn
+            rows = conn.execute(
+                "SELECT seq, events_hi, intervals_hi FROM batches"
+                " WHERE destination = ? AND status = 'pending' ORDER BY seq LIMIT ?",
+                [self.name, len(seqs)],
+            ).fetchall()
+            oldest = [seq for seq, _, _ in rows]
             if oldest != list(seqs):
                 raise ValueError(
                     f"{self.name}: batches {list(seqs)} are not the oldest pending ({oldest})"
                 )
-            for seq in seqs:
-                self._finish(seq, "acked", None)
+            now = time.time()
+            conn.executemany(
+                "UPDATE batches SET status = 'acked', finished = ?, reason = NULL WHERE seq = ?",
+                [(now, seq) for seq in seqs],
+            )
+            self._advance(max(r[1] for r in rows), max(r[2] for r in rows))
 
         if not seqs:
             return
@@ -377,9 +382,13 @@ class Outbox:
             "UPDATE batches SET status = ?, finished = ?, reason = ? WHERE seq = ?",
             [status, time.time(), reason, seq],
         )
-        store.db.execute(
+        self._advance(row["events_hi"], row["intervals_hi"])
+        return True
+
+    def _advance(self, events_hi: int, intervals_hi: int) -> None:
+        """Move the cursor past a closed batch's ranges (never back: an empty range is -1)."""
+        self.store.db.execute(
             "UPDATE destinations SET events_acked = max(events_acked, ?),"
             " intervals_acked = max(intervals_acked, ?) WHERE name = ?",
-            [row["events_hi"], row["intervals_hi"], self.name],
+            [events_hi, intervals_hi, self.name],
         )
-        return True
