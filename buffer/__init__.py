@@ -150,11 +150,9 @@ class AsyncOutbox:
         return await self._store.run(self._outbox.pending_batch, max_records, header)
 
     async def next_batch(
-        self, after: int, max_records: int, header: dict, ahead: int = 1, joined: bool = False
+        self, after: int, max_records: int, header: dict, joined: bool = False
     ) -> PendingBatch | None:
-        return await self._store.run(
-            self._outbox.next_batch, after, max_records, header, ahead, joined
-        )
+        return await self._store.run(self._outbox.next_batch, after, max_records, header, joined)
 
     async def next_batches(
         self, after: int, count: int, max_records: int, header: dict, joined: bool = False

@@ -54,9 +54,6 @@ class Outbox:
     def __init__(self, store: Store, name: str) -> None:
         self.store = store
         self.name = name
-        # the intervals of batches just assigned, read in the same pass that found their
-        # range: (lo, hi, not_before) -> (joined text, count); a cache, checked on use
-        self._fresh: dict[tuple[int, int, float | None], tuple[bytes, int]] = {}
 
     def __repr__(self) -> str:
         return f"Outbox({self.name!r}, {self.store.path})"
@@ -71,14 +68,42 @@ class Outbox:
         return self.next_batch(0, max_records, header)
 
     def next_batch(
-        self, after: int, max_records: int, header: dict, ahead: int = 1, joined: bool = False
+        self, after: int, max_records: int, header: dict, joined: bool = False
     ) -> PendingBatch | None:
-        """The oldest pending batch numbered after `after`, or a new one past all pending:
-        a destination with batches in flight reads the next while they wait (0: from the
-        oldest pending batch, as `pending_batch`). A new batch is assigned with up to
-        `ahead - 1` more after it in the same transaction (one fsync for them all), for
-        the calls that follow. `joined`: the intervals as one text (PendingBatch.joined)
-        when none holds statistics, concatenated by SQLite: no Python object per record."""
+        """The oldest pending batch numbered after `after`, or a new one past all pending
+        (0: from the oldest pending batch, as `pending_batch`); see `next_batches`."""
+        found = self.next_batches(after, 1, max_records, header, joined)
+        return found[0] if found else None
+
+    def next_batches(
+        self, after: int, count: int, max_records: int, header: dict, joined: bool = False
+    ) -> list[PendingBatch]:
+        """Up to `count` batches after batch `after`: a destination with batches in flight
+        reads the next while they wait. The pending ones first, in seq order; then new
+        ones past all pending, assigned together in one transaction (one fsync for them
+        all): one call to the buffer's thread for several. `joined`: the intervals as one
+        text (PendingBatch.joined) when none holds statistics, concatenated by SQLite: no
+        Python object per record (for a new batch, in the pass that found its range)."""
+        out: list[PendingBatch] = []
+        while len(out) < count and (row := self._pending_after(after)) is not None:
+            out.append(self._read(row, joined))
+            after = row["seq"]
+        if len(out) < count:
+
+            def assign() -> list[tuple[dict, tuple[bytes, int] | None]]:
+                made: list[tuple[dict, tuple[bytes, int] | None]] = []
+                while len(made) < count - len(out):
+                    new = self._assign(max_records, header, joined)
+                    if new is None:
+                        break
+                    made.append(new)
+                return made
+
+            for row, fresh in self.store._with_room(assign, poll_path=False):
+                out.append(self._read(row, joined, fresh))
+        return out
+
+    def _pending_after(self, after: int) -> dict | None:
         cursor = self.store.db.conn.execute(  # not db.query: no savepoint for one read
             "SELECT * FROM batches WHERE destination = ? AND status = 'pending' AND seq > ?"
             " ORDER BY seq LIMIT 1",
@@ -86,41 +111,13 @@ class Outbox:
         )
         found = cursor.fetchone()
         names = [d[0] for d in cursor.description]
-        row = None if found is None else dict(zip(names, found, strict=True))
-        if row is None:
+        return None if found is None else dict(zip(names, found, strict=True))
 
-            def assign() -> dict | None:
-                self._fresh.clear()  # a try rolled back may have left some
-                first = self._assign(max_records, header, joined)
-                for _ in range(ahead - 1):
-                    if first is None or self._assign(max_records, header, joined) is None:
-                        break
-                return first
-
-            try:
-                row = self.store._with_room(assign, poll_path=False)
-            except BaseException:
-                self._fresh.clear()
-                raise
-            if row is None:
-                return None
-        return self._read(row, joined)
-
-    def next_batches(
-        self, after: int, count: int, max_records: int, header: dict, joined: bool = False
-    ) -> list[PendingBatch]:
-        """Up to `count` batches after batch `after`, as `next_batch` reads them one by
-        one (new ones assigned together): one call to the buffer's thread for several."""
-        out: list[PendingBatch] = []
-        while len(out) < count:
-            batch = self.next_batch(after, max_records, header, count - len(out), joined)
-            if batch is None:
-                break
-            out.append(batch)
-            after = batch.seq
-        return out
-
-    def _read(self, row: dict, joined: bool = False) -> PendingBatch:
+    def _read(
+        self, row: dict, joined: bool = False, fresh: tuple[bytes, int] | None = None
+    ) -> PendingBatch:
+        """A batch as its row fixes it; `fresh`: its intervals' joined text and count, read
+        when it was assigned (else read here)."""
         cut = row["not_before"]
         conn = self.store.db.conn
         events = [
@@ -135,7 +132,6 @@ class Outbox:
         header = json.loads(row["header"])
         span = [row["intervals_lo"], row["intervals_hi"]]
         if joined:
-            fresh = self._fresh.pop((span[0], span[1], cut), None)
             text, count = (
                 fresh
                 or conn.execute(
@@ -181,20 +177,25 @@ class Outbox:
         sequence). An fsync per acknowledgement was a third of a backlog drain."""
 
         def write() -> None:
-            oldest = [
-                seq
-                for (seq,) in self.store.db.conn.execute(
-                    "SELECT seq FROM batches WHERE destination = ? AND status = 'pending'"
-                    " ORDER BY seq LIMIT ?",
-                    [self.name, len(seqs)],
-                )
-            ]
+            # the run checked once, closed in two statements (not `_finish` per batch:
+            # each would read its batch and look for an older one again)
+            conn = self.store.db.conn
+            rows = conn.execute(
+                "SELECT seq, events_hi, intervals_hi FROM batches"
+                " WHERE destination = ? AND status = 'pending' ORDER BY seq LIMIT ?",
+                [self.name, len(seqs)],
+            ).fetchall()
+            oldest = [seq for seq, _, _ in rows]
             if oldest != list(seqs):
                 raise ValueError(
                     f"{self.name}: batches {list(seqs)} are not the oldest pending ({oldest})"
                 )
-            for seq in seqs:
-                self._finish(seq, "acked", None)
+            now = time.time()
+            conn.executemany(
+                "UPDATE batches SET status = 'acked', finished = ?, reason = NULL WHERE seq = ?",
+                [(now, seq) for seq in seqs],
+            )
+            self._advance(max(r[1] for r in rows), max(r[2] for r in rows))
 
         if not seqs:
             return
@@ -300,11 +301,13 @@ class Outbox:
             [time.time(), f"given up with {why}", self.name, seq],
         )
 
-    def _assign(self, max_records: int, header: dict, joined: bool = False) -> dict | None:
-        """A new batch after this destination's cursor and after its pending batches.
-        `joined`: its intervals are read as one text in the pass that finds its range, and
-        kept for `_read` (finding the range reads the same pages: a table's rowid order
-        is its storage order)."""
+    def _assign(
+        self, max_records: int, header: dict, joined: bool = False
+    ) -> tuple[dict, tuple[bytes, int] | None] | None:
+        """A new batch after this destination's cursor and after its pending batches: its
+        row, and with `joined` its intervals' text and count, read in the pass that finds
+        its range, for `_read` (finding the range reads the same pages: a table's rowid
+        order is its storage order)."""
         store = self.store
         acked = store._one(
             "SELECT d.events_acked, d.intervals_acked,"
@@ -356,9 +359,8 @@ class Outbox:
             f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             list(row.values()),
         )
-        if text is not None and iv is not None and iv[2]:
-            self._fresh[(intervals_lo, intervals_hi, cut)] = (text, iv[2])
-        return row
+        fresh = (text, iv[2]) if text is not None and iv is not None and iv[2] else None
+        return row, fresh
 
     def _finish(self, seq: int, status: str, reason: str | None) -> bool:
         store = self.store
@@ -377,9 +379,13 @@ class Outbox:
             "UPDATE batches SET status = ?, finished = ?, reason = ? WHERE seq = ?",
             [status, time.time(), reason, seq],
         )
-        store.db.execute(
+        self._advance(row["events_hi"], row["intervals_hi"])
+        return True
+
+    def _advance(self, events_hi: int, intervals_hi: int) -> None:
+        """Move the cursor past a closed batch's ranges (never back: an empty range is -1)."""
+        self.store.db.execute(
             "UPDATE destinations SET events_acked = max(events_acked, ?),"
             " intervals_acked = max(intervals_acked, ?) WHERE name = ?",
-            [row["events_hi"], row["intervals_hi"], self.name],
+            [events_hi, intervals_hi, self.name],
         )
-        return True

@@ -62,12 +62,14 @@ def _check(settings: HttpSettings, at: NodePath, doc: Reporter) -> Iterator[Prob
         host = urlsplit(url).hostname or ""
     except ValueError:
         host = url
-    if url.startswith("http://") and not _loopback(host):
+    if url.startswith("http://") and not loopback(host):
         message = f"plain http to {host}: the token would travel in clear text; use https://"
         yield doc.problem((*at, "url"), message, severity="warning")
 
 
-def _loopback(host: str) -> bool:
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine: the one place a secret may go without TLS (the
+    mqtt destination's check uses it too)."""
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -8,7 +8,6 @@ and password come from a credential file, never from the YAML.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import string
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from cloud_sync.http.settings import HttpSettings
+from cloud_sync.http.settings import HttpSettings, loopback
 from cloud_sync.spec import DestinationSpec
 from config.base import DestinationBase, NodePath, Reporter, Strict
 from config.units import Duration
@@ -183,19 +182,12 @@ def _check(settings: MqttSettings, at: NodePath, doc: Reporter) -> Iterator[Prob
         yield doc.problem((*at, "require_subscriber"), message, severity="warning")
     if settings.format == "thingsboard" and settings.gzip:
         yield doc.problem((*at, "gzip"), "ThingsBoard reads JSON text: gzip is for format batch")
-    if settings.credentials_file and not settings.tls and not _loopback(settings.host):
+    if settings.credentials_file and not settings.tls and not loopback(settings.host):
         message = (
             f"mqtt:// to {settings.host}: the password would travel in clear text; "
             "use mqtts:// (and ca_file for a private CA)"
         )
         yield doc.problem((*at, "url"), message, severity="warning")
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 SPEC = DestinationSpec(

@@ -141,9 +141,10 @@ async def test_kill_9_mid_delivery_resends_the_unacknowledged_under_the_same_key
             lambda: _async(len({m.user["key"] for m in s.listener.on(DATA)} - before) >= 2), 40
         )
         assert await stop_daemon(agent) == 0, s.tail()
-        await asyncio.sleep(0.5)
+        # said by the clean stop, after its last batch
+        await wait_for_async(lambda: _async(status(s.listener) == "offline"), 10)
         found = received(s.listener)
-        assert status(s.listener) == "offline"  # said by the clean stop
+        assert status(s.listener) == "offline"
     keys = [m.user["key"] for m in s.listener.on(DATA)]
     assert len(keys) > len(set(keys)), "no batch was resent: the kill missed the delivery"
     assert all(len(those) == 1 for those in found.values())  # one key per interval

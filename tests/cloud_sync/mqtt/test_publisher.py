@@ -7,21 +7,22 @@ import asyncio
 import gzip
 import json
 import signal
-from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from buffer import AsyncStore
 from cloud_sync.base import Identity
-from cloud_sync.mqtt.publisher import Publisher, make
+from cloud_sync.mqtt.publisher import make
 from cloud_sync.mqtt.settings import MqttSettings
 from domain.errors import SettingUnusable
 from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Listener, Mosquitto, retained
+from tests.fixtures.mosquitto import publisher as fixtures_publisher
 from tests.fixtures.pki import make_pki
+from tests.fixtures.plant import wait_for
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,25 +31,12 @@ TOPIC = f"edge-agent/{GATEWAY['id']}/intervals"
 STATUS = f"edge-agent/{GATEWAY['id']}/status"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
-    s = AsyncStore(tmp_path / "buffer.db", destinations={"broker": None})
-    yield s
-    s.close()
-
-
-def publisher(store: AsyncStore, url: str, **settings: Any) -> Publisher:
-    # these tests watch the broker and its log, not a receiver: some publish before
-    # anything subscribes (test_require_subscriber.py holds the default)
-    options = {"max_batch": 10, "timeout": "5s", "require_subscriber": False} | settings
-    made = make(
-        "broker",
-        MqttSettings.model_validate({"url": url} | options),
-        Identity(GATEWAY, "cn-mee-2022"),
-        setting="destinations[0].mqtt",
-    )
-    made.attach(store)
-    return made
+# these tests watch the broker and its log, not a receiver: some publish before
+# anything subscribes (test_require_subscriber.py holds the default)
+publisher = partial(
+    fixtures_publisher,
+    defaults={"max_batch": 10, "timeout": "5s", "require_subscriber": False},
+)
 
 
 async def test_every_batch_arrives_once_and_the_cursor_moves_on_puback(
@@ -269,7 +257,8 @@ async def test_a_publish_in_flight_when_the_broker_dies_comes_again_under_its_ke
     assert mosquitto.proc is not None
     mosquitto.proc.send_signal(signal.SIGSTOP)
     delivery = asyncio.create_task(up.deliver())
-    await asyncio.sleep(0.5)  # published, no PUBACK
+    await wait_for(lambda: up.run is not None and len(up.run.window) == 1)
+    assert up.run is not None and len(up.run.window) == 1  # published, no PUBACK
     assert (await store.backlog())["destinations"]["broker"]["intervals"] == 6
     mosquitto.proc.send_signal(signal.SIGKILL)
     mosquitto.proc.wait()

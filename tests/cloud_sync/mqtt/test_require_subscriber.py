@@ -12,44 +12,27 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agent.cli import main
 from buffer import AsyncStore
-from cloud_sync.base import Identity
-from cloud_sync.mqtt.publisher import Publisher, make
-from cloud_sync.mqtt.settings import MqttSettings
 from receiver._mqtt import MqttIngest
 from receiver._store import Store
-from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Mosquitto
+from tests.fixtures.mosquitto import publisher as fixtures_publisher
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
-    s = AsyncStore(tmp_path / "buffer.db", destinations={"broker": None})
-    yield s
-    s.close()
-
-
-def publisher(store: AsyncStore, url: str, **settings: Any) -> Publisher:
-    options = {"max_batch": 5, "timeout": "5s", "every": "1s"} | settings
-    made = make(
-        "broker",
-        MqttSettings.model_validate({"url": url} | options),
-        Identity(GATEWAY, "cn-mee-2022"),
-        setting="destinations[0].mqtt",
-    )
-    made.attach(store)
-    return made
+publisher = partial(
+    fixtures_publisher,
+    defaults={"max_batch": 5, "timeout": "5s", "every": "1s"},
+)
 
 
 @contextmanager
@@ -113,36 +96,3 @@ async def test_a_restarted_broker_without_the_shared_subscription(
             assert stored(central) == 0 and no_subscribers >= 1 + 3  # the birth, 3 batches
     finally:
         central.close()
-
-
-CONFIG = """\
-gateway: {id: gw, enterprise_id: 91510100MA6123456W, region_code: "510100", industry_code: C3011}
-buffer: {path: BUFFER}
-http: {enabled: false}
-sync: {url: "https://central.example/api/v1/batches"}
-devices:
-  - name: m1
-    profile: eastron-sdm630
-    modbus_tcp: {host: 127.0.0.1}
-    energy: {carrier: electricity, counter: import_kwh}
-destinations:
-  - name: broker
-    mqtt:
-      url: mqtt://127.0.0.1
-      require_subscriber: true
-"""
-
-
-@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_require_subscriber_on_mqtt_3_1_1_is_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], protocol: str
-) -> None:
-    """3.1.1 has no PUBACK reason codes: `check` says the setting cannot work there."""
-    path = tmp_path / "agent.yaml"
-    text = CONFIG.replace("BUFFER", str(tmp_path / "buffer.db"))
-    path.write_text(text + f'      protocol: "{protocol}"\n')
-    code = main(["check", "-c", str(path)])
-    err = capsys.readouterr().err
-    assert code == 0, err
-    warned = "agent.yaml:14:27: destinations[0].mqtt.require_subscriber: MQTT 3.1.1 has no PUBACK"
-    assert (warned in err) == (protocol == "3.1.1"), err

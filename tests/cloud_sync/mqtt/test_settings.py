@@ -100,6 +100,22 @@ def test_a_password_in_clear_text_beyond_this_machine_is_a_warning(tmp_path: Pat
     assert "agent.yaml:14:12: destinations[0].mqtt.url: mqtt:// to broker.example" in err, err
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_require_subscriber_on_mqtt_3_1_1_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], protocol: str
+) -> None:
+    """3.1.1 has no PUBACK reason codes: `check` says the setting cannot work there."""
+    code, err = checked(
+        tmp_path,
+        "      require_subscriber: true\n      url: mqtt://127.0.0.1\n"
+        f'      protocol: "{protocol}"\n',
+        capsys,
+    )
+    assert code == 0, err
+    warned = "agent.yaml:14:27: destinations[0].mqtt.require_subscriber: MQTT 3.1.1 has no PUBACK"
+    assert (warned in err) == (protocol == "3.1.1"), err
+
+
 def test_placeholders_and_interval_labels() -> None:
     assert placeholders("edge-agent/{gateway}/{kind}") == ["gateway", "kind"]
     with pytest.raises(ValueError):

@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from buffer import AsyncStore
-from cloud_sync.base import Identity
-from cloud_sync.mqtt.publisher import Publisher, make
-from cloud_sync.mqtt.settings import MqttSettings
+from cloud_sync.mqtt.publisher import Publisher
 from tests.fixtures.batches import GATEWAY
 from tests.fixtures.mosquitto import Listener, Mosquitto
+from tests.fixtures.mosquitto import publisher as fixtures_publisher
+from tests.fixtures.plant import wait_for
 from tests.fixtures.uplink import fill
 
 pytestmark = pytest.mark.timeout(90)
@@ -25,30 +25,17 @@ pytestmark = pytest.mark.timeout(90)
 TOPIC = f"edge-agent/{GATEWAY['id']}/intervals"
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
-    s = AsyncStore(tmp_path / "buffer.db", destinations={"broker": None})
-    yield s
-    s.close()
-
-
-def publisher(store: AsyncStore, url: str, **settings: Any) -> Publisher:
-    # these tests watch the broker and its log, not a receiver: some publish before
-    # anything subscribes (test_require_subscriber.py holds the default)
-    options = {
+# these tests watch the broker and its log, not a receiver: some publish before
+# anything subscribes (test_require_subscriber.py holds the default)
+publisher = partial(
+    fixtures_publisher,
+    defaults={
         "max_batch": 5,
         "timeout": "5s",
         "in_flight": 4,
         "require_subscriber": False,
-    } | settings
-    made = make(
-        "broker",
-        MqttSettings.model_validate({"url": url} | options),
-        Identity(GATEWAY, "cn-mee-2022"),
-        setting="destinations[0].mqtt",
-    )
-    made.attach(store)
-    return made
+    },
+)
 
 
 async def pending(store: AsyncStore) -> dict[int, list[int]]:
@@ -68,14 +55,6 @@ async def pending(store: AsyncStore) -> dict[int, list[int]]:
         return out
 
     return await store.run(read)
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def sent_keys(listener: Listener) -> list[int]:
@@ -98,7 +77,7 @@ async def test_the_broker_killed_mid_window_gets_exactly_the_unacknowledged_agai
     assert mosquitto.proc is not None
     mosquitto.proc.send_signal(signal.SIGSTOP)
     delivery = asyncio.create_task(up.deliver())
-    await wait_until(lambda: _async(len(up_window(up)) == 4))  # published, no PUBACK
+    await wait_for(lambda: len(up_window(up)) == 4)  # published, no PUBACK
     in_flight = await pending(store)
     assert len(in_flight) == 4 and all(len(seqs) == 5 for seqs in in_flight.values())
     assert (await store.backlog())["destinations"]["broker"]["intervals"] == 20
@@ -137,8 +116,9 @@ async def test_an_agent_killed_mid_window_resends_its_pending_batches_after_rest
     assert mosquitto.proc is not None
     mosquitto.proc.send_signal(signal.SIGSTOP)
     delivery = asyncio.create_task(up.deliver())
-    await wait_until(lambda: _async(len(up_window(up)) == 4))
+    await wait_for(lambda: len(up_window(up)) == 4)
     before = {f.batch.seq: f.messages[0].payload for f in up_window(up)}
+    assert len(before) == 4
     in_flight = await pending(store)
     assert sorted(before) == sorted(in_flight)
     delivery.cancel()  # the agent gone: nothing more from this publisher, no clean stop
@@ -203,7 +183,3 @@ async def test_the_window_keeps_to_the_brokers_receive_maximum(
 def up_window(up: Publisher) -> list[Any]:
     """The batches the publisher has in flight now (its running delivery's window)."""
     return list(up.run.window) if up.run is not None else []
-
-
-async def _async(value: bool) -> bool:
-    return value

@@ -99,6 +99,11 @@ def test_acknowledgements_in_any_order_and_crashes_never_skip_a_record(
                     before = pending(store)
                     outbox.finish_batches(run)
                     closed = {seq: (lo, hi) for seq, lo, hi in before if seq in run}
+                    statuses = {
+                        r["seq"]: r["status"]
+                        for r in store.db.query("SELECT seq, status FROM batches")
+                    }
+                    assert all(statuses[seq] == "acked" for seq in run)
                     for seq in run:
                         delivered += records(store, *closed[seq])
                     window = window[len(run) :]
