@@ -36,6 +36,7 @@ from tests.fixtures.mosquitto import Mosquitto
 from tests.fixtures.plant import spawn_agent, wait_for_async
 from tests.fixtures.postgres import running_server
 from tests.fixtures.region import (
+    PUBLISH,
     Central,
     MqttReceiver,
     TableLock,
@@ -126,6 +127,7 @@ async def test_ten_agent_kills_two_broker_restarts_and_a_receiver_killed_mid_bat
                     await asyncio.sleep(rng.uniform(0.3, 2.0))
                 elif round_ == IN_FLIGHT:  # a batch sent, its PUBACK not yet back
                     await _connected(broker, since)
+                    await _past_its_birth(broker)
                     await _frozen_while_publishing(broker, buffer)
                 else:  # connected: publishing its backlog, polling, committing
                     await _connected(broker, since)
@@ -285,6 +287,23 @@ async def _connected(broker: Mosquitto, since: int) -> None:
         return _agent_connections(broker) > since
 
     await wait_for_async(more, 60)
+
+
+async def _past_its_birth(broker: Mosquitto) -> None:
+    """Until the agent, on its latest connection, has published a batch: its birth
+    (`online`, awaited before any batch) is acknowledged, so a broker frozen now leaves it
+    fixing and sending batches rather than waiting on the birth's PUBACK."""
+    client = f"edge-agent-{GATEWAY}-{DESTINATION}"
+
+    async def publishing() -> bool:
+        log = broker.log.read_text(errors="replace") if broker.log.exists() else ""
+        latest = log[log.rfind(f"as {client} (") :]
+        return any(
+            found[1] == client and found[3] == f"edge-agent/{GATEWAY}/intervals"
+            for found in PUBLISH.finditer(latest)
+        )
+
+    await wait_for_async(publishing, 60)
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], timeout: float) -> None:
