@@ -91,7 +91,8 @@ def mosquitto(
 
 
 SINK = """
-import sys
+import os, sys
+os.nice(19)
 from paho.mqtt.client import CallbackAPIVersion, Client, MQTTv5
 client = Client(CallbackAPIVersion.VERSION2, client_id="bench-sink", protocol=MQTTv5)
 client.on_subscribe = lambda *args: print("ready", flush=True)

@@ -14,7 +14,10 @@ for years on a plant PC and outlives the release that made it, so:
 
 Version 1 is the layout of every release before versions were read (it wrote
 `user_version = 1` at each open). Version 2 gives each destination its own
-cursor (table `destinations`) and each batch its destination.
+cursor (table `destinations`) and each batch its destination. Version 3 indexes the
+interval records that carry statistics (`intervals_stats`, a partial index: only
+those rows are in it), so a batch without any is sent as read, without a search
+through its text (buffer/_outbox.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from domain.errors import BufferTooNew
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "file_version", "refuse_newer", "refuse_unknown", "upgrade"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # One CREATE statement per table, shared by a new file and the migrations, so a migrated
 # file has exactly the schema of a new one (tests/buffer/test_migrations.py compares them).
@@ -67,6 +70,8 @@ _TABLES = {
 _INDEXES = (
     "CREATE INDEX samples_ts ON samples (ts)",
     "CREATE INDEX batches_destination ON batches (destination, status, seq)",
+    # what buffer/_ranges.py `with_stats` asks, term for term (so SQLite uses this index)
+    """CREATE INDEX intervals_stats ON intervals (seq) WHERE instr(body, '"stats"') > 0""",
 )
 SCHEMA = ";\n".join([*_TABLES.values(), *_INDEXES]) + ";\n"
 
@@ -140,8 +145,13 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE sync_state_v1")
 
 
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """The index of the records with statistics, built over what the file holds."""
+    conn.execute(_INDEXES[2])
+
+
 # STEPS[n] takes a file from version n to n + 1.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def file_version(path: Path) -> int | None:

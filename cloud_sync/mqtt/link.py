@@ -105,7 +105,8 @@ class Link:
             clean_session=None if b.mqtt5 else False,  # 3.1.1: a persistent session
             reconnect_on_failure=False,  # reconnects are ours: tenacity, in the publisher
         )
-        client.on_log = _paho_log
+        if log.isEnabledFor(logging.DEBUG):  # else paho formats no line per packet
+            client.on_log = _paho_log
         if b.tls is not None:
             client.tls_set_context(b.tls)
         if b.username is not None:

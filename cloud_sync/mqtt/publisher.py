@@ -29,6 +29,7 @@ topic when the agent dies, and a clean stop says it itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
@@ -108,7 +109,9 @@ def read_credentials(path: str | None) -> tuple[str | None, str | None]:
     return lines[0].strip(), password
 
 
+@functools.cache
 def agent_version() -> str:
+    """Read once: each read parses the package's metadata (5 ms, at every connect)."""
     try:
         return version("edge-agent")
     except PackageNotFoundError:  # pragma: no cover - a source tree that was not installed

@@ -60,7 +60,7 @@ def layout(path: Path) -> list[tuple]:
 
 
 def newer_file(path: Path) -> bytes:
-    """A buffer as a future release might leave it: version 3, one table this build does
+    """A buffer as a future release might leave it: the next version, one table this build does
     not know; checkpointed, so all of it is in the one file. Returns its bytes."""
     Store(path).close()
     db = sqlite3.connect(path, isolation_level=None)
@@ -109,7 +109,7 @@ def test_an_old_file_is_migrated_in_place_under_destination_sync(old: Path) -> N
 
     Store(old).close()
 
-    assert query(old, "PRAGMA user_version") == [(2,)]
+    assert query(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert query(old, "SELECT name, events_acked, intervals_acked FROM destinations") == [
         ("sync", 1, 18)
     ]
@@ -232,7 +232,8 @@ def test_a_newer_file_is_refused_and_left_byte_for_byte(tmp_path: Path, readonly
     with pytest.raises(BufferTooNew) as refused:
         Store(path, readonly=readonly)
     message = str(refused.value)
-    assert str(path) in message and "version 3" in message and "(up to 2)" in message
+    newer, known = f"version {SCHEMA_VERSION + 1}", f"(up to {SCHEMA_VERSION})"
+    assert str(path) in message and newer in message and known in message
     assert "Upgrade edge-agent" in message and "move the file aside" in message
     assert isinstance(refused.value, ConfigError)
     assert path.read_bytes() == data
@@ -247,7 +248,7 @@ def test_a_newer_version_still_in_the_wal_is_refused_too(tmp_path: Path) -> None
     keep = sqlite3.connect(path, isolation_level=None)  # held open: no checkpoint at close
     keep.execute("PRAGMA wal_autocheckpoint = 0")
     keep.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    assert schema.file_version(path) == SCHEMA_VERSION  # the header alone says 2
+    assert schema.file_version(path) == SCHEMA_VERSION  # the header alone says the current one
     try:
         with pytest.raises(BufferTooNew):
             Store(path)
@@ -300,7 +301,8 @@ def test_status_reads_an_old_file_without_migrating_it(old: Path, capsys) -> Non
     assert main(["status", "-c", str(config)]) == 0
     out = capsys.readouterr().out
     assert "backlog: 42 intervals, 3 events, oldest" in out
-    assert "buffer schema: version 1, migrated to 2 when the agent next starts" in out
+    migrated = f"version 1, migrated to {SCHEMA_VERSION} when the agent next starts"
+    assert f"buffer schema: {migrated}" in out
     assert main(["status", "-c", str(config), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["buffer_version"] == 1
@@ -355,7 +357,7 @@ def test_a_failing_migration_step_leaves_version_1_and_every_row(
     assert dump(old) == before
     monkeypatch.setitem(schema.STEPS, 1, real)
     Store(old).close()
-    assert query(old, "PRAGMA user_version") == [(2,)]
+    assert query(old, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def test_a_process_killed_mid_migration_leaves_version_1_and_every_row(old: Path) -> None:
