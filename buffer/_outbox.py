@@ -133,7 +133,7 @@ class Outbox:
         span = [row["intervals_lo"], row["intervals_hi"]]
         # statistics are for HJ 212 only, taken out record by record; whether the batch has
         # any is one seek in their index (a search of its text was a fifth of the read)
-        if joined and not _ranges.with_stats(conn, *span, cut):
+        if joined and not _ranges.with_stats(conn, span[0], span[1], cut):
             text, count = (
                 fresh
                 or conn.execute(
