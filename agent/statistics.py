@@ -64,7 +64,10 @@ class Windows:
         """`clean`: saved at a stop, with every reading so far (else at an interval's close)."""
 
         def rows(windows: list[Window]) -> list:  # copies: the windows go on counting
-            return [[w.start, w.end, {p: list(f) for p, f in w.figures.items()}] for w in windows]
+            return [
+                [w.start, w.end, {p: list(f) for p, f in w.figures.items()}, w.partial]
+                for w in windows
+            ]
 
         return {
             "open": {str(k): rows([w])[0] for k, w in self.open.items()},
@@ -74,14 +77,18 @@ class Windows:
 
     @classmethod
     def from_json(cls, data: dict) -> Windows:
-        crashed = not data.get("clean", True)  # the open windows miss their last readings
+        """A window once partial stays so (rows of three, from before the mark was saved,
+        were whole); the open ones are partial too after a crash (they miss the readings
+        since the save)."""
+        crashed = not data.get("clean", True)
+
+        def window(row: list, lost: bool = False) -> Window:
+            return Window(row[0], row[1], row[2], lost or (len(row) > 3 and bool(row[3])))
+
         return cls(
-            open={
-                float(k): Window(row[0], row[1], row[2], crashed)
-                for k, row in data.get("open", {}).items()
-            },
+            open={float(k): window(row, crashed) for k, row in data.get("open", {}).items()},
             closed={
-                float(k): {row[0]: Window(*row) for row in rows}
+                float(k): {row[0]: window(row) for row in rows}
                 for k, rows in data.get("closed", {}).items()
             },
         )

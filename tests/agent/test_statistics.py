@@ -131,3 +131,28 @@ def test_a_window_restored_after_a_crash_is_partial_and_says_so() -> None:
     assert crashed.take("m", 60.0, T0 + 60) == {"power_kw": [20.0, 20.0, 20.0, 1, 0]}
     clean = Statistics(watched, (60.0,), TZ, stats.to_json())
     assert clean.take("m", 60.0, T0 + 60) == {"power_kw": [25.0, 20.0, 30.0, 2]}
+
+
+def test_a_partial_window_stays_partial_through_later_saves_and_a_clean_stop() -> None:
+    """Restored partial after a crash, the window keeps its mark when it is saved again:
+    at the next interval's close (then a second crash), and at a clean stop."""
+    watched = {"m": frozenset({"power_kw"})}
+    stats = Statistics(watched, (60.0,), TZ, {})
+    stats.add("m", [reading(T0 + 5, 10.0), reading(T0 + 65, 20.0)])
+    crashed = Statistics(watched, (60.0,), TZ, stats.saved("m"))  # window T0 + 60: partial
+    crashed.add("m", [reading(T0 + 70, 30.0)])
+    stopped = Statistics(watched, (60.0,), TZ, crashed.to_json())  # a clean stop
+    assert stopped.take("m", 60.0, T0 + 60) == {"power_kw": [25.0, 20.0, 30.0, 2, 0]}
+    crashed.add("m", [reading(T0 + 125, 40.0)])  # T0 + 60 closes, waits for its record
+    again = Statistics(watched, (60.0,), TZ, crashed.saved("m"))  # a second crash
+    assert again.take("m", 60.0, T0 + 60) == {"power_kw": [25.0, 20.0, 30.0, 2, 0]}
+
+
+def test_windows_saved_before_the_partial_mark_was_saved_are_read_whole() -> None:
+    """Rows of three (an older release's save) restore as whole windows after a clean stop."""
+    watched = {"m": frozenset({"power_kw"})}
+    old = {"#stats/m": {"open": {"60.0": [T0, T0 + 60, {"power_kw": [30.0, 2, 10.0, 20.0]}]},
+                        "closed": {}, "clean": True}}  # fmt: skip
+    assert Statistics(watched, (60.0,), TZ, old).take("m", 60.0, T0) == {
+        "power_kw": [15.0, 10.0, 20.0, 2]
+    }
