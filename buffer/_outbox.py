@@ -25,11 +25,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import buffer._ranges as _ranges
-from buffer._ranges import CONCAT, within
+from buffer._ranges import JOINED, within
 from domain.records import EventRow
 
 if TYPE_CHECKING:
     from buffer.store import Store
+
+
+Fresh = tuple[bytes, int, str | None]
+"""A new batch's intervals as its assignment read them: joined text, count, factors."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,8 @@ class Outbox:
             after = row["seq"]
         if len(out) < count:
 
-            def assign() -> list[tuple[dict, tuple[bytes, int] | None]]:
-                made: list[tuple[dict, tuple[bytes, int] | None]] = []
+            def assign() -> list[tuple[dict, Fresh | None]]:
+                made: list[tuple[dict, Fresh | None]] = []
                 while len(made) < count - len(out):
                     new = self._assign(max_records, header, joined)
                     if new is None:
@@ -113,11 +117,10 @@ class Outbox:
         names = [d[0] for d in cursor.description]
         return None if found is None else dict(zip(names, found, strict=True))
 
-    def _read(
-        self, row: dict, joined: bool = False, fresh: tuple[bytes, int] | None = None
-    ) -> PendingBatch:
-        """A batch as its row fixes it; `fresh`: its intervals' joined text and count, read
-        when it was assigned (else read here)."""
+    def _read(self, row: dict, joined: bool = False, fresh: Fresh | None = None) -> PendingBatch:
+        """A batch as its row fixes it, every record whole (buffer/_factors.py); `fresh`:
+        its intervals' joined text, count and factors, read when it was assigned (else
+        read here)."""
         cut = row["not_before"]
         conn = self.store.db.conn
         events = [
@@ -133,21 +136,22 @@ class Outbox:
         span = [row["intervals_lo"], row["intervals_hi"]]
         # statistics are for HJ 212 only, taken out record by record; whether the batch has
         # any is one seek in their index (a search of its text was a fifth of the read)
+        factors = self.store.factors
         if joined and not _ranges.with_stats(conn, span[0], span[1], cut):
-            text, count = (
-                fresh
-                or conn.execute(
-                    f"SELECT CAST({CONCAT} AS BLOB), count(*)"
-                    f" FROM intervals WHERE {within('intervals', cut)}",
+            if fresh is None:
+                text, refs, count = conn.execute(
+                    f"SELECT {JOINED}, count(*) FROM intervals WHERE {within('intervals', cut)}",
                     span,
                 ).fetchone()
-            )
-            return PendingBatch(row["seq"], header, events, [], text or b"", count)
+            else:
+                text, count, refs = fresh
+            text = factors.whole_joined(text or b"", refs)
+            return PendingBatch(row["seq"], header, events, [], text, count)
         # plain tuples, not sqlite_utils' dict per row: a batch is thousands of records
         intervals = [
-            body
-            for (body,) in conn.execute(
-                f"SELECT body FROM intervals WHERE {within('intervals', cut)} ORDER BY seq",
+            factors.whole(body, ref)
+            for body, ref in conn.execute(
+                f"SELECT body, factor FROM intervals WHERE {within('intervals', cut)} ORDER BY seq",
                 span,
             )
         ]
@@ -301,7 +305,7 @@ class Outbox:
 
     def _assign(
         self, max_records: int, header: dict, joined: bool = False
-    ) -> tuple[dict, tuple[bytes, int] | None] | None:
+    ) -> tuple[dict, Fresh | None] | None:
         """A new batch after this destination's cursor and after its pending batches: its
         row, and with `joined` its intervals' text and count, read in the pass that finds
         its range, for `_read` (finding the range reads the same pages: a table's rowid
@@ -324,9 +328,9 @@ class Outbox:
         cut = None if max_age is None else time.time() - max_age
         ev = _ranges.following(store.db.conn, "events", events_after, max_records, cut)
         room = max_records - ev[2]
-        text = None
+        text = refs = None
         if room and joined:
-            *found, text = _ranges.following_joined(store.db.conn, intervals_after, room, cut)
+            *found, text, refs = _ranges.following_joined(store.db.conn, intervals_after, room, cut)
             iv: tuple[int, int, int] | None = (found[0], found[1], found[2])
         else:
             iv = (
@@ -357,7 +361,7 @@ class Outbox:
             f"INSERT INTO batches ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
             list(row.values()),
         )
-        fresh = (text, iv[2]) if text is not None and iv is not None and iv[2] else None
+        fresh = (text, iv[2], refs) if text is not None and iv is not None and iv[2] else None
         return row, fresh
 
     def _finish(self, seq: int, status: str, reason: str | None) -> bool:

@@ -20,6 +20,10 @@ CONCAT = (
 )
 
 
+JOINED = f"CAST({CONCAT} AS BLOB), group_concat(DISTINCT factor)"
+"""SQL: the records' texts joined, and the numbers of the factors they name."""
+
+
 def following(
     conn: sqlite3.Connection, table: str, after: int, limit: int, cut: float | None
 ) -> tuple[int, int, int]:
@@ -35,24 +39,25 @@ def following(
 
 def following_joined(
     conn: sqlite3.Connection, after: int, limit: int, cut: float | None
-) -> tuple[int, int, int, bytes | None]:
+) -> tuple[int, int, int, bytes | None, str | None]:
     """`following` of the intervals, and their texts joined by commas, in one pass over
     the seq span [first, first + limit) rather than the next `limit` records: the span is
     found by its first seq alone (an index seek), where counting `limit` rows off first
     was a second pass over the same pages (a third of the read, bench/mqtt_drain.py).
     seq has no holes but those a prune or the age cut leaves, so the span holds `limit`
-    records but where it has one: then fewer, in a batch smaller by as many."""
+    records but where it has one: then fewer, in a batch smaller by as many. Last, the
+    numbers of the factors the records name (buffer/_factors.py), as "3,7"."""
     (lo,) = conn.execute(
         f"SELECT min(seq) FROM intervals WHERE seq > ?{young('intervals', cut)}", [after]
     ).fetchone()
     if lo is None:
-        return (0, 0, 0, None)
-    hi, n, text = conn.execute(
-        f"SELECT max(seq), count(*), CAST({CONCAT} AS BLOB) FROM intervals"
+        return (0, 0, 0, None, None)
+    hi, n, text, refs = conn.execute(
+        f"SELECT max(seq), count(*), {JOINED} FROM intervals"
         f" WHERE seq >= ? AND seq < ?{young('intervals', cut)}",
         [lo, lo + limit],
     ).fetchone()
-    return (lo, hi, n, text)
+    return (lo, hi, n, text, refs)
 
 
 def with_stats(conn: sqlite3.Connection, lo: int, hi: int, cut: float | None) -> bool:

@@ -14,10 +14,11 @@ for years on a plant PC and outlives the release that made it, so:
 
 Version 1 is the layout of every release before versions were read (it wrote
 `user_version = 1` at each open). Version 2 gives each destination its own
-cursor (table `destinations`) and each batch its destination. Version 3 indexes the
-interval records that carry statistics (`intervals_stats`, a partial index: only
-those rows are in it), so a batch without any is sent as read, without a search
-through its text (buffer/_outbox.py).
+cursor (table `destinations`) and each batch its destination. Version 3 keeps each
+factor once (table `factors`; a record names it by number, `intervals.factor`, see
+buffer/_factors.py) and indexes the interval records that carry statistics
+(`intervals_stats`, a partial index: only those rows are in it), so a batch without
+any is sent as read, without a search through its text (buffer/_outbox.py).
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ SCHEMA_VERSION = 3
 # One CREATE statement per table, shared by a new file and the migrations, so a migrated
 # file has exactly the schema of a new one (tests/buffer/test_migrations.py compares them).
 _TABLES = {
+    # `factor` last, written as ALTER TABLE ADD COLUMN leaves version 2's table
     "intervals": """CREATE TABLE intervals (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    device TEXT NOT NULL, start REAL NOT NULL, length REAL NOT NULL, body TEXT NOT NULL)""",
+    device TEXT NOT NULL, start REAL NOT NULL, length REAL NOT NULL, body TEXT NOT NULL"""
+    ", factor INTEGER)",
+    "factors": """CREATE TABLE factors (
+    ref INTEGER PRIMARY KEY, json TEXT NOT NULL UNIQUE)""",
     "events": """CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts REAL NOT NULL, device TEXT, kind TEXT NOT NULL, severity TEXT NOT NULL,
@@ -146,7 +151,11 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
 
 
 def _v2_to_v3(conn: sqlite3.Connection) -> None:
-    """The index of the records with statistics, built over what the file holds."""
+    """The factors' table, each record's factor number (NULL for the records already
+    there: their factor is inline), and the index of the records with statistics, built
+    over what the file holds."""
+    conn.execute(_TABLES["factors"])
+    conn.execute("ALTER TABLE intervals ADD COLUMN factor INTEGER")
     conn.execute(_INDEXES[2])
 
 

@@ -36,6 +36,7 @@ import sqlite_utils
 
 from buffer import _cursors, _recover, schema
 from buffer._cursors import Cursor
+from buffer._factors import Factors
 from buffer._outbox import Outbox, PendingBatch
 from buffer._room import (
     CHUNK,
@@ -113,7 +114,9 @@ class Store:
             # again through SQLite: a newer release's version may still be in the WAL only
             self.version: int = schema.refuse_unknown(conn, self.path)
             self.db = sqlite_utils.Database(conn)
-            if not readonly:
+            if readonly:
+                self.factors = Factors(conn)
+            else:
                 self._open_for_writing(conn, replaced_why)
         except BaseException:
             conn.close()
@@ -127,6 +130,7 @@ class Store:
         # reuses a key an earlier one of this gateway sent.
         found = self.version
         schema.upgrade(conn, found, first_batch=int(time.time() * 1000))
+        self.factors = Factors(conn)
         if 0 < found < schema.SCHEMA_VERSION:
             log.info(
                 "buffer %s: schema version %d migrated to %d",
@@ -174,6 +178,8 @@ class Store:
             self._watch_level()
 
         try:
+            bodies = (r.body for w in works for r in w.intervals)
+            self.factors.learn(bodies, self.db.conn, self._with_room)
             if all(self._events_only(w) for w in works):  # a failed action, a refused batch:
                 self._fit(write, poll_path=False)  # no poll work the agent would have to hold
             else:
@@ -186,12 +192,14 @@ class Store:
         """All the works' rows, one `executemany` per table, in order (later counter
         state wins): 200 devices closing an interval together cost four statements."""
         conn = self.db.conn
+        stored = self.factors.stored
         intervals = [
-            (r.device, r.start, r.length, _compact(r.body)) for w in works for r in w.intervals
+            (r.device, r.start, r.length, *stored(r.body)) for w in works for r in w.intervals
         ]
         if intervals:
             conn.executemany(
-                "INSERT INTO intervals (device, start, length, body) VALUES (?, ?, ?, ?)",
+                "INSERT INTO intervals (device, start, length, body, factor)"
+                " VALUES (?, ?, ?, ?, ?)",
                 intervals,
             )
         events = [e for w in works for e in w.events]
@@ -226,9 +234,9 @@ class Store:
         pruned after delivery (7 days, see Store.prune) are no longer there."""
         marks = ",".join("?" * len(devices))
         return [
-            row["body"]
-            for row in self.db.query(
-                f"SELECT body FROM intervals WHERE device IN ({marks}) AND length = ?"
+            self.factors.whole(body, factor)
+            for body, factor in self.db.conn.execute(
+                f"SELECT body, factor FROM intervals WHERE device IN ({marks}) AND length = ?"
                 " AND start BETWEEN ? AND ? ORDER BY start, seq LIMIT ?",
                 [*devices, length, begin, end, limit],
             )

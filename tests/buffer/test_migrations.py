@@ -99,11 +99,13 @@ def test_a_new_file_gets_the_current_schema_at_once(tmp_path: Path) -> None:
 
 def test_an_old_file_is_migrated_in_place_under_destination_sync(old: Path) -> None:
     """Version 1 -> 2: the one cursor becomes "sync"'s, every batch (pending, acked,
-    rejected) is "sync"'s with its number, and counters, records and samples are kept."""
+    rejected) is "sync"'s with its number, and counters, records and samples are kept;
+    -> 3: the records keep their factors inline (no factor number)."""
     before = {
         table: query(old, f"SELECT * FROM {table} ORDER BY 1")
         for table in ("intervals", "events", "samples", "counters")
     }
+    before["intervals"] = [(*row, None) for row in before["intervals"]]
     batches = query(old, "SELECT seq, status, header, events_lo, intervals_hi FROM batches")
     next_batch = query(old, "SELECT next_batch FROM sync_state")
 
