@@ -50,7 +50,8 @@ async def test_metrics_parse_and_count_what_the_daemon_does(tmp_path: Path) -> N
     proc = await start_daemon(config, tmp_path / "agent.log", notify)
     try:
         await wait_until(lambda: "READY=1" in notify.lines(), 30)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        # a daemon starting beside a loaded suite may take more than httpx's 5 s to answer
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
 
             async def scrape() -> dict:
                 return samples((await client.get("/metrics")).text)
