@@ -27,7 +27,7 @@ from config import checks
 from config.base import DeviceBase
 from config.checks import DeviceLink, Parts, ValidDevice
 from config.errors import TOP, Document, NodePath, translate, unknown
-from config.models import Buffer, Config, Destination, Device, Emissions, Gateway, Rule
+from config.models import Buffer, Config, Destination, Emissions, Gateway, Rule
 from config.parse import parse_document, read_document, read_text
 from config.profiles import (
     Profile,
@@ -37,6 +37,7 @@ from config.profiles import (
     profile_model,
     profile_path,
 )
+from config.valid_devices import valid_devices
 from domain.errors import ConfigInvalid, Problem, Severity
 from drivers.registry import PROTOCOLS, spec_of
 
@@ -46,7 +47,6 @@ _SECTIONS: dict[str, TypeAdapter[Any]] = {
     "sync": TypeAdapter(HttpSettings),
     "emissions": TypeAdapter(Emissions),
 }
-_DEVICE = TypeAdapter(Device)
 _RULE = TypeAdapter(Rule)
 _DESTINATION = TypeAdapter(Destination)
 _LINKS = {key: TypeAdapter(spec.settings) for key, spec in PROTOCOLS.items()}
@@ -93,7 +93,6 @@ def load_config(
     text = read_text(Path(path), str(path))
     with _collector_paused():
         config, problems = _checked(text, str(path), environ, require_env)
-        config = _shared_points(config)
     return LoadedConfig(config, sorted(dict.fromkeys(problems)), Path(path), text)
 
 
@@ -111,15 +110,19 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _shared_points(config: Config) -> Config:
+def _shared(points: list[Any], seen: dict[Any, Any], known: dict[int, Any]) -> list[Any]:
     """Identical points of different devices as one (frozen) model: 200 meters of one
-    type, by profile or written out, hold one set of points instead of 200."""
-    seen: dict[Any, Any] = {}
-    devices = [
-        device.model_copy(update={"points": [seen.setdefault(p, p) for p in device.points]})
-        for device in config.devices
-    ]
-    return config.model_copy(update={"devices": devices})
+    type, by profile or written out, hold one set of points instead of 200.
+
+    Most are one already (config/valid_devices.py); `known` holds those by identity, so
+    each distinct model is compared with the others once, not each of 100,000 uses."""
+    out = []
+    for point in points:
+        shared = known.get(id(point))
+        if shared is None:
+            shared = known[id(point)] = seen.setdefault(point, point)
+        out.append(shared)
+    return out
 
 
 def load_config_apart(path: str | Path, require_env: bool = False) -> LoadedConfig:
@@ -184,8 +187,12 @@ def _checked(
     problems += env_problems
     if config is None or _errors(problems):
         raise ConfigInvalid(problems)
+    seen: dict[Any, Any] = {}
+    known: dict[int, Any] = {}  # the points are alive until the end: their ids are theirs
     devices = [
-        valid.model.model_copy(update={"points": [s.point for s in valid.points]})
+        valid.model.model_copy(
+            update={"points": _shared([s.point for s in valid.points], seen, known)}
+        )
         for valid in parts.devices.values()
     ]
     config = config.model_copy(
@@ -282,7 +289,7 @@ def _parts(doc: Document, profiles: dict[str, LoadedProfile]) -> Parts:
         else:  # a section left out is its default, or missing if it has none
             field = Config.model_fields[name]
             sections[name] = None if field.is_required() else field.get_default()
-    devices, every_device = _valid_items(data.get("devices", []), _DEVICE)
+    devices, every_device = valid_devices(data.get("devices", []))
     rules, _ = _valid_items(data.get("rules", []), _RULE)
     destinations, _ = _valid_items(data.get("destinations", []), _DESTINATION)
     return Parts(

@@ -20,7 +20,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from config.errors import TOP, Document, NodePath, format_path, line_col, yaml_error
-from config.plain import Unusual, Walk, plain_data
+from config.plain import Tree, Unusual, Walk, plain_data
 from domain.errors import ConfigInvalid, Problem
 
 EXPANSION = 10
@@ -92,20 +92,17 @@ def read_text(path: Path, file: str) -> str:
 
 def parse_document(text: str, file: str) -> Document:
     """Parse YAML text into a Document (see read_document)."""
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except (yaml.YAMLError, RecursionError):
-        # PyYAML's own parser words syntax errors better than libyaml: ask it
-        root = _compose_python(text, file)
+    try:  # most files: straight from the parser's events, positions found when asked
+        data = plain_data(text, _BASE_LOADER)
+    except Unusual:
+        pass  # composed and built below, recording positions and saying what is wrong
+    else:
+        tree = Tree(lambda: _compose(text, file))
+        return Document(file, data, Walk(tree), Walk(tree, keys=True))
+    root = _compose(text, file)
     if root is None:
         return Document(file, None, {}, {})
-    may_alias = "*" in text  # an alias is written *name: without a '*' there is none
-    if not may_alias:
-        try:
-            return Document(file, plain_data(root), Walk(root), Walk(root, keys=True))
-        except Unusual:
-            pass  # the recording builder handles it, and says what is wrong if anything is
-    builder = _Builder(file, root, may_alias=may_alias)
+    builder = _Builder(file, root, may_alias="*" in text)  # an alias is written *name
     try:
         data = builder.build(root, ())
     except _TooLarge as exc:
@@ -118,6 +115,14 @@ def parse_document(text: str, file: str) -> Document:
     if builder.problems:
         raise ConfigInvalid(builder.problems)
     return doc
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except (yaml.YAMLError, RecursionError):
+        # PyYAML's own parser words syntax errors better than libyaml: ask it
+        return _compose_python(text, file)
 
 
 def _compose_python(text: str, file: str) -> yaml.Node | None:

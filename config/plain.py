@@ -1,121 +1,195 @@
-"""Plain data from a YAML node tree in one lean pass, and positions found when asked.
+"""Plain data straight from the YAML parser's events, and positions found when asked.
 
-config/parse.py's builder records the node of every value and key by its path as it
-builds: a dictionary entry and a path tuple for each of a million values in a
-5,000-meter file (1.4 s of its 2.5 s parse). Yet a file that loads cleanly never asks
-where a value was written. So a file with nothing unusual in it (no alias, no merge,
-no duplicate key, no unsupported tag, no decimal comma split by a flow mapping, no
-scalar that fails to construct) is built here without recording anything, in about a
-quarter of the time; a position, when a check does want one, is found by walking the
-tree along the path (`Walk`). Anything unusual gives up at once (`Unusual`), and the
-recording builder does the whole file, with its messages, as before.
+config/parse.py composes the whole file into a node tree and builds the data from it,
+recording the node of every value and key by its path, so that any problem can be
+shown where it was written. For a 5,000-meter file that tree is a million nodes:
+380 MiB, and about 1.5 s of the 2.5 s it took to parse. Yet a file that loads cleanly
+never asks where a value was written. So a file with nothing unusual in it is built
+here from the parser's events as they come, keeping no tree (1.0 s and 30 MiB for the
+same file), and the tree is composed only if a check does ask for a position (`Tree`,
+`Walk`).
+
+Unusual is anything the recording builder handles or words: an anchor or alias, a
+merge key (<<), a duplicate key, a key that is not a plain scalar, a tag it does not
+support, a scalar that fails to construct, a digit-led key in a flow mapping (perhaps
+a number cut at a decimal comma), a stream that is not exactly one document, a syntax
+error. Then `Unusual` is raised at once and config/parse.py does the whole file as it
+always has, so every message is the same as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
 
 from config.base import NodePath
 
-__all__ = ["Unusual", "Walk", "plain_data"]
+__all__ = ["Tree", "Unusual", "Walk", "plain_data"]
 
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
-_MERGE = "tag:yaml.org,2002:merge"
-_Scalar, _Mapping, _Sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+_UNTAGGED = (None, "!")  # the tag is resolved from the text, as the composer does
 _MISSING = object()
 
 
 class Unusual(Exception):
-    """The tree has something only the recording builder handles (and words)."""
+    """The text has something only the recording builder handles (and words)."""
 
 
-def plain_data(root: yaml.Node) -> Any:
-    """The data of a tree without aliases, as the recording builder makes it; Unusual if
-    the tree needs that builder. The caller guarantees there are no aliases (its text has
-    no '*'), so no node is reached twice and nothing can expand."""
+def plain_data(text: str, loader: type[Any]) -> Any:
+    """The data of a one-document YAML text, equal to what config/parse.py's builder
+    makes of it; Unusual if that builder must do it. `loader` is a PyYAML loader class
+    (the C one when there is libyaml)."""
+    parser = loader(text)
     try:
-        return _Plain().build(root)
-    except RecursionError:
+        return _Events(parser).build()
+    except (yaml.YAMLError, ConstructorError, ValueError, TypeError, KeyError, OverflowError):
         raise Unusual from None
+    finally:
+        parser.dispose()
 
 
-class _Plain:
-    def __init__(self) -> None:
+class _Events:
+    """One pass over the events with a stack of open collections: no recursion, no tree."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
         self._constructor = SafeConstructor()
-        # a scalar written 5,000 times (`type: float32`) is constructed once; scalars
-        # are immutable (str, int, float, bool, None, dates, bytes)
-        self._scalars: dict[tuple[str, str], Any] = {}
+        # a scalar written 5,000 times (`type: float32`) is resolved and constructed once;
+        # scalars are immutable (str, int, float, bool, None, dates, bytes)
+        self._scalars: dict[tuple[Any, ...], Any] = {}
+        self._tags: dict[tuple[Any, ...], str] = {}
 
-    def scalar(self, node: yaml.ScalarNode) -> Any:
-        key = (node.tag, node.value)
+    def tag(self, event: ScalarEvent) -> str:
+        key = (event.tag, event.implicit, event.value)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = event.tag
+            if tag in _UNTAGGED:
+                tag = self._parser.resolve(yaml.ScalarNode, event.value, event.implicit)
+            self._tags[key] = tag
+        return tag
+
+    def scalar(self, event: ScalarEvent) -> Any:
+        key = (event.tag, event.implicit, event.value)
         value = self._scalars.get(key, _MISSING)
         if value is _MISSING:
-            try:
-                value = self._scalars[key] = self._constructor.construct_object(node)
-            except (ConstructorError, ValueError, TypeError, KeyError, OverflowError):
-                raise Unusual from None
+            node = yaml.ScalarNode(self.tag(event), event.value)
+            value = self._scalars[key] = self._constructor.construct_object(node)
         return value
 
-    def build(self, node: yaml.Node) -> Any:
-        kind = node.__class__
-        if kind is _Scalar:
-            return self.scalar(node)
-        if kind is _Sequence and node.tag == _SEQ:
-            return [self.scalar(i) if i.__class__ is _Scalar else self.build(i) for i in node.value]
-        if kind is _Mapping and node.tag == _MAP:
-            return self.mapping(node)
-        raise Unusual
-
-    def mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        # a digit-led key after the first in a flow mapping may be the rest of a number
-        # cut at a decimal comma (parse._decimal_commas joins it)
-        digits_may_join = bool(node.flow_style)
-        first = True
-        for key, value in node.value:
-            if key.__class__ is not _Scalar or key.tag == _MERGE:
-                raise Unusual
-            name = key.value
-            if name in out or (digits_may_join and not first and name[:1].isdigit()):
-                raise Unusual
-            first = False
-            if value.__class__ is _Scalar:  # most values: no call to build()
-                scalar = self._scalars.get((value.tag, value.value), _MISSING)
-                out[name] = self.scalar(value) if scalar is _MISSING else scalar
+    def build(self) -> Any:
+        get = self._parser.get_event
+        if get().__class__ is not StreamStartEvent or get().__class__ is not DocumentStartEvent:
+            raise Unusual  # an empty stream: the builder says what is missing
+        scalars = self._scalars
+        # the collection being filled: its object, whether a mapping, whether in flow
+        # style, the key waiting for its value (_MISSING: a key comes next), keys so far
+        top: list[Any] = []
+        into: Any = top
+        is_map, flow, key, keys = False, False, _MISSING, 0
+        stack: list[tuple[Any, bool, bool, Any, int]] = []
+        while True:
+            event = get()
+            kind = event.__class__
+            if kind is ScalarEvent:
+                if event.anchor is not None:
+                    raise Unusual
+                if is_map and key is _MISSING:
+                    name = event.value
+                    if name in into or (flow and keys and name[:1].isdigit()):
+                        raise Unusual  # a duplicate, or perhaps the rest of a number
+                    if event.tag is not None or name == "<<":
+                        raise Unusual  # a tagged key, perhaps a merge
+                    key, keys = name, keys + 1
+                    continue
+                value = scalars.get((event.tag, event.implicit, event.value), _MISSING)
+                if value is _MISSING:
+                    value = self.scalar(event)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                mapping = kind is MappingStartEvent
+                if (
+                    event.anchor is not None
+                    or (is_map and key is _MISSING)  # a collection as a key
+                    or event.tag not in (*_UNTAGGED, _MAP if mapping else _SEQ)
+                ):
+                    raise Unusual
+                stack.append((into, is_map, flow, key, keys))
+                into, is_map, flow, key, keys = {} if mapping else [], mapping, event.flow_style, _MISSING, 0
+                continue
+            elif (kind is MappingEndEvent or kind is SequenceEndEvent) and stack:
+                value = into
+                into, is_map, flow, key, keys = stack.pop()
+            elif kind is DocumentEndEvent and not stack and len(top) == 1:
+                if get().__class__ is not StreamEndEvent:
+                    raise Unusual  # more than one document
+                return top[0]
             else:
-                out[name] = self.build(value)
-        return out
+                raise Unusual  # an alias, or a stream the composer would refuse
+            if is_map:
+                into[key] = value
+                key = _MISSING
+            else:
+                into.append(value)
+
+
+class Tree:
+    """The node tree of a text, composed the first time a position is asked for."""
+
+    def __init__(self, compose: Callable[[], yaml.Node | None]) -> None:
+        self._compose: Callable[[], yaml.Node | None] | None = compose
+        self._root: yaml.Node | None = None
+
+    @property
+    def root(self) -> yaml.Node | None:
+        if self._compose is not None:
+            self._root, self._compose = self._compose(), None
+        return self._root
 
 
 class Walk:
     """The node a value (or, with `keys`, its key) was written at, found along its path.
 
-    For trees `plain_data` built: there each key is written once and nothing is merged,
-    so the first entry of a mapping with the key is the one the data holds.
+    For texts `plain_data` built: there each key is written once and nothing is merged,
+    so the one entry of a mapping with the key is the one the data holds.
     """
 
-    def __init__(self, root: yaml.Node, *, keys: bool = False) -> None:
-        self._root = root
+    def __init__(self, tree: Tree, *, keys: bool = False) -> None:
+        self._tree = tree
         self._keys = keys
 
     def get(self, path: NodePath, /) -> yaml.Node | None:
-        node, key = self._root, None
+        node, key = self._tree.root, None
         for part in path:
-            if isinstance(node, _Mapping) and isinstance(part, str):
+            if isinstance(node, yaml.MappingNode) and isinstance(part, str):
                 found = next(((k, v) for k, v in node.value if k.value == part), None)
                 if found is None:
                     return None
                 key, node = found
-            elif isinstance(node, _Sequence) and type(part) is int and 0 <= part < len(node.value):
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and type(part) is int
+                and 0 <= part < len(node.value)
+            ):
                 key, node = None, node.value[part]
             else:
                 return None
         if self._keys:
             return key
-        if isinstance(node, _Scalar) and node.style == "":
+        if isinstance(node, yaml.ScalarNode) and node.style == "":
             node.style = None  # libyaml's plain style, as PyYAML's (parse._Builder does too)
         return node
