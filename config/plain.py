@@ -56,7 +56,7 @@ def plain_data(text: str, loader: type[Any]) -> Any:
     (the C one when there is libyaml)."""
     parser = loader(text)
     try:
-        return _Events(parser).build()
+        return _Events(parser).build(anchors="&" in text)
     except (yaml.YAMLError, ConstructorError, ValueError, TypeError, KeyError, OverflowError):
         raise Unusual from None
     finally:
@@ -92,48 +92,48 @@ class _Events:
             value = self._scalars[key] = self._constructor.construct_object(node)
         return value
 
-    def build(self) -> Any:
-        get = self._parser.get_event
+    def build(self, anchors: bool) -> Any:
+        """`anchors`: whether the text may hold one (has an '&'); if not, events are not
+        asked (a tenth of this loop's own time)."""
+        get, scalars, scalar = self._parser.get_event, self._scalars, self.scalar
         if get().__class__ is not StreamStartEvent or get().__class__ is not DocumentStartEvent:
             raise Unusual  # an empty stream: the builder says what is missing
-        scalars = self._scalars
-        # the collection being filled: its object, whether a mapping, whether in flow
-        # style, the key waiting for its value (_MISSING: a key comes next), keys so far
+        # the collection being filled, whether it is a mapping and in flow style, and the
+        # key waiting for its value (_MISSING: a key comes next); the root goes in `top`
         top: list[Any] = []
         into: Any = top
-        is_map, flow, key, keys = False, False, _MISSING, 0
-        stack: list[tuple[Any, bool, bool, Any, int]] = []
+        is_map, flow, key = False, False, _MISSING
+        stack: list[tuple[Any, bool, bool, Any]] = []
         while True:
             event = get()
             kind = event.__class__
             if kind is ScalarEvent:
-                if event.anchor is not None:
+                if anchors and event.anchor is not None:
                     raise Unusual
                 if is_map and key is _MISSING:
-                    name = event.value
-                    if name in into or (flow and keys and name[:1].isdigit()):
+                    key = event.value
+                    if key in into or (flow and into and key[:1].isdigit()):
                         raise Unusual  # a duplicate, or perhaps the rest of a number
-                    if event.tag is not None or name == "<<":
+                    if event.tag is not None or key == "<<":
                         raise Unusual  # a tagged key, perhaps a merge
-                    key, keys = name, keys + 1
                     continue
                 value = scalars.get((event.tag, event.implicit, event.value), _MISSING)
                 if value is _MISSING:
-                    value = self.scalar(event)
+                    value = scalar(event)
             elif kind is MappingStartEvent or kind is SequenceStartEvent:
                 mapping = kind is MappingStartEvent
                 if (
-                    event.anchor is not None
+                    (anchors and event.anchor is not None)
                     or (is_map and key is _MISSING)  # a collection as a key
                     or event.tag not in (*_UNTAGGED, _MAP if mapping else _SEQ)
                 ):
                     raise Unusual
-                stack.append((into, is_map, flow, key, keys))
-                into, is_map, flow, key, keys = {} if mapping else [], mapping, event.flow_style, _MISSING, 0
+                stack.append((into, is_map, flow, key))
+                into, is_map, flow, key = {} if mapping else [], mapping, event.flow_style, _MISSING
                 continue
             elif (kind is MappingEndEvent or kind is SequenceEndEvent) and stack:
                 value = into
-                into, is_map, flow, key, keys = stack.pop()
+                into, is_map, flow, key = stack.pop()
             elif kind is DocumentEndEvent and not stack and len(top) == 1:
                 if get().__class__ is not StreamEndEvent:
                     raise Unusual  # more than one document

@@ -17,7 +17,6 @@ protocol, before the shortcut is taken), and a point's model sees only the point
 
 from __future__ import annotations
 
-import functools
 from typing import Any, get_args, get_origin
 
 from pydantic import TypeAdapter, ValidationError
@@ -28,6 +27,7 @@ from config.models import Device
 __all__ = ["valid_devices"]
 
 _DEVICE: TypeAdapter[Any] = TypeAdapter(Device)
+_POINTS: dict[type[DeviceBase], TypeAdapter[Any] | None] = {}  # by device model
 
 
 def valid_devices(items: Any) -> tuple[dict[int, DeviceBase], bool]:
@@ -67,10 +67,15 @@ def _valid_device(item: Any, cache: dict[tuple[Any, ...], Any]) -> DeviceBase | 
     return device.model_copy(update={"points": points})
 
 
-@functools.cache
 def _point_adapter(model: type[DeviceBase]) -> TypeAdapter[Any] | None:
     """The adapter of a device model's point, if its points may be validated apart: a
     list of points, and no validator of the device's that could look at them."""
+    if model not in _POINTS:
+        _POINTS[model] = _made_point_adapter(model)
+    return _POINTS[model]
+
+
+def _made_point_adapter(model: type[DeviceBase]) -> TypeAdapter[Any] | None:
     decorators = model.__pydantic_decorators__
     on_points = any(
         "points" in d.info.fields or "*" in d.info.fields
