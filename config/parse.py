@@ -1,11 +1,14 @@
 """YAML text to a `Document`: plain data, and where every value and key was written.
 
-The YAML is composed into nodes (libyaml when present, else PyYAML's SafeLoader)
-and turned into plain data by hand, so that every value and key keeps its line
-and column: an error is reported where the technician has to fix it, never at
-"somewhere in devices". Safe tags only; a duplicate key, a key that is not a
-plain name, an alias to the collection that holds it and aliases that expand
-without end are problems at their position.
+Every value and key keeps its line and column, so that an error is reported where
+the technician has to fix it, never at "somewhere in devices". Most files are read
+straight from the parser's events (config/plain.py), and their node tree is composed
+only if a position is asked for. Anything unusual in a file (an alias, a merge, a
+duplicate key, a syntax error ...) sends it the long way here: composed into nodes
+(libyaml when present, else PyYAML's SafeLoader) and turned into plain data by
+hand, recording each value's and key's node by its path. Safe tags only; a
+duplicate key, a key that is not a plain name, an alias to the collection that
+holds it and aliases that expand without end are problems at their position.
 """
 
 from __future__ import annotations
