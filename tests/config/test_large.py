@@ -26,8 +26,9 @@ from tests.fixtures.config import GATEWAY, Problems, Write
 POINTS = 20
 
 
-def _plant(meters: int) -> str:
-    """Meters written point by point, as a technician's tool would write them out."""
+def _plant(meters: int, rules: bool = False) -> str:
+    """Meters written point by point, as a technician's tool would write them out; with
+    `rules`, an alarm on each meter's p1."""
     points = "".join(
         f"      - {{name: p{j}, address: {2 * j}, function: input, type: float32"
         + (", unit: kWh, kind: counter}" if j == 0 else ", unit: kW}")
@@ -40,35 +41,39 @@ def _plant(meters: int) -> str:
         "    energy: {carrier: electricity, counter: p0}\n"
         for n in range(meters)
     )
-    return GATEWAY + "devices:\n" + devices
+    alarms = "".join(
+        f"  - {{name: r{n}, device: m{n}, quantity: p1, above: 100}}\n" for n in range(meters)
+    )
+    return GATEWAY + "devices:\n" + devices + ("rules:\n" + alarms if rules else "")
 
 
 def test_a_plant_of_5000_meters_written_point_by_point_loads_and_checks(
     write: Write, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """5,000 meters x 20 points, no alias anywhere (a million values): it loads whole,
-    with every point, and `check` passes it (bench/startup.py times it)."""
-    path = write(_plant(5000))
+    """5,000 meters x 20 points and an alarm on each, no alias anywhere (a million
+    values): it loads whole, with every point, and `check` passes it (bench/startup.py
+    times it)."""
+    path = write(_plant(5000, rules=True))
     loaded = load_config(path)
     assert loaded.warnings == []
-    assert len(loaded.config.devices) == 5000
+    assert len(loaded.config.devices) == len(loaded.config.rules) == 5000
     assert [len(d.points) for d in loaded.config.devices] == [POINTS] * 5000
     last = loaded.config.devices[-1]
     assert (last.name, last.modbus_tcp.port, last.points[-1].address) == ("m4999", 24999, 38)
     capsys.readouterr()
     assert main(["check", "-c", path]) == 0
-    assert capsys.readouterr().out == f"{path}: ok (5000 devices, 0 rules)\n"
+    assert capsys.readouterr().out == f"{path}: ok (5000 devices, 5000 rules)\n"
 
 
 def test_an_error_in_a_large_plant_is_at_its_line(problems: Problems) -> None:
-    """In a file built without recording positions, a problem is still shown where it was
-    written: the 3,000th meter's 8th point (file line 3 + 2,999 x 25 + 4 + 8)."""
-    text = _plant(3000).replace("{name: p7, address: 14,", "{name: p7, address: 70000,", 3000)
-    text = text.replace("{name: p7, address: 70000,", "{name: p7, address: 14,", 2999)
+    """In a large file, a problem is still shown where it was written: the 1,000th
+    meter's 8th point (file line 8 + 999 x 25 + 4 + 7)."""
+    text = _plant(1000).replace("{name: p7, address: 14,", "{name: p7, address: 70000,", 1000)
+    text = text.replace("{name: p7, address: 70000,", "{name: p7, address: 14,", 999)
     (found,) = problems(text)
-    line = 1 + GATEWAY.count("\n") + 2999 * (5 + POINTS) + 4 + 8
+    line = 1 + GATEWAY.count("\n") + 1 + 999 * (5 + POINTS) + 4 + 7
     assert found.startswith(f"agent.yaml:{line}:")
-    assert "devices[2999].points[7].address: must be at most 65535 (got 70000)" in found
+    assert "devices[999].points[7].address: must be at most 65535 (got 70000)" in found
 
 
 def test_a_point_written_alike_but_typed_apart_is_validated_apart(problems: Problems) -> None:
