@@ -4,8 +4,10 @@
     .venv/bin/python bench/startup.py --devices 5000     # a whole plant (issue 16)
 
 For each size, N simulated Modbus TCP meters (bench/sim_meters.py, in their own
-process) and a config polling them every minute (so the agent is idle after its
-first poll), written point by point (20 points a meter, no alias). The agent runs
+process) and a config polling them every minute, written point by point (20 points
+a meter, no alias). Polls fall on the whole minute, so the agent is started at
+least 20 s before one: its start-up never shares the CPU with 5,000 first polls,
+and the idle RSS is before its first poll. The agent runs
 with NOTIFY_SOCKET pointing at a datagram socket this script owns, as under
 systemd; the time is from spawning the process to the READY=1 datagram, and its CPU
 at that moment is the process's and its loader child's (config/loader.py
@@ -55,6 +57,13 @@ def _python_cost() -> tuple[float, float]:
     return took, rss
 
 
+def _clear_of_the_minute(margin: float = 20.0) -> None:
+    """Wait until the next whole minute, when the meters are polled, is `margin` away."""
+    left = 60 - time.time() % 60
+    if left < margin:
+        time.sleep(left + 0.5)
+
+
 def _cpu_of_run(args: list[str], env: dict[str, str]) -> float:
     """User + system CPU seconds of a process run to its end (its children's too)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -84,6 +93,7 @@ def measure(devices: int, workdir: Path) -> dict[str, float]:
         config.write_text(agent_config(ports, workdir, poll="60s"))
         check = _cpu_of_run([sys.executable, "-m", "agent", "check", "-c", str(config)], env)
         just_read = _cpu_of_run([sys.executable, "-c", JUST_READ, str(config)], env)
+        _clear_of_the_minute()
         sock_path = workdir / "notify.sock"
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(str(sock_path))
