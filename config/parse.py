@@ -114,6 +114,8 @@ def parse_document(text: str, file: str) -> Document:
             '(a file that makes copies of copies, "billion laughs"?)'
         )
         raise ConfigInvalid([Problem(file, *exc.at, "yaml", message)]) from None
+    except RecursionError:  # the builder recurses per level: as deep as the composer goes
+        raise ConfigInvalid([Problem(file, 1, 1, "yaml", "nested too deeply")]) from None
     doc = Document(file, data, builder.values, builder.keys)
     if builder.problems:
         raise ConfigInvalid(builder.problems)

@@ -207,6 +207,25 @@ def test_what_only_the_builder_handles_takes_the_long_way(text: str) -> None:
         plain_data(text, _BASE_LOADER)
 
 
+@pytest.mark.parametrize(
+    ("depth", "in_rules"),
+    [
+        (900, "agent.yaml:8:9: rules[0]: must be a mapping (key: value) (got a list)"),
+        (5000, "agent.yaml:1:1: yaml: nested too deeply"),
+    ],
+)
+def test_a_file_nested_too_deeply_is_a_problem_either_way(
+    problems: Problems, depth: int, in_rules: str
+) -> None:
+    """Lists in lists 900 or 5,000 deep: with a duplicate key, which sends the file the
+    long way, too deep (the builder recursed past the limit at 900 before: a traceback);
+    read from events, the problem validation finds, or too deep where composing the tree
+    for its position cannot go."""
+    deep = "[" * depth + "]" * depth
+    assert problems(f"a: 1\na: 2\nb: {deep}\n") == ["agent.yaml:1:1: yaml: nested too deeply"]
+    assert problems(GATEWAY + f"rules: {deep}\n") == [in_rules]
+
+
 def test_a_date_and_a_number_read_alike_either_way() -> None:
     """Scalars the fast path constructs once and shares are the builder's values."""
     text = "a: 2024-01-01\nb: [1, 1.0, '1', true]\nc: {d: 2024-01-01}\n"
