@@ -72,29 +72,20 @@ class _Events:
         # a scalar written 5,000 times (`type: float32`) is resolved and constructed once;
         # scalars are immutable (str, int, float, bool, None, dates, bytes)
         self._scalars: dict[tuple[Any, ...], Any] = {}
-        self._tags: dict[tuple[Any, ...], str] = {}
-
-    def tag(self, event: ScalarEvent) -> str:
-        key = (event.tag, event.implicit, event.value)
-        tag = self._tags.get(key)
-        if tag is None:
-            tag = event.tag
-            if tag in _UNTAGGED:
-                tag = self._parser.resolve(yaml.ScalarNode, event.value, event.implicit)
-            self._tags[key] = tag
-        return tag
 
     def scalar(self, event: ScalarEvent) -> Any:
+        """The value of a scalar not met before (build() looks the others up itself)."""
         key = (event.tag, event.implicit, event.value)
-        value = self._scalars.get(key, _MISSING)
-        if value is _MISSING:
-            node = yaml.ScalarNode(self.tag(event), event.value)
-            value = self._scalars[key] = self._constructor.construct_object(node)
+        tag = event.tag
+        if tag in _UNTAGGED:
+            tag = self._parser.resolve(yaml.ScalarNode, event.value, event.implicit)
+        value = self._constructor.construct_object(yaml.ScalarNode(tag, event.value))
+        self._scalars[key] = value
         return value
 
     def build(self, anchors: bool) -> Any:
         """`anchors`: whether the text may hold one (has an '&'); if not, events are not
-        asked (a tenth of this loop's own time)."""
+        asked (0.03 s of a 5,000-meter file)."""
         get, scalars, scalar = self._parser.get_event, self._scalars, self.scalar
         if get().__class__ is not StreamStartEvent or get().__class__ is not DocumentStartEvent:
             raise Unusual  # an empty stream: the builder says what is missing
