@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from pydantic import model_validator
 
 from agent.cli import main
-from config import parse
+from config import loader, parse
 from config.loader import load_config
 from config.parse import _BASE_LOADER, _Builder, _compose
 from config.plain import Tree, Unusual, Walk, plain_data
-from config.valid_devices import _made_point_adapter
+from config.valid_devices import _DEVICE, _made_point_adapter, _valid
+from domain.errors import ConfigInvalid
 from drivers.modbus.settings import ModbusTcpDevice
 from tests.fixtures.config import GATEWAY, Problems, Write
 
@@ -259,3 +260,76 @@ def test_the_example_files_take_the_fast_path() -> None:
     files = [root / "examples" / "plant.yaml", *sorted(root.glob("drivers/*/profiles/*.yaml"))]
     for path in files:
         plain_data(path.read_text(encoding="utf-8"), _BASE_LOADER)  # Unusual would fail
+
+
+# --- a config read the quick way or the long way: the same config, the same problems ---
+
+
+def _outcome(path: str, *, long_way: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The config and warnings, or the problems, of loading `path` (the long way: never
+    from events, each device validated whole)."""
+
+    def never(text: str, loader: Any) -> Any:
+        raise Unusual
+
+    def whole(items: Any) -> tuple[dict[int, Any], bool]:
+        if not isinstance(items, list):
+            return {}, False
+        valid = {i: _valid(_DEVICE, item) for i, item in enumerate(items)}
+        valid = {i: device for i, device in valid.items() if device is not None}
+        return valid, len(valid) == len(items)
+
+    with monkeypatch.context() as patch:
+        if long_way:
+            patch.setattr(parse, "plain_data", never)
+            patch.setattr(loader, "valid_devices", whole)
+        try:
+            loaded = load_config(path, environ={})
+        except ConfigInvalid as exc:
+            return [str(p) for p in exc.problems]
+        return loaded.config, [str(w) for w in loaded.warnings]
+
+
+_EDIT = st.tuples(
+    st.sampled_from(["delete", "repeat", "replace", "insert"]),
+    st.integers(0, 10**4),
+    st.integers(0, 200),
+    st.sampled_from(list("ab01:-{}[], '\"x9.#&*")),
+)
+
+
+# each example writes the same file over and patches only within itself
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(_EDIT, min_size=1, max_size=3), st.booleans())
+def test_any_edit_of_a_config_reads_the_same_either_way(
+    write: Write, monkeypatch: pytest.MonkeyPatch, edits: list[Any], plant: bool
+) -> None:
+    """The shipped example (profiles, several protocols) or meters written out with a
+    rule each, edited at random (lines deleted or repeated, characters replaced or
+    inserted): loading gives the same config and warnings, or the same problems, as the
+    long way."""
+    root = Path(__file__).resolve().parents[2]
+    base = (
+        (root / "examples" / "plant.yaml").read_text(encoding="utf-8")
+        if plant
+        else (_plant(3, rules=True))
+    )
+    lines = base.splitlines(keepends=True)
+    for kind, i, j, char in edits:
+        i %= len(lines)
+        line = lines[i]
+        if kind == "delete" and len(lines) > 1:
+            del lines[i]
+        elif kind == "repeat":
+            lines.insert(i, line)
+        elif kind == "replace":
+            lines[i] = line[: j % len(line)] + char + line[j % len(line) + 1 :]
+        elif kind == "insert":
+            lines[i] = line[: j % len(line)] + char + line[j % len(line) :]
+    path = write("".join(lines))
+    quick = _outcome(path, long_way=False, monkeypatch=monkeypatch)
+    assert quick == _outcome(path, long_way=True, monkeypatch=monkeypatch)
