@@ -9,11 +9,11 @@ the one exception a config load raises.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Protocol, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
@@ -56,14 +56,21 @@ def suggest(word: str, choices: Sequence[str], known: str = "known") -> str:
     return f" ({known}: {', '.join(choices)})" if choices else ""
 
 
+class Nodes(Protocol):
+    """Where each value (or key) was written, by path: a dict recorded while building, or
+    config.plain.Walk, which finds the node when asked."""
+
+    def get(self, path: NodePath, /) -> yaml.Node | None: ...
+
+
 @dataclass(frozen=True)
 class Document:
     """A YAML file as plain data, with the node each value and each key came from."""
 
     file: str
     data: Any
-    values: Mapping[NodePath, yaml.Node]
-    keys: Mapping[NodePath, yaml.Node]
+    values: Nodes
+    keys: Nodes
 
     def value_at(self, path: NodePath) -> Any:
         """The plain value at `path` (the path must exist)."""

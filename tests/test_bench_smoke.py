@@ -34,10 +34,17 @@ def test_polling_bench_prints_a_row_per_size() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_startup_bench_reaches_ready_and_reads_idle_memory() -> None:
-    """bench/startup.py with one device prints the time to READY=1 and the idle RSS."""
+    """bench/startup.py with one device prints the time and CPU to READY=1, the idle RSS,
+    and `check` of the same file against reading it with libyaml."""
     stdout = _bench("startup.py", "--devices", "1")
     rows = {line.split("|")[1].strip(): line for line in stdout.splitlines()[2:]}
-    assert set(rows) == {"start-up to READY=1, 1 devices", "idle RSS, 1 devices"}
+    assert set(rows) == {
+        "start-up to READY=1, 1 devices",
+        "CPU to READY=1, 1 devices",
+        "check, 1 devices written point by point",
+        "idle RSS, 1 devices",
+    }
+    assert "(yaml.load, C loader)" in rows["check, 1 devices written point by point"]
     seconds = float(rows["start-up to READY=1, 1 devices"].split("|")[2].split()[0])
     assert 0 < seconds < 60
 

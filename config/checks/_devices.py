@@ -26,26 +26,42 @@ from drivers.spec import SerialLine
 _POINT_CHECKS = {s.point: s.check_point for s in PROTOCOLS.values() if s.check_point is not None}
 
 
-def check_points(points: Sequence[Sourced]) -> list[Problem]:
-    """Names unique, and what the point's protocol checks of it (its spec's check_point)."""
+def check_points(
+    points: Sequence[Sourced], clean: dict[int, PointBase] | None = None
+) -> list[Problem]:
+    """Names unique, and what the point's protocol checks of it (its spec's check_point).
+
+    `clean` holds the points (by identity) a protocol's check found nothing in, kept
+    across calls: that check sees only the point (its Reporter merely words problems),
+    so a point model that 5,000 meters share (config/valid_devices.py) is checked once.
+    """
+    clean = {} if clean is None else clean
     problems = []
     first: dict[str, Sourced] = {}
     for s in points:
-        if s.name in first:
-            was = first[s.name]
+        point = s.point
+        if point.name in first:
+            was = first[point.name]
             line = was.doc.position((*was.path, "name"))[0]
             where = f"line {line}" if was.doc is s.doc else f"{was.doc.file}:{line}"
-            message = f"duplicate point name '{s.name}' (first at {where})"
+            message = f"duplicate point name '{point.name}' (first at {where})"
             problems.append(s.doc.problem((*s.path, "name"), message))
-        first.setdefault(s.name, s)
-        point_check = _POINT_CHECKS.get(type(s.point))
-        if point_check is not None:
-            problems += point_check(s.point, s.path, s.doc)
+        else:
+            first[point.name] = s
+        point_check = _POINT_CHECKS.get(type(point))
+        if point_check is None or id(point) in clean:
+            continue
+        found = list(point_check(point, s.path, s.doc))
+        if found:
+            problems += found
+        else:
+            clean[id(point)] = point  # held, so that its id is not another's meanwhile
     return problems
 
 
 def check_devices(parts: Parts, doc: Document) -> Iterator[Problem]:
     seen: dict[str, int] = {}
+    clean: dict[int, PointBase] = {}
     shortest = shortest_interval(parts)
     for i, valid in parts.devices.items():
         device, merged, at = valid.model, valid.points, ("devices", i)
@@ -54,7 +70,7 @@ def check_devices(parts: Parts, doc: Document) -> Iterator[Problem]:
             message = f"duplicate device name '{device.name}' (first at line {line})"
             yield doc.problem((*at, "name"), message)
         seen.setdefault(device.name, i)
-        yield from check_points(merged)
+        yield from check_points(merged, clean)
         if device.energy is not None and (device.energy.counter is None) == (
             device.energy.power is None
         ):

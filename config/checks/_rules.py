@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from config.base import DeviceBase
-from config.checks._parts import Parts, shortest_interval
+from config.checks._parts import Parts, ValidDevice, shortest_interval
 from config.errors import Document, NodePath, suggest, unknown
 from config.models import Rule, RuleAction, protocol_of
 from config.quantities import RULE_QUANTITIES
@@ -16,7 +16,10 @@ from drivers.registry import PROTOCOLS, WRITES
 
 def check_rules(parts: Parts, doc: Document) -> Iterator[Problem]:
     """A device a rule names is checked once every device validated, or if it is among them."""
-    devices = {d.model.name: d.model for d in parts.devices.values()}
+    by_name: dict[str, ValidDevice] = {}  # the first of a name (a second is reported)
+    for valid in parts.devices.values():
+        by_name.setdefault(valid.model.name, valid)
+    devices = {name: valid.model for name, valid in by_name.items()}
     seen: dict[str, int] = {}
     for i, rule in parts.rules.items():
         at: NodePath = ("rules", i)
@@ -27,7 +30,7 @@ def check_rules(parts: Parts, doc: Document) -> Iterator[Problem]:
         seen.setdefault(rule.name, i)
         if rule.device is not None and rule.device not in devices and parts.every_device:
             yield doc.problem((*at, "device"), unknown("device", rule.device, list(devices)))
-        yield from _quantity(doc, at, rule, parts)
+        yield from _quantity(doc, at, rule, parts, by_name.get(rule.device or ""))
         if (rule.above is None) == (rule.below is None):
             found = " (found both)" if rule.above is not None else ""
             yield doc.problem(at, f"a rule needs exactly one of above: or below:{found}")
@@ -37,9 +40,12 @@ def check_rules(parts: Parts, doc: Document) -> Iterator[Problem]:
             yield from _action(doc, (*at, "action"), rule.action, devices, parts.every_device)
 
 
-def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator[Problem]:
+def _quantity(
+    doc: Document, at: NodePath, rule: Rule, parts: Parts, valid: ValidDevice | None
+) -> Iterator[Problem]:
     """A figure the agent computes (config/quantities.py says what each needs), or a point
-    of the rule's device."""
+    of the rule's device (`valid`, found by name: a rule per meter of 5,000 meters once
+    looked through all of them each, 4 s)."""
     q, figures = rule.quantity, list(RULE_QUANTITIES)
     spec = RULE_QUANTITIES.get(q)
     where: NodePath = (*at, "quantity")
@@ -60,7 +66,6 @@ def _quantity(doc: Document, at: NodePath, rule: Rule, parts: Parts) -> Iterator
         elif spec.device_only:
             yield doc.problem(where, f"{q} needs device: ({spec.device_only})")
         return
-    valid = next((d for d in parts.devices.values() if d.model.name == rule.device), None)
     if valid is None or not valid.complete:
         return  # an unknown or broken device is reported where it is
     device, points = valid.model, [s.name for s in valid.points]

@@ -526,3 +526,25 @@ def test_each_scalar_is_read_as_yaml_reads_it_however_often_it_comes(
     PyYAML's safe loader reads it, each one in its own way."""
     text = "".join(f"- {form.format(value)}\n" for value, form in items) or "[]\n"
     assert parse_document(text, "agent.yaml").data == yaml.safe_load(text)
+
+
+def test_the_daemon_works_meanwhile_while_its_child_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`meanwhile` runs in the caller (the daemon's imports) while the child loads; if it
+    fails, the child is still read and reaped, and the failure is the caller's."""
+    monkeypatch.chdir(ROOT)
+    loaded_in = _record_loading_pids(monkeypatch, tmp_path / "pids")
+    ran_in: list[int] = []
+    loaded = load_config_apart("examples/plant.yaml", meanwhile=lambda: ran_in.append(os.getpid()))
+    assert ran_in == [os.getpid()] and os.getpid() not in loaded_in()
+    assert loaded.config.devices[0].name == "main_incomer"
+
+    def failing() -> None:
+        raise ImportError("no such module")
+
+    with pytest.raises(ImportError, match="no such module"):
+        load_config_apart("examples/plant.yaml", meanwhile=failing)
+    child = loaded_in()[-1]
+    with pytest.raises(ChildProcessError):  # reaped already: not left behind as a zombie
+        os.waitpid(child, os.WNOHANG)
