@@ -172,7 +172,8 @@ def _table(agent: Agent, backlog: dict, stored: list[dict]) -> str:
             co2[i["device"]] = co2.get(i["device"], 0.0) + i["co2_kg"]
     lines = [f"{'device':<14}{'kW':>9}{'kWh this 10s':>15}{'CO2 kg sent':>13}{'quality':>9}"]
     for name, _, _, _ in _METERS:
-        power = agent.pipeline.latest.get(name, {}).get("power_kw")
+        latest = agent.pipeline.latest.get(name)
+        power = latest.get("power_kw") if latest is not None else None
         kw = f"{power.value:9.1f}" if power and power.value is not None else f"{'-':>9}"
         energy = agent.pipeline.open_energy(name)
         kwh = f"{energy:15.3f}" if energy is not None else f"{'-':>15}"

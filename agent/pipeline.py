@@ -21,6 +21,7 @@ from agent.demand import TALLY_KEY, Tally
 from agent.energy import Counter, CounterState, Sample, Step, advance, integrate
 from agent.intensity import PRODUCTION, Intensity, add_production
 from agent.intervals import DAY, ClosedInterval
+from agent.latest import Latest, Layouts, remember
 from agent.rules import RULE_KEY, SITE, Action, Limit, RuleState
 from agent.statistics import Statistics
 from agent.wiring import Wiring, factor
@@ -203,14 +204,15 @@ class Pipeline:
             # interval lengths no longer configured are dropped; new ones start at the next sample
             state.open = {k: v for k, v in state.open.items() if k in self.lengths}
             self.states[key] = state
-        self.latest: dict[str, dict[str, Reading]] = {}
+        self.latest: dict[str, Latest] = {}  # device -> its points' latest readings
+        self._layouts = Layouts()
         self.statistics = Statistics(watched_points(config), self.lengths, self.tz, states)
 
     def ingest(self, device: str, readings: list[Reading]) -> Commit:
         """One poll's readings in, everything that must be persisted out."""
         work = Commit()
         readings = self.wiring[device].apply(readings)
-        self.latest.setdefault(device, {}).update((r.point, r) for r in readings)
+        remember(self.latest, self._layouts, device, readings)
         self.statistics.add(device, readings)
         if self.keep_raw:
             work.samples = [

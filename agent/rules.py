@@ -15,7 +15,7 @@ value; `figure` reads the value from the pipeline's plain data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -115,7 +115,7 @@ class _View:
 
     rule: Rule
     ts: float
-    latest: dict[str, dict[str, Reading]]
+    latest: Mapping[str, Mapping[str, Reading]]
     tallies: dict[str, Tally]
     tz: ZoneInfo
 
@@ -183,7 +183,7 @@ FIGURES: dict[str, Callable[[_View], float | None]] = {
 }
 
 
-def _point(latest: dict[str, dict[str, Reading]], device: str, name: str) -> float | None:
+def _point(latest: Mapping[str, Mapping[str, Reading]], device: str, name: str) -> float | None:
     reading = latest.get(device, {}).get(name)
     return reading.value if reading is not None and reading.good else None
 
@@ -191,7 +191,7 @@ def _point(latest: dict[str, dict[str, Reading]], device: str, name: str) -> flo
 def figure(
     rule: Rule,
     ts: float,
-    latest: dict[str, dict[str, Reading]],
+    latest: Mapping[str, Mapping[str, Reading]],
     tallies: dict[str, Tally],
     tz: ZoneInfo,
 ) -> float | None:

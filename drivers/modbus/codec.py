@@ -80,6 +80,27 @@ def plan(points: Sequence[ModbusPoint], max_gap: int = 8) -> list[Request]:
     return requests
 
 
+def shared_plan(points: Sequence[ModbusPoint], max_gap: int) -> list[Request]:
+    """`plan`, with its requests shared by every device whose points are the same objects.
+
+    The config loader hands identical devices the same point models (config/loader.py
+    `_shared_points`), so 1,000 meters of one model need one plan, not 1,000: about
+    0.6 KB a meter (tracemalloc, running agent, 200 vs 1,000 meters). Requests are
+    frozen; each driver gets its own list (it splits a request a meter refuses).
+    """
+    key = (tuple(map(id, points)), max_gap)
+    found = _PLANS.get(key)
+    if found is None:
+        if len(_PLANS) >= _PLANS_KEPT:  # reloads with ever new points: start afresh
+            _PLANS.clear()
+        found = _PLANS[key] = (tuple(points), tuple(plan(points, max_gap)))  # points: ids stay
+    return list(found[1])
+
+
+_PLANS: dict[tuple, tuple[tuple[ModbusPoint, ...], tuple[Request, ...]]] = {}
+_PLANS_KEPT = 512  # distinct point lists; a plant has a few dozen meter models
+
+
 def decode_registers(words: Sequence[int], point: ModbusPoint) -> float:
     """Value of `point` from exactly its registers, scaled and offset."""
     if point.type == "bool":

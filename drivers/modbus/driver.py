@@ -28,7 +28,7 @@ from domain.errors import (
     TransientError,
 )
 from domain.reading import Quality, Reading
-from drivers.modbus.codec import Request, decode_all, plan
+from drivers.modbus.codec import Request, decode_all, plan, shared_plan
 from drivers.modbus.link import Link, release
 from drivers.modbus.settings import ModbusPoint, ModbusWrite
 
@@ -69,8 +69,8 @@ class ModbusDriver:
         self.link = link
         self.unit = unit
         self.timeout = timeout
-        self._points = {p.name: p for p in points}
-        self.requests = plan(points, max_gap)
+        self._point_count = len(points)
+        self.requests = shared_plan(points, max_gap)
 
     @property
     def late_replies(self) -> int:
@@ -81,7 +81,7 @@ class ModbusDriver:
         registers = sum(r.count for r in self.requests)
         return (
             f"{self.device}: {len(self.requests)} requests, {registers} registers, "
-            f"{len(self._points)} points on {self.link.where} unit {self.unit}"
+            f"{self._point_count} points on {self.link.where} unit {self.unit}"
         )
 
     async def read(self) -> list[Reading]:

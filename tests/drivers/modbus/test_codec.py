@@ -14,6 +14,7 @@ from drivers.modbus.codec import (
     decode_registers,
     encode_registers,
     plan,
+    shared_plan,
 )
 from drivers.modbus.settings import ModbusPoint
 
@@ -103,6 +104,21 @@ def test_plan_coalesces_adjacent_points_and_splits_on_gaps_and_functions() -> No
         ("input", 0, 12, ["a", "b", "c"]),
         ("input", 100, 1, ["d"]),
     ]
+
+
+def test_devices_with_the_same_point_objects_share_their_requests() -> None:
+    """What the loader's shared points buy: one plan for meters alike, each with its own
+    list (a split changes one meter's list only); equal but distinct points plan alike."""
+    points = [point(name=f"p{i}", address=2 * i, type="float32") for i in range(4)]
+    first, second = shared_plan(points, 8), shared_plan(list(points), 8)
+    assert first == second == plan(points, 8)
+    assert all(a is b for a, b in zip(first, second, strict=True)) and first is not second
+    first[0:1] = plan(points[:2], 0)
+    assert second == plan(points, 8)
+    copies = [p.model_copy() for p in points]
+    assert shared_plan(copies, 8) == plan(points, 8)
+    assert shared_plan(copies, 8)[0] is not second[0]
+    assert shared_plan(points, 0) == plan(points, 0)
 
 
 def test_plan_never_exceeds_125_registers() -> None:
