@@ -171,23 +171,30 @@ class Agent:
     async def _poll(self, name: str, period: float) -> None:
         if self.health.resting(name):
             return  # an offline device is polled at its backed-off pace, not every turn
-        with self._tracked():
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)  # as `_tracked` does, without a generator on every poll
+        try:
             try:
                 driver = self.drivers[name]
                 # a subscription's counter changes since the last poll, then the poll itself
                 feed = self.feeds.get(name)
-                changes = feed.drain_changes() if feed is not None else []
+                changes = feed.drain_changes() if feed is not None else None
                 readings = await driver.read()
                 self.health.note(name, readings, period)
-                readings = changes + readings
+                if changes:
+                    readings = changes + readings
                 work = self.pipeline.ingest(name, readings)
                 self.health.take_events(name, work)
                 self.start_actions()
             except Exception:  # a bug must not stop this device's polls forever
                 log.exception("%s: poll failed", name)
                 return
-            self._polled(name, None)  # at 3,000 meters a minute's close outlasts the second
-            await self.commit(name, work)
+            self._polled(name, task)  # at 3,000 meters a minute's close outlasts the second
+            if work or name in self.unwritten:  # most polls: nothing to write, no coroutine
+                await self.commit(name, work)
+        finally:
+            self._inflight.discard(task)
 
     def start_actions(self) -> None:
         """Rule actions run beside the polls: a slow or dead output never delays a meter."""

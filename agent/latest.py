@@ -70,17 +70,17 @@ class Latest(Mapping[str, Reading]):
             self.layout.slots, self.layout.units, self.times, self.numbers
         )  # fmt: skip
         for reading in readings:
-            point, value = reading.point, reading.value
+            _, point, ts, value, unit, quality, reason = reading  # unpacked: faster than 6 lookups
             i = slots.get(point)
             if (
                 i is not None
                 and type(value) is float
                 and value == value  # not NaN: NaN marks an empty slot
-                and reading.quality is GOOD
-                and reading.reason is None
-                and reading.unit == units[i]
+                and quality is GOOD
+                and reason is None
+                and unit == units[i]
             ):
-                times[i] = reading.ts
+                times[i] = ts
                 numbers[i] = value
                 if self.odd is not None:  # a point back to normal: its odd reading goes
                     self.odd.pop(point, None)

@@ -63,6 +63,10 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _ts(reading: Reading) -> float:
+    return reading.ts
+
+
 def _end_of(record: IntervalRecord) -> float:
     return datetime.fromisoformat(record.end).timestamp()
 
@@ -222,10 +226,13 @@ class Pipeline:
             if meter is None:
                 continue
             # one reading per poll, or every change a subscription delivered, oldest first
-            for reading in sorted(
-                (r for r in readings if r.point == meter.counter and r.good), key=lambda r: r.ts
-            ):
-                self._count(meter, reading, work)
+            counter = meter.counter
+            found = [r for r in readings if r.point == counter]
+            if len(found) > 1:
+                found.sort(key=_ts)
+            for reading in found:
+                if reading.good:
+                    self._count(meter, reading, work)
         if self._intensity_changed:
             self._intensity(max(r.ts for r in readings), work)
             self._intensity_changed = False

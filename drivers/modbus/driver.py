@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
+from itertools import repeat
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
@@ -28,13 +29,17 @@ from domain.errors import (
     TransientError,
 )
 from domain.reading import Quality, Reading
-from drivers.modbus.codec import Request, decode_all, plan, shared_plan
+from drivers.modbus.codec import Request, decode_all, decode_block, plan, shared_plan
 from drivers.modbus.link import Link, release
 from drivers.modbus.settings import ModbusPoint, ModbusWrite
 
 log = logging.getLogger(__name__)
 BAD = Quality.BAD
 GOOD = Quality.GOOD
+# A Reading from a 7-tuple without a Python call: `Reading._make` and `Reading(...)` are
+# Python functions (namedtuple), 230 ns a reading; this is 80 ns. Reading is a plain
+# NamedTuple, so tuple.__new__ makes exactly what they make.
+_READING = partial(tuple.__new__, Reading)
 
 _SPLIT_ON = (2, 3)  # illegal data address / value: the block, not the points, may be wrong
 _GATEWAY_BUSY = (6, 10, 11)  # busy, gateway path unavailable, target failed to respond
@@ -264,6 +269,15 @@ class ModbusDriver:
 
     def _decoded(self, request: Request, values: Sequence[int] | Sequence[bool]) -> list[Reading]:
         now = time.time()
+        numbers = decode_block(request, values)
+        if numbers is not None:  # the usual reply: every reading made in C (see codec.Whole)
+            whole = request.whole
+            assert whole is not None
+            rows = zip(
+                repeat(self.device), whole.names, repeat(now), numbers, whole.units,
+                repeat(GOOD), repeat(None),
+            )  # fmt: skip
+            return list(map(_READING, rows))
         device, make = self.device, Reading._make  # a reading per value (4,000/s at 200 meters)
         readings = []
         for point, value in zip(request.points, decode_all(request, values), strict=True):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import struct
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +13,7 @@ from domain.errors import DecodeError
 from drivers.modbus.codec import (
     Request,
     decode_all,
+    decode_block,
     decode_point,
     decode_registers,
     encode_registers,
@@ -164,3 +168,55 @@ def test_the_fast_path_decodes_exactly_like_one_point_at_a_time(layouts: list, d
             assert isinstance(got, DecodeError)
         else:
             assert got == expected or (got != got and expected != expected)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["int16", "uint16", "int32", "uint32", "float32", "float64", "int64"]),
+            st.integers(0, 3),  # registers of hole before the point
+            st.sampled_from([(1.0, 0.0), (0.01, 0.0), (1.0, -40.0), (-1.0, 0.0)]),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    st.data(),
+)
+def test_the_whole_request_path_decodes_to_the_bit_like_one_point_at_a_time(
+    layouts: list, data
+) -> None:
+    """decode_block (the usual reply, one struct call) gives exactly decode_point's floats,
+    the sign of zero included, or None when a value is NaN or infinite; garbage in."""
+    points, address = [], 0
+    for i, (kind, hole, (scale, offset)) in enumerate(layouts):
+        address += hole
+        points.append(point(name=f"p{i}", address=address, type=kind, scale=scale, offset=offset))
+        address += {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}.get(kind, 4)
+    floats = st.integers(0, 0xFFFF) | st.sampled_from([0x8000, 0x7F80, 0xFF80, 0x7FC0, 0])
+    registers = data.draw(st.lists(floats, min_size=address, max_size=address))
+    (request,) = plan(points, max_gap=3)
+    block = decode_block(request, registers)
+    expected: list[float] = []
+    for p in request.points:
+        try:
+            expected.append(decode_point(request, registers, p))
+        except DecodeError:
+            assert block is None
+            return
+    if block is None:  # only for an infinity a scale made, or a sum beyond float
+        assert not math.isfinite(sum(expected))
+        return
+    assert [struct.pack(">d", v) for v in block] == [struct.pack(">d", v) for v in expected]
+    assert all(type(v) is float for v in block)
+
+
+def test_overlapping_points_and_bits_take_the_point_by_point_path() -> None:
+    word = point(name="w", address=0, type="uint16")
+    flag = point(name="f", address=0, type="uint16", bit=3)
+    (request,) = plan([word, flag], max_gap=0)
+    assert request.whole is None and decode_block(request, [8]) is None
+    assert decode_all(request, [8]) == [8.0, 1.0]
+    overlap = [point(name="a", address=0, type="uint32"), point(name="b", address=1)]
+    (request,) = plan(overlap, max_gap=0)
+    assert request.whole is None
+    assert decode_block(plan([word], 0)[0], []) is None  # a short reply
