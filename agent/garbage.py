@@ -1,10 +1,12 @@
 """The garbage collector tuned for a daemon that holds thousands of meters' state.
 
 Measured at 2,000 meters x 20 values (gc.callbacks in the running agent, 2026-12-07):
-CPython's collector took 40 % of the agent's CPU. Each poll's readings stay a
+CPython's collector took 40 % of the agent's CPU. Each poll's readings stayed a
 second in Pipeline.latest, long enough to be promoted to the oldest generation,
 so a full collection ran every 2-3 s and walked every object the agent holds
 (about 300,000: config, drivers, pymodbus clients, counter states), 0.16 s each.
+(Since issue 16's memory work Pipeline.latest keeps floats in arrays, not the
+readings (agent/latest.py), so a poll's readings die with the poll.)
 
 - `gc.freeze()` once started (and after a reload): what start-up built lives as
   long as the process, so the collector stops walking it (210,000 objects at
