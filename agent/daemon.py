@@ -162,7 +162,12 @@ class Agent:
                 continue
             task = asyncio.create_task(self._poll(name, period), name=f"poll {name}")
             self.polling[name] = task
-            task.add_done_callback(functools.partial(self._polled, name))
+            self._inflight.add(task)  # a stop lets it finish (`_tracked` without a generator)
+            task.add_done_callback(functools.partial(self._poll_ended, name))
+
+    def _poll_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._polled(name, task)
 
     def _polled(self, name: str, task: asyncio.Task[None] | None) -> None:
         if self.polling.get(name) is (task or asyncio.current_task()):  # not a later turn's
@@ -171,30 +176,22 @@ class Agent:
     async def _poll(self, name: str, period: float) -> None:
         if self.health.resting(name):
             return  # an offline device is polled at its backed-off pace, not every turn
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)  # as `_tracked` does, without a generator on every poll
         try:
-            try:
-                driver = self.drivers[name]
-                # a subscription's counter changes since the last poll, then the poll itself
-                feed = self.feeds.get(name)
-                changes = feed.drain_changes() if feed is not None else None
-                readings = await driver.read()
-                self.health.note(name, readings, period)
-                if changes:
-                    readings = changes + readings
-                work = self.pipeline.ingest(name, readings)
-                self.health.take_events(name, work)
-                self.start_actions()
-            except Exception:  # a bug must not stop this device's polls forever
-                log.exception("%s: poll failed", name)
-                return
-            self._polled(name, task)  # at 3,000 meters a minute's close outlasts the second
-            if work or name in self.unwritten:  # most polls: nothing to write, no coroutine
-                await self.commit(name, work)
-        finally:
-            self._inflight.discard(task)
+            driver = self.drivers[name]
+            # a subscription's counter changes since the last poll, then the poll itself
+            feed = self.feeds.get(name)
+            changes = feed.drain_changes() if feed is not None else []
+            readings = await driver.read()
+            self.health.note(name, readings, period)
+            readings = changes + readings
+            work = self.pipeline.ingest(name, readings)
+            self.health.take_events(name, work)
+            self.start_actions()
+        except Exception:  # a bug must not stop this device's polls forever
+            log.exception("%s: poll failed", name)
+            return
+        self._polled(name, None)  # at 3,000 meters a minute's close outlasts the second
+        await self.commit(name, work)
 
     def start_actions(self) -> None:
         """Rule actions run beside the polls: a slow or dead output never delays a meter."""
@@ -400,11 +397,8 @@ class Agent:
     def summary(self) -> str:
         """The STATUS= line: `polling 12 devices, backlog 340, last sync 14:02 (stored)`,
         and `; NAME 14:03 (stored)` for each further destination."""
-        backlog = (
-            f", backlog {self.backlog['intervals'] + self.backlog['events']}"
-            if self.backlog
-            else ""
-        )
+        b = self.backlog
+        backlog = f", backlog {b['intervals'] + b['events']}" if b else ""
         return f"polling {len(self.drivers)} devices{backlog}" + uplinks.summary(self.destinations)
 
 
