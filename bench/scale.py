@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -170,8 +171,10 @@ def main() -> None:
         f"{'meters':>6} {'who':>5} {'% core':>7} {'CPU s/1k v':>10} {'read/expected':>14}"
         f" {'skipped':>8} {'RSS MiB':>8} {'peak MiB':>9} {'bytes/value':>12}"
     )
+    rss: dict[int, float] = {}
     for count in (int(m) for m in args.sizes.split(",")):
         r = run(count, args.seconds, args.warmup)
+        rss[count] = r["agent"]["rss"]
         for who in ("bare", "agent"):
             m = r[who]
             print(
@@ -182,6 +185,10 @@ def main() -> None:
             )
         ratio = r["agent"]["cpu_per_1000"] / max(1e-9, r["bare"]["cpu_per_1000"])
         print(f"{count:>6} agent/bare CPU per value: {ratio:.2f}", flush=True)
+    sizes = sorted(rss)
+    for low, high in itertools.pairwise(sizes):  # issue 16: under 10 KiB a meter
+        per = 1024 * (rss[high] - rss[low]) / (high - low)
+        print(f"agent RSS from {low} to {high} meters: {per:.1f} KiB a further meter")
 
 
 if __name__ == "__main__":
