@@ -13,7 +13,8 @@ UNITS = {"import_kwh": "kWh", "power_kw": "kW", "voltage": "V", "pf": ""}
 
 
 def reading(point: str, ts: float, value: float | int | None, **kw: object) -> Reading:
-    return Reading("m1", point, ts, value, str(kw.pop("unit", UNITS.get(point, ""))), **kw)  # type: ignore[arg-type]
+    unit = str(kw.pop("unit", UNITS.get(point, "")))
+    return Reading(str(kw.pop("device", "m1")), point, ts, value, unit, **kw)  # type: ignore[arg-type]
 
 
 readings = st.builds(
@@ -28,6 +29,7 @@ readings = st.builds(
     quality=st.sampled_from(list(Quality)),
     reason=st.one_of(st.none(), st.just("m1: no reply within 1s")),
     unit=st.sampled_from(["kWh", "kW", "V", "", "Wh"]),
+    device=st.sampled_from(["m1", "m1", "m1", "m2"]),
 )
 
 
