@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -128,3 +130,17 @@ def test_a_bad_listen_address_is_a_config_error(listen: str, says: str, tmp_path
     with pytest.raises(ConfigInvalid) as error:
         load_config(config)
     assert any(says in str(p) and str(p).startswith(f"{config}:") for p in error.value.problems)
+
+
+def test_the_daemon_imports_prometheus_client_only_when_scraped() -> None:
+    """1.2 MiB of RSS (with http.server, wsgiref, html) that a daemon nobody scrapes never
+    needs: `edge-agent run` imports it at the first /metrics, not at start."""
+    code = (
+        "import sys, agent.cli, agent.service, agent.daemon;"
+        "print('prometheus_client' in sys.modules, 'http.server' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.split() == ["False", "False"]
