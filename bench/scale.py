@@ -130,15 +130,19 @@ def run(count: int, seconds: float, warmup: float) -> dict[str, dict]:
             finally:
                 stop(bare)
             (workdir / "agent.yaml").write_text(agent_config(ports, workdir))
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "agent", "run", "-c", str(workdir / "agent.yaml")],
-                env=env,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                a = measure(agent.pid, meters, count, seconds, warmup)
-            finally:
-                stop(agent)
+            log = workdir / "agent.log"
+            with log.open("wb") as err:
+                agent = subprocess.Popen(
+                    [sys.executable, "-m", "agent", "run", "-c", str(workdir / "agent.yaml")],
+                    env=env,
+                    stderr=err,
+                )
+                try:
+                    a = measure(agent.pid, meters, count, seconds, warmup)
+                finally:
+                    stop(agent)
+            a["exit"] = agent.returncode  # issue 16: a clean stop at any size, no traceback
+            a["tracebacks"] = log.read_text(errors="replace").count("Traceback")
     return {"agent": a, "bare": b}
 
 
@@ -185,6 +189,9 @@ def main() -> None:
             )
         ratio = r["agent"]["cpu_per_1000"] / max(1e-9, r["bare"]["cpu_per_1000"])
         print(f"{count:>6} agent/bare CPU per value: {ratio:.2f}", flush=True)
+        stopped = r["agent"]
+        print(f"{count:>6} agent stopped: exit {stopped['exit']:g},"
+              f" {stopped['tracebacks']:g} tracebacks", flush=True)  # fmt: skip
     sizes = sorted(rss)
     for low, high in itertools.pairwise(sizes):  # issue 16: under 10 KiB a meter
         per = 1024 * (rss[high] - rss[low]) / (high - low)
