@@ -43,7 +43,7 @@ from config.loader import LoadedConfig
 from config.models import Config
 from domain.errors import BufferTooNew, ConfigInvalid, DriverUnavailable
 from domain.records import Commit
-from drivers.base import Driver, Subscribes
+from drivers.base import Driver, Subscribes, subscribes
 from drivers.registry import make_driver
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ class Agent:
             status.last_error = str(exc)
             return
         self.drivers[device.name] = driver
-        if isinstance(driver, Subscribes):
+        if subscribes(driver):
             self.feeds[device.name] = driver
         log.info("%s, every %gs", driver.describe(), device.poll)
 

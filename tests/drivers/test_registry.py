@@ -13,7 +13,7 @@ import pytest
 
 from config.base import DeviceBase
 from domain.errors import DriverUnavailable
-from drivers.base import Writes
+from drivers.base import Subscribes, Writes, subscribes
 from drivers.registry import PROTOCOLS, make_driver
 from tests.fixtures.source import ROOT, changes, copy_with, python
 
@@ -233,6 +233,8 @@ def test_each_shipped_driver_has_what_its_spec_promises(key: str) -> None:
     driver = getattr(importlib.import_module(module), name)
     assert all(callable(getattr(driver, m, None)) for m in ("describe", "read", "close"))
     assert issubclass(driver, Writes) == (spec.write is not None)
+    instance = object.__new__(driver)  # the class is what `subscribes` decides on
+    assert subscribes(instance) == isinstance(instance, Subscribes) == (key == "opcua")
 
 
 def test_a_device_of_no_registered_protocol_has_no_driver() -> None:
