@@ -7,9 +7,11 @@ test's hands and the agent's jobs run when due, so 2 s intervals close without w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,12 +21,24 @@ from agent.daemon import Agent
 from agent.demo import RESOLUTION_KWH, demo_config, demo_meters
 from config.loader import load_config
 from domain.records import EventRow
-from drivers.modbus.simulator import MeterServer
+from drivers.modbus.simulator import MeterServer, SimulatedMeter
 from tests.fixtures.clock import Clock, ManualScheduler
 from tests.fixtures.daemon import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2
+
+
+@contextlib.asynccontextmanager
+async def served() -> AsyncIterator[tuple[dict[str, SimulatedMeter], MeterServer]]:
+    """The demo's meters on a Modbus server, stopped however the test ends."""
+    meters = demo_meters()
+    server = MeterServer(list(meters.values()))
+    await server.start()
+    try:
+        yield meters, server
+    finally:
+        await server.stop()
 
 
 async def start(tmp_path: Path, server: MeterServer) -> Agent:
@@ -63,10 +77,7 @@ async def test_a_clean_restart_mid_interval_closes_that_interval_once_and_whole(
     tmp_path: Path, clock: Clock
 ) -> None:
     """Stop at mid-interval, start again: the interval across the stop closes once, whole."""
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    try:
+    async with served() as (meters, server):
         agent = await start(tmp_path, server)
         await clock.run(agent, 5.0)  # from a whole minute: the middle of an interval
         stopped = datetime.now().timestamp()
@@ -75,8 +86,6 @@ async def test_a_clean_restart_mid_interval_closes_that_interval_once_and_whole(
         agent = await start(tmp_path, server)
         await clock.run(agent, 5.0)
         await agent.stop()
-    finally:
-        await server.stop()
     check_conserved(tmp_path, meters)
     across = [r for r in buffered(tmp_path, "main_incomer") if r[0] < stopped < r[0] + INTERVAL]
     assert len(across) == 1
@@ -88,10 +97,7 @@ async def test_a_buffer_that_fails_for_a_while_loses_no_interval(
     tmp_path: Path, clock: Clock
 ) -> None:
     """'database or disk is full' for two seconds: the work is kept and written after."""
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    try:
+    async with served() as (meters, server):
         agent = await start(tmp_path, server)
         await clock.run(agent, 3.0)
         real = agent.store.store.commit_all
@@ -107,8 +113,6 @@ async def test_a_buffer_that_fails_for_a_while_loses_no_interval(
         del agent.store.store.commit
         await clock.run(agent, 3.0)
         await agent.stop()
-    finally:
-        await server.stop()
     check_conserved(tmp_path, meters)
 
 
@@ -118,25 +122,23 @@ async def test_stop_does_not_wait_for_a_platform_that_never_answers(tmp_path: Pa
     heard: list[asyncio.StreamWriter] = []  # the platform accepts, reads, never answers
     silent = await asyncio.start_server(lambda r, w: heard.append(w), "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
     (tmp_path / "sync-token").write_text("t")
     config = tmp_path / "agent.yaml"
-    text = demo_config(server.port, f"http://127.0.0.1:{port}", tmp_path, every="1s")
-    config.write_text(text)
-    agent = Agent(load_config(config, require_env=True))
-    await agent.start()
-    try:  # something to send at once, before the first interval closes
-        await agent.store.add_events([EventRow(time.time(), None, "test", "info", "to send")])
-        # a sync is now waiting on the silent platform (it took the batch and never hears)
-        await wait_until(lambda: heard and "sync" in agent.delivering, 10)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await agent.stop()
-        took = loop.time() - started
+    try:
+        async with served() as (_, server):
+            text = demo_config(server.port, f"http://127.0.0.1:{port}", tmp_path, every="1s")
+            config.write_text(text)
+            agent = Agent(load_config(config, require_env=True))
+            await agent.start()
+            # something to send at once, before the first interval closes
+            await agent.store.add_events([EventRow(time.time(), None, "test", "info", "to send")])
+            # a sync is now waiting on the silent platform (it took the batch and never hears)
+            await wait_until(lambda: heard and "sync" in agent.delivering, 10)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await agent.stop()
+            took = loop.time() - started
     finally:
-        await server.stop()
         silent.close()
         for writer in heard:
             writer.close()
@@ -150,24 +152,19 @@ async def test_a_stop_lets_the_status_report_in_flight_finish(
     before the buffer closes, not cut by the loop's end (an ERROR traceback before)."""
     import agent.daemon as daemon
 
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    agent = await start(tmp_path, server)
     write = daemon.write_snapshot
 
     def slow(path: Path, snapshot: dict) -> None:
         time.sleep(0.5)  # the executor thread, as a large status file takes
         write(path, snapshot)
 
-    monkeypatch.setattr(daemon, "write_snapshot", slow)
-    try:
+    async with served() as (_, server):
+        agent = await start(tmp_path, server)
+        monkeypatch.setattr(daemon, "write_snapshot", slow)
         report = asyncio.create_task(agent._report())
         await asyncio.sleep(0.1)  # it is writing
         await agent.stop()
         assert report.done() and report.exception() is None
-    finally:
-        await server.stop()
 
 
 async def test_a_commit_still_on_its_way_to_disk_does_not_hold_the_next_turn(
@@ -176,31 +173,27 @@ async def test_a_commit_still_on_its_way_to_disk_does_not_hold_the_next_turn(
     """The buffer's thread is stuck in a write (as when 3,000 meters close their minute
     at once): the polls' turns end anyway and the next ones come; once the write goes
     through, every interval is there, once, in order."""
-    meters = demo_meters()
-    server = MeterServer(list(meters.values()))
-    await server.start()
-    try:
+    stuck = threading.Event()
+    async with served() as (meters, server):
         agent = await start(tmp_path, server)
         await clock.run(agent, 1.0)
         real = agent.store.store.commit_all
-        stuck = threading.Event()
 
         def slow(works: list) -> None:
             stuck.wait(30)  # on the buffer's thread, as a long write and fsync
             real(works)
 
         agent.store.store.commit_all = slow  # type: ignore[method-assign]
-        await clock.run(agent, 2.5)  # an interval closes: its commit cannot finish
-        turns_ended = not agent.polling
-        waiting = len(agent._inflight)
-        polls = {name: status.polls for name, status in agent.health.devices.items()}
-        stuck.set()
+        try:
+            await clock.run(agent, 2.5)  # an interval closes: its commit cannot finish
+            turns_ended = not agent.polling
+            waiting = len(agent._inflight)
+            polls = {name: status.polls for name, status in agent.health.devices.items()}
+        finally:
+            stuck.set()  # the buffer's thread is let go however the test ends
         await clock.run(agent, 2.0)
         agent.store.store.commit_all = real  # type: ignore[method-assign]
         await agent.stop()
-    finally:
-        stuck.set()
-        await server.stop()
     assert turns_ended and waiting > 0  # the commits waited; the turns did not
     assert all(n >= 4 * 3 for n in polls.values()), polls  # 250 ms polls in 3.5 s
     assert all(s.skipped == 0 for s in agent.health.devices.values())
