@@ -27,14 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `bench.*` when run as `python bench/polling.py`
 
 from bench.table import Figure  # noqa: E402
+from bench.where_time_goes import cpu_seconds  # noqa: E402
 
 VALUES = 20
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def written(pid: int) -> int:

@@ -31,8 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `bench.*` when run as `python bench/scale.py`
 
-from bench.polling import BARE, VALUES, agent_config, cpu_seconds, rss_mib, stop, written  # noqa: E402
+from bench.polling import BARE, VALUES, agent_config, rss_mib, stop, written  # noqa: E402
 from bench.table import Figure  # noqa: E402
+from bench.where_time_goes import cpu_seconds  # noqa: E402
 
 PER_PROCESS = 1000  # simulated meters per process: one process serves ~1,000 reads/s calmly
 

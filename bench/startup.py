@@ -23,7 +23,6 @@ seconds of a finished process are its rusage. Every process it starts, it stops.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import socket
 import subprocess
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.polling import agent_config, rss_mib, start_meters, stop
 from bench.table import Figure, render
+from bench.where_time_goes import cpu_seconds
 
 IDLE_AFTER = 5.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,14 +72,6 @@ def _cpu_of_run(args: list[str], env: dict[str, str]) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _cpu_so_far(pid: int) -> float:
-    """User + system CPU seconds of a running process and of its children it waited for
-    (the forked loader), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
-
-
 def _loaded(pid: int, marker: str) -> bool:
     """Whether a library's shared objects are mapped into the process (cryptography
     comes only with asyncua, so it says whether OPC UA support was imported)."""
@@ -108,7 +100,7 @@ def measure(devices: int, workdir: Path) -> dict[str, float]:
                 while b"READY=1" not in sock.recv(4096):
                     pass
                 ready = time.perf_counter() - started
-                ready_cpu = _cpu_so_far(agent.pid)
+                ready_cpu = cpu_seconds(agent.pid, children=True)  # with the loader
                 time.sleep(IDLE_AFTER)
                 rss = rss_mib(agent.pid)
                 opcua = _loaded(agent.pid, "cryptography")
