@@ -149,11 +149,6 @@ class AsyncOutbox:
     async def pending_batch(self, max_records: int, header: dict) -> PendingBatch | None:
         return await self._store.run(self._outbox.pending_batch, max_records, header)
 
-    async def next_batch(
-        self, after: int, max_records: int, header: dict, joined: bool = False
-    ) -> PendingBatch | None:
-        return await self._store.run(self._outbox.next_batch, after, max_records, header, joined)
-
     async def next_batches(
         self, after: int, count: int, max_records: int, header: dict, joined: bool = False
     ) -> list[PendingBatch]:

@@ -195,7 +195,7 @@ class Publisher:
             "gateway": self.gateway,
             "factor_set": self.factor_set,
         }
-        run = Run(deadline, header, outbox=self.outbox, max_batch=self.settings.max_batch,
+        run = Run(deadline, self.outbox, header, self.settings.max_batch,
                   joined=self.settings.format == "batch")  # fmt: skip
         self.run = run
         retrying = AsyncRetrying(

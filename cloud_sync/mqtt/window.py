@@ -52,7 +52,10 @@ class Run:
     the buffer's work going on beside it (the next batch read ahead, a run being closed)."""
 
     deadline: float | None
-    header: dict = field(default_factory=dict)
+    outbox: AsyncOutbox
+    header: dict
+    max_batch: int
+    joined: bool  # read the intervals as one text (format batch builds no list)
     window: deque[Flight] = field(default_factory=deque)
     after: int = 0  # the last batch read into the window (0: from the oldest pending)
     sent: int = 0  # records acknowledged
@@ -61,10 +64,7 @@ class Run:
     reading: asyncio.Task[list[PendingBatch]] | None = None
     ready: deque[PendingBatch] = field(default_factory=deque)  # read, not yet published
     closing: asyncio.Task[None] | None = None
-    outbox: AsyncOutbox | None = None
-    max_batch: int = 1
     ahead: int = 1  # batches read (and assigned) at once: half the window
-    joined: bool = False  # read the intervals as one text (format batch builds no list)
 
     def reading_done(self, now: float) -> bool:
         return (
@@ -78,7 +78,6 @@ class Run:
         not many are left: each trip to the buffer's thread brings several."""
         if self.reading is not None or len(self.ready) >= self.ahead or self.empty:
             return
-        assert self.outbox is not None
         after = self.ready[-1].seq if self.ready else self.after
         self.reading = asyncio.create_task(
             self.outbox.next_batches(after, self.ahead, self.max_batch, self.header, self.joined)

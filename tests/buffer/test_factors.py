@@ -120,11 +120,18 @@ def test_a_read_only_store_of_a_file_not_migrated_reads_records_inline(tmp_path:
     """`status` opens the file read-only, before the daemon migrated it: no factors table."""
     path = tmp_path / "buffer.db"
     Store(path).close()
+    inline = record(0, GRID)
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("DROP TABLE factors")
+    db.execute(
+        "INSERT INTO intervals (device, start, length, body) VALUES (?, ?, ?, ?)",
+        [inline.device, inline.start, inline.length, compact(inline.body)],
+    )
     db.close()
     store = Store(path, readonly=True)
     try:
         assert store.factors.texts == {}
+        history = store.intervals_between([inline.device], 60.0, 0, 60, 10)
+        assert history == [compact(inline.body)]
     finally:
         store.close()
