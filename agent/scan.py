@@ -42,7 +42,8 @@ def modbus_profiles(only: Sequence[str] | None = None) -> dict[str, Profile]:
 async def scan_modbus(
     sweep: modbus_scan.Sweep, protocol: str, timeout: float, profiles: Mapping[str, Profile]
 ) -> list[Meter]:
-    """The meters of a sweep, each judged against every profile."""
+    """The meters of a sweep, each judged against every profile; `run` names them and
+    settles each port's line once, over the meters of every protocol scanned."""
     meters = []
     for found in sweep.found:
         scores, evidence = await examine(found, profiles, timeout)
@@ -67,9 +68,7 @@ async def scan_modbus(
                     f"{nearest.profile}: {v.text}" for v in nearest.verdicts if v.kind != "none"
                 ]
         meters.append(meter)
-    _name(meters)
     _set_aside_unjudged(meters)
-    _one_line_per_port(meters)
     return meters
 
 
