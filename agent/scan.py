@@ -170,8 +170,9 @@ SERIAL = ("modbus_rtu", "dlt645")  # the protocols whose meters share a port
 SWITCHING = ("modbus_rtu",)  # its driver sets each meter's speed on the port (modbus/rtu.py)
 
 
-def _setting(meter: Meter) -> tuple[object, object, object]:
-    return meter.link["baudrate"], meter.link["parity"], meter.link.get("stopbits", 1)
+def _setting(meter: Meter) -> str:
+    """The meter's line setting as a technician writes it: 9600 8N1 (DL/T 645: stop bit 1)."""
+    return f"{meter.link['baudrate']} 8{meter.link['parity']}{meter.link.get('stopbits', 1)}"
 
 
 def _one_line_per_port(meters: list[Meter]) -> None:
@@ -186,9 +187,9 @@ def _one_line_per_port(meters: list[Meter]) -> None:
     for port, on in ports.items():
         protocols = Counter(m.protocol for m in on)
         protocol, count = protocols.most_common(1)[0]
-        best = Counter(_setting(m) for m in on if m.protocol == protocol).most_common(1)[0][0]
-        speed = f"{best[0]} 8{best[1]}{best[2]}"
+        speed = Counter(_setting(m) for m in on if m.protocol == protocol).most_common(1)[0][0]
         for m in on:
+            setting = _setting(m)
             if m.protocol != protocol:
                 m.active = False
                 m.note = (
@@ -196,20 +197,18 @@ def _one_line_per_port(meters: list[Meter]) -> None:
                     f"carries one protocol: wire this {m.protocol} meter to a port of its "
                     "own (another RS-485 adapter), change `port` here, then uncomment"
                 )
-            elif _setting(m) != best and m.protocol in SWITCHING:
-                setting = f"{m.link['baudrate']} 8{m.link['parity']}{m.link.get('stopbits', 1)}"
+            elif setting != speed and m.protocol in SWITCHING:
                 m.note = (
                     f"found at {setting}, the others on {port} at {speed}: the agent switches "
                     f"the port to {setting} for this meter's requests, which slows the bus; "
                     f"set it to {speed} (its menu, then here) where you can"
                 )
-            elif _setting(m) != best:
+            elif setting != speed:
                 fields = "baudrate/parity/stopbits" if "stopbits" in m.link else "baudrate/parity"
                 m.active = False
                 m.note = (
-                    f"found at {m.link['baudrate']} 8{m.link['parity']}"
-                    f"{m.link.get('stopbits', 1)}; {port} runs at {speed} for the others: set "
-                    f"this meter to {speed} (its menu), change {fields} here, then uncomment"
+                    f"found at {setting}; {port} runs at {speed} for the others: set this "
+                    f"meter to {speed} (its menu), change {fields} here, then uncomment"
                 )
 
 
