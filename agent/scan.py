@@ -42,7 +42,8 @@ def modbus_profiles(only: Sequence[str] | None = None) -> dict[str, Profile]:
 async def scan_modbus(
     sweep: modbus_scan.Sweep, protocol: str, timeout: float, profiles: Mapping[str, Profile]
 ) -> list[Meter]:
-    """The meters of a sweep, each judged against every profile."""
+    """The meters of a sweep, each judged against every profile; `run` names them and
+    settles each port's line once, over the meters of every protocol scanned."""
     meters = []
     for found in sweep.found:
         scores, evidence = await examine(found, profiles, timeout)
@@ -67,9 +68,7 @@ async def scan_modbus(
                     f"{nearest.profile}: {v.text}" for v in nearest.verdicts if v.kind != "none"
                 ]
         meters.append(meter)
-    _name(meters)
     _set_aside_unjudged(meters)
-    _one_line_per_port(meters)
     return meters
 
 
@@ -171,8 +170,9 @@ SERIAL = ("modbus_rtu", "dlt645")  # the protocols whose meters share a port
 SWITCHING = ("modbus_rtu",)  # its driver sets each meter's speed on the port (modbus/rtu.py)
 
 
-def _setting(meter: Meter) -> tuple[object, object, object]:
-    return meter.link["baudrate"], meter.link["parity"], meter.link.get("stopbits", 1)
+def _setting(meter: Meter) -> str:
+    """The meter's line setting as a technician writes it: 9600 8N1 (DL/T 645: stop bit 1)."""
+    return f"{meter.link['baudrate']} 8{meter.link['parity']}{meter.link.get('stopbits', 1)}"
 
 
 def _one_line_per_port(meters: list[Meter]) -> None:
@@ -187,9 +187,9 @@ def _one_line_per_port(meters: list[Meter]) -> None:
     for port, on in ports.items():
         protocols = Counter(m.protocol for m in on)
         protocol, count = protocols.most_common(1)[0]
-        best = Counter(_setting(m) for m in on if m.protocol == protocol).most_common(1)[0][0]
-        speed = f"{best[0]} 8{best[1]}{best[2]}"
+        speed = Counter(_setting(m) for m in on if m.protocol == protocol).most_common(1)[0][0]
         for m in on:
+            setting = _setting(m)
             if m.protocol != protocol:
                 m.active = False
                 m.note = (
@@ -197,20 +197,18 @@ def _one_line_per_port(meters: list[Meter]) -> None:
                     f"carries one protocol: wire this {m.protocol} meter to a port of its "
                     "own (another RS-485 adapter), change `port` here, then uncomment"
                 )
-            elif _setting(m) != best and m.protocol in SWITCHING:
-                setting = f"{m.link['baudrate']} 8{m.link['parity']}{m.link.get('stopbits', 1)}"
+            elif setting != speed and m.protocol in SWITCHING:
                 m.note = (
                     f"found at {setting}, the others on {port} at {speed}: the agent switches "
                     f"the port to {setting} for this meter's requests, which slows the bus; "
                     f"set it to {speed} (its menu, then here) where you can"
                 )
-            elif _setting(m) != best:
+            elif setting != speed:
                 fields = "baudrate/parity/stopbits" if "stopbits" in m.link else "baudrate/parity"
                 m.active = False
                 m.note = (
-                    f"found at {m.link['baudrate']} 8{m.link['parity']}"
-                    f"{m.link.get('stopbits', 1)}; {port} runs at {speed} for the others: set "
-                    f"this meter to {speed} (its menu), change {fields} here, then uncomment"
+                    f"found at {setting}; {port} runs at {speed} for the others: set this "
+                    f"meter to {speed} (its menu), change {fields} here, then uncomment"
                 )
 
 

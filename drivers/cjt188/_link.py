@@ -22,8 +22,3 @@ def attach(device: str, settings: Cjt188) -> Link:
 async def detach(link: Link) -> None:
     """One device is done with the link; the last one closes the port."""
     await serial_link.detach(link)
-
-
-def shared(port: str) -> Link | None:
-    """The link this process's CJ/T 188 devices already hold on `port`, if any."""
-    return serial_link.shared(CODEC, port)

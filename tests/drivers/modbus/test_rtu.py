@@ -198,9 +198,10 @@ async def test_meters_at_different_speeds_on_one_port_are_each_asked_at_their_ow
         try:
             for _ in range(2):
                 for driver in drivers:
-                    assert all(r.quality is Quality.GOOD for r in await driver.read())
+                    readings = await driver.read()
+                    assert [r.quality for r in readings] == [Quality.GOOD], readings
             results = await asyncio.gather(*(d.read() for d in drivers))
-            assert all(r.quality is Quality.GOOD for rs in results for r in rs)
+            assert [r.quality for rs in results for r in rs] == [Quality.GOOD] * 2, results
             link = drivers[0].link
             assert link is drivers[1].link  # one port, one link
             assert not switch_line(link, second.modbus_rtu)  # at 19200 already: left as is
