@@ -46,6 +46,7 @@ from receiver._postgres_schema import (
     INSERT_INTERVALS_JSON,
     INSERT_SAMPLES,
     MIGRATIONS,
+    json_parameters,
     nul_characters,
 )
 from receiver._queries import StoreReads
@@ -179,15 +180,8 @@ class PostgresStore(StoreReads):
             datetime.now(UTC).isoformat(timespec="milliseconds"),
             digest,
         )
-        intervals = {
-            "gateway": tags.id,
-            "enterprise_id": tags.enterprise_id,
-            "region_code": tags.region_code,
-            "industry_code": tags.industry_code,
-            "timezone": tags.timezone,
-        }
         try:
-            intervals["body"] = body.decode("utf-8")
+            intervals = json_parameters(tags, body.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise Refused(400, f"body is not UTF-8: {exc}") from None
         try:
