@@ -14,12 +14,11 @@ So "insert minus select" is what storing costs, "select" what the JSON costs.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import psycopg
 
 from receiver._postgres import PostgresStore
-from receiver._postgres_schema import INSERT_INTERVALS_JSON, INTERVAL_COLUMNS
+from receiver._postgres_schema import INSERT_INTERVALS_JSON, INTERVAL_COLUMNS, json_parameters
 from receiver._request import parse_batch, validate_batch
 from receiver._rows import interval_rows
 
@@ -47,8 +46,8 @@ def split(url: str, bodies: list[bytes]) -> dict[str, float]:
             ).fetchone()[0]  # type: ignore[index]
             for n in range(len(bodies))
         ]
-        parameters = [_parameters(b, batch_id, body) for b, batch_id, body in
-                      zip(batches, ids, bodies, strict=True)]  # fmt: skip
+        parameters = [{"batch_id": batch_id, **json_parameters(b.gateway, body.decode())}
+                      for b, batch_id, body in zip(batches, ids, bodies, strict=True)]  # fmt: skip
         began = time.perf_counter()
         for p in parameters:
             db.execute(_SELECT, p)
@@ -69,16 +68,3 @@ def split(url: str, bodies: list[bytes]) -> dict[str, float]:
                     copy.write_row((batch_id, *row))
         took["COPY of the rows made in Python (the floor)"] = time.perf_counter() - began
     return {name: 1e6 * seconds / total for name, seconds in took.items()}
-
-
-def _parameters(batch: Any, batch_id: int, body: bytes) -> dict[str, Any]:
-    tags = batch.gateway
-    return {
-        "batch_id": batch_id,
-        "gateway": tags.id,
-        "enterprise_id": tags.enterprise_id,
-        "region_code": tags.region_code,
-        "industry_code": tags.industry_code,
-        "timezone": tags.timezone,
-        "body": body.decode(),
-    }

@@ -43,7 +43,7 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.table import Figure, render  # noqa: E402
-from receiver._backends import open_store  # noqa: E402
+from receiver._backends import open_store, parse_for, put_body  # noqa: E402
 from receiver._postgres_schema import INSERT_INTERVALS, INTERVAL_COLUMNS  # noqa: E402
 from receiver._request import parse_batch  # noqa: E402
 from receiver._rows import rows  # noqa: E402
@@ -316,17 +316,18 @@ def figures(total: int = 200_000) -> list[Figure]:
 
 
 def store_put(url: str, docs: list[dict[str, Any]]) -> float:
-    """Seconds for PostgresStore.put of every batch, one after another, in this process."""
+    """Seconds for PostgresStore.put of every batch, one after another, in this process,
+    handed what the receiver hands it (receiver._backends: the body, no parsed document)."""
     store = open_store(url)
     try:
         parsed = []
         for d in docs:
             data = json.dumps(d).encode()
-            parsed.append((f"{d['gateway']['id']}:{d['sequence']}", *parse_batch(data),
-                           hashlib.sha256(data).hexdigest()))  # fmt: skip
+            parsed.append((f"{d['gateway']['id']}:{d['sequence']}", *parse_for(store, data),
+                           data, hashlib.sha256(data).hexdigest()))  # fmt: skip
         began = time.perf_counter()
-        for key, batch, document, digest in parsed:
-            store.put(key, batch, document, digest)
+        for key, batch, document, data, digest in parsed:
+            put_body(store, key, batch, document, data, digest)
         return time.perf_counter() - began
     finally:
         store.close()

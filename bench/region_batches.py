@@ -75,6 +75,11 @@ def records(gateway: int, devices: int, hour: int) -> tuple[list[str], int]:
 
 def message(gateway: int, devices: int, hour: int) -> Message:
     """A gateway's batch of one hour as the agent's mqtt destination publishes it."""
-    texts, _ = records(gateway, devices, hour)
+    return message_of(gateway, hour, records(gateway, devices, hour)[0])
+
+
+def message_of(gateway: int, hour: int, texts: list[str]) -> Message:
+    """`records` of a gateway's hour as the agent's mqtt destination publishes them: the
+    hour's batch (sequence hour + 1), gzipped, with its key."""
     batch = PendingBatch(hour + 1, header(gateway, hour + 1), [], texts)
     return batch_message(batch, TOPIC, mqtt5=True, compress=True)

@@ -53,12 +53,10 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 
 from bench.mqtt_drain import mosquitto  # noqa: E402
 from bench.postgres_split import split  # noqa: E402
-from bench.region_batches import TOPIC, gateway_id, header, message, records  # noqa: E402
+from bench.region_batches import gateway_id, message, message_of, records  # noqa: E402
 from bench.table import Figure  # noqa: E402
 from bench.where_time_goes import Sample, cpu_seconds, postgres_cpu, profile, summarize  # noqa: E402
-from buffer import PendingBatch  # noqa: E402
 from cloud_sync.mqtt.link import properties  # noqa: E402
-from cloud_sync.mqtt.payloads import batch_message  # noqa: E402
 from tests.fixtures.postgres import MISSING, PostgresServer, bindir, receiver_process, start  # noqa: E402
 
 # A day of a region is ~10 GB of rows and indexes: PostgreSQL's defaults (128 MB of shared
@@ -96,8 +94,7 @@ def send(port: int, gateways: list[int], devices: int, hours: int, inflight: int
     for hour in range(hours):
         for number in gateways:
             texts, wh = records(number, devices, hour)
-            made = batch_message(PendingBatch(hour + 1, header(number, hour + 1), [], texts),
-                                 TOPIC, mqtt5=True, compress=True)  # fmt: skip
+            made = message_of(number, hour, texts)
             window.acquire()
             client.publish(made.topic, made.payload, qos=1,
                            properties=properties(made, PacketTypes.PUBLISH))  # fmt: skip

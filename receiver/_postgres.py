@@ -46,20 +46,13 @@ from receiver._postgres_schema import (
     INSERT_INTERVALS_JSON,
     INSERT_SAMPLES,
     MIGRATIONS,
+    json_parameters,
     nul_characters,
 )
-from receiver._queries import (
-    GroupBy,
-    Period,
-    events_query,
-    intervals_query,
-    totals_query,
-    with_gateway,
-)
+from receiver._queries import StoreReads
 from receiver._request import Refused
 from receiver._rows import event_rows, sample_rows
 from receiver._store import KeyConflict, Stored
-from receiver._totals import Totals, add_up
 
 logger = logging.getLogger("edge_agent.receiver")
 
@@ -75,12 +68,14 @@ class StoreUnavailable(sqlite3.OperationalError):
     """
 
 
-class PostgresStore:
+class PostgresStore(StoreReads):
     """One receiver database on a PostgreSQL server, shared with other receiver processes.
 
     `conninfo` is a libpq URL (open_store routes only those here); a password comes from
     PGPASSWORD or PGPASSFILE (libpq reads both), never from the command line.
     """
+
+    _MARK = "%s"  # psycopg's
 
     def __init__(self, conninfo: str, *, max_connections: int = 8) -> None:
         try:
@@ -185,15 +180,8 @@ class PostgresStore:
             datetime.now(UTC).isoformat(timespec="milliseconds"),
             digest,
         )
-        intervals = {
-            "gateway": tags.id,
-            "enterprise_id": tags.enterprise_id,
-            "region_code": tags.region_code,
-            "industry_code": tags.industry_code,
-            "timezone": tags.timezone,
-        }
         try:
-            intervals["body"] = body.decode("utf-8")
+            intervals = json_parameters(tags, body.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise Refused(400, f"body is not UTF-8: {exc}") from None
         try:
@@ -284,44 +272,3 @@ class PostgresStore:
                 yield from cursor
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"the database: {exc}") from exc
-
-    def intervals(
-        self,
-        *,
-        gateway: str | None,
-        device: str | None,
-        start_from: datetime | None,
-        start_to: datetime | None,
-        limit: int,
-    ) -> tuple[list[str], bool]:
-        """Interval records as received (JSON text) with their `gateway`, and whether `limit`
-        cut the list short."""
-        sql, parameters = intervals_query(gateway, device, start_from, start_to, "%s")
-        rows = self._read(sql, [*parameters, limit + 1])
-        return with_gateway(rows[:limit]), len(rows) > limit
-
-    def events(
-        self,
-        *,
-        gateway: str | None,
-        device: str | None,
-        kind: str | None,
-        severity: str | None,
-        start_from: datetime | None,
-        start_to: datetime | None,
-        limit: int,
-    ) -> tuple[list[str], bool]:
-        """Event records as received (JSON text) with their `gateway`, oldest first, and
-        whether `limit` cut the list short; `start_from` inclusive, `start_to` exclusive."""
-        sql, parameters = events_query(gateway, device, kind, severity, start_from, start_to, "%s")
-        rows = self._read(sql, [*parameters, limit + 1])
-        return with_gateway(rows[:limit]), len(rows) > limit
-
-    def totals(
-        self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
-    ) -> dict[tuple[str, str], Totals]:
-        """kWh, tce and CO2 per (group, local period), each device's energy counted once
-        (receiver._totals); `dates` as in the SQLite store."""
-        sql, parameters = totals_query(by, period, dates, "%s")
-        rows = self._rows(sql, parameters)
-        return add_up(rows)

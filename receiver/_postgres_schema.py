@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from domain.batch import GatewayTags
+
 # The schema, one step per entry; a database at version N gets the entries after N.
 # COLLATE "C": text sorts by code point, as SQLite's does, whatever the database's locale.
 MIGRATIONS: tuple[str, ...] = (
@@ -185,6 +187,18 @@ ON CONFLICT DO NOTHING
 """
 INSERT_EVENTS = _insert_sql("events", _EVENT_COLUMNS)
 INSERT_SAMPLES = _insert_sql("samples", _SAMPLE_COLUMNS)
+
+
+def json_parameters(gateway: GatewayTags, body: str) -> dict[str, Any]:
+    """INSERT_INTERVALS_JSON's parameters but `batch_id`: the batch's tags and its body."""
+    return {
+        "gateway": gateway.id,
+        "enterprise_id": gateway.enterprise_id,
+        "region_code": gateway.region_code,
+        "industry_code": gateway.industry_code,
+        "timezone": gateway.timezone,
+        "body": body,
+    }
 
 
 def nul_characters(document: dict[str, Any]) -> list[dict[str, str]]:

@@ -4,6 +4,9 @@ Both stores hold the same tables and columns (receiver._rows fills them), so
 the SQL behind GET /api/v1/intervals, /api/v1/events and the summary's totals
 differs only in the parameter mark: '?' for sqlite3, '%s' for psycopg.
 
+`StoreReads` holds the three read methods both stores share: each store
+gives only its `_MARK` and how it runs a query (`_read`, `_rows`).
+
 Events are few beside intervals (alarms, devices going offline, a full
 buffer) and are read the way a person on duty reads them: oldest first,
 narrowed by gateway, device, kind, severity and time.
@@ -12,9 +15,11 @@ narrowed by gateway, device, kind, severity and time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from receiver._totals import Totals, add_up
 
 GroupBy = Literal["region", "industry", "enterprise", "gateway"]
 Period = Literal["day", "month"]
@@ -127,3 +132,57 @@ def totals_query(
 def with_gateway(rows: Iterable[tuple[str, str]]) -> list[str]:
     """Each record as received (JSON text), with the gateway it came from put in front."""
     return ['{"gateway":' + json.dumps(gateway) + "," + record[1:] for gateway, record in rows]
+
+
+class StoreReads:
+    """GET /api/v1/intervals, /api/v1/events and the summary's totals, for either store."""
+
+    _MARK = "?"  # the parameter mark of the store's driver
+
+    def _read(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _rows(self, sql: str, parameters: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def intervals(
+        self,
+        *,
+        gateway: str | None,
+        device: str | None,
+        start_from: datetime | None,
+        start_to: datetime | None,
+        limit: int,
+    ) -> tuple[list[str], bool]:
+        """Interval records as received (JSON text) with their `gateway`, and whether `limit`
+        cut the list short."""
+        sql, parameters = intervals_query(gateway, device, start_from, start_to, self._MARK)
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
+
+    def events(
+        self,
+        *,
+        gateway: str | None,
+        device: str | None,
+        kind: str | None,
+        severity: str | None,
+        start_from: datetime | None,
+        start_to: datetime | None,
+        limit: int,
+    ) -> tuple[list[str], bool]:
+        """Event records as received (JSON text) with their `gateway`, oldest first, and
+        whether `limit` cut the list short; `start_from` inclusive, `start_to` exclusive."""
+        sql, parameters = events_query(
+            gateway, device, kind, severity, start_from, start_to, self._MARK
+        )
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
+
+    def totals(
+        self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], Totals]:
+        """kWh, tce and CO2 per (group, local period), each device's energy counted once
+        (receiver._totals); `dates` as in `totals_query`."""
+        sql, parameters = totals_query(by, period, dates, self._MARK)
+        return add_up(self._rows(sql, parameters))

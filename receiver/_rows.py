@@ -25,8 +25,9 @@ def rows(batch: Batch, document: dict[str, Any]) -> tuple[Rows, Rows, Rows]:
     """A batch's interval, event and sample rows, in the columns of both stores and in
     the order of their natural keys (so concurrent batches lock rows in one order).
 
-    The store itself inserts intervals with INSERT_INTERVALS_JSON (PostgreSQL takes
-    them from the body); these rows are bench/receiver_ingest.py's, to compare."""
+    The SQLite store inserts all three; the PostgreSQL store only events and samples
+    (it takes intervals from the body, INSERT_INTERVALS_JSON), so interval_rows is
+    there bench/receiver_ingest.py's, to compare."""
     return interval_rows(batch, document), event_rows(batch, document), sample_rows(batch, document)
 
 

@@ -21,16 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.batch import Batch
-from receiver._queries import (
-    GroupBy,
-    Period,
-    events_query,
-    intervals_query,
-    totals_query,
-    with_gateway,
-)
+from receiver._queries import StoreReads
 from receiver._rows import rows
-from receiver._totals import Totals, add_up
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -122,8 +114,8 @@ class Stored:
     duplicate_records: int
 
 
-class Store:
-    """One receiver database file."""
+class Store(StoreReads):
+    """One receiver database file; its reads are receiver._queries.StoreReads'."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
@@ -272,44 +264,3 @@ class Store:
             yield from db.execute(sql, tuple(parameters))
         finally:
             db.close()
-
-    def intervals(
-        self,
-        *,
-        gateway: str | None,
-        device: str | None,
-        start_from: datetime | None,
-        start_to: datetime | None,
-        limit: int,
-    ) -> tuple[list[str], bool]:
-        """Interval records as received (JSON text) with their `gateway`, and whether `limit`
-        cut the list short."""
-        sql, parameters = intervals_query(gateway, device, start_from, start_to)
-        rows = self._read(sql, [*parameters, limit + 1])
-        return with_gateway(rows[:limit]), len(rows) > limit
-
-    def events(
-        self,
-        *,
-        gateway: str | None,
-        device: str | None,
-        kind: str | None,
-        severity: str | None,
-        start_from: datetime | None,
-        start_to: datetime | None,
-        limit: int,
-    ) -> tuple[list[str], bool]:
-        """Event records as received (JSON text) with their `gateway`, oldest first, and
-        whether `limit` cut the list short; the filters are receiver._queries'."""
-        sql, parameters = events_query(gateway, device, kind, severity, start_from, start_to)
-        rows = self._read(sql, [*parameters, limit + 1])
-        return with_gateway(rows[:limit]), len(rows) > limit
-
-    def totals(
-        self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
-    ) -> dict[tuple[str, str], Totals]:
-        """kWh, tce and CO2 per (group, local period), each device's energy counted once;
-        `dates` as in receiver._queries.totals_query."""
-        sql, parameters = totals_query(by, period, dates)
-        rows = self._rows(sql, parameters)
-        return add_up(rows)

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from receiver._backends import AnyStore
-from receiver._store import GroupBy, Period
+from receiver._queries import GroupBy, Period
 from receiver._totals import Totals
 
 

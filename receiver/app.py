@@ -41,8 +41,9 @@ from receiver._backends import AnyStore, parse_for, put_body
 from receiver._body import declared_length, read_body
 from receiver._errors import answer_errors_in_json
 from receiver._middleware import Frame, note
+from receiver._queries import GroupBy, Period
 from receiver._request import Refused, check_key, gzipped, parse_key
-from receiver._store import GroupBy, KeyConflict, Period
+from receiver._store import KeyConflict
 from receiver._summary import summarize
 
 logger = logging.getLogger("edge_agent.receiver")

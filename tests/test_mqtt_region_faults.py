@@ -278,8 +278,7 @@ def _batches(broker: Mosquitto) -> list[int]:
 
 def _agent_connections(broker: Mosquitto) -> int:
     """How many times the agent has connected to the broker (its log, kept across restarts)."""
-    log = broker.log.read_text(errors="replace") if broker.log.exists() else ""
-    return log.count(f"as edge-agent-{GATEWAY}-{DESTINATION} (")
+    return broker.logged().count(f"as edge-agent-{GATEWAY}-{DESTINATION} (")
 
 
 async def _connected(broker: Mosquitto, since: int) -> None:
@@ -296,7 +295,7 @@ async def _past_its_birth(broker: Mosquitto) -> None:
     client = f"edge-agent-{GATEWAY}-{DESTINATION}"
 
     async def publishing() -> bool:
-        log = broker.log.read_text(errors="replace") if broker.log.exists() else ""
+        log = broker.logged()
         latest = log[log.rfind(f"as {client} (") :]
         return any(
             found[1] == client and found[3] == f"edge-agent/{GATEWAY}/intervals"

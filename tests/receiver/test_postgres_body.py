@@ -161,3 +161,9 @@ def test_a_body_with_events_keeps_both(store: PostgresStore) -> None:
     answer = put_body(store, json.dumps(document).encode())
 
     assert answer == Stored(intervals=1, events=1, samples=0, duplicate_records=0)
+    found, truncated = store.events(gateway=gateway["id"], device=None, kind=None, severity=None,
+                                    start_from=None, start_to=None, limit=9)  # fmt: skip
+    assert ([json.loads(text) for text in found], truncated) == (
+        [{"gateway": gateway["id"], **document["events"][0]}],
+        False,
+    )

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.region_batches import TOPIC, header, records
+from bench.region_batches import message_of, records
 from bench.region_day import Sent, check
-from buffer import PendingBatch
-from cloud_sync.mqtt.payloads import batch_message
 from receiver._postgres import PostgresStore
 from receiver._request import validate_batch
 from tests.fixtures.mosquitto import need_mosquitto
@@ -55,9 +53,7 @@ def test_the_check_finds_an_interval_lost_or_doubled_and_energy_changed(
     """One gateway's hour stored as the receiver stores it: the check passes for what was
     sent, and fails naming the gateway for one interval more or less or one Wh off."""
     texts, wh = records(7, 3, 0)
-    message = batch_message(PendingBatch(1, header(7, 1), [], texts), TOPIC, mqtt5=True,
-                            compress=True)  # fmt: skip
-    body = gzip.decompress(message.payload)
+    body = gzip.decompress(message_of(7, 0, texts).payload)
     store = PostgresStore(postgres_url)
     try:
         store.put("gw00007:1", validate_batch(body), None, hashlib.sha256(body).hexdigest(),
