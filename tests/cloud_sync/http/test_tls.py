@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from buffer import AsyncStore
+from cloud_sync.http.uploader import trust_for
 from cloud_sync.tls import client_tls
 from domain.errors import TlsSetupError
 from receiver import Receiver
@@ -154,3 +157,34 @@ def test_the_receiver_command_serves_mutual_tls(pki: Pki, tmp_path: Path) -> Non
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_a_plain_http_platform_gets_a_context_that_trusts_nothing() -> None:
+    """http:// never does TLS: no default trust store is loaded for it, yet verification
+    stays on, so a request that went out over TLS anyway could only fail."""
+    plain = trust_for("http://127.0.0.1:8080/api/v1/batches", True)
+    assert isinstance(plain, ssl.SSLContext)
+    assert plain.cert_store_stats()["x509_ca"] == 0
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert trust_for("https://127.0.0.1:8443/api/v1/batches", True) is True
+    private = ssl.create_default_context()
+    assert trust_for("http://127.0.0.1:8080/", private) is private
+
+
+async def test_a_plain_http_platform_still_receives(store: AsyncStore, tmp_path: Path) -> None:
+    await fill(store, 2)
+    with Receiver(tmp_path / "c.db", TOKEN) as receiver:
+        assert receiver.url.startswith("http://")
+        up = uploader(store, receiver.url + "/api/v1/batches")
+        assert await up.deliver() == 2
+        await up.close()
+
+
+def test_the_daemon_does_not_import_the_httpx_command_line() -> None:
+    """httpx/_main.py pulls pygments and click in (1.0 MiB of RSS) for a CLI never run."""
+    probe = (
+        "import sys, agent.daemon, cloud_sync.http.uploader;"
+        "print(sys.modules['httpx._main'], 'pygments' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "False"]
