@@ -96,3 +96,13 @@ def test_scale_bench_prints_bare_and_agent_rows() -> None:
         assert 0.5 < float(read) < 1.5
         assert 0 <= int(skipped) <= 3
     assert ratio.startswith("     3 agent/bare CPU per value:")
+
+
+@pytest.mark.timeout(60)
+def test_import_rss_bench_accounts_for_every_mib() -> None:
+    """bench/import_rss.py: the interpreter, a row per package, the rest, adding up to the total."""
+    *rows, last = _bench("import_rss.py").splitlines()[1:]
+    figures = {name: float(mib) for name, mib in (row.rsplit(None, 1) for row in rows)}
+    total = float(last.split()[3])
+    assert {"interpreter before", "(edge-agent)", "pydantic_core", "the rest"} <= set(figures)
+    assert sum(figures.values()) == pytest.approx(total, abs=0.05 * len(figures))
