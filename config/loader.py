@@ -119,19 +119,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _shared(points: list[Any], seen: dict[Any, Any], known: dict[int, Any]) -> list[Any]:
+def _shared(points: list[Any], seen: dict[Any, Any], known: dict[Any, Any]) -> list[Any]:
     """Identical points of different devices as one (frozen) model: 200 meters of one
     type, by profile or written out, hold one set of points instead of 200.
 
     Most are one already (config/valid_devices.py); `known` holds those by identity, so
-    each distinct model is compared with the others once, not each of 100,000 uses."""
-    out = []
-    for point in points:
-        shared = known.get(id(point))
-        if shared is None:
-            shared = known[id(point)] = seen.setdefault(point, point)
-        out.append(shared)
-    return out
+    each distinct model is compared with the others once, not each of 100,000 uses, and
+    each list of them (a tuple of ids) is made once: each device gets a copy."""
+    listed = tuple(map(id, points))
+    out = known.get(listed)
+    if out is None:
+        out = known[listed] = []
+        for point in points:
+            shared = known.get(id(point))
+            if shared is None:
+                shared = known[id(point)] = seen.setdefault(point, point)
+            out.append(shared)
+    return list(out)
 
 
 def load_config_apart(
@@ -208,7 +212,7 @@ def _checked(
     if config is None or _errors(problems):
         raise ConfigInvalid(problems)
     seen: dict[Any, Any] = {}
-    known: dict[int, Any] = {}  # the points are alive until the end: their ids are theirs
+    known: dict[Any, Any] = {}  # the points are alive until the end: their ids are theirs
     devices = [
         valid.model.model_copy(
             update={"points": _shared([s.point for s in valid.points], seen, known)}
