@@ -36,3 +36,15 @@ def test_a_reload_lets_the_old_objects_go(restored) -> None:
     garbage.settle()
     assert gc.get_freeze_count() < frozen
     assert not [o for o in gc.get_objects() if type(o) is Driver]
+
+
+def test_the_collector_held_at_start_collects_again_once_settled(restored) -> None:
+    """`hold` (the daemon's first line) to `settle` (after start-up): no collection, then
+    collections as ever, with the thresholds raised."""
+    garbage.hold()
+    try:
+        assert not gc.isenabled()
+    finally:
+        garbage.settle()
+    assert gc.isenabled()
+    assert gc.get_threshold() == garbage.THRESHOLDS
