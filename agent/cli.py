@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from agent import garbage, logs
+from agent import logs
 from agent.logs import priority
 from agent.receiver_command import cmd_receiver, receiver_arguments, receiver_missing
 from config.loader import LoadedConfig, load_config, load_config_apart
@@ -30,15 +30,7 @@ EX_OK = 0
 EX_USAGE = 64
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
-
-
-def _before_run() -> None:
-    """What `run` imports anyway, imported while its loader child reads the file: the
-    service, and the HTTP client of the central sync (httpx and its kin, 0.1 s)."""
-    from agent.service import run  # noqa: F401
-    from cloud_sync.http.settings import SPEC
-
-    SPEC.factory()
+_IMPORT_SERVICE = lambda: __import__("agent.service")  # noqa: E731  (what `run` runs)
 
 
 def _print_problems(problems: Sequence[Problem]) -> None:
@@ -62,8 +54,8 @@ def _load(
     environ: Mapping[str, str] | None = None,
 ) -> LoadedConfig | None:
     try:
-        if apart:  # the daemon: it imports what it runs while its child loads (0.3 s)
-            loaded = load_config_apart(path, require_env, meanwhile=_before_run)
+        if apart:  # the daemon: it imports agent.service while its child loads (0.1 s)
+            loaded = load_config_apart(path, require_env, meanwhile=_IMPORT_SERVICE)
         else:
             loaded = load_config(path, require_env, environ=environ)
     except ConfigInvalid as exc:
@@ -151,7 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     # systemd's watchdog kills a hung daemon with SIGABRT: print every thread's stack
     # first, so the journal shows where it hung
     faulthandler.enable()
-    garbage.hold()  # until the agent has started (agent/garbage.py)
     logs.setup(args.verbose)
     loaded = _load(args.config, require_env=True, apart=True)
     if loaded is None:

@@ -19,27 +19,36 @@ Together: 13 % of the CPU in the collector at 2,000 meters instead of 40 %
 (freeze alone with the default thresholds: 18 %; thresholds of 50,000: 14 %).
 Reference cycles are still collected; only less often.
 
-- No collection at all from the daemon's first line to `settle` (`hold`): start-up
-  keeps nearly all it makes (at 5,000 meters 995 of 272,000 objects were garbage),
-  yet the collector ran again and again over the growing heap: the 5,000 drivers
-  took 0.23 s to make instead of 0.08 s (measured 2026-12-07).
+- No collection while the agent starts (`held`; config/loader.py's child and the
+  unpickling of its result do the same): start-up keeps nearly all it makes (at
+  5,000 meters 995 of 272,000 objects were garbage), yet the collector ran again and
+  again over the growing heap: the 5,000 drivers took 0.23 s to make instead of
+  0.08 s (measured 2026-12-07). `settle` follows at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 THRESHOLDS = (5000, 50, 10)  # young, middle, old (CPython's defaults: 700, 10, 10)
 
 
-def hold() -> None:
-    """At the daemon's start: no collection until `settle`, which collects once."""
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """No cyclic collection within (start-up); as it was after."""
+    was_enabled = gc.isenabled()
     gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def settle() -> None:
-    """After start-up or a reload: collect once, freeze what is left, set the thresholds,
-    and collect from then on (also after `hold`).
+    """After start-up or a reload: collect once, freeze what is left, set the thresholds.
 
     Unfrozen first: a reload's old drivers, frozen before, must be collectable.
     """
@@ -47,4 +56,3 @@ def settle() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
-    gc.enable()

@@ -38,13 +38,13 @@ def test_a_reload_lets_the_old_objects_go(restored) -> None:
     assert not [o for o in gc.get_objects() if type(o) is Driver]
 
 
-def test_the_collector_held_at_start_collects_again_once_settled(restored) -> None:
-    """`hold` (the daemon's first line) to `settle` (after start-up): no collection, then
-    collections as ever, with the thresholds raised."""
-    garbage.hold()
-    try:
-        assert not gc.isenabled()
-    finally:
-        garbage.settle()
-    assert gc.isenabled()
-    assert gc.get_threshold() == garbage.THRESHOLDS
+def test_no_collection_while_held_and_as_before_after(restored) -> None:
+    """Start-up runs `held`: the collector off within, and as it was after, also when
+    start-up fails."""
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        with pytest.raises(OSError), garbage.held():
+            assert not gc.isenabled()
+            raise OSError("the buffer cannot be opened")
+        assert gc.isenabled() == enabled
+    gc.enable()
