@@ -12,7 +12,7 @@ import pytest
 from agent.daemon import Agent
 from config.loader import load_config
 from tests.fixtures.clock import Clock, ManualScheduler
-from tests.fixtures.daemon import wait_until
+from tests.fixtures.daemon import NotifySocket, start_daemon, stop_daemon, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 METERS = 40
@@ -66,3 +66,19 @@ async def test_start_connects_to_no_meter_and_names_each_device(
         server.close()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().endswith(", every 1s")]
     assert [line.split(":")[0] for line in lines] == [f"m{n}" for n in range(METERS)]
+
+
+async def test_the_daemon_reads_no_yaml_itself(tmp_path: Path) -> None:
+    """Its loader child reads the config and the factor file and hands both over: the
+    running daemon has not loaded PyYAML (0.9 MiB; libyaml's extension is the sign)."""
+    config = _config(tmp_path, 9)  # meters nobody listens for: start-up connects to none
+    notify = NotifySocket()
+    daemon = await start_daemon(config, tmp_path / "agent.log", notify)
+    try:
+        await wait_until(lambda: "READY=1" in notify.lines(), 30)
+        maps = Path(f"/proc/{daemon.pid}/maps").read_text()
+        assert "/yaml/_yaml." not in maps  # (this test's own directory is named yaml)
+        assert "/pydantic_core/_pydantic_core." in maps  # what a loaded one looks like
+    finally:
+        assert await stop_daemon(daemon) == 0
+        notify.close()
