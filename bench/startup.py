@@ -11,7 +11,9 @@ and the idle RSS is before its first poll. The agent runs
 with NOTIFY_SOCKET pointing at a datagram socket this script owns, as under
 systemd; the time is from spawning the process to the READY=1 datagram, and its CPU
 at that moment is the process's and its loader child's (config/loader.py
-load_config_apart), from /proc. Idle RSS is read 5 s after READY. The baselines: a
+load_config_apart), from /proc. Idle RSS is read 5 s after READY, and whether the
+daemon has PyYAML (libyaml's extension) or asyncua loaded: it should have neither,
+its loader child reads the YAML and no device here speaks OPC UA. The baselines: a
 bare `python -c pass` started the same way (what any Python process costs); for the
 CPU to READY, `edge-agent check` of the same file (what start-up adds to reading
 it); for `check`, "just reading the YAML": a process that reads the same file with
@@ -104,6 +106,7 @@ def measure(devices: int, workdir: Path) -> dict[str, float]:
                 time.sleep(IDLE_AFTER)
                 rss = rss_mib(agent.pid)
                 opcua = _loaded(agent.pid, "cryptography")
+                yaml = _loaded(agent.pid, "/yaml/_yaml.")  # its loader child reads the YAML
             finally:
                 stop(agent)
     return {
@@ -111,6 +114,7 @@ def measure(devices: int, workdir: Path) -> dict[str, float]:
         "ready_cpu": ready_cpu,
         "rss": rss,
         "opcua": opcua,
+        "yaml": yaml,
         "check": check,
         "just_read": just_read,
     }
@@ -131,6 +135,8 @@ def figures(sizes: list[int]) -> list[Figure]:
         out.append(Figure(f"idle RSS, {n} devices", r["rss"], "MiB", python_rss, "bare python"))
         if r["opcua"]:
             out.append(Figure(f"asyncua imported with no OPC UA device ({n})", 1, "yes"))
+        if r["yaml"]:
+            out.append(Figure(f"PyYAML imported in the daemon ({n})", 1, "yes"))
     return out
 
 

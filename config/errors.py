@@ -13,9 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import UnionType
-from typing import Annotated, Any, Protocol, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -25,6 +24,9 @@ from config.base import DestinationBase, DeviceBase, NodePath
 from config.units import format_duration, parse_duration
 from domain.errors import Problem, Severity
 from drivers.registry import PROTOCOLS
+
+if TYPE_CHECKING:  # PyYAML is imported where a node exists (config/loader.py says why)
+    import yaml
 
 """Keys and indices from the top of a document: ("devices", 1, "points", 0)."""
 
@@ -107,12 +109,22 @@ class Document:
         return Problem(self.file, line, col, format_path(path), message, severity)
 
 
+def _scalar(node: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The node if it is a scalar (a node comes from PyYAML, which is imported by then)."""
+    import yaml
+
+    return node if isinstance(node, yaml.ScalarNode) else None
+
+
 def _empty(node: yaml.Node | None) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.style is None and node.value == ""
+    scalar = _scalar(node)
+    return scalar is not None and scalar.style is None and scalar.value == ""
 
 
 def yaml_error(file: str, text: str, exc: yaml.YAMLError) -> Problem:
     """A PyYAML syntax or reader error as a Problem at the spot PyYAML stopped."""
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -322,9 +334,8 @@ def _field_names(model: Any) -> list[str]:
 
 def _raw(value: Any, node: yaml.Node | None) -> str:
     """The value as written in the file."""
-    if isinstance(node, yaml.ScalarNode):
-        return node.value
-    return str(value)
+    scalar = _scalar(node)
+    return str(value) if scalar is None else scalar.value
 
 
 def _shown(value: Any, node: yaml.Node | None) -> str:
@@ -351,11 +362,12 @@ _KINDS = {int: "a number", float: "a number", date: "a date", datetime: "a date"
 
 def _quote_hint(value: Any, node: yaml.Node | None) -> str | None:
     """For text YAML 1.1 read as something else (000012345670, no, 2024-01-01)."""
-    if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+    scalar = _scalar(node)
+    if scalar is None or scalar.style is not None:
         return None
     if value is None or isinstance(value, str):
         return None
-    raw = node.value
+    raw = scalar.value
     if isinstance(value, bool):
         what = f"the boolean {str(value).lower()}"
     elif isinstance(value, int | float):
@@ -369,9 +381,10 @@ def _limit(limit: Any, node: yaml.Node | None) -> str:
     """A bound in the unit the field was written in: 1s for a duration."""
     if isinstance(limit, float):
         text = f"{limit:g}"
-        if limit and isinstance(node, yaml.ScalarNode):
+        scalar = _scalar(node)
+        if limit and scalar is not None:
             try:
-                parse_duration(node.value)
+                parse_duration(scalar.value)
             except PydanticCustomError:
                 return text
             return format_duration(limit)

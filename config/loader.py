@@ -1,10 +1,12 @@
 """From a YAML file to a validated, resolved `Config`, or to every problem in it.
 
 The file is read into a Document that knows where every value was written
-(config/parse.py). The whole file is validated for its schema errors, and each
-section, device and rule once more on its own: the cross-field checks
-(config/checks/) run on every part that validated, so one run reports every
-problem, not a second batch after the first is fixed.
+(config/parse.py, imported only when a file is read: the daemon reads its config in
+a child process and never needs PyYAML itself, 0.9 MiB of its memory). The whole
+file is validated for its schema errors, and each section, device and rule once
+more on its own: the cross-field checks (config/checks/) run on every part that
+validated, so one run reports every problem, not a second batch after the first is
+fixed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from cloud_sync.http.settings import HttpSettings
@@ -28,8 +29,8 @@ from config import checks
 from config.base import DeviceBase
 from config.checks import DeviceLink, Parts, ValidDevice
 from config.errors import TOP, Document, NodePath, translate, unknown
+from config.factors import shipped
 from config.models import Buffer, Config, Destination, Emissions, Gateway, Rule
-from config.parse import parse_document, read_document, read_text
 from config.profiles import (
     Profile,
     Sourced,
@@ -75,6 +76,8 @@ class LoadedConfig:
         The text is parsed again for it: a YAML node tree with positions costs about
         100 times the text in memory (40 MiB for 200 meters), for an error that is rare.
         """
+        from config.parse import parse_document
+
         doc = parse_document(self.text, str(self.path))
         return doc.problem(path, message, severity=severity)
 
@@ -98,6 +101,8 @@ def load_config(
     rather than a warning (`check` on a workstation). `environ` defaults to
     the process environment.
     """
+    from config.parse import read_text
+
     text = read_text(Path(path), str(path))
     with _collector_paused():
         config, problems = _checked(text, str(path), environ, require_env)
@@ -119,19 +124,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _shared(points: list[Any], seen: dict[Any, Any], known: dict[int, Any]) -> list[Any]:
+def _shared(points: list[Any], seen: dict[Any, Any], known: dict[Any, Any]) -> list[Any]:
     """Identical points of different devices as one (frozen) model: 200 meters of one
     type, by profile or written out, hold one set of points instead of 200.
 
     Most are one already (config/valid_devices.py); `known` holds those by identity, so
-    each distinct model is compared with the others once, not each of 100,000 uses."""
-    out = []
-    for point in points:
-        shared = known.get(id(point))
-        if shared is None:
-            shared = known[id(point)] = seen.setdefault(point, point)
-        out.append(shared)
-    return out
+    each distinct model is compared with the others once, not each of 100,000 uses, and
+    each list of them (a tuple of ids) is made once: each device gets a copy."""
+    listed = tuple(map(id, points))
+    out = known.get(listed)
+    if out is None:
+        out = known[listed] = []
+        for point in points:
+            shared = known.get(id(point))
+            if shared is None:
+                shared = known[id(point)] = seen.setdefault(point, point)
+            out.append(shared)
+    return list(out)
 
 
 def load_config_apart(
@@ -164,8 +173,8 @@ def load_config_apart(
                 result: LoadedConfig | ConfigInvalid = load_config(path, require_env)
             except ConfigInvalid as exc:
                 result = exc
-            with os.fdopen(write, "wb") as out:
-                pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write, "wb") as out:  # and the factor file, read with it
+                pickle.dump((result, shipped()), out, protocol=pickle.HIGHEST_PROTOCOL)
             code = 0
         finally:
             os._exit(code)
@@ -178,7 +187,9 @@ def load_config_apart(
             data = pipe.read()
         _, status = os.waitpid(pid, 0)
     try:
-        answer = pickle.loads(data) if status == 0 else None
+        with _collector_paused():  # 1.4 MiB of models at 5,000 meters, all kept
+            answer, factor_data = pickle.loads(data) if status == 0 else (None, None)
+        shipped(factor_data)
     except Exception:
         answer = None
     if isinstance(answer, ConfigInvalid):
@@ -191,6 +202,8 @@ def load_config_apart(
 def _checked(
     text: str, file: str, environ: Mapping[str, str] | None, require_env: bool
 ) -> tuple[Config, list[Problem]]:
+    from config.parse import parse_document
+
     doc = parse_document(text, file)
     if doc.data is None:
         message = "the file is empty; a config needs at least gateway: and sync:"
@@ -208,7 +221,7 @@ def _checked(
     if config is None or _errors(problems):
         raise ConfigInvalid(problems)
     seen: dict[Any, Any] = {}
-    known: dict[int, Any] = {}  # the points are alive until the end: their ids are theirs
+    known: dict[Any, Any] = {}  # the points are alive until the end: their ids are theirs
     devices = [
         valid.model.model_copy(
             update={"points": _shared([s.point for s in valid.points], seen, known)}
@@ -231,6 +244,8 @@ def load_profile(name: str) -> LoadedProfile:
     if name not in list_profiles():
         raise ConfigInvalid([Problem(name, 1, 1, TOP, unknown("profile", name, list_profiles()))])
     path = profile_path(name)
+    from config.parse import read_document
+
     doc = read_document(path, _display(path))
     profile, problems = validate(doc, profile_model(doc.data))
     if profile is None:
@@ -378,6 +393,8 @@ def _kind(doc: Document) -> str:
 
 
 def _root_text(doc: Document) -> str:
+    import yaml  # imported by the parse already (see the module's docstring)
+
     root = doc.values.get(())
     return root.value if isinstance(root, yaml.ScalarNode) else str(doc.data)
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from config.alike import alike_data
 from config.errors import TOP, Document, NodePath, format_path, line_col, yaml_error
 from config.plain import Tree, Unusual, Walk, plain_data
 from domain.errors import ConfigInvalid, Problem
@@ -96,7 +97,7 @@ def read_text(path: Path, file: str) -> str:
 def parse_document(text: str, file: str) -> Document:
     """Parse YAML text into a Document (see read_document)."""
     try:  # most files: straight from the parser's events, positions found when asked
-        data = plain_data(text, _BASE_LOADER)
+        data = _plain_data(text)
     except Unusual:
         pass  # composed and built below, recording positions and saying what is wrong
     else:
@@ -120,6 +121,16 @@ def parse_document(text: str, file: str) -> Document:
     if builder.problems:
         raise ConfigInvalid(builder.problems)
     return doc
+
+
+def _plain_data(text: str) -> Any:
+    """A long list of devices written alike by its distinct entries (config/alike.py), or
+    the whole text from its events; Unusual if the recording builder must read it."""
+    try:
+        data = alike_data(text, _BASE_LOADER)
+    except Unusual:
+        data = None  # the whole text says whether, and where, it is unusual
+    return plain_data(text, _BASE_LOADER) if data is None else data
 
 
 def _compose(text: str, file: str) -> yaml.Node | None:

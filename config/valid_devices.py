@@ -10,7 +10,9 @@ cache keyed by the point's keys and the identity of its values: config/parse.py
 builds each distinct scalar once (`type: float32` is one object wherever it is
 written), so two point mappings written alike hold the same objects and find the
 same model, while `1` and `1.0` or `true`, equal in Python but not to a strict
-model, never meet. The result is the model validating the whole device gives: the
+model, never meet. A list of points is one object in as many devices as wrote it
+alike (config/alike.py): its models are found once, and the devices share the list.
+The result is the model validating the whole device gives: the
 device models hold no validator that looks at their points (checked here, for every
 protocol, before the shortcut is taken), and a point's model sees only the point.
 """
@@ -35,15 +37,18 @@ def valid_devices(items: Any) -> tuple[dict[int, DeviceBase], bool]:
     if not isinstance(items, list):
         return {}, False
     points: dict[tuple[Any, ...], Any] = {}
+    lists: dict[tuple[Any, int], list[Any]] = {}  # by adapter and the written list's id
     valid = {}
     for i, item in enumerate(items):
-        device = _valid_device(item, points)
+        device = _valid_device(item, points, lists)
         if device is not None:
             valid[i] = device
     return valid, len(valid) == len(items)
 
 
-def _valid_device(item: Any, cache: dict[tuple[Any, ...], Any]) -> DeviceBase | None:
+def _valid_device(
+    item: Any, cache: dict[tuple[Any, ...], Any], lists: dict[tuple[Any, int], list[Any]]
+) -> DeviceBase | None:
     written = item.get("points") if isinstance(item, dict) else None
     if not isinstance(written, list) or not written:
         return _valid(_DEVICE, item)
@@ -53,6 +58,18 @@ def _valid_device(item: Any, cache: dict[tuple[Any, ...], Any]) -> DeviceBase | 
     adapter = _point_adapter(type(device))
     if adapter is None:  # a model that may look at its points: the whole device, as written
         return _valid(_DEVICE, item)
+    points = lists.get((adapter, id(written)))  # the list is alive in the data: its id is its
+    if points is None:
+        points = _valid_points(adapter, written, cache)
+        if points is None:
+            return None
+        lists[adapter, id(written)] = points
+    return device.model_copy(update={"points": points})
+
+
+def _valid_points(
+    adapter: TypeAdapter[Any], written: list[Any], cache: dict[tuple[Any, ...], Any]
+) -> list[Any] | None:
     points = []
     for raw in written:
         if not isinstance(raw, dict):
@@ -64,7 +81,7 @@ def _valid_device(item: Any, cache: dict[tuple[Any, ...], Any]) -> DeviceBase | 
             if point is None:
                 return None
         points.append(point)
-    return device.model_copy(update={"points": points})
+    return points
 
 
 def _point_adapter(model: type[DeviceBase]) -> TypeAdapter[Any] | None:

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from config.base import OWN_POINTS, DeviceBase, NodePath, PointBase, Reporter, Strict
@@ -166,6 +165,8 @@ def _profile_points(name: str | None) -> list[Dlt645Point]:
     which sits above the protocols."""
     if name is None:
         return []
+    import yaml  # here, not at the top: the daemon never reads YAML (config/loader.py)
+
     path = Path(__file__).parent / "profiles" / f"{name}.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -36,3 +36,15 @@ def test_a_reload_lets_the_old_objects_go(restored) -> None:
     garbage.settle()
     assert gc.get_freeze_count() < frozen
     assert not [o for o in gc.get_objects() if type(o) is Driver]
+
+
+def test_no_collection_while_held_and_as_before_after(restored) -> None:
+    """Start-up runs `held`: the collector off within, and as it was after, also when
+    start-up fails."""
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        with pytest.raises(OSError), garbage.held():
+            assert not gc.isenabled()
+            raise OSError("the buffer cannot be opened")
+        assert gc.isenabled() == enabled
+    gc.enable()
