@@ -28,11 +28,12 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-# What `run` imports for that plant: the CLI, the daemon, the buffer, and the driver
-# and uplink its registries load for those sections (drivers/registry.py,
+# What `run` imports for that plant: the CLI, the service, the daemon, the buffer, and
+# the driver and uplink its registries load for those sections (drivers/registry.py,
 # cloud_sync/registry.py).
 RUN_PATH = (
-    "agent.cli", "agent.daemon", "buffer.store", "drivers.modbus.tcp", "cloud_sync.http.uploader"
+    "agent.cli", "agent.service", "agent.daemon", "buffer.store",
+    "drivers.modbus.tcp", "cloud_sync.http.uploader",
 )  # fmt: skip
 OURS = ("agent", "buffer", "cloud_sync", "config", "domain", "drivers")
 
