@@ -80,9 +80,12 @@ def test_scan_finds_the_seven_meters_of_a_bus_and_writes_a_config_that_polls_the
         assert any("8E1" in r and "refuses" in r for r in report["refused"])
         assert set(bus.functions) <= {1, 2, 3, 4}, bus.functions  # reads only
 
-        assert (
-            main(["scan", "--rtu", bus.port, *FAST, "--profiles", FOUR, "--write", str(path)]) == 0
-        )
+        # the sweep of all 40 is proven above; writing, the same bus is asked again at the
+        # units that answered it, the broken one and the silent one (a sweep's 0.1 s per
+        # silent unit and setting, 7 s, spared), at the same speeds and framings
+        again = ",".join(str(u) for u in sorted({*found, 9, 30}))
+        write_args = ["--units", again, *FAST[2:], "--profiles", FOUR, "--write", str(path)]
+        assert main(["scan", "--rtu", bus.port, *write_args]) == 0
         out = capsys.readouterr().out
         assert f"{path}: written (7 devices)" in out
         assert "0x0000 input float32 = 230.5 V: plausible voltage" in out
