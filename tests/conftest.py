@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The tests marked slow first (otherwise in collection order): in parallel they start
     at once on the workers, instead of last, with the suite waiting on them alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-    if config.getvalue("loadgroup"):  # a pytest-xdist worker under --dist loadgroup
+    if config.getoption("loadgroup", False):  # a pytest-xdist worker under --dist loadgroup
         for item in items:
             _name_the_group(item)
 
