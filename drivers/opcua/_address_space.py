@@ -40,7 +40,10 @@ def _folder() -> Path:
 async def initialized(make: Callable[[], Server]) -> Server:
     """`make()`'s server, init()-ed from the cached shelf when there is one; otherwise
     init()-ed as usual, building the shelf on the way for the next server."""
-    folder = _folder()
+    try:
+        folder = _folder()
+    except RuntimeError:  # no home folder to keep a cache in (a bare service account)
+        return await _plain(make)
     shelf = folder / _SHELF
     if shelf.is_file():  # the mark that the shelf beside it is whole (see _build)
         server = make()
