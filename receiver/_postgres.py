@@ -58,6 +58,7 @@ logger = logging.getLogger("edge_agent.receiver")
 
 # Any 64-bit number unlikely to be another application's advisory lock: "edge" in ASCII.
 _MIGRATION_LOCK = 0x65646765
+POOL_WAIT = 10.0  # s a request waits for a connection, then is answered 503 (a test shortens it)
 
 
 class StoreUnavailable(sqlite3.OperationalError):
@@ -93,7 +94,7 @@ class PostgresStore(StoreReads):
             # a connection the server dropped (a restart, a failover) is found and replaced
             # before a batch is given to it, instead of failing that batch
             check=ConnectionPool.check_connection,
-            timeout=10,  # a request waits this long for a connection, then is answered 503
+            timeout=POOL_WAIT,
         )
         try:
             self._pool.open(wait=True, timeout=30)

@@ -18,7 +18,7 @@ from agent.demo import RESOLUTION_KWH, delivered, energy_check
 from tests.fixtures.plant import epoch, spawn_agent, start_plant, wait_for_async
 
 pytestmark = pytest.mark.timeout(180)
-INTERVAL = 2  # s: short intervals, so the run crosses many boundaries in little time
+INTERVAL = 1  # s: short intervals, so the run crosses many boundaries in little time
 TOKEN = "e2e-token"
 
 
@@ -73,7 +73,7 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
 async def test_sigkill_and_restart_lose_nothing_and_count_nothing_twice(tmp_path: Path) -> None:
     """Kill -9 mid-interval, down across boundaries, restart: each interval once, energy kept."""
     meters, server, receiver, config = await start_plant(
-        tmp_path, TOKEN, interval=INTERVAL, poll="500ms", every="1s"
+        tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms"
     )
     log = tmp_path / "agent.log"
     agent = await spawn_agent(config, log)

@@ -29,6 +29,7 @@ from asyncua.server.user_managers import UserManager
 
 from drivers.modbus.simulator import LoadCurve
 from drivers.opcua import security
+from drivers.opcua._address_space import initialized
 
 __all__ = ["NAMESPACE", "VARIABLES", "LoadCurve", "MeterServer", "node_id"]
 
@@ -114,8 +115,8 @@ class MeterServer:
         return f"opc.tcp://{self.host}:{self.port}/"
 
     async def start(self) -> None:
-        server = Server(user_manager=_Users(self.users) if self.users else None)
-        await server.init()
+        users = _Users(self.users) if self.users else None
+        server = await initialized(lambda: Server(user_manager=users))
         await server.set_application_uri(APPLICATION_URI)
         server.set_endpoint(self.endpoint)
         server.set_server_name("edge-agent simulated energy meter")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from agent.daemon import Agent
 from agent.probe import probe
 from config.loader import load_config
 from drivers.opcua.simulator import LoadCurve, MeterServer, node_id
+from tests.fixtures.plant import wait_for_async
 
 pytestmark = pytest.mark.timeout(60)
 CONFIG = """\
@@ -40,8 +40,17 @@ async def test_subscribed_counter_changes_give_conserved_intervals(tmp_path: Pat
     )
     agent = Agent(load_config(path))
     await agent.start()
+
+    async def enough() -> bool:  # what the asserts below want, once it is there
+        with sqlite3.connect(tmp_path / "buffer.db") as db:
+            (rows,) = db.execute("SELECT count(*) FROM intervals").fetchone()
+            (samples,) = db.execute(
+                "SELECT count(*) FROM samples WHERE point = 'import_kwh'"
+            ).fetchone()
+        return rows >= 3 and samples > 9 * 2
+
     try:
-        await asyncio.sleep(9.0)
+        await wait_for_async(enough, 9.0)  # within the 9 s the run once slept through
     finally:
         await agent.stop()
         await server.close()

@@ -21,13 +21,14 @@ from tests.fixtures.plant import start_agent
 
 pytestmark = pytest.mark.timeout(90)
 INTERVAL = 2.0
+SHORT = 1.0  # s: the SIGHUP run's interval; it waits out a few, in real time
 
 
-def intervals(tmp_path: Path, device: str) -> list[float]:
+def intervals(tmp_path: Path, device: str, length: float = INTERVAL) -> list[float]:
     with sqlite3.connect(tmp_path / "buffer.db") as db:
         rows = db.execute(
             "SELECT start FROM intervals WHERE device = ? AND length = ? ORDER BY start",
-            [device, INTERVAL],
+            [device, length],
         ).fetchall()
     return [r[0] for r in rows]
 
@@ -40,26 +41,26 @@ async def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_path: Path
     await server.start()
     (tmp_path / "sync-token").write_text("t")
     config = tmp_path / "agent.yaml"
-    config.write_text(agent_yaml(server.port, tmp_path, devices=2))
+    config.write_text(agent_yaml(server.port, tmp_path, devices=2, interval=1))
     log = tmp_path / "agent.log"
     notify = NotifySocket()
     proc = await start_daemon(config, log, notify)
     try:
         await wait_until(lambda: "READY=1" in notify.lines(), 30)
-        await wait_until(lambda: len(intervals(tmp_path, "main_incomer")) >= 2, 30)
-        assert intervals(tmp_path, "compressor") == []
+        await wait_until(lambda: len(intervals(tmp_path, "main_incomer", SHORT)) >= 2, 30)
+        assert intervals(tmp_path, "compressor", SHORT) == []
 
-        config.write_text(agent_yaml(server.port, tmp_path, devices=3))
+        config.write_text(agent_yaml(server.port, tmp_path, devices=3, interval=1))
         proc.send_signal(signal.SIGHUP)
-        await wait_until(lambda: len(intervals(tmp_path, "compressor")) >= 2, 30)
+        await wait_until(lambda: len(intervals(tmp_path, "compressor", SHORT)) >= 2, 30)
         assert "RELOADING=1" in notify.lines()
 
         good = config.read_text()
         config.write_text(good.replace("poll: 250ms", "poll: fast", 1))
         proc.send_signal(signal.SIGHUP)
         await wait_until(lambda: "reload refused" in log.read_text(), 30)
-        before = len(intervals(tmp_path, "compressor"))
-        await wait_until(lambda: len(intervals(tmp_path, "compressor")) >= before + 2, 30)
+        before = len(intervals(tmp_path, "compressor", SHORT))
+        await wait_until(lambda: len(intervals(tmp_path, "compressor", SHORT)) >= before + 2, 30)
 
         # press_line_2 removed, main_incomer changed (a new driver): its counter carries on
         blocks = re.split(r"(?m)^(?=  - name: )", good)
@@ -68,8 +69,8 @@ async def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_path: Path
         proc.send_signal(signal.SIGHUP)
         await wait_until(lambda: "press_line_2: removed" in log.read_text(), 30)
         removed_at = time.time()
-        before = len(intervals(tmp_path, "main_incomer"))
-        await wait_until(lambda: len(intervals(tmp_path, "main_incomer")) >= before + 2, 30)
+        before = len(intervals(tmp_path, "main_incomer", SHORT))
+        await wait_until(lambda: len(intervals(tmp_path, "main_incomer", SHORT)) >= before + 2, 30)
         code = await stop_daemon(proc)
     finally:
         await stop_daemon(proc)
@@ -79,9 +80,9 @@ async def test_sighup_applies_a_good_config_and_refuses_a_bad_one(tmp_path: Path
     text = log.read_text()
     assert f"{config}:" in text and "poll" in text.split("reload refused")[0].rsplit("SIGHUP", 1)[1]
     assert "still running the previous config" in text
-    starts = intervals(tmp_path, "main_incomer")  # counter state carried across both reloads
-    assert starts == [starts[0] + INTERVAL * k for k in range(len(starts))]
-    assert max(intervals(tmp_path, "press_line_2")) < removed_at
+    starts = intervals(tmp_path, "main_incomer", SHORT)  # counter state carried across both reloads
+    assert starts == [starts[0] + SHORT * k for k in range(len(starts))]
+    assert max(intervals(tmp_path, "press_line_2", SHORT)) < removed_at
     assert notify.lines().count("READY=1") == 4
 
 

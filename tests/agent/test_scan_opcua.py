@@ -13,6 +13,7 @@ from asyncua import Server, ua
 
 from agent.cli import main
 from agent.scan import run
+from drivers.opcua._address_space import initialized
 from drivers.opcua.scan import unece, unit_of
 
 # browse name -> (value, EngineeringUnits display name, UN/CEFACT code); None: no unit
@@ -29,8 +30,7 @@ VARIABLES = {
 async def server() -> AsyncIterator[str]:
     """A server whose meter variables carry an EngineeringUnits property (an EUInformation,
     as OPC UA Part 8 §5.6.3 describes), one with only its display name set."""
-    srv = Server()
-    await srv.init()
+    srv = await initialized(Server)  # its standard nodes from the simulator's shelf
     srv.set_endpoint("opc.tcp://127.0.0.1:0/")
     srv.disable_clock()
     ns = await srv.register_namespace("urn:test:units")

@@ -31,7 +31,7 @@ from tests.fixtures.plant import spawn_agent, start_plant, wait_for_async
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 TOKEN = "mqtt-test-token"
-INTERVAL = 2.0
+INTERVAL = 1.0  # s: both tests wait out intervals in real time
 GW = "demo-gw1"
 DATA = f"edge-agent/{GW}/intervals"
 STATUS = f"edge-agent/{GW}/status"

@@ -26,6 +26,7 @@ async def meter() -> AsyncIterator[MeterServer]:
     await sim.close()
 
 
+@pytest.hookimpl(tryfirst=True)  # marks first: tests/conftest.py and xdist read them
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Each module of this folder on one xdist worker: its simulated meter (module-scoped,
     about a second to build, several under load) is built once, not once per worker."""
