@@ -81,7 +81,7 @@ class ModbusDriver:
     @property
     def late_replies(self) -> int:
         """Replies to this meter that came after their request was given up, thrown away."""
-        return self.link.late[self.unit]
+        return self.link.late_from(self.unit)
 
     def describe(self) -> str:
         registers = sum(r.count for r in self.requests)
@@ -225,6 +225,7 @@ class ModbusDriver:
             raise Disconnected(f"{self._where(what)}: {exc}") from exc
         except ModbusException as exc:
             raise BadReply(f"{self._where(what)}: {exc}") from exc
+        self.link.taken()
         asked = client.ctx.request_transaction_id
         if not self.link.rtu and reply.transaction_id != asked:
             # pymodbus lets a reply with transaction id 0 answer any request (framer/base.py)
