@@ -419,13 +419,10 @@ def phases(period: float, names: list[str]) -> list[tuple[float, list[str]]]:
     devices may move it once by less than a period (a turn a little early or
     late, never lost). Up to SLICE devices poll at the period's start as before.
     """
-    count = min(-(-len(names) // SLICE), max(1, int(period / MIN_SLICE_GAP)))
-    size = -(-len(names) // count)  # ceil: the last slice may be smaller
-    return [
-        (round(k * period / count, 6), names[k * size : (k + 1) * size])
-        for k in range(count)
-        if names[k * size : (k + 1) * size]
-    ]
+    total = len(names)
+    count = min(-(-total // SLICE), max(1, int(period / MIN_SLICE_GAP)))
+    cut = [k * total // count for k in range(count + 1)]  # sizes differ by one at most
+    return [(round(k * period / count, 6), names[cut[k] : cut[k + 1]]) for k in range(count)]
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:

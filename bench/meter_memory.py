@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -103,8 +104,10 @@ def _per_meter(trace_low: str, trace_high: str, meters: int, top: int) -> None:
     print(f"tracemalloc: {total / meters:.0f} B a further meter; largest by traceback:")
     for stat in stats[:top]:
         frames = [f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback)]
-        print(f"  {stat.size_diff / meters:8.0f} B {stat.count_diff / meters:6.1f} blocks  "
-              + " < ".join(frames[:7]))  # fmt: skip  (innermost frame first)
+        print(
+            f"  {stat.size_diff / meters:8.0f} B {stat.count_diff / meters:6.1f} blocks  "
+            + " < ".join(frames[:7])
+        )  # fmt: skip  (innermost frame first)
 
 
 def main() -> None:
@@ -133,17 +136,16 @@ def main() -> None:
 
 
 def _differences(sizes: list[int], results: dict, trace: int, top: int) -> None:
-    if True:
-        for low, high in zip(sizes, sizes[1:], strict=False):
-            a, b, n = results[low], results[high], high - low
-            print(
-                f"{low} -> {high} meters, per further meter: "
-                f"{(b['blocks_low'] - a['blocks_low']) / n:.1f} blocks between polls, "
-                f"{(b['blocks_high'] - a['blocks_high']) / n:.1f} at the peak, "
-                f"RSS {1024 * (b['rss_high'] - a['rss_high']) / n:.1f} KiB"
-            )
-            if trace:
-                _per_meter(a["trace"], b["trace"], n, top)
+    for low, high in itertools.pairwise(sizes):
+        a, b, n = results[low], results[high], high - low
+        print(
+            f"{low} -> {high} meters, per further meter: "
+            f"{(b['blocks_low'] - a['blocks_low']) / n:.1f} blocks between polls, "
+            f"{(b['blocks_high'] - a['blocks_high']) / n:.1f} at the peak, "
+            f"RSS {1024 * (b['rss_high'] - a['rss_high']) / n:.1f} KiB"
+        )
+        if trace:
+            _per_meter(a["trace"], b["trace"], n, top)
 
 
 if __name__ == "__main__":

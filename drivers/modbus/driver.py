@@ -67,6 +67,8 @@ EXCEPTION_NAMES = {
 class ModbusDriver:
     """One device on a link (its own for TCP, its port's for RTU)."""
 
+    __slots__ = ("_point_count", "device", "link", "requests", "timeout", "unit")  # a meter each
+
     def __init__(
         self, name: str, points: list[ModbusPoint], link: Link, unit: int, timeout: float,
         max_gap: int,

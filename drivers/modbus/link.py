@@ -72,6 +72,11 @@ class QuietDecoder(DecodePDU):
         return pdu
 
 
+DECODER = QuietDecoder(
+    False
+)  # holds no state but its tables: one for every client (0.1 KB a meter)
+
+
 class _Answered:
     """Stands in for a TCP or RTU link's last request future once its reply is taken.
 
@@ -94,10 +99,11 @@ ANSWERED = _Answered()
 
 
 class Link:
+    # a link a meter: no __dict__, 0.2 KB a meter less
     __slots__ = (
-        "client", "where", "port", "rtu", "heard", "_late", "_stale", "_backoff_max",
-        "_reconnecting", "_connecting", "users", "why_down",
-    )  # fmt: skip  (a link a meter: no __dict__, 0.2 KB less a meter)
+        "_backoff_max", "_connecting", "_late", "_reconnecting", "_stale", "client", "heard",
+        "port", "rtu", "users", "where", "why_down",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -256,9 +262,13 @@ def tcp_link(link: ModbusTcp, name: str) -> Link:
         name=name,
     )
     if rtu:
-        client.ctx.framer = ResyncingRtuFramer(QuietDecoder(False))
+        client.ctx.framer = ResyncingRtuFramer(DECODER)
     else:
-        client.ctx.framer.decoder = QuietDecoder(False)
+        client.ctx.framer.decoder = DECODER
+    # The client's settings were deep-copied into its transaction manager (pymodbus
+    # transport.py `ModbusProtocol.__init__`), which is all an async client reads
+    # after it is made: one copy kept, not two (0.3 KB a meter, tracemalloc).
+    client.comm_params = client.ctx.comm_params
     where = f"{link.host}:{link.port}" + (" (RTU over TCP)" if rtu else "")
     return Link(client, where, max(30.0, link.timeout), rtu=rtu)
 
@@ -278,7 +288,7 @@ def serial_link(link: ModbusRtu) -> Link:
             reconnect_delay=0,
             name=link.port,
         )
-        client.ctx.framer = ResyncingRtuFramer(QuietDecoder(False))
+        client.ctx.framer = ResyncingRtuFramer(DECODER)
         settings = f"{link.baudrate} 8{link.parity}{link.stopbits}"
         made = Link(client, f"{link.port} @{settings}", port=link.port, rtu=True)
         made.why_down = lambda: why_unopened(link.port, link.baudrate, settings)
