@@ -7,6 +7,7 @@ each request reaches them: each meter is read once a period, at its own offset.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_every_device_is_in_one_slice_and_slices_are_spread_over_the_period(
     offsets = [offset for offset, _ in sliced]
     assert offsets[0] == 0.0
     assert all(0.0 <= offset < period for offset in offsets)
-    gaps = [b - a for a, b in zip(offsets, offsets[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
     assert all(gap >= MIN_SLICE_GAP - 1e-6 for gap in gaps)  # at most 20 wake-ups a second
     assert all(gap == pytest.approx(period / len(sliced), abs=1e-6) for gap in gaps)
     sizes = [len(chunk) for _, chunk in sliced]
@@ -88,7 +89,7 @@ async def test_each_device_is_polled_once_a_period_at_its_own_offset(
     names = [device.name for device in agent.loaded.config.devices]
     polls = {name: sorted(set(served[name])) for name in names}  # a poll's requests: one instant
     for name in names:
-        gaps = [b - a for a, b in zip(polls[name], polls[name][1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(polls[name])]
         assert len(polls[name]) >= 11, name
         assert gaps == pytest.approx([PERIOD] * len(gaps), abs=1e-3), name  # once a period
     offsets = [round((polls[name][-1] - polls[names[0]][-1]) % PERIOD, 4) for name in names]
