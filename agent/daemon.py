@@ -35,6 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from agent import actions, lifecycle, logs, rules, systemd, uplinks
 from agent.health import OFFLINE_KEY, Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
+from agent.phases import phases
 from agent.pipeline import Pipeline, derive
 from buffer import AsyncStore
 from cloud_sync.base import Destination, SendsLive
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # polls are aligned to whole periods since then
 SYNCED_KEEP = 7 * 86400.0  # synced records stay this long for `status` and audits
 STOP_DEADLINE = 10.0
-SLICE = 250  # devices whose polls start together (`phases`)
-MIN_SLICE_GAP = 0.1  # s: at most 10 slices a second
 FIRST_REPORT = 5.0  # s after start: the first polls are done, `status` has something to show
 
 
@@ -313,10 +312,8 @@ class Agent:
     def schedule(self, config: Config) -> None:
         """(Re)create the poll and sync jobs for `config`, and watch them for the watchdog.
 
-        One job per slice of a polling period (`phases`), not per device: 1,000
-        meters at 1 s cost the scheduler 20 wake-ups a second; each device still
-        polls in its own task.
-        """
+        One job per slice of a period (agent/phases.py), not per device; each device
+        still polls in its own task."""
         now = time.monotonic()
         for job in self.scheduler.get_jobs():
             if job.id.startswith(("poll every ", "deliver to ", "live to ")):
@@ -329,15 +326,12 @@ class Agent:
         for period, names in by_period.items():
             for offset, chunk in phases(period, names):
                 job = f"poll every {period:g}s" + (f" at +{offset:g}s" if offset else "")
+                start = _EPOCH + timedelta(seconds=offset)
+                trigger = IntervalTrigger(seconds=period, start_date=start)
                 self.scheduler.add_job(
-                    self._poll_all,
-                    IntervalTrigger(seconds=period, start_date=_EPOCH + timedelta(seconds=offset)),
-                    args=[period, chunk],
-                    id=job,
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=max(1, int(period)),
-                )
+                    self._poll_all, trigger, args=[period, chunk], id=job, max_instances=1,
+                    coalesce=True, misfire_grace_time=max(1, int(period)),
+                )  # fmt: skip
                 self.progress.expect(job, 3 * period + 10, now)
         for name, destination in self.destinations.items():
             job = f"deliver to {name}"
@@ -404,31 +398,6 @@ class Agent:
         b = self.backlog
         backlog = f", backlog {b['intervals'] + b['events']}" if b else ""
         return f"polling {len(self.drivers)} devices{backlog}" + uplinks.summary(self.destinations)
-
-
-def phases(period: float, names: list[str]) -> list[tuple[float, list[str]]]:
-    """The devices of one polling period in slices, each with its offset into the period.
-
-    Polls started at one instant all hold their task, request, reply and readings at
-    once: at 1,000 meters about 40 objects a meter, 3.4 KiB of RSS a meter (the
-    peak stays in pymalloc's pools; bench/meter_memory.py). Slices of at most
-    SLICE devices, evenly spread over the period (but no closer than
-    MIN_SLICE_GAP), keep that to one slice's polls at a time and spread the
-    seconds where intervals close, too. A device's slice comes from its name's
-    place among the period's names, sorted: the devices of one slice then have
-    their counter rows side by side in the buffer, so the commit of a slice's
-    closes rewrites a few of the counters table's pages, not most of them
-    (in config order, at 1,000 meters, the close cost 7.1 bytes written a
-    value instead of 1.8, bench/scale.py). That place is stable while the
-    names are; a reload that adds or removes devices may move a device once by
-    less than a period (a turn a little early or late, never lost). Up to SLICE
-    devices poll at the period's start as before.
-    """
-    names = sorted(names)
-    total = len(names)
-    count = min(-(-total // SLICE), max(1, int(period / MIN_SLICE_GAP)))
-    cut = [k * total // count for k in range(count + 1)]  # sizes differ by one at most
-    return [(round(k * period / count, 6), names[cut[k] : cut[k + 1]]) for k in range(count)]
 
 
 def _open_buffer(loaded: LoadedConfig) -> AsyncStore:

@@ -1,4 +1,4 @@
-"""A period's polls in slices spread over the period (agent/daemon.py `phases`, issue 16).
+"""A period's polls in slices spread over the period (agent/phases.py, issue 16).
 
 The slicing itself is arithmetic (hypothesis); the agent test runs under time travel
 (tests/fixtures/clock.py) against the demo's simulated meters, which note the instant
@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import daemon
-from agent.daemon import MIN_SLICE_GAP, SLICE, Agent, phases
+from agent import phases as phasing
+from agent.daemon import Agent
 from agent.demo import demo_config, demo_meters
+from agent.phases import MIN_SLICE_GAP, SLICE, phases
 from config.loader import load_config
 from drivers.modbus.simulator import MeterServer
 from tests.fixtures.clock import Clock, ManualScheduler
@@ -67,8 +68,8 @@ async def test_each_device_is_polled_once_a_period_at_its_own_offset(
 ) -> None:
     """Three meters, one a slice: read at 0, 1/3 and 2/3 of each 250 ms period in the order
     of their names, once a period, through the seconds where 2 s intervals close."""
-    monkeypatch.setattr(daemon, "SLICE", 1)  # a slice a meter, up to 5 a period:
-    monkeypatch.setattr(daemon, "MIN_SLICE_GAP", 0.05)
+    monkeypatch.setattr(phasing, "SLICE", 1)  # a slice a meter, up to 5 a period:
+    monkeypatch.setattr(phasing, "MIN_SLICE_GAP", 0.05)
     meters = demo_meters()
     served: dict[str, list[float]] = {name: [] for name in meters}
     for name, meter in meters.items():
