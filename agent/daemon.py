@@ -35,6 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from agent import actions, lifecycle, logs, rules, systemd, uplinks
 from agent.health import OFFLINE_KEY, Health
 from agent.lifecycle import SNAPSHOT_EVERY, Progress, snapshot_path, write_snapshot
+from agent.phases import phases
 from agent.pipeline import Pipeline, derive
 from buffer import AsyncStore
 from cloud_sync.base import Destination, SendsLive
@@ -311,9 +312,8 @@ class Agent:
     def schedule(self, config: Config) -> None:
         """(Re)create the poll and sync jobs for `config`, and watch them for the watchdog.
 
-        One job per polling period, not per device: 200 meters at 1 s cost the
-        scheduler one wake-up a second; each device still polls in its own task.
-        """
+        One job per slice of a period (agent/phases.py), not per device; each device
+        still polls in its own task."""
         now = time.monotonic()
         for job in self.scheduler.get_jobs():
             if job.id.startswith(("poll every ", "deliver to ", "live to ")):
@@ -324,17 +324,15 @@ class Agent:
             if device.name in self.drivers:
                 by_period.setdefault(device.poll, []).append(device.name)
         for period, names in by_period.items():
-            job = f"poll every {period:g}s"
-            self.scheduler.add_job(
-                self._poll_all,
-                IntervalTrigger(seconds=period, start_date=_EPOCH),
-                args=[period, names],
-                id=job,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(period)),
-            )
-            self.progress.expect(job, 3 * period + 10, now)
+            for offset, chunk in phases(period, names):
+                job = f"poll every {period:g}s" + (f" at +{offset:g}s" if offset else "")
+                start = _EPOCH + timedelta(seconds=offset)
+                trigger = IntervalTrigger(seconds=period, start_date=start)
+                self.scheduler.add_job(
+                    self._poll_all, trigger, args=[period, chunk], id=job, max_instances=1,
+                    coalesce=True, misfire_grace_time=max(1, int(period)),
+                )  # fmt: skip
+                self.progress.expect(job, 3 * period + 10, now)
         for name, destination in self.destinations.items():
             job = f"deliver to {name}"
             self.scheduler.add_job(

@@ -67,6 +67,8 @@ EXCEPTION_NAMES = {
 class ModbusDriver:
     """One device on a link (its own for TCP, its port's for RTU)."""
 
+    __slots__ = ("_point_count", "device", "link", "requests", "timeout", "unit")  # a meter each
+
     def __init__(
         self, name: str, points: list[ModbusPoint], link: Link, unit: int, timeout: float,
         max_gap: int,
@@ -81,7 +83,7 @@ class ModbusDriver:
     @property
     def late_replies(self) -> int:
         """Replies to this meter that came after their request was given up, thrown away."""
-        return self.link.late[self.unit]
+        return self.link.late_from(self.unit)
 
     def describe(self) -> str:
         registers = sum(r.count for r in self.requests)
@@ -225,6 +227,7 @@ class ModbusDriver:
             raise Disconnected(f"{self._where(what)}: {exc}") from exc
         except ModbusException as exc:
             raise BadReply(f"{self._where(what)}: {exc}") from exc
+        self.link.taken()
         asked = client.ctx.request_transaction_id
         if not self.link.rtu and reply.transaction_id != asked:
             # pymodbus lets a reply with transaction id 0 answer any request (framer/base.py)

@@ -25,6 +25,8 @@ GUARD = 0.02  # seconds of silence after each transaction
 
 
 class ModbusRtuDriver(ModbusDriver):
+    __slots__ = ("_guard", "_line", "_lock")
+
     def __init__(self, device: ModbusRtuDevice) -> None:
         link = device.modbus_rtu
         self._line = link

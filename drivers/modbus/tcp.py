@@ -8,6 +8,8 @@ from drivers.modbus.settings import ModbusTcpDevice
 
 
 class ModbusTcpDriver(ModbusDriver):
+    __slots__ = ()
+
     def __init__(self, device: ModbusTcpDevice) -> None:
         link = device.modbus_tcp
         tcp = tcp_link(link, device.name)

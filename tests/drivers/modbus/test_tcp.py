@@ -441,3 +441,39 @@ async def test_a_reply_with_another_transaction_id_is_refused() -> None:
         await driver.close()
     assert readings and all(r.quality is Quality.BAD and r.value is None for r in readings)
     assert "reply with transaction id 0, not 1" in (readings[0].reason or "")
+
+
+async def test_a_taken_reply_is_let_go_and_a_duplicate_after_it_is_still_thrown_away() -> None:
+    """Once a reply is taken the link keeps nothing of it until the next request (issue 16:
+    0.7 KB a meter); a second copy of that reply, arriving while nothing waits, is thrown
+    away and counted as a late reply exactly as before, and the next poll reads afresh."""
+
+    async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        while request := await reader.read(12):
+            tid, _, _, unit, function, _, count = struct.unpack(">HHHBBHH", request[:12])
+            served += 1
+            data = b"".join(struct.pack(">H", served) for _ in range(count))
+            reply = struct.pack(">HHHBBB", tid, 0, 3 + len(data), unit, function, len(data))
+            writer.write(reply + data)
+            await writer.drain()
+            await asyncio.sleep(0.05)  # the copy comes after the reply was taken
+            writer.write(reply + data)
+            await writer.drain()
+
+    counter = [ModbusPoint(name="n", address=0, function="holding", type="uint16")]
+    async with raw_server(twice) as port:
+        driver = ModbusTcpDriver(device(port, points=counter))
+        try:
+            [first] = await driver.read()
+            ctx = driver.link.client.ctx
+            kept = (ctx.last_pdu, ctx.response_future.done(), driver.link.heard)
+            await asyncio.sleep(0.2)  # the copy arrives while nothing waits
+            late = driver.late_replies
+            [second] = await driver.read()
+        finally:
+            await driver.close()
+    assert kept == (None, True, b"")
+    assert not isinstance(ctx.response_future, asyncio.Future)  # the stand-in: no result kept
+    assert late == 1
+    assert (first.value, second.value) == (1.0, 2.0) and first.good and second.good
