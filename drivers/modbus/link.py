@@ -72,9 +72,8 @@ class QuietDecoder(DecodePDU):
         return pdu
 
 
-DECODER = QuietDecoder(
-    False
-)  # holds no state but its tables: one for every client (0.1 KB a meter)
+# holds no state but its tables: one for every client (0.1 KB a meter)
+DECODER = QuietDecoder(False)
 
 
 class _Answered:
