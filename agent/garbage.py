@@ -28,23 +28,15 @@ Reference cycles are still collected; only less often.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-from collections.abc import Iterator
+
+from config.loader import collector_paused
 
 THRESHOLDS = (5000, 50, 10)  # young, middle, old (CPython's defaults: 700, 10, 10)
 
 
-@contextlib.contextmanager
-def held() -> Iterator[None]:
-    """No cyclic collection within (start-up); as it was after."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+held = collector_paused
+"""No cyclic collection within (start-up): the loader's pause, as it was after."""
 
 
 def settle() -> None:
