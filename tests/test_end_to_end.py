@@ -57,9 +57,10 @@ def test_demo_interval_must_divide_a_minute(text: str, capsys) -> None:
 
 @pytest.mark.slow
 def test_demo_stops_cleanly_on_ctrl_c() -> None:
-    """Ctrl-C (SIGINT) ends the demo with exit 0 and its summary, leaving nothing running."""
+    """Ctrl-C (SIGINT) ends the demo with exit 0 and its summary, leaving nothing running
+    (2-second intervals: the first table comes after 1 s, not 5 s)."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "agent", "demo"],
+        [sys.executable, "-m", "agent", "demo", "--interval", "2s"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
