@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import logs
+from agent.demo_command import demo_arguments
 from agent.logs import priority
 from agent.receiver_command import cmd_receiver, receiver_arguments, receiver_missing
 from config.loader import LoadedConfig, load_config, load_config_apart
 from config.schema import config_json_schema
-from config.units import parse_duration
 from domain.errors import ConfigInvalid, EdgeAgentError, InitError, Problem
 from drivers.registry import PROTOCOLS
 
@@ -266,20 +266,6 @@ def _numbers(text: str) -> list[int]:
     return out
 
 
-def _demo_interval(text: str) -> float:
-    """`demo --interval`: whole seconds dividing a minute and below it, as
-    emissions.intervals allows beside the demo's 1m (config/checks/_sections.py)."""
-    try:
-        seconds = parse_duration(text)
-    except ValueError:
-        seconds = 0.0
-    if seconds != int(seconds) or not 1 <= seconds < 60 or 60 % seconds:
-        raise argparse.ArgumentTypeError(
-            f"must be whole seconds dividing a minute, 1s to 30s, like 2s (got {text!r})"
-        )
-    return seconds
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     logs.setup(args.verbose, quiet=True)
     try:
@@ -290,8 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise
         return missing
 
-    run = demo(duration=args.duration, as_json=args.json, keep=args.keep, interval=args.interval)
-    return asyncio.run(run)
+    return asyncio.run(demo(args.duration, args.json, args.keep, args.interval))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -400,13 +385,7 @@ def parser() -> argparse.ArgumentParser:
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
-    p.add_argument("--json", action="store_true", help="end with one JSON line of totals")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument(
-        "--interval", type=_demo_interval, default=10.0, metavar="D",
-        help="the short interval, e.g. 2s (default 10s); polls, syncs and tables scale with it",
-    )  # fmt: skip
+    demo_arguments(p)
     p = command("receiver", cmd_receiver, "the reference central endpoint", config=False)
     receiver_arguments(p)
     return top
