@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import logs
+from agent.demo_command import demo_arguments
 from agent.logs import priority
 from agent.receiver_command import cmd_receiver, receiver_arguments, receiver_missing
 from config.loader import LoadedConfig, load_config, load_config_apart
@@ -275,7 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise
         return missing
 
-    return asyncio.run(demo(duration=args.duration, as_json=args.json, keep=args.keep))
+    return asyncio.run(demo(args.duration, args.json, args.keep, args.interval))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -384,9 +385,7 @@ def parser() -> argparse.ArgumentParser:
     p = command("status", cmd_status, "devices, backlog and last sync, from the buffer")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p = command("demo", cmd_demo, "the whole data path with simulated meters", config=False)
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S s")
-    p.add_argument("--json", action="store_true", help="end with one JSON line of totals")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    demo_arguments(p)
     p = command("receiver", cmd_receiver, "the reference central endpoint", config=False)
     receiver_arguments(p)
     return top

@@ -26,12 +26,12 @@ import httpx
 
 from agent.daemon import Agent
 from config.loader import load_config, load_profile
+from config.units import format_duration
 from drivers.modbus.settings import ModbusPoint
 from drivers.modbus.simulator import LoadCurve, MeterServer, SimulatedMeter
 from receiver import Receiver
 
-INTERVAL = 10.0
-TABLE_EVERY = 5.0
+INTERVAL = 10.0  # s: the demo's short interval; polls run 10 times, syncs and tables twice in it
 
 # name, unit id, load curve (base kW, swing kW, period s, phase), register map
 _METERS = [
@@ -165,12 +165,13 @@ def energy_check(
     }
 
 
-def _table(agent: Agent, backlog: dict, stored: list[dict]) -> str:
+def _table(agent: Agent, backlog: dict, stored: list[dict], interval: float) -> str:
     co2: dict[str, float] = {}
     for i in stored:
-        if _length(i) == INTERVAL:
+        if _length(i) == interval:
             co2[i["device"]] = co2.get(i["device"], 0.0) + i["co2_kg"]
-    lines = [f"{'device':<14}{'kW':>9}{'kWh this 10s':>15}{'CO2 kg sent':>13}{'quality':>9}"]
+    heading = f"kWh this {format_duration(interval)}"
+    lines = [f"{'device':<14}{'kW':>9}{heading:>15}{'CO2 kg sent':>13}{'quality':>9}"]
     for name, _, _, _ in _METERS:
         latest = agent.pipeline.latest.get(name)
         power = latest.get("power_kw") if latest is not None else None
@@ -188,7 +189,14 @@ def _table(agent: Agent, backlog: dict, stored: list[dict]) -> str:
     return "\n".join(lines)
 
 
-async def demo(duration: float | None = None, as_json: bool = False, keep: bool = False) -> int:
+async def demo(
+    duration: float | None = None,
+    as_json: bool = False,
+    keep: bool = False,
+    interval: float = INTERVAL,
+) -> int:
+    """Run until Ctrl-C or `duration` s. A shorter `interval` scales the polls, syncs and
+    tables with it, so a test sees the whole data path in a few seconds."""
     workdir = Path(tempfile.mkdtemp(prefix="edge-agent-demo-"))
     token = secrets.token_urlsafe(24)
     (workdir / "sync-token").write_text(token + "\n")
@@ -205,14 +213,16 @@ async def demo(duration: float | None = None, as_json: bool = False, keep: bool 
         receiver.start()
         await server.start()
         config_path = workdir / "agent.yaml"
-        config_path.write_text(demo_config(server.port, receiver.url, workdir))
+        cadence = {"poll": format_duration(interval / 10), "every": format_duration(interval / 2)}
+        text = demo_config(server.port, receiver.url, workdir, interval=interval, **cadence)
+        config_path.write_text(text)
         agent = Agent(load_config(config_path, require_env=True))
         await agent.start()
         print(f"demo in {workdir}: meters on 127.0.0.1:{server.port}, receiver on "
               f"{receiver.url}; Ctrl-C to stop", file=out)  # fmt: skip
         started = time.monotonic()
         while not stop.is_set():
-            left = TABLE_EVERY
+            left = interval / 2
             if duration is not None:
                 left = min(left, duration - (time.monotonic() - started))
                 if left <= 0:
@@ -220,20 +230,21 @@ async def demo(duration: float | None = None, as_json: bool = False, keep: bool 
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=left)
             stored = await delivered(receiver.url, token)
-            print(_table(agent, await agent.store.backlog(), stored) + "\n", file=out, flush=True)
+            table = _table(agent, await agent.store.backlog(), stored, interval)
+            print(table + "\n", file=out, flush=True)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if agent is not None:
             await agent.stop()  # persists the interval in progress, last sync
         await server.stop()
-    totals = energy_check(await delivered(receiver.url, token), meters)
+    totals = energy_check(await delivered(receiver.url, token), meters, interval)
     receiver.stop()
     if as_json:
         print(json.dumps(totals))
     else:
         print(
-            f"delivered {totals['intervals_delivered']} intervals of {int(INTERVAL)}s: "
+            f"delivered {totals['intervals_delivered']} intervals of {int(interval)}s: "
             f"{totals['energy_delivered_kwh']:.3f} kWh; the meters advanced "
             f"{totals['energy_metered_kwh']:.3f} kWh "
             f"(difference {totals['difference_kwh']:+.4f} kWh; registers step "

@@ -135,9 +135,14 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
 ) -> None:
     """kill -9 at 20 random moments (start-up, polls, commits, sends) with a receiver that
     fails 30% of POSTs: the receiver ends with exactly the intervals the agent computed,
-    none twice, each device's in time order, and the energy the meters advanced."""
+    none twice, each device's in time order, and the energy the meters advanced.
+
+    1-second intervals, polls every 100 ms and syncs every 200 ms put a commit and a few
+    sends in every second, so waits of 0.3-1.3 s (start-up takes 0.6-1 s) land in
+    start-up, polls, commits and sends as densely as longer waits did at a slower pace."""
+    interval = 1
     meters, server, receiver, config = await start_plant(
-        tmp_path, TOKEN, interval=INTERVAL, poll="250ms", every="500ms", fail_rate=0.3
+        tmp_path, TOKEN, interval=interval, poll="100ms", every="200ms", fail_rate=0.3
     )
     central = tmp_path / "central.db"
     log = tmp_path / "agent.log"
@@ -146,7 +151,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
     kills = 0
     try:
         for _ in range(20):
-            await asyncio.sleep(rng.uniform(0.3, 2.2))  # some land in start-up, some mid-send
+            await asyncio.sleep(rng.uniform(0.3, 1.3))  # some land in start-up, some mid-send
             agent.send_signal(signal.SIGKILL)
             assert await agent.wait() == -signal.SIGKILL
             kills += 1
@@ -159,7 +164,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
             keys, unsent = _computed(tmp_path / "buffer.db")
             return unsent == 0 and len(keys) >= 3 * 6
 
-        await asyncio.sleep(INTERVAL + 0.5)  # at least one boundary after the last restart
+        await asyncio.sleep(interval + 0.5)  # at least one boundary after the last restart
         await wait_for_async(drained, 40)
         agent.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(agent.wait(), 20) == 0
@@ -184,7 +189,7 @@ async def test_twenty_sigkills_while_the_platform_fails_lose_nothing_and_double_
         {"device": d, "start": _iso(s), "end": _iso(e), "quantity": q, "co2_kg": 0.0}
         for d, s, e, q in rows
     ]
-    check = energy_check(stored, meters, INTERVAL)
+    check = energy_check(stored, meters, interval)
     for name, device in check["devices"].items():
         assert device["intervals"] >= 6, name
         assert device["delivered_kwh"] == pytest.approx(

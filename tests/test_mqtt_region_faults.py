@@ -8,7 +8,7 @@ is stopped and started twice by its PID, and one receiver is killed with SIGKILL
 it is storing a batch it has not acknowledged, then started again under its client
 id. In the end the database holds exactly the intervals the agent computed, and the
 energy each meter's counter advanced. A process cannot be time-travelled: real time,
-2 s intervals, marked slow.
+1 s intervals, marked slow.
 
 The agent runs with `require_subscriber: true`: mosquitto comes back from a restart
 without the receivers' shared subscription until they subscribe again, and answers
@@ -51,7 +51,7 @@ from tests.fixtures.region import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 GATEWAY = "demo-gw1"
-INTERVAL = 2
+INTERVAL = 1
 DESTINATION = "region"
 IN_START_UP = (2, 6, 9)
 """The rounds whose kill lands at a random moment after the start; the others wait until
