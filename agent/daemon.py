@@ -193,7 +193,7 @@ class Agent:
             self._polled(name, task)  # at 3,000 meters a minute's close outlasts the second
             await self.commit(name, work)
         finally:
-            self._inflight.discard(task)  # type: ignore[arg-type]
+            self._inflight.discard(task)
             self._polled(name, task)
 
     def start_actions(self) -> None:
