@@ -70,27 +70,26 @@ class Latest(Mapping[str, Reading]):
         slots, units, times, numbers = (
             self.layout.slots, self.layout.units, self.times, self.numbers
         )  # fmt: skip
-        mine, odd = self.device, self.odd  # locals: 20 readings a poll, 200 polls a second
         for reading in readings:
             device, point, ts, value, unit, quality, reason = reading  # faster than 6 lookups
             i = slots.get(point)
             if (
                 i is not None
+                and device == self.device
                 and type(value) is float
+                and value == value  # not NaN: NaN marks an empty slot
                 and quality is GOOD
                 and reason is None
-                and device == mine
                 and unit == units[i]
-                and value == value  # not NaN: NaN marks an empty slot
             ):
                 times[i] = ts
                 numbers[i] = value
-                if odd is not None:  # a point back to normal: its odd reading goes
-                    odd.pop(point, None)
+                if self.odd is not None:  # a point back to normal: its odd reading goes
+                    self.odd.pop(point, None)
                 continue
-            if odd is None:
-                odd = self.odd = {}
-            odd[point] = reading
+            if self.odd is None:
+                self.odd = {}
+            self.odd[point] = reading
             if i is not None:
                 times[i] = _UNSET
 
