@@ -164,35 +164,37 @@ class Agent:
             task = asyncio.create_task(self._poll(name, period), name=f"poll {name}")
             self.polling[name] = task
             self._inflight.add(task)  # a stop lets it finish (`_tracked` without a generator)
-            task.add_done_callback(functools.partial(self._poll_ended, name))
-
-    def _poll_ended(self, name: str, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._polled(name, task)
 
     def _polled(self, name: str, task: asyncio.Task[None] | None) -> None:
         if self.polling.get(name) is (task or asyncio.current_task()):  # not a later turn's
             del self.polling[name]
 
     async def _poll(self, name: str, period: float) -> None:
-        if self.health.resting(name):
-            return  # an offline device is polled at its backed-off pace, not every turn
+        """One device's turn. Its task leaves `polling` and `_inflight` in `finally`, not a
+        done callback: one loop callback a poll fewer (0.5 us); poll tasks are never cut."""
+        task = asyncio.current_task()
         try:
-            driver = self.drivers[name]
-            # a subscription's counter changes since the last poll, then the poll itself
-            feed = self.feeds.get(name)
-            changes = feed.drain_changes() if feed is not None else []
-            readings = await driver.read()
-            self.health.note(name, readings, period)
-            readings = changes + readings
-            work = self.pipeline.ingest(name, readings)
-            self.health.take_events(name, work)
-            self.start_actions()
-        except Exception:  # a bug must not stop this device's polls forever
-            log.exception("%s: poll failed", name)
-            return
-        self._polled(name, None)  # at 3,000 meters a minute's close outlasts the second
-        await self.commit(name, work)
+            if self.health.resting(name):
+                return  # an offline device is polled at its backed-off pace, not every turn
+            try:
+                driver = self.drivers[name]
+                # a subscription's counter changes since the last poll, then the poll itself
+                feed = self.feeds.get(name)
+                changes = feed.drain_changes() if feed is not None else []
+                readings = await driver.read()
+                self.health.note(name, readings, period)
+                readings = changes + readings
+                work = self.pipeline.ingest(name, readings)
+                self.health.take_events(name, work)
+                self.start_actions()
+            except Exception:  # a bug must not stop this device's polls forever
+                log.exception("%s: poll failed", name)
+                return
+            self._polled(name, task)  # at 3,000 meters a minute's close outlasts the second
+            await self.commit(name, work)
+        finally:
+            self._inflight.discard(task)
+            self._polled(name, task)
 
     def start_actions(self) -> None:
         """Rule actions run beside the polls: a slow or dead output never delays a meter."""

@@ -100,6 +100,18 @@ def spread(
     passes and intervals close, but nothing is added or counted as seen.
     `gap` marks the span as interpolated rather than measured.
     """
+    current = opened.get(length)
+    if current is not None and t0 < t1 < current.end:
+        # the usual sample: the span ends inside the open interval, nothing closes. The
+        # same sums as the loop below, without its two `roll` calls a length: 0.9 us of
+        # the 4.2 us of `energy.advance` with two interval lengths (timeit, issue 16)
+        if delta is not None:
+            current.quantity += delta
+            if gap:
+                current.interpolated += t1 - t0
+            else:
+                current.measured += t1 - t0
+        return
     added = 0.0
     a = t0
     while a < t1:

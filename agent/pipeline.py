@@ -10,7 +10,7 @@ hands to the buffer, so everything one poll produced is written at once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -53,10 +53,10 @@ class Meter:
     spec: Counter
     rate: float | None = None  # a power or flow point: to the carrier's unit per hour
     density: Density | None = None  # a liquid fuel metered by volume (energy.density)
+    key: str = field(init=False)  # device/counter: its state's key, made once, not per poll
 
-    @property
-    def key(self) -> str:
-        return f"{self.device}/{self.counter}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.device}/{self.counter}")
 
 
 def _rounded(value: float | None) -> float | None:
@@ -278,7 +278,9 @@ class Pipeline:
             self._clock_unset = True
             return
         self._clock_unset = False
-        state = self.states.setdefault(meter.key, CounterState())
+        state = self.states.get(meter.key)
+        if state is None:  # not setdefault: that builds a CounterState every poll (0.9 us)
+            state = self.states[meter.key] = CounterState()
         if meter.rate is not None:
             first = state.last is None
             step = integrate(state, Sample(reading.ts, reading.value * meter.rate), meter.spec)
