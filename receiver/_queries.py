@@ -15,6 +15,7 @@ narrowed by gateway, device, kind, severity and time.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -134,16 +135,23 @@ def with_gateway(rows: Iterable[tuple[str, str]]) -> list[str]:
     return ['{"gateway":' + json.dumps(gateway) + "," + record[1:] for gateway, record in rows]
 
 
-class StoreReads:
+class StoreReads(ABC):
     """GET /api/v1/intervals, /api/v1/events and the summary's totals, for either store."""
 
     _MARK = "?"  # the parameter mark of the store's driver
 
+    @abstractmethod
     def _read(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """The whole answer of one query."""
 
+    @abstractmethod
     def _rows(self, sql: str, parameters: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-        raise NotImplementedError
+        """The answer of one query row by row, for answers too long to hold at once."""
+
+    def _page(self, sql: str, parameters: list[str | float], limit: int) -> tuple[list[str], bool]:
+        """Up to `limit` records with their gateway, and whether there were more."""
+        rows = self._read(sql, [*parameters, limit + 1])
+        return with_gateway(rows[:limit]), len(rows) > limit
 
     def intervals(
         self,
@@ -157,8 +165,7 @@ class StoreReads:
         """Interval records as received (JSON text) with their `gateway`, and whether `limit`
         cut the list short."""
         sql, parameters = intervals_query(gateway, device, start_from, start_to, self._MARK)
-        rows = self._read(sql, [*parameters, limit + 1])
-        return with_gateway(rows[:limit]), len(rows) > limit
+        return self._page(sql, parameters, limit)
 
     def events(
         self,
@@ -176,8 +183,7 @@ class StoreReads:
         sql, parameters = events_query(
             gateway, device, kind, severity, start_from, start_to, self._MARK
         )
-        rows = self._read(sql, [*parameters, limit + 1])
-        return with_gateway(rows[:limit]), len(rows) > limit
+        return self._page(sql, parameters, limit)
 
     def totals(
         self, by: GroupBy, period: Period, dates: Sequence[tuple[str, str]] | None = None
